@@ -1,0 +1,37 @@
+# Developer entry points. `make test` is the one command that runs every test.
+GO ?= go
+
+.PHONY: build test test-short vet fmt fuzz bench schema
+
+build:
+	$(GO) build -o bin/runnel ./cmd/runnel
+
+# All tests. RUNNEL_TEST_ALL=1 makes suites that need outside tools (git, go,
+# later PostgreSQL and Docker) fail instead of skipping when a tool is missing;
+# .ci/run sets it.
+test:
+	$(GO) vet ./...
+	$(GO) test -race -count=1 ./...
+
+test-short:
+	$(GO) test -short ./...
+
+vet:
+	$(GO) vet ./...
+
+fmt:
+	gofmt -w $$(git ls-files '*.go')
+
+# Run each fuzz target for a while (the seed corpora run in every `make test`).
+FUZZTIME ?= 60s
+fuzz:
+	$(GO) test -run='^$$' -fuzz=FuzzParse -fuzztime=$(FUZZTIME) ./internal/spec/
+	$(GO) test -run='^$$' -fuzz=FuzzParseTemplate -fuzztime=$(FUZZTIME) ./internal/expr/
+	$(GO) test -run='^$$' -fuzz=FuzzParseCondition -fuzztime=$(FUZZTIME) ./internal/expr/
+	$(GO) test -run='^$$' -fuzz=FuzzSplitter -fuzztime=$(FUZZTIME) ./internal/logline/
+
+bench:
+	$(GO) run ./bench/exec
+
+schema:
+	$(GO) run ./cmd/runnel schema > docs/pipeline.schema.json

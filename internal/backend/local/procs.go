@@ -1,0 +1,174 @@
+package local
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"os"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+)
+
+// Why no PR_SET_CHILD_SUBREAPER: it is an attribute of the whole runnel
+// process, after which every orphaned descendant (of any backend, of git
+// invocations, …) becomes runnel's child and must be reaped. Reaping with
+// wait4(-1) would steal exit statuses from exec.Cmd.Wait calls in other
+// goroutines. The /proc scan below already finds processes that escaped the
+// process group, so the subreaper would buy nothing; and when runnel does end up
+// the parent of a job's orphans (as PID 1 of a container, or under someone
+// else's subreaper), killJobProcesses reaps exactly those, by PID.
+
+// proc identifies a process; start (clock ticks since boot) guards against PID
+// reuse between a scan and a later action on the PID.
+type proc struct {
+	pid, ppid int
+	start     uint64
+	zombie    bool
+}
+
+// pollInterval is how often killJobProcesses checks whether processes are gone.
+const pollInterval = 10 * time.Millisecond
+
+// killJobProcesses stops every process whose environment carries the marker
+// of the job directory dir: SIGTERM, up to destroyGrace for them to exit, then SIGKILL until none
+// is left. Processes that cleared their environment, or run as another user
+// whose environ we cannot read, are not found.
+func (b *Backend) killJobProcesses(dir string) error {
+	marker := []byte(markerVar + "=" + dir)
+	seen := map[int]proc{} // everything signalled, to reap those that are ours
+
+	live, err := b.scan(marker)
+	if err != nil {
+		return err
+	}
+	if len(live) == 0 {
+		return nil
+	}
+	b.log.Debug("stopping leftover job processes", "job", dir, "count", len(live))
+	signal := func(ps []proc, sig syscall.Signal) {
+		for _, p := range ps {
+			seen[p.pid] = p
+			if err := syscall.Kill(p.pid, sig); err != nil && !errors.Is(err, syscall.ESRCH) {
+				b.log.Warn("signal leftover job process failed", "job", dir, "pid", p.pid, "signal", sig, "err", err)
+			}
+		}
+	}
+
+	signal(live, syscall.SIGTERM)
+	deadline := time.Now().Add(destroyGrace)
+	for len(live) > 0 && time.Now().Before(deadline) {
+		time.Sleep(pollInterval)
+		b.reap(seen)
+		if live, err = b.scan(marker); err != nil {
+			return err
+		}
+		// Newcomers (forked by a dying parent) get the same SIGTERM first.
+		var fresh []proc
+		for _, p := range live {
+			if _, ok := seen[p.pid]; !ok {
+				fresh = append(fresh, p)
+			}
+		}
+		signal(fresh, syscall.SIGTERM)
+	}
+
+	// SIGKILL until nothing carries the marker; a bounded number of rounds,
+	// since a process of ours racing to fork could otherwise keep us here.
+	for round := 0; len(live) > 0 && round < 200; round++ {
+		signal(live, syscall.SIGKILL)
+		time.Sleep(pollInterval)
+		b.reap(seen)
+		if live, err = b.scan(marker); err != nil {
+			return err
+		}
+	}
+	b.reap(seen)
+	if len(live) > 0 {
+		return fmt.Errorf("%d processes of the job survived SIGKILL", len(live))
+	}
+	return nil
+}
+
+// reap collects the exit status of seen processes that are zombies and our
+// children: orphans of the job that were reparented to runnel. Only these PIDs
+// are waited for, so no other goroutine's child is touched.
+func (b *Backend) reap(seen map[int]proc) {
+	for pid, p := range seen {
+		now, err := readStat(pid)
+		if err != nil || now.start != p.start {
+			delete(seen, pid) // gone, or the PID now names another process
+			continue
+		}
+		if now.zombie && now.ppid == b.self {
+			var ws syscall.WaitStatus
+			_, _ = syscall.Wait4(pid, &ws, syscall.WNOHANG, nil)
+			delete(seen, pid)
+		}
+	}
+}
+
+// scan lists the live (non-zombie) processes whose initial environment contains
+// marker as a whole entry.
+func (b *Backend) scan(marker []byte) ([]proc, error) {
+	entries, err := os.ReadDir("/proc")
+	if err != nil {
+		return nil, fmt.Errorf("list processes: %w", err)
+	}
+	var found []proc
+	for _, e := range entries {
+		pid, err := strconv.Atoi(e.Name())
+		if err != nil || pid == b.self {
+			continue
+		}
+		env, err := os.ReadFile("/proc/" + e.Name() + "/environ")
+		if err != nil || !hasEntry(env, marker) {
+			continue // gone, not ours to read, or not of this job
+		}
+		p, err := readStat(pid)
+		if err != nil || p.zombie {
+			continue
+		}
+		found = append(found, p)
+	}
+	return found, nil
+}
+
+// hasEntry reports whether the NUL-separated environ block contains entry.
+func hasEntry(environ, entry []byte) bool {
+	for len(environ) > 0 {
+		var e []byte
+		e, environ, _ = bytes.Cut(environ, []byte{0})
+		if bytes.Equal(e, entry) {
+			return true
+		}
+	}
+	return false
+}
+
+// readStat reads a process's state, parent and start time from
+// /proc/<pid>/stat.
+func readStat(pid int) (proc, error) {
+	data, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
+	if err != nil {
+		return proc{}, err
+	}
+	// "pid (comm) state ppid …": comm may contain spaces and parentheses, so
+	// parse from the last ')'.
+	s := string(data)
+	i := strings.LastIndexByte(s, ')')
+	if i < 0 {
+		return proc{}, fmt.Errorf("parse /proc/%d/stat: no ')'", pid)
+	}
+	f := strings.Fields(s[i+1:])
+	if len(f) < 20 {
+		return proc{}, fmt.Errorf("parse /proc/%d/stat: %d fields", pid, len(f))
+	}
+	ppid, err1 := strconv.Atoi(f[1])
+	start, err2 := strconv.ParseUint(f[19], 10, 64)
+	if err := errors.Join(err1, err2); err != nil {
+		return proc{}, fmt.Errorf("parse /proc/%d/stat: %w", pid, err)
+	}
+	return proc{pid: pid, ppid: ppid, start: start, zombie: f[0] == "Z" || f[0] == "X"}, nil
+}

@@ -1,0 +1,492 @@
+package engine
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"hash/fnv"
+	"maps"
+	"regexp"
+	"slices"
+	"strconv"
+	"strings"
+	"sync/atomic"
+	"time"
+
+	"github.com/runnel-ci/runnel/internal/action"
+	"github.com/runnel-ci/runnel/internal/backend"
+	"github.com/runnel-ci/runnel/internal/expr"
+	"github.com/runnel-ci/runnel/internal/logline"
+	"github.com/runnel-ci/runnel/internal/plan"
+	"github.com/runnel-ci/runnel/internal/spec"
+)
+
+// Causes that tell a step's end apart; the backend only sees a done context.
+var (
+	errStepTimeout = errors.New("step timed out")
+	errJobTimeout  = errors.New("job timed out")
+	errCancelled   = errors.New("run cancelled")
+)
+
+// Actions resolves `uses` for the executor.
+type Actions interface {
+	Lookup(uses string) (action.Action, bool)
+}
+
+// Clock tells time; tests may replace it.
+type Clock interface{ Now() time.Time }
+
+type realClock struct{}
+
+func (realClock) Now() time.Time { return time.Now() }
+
+// Executor runs the steps of one job attempt on a backend.
+type Executor struct {
+	Backend backend.Backend
+	Actions Actions
+	Clock   Clock
+	// MaxLogLine bounds one log line (longer output is split); 0 → 64 KiB.
+	MaxLogLine int
+}
+
+// JobRequest is one job attempt to execute. It carries everything needed, so an
+// agent on another machine can execute it without the plan.
+type JobRequest struct {
+	// BackendID identifies the attempt to the backend ([A-Za-z0-9._-]).
+	BackendID string
+	Job       *plan.Job
+	// Env holds the job's contexts (see State.JobEnv); Env.Env is the pipeline env.
+	Env expr.Env
+	// ExtraEnv is added to every step's environment below the definition's env
+	// (e.g. `runnel exec --env`).
+	ExtraEnv map[string]string
+	// RepoURL is the pipeline source, exported as RUNNEL_REPO_URL.
+	RepoURL string
+	// Hard, when done, stops everything at once, including steps that run on
+	// cancellation (always()). nil means never.
+	Hard context.Context
+}
+
+// StepReport is a step's status change.
+type StepReport struct {
+	Index    int
+	Name     string
+	Status   StepStatus
+	ExitCode *int
+	Started  time.Time
+	Ended    time.Time
+	// Error explains a failure that is not the script's own exit code.
+	Error   string
+	Outputs map[string]string
+}
+
+// Log levels.
+const (
+	LevelInfo  = "info"  // the step's own output
+	LevelError = "error" // Runnel explaining a failure
+	LevelWarn  = "warn"
+)
+
+// JobReporter receives a job's progress. Calls for one job come from one
+// goroutine, in order.
+type JobReporter interface {
+	StepStatus(r StepReport)
+	StepLog(step int, t time.Time, level, line string)
+}
+
+// JobResult is the outcome of one attempt.
+type JobResult struct {
+	Status JobStatus
+	// AllowedFailure: a step failed but continueOnError let the job go on.
+	AllowedFailure bool
+	Outputs        map[string]string
+	Reason         string
+	Steps          []StepReport
+}
+
+// Execute runs one job attempt. ctx is the graceful cancellation signal: when it
+// is done, the running step is stopped and only steps whose condition runs on
+// cancellation (always(), cancelled()) still run. Execute always returns a result.
+func (x *Executor) Execute(ctx context.Context, req JobRequest, rep JobReporter) JobResult {
+	clock := x.Clock
+	if clock == nil {
+		clock = realClock{}
+	}
+	hard := req.Hard
+	if hard == nil {
+		hard = context.Background()
+	}
+	j := req.Job
+	jobCtx, cancelJob := context.WithTimeoutCause(hard, j.Timeout, errJobTimeout)
+	defer cancelJob()
+	var cancelled atomic.Bool
+	stopWatch := context.AfterFunc(ctx, func() { cancelled.Store(true) })
+	defer stopWatch()
+
+	steps := j.Spec.Steps
+	res := JobResult{Status: JobSuccess, Steps: make([]StepReport, len(steps))}
+	for i, st := range steps {
+		res.Steps[i] = StepReport{Index: i, Name: st.Name, Status: StepPending}
+	}
+	bj := &backend.Job{ID: req.BackendID, Name: j.Name, Image: j.Spec.Image}
+	env := req.Env
+	env.Steps = map[string]expr.StepResult{}
+
+	// Job env: pipeline env, then the job's own.
+	jobEnv := maps.Clone(req.Env.Env)
+	if jobEnv == nil {
+		jobEnv = map[string]string{}
+	}
+	failJob := func(msg string) JobResult {
+		res.Status, res.Reason = JobFailed, msg
+		for i := range res.Steps {
+			if !res.Steps[i].Status.Terminal() {
+				res.Steps[i].Status = StepSkipped
+				rep.StepStatus(res.Steps[i])
+			}
+		}
+		return res
+	}
+	{
+		tmp := env
+		tmp.Env = jobEnv
+		for _, k := range sortedKeys(j.Spec.Env) {
+			v, err := evalString(j.Spec.Env[k], &tmp)
+			if err != nil {
+				return failJob(fmt.Sprintf("env.%s: %v", k, err))
+			}
+			jobEnv[k] = v
+		}
+	}
+	env.Env = jobEnv
+
+	ws, err := x.Backend.SetupJob(jobCtx, bj)
+	defer func() {
+		cleanup, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
+		defer cancel()
+		_ = x.Backend.DestroyJob(cleanup, bj)
+	}()
+	if err != nil {
+		return failJob("setting up the job: " + err.Error())
+	}
+	_ = ws
+
+	jobFailed := false
+	allowed := false
+	timedOut := false
+	for i := range steps {
+		st := &steps[i]
+		sr := &res.Steps[i]
+		cond, err := expr.ParseCondition(st.If)
+		if err != nil {
+			x.fail(rep, sr, clock, "if: "+err.Error())
+			jobFailed = true
+			continue
+		}
+		isCancelled := cancelled.Load() || hard.Err() != nil
+		if timedOut || jobCtx.Err() != nil {
+			timedOut = true
+			sr.Status = StepSkipped
+			rep.StepStatus(*sr)
+			continue
+		}
+		if isCancelled && !cond.RunsWhenCancelled() {
+			sr.Status = StepCancelled
+			rep.StepStatus(*sr)
+			continue
+		}
+		env.Status = expr.Status{Failed: jobFailed, Cancelled: isCancelled}
+		env.Job.Status = jobStatusWord(jobFailed, isCancelled)
+		run, err := cond.Eval(&env)
+		if err != nil {
+			x.fail(rep, sr, clock, "evaluating if: "+err.Error())
+			jobFailed = true
+			continue
+		}
+		if !run {
+			sr.Status = StepSkipped
+			env.Steps[st.Name] = expr.StepResult{Outcome: string(StepSkipped), Outputs: map[string]string{}}
+			rep.StepStatus(*sr)
+			continue
+		}
+		x.runStep(ctx, jobCtx, req, bj, st, sr, &env, cond, rep, clock)
+		env.Steps[st.Name] = expr.StepResult{Outcome: string(sr.Status), Outputs: nonNil(sr.Outputs)}
+		switch sr.Status {
+		case StepSuccess:
+		case StepCancelled:
+		case StepTimeout:
+			if cause := context.Cause(jobCtx); errors.Is(cause, errJobTimeout) {
+				timedOut = true
+			}
+			fallthrough
+		default:
+			if st.ContinueOnError {
+				allowed = true
+			} else {
+				jobFailed = true
+			}
+		}
+	}
+	switch {
+	case timedOut:
+		res.Status, res.Reason = JobFailed, fmt.Sprintf("job timed out after %s", j.Timeout)
+	case jobFailed:
+		res.Status = JobFailed
+		res.Reason = firstFailure(res.Steps)
+	case cancelled.Load() || hard.Err() != nil:
+		res.Status, res.Reason = JobCancelled, "cancelled"
+	default:
+		res.Status, res.AllowedFailure = JobSuccess, allowed
+	}
+	if res.Status == JobSuccess && len(j.Spec.Outputs) > 0 {
+		res.Outputs = map[string]string{}
+		for _, k := range sortedKeys(j.Spec.Outputs) {
+			v, err := evalString(j.Spec.Outputs[k], &env)
+			if err != nil {
+				res.Status, res.Reason = JobFailed, fmt.Sprintf("outputs.%s: %v", k, err)
+				break
+			}
+			res.Outputs[k] = v
+		}
+	}
+	return res
+}
+
+func jobStatusWord(failed, cancelled bool) string {
+	switch {
+	case cancelled:
+		return "cancelled"
+	case failed:
+		return "failure"
+	}
+	return "success"
+}
+
+func firstFailure(steps []StepReport) string {
+	for _, s := range steps {
+		switch s.Status {
+		case StepFailed:
+			if s.Error != "" {
+				return fmt.Sprintf("step %s failed: %s", s.Name, s.Error)
+			}
+			if s.ExitCode != nil {
+				return fmt.Sprintf("step %s failed with exit code %d", s.Name, *s.ExitCode)
+			}
+			return fmt.Sprintf("step %s failed", s.Name)
+		case StepTimeout:
+			return fmt.Sprintf("step %s timed out", s.Name)
+		}
+	}
+	return "failed"
+}
+
+func nonNil(m map[string]string) map[string]string {
+	if m == nil {
+		return map[string]string{}
+	}
+	return m
+}
+
+func (x *Executor) fail(rep JobReporter, sr *StepReport, clock Clock, msg string) {
+	now := clock.Now()
+	if sr.Started.IsZero() {
+		sr.Started = now
+	}
+	sr.Ended = now
+	sr.Status = StepFailed
+	sr.Error = msg
+	rep.StepLog(sr.Index, now, LevelError, "runnel: "+msg)
+	rep.StepStatus(*sr)
+}
+
+func (x *Executor) runStep(ctx, jobCtx context.Context, req JobRequest, bj *backend.Job, st *spec.Step, sr *StepReport, env *expr.Env, cond *expr.Condition, rep JobReporter, clock Clock) {
+	sr.Started = clock.Now()
+	sr.Status = StepRunning
+	rep.StepStatus(*sr)
+
+	bs, err := x.prepareStep(req, st, sr.Index, env)
+	if err != nil {
+		x.fail(rep, sr, clock, err.Error())
+		return
+	}
+	stepCtx, cancelStep := context.WithCancelCause(jobCtx)
+	defer cancelStep(nil)
+	if !cond.RunsWhenCancelled() {
+		stop := context.AfterFunc(ctx, func() { cancelStep(errCancelled) })
+		defer stop()
+	}
+	if d := st.Timeout.D(); d > 0 {
+		var cancelT context.CancelFunc
+		stepCtx, cancelT = context.WithTimeoutCause(stepCtx, d, errStepTimeout)
+		defer cancelT()
+	}
+	maxLine := x.MaxLogLine
+	sp := logline.NewSplitter(maxLine, func(line string) {
+		rep.StepLog(sr.Index, clock.Now(), LevelInfo, line)
+	})
+	result, runErr := x.Backend.RunStep(stepCtx, bj, bs, sp)
+	sp.Flush()
+	sr.Ended = clock.Now()
+	if stepCtx.Err() != nil {
+		cause := context.Cause(stepCtx)
+		switch {
+		case errors.Is(cause, errStepTimeout):
+			sr.Status, sr.Error = StepTimeout, fmt.Sprintf("timed out after %s", st.Timeout)
+		case errors.Is(cause, errJobTimeout):
+			sr.Status, sr.Error = StepTimeout, fmt.Sprintf("the job timed out after %s", req.Job.Timeout)
+		default:
+			sr.Status, sr.Error = StepCancelled, "cancelled"
+		}
+		rep.StepLog(sr.Index, sr.Ended, LevelError, "runnel: "+sr.Error)
+		if runErr == nil {
+			code := result.ExitCode
+			sr.ExitCode = &code
+		}
+		rep.StepStatus(*sr)
+		return
+	}
+	if runErr != nil {
+		sr.Status, sr.Error = StepFailed, runErr.Error()
+		rep.StepLog(sr.Index, sr.Ended, LevelError, "runnel: "+runErr.Error())
+		rep.StepStatus(*sr)
+		return
+	}
+	code := result.ExitCode
+	sr.ExitCode = &code
+	sr.Outputs = result.Outputs
+	if code == 0 {
+		sr.Status = StepSuccess
+	} else {
+		sr.Status = StepFailed
+		if st.ContinueOnError {
+			rep.StepLog(sr.Index, sr.Ended, LevelWarn, fmt.Sprintf("runnel: exit code %d; continuing (continueOnError)", code))
+		}
+	}
+	rep.StepStatus(*sr)
+}
+
+// prepareStep evaluates a step's fields and resolves its action into what the
+// backend runs.
+func (x *Executor) prepareStep(req JobRequest, st *spec.Step, index int, env *expr.Env) (*backend.Step, error) {
+	stepEnv := make(map[string]string, 32)
+	maps.Copy(stepEnv, req.ExtraEnv)
+	maps.Copy(stepEnv, standardEnv(req, st, index))
+	maps.Copy(stepEnv, env.Env)
+	own := map[string]string{}
+	for _, k := range sortedKeys(st.Env) {
+		v, err := evalString(st.Env[k], env)
+		if err != nil {
+			return nil, fmt.Errorf("env.%s: %w", k, err)
+		}
+		own[k] = v
+	}
+	maps.Copy(stepEnv, own)
+	// The env context of a step includes its own env.
+	scoped := *env
+	scoped.Env = maps.Clone(env.Env)
+	maps.Copy(scoped.Env, own)
+
+	wd, err := evalString(st.WorkingDirectory, &scoped)
+	if err != nil {
+		return nil, fmt.Errorf("workingDirectory: %w", err)
+	}
+	bs := &backend.Step{ID: fmt.Sprintf("step-%d", index+1), Name: st.Name, Env: stepEnv, WorkingDir: wd}
+	if st.Run != "" {
+		script, err := evalString(st.Run, &scoped)
+		if err != nil {
+			return nil, fmt.Errorf("run: %w", err)
+		}
+		bs.Script, bs.Shell = script, st.Shell
+		return bs, nil
+	}
+	a, ok := x.Actions.Lookup(st.Uses)
+	if !ok {
+		return nil, fmt.Errorf("unknown action %q", st.Uses)
+	}
+	var args map[string]any
+	if len(st.Args) > 0 {
+		v, err := expr.EvalAny(map[string]any(st.Args), &scoped)
+		if err != nil {
+			return nil, fmt.Errorf("args: %w", err)
+		}
+		args, _ = v.(map[string]any)
+	}
+	ex, err := a.Prepare(action.Call{Action: st.Action, Args: args})
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", st.Uses, err)
+	}
+	bs.Script, bs.Shell = ex.Script, ex.Shell
+	maps.Copy(bs.Env, ex.Env)
+	if ex.WorkingDir != "" {
+		bs.WorkingDir = ex.WorkingDir
+	}
+	return bs, nil
+}
+
+var (
+	unsafeEnvChars = regexp.MustCompile(`[^A-Za-z0-9_]`)
+	unsafeIDChars  = regexp.MustCompile(`[^A-Za-z0-9._-]+`)
+)
+
+// standardEnv is what every step learns about its run through RUNNEL_*.
+func standardEnv(req JobRequest, st *spec.Step, index int) map[string]string {
+	e := req.Env
+	m := map[string]string{
+		"RUNNEL":             "true",
+		"RUNNEL_PIPELINE":    e.Pipeline.Namespace,
+		"RUNNEL_PIPELINE_ID": e.Pipeline.ID,
+		"RUNNEL_RUN_ID":      e.Run.ID,
+		"RUNNEL_RUN_NUMBER":  strconv.FormatInt(e.Run.Number, 10),
+		"RUNNEL_STAGE":       req.Job.Stage,
+		"RUNNEL_JOB":         req.Job.Base,
+		"RUNNEL_JOB_ID":      req.Job.ID,
+		"RUNNEL_JOB_ATTEMPT": strconv.Itoa(e.Job.Attempt),
+		"RUNNEL_STEP":        st.Name,
+		"RUNNEL_TRIGGER":     e.Trigger.Type,
+		"RUNNEL_EVENT":       e.Trigger.Event,
+		"RUNNEL_REF":         e.Trigger.Ref,
+		"RUNNEL_BRANCH":      e.Trigger.Branch,
+		"RUNNEL_TAG":         e.Trigger.Tag,
+		"RUNNEL_COMMIT":      e.Trigger.Commit,
+		"RUNNEL_ACTOR":       e.Trigger.Actor,
+	}
+	if req.RepoURL != "" {
+		m["RUNNEL_REPO_URL"] = req.RepoURL
+	}
+	for _, k := range req.Job.MatrixKeys {
+		m["RUNNEL_MATRIX_"+strings.ToUpper(unsafeEnvChars.ReplaceAllString(k, "_"))] = spec.MatrixString(req.Job.Matrix[k])
+	}
+	return m
+}
+
+// evalString evaluates a template field ("" stays "").
+func evalString(s string, env *expr.Env) (string, error) {
+	if !strings.Contains(s, "${{") {
+		return s, nil
+	}
+	t, err := expr.ParseTemplate(s)
+	if err != nil {
+		return "", err
+	}
+	return t.Eval(env)
+}
+
+// BackendID derives a backend-safe, unique id for a job attempt.
+func BackendID(runID, jobID string, attempt int) string {
+	h := fnv.New32a()
+	h.Write([]byte(jobID))
+	slug := strings.Trim(unsafeIDChars.ReplaceAllString(jobID, "-"), "-.")
+	if len(slug) > 40 {
+		slug = slug[:40]
+	}
+	return fmt.Sprintf("%s-%s-%08x-%d", runID, slug, h.Sum32(), attempt)
+}
+
+func sortedKeys[V any](m map[string]V) []string {
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	slices.Sort(keys)
+	return keys
+}

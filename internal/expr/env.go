@@ -1,0 +1,79 @@
+package expr
+
+// The contexts below are the compile-time environment of every expression
+// (see newConfig): expr-lang reads their `expr` tags for the names users
+// write, and checks types against them.
+
+// Trigger is the `trigger` context: what started the run.
+type Trigger struct {
+	Type   string `expr:"type" json:"type"`     // manual | cron | event
+	Ref    string `expr:"ref" json:"ref"`       // refs/heads/main, refs/tags/v1
+	Branch string `expr:"branch" json:"branch"` // main
+	Tag    string `expr:"tag" json:"tag"`
+	Commit string `expr:"commit" json:"commit"`
+	Event  string `expr:"event" json:"event"` // push, tag, pull_request, manual, cron
+	Actor  string `expr:"actor" json:"actor"`
+}
+
+// Pipeline is the `pipeline` context.
+type Pipeline struct {
+	ID        string `expr:"id" json:"id"`
+	Name      string `expr:"name" json:"name"`
+	Namespace string `expr:"namespace" json:"namespace"`
+}
+
+// Run is the `run` context.
+type Run struct {
+	ID     string `expr:"id" json:"id"`
+	Number int64  `expr:"number" json:"number"`
+}
+
+// Job is the `job` context.
+type Job struct {
+	Name    string `expr:"name" json:"name"`
+	Stage   string `expr:"stage" json:"stage"`
+	Attempt int    `expr:"attempt" json:"attempt"`
+	// Status is the job's status so far: success, failure or cancelled.
+	Status string `expr:"status" json:"status"`
+}
+
+// StepResult is one entry of the `steps` context.
+type StepResult struct {
+	Outputs map[string]string `expr:"outputs" json:"outputs"`
+	// Outcome is the step's final status (success, failed, timeout, skipped, …).
+	Outcome string `expr:"outcome" json:"outcome"`
+}
+
+// NeedResult is one entry of the `needs` context: a job this job depends on.
+type NeedResult struct {
+	Outputs map[string]string `expr:"outputs" json:"outputs"`
+	// Result is the needed job's final status.
+	Result string `expr:"result" json:"result"`
+}
+
+// Status is what the status functions success(), failure() and cancelled()
+// answer for the unit being evaluated. It is not a context users can name.
+type Status struct {
+	// Failed is true when an earlier unit (step of the job, or needed job) failed
+	// in a way that was not allowed by continueOnError.
+	Failed bool
+	// Cancelled is true when the run is being cancelled.
+	Cancelled bool
+}
+
+// Env is every context an expression can name. Fields that are nil/zero are
+// simply empty at evaluation time; which contexts a given field may use is
+// decided by the static check (see Scope), not by Env.
+type Env struct {
+	Trigger   Trigger               `expr:"trigger" json:"trigger"`
+	Variables map[string]string     `expr:"variables" json:"variables,omitempty"`
+	Env       map[string]string     `expr:"env" json:"env,omitempty"`
+	Matrix    map[string]any        `expr:"matrix" json:"matrix,omitempty"`
+	Pipeline  Pipeline              `expr:"pipeline" json:"pipeline"`
+	Run       Run                   `expr:"run" json:"run"`
+	Job       Job                   `expr:"job" json:"job"`
+	Steps     map[string]StepResult `expr:"steps" json:"steps,omitempty"`
+	Needs     map[string]NeedResult `expr:"needs" json:"needs,omitempty"`
+	Secrets   map[string]string     `expr:"secrets" json:"-"`
+	Status    Status                `expr:"-" json:"-"`
+}
