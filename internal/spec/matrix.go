@@ -26,7 +26,7 @@ func ExpandMatrix(m *Matrix, limit int) []Combination {
 		axisSet[a.Name] = true
 		keys = append(keys, a.Name)
 	}
-	if len(m.Axes) > 0 {
+	if len(m.Axes) > 0 && RawCombinations(m) <= MaxRawCombinations {
 		idx := make([]int, len(m.Axes))
 		for {
 			for _, a := range m.Axes {
@@ -105,6 +105,23 @@ includes:
 		}
 	}
 	return out
+}
+
+// MaxRawCombinations bounds the product of the axis sizes (before exclude), so
+// expanding a matrix stays cheap whatever exclude removes.
+const MaxRawCombinations = 4096
+
+// RawCombinations is the product of the axis sizes, saturating above
+// MaxRawCombinations.
+func RawCombinations(m *Matrix) int {
+	n := 1
+	for _, a := range m.Axes {
+		n *= max(len(a.Values), 1)
+		if n > MaxRawCombinations {
+			return MaxRawCombinations + 1
+		}
+	}
+	return n
 }
 
 func excluded(vals map[string]any, excludes []map[string]any) bool {

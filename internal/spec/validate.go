@@ -576,7 +576,9 @@ func (v *validator) checkMatrix(mp string, m *Matrix) []string {
 			}
 		}
 	}
-	if n := len(ExpandMatrix(m, MaxMatrixCombinations+1)); n > MaxMatrixCombinations {
+	if RawCombinations(m) > MaxRawCombinations {
+		v.errorf(mp, "the matrix axes multiply to more than %d combinations (before exclude); at most %d jobs may result", MaxRawCombinations, MaxMatrixCombinations)
+	} else if n := len(ExpandMatrix(m, MaxMatrixCombinations+1)); n > MaxMatrixCombinations {
 		v.errorf(mp, "the matrix expands to more than %d combinations", MaxMatrixCombinations)
 	} else if n == 0 {
 		v.errorf(mp, "the matrix expands to no combination: exclude removes them all")

@@ -96,6 +96,9 @@ type jobState struct {
 type drainedPipe struct {
 	r    *os.File
 	done chan struct{} // closed when the reading goroutine has returned
+	// midLine is true when the output copied to the caller's writer did not
+	// end with a newline; it is set before the reader detaches.
+	midLine bool
 }
 
 // New validates opts, creates Root and returns a Backend.
@@ -153,6 +156,9 @@ func (b *Backend) SetupJob(ctx context.Context, job *backend.Job) (*backend.Work
 	dir, err := b.jobDir(job.ID)
 	if err != nil {
 		return nil, fmt.Errorf("setup job %s: %w", job.Name, err)
+	}
+	if err := ctx.Err(); err != nil {
+		return nil, fmt.Errorf("setup job %s: %w", job.ID, err)
 	}
 	if err := os.Mkdir(dir, 0o755); err != nil {
 		return nil, fmt.Errorf("setup job %s: create job directory: %w", job.ID, err)
@@ -222,34 +228,43 @@ func (b *Backend) RunStep(ctx context.Context, job *backend.Job, step *backend.S
 	if err := ctx.Err(); err != nil {
 		return fail(err) // do not start what is already cancelled
 	}
-	code, err := b.run(ctx, job, step, argv, env, wd, out)
+	code, midLine, err := b.run(ctx, job, step, argv, env, wd, out)
 	if err != nil {
 		return backend.Result{ExitCode: code}, fmt.Errorf("run step %s: %w", step.ID, err)
 	}
 
+	// Our own messages go on lines of their own, after the step's output.
+	say := func(format string, args ...any) {
+		if midLine {
+			io.WriteString(out, "\n")
+			midLine = false
+		}
+		fmt.Fprintf(out, "runnel: "+format+"\n", args...)
+	}
 	res := backend.Result{ExitCode: code, Outputs: map[string]string{}}
 	f, err := os.Open(outputPath)
 	if err != nil {
 		// The step may have deleted the file; that only means no outputs.
-		fmt.Fprintf(out, "runnel: cannot read $RUNNEL_OUTPUT: %v\n", err)
+		say("cannot read $RUNNEL_OUTPUT: %v", err)
 		return res, nil
 	}
 	defer f.Close()
 	outputs, warnings := backend.ParseOutputs(f)
 	for _, w := range warnings {
-		fmt.Fprintf(out, "runnel: %s\n", w)
+		say("%s", w)
 	}
 	res.Outputs = outputs
 	return res, nil
 }
 
 // run starts argv, copies its output to out and waits for it, stopping it when
-// ctx is done. It returns the exit code (-1 when killed by a signal) and, when
-// ctx ended the step, ctx.Err().
-func (b *Backend) run(ctx context.Context, job *backend.Job, step *backend.Step, argv, env []string, wd string, out io.Writer) (int, error) {
+// ctx is done. It returns the exit code (-1 when killed by a signal), whether
+// the output ended in the middle of a line, and, when ctx ended the step,
+// ctx.Err().
+func (b *Backend) run(ctx context.Context, job *backend.Job, step *backend.Step, argv, env []string, wd string, out io.Writer) (int, bool, error) {
 	r, w, err := os.Pipe()
 	if err != nil {
-		return -1, fmt.Errorf("create output pipe: %w", err)
+		return -1, false, fmt.Errorf("create output pipe: %w", err)
 	}
 	cmd := &exec.Cmd{
 		Path:   argv[0],
@@ -265,7 +280,7 @@ func (b *Backend) run(ctx context.Context, job *backend.Job, step *backend.Step,
 	if err := cmd.Start(); err != nil {
 		r.Close()
 		w.Close()
-		return -1, fmt.Errorf("start %s: %w", argv[0], err)
+		return -1, false, fmt.Errorf("start %s: %w", argv[0], err)
 	}
 	w.Close() // the child holds the only write ends now: EOF when they are gone
 	pgid := cmd.Process.Pid
@@ -307,12 +322,9 @@ func (b *Backend) run(ctx context.Context, job *backend.Job, step *backend.Step,
 	}
 	var exitErr *exec.ExitError
 	if waitErr != nil && !errors.As(waitErr, &exitErr) {
-		return code, fmt.Errorf("wait for %s: %w", argv[0], waitErr)
+		return code, p.midLine, fmt.Errorf("wait for %s: %w", argv[0], waitErr)
 	}
-	if ctxErr != nil {
-		return code, ctxErr
-	}
-	return code, nil
+	return code, p.midLine, ctxErr
 }
 
 // stop ends a running step: SIGTERM to its process group, up to GracePeriod for
@@ -357,6 +369,7 @@ func (b *Backend) copyOutput(p *drainedPipe, out io.Writer, detached chan<- stru
 	for {
 		n, err := p.r.Read(buf)
 		if n > 0 && attached && writeErr == nil {
+			p.midLine = buf[n-1] != '\n'
 			if _, writeErr = out.Write(buf[:n]); writeErr != nil {
 				b.log.Warn("step output lost: writer failed", "job", jobID, "step", stepID, "err", writeErr)
 			}

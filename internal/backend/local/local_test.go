@@ -264,6 +264,12 @@ echo done
 		t.Errorf("output: got %q, want %q", out, wantOut)
 	}
 
+	// Warnings start on a line of their own.
+	_, out = mustRun(t, b, job, &backend.Step{ID: "noeol", Script: "echo junk >> \"$RUNNEL_OUTPUT\"; printf 'no newline'"})
+	if want := "no newline\nrunnel: ignoring malformed line 1 in $RUNNEL_OUTPUT: expected KEY=VALUE or KEY<<DELIMITER, got \"junk\"\n"; out != want {
+		t.Errorf("got %q, want %q", out, want)
+	}
+
 	// Each step starts with an empty output file, and a failing step still
 	// reports what it wrote.
 	res, _ = mustRun(t, b, job, &backend.Step{ID: "out2", Script: "echo a=1 >> \"$RUNNEL_OUTPUT\"; exit 3"})
@@ -367,7 +373,7 @@ wait
 	if !errors.Is(err, context.Canceled) {
 		t.Fatalf("got %v, want context.Canceled", err)
 	}
-	if elapsed < grace || elapsed > grace+time.Second {
+	if elapsed < grace || elapsed > grace+2*time.Second {
 		t.Errorf("returned %v after cancel, want just after the %v grace period", elapsed, grace)
 	}
 	if res.ExitCode != -1 {
@@ -385,7 +391,9 @@ func TestBackgroundChildDoesNotHangStep(t *testing.T) {
 	job, ws := setupJob(t, b, "bg")
 	start := time.Now()
 	res, out := mustRun(t, b, job, &backend.Step{ID: "s", Script: "sleep 300 &\necho $! > \"$RUNNEL_WORKSPACE/pid\"\necho started\n"})
-	if elapsed := time.Since(start); elapsed > time.Second {
+	// OutputDrain is 250ms; the slack is for loaded CI machines, the child
+	// would hold the pipe for 300s.
+	if elapsed := time.Since(start); elapsed > 2*time.Second {
 		t.Errorf("step with a background child took %v", elapsed)
 	}
 	if res.ExitCode != 0 || out != "started\n" {
@@ -476,7 +484,7 @@ echo $$ > "$RUNNEL_WORKSPACE/main"
 	if !gone(pid) {
 		t.Errorf("setsid daemon %d survived DestroyJob", pid)
 	}
-	if elapsed := time.Since(start); elapsed > destroyGrace+time.Second {
+	if elapsed := time.Since(start); elapsed > destroyGrace+3*time.Second {
 		t.Errorf("DestroyJob took %v", elapsed)
 	}
 }
