@@ -15,6 +15,7 @@ import (
 	"runtime"
 	"strings"
 	"syscall"
+	"time"
 
 	"github.com/runnel-ci/runnel/internal/action"
 	"github.com/runnel-ci/runnel/internal/backend/local"
@@ -69,6 +70,9 @@ func cmdExec(args []string, stdout, stderr io.Writer) int {
 		fs.PrintDefaults()
 	}
 	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return exitOK
+		}
 		return exitInvalid
 	}
 	if fs.NArg() > 0 {
@@ -170,7 +174,21 @@ func cmdExec(args []string, stdout, stderr io.Writer) int {
 		ExtraEnv:    cfg.env.m,
 		RepoURL:     repoURL,
 	}
+	flushDone := make(chan struct{})
+	go func() {
+		t := time.NewTicker(100 * time.Millisecond)
+		defer t.Stop()
+		for {
+			select {
+			case <-t.C:
+				out.Flush()
+			case <-flushDone:
+				return
+			}
+		}
+	}()
 	res := r.Run(ctx, hard, p)
+	close(flushDone)
 	out.Summary(res)
 	switch res.Status {
 	case engine.RunSuccess, engine.RunPartial:
@@ -213,5 +231,3 @@ func isTerminal(w io.Writer) bool {
 	fi, err := f.Stat()
 	return err == nil && fi.Mode()&os.ModeCharDevice != 0
 }
-
-var _ = errors.New

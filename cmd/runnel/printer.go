@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"strings"
+	"sync"
 	"text/tabwriter"
 	"time"
 
@@ -17,10 +18,14 @@ import (
 type printer interface {
 	engine.Observer
 	Summary(engine.RunResult)
+	// Flush writes buffered log lines; cmdExec calls it periodically so output
+	// is live without a write system call per line.
+	Flush()
 }
 
 // jsonPrinter writes one JSON object per line: every event, then a summary.
 type jsonPrinter struct {
+	mu  sync.Mutex
 	w   *bufio.Writer
 	enc *json.Encoder
 }
@@ -30,7 +35,15 @@ func newJSONPrinter(w io.Writer) *jsonPrinter {
 	return &jsonPrinter{w: bw, enc: json.NewEncoder(bw)}
 }
 
+func (p *jsonPrinter) Flush() {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.w.Flush()
+}
+
 func (p *jsonPrinter) Event(e engine.Event) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
 	_ = p.enc.Encode(e)
 	if e.Type != engine.EventLog {
 		p.w.Flush()
@@ -57,6 +70,8 @@ type jsonJob struct {
 }
 
 func (p *jsonPrinter) Summary(r engine.RunResult) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
 	out := struct {
 		Type       string           `json:"type"`
 		Status     engine.RunStatus `json:"status"`
@@ -84,6 +99,7 @@ func dur(a, b time.Time) time.Duration {
 
 // textPrinter writes prefixed live output and a summary table.
 type textPrinter struct {
+	mu     sync.Mutex
 	w      *bufio.Writer
 	color  bool
 	single bool // one job only: shorter prefixes
@@ -121,7 +137,15 @@ func (p *textPrinter) statusColor(s string) string {
 	return cDim
 }
 
+func (p *textPrinter) Flush() {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.w.Flush()
+}
+
 func (p *textPrinter) Event(e engine.Event) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
 	switch e.Type {
 	case engine.EventLog:
 		prefix := "[" + e.JobName + "/" + e.StepName + "]"
@@ -176,6 +200,8 @@ func symbol(status string) string {
 }
 
 func (p *textPrinter) Summary(r engine.RunResult) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
 	fmt.Fprintln(p.w)
 	tw := tabwriter.NewWriter(p.w, 0, 4, 2, ' ', 0)
 	fmt.Fprintln(tw, "STAGE\tJOB\tSTEP\tSTATUS\tDURATION")

@@ -19,6 +19,9 @@ func cmdValidate(args []string, stdout, stderr io.Writer) int {
 		fs.PrintDefaults()
 	}
 	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return exitOK
+		}
 		return exitInvalid
 	}
 	if fs.NArg() == 0 {

@@ -180,13 +180,19 @@ func (x *Executor) Execute(ctx context.Context, req JobRequest, rep JobReporter)
 		cond, err := expr.ParseCondition(st.If)
 		if err != nil {
 			x.fail(rep, sr, clock, "if: "+err.Error())
-			jobFailed = true
+			jobFailed = jobFailed || !st.ContinueOnError
 			continue
 		}
 		isCancelled := cancelled.Load() || hard.Err() != nil
-		if timedOut || jobCtx.Err() != nil {
+		if timedOut || errors.Is(context.Cause(jobCtx), errJobTimeout) {
 			timedOut = true
 			sr.Status = StepSkipped
+			rep.StepStatus(*sr)
+			continue
+		}
+		if hard.Err() != nil {
+			// Stopped at once: nothing else runs, always() included.
+			sr.Status = StepCancelled
 			rep.StepStatus(*sr)
 			continue
 		}
@@ -200,7 +206,7 @@ func (x *Executor) Execute(ctx context.Context, req JobRequest, rep JobReporter)
 		run, err := cond.Eval(&env)
 		if err != nil {
 			x.fail(rep, sr, clock, "evaluating if: "+err.Error())
-			jobFailed = true
+			jobFailed = jobFailed || !st.ContinueOnError
 			continue
 		}
 		if !run {
@@ -232,7 +238,7 @@ func (x *Executor) Execute(ctx context.Context, req JobRequest, rep JobReporter)
 		res.Status, res.Reason = JobFailed, fmt.Sprintf("job timed out after %s", j.Timeout)
 	case jobFailed:
 		res.Status = JobFailed
-		res.Reason = firstFailure(res.Steps)
+		res.Reason = firstFailure(res.Steps, steps)
 	case cancelled.Load() || hard.Err() != nil:
 		res.Status, res.Reason = JobCancelled, "cancelled"
 	default:
@@ -262,8 +268,11 @@ func jobStatusWord(failed, cancelled bool) string {
 	return "success"
 }
 
-func firstFailure(steps []StepReport) string {
-	for _, s := range steps {
+func firstFailure(steps []StepReport, defs []spec.Step) string {
+	for i, s := range steps {
+		if defs[i].ContinueOnError {
+			continue
+		}
 		switch s.Status {
 		case StepFailed:
 			if s.Error != "" {

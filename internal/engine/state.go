@@ -168,7 +168,7 @@ func (s *State) decide(j *plan.Job, earlierFailed bool) (start bool, status JobS
 		}
 	}
 	env := s.JobEnv(j)
-	env.Status = expr.Status{Failed: failed, Cancelled: s.Cancelled}
+	env.Status = expr.Status{Failed: failed, Cancelled: s.Cancelled, Incomplete: notOK && !failed}
 	ok, err := j.If.Eval(&env)
 	if err != nil {
 		return false, JobFailed, "evaluating if: " + err.Error()

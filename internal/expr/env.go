@@ -59,6 +59,9 @@ type Status struct {
 	Failed bool
 	// Cancelled is true when the run is being cancelled.
 	Cancelled bool
+	// Incomplete is true when an earlier unit neither succeeded nor failed (a
+	// needed job was skipped or cancelled): success() is false, failure() too.
+	Incomplete bool
 }
 
 // Env is every context an expression can name. Fields that are nil/zero are

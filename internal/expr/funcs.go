@@ -71,7 +71,7 @@ func functionOptions() []exprlang.Option {
 	return []exprlang.Option{
 		exprlang.Function(fnSuccess, func(params ...any) (any, error) {
 			s := envStatus(params)
-			return !s.Failed && !s.Cancelled, nil
+			return !s.Failed && !s.Cancelled && !s.Incomplete, nil
 		}, statusType),
 		exprlang.Function(fnFailure, func(params ...any) (any, error) {
 			return envStatus(params).Failed, nil

@@ -60,9 +60,10 @@ func ExpandMatrix(m *Matrix, limit int) []Combination {
 		}
 	}
 includes:
+	original := len(out)
 	for _, inc := range m.Include {
 		matched := false
-		for ci := range out {
+		for ci := range out[:original] {
 			c := &out[ci]
 			ok := true
 			for k, v := range inc {

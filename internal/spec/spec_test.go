@@ -428,3 +428,21 @@ func TestSchemaInSync(t *testing.T) {
 		t.Fatal("docs/pipeline.schema.json is out of date: run `go run ./cmd/runnel schema > docs/pipeline.schema.json`")
 	}
 }
+
+func TestMatrixContextWithoutMatrix(t *testing.T) {
+	_, errs := parse(t, "namespace: a\njobs: [{name: a, steps: [{run: 'echo ${{ matrix.os }}'}]}]")
+	if len(errs) != 1 || !strings.Contains(errs[0].Msg, "matrix") {
+		t.Fatalf("got %v", errs)
+	}
+}
+
+func TestExpandMatrixIncludeOnly(t *testing.T) {
+	m := &spec.Matrix{Include: []map[string]any{{"os": "mac", "arch": "x64"}, {"os": "mac", "arch": "arm64"}, {"os": "linux"}}}
+	if got := spec.ExpandMatrix(m, 256); len(got) != 3 {
+		t.Fatalf("got %d combinations: %+v", len(got), got)
+	}
+	m = &spec.Matrix{Axes: []spec.MatrixAxis{{Name: "os", Values: []any{"linux"}}}, Include: []map[string]any{{"os": "mac", "arch": "x64"}, {"os": "mac", "arch": "arm64"}}}
+	if got := spec.ExpandMatrix(m, 256); len(got) != 3 {
+		t.Fatalf("got %d combinations: %+v", len(got), got)
+	}
+}

@@ -458,7 +458,7 @@ func (v *validator) checkJob(jp string, j *Job, jobNames, declared []string) {
 			v.errorf(np, "job %q is listed twice in needs", n)
 		}
 	}
-	var axes []string
+	axes := []string{}
 	if j.Matrix != nil {
 		axes = v.checkMatrix(jp+".matrix", j.Matrix)
 	}
