@@ -154,7 +154,7 @@ func TestEnvAndWorkingDir(t *testing.T) {
 	}
 	res, out := mustRun(t, b, job, &backend.Step{
 		ID:         "env",
-		Script:     `echo "$BASE|$OVER|$STEP|$CI|$RUNNEL_LOCAL_JOB|$PWD|$RUNNEL_WORKSPACE|$RUNNEL_OUTPUT"; test -f "$RUNNEL_OUTPUT"; test ! -s "$RUNNEL_OUTPUT"`,
+		Script:     `echo "$BASE|$OVER|$STEP|$CI|$RUNNEL_LOCAL_JOB|$PWD|$RUNNEL_WORKSPACE|$RUNNEL_OUTPUT"; test ! -e "$RUNNEL_OUTPUT"`,
 		Env:        map[string]string{"OVER": "step", "STEP": "with space 'and' \"quotes\""},
 		WorkingDir: "sub",
 	})
@@ -171,13 +171,16 @@ func TestEnvAndWorkingDir(t *testing.T) {
 		t.Errorf("absolute working dir: got %q", out)
 	}
 
-	// The script file is private to its owner.
-	fi, err := os.Stat(filepath.Join(filepath.Dir(ws), "tmp", "env.sh"))
-	if err != nil || fi.Mode().Perm() != 0o700 {
-		t.Errorf("script file: %v %v", fi.Mode(), err)
+	// The script never touches the disk: it is read from an in-memory file.
+	_, out = mustRun(t, b, job, &backend.Step{ID: "where", Script: "echo $0"})
+	if out != "/dev/fd/3\n" {
+		t.Errorf("script path: got %q", out)
+	}
+	if _, err := os.Stat(filepath.Join(filepath.Dir(ws), "tmp", "step.sh")); !os.IsNotExist(err) {
+		t.Errorf("a script file was written: %v", err)
 	}
 
-	_, _, err = runStep(t, b, job, &backend.Step{ID: "missing", Script: "true", WorkingDir: "nope"})
+	_, _, err := runStep(t, b, job, &backend.Step{ID: "missing", Script: "true", WorkingDir: "nope"})
 	if err == nil || !strings.Contains(err.Error(), `working directory "nope" does not exist`) {
 		t.Errorf("missing working dir: %v", err)
 	}
@@ -228,7 +231,7 @@ func TestShells(t *testing.T) {
 
 	// Command templates, with and without {0}, run without a shell.
 	res, out = mustRun(t, b, job, &backend.Step{ID: "tmpl", Shell: "sh -u {0}", Script: "echo \"template $0\"\necho $UNSET_VAR\necho unreachable"})
-	if want := "template " + filepath.Join(filepath.Dir(ws), "tmp", "tmpl.sh") + "\n"; res.ExitCode == 0 || !strings.HasPrefix(out, want) || strings.Contains(out, "unreachable") {
+	if want := "template /dev/fd/3\n"; res.ExitCode == 0 || !strings.HasPrefix(out, want) || strings.Contains(out, "unreachable") {
 		t.Errorf("template {0}: got %d %q, want failure after %q", res.ExitCode, out, want)
 	}
 	_, out = mustRun(t, b, job, &backend.Step{ID: "append", Shell: "cat", Script: "not run, printed\n"})
@@ -276,9 +279,15 @@ echo done
 	if res.ExitCode != 3 || len(res.Outputs) != 1 || res.Outputs["a"] != "1" {
 		t.Errorf("second step: %+v", res)
 	}
-	// A deleted output file only means no outputs.
-	res, out = mustRun(t, b, job, &backend.Step{ID: "out3", Script: "rm \"$RUNNEL_OUTPUT\""})
-	if res.ExitCode != 0 || len(res.Outputs) != 0 || !strings.Contains(out, "cannot read $RUNNEL_OUTPUT") {
+	// The output file does not exist until the step writes to it; a step
+	// that writes nothing has no outputs and no warning.
+	res, out = mustRun(t, b, job, &backend.Step{ID: "out3", Script: "test ! -e \"$RUNNEL_OUTPUT\" && echo absent"})
+	if res.ExitCode != 0 || len(res.Outputs) != 0 || out != "absent\n" {
+		t.Errorf("untouched output file: %+v %q", res, out)
+	}
+	// A step that writes it, then deletes it, has no outputs either.
+	res, out = mustRun(t, b, job, &backend.Step{ID: "out4", Script: "echo a=1 >> \"$RUNNEL_OUTPUT\"; rm \"$RUNNEL_OUTPUT\""})
+	if res.ExitCode != 0 || len(res.Outputs) != 0 {
 		t.Errorf("deleted output file: %+v %q", res, out)
 	}
 }
