@@ -6,9 +6,9 @@ GO ?= go
 build:
 	$(GO) build -o bin/runnel ./cmd/runnel
 
-# All tests. RUNNEL_TEST_ALL=1 makes suites that need outside tools (git, go,
-# later PostgreSQL and Docker) fail instead of skipping when a tool is missing;
-# .ci/run sets it.
+# All tests, with the race detector. They need git and go. .ci/run sets
+# RUNNEL_TEST_ALL=1, which will make suites needing outside services
+# (PostgreSQL, Docker) mandatory instead of skipped.
 test:
 	$(GO) vet ./...
 	$(GO) test -race -count=1 ./...

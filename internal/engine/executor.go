@@ -160,7 +160,7 @@ func (x *Executor) Execute(ctx context.Context, req JobRequest, rep JobReporter)
 	}
 	env.Env = jobEnv
 
-	ws, err := x.Backend.SetupJob(jobCtx, bj)
+	_, err := x.Backend.SetupJob(jobCtx, bj)
 	defer func() {
 		cleanup, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
 		defer cancel()
@@ -169,7 +169,6 @@ func (x *Executor) Execute(ctx context.Context, req JobRequest, rep JobReporter)
 	if err != nil {
 		return failJob("setting up the job: " + err.Error())
 	}
-	_ = ws
 
 	jobFailed := false
 	allowed := false

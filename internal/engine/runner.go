@@ -6,7 +6,6 @@ import (
 	"sync"
 	"time"
 
-	"github.com/runnel-ci/runnel/internal/expr"
 	"github.com/runnel-ci/runnel/internal/plan"
 )
 
@@ -296,4 +295,3 @@ func (jr *jobReporter) StepLog(step int, t time.Time, level, line string) {
 		StepIndex: &idx, StepName: name, Level: level, Message: line})
 }
 
-var _ = expr.Env{}

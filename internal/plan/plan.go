@@ -215,7 +215,8 @@ func sortedKeys[V any](m map[string]V) []string {
 	return keys
 }
 
-// MatrixEnv returns the matrix values as strings, for the matrix context.
+// MatrixValues returns the matrix values for the matrix context (nil without a
+// matrix).
 func (j *Job) MatrixValues() map[string]any {
 	if len(j.Matrix) == 0 {
 		return nil
