@@ -2,6 +2,7 @@ package expr
 
 import (
 	"fmt"
+	"github.com/runnel-ci/runnel/internal/textdist"
 	"reflect"
 	"slices"
 	"strconv"
@@ -163,7 +164,7 @@ func didYouMean(name string, candidates []string) string {
 		if c == name {
 			continue
 		}
-		if d := levenshtein(name, c); d < bestD && d < len([]rune(name)) {
+		if d := textdist.Levenshtein(name, c); d < bestD && d < len([]rune(name)) {
 			best, bestD = c, d
 		}
 	}
@@ -171,31 +172,6 @@ func didYouMean(name string, candidates []string) string {
 		return ""
 	}
 	return fmt.Sprintf(" (did you mean %q?)", best)
-}
-
-func levenshtein(a, b string) int {
-	ra, rb := []rune(a), []rune(b)
-	if len(ra) > 64 || len(rb) > 64 {
-		// Names this long are not typos of short context names.
-		return 1 << 30
-	}
-	prev := make([]int, len(rb)+1)
-	cur := make([]int, len(rb)+1)
-	for j := range prev {
-		prev[j] = j
-	}
-	for i := 1; i <= len(ra); i++ {
-		cur[0] = i
-		for j := 1; j <= len(rb); j++ {
-			cost := 1
-			if ra[i-1] == rb[j-1] {
-				cost = 0
-			}
-			cur[j] = min(prev[j]+1, cur[j-1]+1, prev[j-1]+cost)
-		}
-		prev, cur = cur, prev
-	}
-	return prev[len(rb)]
 }
 
 // check returns the errors of the program under s, in source order.
