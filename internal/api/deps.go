@@ -1,0 +1,34 @@
+package api
+
+import (
+	"context"
+
+	"github.com/runnel-ci/runnel/internal/store"
+)
+
+// TriggerRequest is a trigger as the API receives it.
+type TriggerRequest struct {
+	Variables   map[string]string
+	TriggeredBy string
+	RequestID   string
+	// TriggerType is manual for the API.
+	TriggerType string
+}
+
+// RunControl is what the API needs from the scheduler (package scheduler
+// implements it). Errors wrap the store sentinels: store.ErrNotFound,
+// store.ErrInvalid (bad variables: the message says which and why),
+// store.ErrConflict (illegal transition: the message names the current status).
+type RunControl interface {
+	// Trigger plans and creates a run of the pipeline's head spec and starts it.
+	// The same RequestID for the same pipeline returns the same run
+	// (replayed=true), also under concurrent requests.
+	Trigger(ctx context.Context, pipelineID string, req TriggerRequest) (run *store.Run, replayed bool, err error)
+	// Stop cancels a run: running steps are stopped (process group killed),
+	// nothing new starts except units whose condition runs on cancellation.
+	Stop(ctx context.Context, runID, operator, reason string) (*store.Run, error)
+	// Pause: nothing new starts; running steps finish; status paused.
+	Pause(ctx context.Context, runID, operator, reason string) (*store.Run, error)
+	// Resume continues a paused run where it stopped.
+	Resume(ctx context.Context, runID, operator, reason string) (*store.Run, error)
+}
