@@ -29,9 +29,12 @@ fuzz:
 	$(GO) test -run='^$$' -fuzz=FuzzParseTemplate -fuzztime=$(FUZZTIME) ./internal/expr/
 	$(GO) test -run='^$$' -fuzz=FuzzParseCondition -fuzztime=$(FUZZTIME) ./internal/expr/
 	$(GO) test -run='^$$' -fuzz=FuzzSplitter -fuzztime=$(FUZZTIME) ./internal/logline/
+	$(GO) test -run='^$$' -fuzz=FuzzDecode -fuzztime=$(FUZZTIME) ./internal/api/
+	$(GO) test -run='^$$' -fuzz=FuzzRequest -fuzztime=$(FUZZTIME) ./internal/api/
 
 bench:
 	$(GO) run ./bench/exec
+	$(GO) run ./bench/server
 
 schema:
 	$(GO) run ./cmd/runnel schema > docs/pipeline.schema.json

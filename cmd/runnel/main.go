@@ -21,6 +21,8 @@ var version = "dev"
 const usage = `runnel — a self-hosted CI/CD engine
 
 Usage:
+  runnel server [--addr 127.0.0.1:8080] [--data-dir ./runnel-data] [--database postgres://…]
+                              run the control plane: HTTP API, scheduler, in-process agent
   runnel exec [-f FILE] [--var k=v]… [--env K=V]… [--workdir DIR] [--json]
                               run a pipeline on this machine, no server needed
   runnel validate FILE…       check definitions; prints file:line:col: message
@@ -40,6 +42,8 @@ func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 		return exitInvalid
 	}
 	switch args[0] {
+	case "server":
+		return cmdServer(args[1:], stdout, stderr)
 	case "exec":
 		return cmdExec(args[1:], stdout, stderr)
 	case "validate":

@@ -294,4 +294,3 @@ func (jr *jobReporter) StepLog(step int, t time.Time, level, line string) {
 	jr.emit(Event{Type: EventLog, Time: t, JobID: jr.job.ID, JobName: jr.job.Name, Stage: jr.job.Stage, Attempt: jr.attempt,
 		StepIndex: &idx, StepName: name, Level: level, Message: line})
 }
-

@@ -109,3 +109,25 @@ func offsetPos(data []byte, off int) Pos {
 	col := off - bytes.LastIndexByte(data[:off], '\n')
 	return Pos{Line: line, Column: col}
 }
+
+// DecodeJob decodes one job from its JSON (or YAML) form, as produced by
+// json.Marshal of a Job. It checks types and fields but not the rules that need
+// the whole pipeline; it is how an agent receives the job it runs.
+func DecodeJob(data []byte) (*Job, error) {
+	root, err := parseDocument(data)
+	if err != nil {
+		return nil, ErrorList{err.(*Error)}
+	}
+	d := &decoder{pos: positions{}, strs: map[string]*node{}}
+	j := &Job{}
+	d.decode(root, reflect.ValueOf(j).Elem(), "")
+	if len(d.errs) > 0 {
+		return nil, d.errs
+	}
+	for i := range j.Steps {
+		if j.Steps[i].Name == "" {
+			j.Steps[i].Name = fmt.Sprintf("step-%d", i+1)
+		}
+	}
+	return j, nil
+}

@@ -796,3 +796,55 @@ func TestBackendsDoNotShareJobs(t *testing.T) {
 		t.Errorf("DestroyJob of one backend killed process %d of another", pid2)
 	}
 }
+
+// TestCleanupStale: a backend that starts on the Root of one that died (no
+// DestroyJob) stops the processes its jobs left and removes their directories.
+func TestCleanupStale(t *testing.T) {
+	root := t.TempDir()
+	dead, err := New(Options{Root: root, GracePeriod: time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	job := &backend.Job{ID: "stale"}
+	if _, err := dead.SetupJob(context.Background(), job); err != nil {
+		t.Fatal(err)
+	}
+	res, _, err := runStep(t, dead, job, &backend.Step{ID: "s", Script: "setsid sleep 300 >/dev/null 2>&1 & echo $! > \"$RUNNEL_WORKSPACE/pid\""})
+	if err != nil || res.ExitCode != 0 {
+		t.Fatal(res, err)
+	}
+	pidText, err := os.ReadFile(filepath.Join(root, "stale", "workspace", "pid"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	pid, _ := strconv.Atoi(strings.TrimSpace(string(pidText)))
+	if gone(pid) {
+		t.Fatalf("the daemon %d is not running", pid)
+	}
+	// A new backend on the same root (the server restarted) cleans up.
+	fresh, err := New(Options{Root: root})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := fresh.CleanupStale(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(5 * time.Second)
+	for !gone(pid) {
+		if time.Now().After(deadline) {
+			t.Fatalf("process %d survived CleanupStale", pid)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	if _, err := os.Stat(filepath.Join(root, "stale")); !os.IsNotExist(err) {
+		t.Fatalf("job directory left: %v", err)
+	}
+	// Idempotent, and fine on a missing root.
+	if err := fresh.CleanupStale(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	gone, _ := New(Options{Root: filepath.Join(root, "missing")})
+	if err := gone.CleanupStale(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+}

@@ -2,9 +2,11 @@ package local
 
 import (
 	"bytes"
+	"context"
 	"errors"
 	"fmt"
 	"os"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"syscall"
@@ -171,4 +173,34 @@ func readStat(pid int) (proc, error) {
 		return proc{}, fmt.Errorf("parse /proc/%d/stat: %w", pid, err)
 	}
 	return proc{pid: pid, ppid: ppid, start: start, zombie: f[0] == "Z" || f[0] == "X"}, nil
+}
+
+// CleanupStale removes what an earlier process of this backend left behind
+// after it died without DestroyJob (kill -9, power loss): every process whose
+// job marker points into Root is stopped, and every job directory under Root
+// is removed. Call it once at startup, before any job runs on this Root.
+func (b *Backend) CleanupStale(ctx context.Context) error {
+	entries, err := os.ReadDir(b.root)
+	if err != nil {
+		if errors.Is(err, os.ErrNotExist) {
+			return nil
+		}
+		return fmt.Errorf("clean up %s: %w", b.root, err)
+	}
+	var errs []error
+	for _, e := range entries {
+		if !e.IsDir() {
+			continue
+		}
+		dir := filepath.Join(b.root, e.Name())
+		if err := b.killJobProcesses(dir); err != nil {
+			errs = append(errs, err)
+		}
+		if err := removeTree(dir); err != nil {
+			errs = append(errs, fmt.Errorf("remove %s: %w", dir, err))
+		} else {
+			b.log.Info("removed a job left by an earlier run of this backend", "dir", dir)
+		}
+	}
+	return errors.Join(errs...)
 }

@@ -1,0 +1,305 @@
+package main
+
+import (
+	"context"
+	"crypto/rand"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"runtime"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+
+	"golang.org/x/sync/errgroup"
+
+	"github.com/runnel-ci/runnel/internal/action"
+	"github.com/runnel-ci/runnel/internal/agent"
+	"github.com/runnel-ci/runnel/internal/api"
+	"github.com/runnel-ci/runnel/internal/backend/local"
+	"github.com/runnel-ci/runnel/internal/engine"
+	"github.com/runnel-ci/runnel/internal/scheduler"
+	"github.com/runnel-ci/runnel/internal/store"
+	"github.com/runnel-ci/runnel/internal/store/sqlstore"
+)
+
+// serverConfig is `runnel server`'s configuration, from flags and RUNNEL_* env.
+type serverConfig struct {
+	Addr          string
+	DataDir       string
+	Database      string
+	AdminToken    string
+	AgentCapacity int
+	LeaseDuration time.Duration
+	LogCapBytes   int64
+	LogLevel      string
+}
+
+func (c *serverConfig) flags(fs *flag.FlagSet) {
+	fs.StringVar(&c.Addr, "addr", envOr("RUNNEL_ADDR", "127.0.0.1:8080"), "HTTP listen `address` (RUNNEL_ADDR)")
+	fs.StringVar(&c.DataDir, "data-dir", envOr("RUNNEL_DATA_DIR", "./runnel-data"), "`directory` for the SQLite database, workspaces and state (RUNNEL_DATA_DIR)")
+	fs.StringVar(&c.Database, "database", envOr("RUNNEL_DATABASE", ""), "database: empty for SQLite in the data dir, or a postgres:// `URL` (RUNNEL_DATABASE)")
+	fs.StringVar(&c.AdminToken, "admin-token", os.Getenv("RUNNEL_ADMIN_TOKEN"), "ensure an admin API token with this `value` (RUNNEL_ADMIN_TOKEN); without it the first start generates one and prints it once")
+	fs.IntVar(&c.AgentCapacity, "embedded-agent-capacity", envInt("RUNNEL_EMBEDDED_AGENT_CAPACITY", runtime.NumCPU()), "jobs the in-process agent runs at once; 0 disables it (RUNNEL_EMBEDDED_AGENT_CAPACITY)")
+	fs.DurationVar(&c.LeaseDuration, "lease-duration", envDuration("RUNNEL_LEASE_DURATION", scheduler.DefaultLeaseDuration), "how long an agent's claim on a job lasts without renewal (RUNNEL_LEASE_DURATION)")
+	fs.Int64Var(&c.LogCapBytes, "log-cap-bytes", int64(envInt("RUNNEL_LOG_CAP_BYTES", scheduler.DefaultLogCap)), "largest stored log per step; older lines are dropped past it (RUNNEL_LOG_CAP_BYTES)")
+	fs.StringVar(&c.LogLevel, "log-level", envOr("RUNNEL_LOG_LEVEL", "info"), "debug, info, warn or error (RUNNEL_LOG_LEVEL)")
+}
+
+func (c *serverConfig) validate() error {
+	if _, _, err := net.SplitHostPort(c.Addr); err != nil {
+		return fmt.Errorf("--addr %q: %v (want host:port, e.g. 127.0.0.1:8080)", c.Addr, err)
+	}
+	if c.DataDir == "" {
+		return errors.New("--data-dir must not be empty")
+	}
+	if c.Database != "" && !strings.HasPrefix(c.Database, "postgres://") && !strings.HasPrefix(c.Database, "postgresql://") {
+		return fmt.Errorf("--database %q: give a postgres:// URL, or leave it empty for SQLite in the data dir", c.Database)
+	}
+	if c.AgentCapacity < 0 {
+		return errors.New("--embedded-agent-capacity must be 0 or more")
+	}
+	if c.LeaseDuration < time.Second {
+		return errors.New("--lease-duration must be at least 1s")
+	}
+	if c.AdminToken != "" && len(c.AdminToken) < 16 {
+		return errors.New("--admin-token must be at least 16 characters")
+	}
+	switch c.LogLevel {
+	case "debug", "info", "warn", "error":
+	default:
+		return fmt.Errorf("--log-level %q: want debug, info, warn or error", c.LogLevel)
+	}
+	return nil
+}
+
+func envOr(k, def string) string {
+	if v := os.Getenv(k); v != "" {
+		return v
+	}
+	return def
+}
+
+func envInt(k string, def int) int {
+	if v, err := strconv.Atoi(os.Getenv(k)); err == nil {
+		return v
+	}
+	return def
+}
+
+func envDuration(k string, def time.Duration) time.Duration {
+	if v, err := time.ParseDuration(os.Getenv(k)); err == nil {
+		return v
+	}
+	return def
+}
+
+func cmdServer(args []string, stdout, stderr io.Writer) int {
+	var cfg serverConfig
+	fs := flag.NewFlagSet("server", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	cfg.flags(fs)
+	fs.Usage = func() {
+		fmt.Fprintln(stderr, "Usage: runnel server [flags]\n\nRuns the control plane: the HTTP API, the scheduler and an in-process agent.\n\nFlags:")
+		fs.PrintDefaults()
+	}
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return exitOK
+		}
+		return exitInvalid
+	}
+	if err := cfg.validate(); err != nil {
+		fmt.Fprintln(stderr, "runnel server:", err)
+		return exitInvalid
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	srv, err := startServer(ctx, cfg, stdout, stderr)
+	if err != nil {
+		fmt.Fprintln(stderr, "runnel server:", err)
+		return exitFailed
+	}
+	if err := srv.Wait(); err != nil {
+		fmt.Fprintln(stderr, "runnel server:", err)
+		return exitFailed
+	}
+	return exitOK
+}
+
+// server is a running control plane; tests start it on port 0.
+type server struct {
+	Addr  string // the address it listens on
+	st    store.Store
+	group *errgroup.Group
+	stop  context.CancelFunc
+}
+
+func (s *server) Wait() error {
+	err := s.group.Wait()
+	s.st.Close()
+	return err
+}
+
+func (s *server) Stop() error {
+	s.stop()
+	return s.Wait()
+}
+
+func startServer(parent context.Context, cfg serverConfig, stdout, stderr io.Writer) (*server, error) {
+	level := map[string]slog.Level{"debug": slog.LevelDebug, "info": slog.LevelInfo, "warn": slog.LevelWarn, "error": slog.LevelError}[cfg.LogLevel]
+	log := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: level}))
+	if err := os.MkdirAll(cfg.DataDir, 0o750); err != nil {
+		return nil, fmt.Errorf("data dir: %w", err)
+	}
+	dsn := cfg.Database
+	if dsn == "" {
+		dsn = filepath.Join(cfg.DataDir, "runnel.db")
+	}
+	ctx, cancel := context.WithCancel(parent)
+	st, err := sqlstore.Open(ctx, dsn, sqlstore.Options{Logger: log})
+	if err != nil {
+		cancel()
+		return nil, fmt.Errorf("open database: %w", err)
+	}
+	fail := func(err error) (*server, error) {
+		cancel()
+		st.Close()
+		return nil, err
+	}
+	if err := ensureAdminToken(ctx, st, cfg.AdminToken, stdout); err != nil {
+		return fail(err)
+	}
+	catalog := action.Builtins()
+	sched := scheduler.New(scheduler.Options{Store: st, Catalog: catalog, Logger: log, LeaseDuration: cfg.LeaseDuration, LogCapBytes: cfg.LogCapBytes})
+	agentID, err := embeddedAgentID(cfg.DataDir)
+	if err != nil {
+		return fail(err)
+	}
+	if err := sched.Recover(ctx, agentID); err != nil {
+		return fail(err)
+	}
+	handler := api.New(api.Config{Store: st, Runs: runControl{sched}, Catalog: catalog, Logger: log, LogCapBytes: cfg.LogCapBytes}).Handler()
+	ln, err := net.Listen("tcp", cfg.Addr)
+	if err != nil {
+		return fail(fmt.Errorf("listen: %w", err))
+	}
+	httpSrv := &http.Server{Handler: handler, ReadHeaderTimeout: 10 * time.Second, ErrorLog: slog.NewLogLogger(log.Handler(), slog.LevelWarn)}
+
+	g, gctx := errgroup.WithContext(ctx)
+	g.Go(func() error { return sched.Run(gctx) })
+	if cfg.AgentCapacity > 0 {
+		be, err := local.New(local.Options{Root: filepath.Join(cfg.DataDir, "workspaces"), Logger: log})
+		if err != nil {
+			ln.Close()
+			return fail(err)
+		}
+		// Processes and workspaces of jobs that died with a previous process
+		// of this server (kill -9) are stopped and removed before new work.
+		if err := be.CleanupStale(ctx); err != nil {
+			log.Warn("cleaning up after the previous server process", "err", err)
+		}
+		ag := &agent.Agent{ID: agentID, Capacity: cfg.AgentCapacity, Source: sched, Logger: log,
+			Executor: &engine.Executor{Backend: be, Actions: catalog}}
+		g.Go(func() error { return ag.Run(gctx) })
+	}
+	g.Go(func() error {
+		if err := httpSrv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			return err
+		}
+		return nil
+	})
+	g.Go(func() error {
+		<-gctx.Done()
+		sctx, scancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer scancel()
+		return httpSrv.Shutdown(sctx)
+	})
+	addr := ln.Addr().String()
+	log.Info("runnel server ready", "addr", "http://"+addr, "data_dir", cfg.DataDir, "database", dbKind(dsn), "embedded_agent_capacity", cfg.AgentCapacity)
+	return &server{Addr: addr, st: st, group: g, stop: cancel}, nil
+}
+
+func dbKind(dsn string) string {
+	if strings.HasPrefix(dsn, "postgres") {
+		return "postgres"
+	}
+	return "sqlite " + dsn
+}
+
+// ensureAdminToken makes sure an admin token exists: the given value, or on
+// the very first start a generated one, printed once. Only hashes are stored.
+func ensureAdminToken(ctx context.Context, st store.Store, value string, stdout io.Writer) error {
+	if value != "" {
+		sum := sha256.Sum256([]byte(value))
+		if _, err := st.TokenByHash(ctx, sum[:]); err == nil {
+			return nil
+		} else if !errors.Is(err, store.ErrNotFound) {
+			return fmt.Errorf("look up admin token: %w", err)
+		}
+		return st.CreateToken(ctx, &store.APIToken{ID: scheduler.NewID("tok"), Name: "admin (--admin-token)", Subject: "admin", Role: "admin", Hash: sum[:], CreatedAt: time.Now().UTC()})
+	}
+	tokens, err := st.ListTokens(ctx)
+	if err != nil {
+		return fmt.Errorf("list tokens: %w", err)
+	}
+	for _, t := range tokens {
+		if t.Role == "admin" {
+			return nil
+		}
+	}
+	b := make([]byte, 24)
+	if _, err := rand.Read(b); err != nil {
+		return err
+	}
+	tok := "rnl_" + hex.EncodeToString(b)
+	sum := sha256.Sum256([]byte(tok))
+	if err := st.CreateToken(ctx, &store.APIToken{ID: scheduler.NewID("tok"), Name: "admin (generated)", Subject: "admin", Role: "admin", Hash: sum[:], CreatedAt: time.Now().UTC()}); err != nil {
+		return err
+	}
+	fmt.Fprintf(stdout, "Generated an admin API token (shown only this once; only its hash is stored):\n\n    %s\n\nUse it as: curl -H 'Authorization: Bearer %s' …\n\n", tok, tok)
+	return nil
+}
+
+// embeddedAgentID is stable for a data dir, so after a crash the new process
+// knows which running jobs were its own and died with it.
+func embeddedAgentID(dataDir string) (string, error) {
+	path := filepath.Join(dataDir, "embedded-agent-id")
+	if b, err := os.ReadFile(path); err == nil && len(strings.TrimSpace(string(b))) > 0 {
+		return strings.TrimSpace(string(b)), nil
+	}
+	id := scheduler.NewID("agent")
+	if err := os.WriteFile(path, []byte(id+"\n"), 0o600); err != nil {
+		return "", fmt.Errorf("embedded agent id: %w", err)
+	}
+	return id, nil
+}
+
+// runControl adapts the scheduler to the API's RunControl.
+type runControl struct{ s *scheduler.Scheduler }
+
+func (r runControl) Trigger(ctx context.Context, pipelineID string, req api.TriggerRequest) (*store.Run, bool, error) {
+	return r.s.Trigger(ctx, pipelineID, scheduler.TriggerRequest{Variables: req.Variables, TriggeredBy: req.TriggeredBy, RequestID: req.RequestID, TriggerType: req.TriggerType})
+}
+
+func (r runControl) Stop(ctx context.Context, runID, operator, reason string) (*store.Run, error) {
+	return r.s.Stop(ctx, runID, operator, reason)
+}
+
+func (r runControl) Pause(ctx context.Context, runID, operator, reason string) (*store.Run, error) {
+	return r.s.Pause(ctx, runID, operator, reason)
+}
+
+func (r runControl) Resume(ctx context.Context, runID, operator, reason string) (*store.Run, error) {
+	return r.s.Resume(ctx, runID, operator, reason)
+}

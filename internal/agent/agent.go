@@ -1,0 +1,225 @@
+// Package agent is the worker loop: claim a job, run its steps on a backend
+// through the engine's Executor, report status and logs as they happen, renew
+// the lease, stop when the run is stopped or the lease is lost, and report the
+// result. The embedded agent of `runnel server` runs it in-process; remote
+// agents will run the same loop over gRPC.
+package agent
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"sync"
+	"time"
+
+	"github.com/runnel-ci/runnel/internal/engine"
+	"github.com/runnel-ci/runnel/internal/scheduler"
+	"github.com/runnel-ci/runnel/internal/store"
+)
+
+// Source is where an agent gets work and reports it. *scheduler.Scheduler
+// implements it for agents in the server's process.
+type Source interface {
+	Claim(ctx context.Context, agentID string, match func(*store.JobRun) bool) (*scheduler.Claim, error)
+	Heartbeat(ctx context.Context, c *scheduler.Claim) (cancelled bool, err error)
+	StepStatus(ctx context.Context, c *scheduler.Claim, r engine.StepReport) error
+	AppendLogs(ctx context.Context, c *scheduler.Claim, step int, lines []store.LogLine) error
+	Complete(ctx context.Context, c *scheduler.Claim, res engine.JobResult) error
+	LeaseDuration() time.Duration
+}
+
+// Agent runs up to Capacity jobs at once.
+type Agent struct {
+	ID       string
+	Capacity int
+	Source   Source
+	Executor *engine.Executor
+	// Match filters the jobs this agent accepts (nil: all).
+	Match  func(*store.JobRun) bool
+	Logger *slog.Logger
+	// FlushInterval bounds how long log lines wait before they are stored.
+	FlushInterval time.Duration
+}
+
+// Run claims and executes jobs until ctx ends; running jobs are then stopped
+// and reported.
+func (a *Agent) Run(ctx context.Context) error {
+	log := a.Logger
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	capacity := max(a.Capacity, 1)
+	slots := make(chan struct{}, capacity)
+	var wg sync.WaitGroup
+	defer wg.Wait()
+	for {
+		select {
+		case slots <- struct{}{}:
+		case <-ctx.Done():
+			return nil
+		}
+		c, err := a.Source.Claim(ctx, a.ID, a.Match)
+		if err != nil {
+			<-slots
+			if ctx.Err() != nil {
+				return nil
+			}
+			log.Error("claim a job", "agent_id", a.ID, "err", err)
+			select {
+			case <-time.After(time.Second):
+			case <-ctx.Done():
+				return nil
+			}
+			continue
+		}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			defer func() { <-slots }()
+			a.execute(ctx, c, log)
+		}()
+	}
+}
+
+// execute runs one claimed job to its end and reports the result.
+func (a *Agent) execute(agentCtx context.Context, c *scheduler.Claim, log *slog.Logger) {
+	// soft: the run was stopped (always() steps still run); hard: the lease was
+	// lost or the agent shuts down (nothing more runs).
+	soft, cancelSoft := context.WithCancel(context.Background())
+	defer cancelSoft()
+	hard, cancelHard := context.WithCancel(context.Background())
+	defer cancelHard()
+	stopHard := context.AfterFunc(agentCtx, cancelHard)
+	defer stopHard()
+
+	done := make(chan struct{})
+	leaseLost := false
+	var hbWG sync.WaitGroup
+	hbWG.Add(1)
+	go func() {
+		defer hbWG.Done()
+		every := min(a.Source.LeaseDuration()/3, time.Second)
+		t := time.NewTicker(every)
+		defer t.Stop()
+		for {
+			select {
+			case <-done:
+				return
+			case <-c.Cancelled:
+				cancelSoft()
+				c.Cancelled = nil // a nil channel blocks: checked once
+			case <-t.C:
+				cancelled, err := a.Source.Heartbeat(hard, c)
+				switch {
+				case errors.Is(err, store.ErrLeaseLost):
+					log.Warn("lease lost: stopping the job", "job_run_id", c.Job.ID)
+					leaseLost = true
+					cancelHard()
+					return
+				case err != nil:
+					log.Warn("heartbeat failed", "job_run_id", c.Job.ID, "err", err)
+				case cancelled:
+					cancelSoft()
+				}
+			}
+		}
+	}()
+
+	rep := newReporter(a, c, log)
+	req := c.Request
+	req.Hard = hard
+	res := a.Executor.Execute(soft, req, rep)
+	rep.close()
+	close(done)
+	hbWG.Wait()
+	if leaseLost {
+		return // the job belongs to someone else now: report nothing
+	}
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(agentCtx), 30*time.Second)
+	defer cancel()
+	if err := a.Source.Complete(ctx, c, res); err != nil {
+		log.Error("report job result", "job_run_id", c.Job.ID, "err", err)
+	}
+}
+
+// reporter forwards step status changes at once and batches log lines.
+type reporter struct {
+	a   *Agent
+	c   *scheduler.Claim
+	log *slog.Logger
+
+	mu      sync.Mutex
+	pending map[int][]store.LogLine
+	// flushMu serialises flushes, so a step's batches are stored in order.
+	flushMu sync.Mutex
+	stop    chan struct{}
+	wg      sync.WaitGroup
+}
+
+func newReporter(a *Agent, c *scheduler.Claim, log *slog.Logger) *reporter {
+	r := &reporter{a: a, c: c, log: log, pending: map[int][]store.LogLine{}, stop: make(chan struct{})}
+	every := a.FlushInterval
+	if every <= 0 {
+		every = 200 * time.Millisecond
+	}
+	r.wg.Add(1)
+	go func() {
+		defer r.wg.Done()
+		t := time.NewTicker(every)
+		defer t.Stop()
+		for {
+			select {
+			case <-r.stop:
+				return
+			case <-t.C:
+				r.flush()
+			}
+		}
+	}()
+	return r
+}
+
+func (r *reporter) StepStatus(s engine.StepReport) {
+	// Lines of a step are stored before the step is reported finished, so a
+	// reader that sees the final status sees the whole log.
+	if s.Status.Terminal() {
+		r.flush()
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if err := r.a.Source.StepStatus(ctx, r.c, s); err != nil {
+		r.log.Warn("report step status", "job_run_id", r.c.Job.ID, "step", s.Index, "err", err)
+	}
+}
+
+func (r *reporter) StepLog(step int, t time.Time, level, line string) {
+	r.mu.Lock()
+	r.pending[step] = append(r.pending[step], store.LogLine{Time: t.UTC(), Level: level, Message: line})
+	n := len(r.pending[step])
+	r.mu.Unlock()
+	if n >= 500 {
+		r.flush()
+	}
+}
+
+func (r *reporter) flush() {
+	r.flushMu.Lock()
+	defer r.flushMu.Unlock()
+	r.mu.Lock()
+	batch := r.pending
+	r.pending = map[int][]store.LogLine{}
+	r.mu.Unlock()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	for step, lines := range batch {
+		if err := r.a.Source.AppendLogs(ctx, r.c, step, lines); err != nil {
+			r.log.Warn("store log lines", "job_run_id", r.c.Job.ID, "step", step, "lines", len(lines), "err", err)
+		}
+	}
+}
+
+func (r *reporter) close() {
+	close(r.stop)
+	r.wg.Wait()
+	r.flush()
+}

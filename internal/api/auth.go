@@ -1,0 +1,118 @@
+package api
+
+import (
+	"context"
+	"crypto/sha256"
+	"crypto/subtle"
+	"errors"
+	"log/slog"
+	"net/http"
+	"strings"
+	"time"
+
+	"github.com/runnel-ci/runnel/internal/store"
+)
+
+// principal is the authenticated caller.
+type principal struct {
+	TokenID string
+	Subject string
+	Role    string
+}
+
+type principalKey struct{}
+
+// principalFrom returns the caller of an authenticated route.
+func principalFrom(ctx context.Context) principal {
+	p, _ := ctx.Value(principalKey{}).(principal)
+	return p
+}
+
+// subjectOr returns v, or the caller's subject when v is empty: createdBy,
+// triggeredBy, operator and editor default to whoever holds the token.
+func subjectOr(r *http.Request, v string) string {
+	if v != "" {
+		return v
+	}
+	return principalFrom(r.Context()).Subject
+}
+
+// touchEvery bounds last-used writes per token.
+const touchEvery = time.Minute
+
+// unauthorized builds a 401 with the WWW-Authenticate challenge RFC 6750 asks
+// for.
+func unauthorized(msg string) *apiError {
+	return &apiError{
+		status: http.StatusUnauthorized,
+		msg:    msg,
+		header: http.Header{"Www-Authenticate": {`Bearer realm="runnel"`}},
+	}
+}
+
+// authenticate checks the bearer token. Only the SHA-256 of a token is
+// stored, so the lookup is by hash; the stored hash is still compared in
+// constant time, so that a store matching loosely (a prefix index, a
+// case-folding collation) can never let a different token through.
+func (s *Server) authenticate(r *http.Request) (principal, error) {
+	h := r.Header.Get("Authorization")
+	if h == "" {
+		return principal{}, unauthorized("header Authorization: missing; send Authorization: Bearer <token>")
+	}
+	scheme, token, ok := strings.Cut(h, " ")
+	if !ok || !strings.EqualFold(scheme, "Bearer") {
+		return principal{}, unauthorized("header Authorization: must be \"Bearer <token>\"")
+	}
+	token = strings.TrimSpace(token)
+	if token == "" {
+		return principal{}, unauthorized("header Authorization: the bearer token is empty")
+	}
+	sum := sha256.Sum256([]byte(token))
+	t, err := s.st.TokenByHash(r.Context(), sum[:])
+	if errors.Is(err, store.ErrNotFound) {
+		return principal{}, unauthorized("header Authorization: unknown or revoked token")
+	}
+	if err != nil {
+		// A database outage is not the client's fault: a 500, not a 401.
+		return principal{}, err
+	}
+	if subtle.ConstantTimeCompare(t.Hash, sum[:]) != 1 {
+		return principal{}, unauthorized("header Authorization: unknown or revoked token")
+	}
+	now := s.now()
+	if t.ExpiresAt != nil && !now.Before(*t.ExpiresAt) {
+		return principal{}, unauthorized("header Authorization: the token expired at " + isoTime(*t.ExpiresAt) + "; create a new one")
+	}
+	switch t.Role {
+	case "admin", "user":
+	case "agent":
+		return principal{}, errorf(http.StatusForbidden, "header Authorization: agent tokens (%s) cannot call the user API; use a user token", t.Name)
+	default:
+		return principal{}, errorf(http.StatusForbidden, "header Authorization: token role %q is not allowed to call the user API", t.Role)
+	}
+	s.touch(r.Context(), t, now)
+	return principal{TokenID: t.ID, Subject: t.Subject, Role: t.Role}, nil
+}
+
+// touch records the token's use at most once per touchEvery. The stored
+// LastUsedAt counts too, so a restart does not cause a burst of writes. A
+// failed write is logged, never fatal: last-used is informational.
+func (s *Server) touch(ctx context.Context, t *store.APIToken, now time.Time) {
+	if t.LastUsedAt != nil && now.Sub(*t.LastUsedAt) < touchEvery {
+		return
+	}
+	s.touchMu.Lock()
+	last, ok := s.touched[t.ID]
+	due := !ok || now.Sub(last) >= touchEvery
+	if due {
+		s.touched[t.ID] = now
+	}
+	s.touchMu.Unlock()
+	if !due {
+		return
+	}
+	if err := s.st.TouchToken(ctx, t.ID, now); err != nil {
+		s.log.LogAttrs(ctx, slog.LevelWarn, "cannot record token use",
+			slog.String("token_id", t.ID), slog.Any("error", err))
+	}
+}

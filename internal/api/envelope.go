@@ -1,0 +1,157 @@
+package api
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"strings"
+
+	"github.com/runnel-ci/runnel/internal/store"
+)
+
+// okEnvelope is the success envelope of every JSON response. Detail is left out
+// when a call has nothing to return (DELETE), as the seed's API shows.
+type okEnvelope struct {
+	Code      int    `json:"code"`
+	Msg       string `json:"msg"`
+	Detail    any    `json:"detail,omitempty"`
+	Timestamp int64  `json:"timestamp"`
+}
+
+// errEnvelope is the error envelope, sent with the HTTP status that Code
+// repeats. Errors and CurrentHeadCommitSHA are extensions for the two errors
+// a client can act on without parsing the message: an invalid spec (every
+// problem with its position) and a stale expectedHeadCommitSha.
+type errEnvelope struct {
+	Code                 int         `json:"code"`
+	ErrMsg               string      `json:"errMsg"`
+	Path                 string      `json:"path"`
+	Timestamp            int64       `json:"timestamp"`
+	Errors               []specError `json:"errors,omitempty"`
+	CurrentHeadCommitSHA string      `json:"currentHeadCommitSha,omitempty"`
+}
+
+// apiError is an error whose HTTP status and user-facing message are decided.
+// Handlers return it for bad input; mapError builds it from domain errors.
+type apiError struct {
+	status int
+	msg    string
+	// errors and currentHead fill the envelope's extension fields.
+	errors      []specError
+	currentHead string
+	// header is set on the response (WWW-Authenticate, Allow).
+	header http.Header
+	// cause is logged for 5xx answers, never sent.
+	cause error
+}
+
+func (e *apiError) Error() string { return e.msg }
+
+// errorf returns an apiError with a formatted message.
+func errorf(status int, format string, args ...any) *apiError {
+	return &apiError{status: status, msg: fmt.Sprintf(format, args...)}
+}
+
+// statusClientClosedRequest is nginx's code for a client that went away; it is
+// only logged (nobody reads the answer) and keeps such requests out of the 5xx
+// figures.
+const statusClientClosedRequest = 499
+
+// mapError turns any error a handler returns into the status and message the
+// client sees. It is the one place where domain errors become HTTP statuses
+// (see ARCHITECTURE.md): a database outage or any other unexpected error is a
+// 500 with a generic message — never a 404 — and its detail goes to the log.
+func mapError(err error) *apiError {
+	var ae *apiError
+	if errors.As(err, &ae) {
+		return ae
+	}
+	var head *store.HeadConflictError
+	switch {
+	case errors.As(err, &head):
+		return &apiError{
+			status:      http.StatusConflict,
+			msg:         fmt.Sprintf("body.expectedHeadCommitSha: stale: the pipeline's head is now %s; load the spec again, reapply your change and save with that head", head.Current),
+			currentHead: head.Current,
+		}
+	case errors.Is(err, store.ErrNotFound):
+		return &apiError{status: http.StatusNotFound, msg: domainMsg(err)}
+	case errors.Is(err, store.ErrConflict), errors.Is(err, store.ErrLeaseLost):
+		return &apiError{status: http.StatusConflict, msg: domainMsg(err)}
+	case errors.Is(err, store.ErrInvalid):
+		return &apiError{status: http.StatusBadRequest, msg: domainMsg(err)}
+	case errors.Is(err, context.Canceled):
+		return &apiError{status: statusClientClosedRequest, msg: "request cancelled", cause: err}
+	case errors.Is(err, context.DeadlineExceeded):
+		return &apiError{status: http.StatusServiceUnavailable, msg: "the server did not finish in time; try again", cause: err}
+	default:
+		return &apiError{status: http.StatusInternalServerError, msg: "internal error", cause: err}
+	}
+}
+
+// domainMsg is a domain error's message without the sentinel's own text
+// that %w wrapping appends ("…: conflict"): the status already says it.
+// "not found" stays: "get run run_x: not found" needs it to make sense.
+func domainMsg(err error) string {
+	msg := err.Error()
+	for _, sentinel := range []error{store.ErrConflict, store.ErrInvalid, store.ErrLeaseLost} {
+		if trimmed, ok := strings.CutSuffix(msg, ": "+sentinel.Error()); ok && trimmed != "" {
+			return trimmed
+		}
+	}
+	return msg
+}
+
+// writeJSON sends v with status. Encoding cannot fail for the response types
+// of this package (no channels, funcs or cyclic values); a write error means the
+// client went away, and there is nobody left to tell.
+func writeJSON(w http.ResponseWriter, status int, v any) {
+	b, err := json.Marshal(v)
+	if err != nil {
+		// Unreachable for this package's types; answer something valid anyway.
+		status = http.StatusInternalServerError
+		b = []byte(`{"code":500,"errMsg":"internal error: cannot encode the response","path":"","timestamp":0}`)
+	}
+	h := w.Header()
+	h.Set("Content-Type", "application/json; charset=utf-8")
+	h.Set("X-Content-Type-Options", "nosniff")
+	w.WriteHeader(status)
+	_, _ = w.Write(append(b, '\n'))
+}
+
+// ok sends a success envelope; detail nil leaves the field out.
+func (s *Server) ok(w http.ResponseWriter, status int, detail any) {
+	writeJSON(w, status, okEnvelope{Code: 0, Msg: "success", Detail: detail, Timestamp: s.now().Unix()})
+}
+
+// fail sends err as an error envelope with its status, logging what the
+// client is not told.
+func (s *Server) fail(w http.ResponseWriter, r *http.Request, err error) {
+	ae := mapError(err)
+	msg := ae.msg
+	if ae.status >= 500 {
+		reqID := requestIDFrom(r.Context())
+		s.log.LogAttrs(r.Context(), slog.LevelError, "request failed",
+			slog.String("request_id", reqID), slog.String("method", r.Method),
+			slog.String("path", r.URL.Path), slog.Int("status", ae.status), slog.Any("error", ae.cause))
+		if ae.status == http.StatusInternalServerError {
+			msg = fmt.Sprintf("internal error (request id %s): the server log has the details", reqID)
+		}
+	}
+	for k, vs := range ae.header {
+		for _, v := range vs {
+			w.Header().Add(k, v)
+		}
+	}
+	writeJSON(w, ae.status, errEnvelope{
+		Code:                 ae.status,
+		ErrMsg:               msg,
+		Path:                 r.URL.EscapedPath(),
+		Timestamp:            s.now().Unix(),
+		Errors:               ae.errors,
+		CurrentHeadCommitSHA: ae.currentHead,
+	})
+}

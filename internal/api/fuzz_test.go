@@ -1,0 +1,156 @@
+package api
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"log/slog"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"testing"
+)
+
+// fuzzSeeds are hostile and ordinary inputs; they run in every `go test`.
+var fuzzSeeds = []struct{ body, query string }{
+	{`{"projectId":"proj_xxx","name":"build-main","metadata":{"owner":"devops"}}`, "page=1&pageSize=20"},
+	{`{"spec":{"namespace":"a","jobs":[{"name":"b","steps":[{"run":"x"}]}]},"format":"yaml","requestId":"r-1"}`, "pageSize=500"},
+	{`{"variables":{"env":"prod"},"triggeredBy":"u","requestId":"t-1"}`, "status=running&page=2"},
+	{`{"reason":"manual operation","operator":"user_xxx"}`, "startTime=0&endTime=253402300799&offset=0&limit=10000&format=text"},
+	{`{"nmae":"x"}`, "pagesize=1"},
+	{`{"name":"a","name":"b"}`, "page=1&page=2"},
+	{`{"content":"namespace: a"}`, "name=%zz"},
+	{`[`, "page=-1"},
+	{`{"a":` + strings.Repeat("[", 200), "pageSize=1e3"},
+	{"{\"name\":\"\x00\"}", "projectId=..%2F..&name=%00"},
+	{`{"metadata":{"a":1e999}}`, "page=99999999999999999999"},
+	{`{"spec":"namespace: a"}`, ";;&&=="},
+	{`{}{}`, "page"},
+	{"\xef\xbb\xbf{}", "version=1"},
+	{`null`, ""},
+	{`{"variables":{"":"x"}}`, "format=html"},
+}
+
+// FuzzDecode feeds arbitrary bodies and query strings to the request
+// decoding of every endpoint: it must never panic, and every rejection must
+// be a 4xx with a message.
+func FuzzDecode(f *testing.F) {
+	for _, s := range fuzzSeeds {
+		f.Add([]byte(s.body), s.query)
+	}
+	bodies := []func() (any, decodeOptions){
+		func() (any, decodeOptions) { return &createPipelineBody{}, decodeOptions{rejected: createRejected} },
+		func() (any, decodeOptions) { return &pipelineBody{}, decodeOptions{rejected: updateRejected} },
+		func() (any, decodeOptions) { return &specBody{}, decodeOptions{rejected: specRejected} },
+		func() (any, decodeOptions) { return &saveBody{}, decodeOptions{rejected: specRejected} },
+		func() (any, decodeOptions) { return &triggerBody{}, decodeOptions{optional: true} },
+		func() (any, decodeOptions) { return &controlBody{}, decodeOptions{optional: true} },
+	}
+	f.Fuzz(func(t *testing.T, body []byte, rawQuery string) {
+		for _, mk := range bodies {
+			dst, opts := mk()
+			_, err := decodeJSON(body, dst, opts)
+			check4xx(t, "decodeJSON", err)
+			if err != nil {
+				continue
+			}
+			// What decodes then goes through the field checks.
+			switch b := dst.(type) {
+			case *createPipelineBody:
+				check4xx(t, "checkPipelineFields", checkPipelineFields(&b.pipelineBody, func(string) bool { return true }))
+				check4xx(t, "checkPrincipal", checkPrincipal("body.createdBy", b.CreatedBy))
+				if !isNull(b.Spec) {
+					check4xx(t, "checkSpecObject", checkSpecObject(b.Spec))
+				}
+			case *saveBody:
+				_, err := checkFormat(b.Format)
+				check4xx(t, "checkFormat", err)
+				check4xx(t, "checkRequestID", checkRequestID("body.requestId", b.RequestID))
+				check4xx(t, "checkSpecObject", checkSpecObject(b.Spec))
+			case *controlBody:
+				check4xx(t, "checkText", checkText("body.reason", b.Reason, 1000, true))
+			}
+		}
+		q, err := parseQuery(rawQuery, "projectId", "name", "page", "pageSize", "status", "startTime", "endTime", "offset", "limit", "format", "version")
+		check4xx(t, "parseQuery", err)
+		if err == nil {
+			pg, err := q.pagination()
+			check4xx(t, "pagination", err)
+			if err == nil && (pg.page < 1 || pg.size < 1 || pg.size > maxPageSize || pg.offset() < 0) {
+				t.Fatalf("pagination out of range: %+v", pg)
+			}
+			_, err = q.intParam("startTime", -1, 0, maxUnix)
+			check4xx(t, "intParam", err)
+		}
+		check4xx(t, "checkPath", checkPath("/"+rawQuery))
+	})
+}
+
+func check4xx(t *testing.T, what string, err error) {
+	t.Helper()
+	if err == nil {
+		return
+	}
+	var ae *apiError
+	if !errors.As(err, &ae) || ae.status < 400 || ae.status >= 500 || ae.msg == "" {
+		t.Fatalf("%s: %v is not a 4xx apiError with a message", what, err)
+	}
+	if ae.status == http.StatusBadRequest && !strings.Contains(ae.msg, ":") {
+		t.Fatalf("%s: message %q does not say where", what, ae.msg)
+	}
+}
+
+// FuzzRequest sends arbitrary requests through the whole handler on the
+// real store, with real ids substituted for {p}, {r} and {s}: no request may
+// produce a 5xx or a panic (the recover middleware would turn a panic into a
+// 500, which fails here), and every answer is an envelope.
+func FuzzRequest(f *testing.F) {
+	// Hundreds of thousands of requests: no access log kept in memory.
+	e := newEnvWith(f, func(c *Config) { c.Logger = slog.New(slog.DiscardHandler) })
+	pid := e.createPipeline("fuzz", map[string]any{"spec": goodSpec})
+	rid := e.do("POST", "/api/v1/pipelines/"+pid+"/trigger", nil).must(f, 200).detail()["runId"].(string)
+	tree, err := e.st.GetRunTree(context.Background(), rid)
+	if err != nil {
+		f.Fatal(err)
+	}
+	sid := tree.Steps[tree.Jobs[0].ID][0].ID
+	ids := strings.NewReplacer("{p}", pid, "{r}", rid, "{s}", sid)
+
+	for _, rt := range e.srv.routes() {
+		path := strings.NewReplacer("{pipelineId}", "{p}", "{runId}", "{r}", "{stepRunId}", "{s}").Replace(rt.path)
+		for _, sd := range fuzzSeeds {
+			f.Add(rt.method, path+"?"+sd.query, []byte(sd.body))
+		}
+	}
+	f.Add("GET", "/api/v1/pipelines/{p}/../{p}", []byte(nil))
+	f.Add("POST", "/api/v1/pipelines/{p}/spec/save", []byte(`{"spec":{"namespace":"a","jobs":[{"name":"b","steps":[{"uses":"actions/nope@v1"}]}]}}`))
+	f.Add("PUT", "/api/v1/pipelines/{p}", []byte(`{"name":"renamed","metadata":null}`))
+	f.Add("DELETE", "/api/v1/pipelines/{p}", []byte(nil))
+
+	handler := e.srv.Handler()
+	f.Fuzz(func(t *testing.T, method, target string, body []byte) {
+		if !strings.HasPrefix(target, "/") {
+			target = "/" + target
+		}
+		req, err := http.NewRequest(method, "http://runnel.test"+ids.Replace(target), bytes.NewReader(body))
+		if err != nil || req.URL.Host != "runnel.test" {
+			return // not a request a client could send
+		}
+		req.Header.Set("Authorization", "Bearer "+e.token)
+		rec := httptest.NewRecorder()
+		handler.ServeHTTP(rec, req)
+		if rec.Code >= 500 {
+			t.Fatalf("%s %s: %d %s", method, target, rec.Code, rec.Body)
+		}
+		if strings.HasPrefix(rec.Header().Get("Content-Type"), "application/json") && method != "HEAD" {
+			var env map[string]any
+			if err := json.Unmarshal(rec.Body.Bytes(), &env); err != nil {
+				t.Fatalf("%s %s: not JSON: %s", method, target, rec.Body)
+			}
+			if rec.Code >= 400 && (env["code"] != float64(rec.Code) || env["errMsg"] == "") {
+				t.Fatalf("%s %s: bad error envelope: %s", method, target, rec.Body)
+			}
+		}
+	})
+}

@@ -1,0 +1,310 @@
+package api
+
+import (
+	"cmp"
+	"encoding/json"
+	"slices"
+	"time"
+
+	"github.com/runnel-ci/runnel/internal/store"
+)
+
+// The JSON shapes the API sends. Field names are the seed's (camelCase);
+// times are RFC 3339 in UTC with milliseconds, null when unknown.
+
+// isoLayout keeps a fixed width so that times sort as strings.
+const isoLayout = "2006-01-02T15:04:05.000Z07:00"
+
+func isoTime(t time.Time) string { return t.UTC().Format(isoLayout) }
+
+func isoPtr(t *time.Time) *string {
+	if t == nil || t.IsZero() {
+		return nil
+	}
+	s := isoTime(*t)
+	return &s
+}
+
+type pipelineJSON struct {
+	PipelineID       string         `json:"pipelineId"`
+	ProjectID        string         `json:"projectId"`
+	Name             string         `json:"name"`
+	Description      string         `json:"description"`
+	RepoURL          string         `json:"repoUrl"`
+	DefaultBranch    string         `json:"defaultBranch"`
+	PipelineFilePath string         `json:"pipelineFilePath"`
+	SaveMode         string         `json:"saveMode"`
+	PRTargetBranch   string         `json:"prTargetBranch"`
+	Metadata         map[string]any `json:"metadata"`
+	CreatedBy        string         `json:"createdBy"`
+	CreatedAt        string         `json:"createdAt"`
+	UpdatedAt        string         `json:"updatedAt"`
+	HeadVersion      int            `json:"headVersion"`
+	HeadCommitSHA    string         `json:"headCommitSha"`
+	LastExecutionID  string         `json:"lastExecutionId"`
+	LastRunState     string         `json:"lastRunState"`
+	LastStarted      *string        `json:"lastStarted"`
+	LastEnded        *string        `json:"lastEnded"`
+}
+
+func toPipelineJSON(p *store.Pipeline) pipelineJSON {
+	md := p.Metadata
+	if md == nil {
+		md = map[string]any{}
+	}
+	return pipelineJSON{
+		PipelineID:       p.ID,
+		ProjectID:        p.ProjectID,
+		Name:             p.Name,
+		Description:      p.Description,
+		RepoURL:          p.RepoURL,
+		DefaultBranch:    p.DefaultBranch,
+		PipelineFilePath: p.PipelineFilePath,
+		SaveMode:         p.SaveMode,
+		PRTargetBranch:   p.PRTargetBranch,
+		Metadata:         md,
+		CreatedBy:        p.CreatedBy,
+		CreatedAt:        isoTime(p.CreatedAt),
+		UpdatedAt:        isoTime(p.UpdatedAt),
+		HeadVersion:      p.HeadVersion,
+		HeadCommitSHA:    p.HeadCommitSHA,
+		LastExecutionID:  p.LastExecutionID,
+		LastRunState:     p.LastRunState,
+		LastStarted:      isoPtr(p.LastStarted),
+		LastEnded:        isoPtr(p.LastEnded),
+	}
+}
+
+// listJSON is a page of a list.
+type listJSON[T any] struct {
+	Items    []T `json:"items"`
+	Total    int `json:"total"`
+	Page     int `json:"page"`
+	PageSize int `json:"pageSize"`
+}
+
+// specVersionJSON is a saved spec version (the answer of a save).
+type specVersionJSON struct {
+	PipelineID    string `json:"pipelineId"`
+	Version       int    `json:"version"`
+	HeadCommitSHA string `json:"headCommitSha"`
+	Format        string `json:"format"`
+	CommitMessage string `json:"commitMessage"`
+	Editor        string `json:"editor"`
+	RequestID     string `json:"requestId"`
+	CreatedAt     string `json:"createdAt"`
+	// Replayed is true when the requestId had been used: nothing was saved.
+	Replayed bool `json:"replayed"`
+}
+
+func toSpecVersionJSON(sv *store.SpecVersion, replayed bool) specVersionJSON {
+	return specVersionJSON{
+		PipelineID:    sv.PipelineID,
+		Version:       sv.Version,
+		HeadCommitSHA: sv.CommitSHA,
+		Format:        sv.Format,
+		CommitMessage: sv.CommitMessage,
+		Editor:        sv.Editor,
+		RequestID:     sv.RequestID,
+		CreatedAt:     isoTime(sv.CreatedAt),
+		Replayed:      replayed,
+	}
+}
+
+// specJSON is the answer of GET …/spec.
+type specJSON struct {
+	Spec   json.RawMessage `json:"spec"`
+	Format string          `json:"format"`
+	// HeadCommitSHA is the pipeline's current head: the value a save passes as
+	// expectedHeadCommitSha.
+	HeadCommitSHA string `json:"headCommitSha"`
+	// Version and CommitSHA identify the version returned (the head unless
+	// ?version= asked for another).
+	Version       int    `json:"version"`
+	CommitSHA     string `json:"commitSha"`
+	CommitMessage string `json:"commitMessage"`
+	Editor        string `json:"editor"`
+	CreatedAt     string `json:"createdAt"`
+}
+
+// specError is one problem of a spec, positioned in the spec as sent.
+type specError struct {
+	Path    string `json:"path"`
+	Line    int    `json:"line"`
+	Column  int    `json:"column"`
+	Message string `json:"message"`
+}
+
+type validateJSON struct {
+	Valid  bool        `json:"valid"`
+	Errors []specError `json:"errors"`
+}
+
+type triggerJSON struct {
+	RunID      string `json:"runId"`
+	PipelineID string `json:"pipelineId"`
+	Number     int64  `json:"number"`
+	Status     string `json:"status"`
+	// Replayed is true when the requestId had been used: no new run.
+	Replayed bool `json:"replayed"`
+}
+
+// runJSON is a run without its tree (list items).
+type runJSON struct {
+	RunID       string            `json:"runId"`
+	PipelineID  string            `json:"pipelineId"`
+	Number      int64             `json:"number"`
+	Status      string            `json:"status"`
+	TriggerType string            `json:"triggerType"`
+	TriggeredBy string            `json:"triggeredBy"`
+	RequestID   string            `json:"requestId"`
+	Variables   map[string]string `json:"variables"`
+	SpecVersion int               `json:"specVersion"`
+	Commit      string            `json:"commit"`
+	Reason      string            `json:"reason"`
+	CreatedAt   string            `json:"createdAt"`
+	StartedAt   *string           `json:"startedAt"`
+	EndedAt     *string           `json:"endedAt"`
+}
+
+func toRunJSON(r *store.Run) runJSON {
+	vars := r.Variables
+	if vars == nil {
+		vars = map[string]string{}
+	}
+	return runJSON{
+		RunID:       r.ID,
+		PipelineID:  r.PipelineID,
+		Number:      r.Number,
+		Status:      r.Status,
+		TriggerType: r.TriggerType,
+		TriggeredBy: r.TriggeredBy,
+		RequestID:   r.RequestID,
+		Variables:   vars,
+		SpecVersion: r.SpecVersion,
+		Commit:      r.Commit,
+		Reason:      r.Reason,
+		CreatedAt:   isoTime(r.CreatedAt),
+		StartedAt:   isoPtr(r.StartedAt),
+		EndedAt:     isoPtr(r.EndedAt),
+	}
+}
+
+// runDetailJSON is a run with its whole tree and timeline in one object, so
+// that a client never joins two maps (seed 001's review comment).
+type runDetailJSON struct {
+	runJSON
+	Stages   []stageJSON    `json:"stages"`
+	Timeline []timelineJSON `json:"timeline"`
+}
+
+type stageJSON struct {
+	Name  string    `json:"name"`
+	Index int       `json:"index"`
+	Jobs  []jobJSON `json:"jobs"`
+}
+
+type jobJSON struct {
+	JobRunID       string            `json:"jobRunId"`
+	Key            string            `json:"key"`
+	Name           string            `json:"name"`
+	Status         string            `json:"status"`
+	Attempt        int               `json:"attempt"`
+	AllowedFailure bool              `json:"allowedFailure"`
+	Reason         string            `json:"reason"`
+	AgentID        string            `json:"agentId"`
+	Outputs        map[string]string `json:"outputs"`
+	QueuedAt       *string           `json:"queuedAt"`
+	StartedAt      *string           `json:"startedAt"`
+	EndedAt        *string           `json:"endedAt"`
+	Steps          []stepJSON        `json:"steps"`
+}
+
+type stepJSON struct {
+	StepRunID string  `json:"stepRunId"`
+	Index     int     `json:"index"`
+	Name      string  `json:"name"`
+	Uses      string  `json:"uses,omitempty"`
+	Run       string  `json:"run,omitempty"`
+	Status    string  `json:"status"`
+	ExitCode  *int    `json:"exitCode"`
+	Error     string  `json:"error"`
+	StartedAt *string `json:"startedAt"`
+	EndedAt   *string `json:"endedAt"`
+}
+
+type timelineJSON struct {
+	Time     string `json:"time"`
+	Action   string `json:"action"`
+	Operator string `json:"operator"`
+	Reason   string `json:"reason"`
+	JobRunID string `json:"jobRunId,omitempty"`
+}
+
+// toRunDetailJSON groups the tree's jobs into stages by StageIndex, in plan
+// order, and puts each job's steps inside it.
+func toRunDetailJSON(tree *store.RunTree, timeline []*store.TimelineEntry) runDetailJSON {
+	out := runDetailJSON{runJSON: toRunJSON(tree.Run), Stages: []stageJSON{}, Timeline: []timelineJSON{}}
+	byIndex := map[int]int{} // StageIndex → position in out.Stages
+	for _, j := range tree.Jobs {
+		pos, ok := byIndex[j.StageIndex]
+		if !ok {
+			pos = len(out.Stages)
+			byIndex[j.StageIndex] = pos
+			out.Stages = append(out.Stages, stageJSON{Name: j.Stage, Index: j.StageIndex, Jobs: []jobJSON{}})
+		}
+		outputs := j.Outputs
+		if outputs == nil {
+			outputs = map[string]string{}
+		}
+		jj := jobJSON{
+			JobRunID:       j.ID,
+			Key:            j.Key,
+			Name:           j.Name,
+			Status:         j.Status,
+			Attempt:        j.Attempt,
+			AllowedFailure: j.AllowedFailure,
+			Reason:         j.Reason,
+			AgentID:        j.AgentID,
+			Outputs:        outputs,
+			QueuedAt:       isoPtr(j.QueuedAt),
+			StartedAt:      isoPtr(j.StartedAt),
+			EndedAt:        isoPtr(j.EndedAt),
+			Steps:          []stepJSON{},
+		}
+		for _, st := range tree.Steps[j.ID] {
+			jj.Steps = append(jj.Steps, stepJSON{
+				StepRunID: st.ID,
+				Index:     st.Index,
+				Name:      st.Name,
+				Uses:      st.Uses,
+				Run:       st.Run,
+				Status:    st.Status,
+				ExitCode:  st.ExitCode,
+				Error:     st.Error,
+				StartedAt: isoPtr(st.StartedAt),
+				EndedAt:   isoPtr(st.EndedAt),
+			})
+		}
+		out.Stages[pos].Jobs = append(out.Stages[pos].Jobs, jj)
+	}
+	// Stages in plan order even if a store returned jobs out of stage order.
+	sortStages(out.Stages)
+	for _, e := range timeline {
+		out.Timeline = append(out.Timeline, timelineJSON{
+			Time: isoTime(e.Time), Action: e.Action, Operator: e.Operator, Reason: e.Reason, JobRunID: e.JobRunID,
+		})
+	}
+	return out
+}
+
+func sortStages(stages []stageJSON) {
+	slices.SortStableFunc(stages, func(a, b stageJSON) int { return cmp.Compare(a.Index, b.Index) })
+}
+
+type logLineJSON struct {
+	Seq     int64  `json:"seq"`
+	Time    string `json:"time"`
+	Level   string `json:"level"`
+	Message string `json:"message"`
+}

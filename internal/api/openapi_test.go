@@ -1,0 +1,200 @@
+package api
+
+import (
+	"bytes"
+	"encoding/json"
+	"log/slog"
+	"net/http"
+	"net/http/httptest"
+	"sort"
+	"strings"
+	"testing"
+)
+
+// TestOpenAPIMatchesRoutes: every registered route is documented with its
+// method, every documented operation is in the route table and is served by
+// the live handler (not the router's 404/405), and the document is the one
+// served at /api/v1/openapi.json.
+func TestOpenAPIMatchesRoutes(t *testing.T) {
+	e := newEnv(t)
+	doc := openAPI(t)
+	paths := doc["paths"].(map[string]any)
+
+	registered := map[string]bool{}
+	for _, rt := range e.srv.routes() {
+		key := rt.method + " " + rt.path
+		registered[key] = true
+		item, ok := paths[rt.path].(map[string]any)
+		if !ok {
+			t.Errorf("route %s: path not in the OpenAPI document", key)
+			continue
+		}
+		op, ok := item[strings.ToLower(rt.method)].(map[string]any)
+		if !ok {
+			t.Errorf("route %s: method not in the OpenAPI document", key)
+			continue
+		}
+		// Public routes say so; the others inherit the bearer requirement.
+		sec, hasSec := op["security"].([]any)
+		if rt.public != (hasSec && len(sec) == 0) {
+			t.Errorf("route %s: public=%v but the document's security is %v", key, rt.public, op["security"])
+		}
+		// Every path parameter is declared.
+		declared := map[string]bool{}
+		for _, p := range append(asList(item["parameters"]), asList(op["parameters"])...) {
+			pm := resolve(doc, p).(map[string]any)
+			if pm["in"] == "path" {
+				declared[pm["name"].(string)] = true
+			}
+		}
+		for _, seg := range strings.Split(rt.path, "/") {
+			if isWildcard(seg) && !declared[strings.Trim(seg, "{}")] {
+				t.Errorf("route %s: path parameter %s not declared", key, seg)
+			}
+		}
+	}
+
+	var documented []string
+	for p, item := range paths {
+		for m := range item.(map[string]any) {
+			if m == "parameters" {
+				continue
+			}
+			documented = append(documented, strings.ToUpper(m)+" "+p)
+		}
+	}
+	sort.Strings(documented)
+	for _, key := range documented {
+		if !registered[key] {
+			t.Errorf("documented %s is not a route", key)
+			continue
+		}
+		method, path, _ := strings.Cut(key, " ")
+		var body any
+		if method == "POST" || method == "PUT" {
+			body = map[string]any{}
+		}
+		r := e.do(method, samplePath(path), body)
+		if r.status == http.StatusMethodNotAllowed || strings.HasPrefix(r.errMsg(), "no route") {
+			t.Errorf("documented %s is not served: %d %s", key, r.status, r.body)
+		}
+	}
+
+	served := e.do("GET", "/api/v1/openapi.json", nil).must(t, 200)
+	if !bytes.Equal(served.body, openAPIDoc) {
+		t.Error("the served document differs from the embedded one")
+	}
+	if doc["openapi"] != "3.1.0" {
+		t.Errorf("openapi version %v", doc["openapi"])
+	}
+	// Every $ref resolves.
+	var walk func(any)
+	walk = func(v any) {
+		switch x := v.(type) {
+		case map[string]any:
+			if ref, ok := x["$ref"].(string); ok {
+				var cur any = doc
+				for _, part := range strings.Split(strings.TrimPrefix(ref, "#/"), "/") {
+					m, ok := cur.(map[string]any)
+					if !ok || m[part] == nil {
+						t.Errorf("dangling $ref %s", ref)
+						return
+					}
+					cur = m[part]
+				}
+			}
+			for _, y := range x {
+				walk(y)
+			}
+		case []any:
+			for _, y := range x {
+				walk(y)
+			}
+		}
+	}
+	walk(doc)
+}
+
+func asList(v any) []any {
+	l, _ := v.([]any)
+	return l
+}
+
+// TestOpenAPIBodiesMatchDecoders: the documented request bodies accept
+// exactly the fields the decoders accept.
+func TestOpenAPIBodiesMatchDecoders(t *testing.T) {
+	doc := openAPI(t)
+	schemas := doc["components"].(map[string]any)["schemas"].(map[string]any)
+	cases := map[string]any{
+		"PipelineCreate":      &createPipelineBody{},
+		"PipelineUpdate":      &pipelineBody{},
+		"SpecValidateRequest": &specBody{},
+		"SpecSaveRequest":     &saveBody{},
+		"TriggerRequest":      &triggerBody{},
+		"ControlRequest":      &controlBody{},
+	}
+	for name, v := range cases {
+		props := schemas[name].(map[string]any)["properties"].(map[string]any)
+		var documented []string
+		for k := range props {
+			documented = append(documented, k)
+		}
+		sort.Strings(documented)
+		accepted := append([]string(nil), fieldsOf(reflectType(v)).names...)
+		sort.Strings(accepted)
+		if strings.Join(documented, ",") != strings.Join(accepted, ",") {
+			t.Errorf("%s: documented %v, decoder accepts %v", name, documented, accepted)
+		}
+	}
+}
+
+// TestRecoverPanics: a panicking handler costs one request an envelope 500,
+// and the server keeps serving.
+func TestRecoverPanics(t *testing.T) {
+	var logs bytes.Buffer
+	s := &Server{log: slog.New(slog.NewTextHandler(&logs, nil)), now: nowForTest}
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /boom", func(http.ResponseWriter, *http.Request) { panic("kaboom") })
+	mux.HandleFunc("GET /fine", func(w http.ResponseWriter, _ *http.Request) { s.ok(w, 200, nil) })
+	h := s.outer(mux)
+
+	rec := httptest.NewRecorder()
+	h.ServeHTTP(rec, httptest.NewRequest("GET", "/boom", nil))
+	var env map[string]any
+	if err := json.Unmarshal(rec.Body.Bytes(), &env); err != nil || rec.Code != 500 || env["code"] != 500.0 ||
+		!strings.Contains(env["errMsg"].(string), "internal error") || strings.Contains(rec.Body.String(), "kaboom") {
+		t.Errorf("panic answer: %d %s", rec.Code, rec.Body)
+	}
+	if !strings.Contains(logs.String(), "kaboom") || !strings.Contains(logs.String(), "stack=") {
+		t.Errorf("panic not logged with its stack:\n%s", logs.String())
+	}
+	rec = httptest.NewRecorder()
+	h.ServeHTTP(rec, httptest.NewRequest("GET", "/fine", nil))
+	if rec.Code != 200 {
+		t.Errorf("after a panic: %d", rec.Code)
+	}
+}
+
+func TestGroupRoutes(t *testing.T) {
+	s := &Server{}
+	groups := groupRoutes(s.routes())
+	var merged []string
+	for _, g := range groups {
+		if len(g.members) > 1 {
+			var m []string
+			for _, r := range g.members {
+				m = append(m, r.path)
+			}
+			merged = append(merged, g.pattern+" = "+strings.Join(m, " | "))
+		}
+	}
+	want := "GET /api/v1/pipelines/{seg3}/{seg4} = /api/v1/pipelines/runs/{runId} | /api/v1/pipelines/{pipelineId}/spec | /api/v1/pipelines/{pipelineId}/runs"
+	if len(merged) != 1 || merged[0] != want {
+		t.Errorf("merged groups:\n%v\nwant\n%s", merged, want)
+	}
+	// ServeMux accepts the result (it panics on conflicts).
+	mux := http.NewServeMux()
+	for _, g := range groups {
+		mux.Handle(g.pattern, http.NotFoundHandler())
+	}
+}

@@ -1,0 +1,517 @@
+// Package api owns Runnel's HTTP API: routing, the response envelope, bearer
+// token authentication, strict request decoding, and the mapping of domain
+// errors to HTTP statuses (the only place where that happens). It persists
+// through store.Store and drives runs through RunControl (deps.go); it knows
+// no database and no scheduler.
+//
+// Every route under /api/v1 needs a bearer token, except the OpenAPI document
+// (/api/v1/openapi.json): it describes the API and holds no data, and tools
+// that render it should not need a token. /healthz and /readyz are open too,
+// for load balancers and orchestrators.
+package api
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"net/url"
+	"runtime/debug"
+	"slices"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/runnel-ci/runnel/internal/action"
+	"github.com/runnel-ci/runnel/internal/spec"
+	"github.com/runnel-ci/runnel/internal/store"
+)
+
+// Config is what the API needs. Store and Runs are required.
+type Config struct {
+	Store store.Store
+	Runs  RunControl
+	// Catalog resolves `uses` when specs are validated; nil means the built-in
+	// actions (action.Builtins()).
+	Catalog spec.ActionCatalog
+	// Logger receives one line per request and the detail of every 5xx; nil
+	// discards.
+	Logger *slog.Logger
+	// Clock is time.Now unless a test fixes it.
+	Clock func() time.Time
+	// MaxBodyBytes bounds request bodies (413 beyond); default 1 MiB.
+	MaxBodyBytes int64
+	// LogCapBytes is the per-step log cap the log ingestion applies; a
+	// plain-text log download never sends more than this (default 16 MiB).
+	LogCapBytes int64
+}
+
+// Defaults of Config.
+const (
+	DefaultMaxBodyBytes = 1 << 20
+	DefaultLogCapBytes  = 16 << 20
+)
+
+// Server serves the HTTP API. Build it with New; it is safe for concurrent
+// use.
+type Server struct {
+	st      store.Store
+	runs    RunControl
+	catalog spec.ActionCatalog
+	log     *slog.Logger
+	now     func() time.Time
+	maxBody int64
+	logCap  int64
+
+	// touched remembers when each token's last-used time was last written, so
+	// an active client costs one write a minute instead of one per request.
+	touchMu sync.Mutex
+	touched map[string]time.Time
+
+	handler http.Handler
+}
+
+// New returns a server for cfg. A nil Store or Runs is a wiring error in the
+// caller and panics at start-up rather than failing every request.
+func New(cfg Config) *Server {
+	if cfg.Store == nil || cfg.Runs == nil {
+		panic("api.New: Config.Store and Config.Runs are required")
+	}
+	s := &Server{
+		st:      cfg.Store,
+		runs:    cfg.Runs,
+		catalog: cfg.Catalog,
+		log:     cfg.Logger,
+		now:     cfg.Clock,
+		maxBody: cfg.MaxBodyBytes,
+		logCap:  cfg.LogCapBytes,
+		touched: map[string]time.Time{},
+	}
+	if s.catalog == nil {
+		s.catalog = action.Builtins()
+	}
+	if s.log == nil {
+		s.log = slog.New(slog.DiscardHandler)
+	}
+	if s.now == nil {
+		s.now = time.Now
+	}
+	if s.maxBody <= 0 {
+		s.maxBody = DefaultMaxBodyBytes
+	}
+	if s.logCap <= 0 {
+		s.logCap = DefaultLogCapBytes
+	}
+	s.handler = s.buildHandler()
+	return s
+}
+
+// Handler returns the http.Handler serving every route.
+func (s *Server) Handler() http.Handler { return s.handler }
+
+// handlerFunc is a route's handler: it writes a success response itself and
+// returns errors, which the route wrapper turns into an error envelope.
+type handlerFunc func(w http.ResponseWriter, r *http.Request) error
+
+// route is one documented endpoint. Path uses OpenAPI's template syntax, which
+// is also ServeMux's wildcard syntax.
+type route struct {
+	method string
+	path   string
+	// public routes need no token.
+	public bool
+	h      handlerFunc
+}
+
+// routes lists every endpoint; the OpenAPI test checks the document against
+// this list and against the live handler.
+func (s *Server) routes() []route {
+	return []route{
+		{method: "GET", path: "/healthz", public: true, h: s.healthz},
+		{method: "GET", path: "/readyz", public: true, h: s.readyz},
+		{method: "GET", path: "/api/v1/openapi.json", public: true, h: s.openAPI},
+
+		{method: "POST", path: "/api/v1/pipelines", h: s.createPipeline},
+		{method: "GET", path: "/api/v1/pipelines", h: s.listPipelines},
+		{method: "GET", path: "/api/v1/pipelines/{pipelineId}", h: s.getPipeline},
+		{method: "PUT", path: "/api/v1/pipelines/{pipelineId}", h: s.updatePipeline},
+		{method: "DELETE", path: "/api/v1/pipelines/{pipelineId}", h: s.deletePipeline},
+
+		{method: "GET", path: "/api/v1/pipelines/{pipelineId}/spec", h: s.getSpec},
+		{method: "POST", path: "/api/v1/pipelines/{pipelineId}/spec/validate", h: s.validateSpec},
+		{method: "POST", path: "/api/v1/pipelines/{pipelineId}/spec/save", h: s.saveSpec},
+
+		{method: "POST", path: "/api/v1/pipelines/{pipelineId}/trigger", h: s.trigger},
+		{method: "GET", path: "/api/v1/pipelines/{pipelineId}/runs", h: s.listRuns},
+		{method: "GET", path: "/api/v1/pipelines/runs/{runId}", h: s.getRun},
+		{method: "POST", path: "/api/v1/pipelines/{pipelineId}/runs/{runId}/stop", h: s.control("stop")},
+		{method: "POST", path: "/api/v1/pipelines/{pipelineId}/runs/{runId}/pause", h: s.control("pause")},
+		{method: "POST", path: "/api/v1/pipelines/{pipelineId}/runs/{runId}/resume", h: s.control("resume")},
+		{method: "GET", path: "/api/v1/pipelines/runs/{runId}/steps/{stepRunId}/logs", h: s.stepLogs},
+	}
+}
+
+// buildHandler wires the routes into a ServeMux behind the outer middleware.
+//
+// ServeMux refuses two patterns when neither is more specific than the other,
+// and the seed's API has such pairs: GET /api/v1/pipelines/{pipelineId}/spec
+// and GET /api/v1/pipelines/runs/{runId} both match /api/v1/pipelines/runs/spec.
+// Such routes share one mux pattern (the differing segments as wildcards) and
+// are told apart by dispatch, literal segments first: "runs/…" is always a
+// run, never a pipeline called "runs" (pipeline ids start with pl_).
+func (s *Server) buildHandler() http.Handler {
+	mux := http.NewServeMux()
+	groups := groupRoutes(s.routes())
+	for _, g := range groups {
+		mux.Handle(g.pattern, s.dispatch(g.members))
+	}
+	return s.outer(mux)
+}
+
+// routeGroup is routes sharing one mux pattern.
+type routeGroup struct {
+	pattern string
+	members []route
+}
+
+// groupRoutes puts routes that ServeMux would reject as conflicting into
+// groups; a route without conflicts is a group of one with its own pattern.
+func groupRoutes(routes []route) []routeGroup {
+	n := len(routes)
+	parent := make([]int, n)
+	for i := range parent {
+		parent[i] = i
+	}
+	find := func(i int) int {
+		for parent[i] != i {
+			i = parent[i]
+		}
+		return i
+	}
+	for i := range n {
+		for j := i + 1; j < n; j++ {
+			if conflicts(routes[i], routes[j]) {
+				parent[find(i)] = find(j)
+			}
+		}
+	}
+	byRoot := map[int]*routeGroup{}
+	var out []*routeGroup
+	for i, rt := range routes {
+		root := find(i)
+		g, ok := byRoot[root]
+		if !ok {
+			g = &routeGroup{}
+			byRoot[root] = g
+			out = append(out, g)
+		}
+		g.members = append(g.members, rt)
+	}
+	result := make([]routeGroup, 0, len(out))
+	for _, g := range out {
+		g.pattern = g.members[0].method + " " + mergedPath(g.members)
+		// Literal segments first, so a request that two templates match goes to
+		// the one naming more of it literally, earlier.
+		slices.SortStableFunc(g.members, func(a, b route) int {
+			sa, sb := segments(a.path), segments(b.path)
+			for k := range sa {
+				la, lb := !isWildcard(sa[k]), !isWildcard(sb[k])
+				if la != lb {
+					if la {
+						return -1
+					}
+					return 1
+				}
+			}
+			return 0
+		})
+		result = append(result, *g)
+	}
+	return result
+}
+
+func segments(p string) []string { return strings.Split(strings.TrimPrefix(p, "/"), "/") }
+
+func isWildcard(seg string) bool { return strings.HasPrefix(seg, "{") }
+
+// conflicts reports whether ServeMux would refuse a and b together: same
+// method and length, each matches some path the other does, and neither is
+// more specific (each has a literal where the other has a wildcard).
+func conflicts(a, b route) bool {
+	if a.method != b.method {
+		return false
+	}
+	sa, sb := segments(a.path), segments(b.path)
+	if len(sa) != len(sb) {
+		return false
+	}
+	aLit, bLit := false, false
+	for k := range sa {
+		wa, wb := isWildcard(sa[k]), isWildcard(sb[k])
+		switch {
+		case !wa && !wb && sa[k] != sb[k]:
+			return false
+		case !wa && wb:
+			aLit = true
+		case wa && !wb:
+			bLit = true
+		}
+	}
+	return aLit && bLit
+}
+
+// mergedPath is the members' common template with every segment where they
+// differ replaced by a wildcard.
+func mergedPath(members []route) string {
+	segs := segments(members[0].path)
+	out := slices.Clone(segs)
+	for k := range segs {
+		for _, m := range members[1:] {
+			if segments(m.path)[k] != segs[k] {
+				out[k] = fmt.Sprintf("{seg%d}", k)
+				break
+			}
+		}
+	}
+	return "/" + strings.Join(out, "/")
+}
+
+// dispatch serves a group: the first member whose template matches the path,
+// with its wildcards set as path values.
+func (s *Server) dispatch(members []route) http.Handler {
+	handlers := make([]http.Handler, len(members))
+	for i, m := range members {
+		handlers[i] = s.wrap(m)
+	}
+	if len(members) == 1 {
+		return handlers[0]
+	}
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		// Split the escaped path, as ServeMux does, so that an encoded "/"
+		// stays inside its segment (and is refused by the id check).
+		got := segments(r.URL.EscapedPath())
+		for i, m := range members {
+			tmpl := segments(m.path)
+			if len(tmpl) != len(got) {
+				continue
+			}
+			vals := map[string]string{}
+			match := true
+			for k, seg := range tmpl {
+				if isWildcard(seg) {
+					v, err := url.PathUnescape(got[k])
+					if err != nil {
+						v = got[k]
+					}
+					vals[strings.Trim(seg, "{}")] = v
+				} else if seg != got[k] {
+					match = false
+					break
+				}
+			}
+			if match {
+				for k, v := range vals {
+					r.SetPathValue(k, v)
+				}
+				handlers[i].ServeHTTP(w, r)
+				return
+			}
+		}
+		s.fail(w, r, errorf(http.StatusNotFound, "no route for %s %s; the API is described at /api/v1/openapi.json", r.Method, r.URL.Path))
+	})
+}
+
+// wrap applies a route's own middleware: authentication, the body limit, and
+// turning the handler's error into an envelope.
+func (s *Server) wrap(rt route) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if !rt.public {
+			p, err := s.authenticate(r)
+			if err != nil {
+				s.fail(w, r, err)
+				return
+			}
+			r = r.WithContext(context.WithValue(r.Context(), principalKey{}, p))
+		}
+		if rt.method != http.MethodGet {
+			// Only GET routes take query parameters; a parameter anywhere else
+			// is a client mistake worth a clear 400, not silence.
+			if _, err := parseQuery(r.URL.RawQuery); err != nil {
+				s.fail(w, r, err)
+				return
+			}
+		}
+		r.Body = http.MaxBytesReader(w, r.Body, s.maxBody)
+		if err := rt.h(w, r); err != nil {
+			s.fail(w, r, err)
+		}
+	})
+}
+
+// outer is the middleware around the mux: request id, access log, panic
+// recovery, path checks, and envelopes for unmatched routes.
+func (s *Server) outer(mux *http.ServeMux) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		start := time.Now()
+		reqID := newRequestID()
+		r = r.WithContext(context.WithValue(r.Context(), requestIDKey{}, reqID))
+		rec := &recorder{ResponseWriter: w}
+		rec.Header().Set("X-Request-Id", reqID)
+		defer func() {
+			if v := recover(); v != nil {
+				if v == http.ErrAbortHandler {
+					panic(v)
+				}
+				// Last resort: a handler bug must cost one request, not the
+				// process, and the client still gets an envelope.
+				s.log.LogAttrs(r.Context(), slog.LevelError, "panic serving request",
+					slog.String("request_id", reqID), slog.String("method", r.Method),
+					slog.String("path", r.URL.Path), slog.Any("panic", v), slog.String("stack", string(debug.Stack())))
+				if !rec.wrote {
+					s.fail(rec, r, &apiError{status: http.StatusInternalServerError, msg: "internal error", cause: fmt.Errorf("panic: %v", v)})
+				}
+			}
+			s.log.LogAttrs(r.Context(), slog.LevelInfo, "http request",
+				slog.String("request_id", reqID), slog.String("method", r.Method), slog.String("path", r.URL.Path),
+				slog.Int("status", rec.statusCode()), slog.Int64("duration_ms", time.Since(start).Milliseconds()))
+		}()
+		if err := checkPath(r.URL.Path); err != nil {
+			s.fail(rec, r, err)
+			return
+		}
+		if _, pattern := mux.Handler(r); pattern == "" {
+			s.unmatched(rec, r, mux)
+			return
+		}
+		mux.ServeHTTP(rec, r)
+	})
+}
+
+// unmatched answers a request no route matches with an envelope, keeping
+// ServeMux's decision between 404 and 405 (and its Allow header).
+func (s *Server) unmatched(w http.ResponseWriter, r *http.Request, mux *http.ServeMux) {
+	h, _ := mux.Handler(r)
+	probe := &probeWriter{header: http.Header{}}
+	h.ServeHTTP(probe, r)
+	if probe.status == http.StatusMethodNotAllowed {
+		s.fail(w, r, &apiError{
+			status: http.StatusMethodNotAllowed,
+			msg:    fmt.Sprintf("method %s is not allowed on %s; allowed: %s", r.Method, r.URL.Path, probe.header.Get("Allow")),
+			header: http.Header{"Allow": probe.header.Values("Allow")},
+		})
+		return
+	}
+	s.fail(w, r, errorf(http.StatusNotFound, "no route for %s %s; the API is described at /api/v1/openapi.json", r.Method, r.URL.Path))
+}
+
+// checkPath refuses paths that are not canonical. ServeMux would answer them
+// with a redirect to the cleaned path; a client sending "..", "//" or a NUL is
+// probing or broken, and a clear 400 serves both better.
+func checkPath(p string) error {
+	if strings.ContainsRune(p, 0) {
+		return errorf(http.StatusBadRequest, "path: contains a NUL byte")
+	}
+	if !strings.HasPrefix(p, "/") {
+		return errorf(http.StatusBadRequest, "path: must start with /")
+	}
+	for i, seg := range strings.Split(p[1:], "/") {
+		last := i == strings.Count(p, "/")-1
+		switch {
+		case seg == "." || seg == "..":
+			return errorf(http.StatusBadRequest, "path: %q segments are not allowed", seg)
+		case seg == "" && !last:
+			return errorf(http.StatusBadRequest, "path: empty segment (\"//\") is not allowed")
+		}
+	}
+	return nil
+}
+
+// recorder remembers the status for the access log and whether anything was
+// written, so the panic handler does not write a second response.
+type recorder struct {
+	http.ResponseWriter
+	status int
+	wrote  bool
+}
+
+func (r *recorder) WriteHeader(code int) {
+	if !r.wrote {
+		r.status, r.wrote = code, true
+	}
+	r.ResponseWriter.WriteHeader(code)
+}
+
+func (r *recorder) Write(b []byte) (int, error) {
+	if !r.wrote {
+		r.status, r.wrote = http.StatusOK, true
+	}
+	return r.ResponseWriter.Write(b)
+}
+
+// Unwrap lets http.ResponseController reach the connection (flushing).
+func (r *recorder) Unwrap() http.ResponseWriter { return r.ResponseWriter }
+
+func (r *recorder) statusCode() int {
+	if !r.wrote {
+		return http.StatusOK
+	}
+	return r.status
+}
+
+// probeWriter captures what ServeMux's own 404/405 handler would send.
+type probeWriter struct {
+	header http.Header
+	status int
+}
+
+func (p *probeWriter) Header() http.Header { return p.header }
+func (p *probeWriter) WriteHeader(code int) {
+	if p.status == 0 {
+		p.status = code
+	}
+}
+func (p *probeWriter) Write(b []byte) (int, error) {
+	if p.status == 0 {
+		p.status = http.StatusOK
+	}
+	return len(b), nil
+}
+
+type requestIDKey struct{}
+
+// newRequestID returns 16 hex characters identifying a request in the logs
+// and in 500 messages.
+func newRequestID() string {
+	var b [8]byte
+	_, _ = rand.Read(b[:])
+	return hex.EncodeToString(b[:])
+}
+
+func requestIDFrom(ctx context.Context) string {
+	id, _ := ctx.Value(requestIDKey{}).(string)
+	return id
+}
+
+// healthz says the process serves; it touches nothing else.
+func (s *Server) healthz(w http.ResponseWriter, r *http.Request) error {
+	s.ok(w, http.StatusOK, map[string]string{"status": "ok"})
+	return nil
+}
+
+// readyz says whether the database answers, within a short deadline so that a
+// hung database makes the probe fail instead of hang.
+func (s *Server) readyz(w http.ResponseWriter, r *http.Request) error {
+	ctx, cancel := context.WithTimeout(r.Context(), 3*time.Second)
+	defer cancel()
+	if err := s.st.Ping(ctx); err != nil {
+		if errors.Is(r.Context().Err(), context.Canceled) {
+			return r.Context().Err()
+		}
+		return &apiError{status: http.StatusServiceUnavailable, msg: "not ready: the database is unreachable", cause: err}
+	}
+	s.ok(w, http.StatusOK, map[string]string{"status": "ready"})
+	return nil
+}

@@ -1,0 +1,285 @@
+package api
+
+import (
+	"bytes"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/http"
+	"regexp"
+
+	"github.com/runnel-ci/runnel/internal/spec"
+	"github.com/runnel-ci/runnel/internal/store"
+)
+
+// contentRejected answers the legacy raw-text field: the seed's API removed
+// it, and a client still sending it should learn what replaced it.
+const contentRejected = "raw definition text is not accepted; send the definition as a JSON object in \"spec\" " +
+	"(for a YAML file, parse it and send the resulting object) and say in \"format\" how you write it: json, yaml or yml"
+
+var specRejected = map[string]string{"content": contentRejected}
+
+// specBody is the body of POST …/spec/validate.
+type specBody struct {
+	Spec   json.RawMessage `json:"spec"`
+	Format string          `json:"format"`
+}
+
+// saveBody is the body of POST …/spec/save.
+type saveBody struct {
+	specBody
+	ExpectedHeadCommitSHA string `json:"expectedHeadCommitSha"`
+	CommitMessage         string `json:"commitMessage"`
+	RequestID             string `json:"requestId"`
+	Editor                string `json:"editor"`
+}
+
+// checkFormat returns the format, "yaml" when omitted: definitions live in
+// pipeline.yaml files unless their author says otherwise.
+func checkFormat(f string) (string, error) {
+	if f == "" {
+		return "yaml", nil
+	}
+	if err := checkEnum("body.format", f, "json", "yaml", "yml"); err != nil {
+		return "", err
+	}
+	return f, nil
+}
+
+func isNull(raw json.RawMessage) bool {
+	return len(raw) == 0 || bytes.Equal(bytes.TrimSpace(raw), []byte("null"))
+}
+
+// checkSpecObject requires the spec to be a JSON object.
+func checkSpecObject(raw json.RawMessage) error {
+	if isNull(raw) {
+		return errorf(http.StatusBadRequest, "body.spec: required: the definition as a JSON object (namespace, version, jobs or stages)")
+	}
+	trimmed := bytes.TrimSpace(raw)
+	if trimmed[0] == '{' {
+		if len(trimmed) > spec.MaxFileSize {
+			return errorf(http.StatusBadRequest, "body.spec: %d bytes; definitions are limited to %d MiB", len(trimmed), spec.MaxFileSize>>20)
+		}
+		return nil
+	}
+	var kind string
+	switch trimmed[0] {
+	case '"':
+		return errorf(http.StatusBadRequest, "body.spec: got a string; %s", contentRejected)
+	case '[':
+		kind = "an array"
+	case 't', 'f':
+		kind = "a boolean"
+	default:
+		kind = "a number"
+	}
+	return errorf(http.StatusBadRequest, "body.spec: must be a JSON object (namespace, version, jobs or stages), got %s", kind)
+}
+
+// specErrors parses and validates a spec object. Positions are in the spec
+// as sent: line 1, column 1 is its opening brace.
+func (s *Server) specErrors(raw json.RawMessage) (*spec.Pipeline, []specError) {
+	p, err := spec.Parse(bytes.TrimSpace(raw), spec.Options{File: "spec", Catalog: s.catalog})
+	if err == nil {
+		return p, nil
+	}
+	var list spec.ErrorList
+	if !errors.As(err, &list) {
+		return nil, []specError{{Message: err.Error()}}
+	}
+	out := make([]specError, 0, len(list))
+	for _, e := range list {
+		out = append(out, specError{Path: e.Path, Line: e.Line, Column: e.Column, Message: e.Msg})
+	}
+	return nil, out
+}
+
+// parseSpec checks a spec and returns its canonical JSON and content hash, or
+// a 400 listing every problem. The canonical form is the parsed definition
+// marshalled again (the spec types marshal deterministically), so two specs
+// that differ only in layout or key order hash the same.
+func (s *Server) parseSpec(raw json.RawMessage) (json.RawMessage, string, error) {
+	if err := checkSpecObject(raw); err != nil {
+		return nil, "", err
+	}
+	p, errs := s.specErrors(raw)
+	if len(errs) > 0 {
+		return nil, "", invalidSpec(errs)
+	}
+	canonical, err := json.Marshal(p)
+	if err != nil {
+		// Only a value JSON cannot hold could do this, and it came from the
+		// client's definition: theirs to fix, not a server fault.
+		return nil, "", errorf(http.StatusBadRequest, "body.spec: the definition cannot be stored as JSON: %v", err)
+	}
+	sum := sha256.Sum256(canonical)
+	return canonical, hex.EncodeToString(sum[:]), nil
+}
+
+// invalidSpec is the 400 for an invalid definition: every problem in the
+// envelope's errors, the first one and the count in the message.
+func invalidSpec(errs []specError) error {
+	first := errs[0]
+	where := first.Path
+	if first.Line > 0 {
+		if where != "" {
+			where += " "
+		}
+		where += fmt.Sprintf("(line %d, column %d)", first.Line, first.Column)
+	}
+	if where != "" {
+		where += ": "
+	}
+	more := ""
+	if len(errs) > 1 {
+		more = fmt.Sprintf(" (and %d more problems, listed in errors)", len(errs)-1)
+	}
+	return &apiError{
+		status: http.StatusBadRequest,
+		msg:    fmt.Sprintf("body.spec: invalid definition: %s%s%s", where, first.Message, more),
+		errors: errs,
+	}
+}
+
+func (s *Server) getSpec(w http.ResponseWriter, r *http.Request) error {
+	q, err := parseQuery(r.URL.RawQuery, "version")
+	if err != nil {
+		return err
+	}
+	version, err := q.intParam("version", 0, 1, 1<<31-1)
+	if err != nil {
+		return err
+	}
+	p, err := s.loadPipeline(r)
+	if err != nil {
+		return err
+	}
+	sv, err := s.st.GetSpec(r.Context(), p.ID, int(version))
+	if errors.Is(err, store.ErrNotFound) {
+		if version == 0 {
+			return errorf(http.StatusNotFound, "pipeline %s has no saved definition yet; save one with POST /api/v1/pipelines/%s/spec/save", p.ID, p.ID)
+		}
+		return errorf(http.StatusNotFound, "pipeline %s has no definition version %d (its newest is %d)", p.ID, version, p.HeadVersion)
+	}
+	if err != nil {
+		return fmt.Errorf("get spec of pipeline %s: %w", p.ID, err)
+	}
+	head := p.HeadCommitSHA
+	if version == 0 {
+		head = sv.CommitSHA // the head as read with the spec, not a moment before
+	}
+	s.ok(w, http.StatusOK, specJSON{
+		Spec: sv.Spec, Format: sv.Format, HeadCommitSHA: head, Version: sv.Version, CommitSHA: sv.CommitSHA,
+		CommitMessage: sv.CommitMessage, Editor: sv.Editor, CreatedAt: isoTime(sv.CreatedAt),
+	})
+	return nil
+}
+
+func (s *Server) validateSpec(w http.ResponseWriter, r *http.Request) error {
+	if _, err := pathID(r, pipelineID); err != nil {
+		return err
+	}
+	data, err := readBody(r, s.maxBody)
+	if err != nil {
+		return err
+	}
+	var b specBody
+	if _, err := decodeJSON(data, &b, decodeOptions{rejected: specRejected}); err != nil {
+		return err
+	}
+	if _, err := checkFormat(b.Format); err != nil {
+		return err
+	}
+	if err := checkSpecObject(b.Spec); err != nil {
+		return err
+	}
+	if _, err := s.loadPipeline(r); err != nil {
+		return err
+	}
+	_, errs := s.specErrors(b.Spec)
+	s.ok(w, http.StatusOK, validateJSON{Valid: len(errs) == 0, Errors: append([]specError{}, errs...)})
+	return nil
+}
+
+var shaPattern = regexp.MustCompile(`^[0-9a-f]{1,64}$`)
+
+func (s *Server) saveSpec(w http.ResponseWriter, r *http.Request) error {
+	if _, err := pathID(r, pipelineID); err != nil {
+		return err
+	}
+	data, err := readBody(r, s.maxBody)
+	if err != nil {
+		return err
+	}
+	var b saveBody
+	if _, err := decodeJSON(data, &b, decodeOptions{rejected: specRejected}); err != nil {
+		return err
+	}
+	format, err := checkFormat(b.Format)
+	if err != nil {
+		return err
+	}
+	if b.ExpectedHeadCommitSHA != "" && !shaPattern.MatchString(b.ExpectedHeadCommitSHA) {
+		return errorf(http.StatusBadRequest, "body.expectedHeadCommitSha: must be the lowercase hex headCommitSha that GET …/spec returned, got %q", b.ExpectedHeadCommitSHA)
+	}
+	if err := checkText("body.commitMessage", b.CommitMessage, 4096, true); err != nil {
+		return err
+	}
+	if err := checkRequestID("body.requestId", b.RequestID); err != nil {
+		return err
+	}
+	if err := checkPrincipal("body.editor", b.Editor); err != nil {
+		return err
+	}
+	if err := checkSpecObject(b.Spec); err != nil {
+		return err
+	}
+	p, err := s.loadPipeline(r)
+	if err != nil {
+		return err
+	}
+	canonical, sha, err := s.parseSpec(b.Spec)
+	if err != nil {
+		return err
+	}
+	// Without a requestId the save still gets a unique one, so that a store
+	// keying idempotency on (pipeline, requestId) never treats two anonymous
+	// saves as one.
+	reqID := b.RequestID
+	if reqID == "" {
+		reqID = newID("auto_")
+	}
+	sv := &store.SpecVersion{
+		PipelineID:    p.ID,
+		CommitSHA:     sha,
+		Spec:          canonical,
+		Format:        format,
+		CommitMessage: b.CommitMessage,
+		Editor:        subjectOr(r, b.Editor),
+		RequestID:     reqID,
+		CreatedAt:     s.now().UTC(),
+	}
+	saved, replayed, err := s.st.SaveSpec(r.Context(), sv, b.ExpectedHeadCommitSHA)
+	if err != nil {
+		var head *store.HeadConflictError
+		if errors.As(err, &head) && head.Current == "" {
+			return &apiError{status: http.StatusConflict, msg: "body.expectedHeadCommitSha: pipeline " + p.ID +
+				" has no saved definition yet; leave expectedHeadCommitSha out for the first save"}
+		}
+		if errors.As(err, &head) || errors.Is(err, store.ErrConflict) || errors.Is(err, store.ErrNotFound) {
+			return err
+		}
+		return fmt.Errorf("save spec of pipeline %s: %w", p.ID, err)
+	}
+	if replayed && saved.CommitSHA != sha {
+		// Answering the old result for a different definition would tell the
+		// client its change was saved when it was not.
+		return errorf(http.StatusConflict,
+			"body.requestId: %q was already used to save a different definition (version %d, headCommitSha %s); use a new requestId for a new save",
+			reqID, saved.Version, saved.CommitSHA)
+	}
+	s.ok(w, http.StatusOK, toSpecVersionJSON(saved, replayed))
+	return nil
+}

@@ -1,0 +1,434 @@
+// Package scheduler turns triggers into runs and drives them through the
+// database: it plans a run, stores its job and step runs, queues the jobs the
+// engine's State says may start, hands them to agents under a lease, records
+// what agents report, and re-evaluates the run after every change. Every
+// decision for a run is made inside store.UpdateRunTx, so decisions for one run
+// are serialised even with several server replicas; in-memory channels only
+// wake agents up sooner.
+package scheduler
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/runnel-ci/runnel/internal/engine"
+	"github.com/runnel-ci/runnel/internal/expr"
+	"github.com/runnel-ci/runnel/internal/plan"
+	"github.com/runnel-ci/runnel/internal/spec"
+	"github.com/runnel-ci/runnel/internal/store"
+)
+
+// Defaults.
+const (
+	DefaultLeaseDuration = 30 * time.Second
+	DefaultLogCap        = 10 << 20
+)
+
+// Options configure a Scheduler.
+type Options struct {
+	Store   store.Store
+	Catalog spec.ActionCatalog
+	Logger  *slog.Logger
+	// Now tells time; nil → time.Now.
+	Now func() time.Time
+	// LeaseDuration is how long a claim lasts without renewal.
+	LeaseDuration time.Duration
+	// LogCapBytes bounds each step's stored log.
+	LogCapBytes int64
+}
+
+// Scheduler implements run control (trigger, stop, pause, resume) and the job
+// source agents claim work from.
+type Scheduler struct {
+	st      store.Store
+	catalog spec.ActionCatalog
+	log     *slog.Logger
+	now     func() time.Time
+	lease   time.Duration
+	logCap  int64
+
+	mu     sync.Mutex
+	wakeCh chan struct{}
+	// cancels holds the cancellation channels of jobs claimed in this process,
+	// so a stop reaches the embedded agent at once (remote agents learn it
+	// through Heartbeat).
+	cancels map[string]chan struct{}
+	plans   map[string]*plan.Plan // by run id; plans are deterministic, the cache only saves parsing
+	timers  map[string]*time.Timer
+}
+
+// New returns a Scheduler; call Run to start its background sweeps.
+func New(o Options) *Scheduler {
+	s := &Scheduler{
+		st: o.Store, catalog: o.Catalog, log: o.Logger, now: o.Now, lease: o.LeaseDuration, logCap: o.LogCapBytes,
+		wakeCh: make(chan struct{}), cancels: map[string]chan struct{}{}, plans: map[string]*plan.Plan{}, timers: map[string]*time.Timer{},
+	}
+	if s.log == nil {
+		s.log = slog.New(slog.DiscardHandler)
+	}
+	if s.now == nil {
+		s.now = time.Now
+	}
+	if s.lease <= 0 {
+		s.lease = DefaultLeaseDuration
+	}
+	if s.logCap == 0 {
+		s.logCap = DefaultLogCap
+	}
+	return s
+}
+
+// LeaseDuration is the lease granted per claim.
+func (s *Scheduler) LeaseDuration() time.Duration { return s.lease }
+
+// NewID returns a random id with a prefix, e.g. run_… .
+func NewID(prefix string) string {
+	const alphabet = "abcdefghijklmnopqrstuvwxyz234567"
+	b := make([]byte, 20)
+	_, _ = rand.Read(b)
+	for i := range b {
+		b[i] = alphabet[b[i]&31]
+	}
+	return prefix + "_" + string(b)
+}
+
+func invalid(format string, args ...any) error {
+	return fmt.Errorf("%s: %w", fmt.Sprintf(format, args...), store.ErrInvalid)
+}
+
+func conflict(format string, args ...any) error {
+	return fmt.Errorf("%s: %w", fmt.Sprintf(format, args...), store.ErrConflict)
+}
+
+// TriggerRequest starts a run.
+type TriggerRequest struct {
+	Variables   map[string]string
+	TriggeredBy string
+	RequestID   string
+	TriggerType string // manual | cron | event
+}
+
+// Trigger plans a run of the pipeline's head definition, stores it and starts
+// it. A RequestID already used for the pipeline returns that run (replayed).
+func (s *Scheduler) Trigger(ctx context.Context, pipelineID string, req TriggerRequest) (*store.Run, bool, error) {
+	p, err := s.st.GetPipeline(ctx, pipelineID)
+	if err != nil {
+		return nil, false, err
+	}
+	sv, err := s.st.GetSpec(ctx, pipelineID, 0)
+	if errors.Is(err, store.ErrNotFound) {
+		return nil, false, invalid("pipeline %s has no definition yet: save one with POST /api/v1/pipelines/%s/spec/save", pipelineID, pipelineID)
+	}
+	if err != nil {
+		return nil, false, err
+	}
+	def, err := spec.Parse(sv.Spec, spec.Options{File: "spec", Catalog: s.catalog})
+	if err != nil {
+		return nil, false, invalid("the pipeline's definition (version %d) is not valid: %v", sv.Version, err)
+	}
+	if req.TriggerType == "" {
+		req.TriggerType = "manual"
+	}
+	runID := NewID("run")
+	run := &store.Run{
+		ID: runID, PipelineID: pipelineID, Status: string(engine.RunPending), TriggerType: req.TriggerType,
+		TriggeredBy: req.TriggeredBy, RequestID: req.RequestID, SpecVersion: sv.Version, CreatedAt: s.now().UTC(),
+	}
+	pl, err := plan.New(plan.Input{
+		Spec: def, Pipeline: pipelineCtx(p, def), Run: expr.Run{ID: runID}, Trigger: triggerCtx(run), Variables: req.Variables,
+	})
+	if err != nil {
+		var pe *plan.Error
+		if errors.As(err, &pe) {
+			return nil, false, invalid("%s", pe.Msg)
+		}
+		return nil, false, err
+	}
+	run.Variables = pl.Base.Variables
+	nr := &store.NewRun{Run: run, Steps: map[string][]*store.StepRun{}}
+	i := 0
+	for _, st := range pl.Stages {
+		for _, j := range st.Jobs {
+			runsOn, _ := json.Marshal(j.Spec.RunsOn)
+			if j.Spec.RunsOn == nil {
+				runsOn = nil
+			}
+			jr := &store.JobRun{
+				ID: NewID("jr"), RunID: runID, Key: j.ID, Name: j.Name, Stage: j.Stage, StageIndex: j.StageIndex,
+				Index: i, Status: string(engine.JobPending), RunsOn: runsOn,
+			}
+			i++
+			nr.Jobs = append(nr.Jobs, jr)
+			for k, step := range j.Spec.Steps {
+				nr.Steps[jr.ID] = append(nr.Steps[jr.ID], &store.StepRun{
+					ID: NewID("sr"), JobRunID: jr.ID, Index: k, Name: step.Name, Uses: step.Uses, Run: step.Run,
+					Status: string(engine.StepPending),
+				})
+			}
+		}
+	}
+	created, replayed, err := s.st.CreateRun(ctx, nr)
+	if err != nil || replayed {
+		return created, replayed, err
+	}
+	if err := s.advance(ctx, created.ID); err != nil {
+		return created, false, err
+	}
+	run, err = s.st.GetRun(ctx, created.ID)
+	return run, false, err
+}
+
+func pipelineCtx(p *store.Pipeline, def *spec.Pipeline) expr.Pipeline {
+	return expr.Pipeline{ID: p.ID, Name: p.Name, Namespace: def.Namespace}
+}
+
+func triggerCtx(r *store.Run) expr.Trigger {
+	return expr.Trigger{Type: r.TriggerType, Event: r.TriggerType, Actor: r.TriggeredBy, Commit: r.Commit}
+}
+
+// planFor rebuilds (or recalls) the plan of a stored run. Planning is
+// deterministic: the same spec version, variables and trigger give the same
+// plan on every replica.
+func (s *Scheduler) planFor(ctx context.Context, run *store.Run) (*plan.Plan, error) {
+	s.mu.Lock()
+	pl := s.plans[run.ID]
+	s.mu.Unlock()
+	if pl != nil {
+		return pl, nil
+	}
+	p, err := s.st.GetPipeline(ctx, run.PipelineID)
+	if err != nil {
+		return nil, err
+	}
+	sv, err := s.st.GetSpec(ctx, run.PipelineID, run.SpecVersion)
+	if err != nil {
+		return nil, err
+	}
+	def, err := spec.Parse(sv.Spec, spec.Options{File: "spec", Catalog: s.catalog})
+	if err != nil {
+		return nil, fmt.Errorf("run %s: definition version %d: %w", run.ID, run.SpecVersion, err)
+	}
+	pl, err = plan.New(plan.Input{
+		Spec: def, Pipeline: pipelineCtx(p, def), Run: expr.Run{ID: run.ID, Number: run.Number},
+		Trigger: triggerCtx(run), Variables: run.Variables,
+	})
+	if err != nil {
+		return nil, err
+	}
+	s.mu.Lock()
+	s.plans[run.ID] = pl
+	s.mu.Unlock()
+	return pl, nil
+}
+
+func (s *Scheduler) forget(runID string) {
+	s.mu.Lock()
+	delete(s.plans, runID)
+	if t := s.timers[runID]; t != nil {
+		t.Stop()
+		delete(s.timers, runID)
+	}
+	s.mu.Unlock()
+}
+
+// rebuild restores the engine's State of a run from its stored job runs.
+func rebuild(pl *plan.Plan, tree *store.RunTree) (*engine.State, error) {
+	env, err := engine.PipelineEnv(pl)
+	if err != nil {
+		return nil, err
+	}
+	st := engine.NewState(pl, env)
+	for _, j := range tree.Jobs {
+		js := st.Jobs[j.Key]
+		if js == nil {
+			return nil, fmt.Errorf("run %s: stored job %q is not in the plan", tree.Run.ID, j.Key)
+		}
+		js.Status = engine.JobStatus(j.Status)
+		js.Attempt = j.Attempt
+		js.AllowedFailure = j.AllowedFailure
+		js.Outputs = j.Outputs
+		js.Reason = j.Reason
+		if j.RetryAt != nil {
+			js.RetryAt = *j.RetryAt
+		}
+	}
+	st.Cancelled = tree.Run.Status == string(engine.RunCancelled)
+	return st, nil
+}
+
+// advance re-evaluates a run in its own transaction.
+func (s *Scheduler) advance(ctx context.Context, runID string) error {
+	var started bool
+	err := s.st.UpdateRunTx(ctx, runID, func(tx store.RunTx) error {
+		tree, err := tx.Tree()
+		if err != nil {
+			return err
+		}
+		started, err = s.advanceTx(ctx, tx, tree)
+		return err
+	})
+	if started {
+		s.wake()
+	}
+	return err
+}
+
+// advanceTx applies the State's decisions to a locked run. It returns true when
+// jobs were queued.
+func (s *Scheduler) advanceTx(ctx context.Context, tx store.RunTx, tree *store.RunTree) (bool, error) {
+	run := tree.Run
+	now := s.now().UTC()
+	if run.Status == string(engine.RunPaused) || run.EndedAt != nil {
+		return false, nil
+	}
+	pl, err := s.planFor(ctx, run)
+	if err != nil {
+		return false, s.failRunTx(tx, tree, "cannot plan the run: "+err.Error())
+	}
+	state, err := rebuild(pl, tree)
+	if err != nil {
+		return false, s.failRunTx(tx, tree, err.Error())
+	}
+	if run.Status == string(engine.RunPending) {
+		run.Status = string(engine.RunRunning)
+		run.StartedAt = &now
+		if err := tx.AppendTimeline(&store.TimelineEntry{RunID: run.ID, Time: now, Action: "started"}); err != nil {
+			return false, err
+		}
+	}
+	d := state.Next(now)
+	jobs := map[string]*store.JobRun{}
+	for _, j := range tree.Jobs {
+		jobs[j.Key] = j
+	}
+	for _, sk := range d.Skipped {
+		j := jobs[sk.Job.ID]
+		j.Status, j.Reason, j.EndedAt = string(sk.Status), sk.Reason, &now
+		if err := tx.UpdateJob(j); err != nil {
+			return false, err
+		}
+		stepStatus := engine.StepSkipped
+		if sk.Status == engine.JobCancelled {
+			stepStatus = engine.StepCancelled
+		}
+		for _, st := range tree.Steps[j.ID] {
+			if !engine.StepStatus(st.Status).Terminal() {
+				st.Status = string(stepStatus)
+				if err := tx.UpdateStep(st); err != nil {
+					return false, err
+				}
+			}
+		}
+	}
+	for _, pj := range d.Start {
+		j := jobs[pj.ID]
+		js := state.Jobs[pj.ID]
+		req := engine.JobRequest{
+			BackendID: engine.BackendID(run.ID, pj.ID, js.Attempt),
+			Job:       pj,
+			Env:       state.JobEnv(pj),
+		}
+		if src := pl.Spec.Source; src != nil && !strings.Contains(src.RepoURL, "${{") {
+			req.RepoURL = src.RepoURL
+		}
+		b, err := engine.EncodeRequest(req)
+		if err != nil {
+			return false, err
+		}
+		j.Status, j.Attempt, j.Request, j.QueuedAt, j.RetryAt = string(engine.JobQueued), js.Attempt, b, &now, nil
+		j.StartedAt, j.EndedAt, j.AgentID, j.LeaseID, j.LeaseExpiresAt, j.Reason = nil, nil, "", "", nil, ""
+		if err := tx.UpdateJob(j); err != nil {
+			return false, err
+		}
+		for _, st := range tree.Steps[j.ID] {
+			if js.Attempt > 1 || st.Status != string(engine.StepPending) {
+				*st = store.StepRun{ID: st.ID, JobRunID: st.JobRunID, Index: st.Index, Name: st.Name, Uses: st.Uses, Run: st.Run, Status: string(engine.StepPending), LogBytes: st.LogBytes}
+				if err := tx.UpdateStep(st); err != nil {
+					return false, err
+				}
+			}
+		}
+	}
+	if !d.WakeAt.IsZero() {
+		s.wakeAt(run.ID, d.WakeAt)
+	}
+	if d.Done {
+		status := d.Status
+		if run.Status == string(engine.RunCancelled) {
+			status = engine.RunCancelled
+		}
+		run.Status = string(status)
+		run.EndedAt = &now
+		if err := tx.AppendTimeline(&store.TimelineEntry{RunID: run.ID, Time: now, Action: "finished", Reason: string(status)}); err != nil {
+			return false, err
+		}
+		defer s.forget(run.ID)
+	}
+	if err := tx.UpdateRun(run); err != nil {
+		return false, err
+	}
+	if err := tx.SetPipelineStatus(run); err != nil {
+		return false, err
+	}
+	return len(d.Start) > 0, nil
+}
+
+// failRunTx ends a run that cannot go on (its definition no longer plans).
+func (s *Scheduler) failRunTx(tx store.RunTx, tree *store.RunTree, reason string) error {
+	now := s.now().UTC()
+	run := tree.Run
+	for _, j := range tree.Jobs {
+		if !engine.JobStatus(j.Status).Terminal() && j.Status != string(engine.JobRunning) {
+			j.Status, j.Reason, j.EndedAt = string(engine.JobFailed), reason, &now
+			if err := tx.UpdateJob(j); err != nil {
+				return err
+			}
+		}
+	}
+	run.Status, run.Reason, run.EndedAt = string(engine.RunFailed), reason, &now
+	if err := tx.AppendTimeline(&store.TimelineEntry{RunID: run.ID, Time: now, Action: "finished", Reason: reason}); err != nil {
+		return err
+	}
+	if err := tx.UpdateRun(run); err != nil {
+		return err
+	}
+	return tx.SetPipelineStatus(run)
+}
+
+// wakeAt re-evaluates a run when a retry becomes due.
+func (s *Scheduler) wakeAt(runID string, at time.Time) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if t := s.timers[runID]; t != nil {
+		t.Stop()
+	}
+	s.timers[runID] = time.AfterFunc(max(0, at.Sub(s.now())), func() {
+		s.mu.Lock()
+		delete(s.timers, runID)
+		s.mu.Unlock()
+		if err := s.advance(context.Background(), runID); err != nil {
+			s.log.Error("advance run after retry delay", "run_id", runID, "err", err)
+		}
+	})
+}
+
+// wake tells waiting agents that work may be claimable.
+func (s *Scheduler) wake() {
+	s.mu.Lock()
+	close(s.wakeCh)
+	s.wakeCh = make(chan struct{})
+	s.mu.Unlock()
+}
+
+func (s *Scheduler) wakeChan() <-chan struct{} {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.wakeCh
+}

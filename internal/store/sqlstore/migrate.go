@@ -1,0 +1,93 @@
+package sqlstore
+
+import (
+	"context"
+	"database/sql/driver"
+	"embed"
+	"errors"
+	"fmt"
+	"io/fs"
+	"time"
+
+	"github.com/pressly/goose/v3"
+)
+
+// migrations holds one directory of goose SQL migrations per dialect.
+//
+//go:embed migrations
+var migrations embed.FS
+
+// migrateLockID names the PostgreSQL advisory lock held while migrating
+// (advisory locks are per database, so this only excludes other Runnel
+// processes on the same database).
+const migrateLockID int64 = 0x52756e6e656c // "Runnel"
+
+// migrate applies the embedded migrations.
+//
+// On PostgreSQL two servers may start at once. goose's own session locker is
+// not enough there: it polls for the lock every 5 s by default, and Up first
+// checks for pending migrations (creating goose's version table) outside the
+// lock, so concurrent starts collide on CREATE TABLE and retry after a second.
+// So the whole of goose's work runs under a blocking pg_advisory_lock taken on
+// a dedicated connection: the second server waits for the first, then finds
+// nothing pending.
+//
+// On SQLite each migration is one BEGIN IMMEDIATE transaction; a second
+// process racing the first fails its copy of a migration the first applied,
+// so a failure is accepted when nothing is pending afterwards.
+func (s *Store) migrate(ctx context.Context) (err error) {
+	sub, err := fs.Sub(migrations, "migrations/"+s.d.name)
+	if err != nil {
+		return fmt.Errorf("migrate: %w", err)
+	}
+	gd := goose.DialectSQLite3
+	if s.d.postgres {
+		gd = goose.DialectPostgres
+	}
+	p, err := goose.NewProvider(gd, s.w, sub,
+		goose.WithSlog(s.log), goose.WithDisableGlobalRegistry(true))
+	if err != nil {
+		return fmt.Errorf("migrate: %w", err)
+	}
+	if s.d.postgres {
+		unlock, err := s.lockMigrations(ctx)
+		if err != nil {
+			return err
+		}
+		defer func() { err = errors.Join(err, unlock()) }()
+	}
+	if _, err := p.Up(ctx); err != nil {
+		if !s.d.postgres {
+			if pending, perr := p.HasPending(ctx); perr == nil && !pending {
+				return nil
+			}
+		}
+		return fmt.Errorf("migrate %s database: %w", s.d.name, err)
+	}
+	return nil
+}
+
+// lockMigrations takes the migration advisory lock on a connection of its
+// own and returns the function that releases it.
+func (s *Store) lockMigrations(ctx context.Context) (func() error, error) {
+	conn, err := s.w.Conn(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("migrate: lock: %w", err)
+	}
+	if _, err := conn.ExecContext(ctx, "SELECT pg_advisory_lock($1)", migrateLockID); err != nil {
+		_ = conn.Close()
+		return nil, fmt.Errorf("migrate: lock: %w", err)
+	}
+	return func() error {
+		ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
+		defer cancel()
+		_, err := conn.ExecContext(ctx, "SELECT pg_advisory_unlock($1)", migrateLockID)
+		if err != nil {
+			// The session still holds the lock: drop the connection instead
+			// of returning it to the pool, which ends the session and the lock.
+			_ = conn.Raw(func(any) error { return driver.ErrBadConn })
+			err = fmt.Errorf("migrate: unlock: %w", err)
+		}
+		return errors.Join(err, conn.Close())
+	}, nil
+}
