@@ -277,3 +277,46 @@ func TestServerKill9(t *testing.T) {
 		time.Sleep(20 * time.Millisecond)
 	}
 }
+
+// TestServerGracefulShutdown: SIGTERM during a run does not cancel it; the job
+// is handed back as interrupted and, with retry, finishes after the restart.
+func TestServerGracefulShutdown(t *testing.T) {
+	dataDir := t.TempDir()
+	cfg := serverConfig{Addr: "127.0.0.1:0", DataDir: dataDir, AdminToken: testToken, AgentCapacity: 1,
+		LeaseDuration: 30 * time.Second, LogCapBytes: 1 << 20, LogLevel: "error"}
+	srv, err := startServer(context.Background(), cfg, io.Discard, io.Discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := &client{t: t, base: "http://" + srv.Addr}
+	var p struct {
+		PipelineID string `json:"pipelineId"`
+	}
+	var specObj any
+	_ = json.Unmarshal([]byte(`{"namespace":"t","jobs":[{"name":"a","retry":{"max":1},"steps":[{"name":"s","run":"test ${{ job.attempt }} -ge 2 || sleep 300"}]}]}`), &specObj)
+	c.do("POST", "/api/v1/pipelines", map[string]any{"projectId": "demo", "name": "graceful", "spec": specObj}, &p)
+	var tr struct {
+		RunID string `json:"runId"`
+	}
+	c.do("POST", "/api/v1/pipelines/"+p.PipelineID+"/trigger", map[string]any{}, &tr)
+	c.waitRun(tr.RunID, 15*time.Second, func(d *runDetail) bool {
+		return len(d.Stages) > 0 && d.Stages[0].Jobs[0].Steps[0].Status == "running"
+	})
+	start := time.Now()
+	if err := srv.Stop(); err != nil {
+		t.Fatal(err)
+	}
+	if d := time.Since(start); d > 10*time.Second {
+		t.Errorf("shutdown took %s", d)
+	}
+	srv2, err := startServer(context.Background(), cfg, io.Discard, io.Discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer srv2.Stop()
+	c.base = "http://" + srv2.Addr
+	d := c.waitRun(tr.RunID, 20*time.Second, final)
+	if d.Status != "success" || d.Stages[0].Jobs[0].Attempt != 2 {
+		t.Fatalf("after a graceful restart: %+v", d)
+	}
+}

@@ -25,6 +25,9 @@ type Source interface {
 	StepStatus(ctx context.Context, c *scheduler.Claim, r engine.StepReport) error
 	AppendLogs(ctx context.Context, c *scheduler.Claim, step int, lines []store.LogLine) error
 	Complete(ctx context.Context, c *scheduler.Claim, res engine.JobResult) error
+	// Interrupt hands a job back unfinished (the agent is shutting down): it is
+	// retried if its retry allows, else failed with reason.
+	Interrupt(ctx context.Context, c *scheduler.Claim, reason string) error
 	LeaseDuration() time.Duration
 }
 
@@ -137,6 +140,14 @@ func (a *Agent) execute(agentCtx context.Context, c *scheduler.Claim, log *slog.
 	}
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(agentCtx), 30*time.Second)
 	defer cancel()
+	if agentCtx.Err() != nil && soft.Err() == nil {
+		// The agent is shutting down, the run was not stopped: the job did not
+		// fail, it was interrupted. It goes back to the scheduler.
+		if err := a.Source.Interrupt(ctx, c, "interrupted: the agent shut down"); err != nil {
+			log.Error("hand back an interrupted job", "job_run_id", c.Job.ID, "err", err)
+		}
+		return
+	}
 	if err := a.Source.Complete(ctx, c, res); err != nil {
 		log.Error("report job result", "job_run_id", c.Job.ID, "err", err)
 	}

@@ -145,6 +145,16 @@ func (s *Scheduler) Complete(ctx context.Context, c *Claim, res engine.JobResult
 	return err
 }
 
+// Interrupt hands back a claimed job that its agent could not finish (the
+// agent is shutting down): it is retried when its retry allows, else failed
+// with reason.
+func (s *Scheduler) Interrupt(ctx context.Context, c *Claim, reason string) error {
+	s.mu.Lock()
+	delete(s.cancels, c.Job.ID)
+	s.mu.Unlock()
+	return s.interrupt(ctx, c.Job, reason, true)
+}
+
 // finishTx records an attempt's result under the run lock. leaseID must still
 // hold the job (fencing); timelineAction, when set, is recorded too.
 func (s *Scheduler) finishTx(ctx context.Context, tx store.RunTx, tree *store.RunTree, jobRunID, leaseID string, res engine.JobResult, timelineAction string, noRetry bool) (bool, error) {
