@@ -15,6 +15,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/runnel-ci/runnel/internal/testpg"
 )
 
 const testToken = "test-admin-token-0123456789"
@@ -112,13 +114,19 @@ func final(d *runDetail) bool {
 }
 
 // TestServerQuickStart boots the real server on port 0 and walks the quick
-// start of docs/api.md: create, save a spec, trigger, poll, read the logs.
+// start of docs/api.md: create, save a spec, trigger, poll, read the logs — on
+// the embedded default (SQLite) and on PostgreSQL.
 func TestServerQuickStart(t *testing.T) {
+	t.Run("sqlite", func(t *testing.T) { quickStart(t, "") })
+	t.Run("postgres", func(t *testing.T) { quickStart(t, testpg.NewDatabase(t)) })
+}
+
+func quickStart(t *testing.T, database string) {
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	var out bytes.Buffer
 	start := time.Now()
-	srv, err := startServer(ctx, serverConfig{Addr: "127.0.0.1:0", DataDir: t.TempDir(), AdminToken: testToken, AgentCapacity: 2,
+	srv, err := startServer(ctx, serverConfig{Addr: "127.0.0.1:0", DataDir: t.TempDir(), Database: database, AdminToken: testToken, AgentCapacity: 2,
 		LeaseDuration: 30 * time.Second, LogCapBytes: 1 << 20, LogLevel: "error"}, &out, io.Discard)
 	if err != nil {
 		t.Fatal(err)
