@@ -178,6 +178,12 @@ func (s *Scheduler) Trigger(ctx context.Context, pipelineID string, req TriggerR
 	if err != nil || replayed {
 		return created, replayed, err
 	}
+	// The plan is the one planFor would rebuild, now that the number is known:
+	// cache it and spare the first advance a parse.
+	pl.Base.Run.Number = created.Number
+	s.mu.Lock()
+	s.plans[created.ID] = pl
+	s.mu.Unlock()
 	if err := s.advance(ctx, created.ID); err != nil {
 		return created, false, err
 	}
