@@ -282,7 +282,7 @@ func (s *Store) SaveSpec(ctx context.Context, sv *store.SpecVersion, expectedHea
 
 func (s *Store) specByRequest(ctx context.Context, q querier, pipelineID, requestID string) (*store.SpecVersion, error) {
 	sv, err := scanSpec(s.queryRow(ctx, q, `SELECT `+specCols+` FROM spec_versions
-		WHERE pipeline_id = ? AND request_id = ?`, pipelineID, requestID))
+		WHERE pipeline_id = ? AND request_id = ? AND request_id <> ''`, pipelineID, requestID))
 	if errors.Is(err, sql.ErrNoRows) {
 		return nil, nil
 	}

@@ -214,8 +214,11 @@ func (s *Store) insertMany(ctx context.Context, tx *sql.Tx, head string, rows []
 	return nil
 }
 
+// runByRequest repeats the partial index's predicate (request_id <> '') so that
+// both SQLite and PostgreSQL's generic plans can use the index instead of
+// scanning every run of the pipeline.
 func (s *Store) runByRequest(ctx context.Context, q querier, pipelineID, requestID string) (*store.Run, error) {
-	r, err := scanRun(s.queryRow(ctx, q, `SELECT `+runCols+` FROM runs WHERE pipeline_id = ? AND request_id = ?`,
+	r, err := scanRun(s.queryRow(ctx, q, `SELECT `+runCols+` FROM runs WHERE pipeline_id = ? AND request_id = ? AND request_id <> ''`,
 		pipelineID, requestID))
 	if errors.Is(err, sql.ErrNoRows) {
 		return nil, nil
