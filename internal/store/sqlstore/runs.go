@@ -214,7 +214,7 @@ func (s *Store) insertMany(ctx context.Context, tx *sql.Tx, head string, rows []
 	return nil
 }
 
-// runByRequest repeats the partial index's predicate (request_id <> ”) so that
+// runByRequest repeats the partial index's predicate (a non-empty request_id) so that
 // both SQLite and PostgreSQL's generic plans can use the index instead of
 // scanning every run of the pipeline.
 func (s *Store) runByRequest(ctx context.Context, q querier, pipelineID, requestID string) (*store.Run, error) {
