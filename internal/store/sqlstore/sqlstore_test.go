@@ -2,20 +2,16 @@ package sqlstore
 
 import (
 	"context"
-	"crypto/rand"
 	"database/sql"
-	"encoding/hex"
 	"errors"
-	"net/url"
-	"os"
 	"path/filepath"
-	"strings"
 	"sync"
 	"testing"
 	"time"
 
 	"github.com/runnel-ci/runnel/internal/store"
 	"github.com/runnel-ci/runnel/internal/store/storetest"
+	"github.com/runnel-ci/runnel/internal/testpg"
 )
 
 func TestSQLite(t *testing.T) {
@@ -127,7 +123,7 @@ func TestPostgresRunTxReadsWhileWritersWait(t *testing.T) {
 		// Wait until the pool's other write connections are stuck on the lock.
 		for {
 			var waiting int
-			err := pg.admin.QueryRowContext(ctx, `SELECT COUNT(*) FROM pg_stat_activity
+			err := pg.Admin.QueryRowContext(ctx, `SELECT COUNT(*) FROM pg_stat_activity
 				WHERE datname = $1 AND wait_event_type = 'Lock'`, db).Scan(&waiting)
 			if err != nil {
 				return err
@@ -208,83 +204,18 @@ func TestSQLiteSettings(t *testing.T) {
 	}
 }
 
-// pgServer is the PostgreSQL server named by RUNNEL_TEST_POSTGRES.
-type pgServer struct {
-	base  *url.URL
-	admin *sql.DB
-}
+// pgServer is the PostgreSQL test server (see internal/testpg).
+type pgServer struct{ *testpg.Server }
 
 // postgres connects to the test server, or skips the test when there is none
 // (fails instead when RUNNEL_TEST_ALL=1, as in CI).
-func postgres(tb testing.TB) *pgServer {
-	tb.Helper()
-	dsn := os.Getenv("RUNNEL_TEST_POSTGRES")
-	if dsn == "" {
-		dsn = "postgres://postgres@127.0.0.1:5432/postgres?sslmode=disable"
-	}
-	u, err := url.Parse(dsn)
-	if err != nil {
-		tb.Fatalf("RUNNEL_TEST_POSTGRES: %v", err)
-	}
-	admin, err := sql.Open("pgx", dsn)
-	if err != nil {
-		tb.Fatal(err)
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-	defer cancel()
-	if err := admin.PingContext(ctx); err != nil {
-		_ = admin.Close()
-		msg := "PostgreSQL is not reachable at " + u.Redacted() + ": " + err.Error()
-		if os.Getenv("RUNNEL_TEST_ALL") == "1" {
-			tb.Fatal(msg)
-		}
-		tb.Skip(msg + " (set RUNNEL_TEST_POSTGRES, or RUNNEL_TEST_ALL=1 to make this a failure)")
-	}
-	admin.SetMaxOpenConns(4)
-	tb.Cleanup(func() { _ = admin.Close() })
-	return &pgServer{base: u, admin: admin}
-}
+func postgres(tb testing.TB) *pgServer { return &pgServer{testpg.Connect(tb)} }
 
 // createDB creates a database (a copy of template when not empty) that is
 // dropped when the test ends.
-func (pg *pgServer) createDB(tb testing.TB, template string) string {
-	tb.Helper()
-	b := make([]byte, 8)
-	_, _ = rand.Read(b)
-	name := "runnel_test_" + hex.EncodeToString(b)
-	q := `CREATE DATABASE ` + name
-	if template != "" {
-		q += ` TEMPLATE ` + template
-	}
-	ctx := context.Background()
-	var err error
-	for attempt := 0; attempt < 50; attempt++ {
-		if _, err = pg.admin.ExecContext(ctx, q); err == nil {
-			break
-		}
-		// A template is briefly "being accessed by other users" while the
-		// connections of its migration, or of another copy, close.
-		if !strings.Contains(err.Error(), "being accessed by other users") {
-			break
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-	if err != nil {
-		tb.Fatalf("%s: %v", q, err)
-	}
-	tb.Cleanup(func() {
-		if _, err := pg.admin.ExecContext(ctx, `DROP DATABASE IF EXISTS `+name+` WITH (FORCE)`); err != nil {
-			tb.Errorf("drop test database %s: %v", name, err)
-		}
-	})
-	return name
-}
+func (pg *pgServer) createDB(tb testing.TB, template string) string { return pg.CreateDB(tb, template) }
 
-func (pg *pgServer) dsn(db string) string {
-	u := *pg.base
-	u.Path = "/" + db
-	return u.String()
-}
+func (pg *pgServer) dsn(db string) string { return pg.DSN(db) }
 
 func (pg *pgServer) open(tb testing.TB, db string) *Store {
 	tb.Helper()
