@@ -43,13 +43,8 @@ const maxListLogs = 10000
 func (s *Store) AppendLogs(ctx context.Context, stepRunID string, lines []store.LogLine, maxBytes int64) ([]store.LogLine, error) {
 	op := "append logs of step run " + stepRunID
 	if len(lines) == 0 {
-		var one int
-		err := s.queryRow(ctx, s.r, `SELECT 1 FROM step_runs WHERE id = ?`, stepRunID).Scan(&one)
-		if errors.Is(err, sql.ErrNoRows) {
-			return nil, notFound(op)
-		}
-		if err != nil {
-			return nil, fmt.Errorf("%s: %w", op, err)
+		if err := s.stepExists(ctx, op, stepRunID); err != nil {
+			return nil, err
 		}
 		return []store.LogLine{}, nil
 	}
@@ -358,14 +353,22 @@ func (s *Store) ListLogs(ctx context.Context, stepRunID string, q store.LogQuery
 		return nil, fmt.Errorf("%s: %w", op, err)
 	}
 	if len(out) == 0 {
-		var one int
-		err := s.queryRow(ctx, s.r, `SELECT 1 FROM step_runs WHERE id = ?`, stepRunID).Scan(&one)
-		if errors.Is(err, sql.ErrNoRows) {
-			return nil, notFound(op)
-		}
-		if err != nil {
-			return nil, fmt.Errorf("%s: %w", op, err)
+		if err := s.stepExists(ctx, op, stepRunID); err != nil {
+			return nil, err
 		}
 	}
 	return out, nil
+}
+
+// stepExists tells an unknown step run (ErrNotFound) from one with no lines.
+func (s *Store) stepExists(ctx context.Context, op, stepRunID string) error {
+	var one int
+	err := s.queryRow(ctx, s.r, `SELECT 1 FROM step_runs WHERE id = ?`, stepRunID).Scan(&one)
+	if errors.Is(err, sql.ErrNoRows) {
+		return notFound(op)
+	}
+	if err != nil {
+		return fmt.Errorf("%s: %w", op, err)
+	}
+	return nil
 }
