@@ -1,7 +1,7 @@
 # Developer entry points. `make test` is the one command that runs every test.
 GO ?= go
 
-.PHONY: build test test-short vet fmt fuzz bench schema
+.PHONY: build test test-short vet fmt fuzz bench schema generate
 
 build:
 	$(GO) build -o bin/runnel ./cmd/runnel
@@ -38,3 +38,13 @@ bench:
 
 schema:
 	$(GO) run ./cmd/runnel schema > docs/pipeline.schema.json
+
+# Regenerate the gRPC code from proto/ (the generated files are committed).
+# Needs protoc (Debian: protobuf-compiler); the Go plugins are go.mod tools.
+generate:
+	PATH="$$($(GO) env GOROOT)/bin:$$PATH" protoc -I proto \
+		--plugin=protoc-gen-go="$$($(GO) tool -n protoc-gen-go)" \
+		--plugin=protoc-gen-go-grpc="$$($(GO) tool -n protoc-gen-go-grpc)" \
+		--go_out=. --go_opt=module=github.com/runnel-ci/runnel \
+		--go-grpc_out=. --go-grpc_opt=module=github.com/runnel-ci/runnel \
+		proto/runnel/agent/v1/agent.proto

@@ -23,6 +23,8 @@ const usage = `runnel — a self-hosted CI/CD engine
 Usage:
   runnel server [--addr 127.0.0.1:8080] [--data-dir ./runnel-data] [--database postgres://…]
                               run the control plane: HTTP API, scheduler, in-process agent
+  runnel agent --server HOST:PORT --token TOKEN [--labels k=v,…] [--capacity N] [--workdir DIR]
+                              run jobs for a server on this machine (remote agent)
   runnel exec [-f FILE] [--var k=v]… [--env K=V]… [--workdir DIR] [--json]
                               run a pipeline on this machine, no server needed
   runnel validate FILE…       check definitions; prints file:line:col: message
@@ -44,6 +46,8 @@ func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	switch args[0] {
 	case "server":
 		return cmdServer(args[1:], stdout, stderr)
+	case "agent":
+		return cmdAgent(args[1:], stdout, stderr)
 	case "exec":
 		return cmdExec(args[1:], stdout, stderr)
 	case "validate":

@@ -22,11 +22,15 @@ import (
 	"time"
 
 	"golang.org/x/sync/errgroup"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials"
 
 	"github.com/runnel-ci/runnel/internal/action"
 	"github.com/runnel-ci/runnel/internal/agent"
+	"github.com/runnel-ci/runnel/internal/agentrpc"
 	"github.com/runnel-ci/runnel/internal/api"
 	"github.com/runnel-ci/runnel/internal/backend/local"
+	"github.com/runnel-ci/runnel/internal/bus"
 	"github.com/runnel-ci/runnel/internal/engine"
 	"github.com/runnel-ci/runnel/internal/scheduler"
 	"github.com/runnel-ci/runnel/internal/store"
@@ -36,6 +40,11 @@ import (
 // serverConfig is `runnel server`'s configuration, from flags and RUNNEL_* env.
 type serverConfig struct {
 	Addr          string
+	GRPCAddr      string
+	GRPCTLSCert   string
+	GRPCTLSKey    string
+	AgentLabels   string
+	OfflineAfter  time.Duration
 	DataDir       string
 	Database      string
 	AdminToken    string
@@ -47,6 +56,11 @@ type serverConfig struct {
 
 func (c *serverConfig) flags(fs *flag.FlagSet) {
 	fs.StringVar(&c.Addr, "addr", envOr("RUNNEL_ADDR", "127.0.0.1:8080"), "HTTP listen `address` (RUNNEL_ADDR)")
+	fs.StringVar(&c.GRPCAddr, "grpc-addr", envOr("RUNNEL_GRPC_ADDR", "127.0.0.1:9090"), "gRPC listen `address` for remote agents (RUNNEL_GRPC_ADDR); \"off\" disables it")
+	fs.StringVar(&c.GRPCTLSCert, "grpc-tls-cert", os.Getenv("RUNNEL_GRPC_TLS_CERT"), "PEM certificate `file` for the gRPC port (RUNNEL_GRPC_TLS_CERT); without it gRPC is plaintext")
+	fs.StringVar(&c.GRPCTLSKey, "grpc-tls-key", os.Getenv("RUNNEL_GRPC_TLS_KEY"), "PEM private key `file` for --grpc-tls-cert (RUNNEL_GRPC_TLS_KEY)")
+	fs.StringVar(&c.AgentLabels, "embedded-agent-labels", os.Getenv("RUNNEL_EMBEDDED_AGENT_LABELS"), "labels of the in-process agent, `k=v,…` (RUNNEL_EMBEDDED_AGENT_LABELS); os and arch are added")
+	fs.DurationVar(&c.OfflineAfter, "agent-offline-after", envDuration("RUNNEL_AGENT_OFFLINE_AFTER", 30*time.Second), "an agent not heard from for this `long` is offline (RUNNEL_AGENT_OFFLINE_AFTER)")
 	fs.StringVar(&c.DataDir, "data-dir", envOr("RUNNEL_DATA_DIR", "./runnel-data"), "`directory` for the SQLite database, workspaces and state (RUNNEL_DATA_DIR)")
 	fs.StringVar(&c.Database, "database", envOr("RUNNEL_DATABASE", ""), "database: empty for SQLite in the data dir, or a postgres:// `URL` (RUNNEL_DATABASE)")
 	fs.StringVar(&c.AdminToken, "admin-token", os.Getenv("RUNNEL_ADMIN_TOKEN"), "ensure an admin API token with this `value` (RUNNEL_ADMIN_TOKEN); without it the first start generates one and prints it once")
@@ -59,6 +73,20 @@ func (c *serverConfig) flags(fs *flag.FlagSet) {
 func (c *serverConfig) validate() error {
 	if _, _, err := net.SplitHostPort(c.Addr); err != nil {
 		return fmt.Errorf("--addr %q: %v (want host:port, e.g. 127.0.0.1:8080)", c.Addr, err)
+	}
+	if c.GRPCAddr != "off" {
+		if _, _, err := net.SplitHostPort(c.GRPCAddr); err != nil {
+			return fmt.Errorf("--grpc-addr %q: %v (want host:port, e.g. 127.0.0.1:9090, or off)", c.GRPCAddr, err)
+		}
+	}
+	if (c.GRPCTLSCert == "") != (c.GRPCTLSKey == "") {
+		return errors.New("--grpc-tls-cert and --grpc-tls-key go together")
+	}
+	if _, err := scheduler.ParseLabels(c.AgentLabels); err != nil {
+		return fmt.Errorf("--embedded-agent-labels: %v", err)
+	}
+	if c.OfflineAfter < time.Second {
+		return errors.New("--agent-offline-after must be at least 1s")
 	}
 	if c.DataDir == "" {
 		return errors.New("--data-dir must not be empty")
@@ -139,10 +167,11 @@ func cmdServer(args []string, stdout, stderr io.Writer) int {
 
 // server is a running control plane; tests start it on port 0.
 type server struct {
-	Addr  string // the address it listens on
-	st    store.Store
-	group *errgroup.Group
-	stop  context.CancelFunc
+	Addr     string // the address it listens on
+	GRPCAddr string // the gRPC address ("" when off)
+	st       store.Store
+	group    *errgroup.Group
+	stop     context.CancelFunc
 }
 
 func (s *server) Wait() error {
@@ -181,7 +210,26 @@ func startServer(parent context.Context, cfg serverConfig, stdout, stderr io.Wri
 		return fail(err)
 	}
 	catalog := action.Builtins()
-	sched := scheduler.New(scheduler.Options{Store: st, Catalog: catalog, Logger: log, LeaseDuration: cfg.LeaseDuration, LogCapBytes: cfg.LogCapBytes})
+	// The bus carries wake-ups and cancellations: between the replicas of
+	// one PostgreSQL database through LISTEN/NOTIFY, in process on SQLite
+	// (one server per SQLite file).
+	var b bus.Bus
+	if strings.HasPrefix(dsn, "postgres") {
+		pb, err := bus.NewPostgres(ctx, dsn, log)
+		if err != nil {
+			return fail(fmt.Errorf("listen for other replicas: %w", err))
+		}
+		b = pb
+	} else {
+		b = bus.NewLocal()
+	}
+	defer func() {
+		if b != nil {
+			b.Close()
+		}
+	}()
+	sched := scheduler.New(scheduler.Options{Store: st, Catalog: catalog, Logger: log, LeaseDuration: cfg.LeaseDuration,
+		LogCapBytes: cfg.LogCapBytes, Bus: b, OfflineAfter: cfg.OfflineAfter})
 	agentID, err := embeddedAgentID(cfg.DataDir)
 	if err != nil {
 		return fail(err)
@@ -189,9 +237,41 @@ func startServer(parent context.Context, cfg serverConfig, stdout, stderr io.Wri
 	if err := sched.Recover(ctx, agentID); err != nil {
 		return fail(err)
 	}
-	handler := api.New(api.Config{Store: st, Runs: runControl{sched}, Catalog: catalog, Logger: log, LogCapBytes: cfg.LogCapBytes}).Handler()
+	if cfg.AgentCapacity > 0 {
+		labels, _ := scheduler.ParseLabels(cfg.AgentLabels)
+		labels = withPlatformLabels(labels)
+		host, _ := os.Hostname()
+		if err := sched.RegisterLocalAgent(ctx, &store.Agent{ID: agentID, Name: "embedded@" + host, Kind: "embedded",
+			ReportedLabels: labels, Capacity: cfg.AgentCapacity, Version: version, Hostname: host,
+			Platform: runtime.GOOS + "/" + runtime.GOARCH}); err != nil {
+			return fail(fmt.Errorf("register the embedded agent: %w", err))
+		}
+	}
+	var grpcLn net.Listener
+	var grpcSrv *grpc.Server
+	if cfg.GRPCAddr != "" && cfg.GRPCAddr != "off" {
+		as := agentrpc.NewServer(agentrpc.ServerOptions{Store: st, Scheduler: sched, Logger: log})
+		opts := as.GRPCOptions()
+		if cfg.GRPCTLSCert != "" {
+			creds, err := credentials.NewServerTLSFromFile(cfg.GRPCTLSCert, cfg.GRPCTLSKey)
+			if err != nil {
+				return fail(fmt.Errorf("--grpc-tls-cert/--grpc-tls-key: %w", err))
+			}
+			opts = append(opts, grpc.Creds(creds))
+		}
+		grpcSrv = grpc.NewServer(opts...)
+		as.Attach(grpcSrv)
+		grpcLn, err = net.Listen("tcp", cfg.GRPCAddr)
+		if err != nil {
+			return fail(fmt.Errorf("listen (gRPC): %w", err))
+		}
+	}
+	handler := api.New(api.Config{Store: st, Runs: runControl{sched}, Agents: sched, Catalog: catalog, Logger: log, LogCapBytes: cfg.LogCapBytes}).Handler()
 	ln, err := net.Listen("tcp", cfg.Addr)
 	if err != nil {
+		if grpcLn != nil {
+			grpcLn.Close()
+		}
 		return fail(fmt.Errorf("listen: %w", err))
 	}
 	httpSrv := &http.Server{Handler: handler, ReadHeaderTimeout: 10 * time.Second, ErrorLog: slog.NewLogLogger(log.Handler(), slog.LevelWarn)}
@@ -202,6 +282,9 @@ func startServer(parent context.Context, cfg serverConfig, stdout, stderr io.Wri
 		be, err := local.New(local.Options{Root: filepath.Join(cfg.DataDir, "workspaces"), Logger: log})
 		if err != nil {
 			ln.Close()
+			if grpcLn != nil {
+				grpcLn.Close()
+			}
 			return fail(err)
 		}
 		// Processes and workspaces of jobs that died with a previous process
@@ -209,7 +292,8 @@ func startServer(parent context.Context, cfg serverConfig, stdout, stderr io.Wri
 		if err := be.CleanupStale(ctx); err != nil {
 			log.Warn("cleaning up after the previous server process", "err", err)
 		}
-		ag := &agent.Agent{ID: agentID, Capacity: cfg.AgentCapacity, Source: sched, Logger: log,
+		ag := &agent.Agent{ID: agentID, Capacity: cfg.AgentCapacity, Logger: log,
+			Source:   scheduler.LocalSource{S: sched, AgentID: agentID},
 			Executor: &engine.Executor{Backend: be, Actions: catalog}}
 		g.Go(func() error { return ag.Run(gctx) })
 	}
@@ -225,9 +309,29 @@ func startServer(parent context.Context, cfg serverConfig, stdout, stderr io.Wri
 		defer scancel()
 		return httpSrv.Shutdown(sctx)
 	})
+	grpcAddr := ""
+	if grpcSrv != nil {
+		grpcAddr = grpcLn.Addr().String()
+		g.Go(func() error { return grpcSrv.Serve(grpcLn) })
+		g.Go(func() error {
+			<-gctx.Done()
+			// Long polls and sessions would hold GracefulStop: give them a
+			// moment, then cut them (agents reconnect to another replica).
+			t := time.AfterFunc(3*time.Second, grpcSrv.Stop)
+			defer t.Stop()
+			grpcSrv.GracefulStop()
+			return nil
+		})
+	}
+	bb := b
+	b = nil // closed when the group ends, not on return
+	g.Go(func() error {
+		<-gctx.Done()
+		return bb.Close()
+	})
 	addr := ln.Addr().String()
-	log.Info("runnel server ready", "addr", "http://"+addr, "data_dir", cfg.DataDir, "database", dbKind(dsn), "embedded_agent_capacity", cfg.AgentCapacity)
-	return &server{Addr: addr, st: st, group: g, stop: cancel}, nil
+	log.Info("runnel server ready", "addr", "http://"+addr, "grpc_addr", grpcAddr, "data_dir", cfg.DataDir, "database", dbKind(dsn), "embedded_agent_capacity", cfg.AgentCapacity)
+	return &server{Addr: addr, GRPCAddr: grpcAddr, st: st, group: g, stop: cancel}, nil
 }
 
 func dbKind(dsn string) string {
@@ -283,6 +387,20 @@ func embeddedAgentID(dataDir string) (string, error) {
 		return "", fmt.Errorf("embedded agent id: %w", err)
 	}
 	return id, nil
+}
+
+// withPlatformLabels adds os and arch (GOOS, GOARCH) unless given.
+func withPlatformLabels(labels map[string]string) map[string]string {
+	if labels == nil {
+		labels = map[string]string{}
+	}
+	if _, ok := labels["os"]; !ok {
+		labels["os"] = runtime.GOOS
+	}
+	if _, ok := labels["arch"]; !ok {
+		labels["arch"] = runtime.GOARCH
+	}
+	return labels
 }
 
 // runControl adapts the scheduler to the API's RunControl.

@@ -192,7 +192,7 @@ func TestServerKill9(t *testing.T) {
 	dataDir := t.TempDir()
 	marker := "kill9-" + strconv.FormatInt(time.Now().UnixNano(), 36)
 	start := func() (*exec.Cmd, string) {
-		cmd := exec.Command(binary, "server", "--addr", "127.0.0.1:0", "--data-dir", dataDir, "--admin-token", testToken)
+		cmd := exec.Command(binary, "server", "--addr", "127.0.0.1:0", "--grpc-addr", "127.0.0.1:0", "--data-dir", dataDir, "--admin-token", testToken)
 		cmd.Env = append(os.Environ(), "KILL9_MARKER="+marker)
 		stderr, _ := cmd.StderrPipe()
 		cmd.Stdout = io.Discard
@@ -248,6 +248,9 @@ func TestServerKill9(t *testing.T) {
 	}
 	c.waitRun(run1, 15*time.Second, running)
 	c.waitRun(run2, 15*time.Second, running)
+	// A step is reported running as its process starts: wait for both
+	// processes (the server carries the marker too).
+	waitFor(t, 10*time.Second, "both step processes", func() bool { return len(processesWithEnv("KILL9_MARKER="+marker)) >= 3 })
 
 	if err := cmd.Process.Signal(syscall.SIGKILL); err != nil {
 		t.Fatal(err)

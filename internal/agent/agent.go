@@ -17,10 +17,11 @@ import (
 	"github.com/runnel-ci/runnel/internal/store"
 )
 
-// Source is where an agent gets work and reports it. *scheduler.Scheduler
-// implements it for agents in the server's process.
+// Source is where an agent gets work and reports it: scheduler.LocalSource
+// for the server's embedded agent, agentrpc.Client for a remote agent.
 type Source interface {
-	Claim(ctx context.Context, agentID string, match func(*store.JobRun) bool) (*scheduler.Claim, error)
+	// Claim blocks until a job for this agent is leased to it, or ctx ends.
+	Claim(ctx context.Context) (*scheduler.Claim, error)
 	Heartbeat(ctx context.Context, c *scheduler.Claim) (cancelled bool, err error)
 	StepStatus(ctx context.Context, c *scheduler.Claim, r engine.StepReport) error
 	AppendLogs(ctx context.Context, c *scheduler.Claim, step int, lines []store.LogLine) error
@@ -28,18 +29,20 @@ type Source interface {
 	// Interrupt hands a job back unfinished (the agent is shutting down): it is
 	// retried if its retry allows, else failed with reason.
 	Interrupt(ctx context.Context, c *scheduler.Claim, reason string) error
+	// Abandon tells the source the agent drops the claim without a report
+	// (its lease was lost, or it could not acknowledge it).
+	Abandon(c *scheduler.Claim)
 	LeaseDuration() time.Duration
 }
 
 // Agent runs up to Capacity jobs at once.
 type Agent struct {
+	// ID names the agent in logs.
 	ID       string
 	Capacity int
 	Source   Source
 	Executor *engine.Executor
-	// Match filters the jobs this agent accepts (nil: all).
-	Match  func(*store.JobRun) bool
-	Logger *slog.Logger
+	Logger   *slog.Logger
 	// FlushInterval bounds how long log lines wait before they are stored.
 	FlushInterval time.Duration
 }
@@ -61,7 +64,7 @@ func (a *Agent) Run(ctx context.Context) error {
 		case <-ctx.Done():
 			return nil
 		}
-		c, err := a.Source.Claim(ctx, a.ID, a.Match)
+		c, err := a.Source.Claim(ctx)
 		if err != nil {
 			<-slots
 			if ctx.Err() != nil {
@@ -95,13 +98,33 @@ func (a *Agent) execute(agentCtx context.Context, c *scheduler.Claim, log *slog.
 	stopHard := context.AfterFunc(agentCtx, cancelHard)
 	defer stopHard()
 
+	// Acknowledge the claim before running anything: a claim is only
+	// provisional (its lease is short) until the agent renews it once. A job
+	// that was handed to an agent that never acknowledged it (frozen, cut
+	// off, or restarted before the answer arrived) provably never ran, and
+	// goes back to the queue without costing an attempt.
+	ackCtx, ackCancel := context.WithTimeout(agentCtx, a.Source.LeaseDuration())
+	cancelled, err := a.Source.Heartbeat(ackCtx, c)
+	ackCancel()
+	if err != nil {
+		log.Warn("claim not acknowledged: the job is left to the server", "job_run_id", c.Job.ID, "err", err)
+		a.Source.Abandon(c)
+		return
+	}
+	if cancelled {
+		cancelSoft()
+	}
+
 	done := make(chan struct{})
 	leaseLost := false
 	var hbWG sync.WaitGroup
 	hbWG.Add(1)
 	go func() {
 		defer hbWG.Done()
-		every := min(a.Source.LeaseDuration()/3, time.Second)
+		// Renew at a third of the lease, so two renewals may fail before it
+		// runs out. Cancellation does not wait for it: it arrives on
+		// c.Cancelled as soon as the run is stopped.
+		every := min(max(a.Source.LeaseDuration()/3, 100*time.Millisecond), 10*time.Second)
 		t := time.NewTicker(every)
 		defer t.Stop()
 		for {
@@ -136,6 +159,7 @@ func (a *Agent) execute(agentCtx context.Context, c *scheduler.Claim, log *slog.
 	close(done)
 	hbWG.Wait()
 	if leaseLost {
+		a.Source.Abandon(c)
 		return // the job belongs to someone else now: report nothing
 	}
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(agentCtx), 30*time.Second)

@@ -69,6 +69,8 @@ func samplePath(tmpl string) string {
 		"{pipelineId}": "pl_aaaaaaaaaaaaaaaaaaaa",
 		"{runId}":      "run_aaaaaaaaaaaaaaaaaaaa",
 		"{stepRunId}":  "sr_aaaaaaaaaaaaaaaaaaaa",
+		"{agentId}":    "agent_aaaaaaaaaaaaaaaaaaaa",
+		"{tokenId}":    "rt_aaaaaaaaaaaaaaaaaaaa",
 	}
 	for k, v := range r {
 		tmpl = strings.ReplaceAll(tmpl, k, v)

@@ -134,8 +134,12 @@ func decodeField(raw json.RawMessage, f reflect.Value, where string) error {
 	}
 	var te *json.UnmarshalTypeError
 	if errors.As(err, &te) {
-		if f.Kind() == reflect.Map && f.Type().Key().Kind() == reflect.String {
-			if kerr := mapValueError(raw, f.Type().Elem(), where); kerr != nil {
+		ft := f.Type()
+		if ft.Kind() == reflect.Pointer { // *map: a field where null means something
+			ft = ft.Elem()
+		}
+		if ft.Kind() == reflect.Map && ft.Key().Kind() == reflect.String {
+			if kerr := mapValueError(raw, ft.Elem(), where); kerr != nil {
 				return kerr
 			}
 		}

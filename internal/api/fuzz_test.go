@@ -10,6 +10,9 @@ import (
 	"net/http/httptest"
 	"strings"
 	"testing"
+	"time"
+
+	"github.com/runnel-ci/runnel/internal/store"
 )
 
 // fuzzSeeds are hostile and ordinary inputs; they run in every `go test`.
@@ -30,6 +33,11 @@ var fuzzSeeds = []struct{ body, query string }{
 	{"\xef\xbb\xbf{}", "version=1"},
 	{`null`, ""},
 	{`{"variables":{"":"x"}}`, "format=html"},
+	{`{"labels":{"pool":"a","team/infra":""},"disabled":true}`, "status=online"},
+	{`{"labels":null,"disabled":null}`, "status="},
+	{`{"labels":{"bad key":"a b","pool":7}}`, "status=busy&status=online"},
+	{`{"name":"pool a","expiresAt":"2026-12-31T23:59:59Z","maxUses":5}`, ""},
+	{`{"expiresAt":"2026-03-02T12:30:00+02:00","maxUses":-1}`, "status=disabled"},
 }
 
 // FuzzDecode feeds arbitrary bodies and query strings to the request
@@ -46,6 +54,8 @@ func FuzzDecode(f *testing.F) {
 		func() (any, decodeOptions) { return &saveBody{}, decodeOptions{rejected: specRejected} },
 		func() (any, decodeOptions) { return &triggerBody{}, decodeOptions{optional: true} },
 		func() (any, decodeOptions) { return &controlBody{}, decodeOptions{optional: true} },
+		func() (any, decodeOptions) { return &agentBody{}, decodeOptions{} },
+		func() (any, decodeOptions) { return &registrationTokenBody{}, decodeOptions{optional: true} },
 	}
 	f.Fuzz(func(t *testing.T, body []byte, rawQuery string) {
 		for _, mk := range bodies {
@@ -70,6 +80,17 @@ func FuzzDecode(f *testing.F) {
 				check4xx(t, "checkSpecObject", checkSpecObject(b.Spec))
 			case *controlBody:
 				check4xx(t, "checkText", checkText("body.reason", b.Reason, 1000, true))
+			case *agentBody:
+				if b.Labels != nil {
+					_, err := checkAgentLabels(*b.Labels)
+					check4xx(t, "checkAgentLabels", err)
+				}
+			case *registrationTokenBody:
+				exp, err := b.check(nowForTest())
+				check4xx(t, "registrationTokenBody.check", err)
+				if err == nil && exp != nil && !exp.After(nowForTest()) {
+					t.Fatalf("expiry %v accepted, not after now", exp)
+				}
 			}
 		}
 		q, err := parseQuery(rawQuery, "projectId", "name", "page", "pageSize", "status", "startTime", "endTime", "offset", "limit", "format", "version")
@@ -102,12 +123,19 @@ func check4xx(t *testing.T, what string, err error) {
 }
 
 // FuzzRequest sends arbitrary requests through the whole handler on the
-// real store, with real ids substituted for {p}, {r} and {s}: no request may
+// real store, with real ids substituted for {p}, {r}, {s}, {a} (an agent) and
+// {t} (a registration token), under an admin token: no request may
 // produce a 5xx or a panic (the recover middleware would turn a panic into a
 // 500, which fails here), and every answer is an envelope.
 func FuzzRequest(f *testing.F) {
 	// Hundreds of thousands of requests: no access log kept in memory.
-	e := newEnvWith(f, func(c *Config) { c.Logger = slog.New(slog.DiscardHandler) })
+	e := newEnvWith(f, func(c *Config) {
+		c.Logger = slog.New(slog.DiscardHandler)
+		c.Agents = &onlineWithin{window: 30 * time.Second}
+	})
+	// An admin token, so that the admin-only routes get past the role check
+	// to their decoding (a user token is refused before it).
+	admin := e.addToken("root", "admin_root", "admin", nil)
 	pid := e.createPipeline("fuzz", map[string]any{"spec": goodSpec})
 	rid := e.do("POST", "/api/v1/pipelines/"+pid+"/trigger", nil).must(f, 200).detail()["runId"].(string)
 	tree, err := e.st.GetRunTree(context.Background(), rid)
@@ -115,10 +143,15 @@ func FuzzRequest(f *testing.F) {
 		f.Fatal(err)
 	}
 	sid := tree.Steps[tree.Jobs[0].ID][0].ID
-	ids := strings.NewReplacer("{p}", pid, "{r}", rid, "{s}", sid)
+	aid := newID("agent_")
+	if err := e.st.CreateAgent(context.Background(), &store.Agent{ID: aid, Name: "fuzz", Kind: "remote", Capacity: 1, CreatedAt: e.clock.Now()}); err != nil {
+		f.Fatal(err)
+	}
+	tid := e.do("POST", "/api/v1/registration-tokens", nil, withToken(admin)).must(f, 201).detail()["tokenId"].(string)
+	ids := strings.NewReplacer("{p}", pid, "{r}", rid, "{s}", sid, "{a}", aid, "{t}", tid)
 
 	for _, rt := range e.srv.routes() {
-		path := strings.NewReplacer("{pipelineId}", "{p}", "{runId}", "{r}", "{stepRunId}", "{s}").Replace(rt.path)
+		path := strings.NewReplacer("{pipelineId}", "{p}", "{runId}", "{r}", "{stepRunId}", "{s}", "{agentId}", "{a}", "{tokenId}", "{t}").Replace(rt.path)
 		for _, sd := range fuzzSeeds {
 			f.Add(rt.method, path+"?"+sd.query, []byte(sd.body))
 		}
@@ -127,6 +160,10 @@ func FuzzRequest(f *testing.F) {
 	f.Add("POST", "/api/v1/pipelines/{p}/spec/save", []byte(`{"spec":{"namespace":"a","jobs":[{"name":"b","steps":[{"uses":"actions/nope@v1"}]}]}}`))
 	f.Add("PUT", "/api/v1/pipelines/{p}", []byte(`{"name":"renamed","metadata":null}`))
 	f.Add("DELETE", "/api/v1/pipelines/{p}", []byte(nil))
+	f.Add("PUT", "/api/v1/agents/{a}", []byte(`{"labels":{"pool":"b"},"disabled":false}`))
+	f.Add("PUT", "/api/v1/agents/{a}", []byte(`{"labels":null}`))
+	f.Add("DELETE", "/api/v1/agents/{a}", []byte(nil))
+	f.Add("POST", "/api/v1/registration-tokens", []byte(`{"name":"x","expiresAt":"2099-01-01T00:00:00Z","maxUses":1}`))
 
 	handler := e.srv.Handler()
 	f.Fuzz(func(t *testing.T, method, target string, body []byte) {
@@ -137,7 +174,7 @@ func FuzzRequest(f *testing.F) {
 		if err != nil || req.URL.Host != "runnel.test" {
 			return // not a request a client could send
 		}
-		req.Header.Set("Authorization", "Bearer "+e.token)
+		req.Header.Set("Authorization", "Bearer "+admin)
 		rec := httptest.NewRecorder()
 		handler.ServeHTTP(rec, req)
 		if rec.Code >= 500 {

@@ -126,12 +126,14 @@ func TestOpenAPIBodiesMatchDecoders(t *testing.T) {
 	doc := openAPI(t)
 	schemas := doc["components"].(map[string]any)["schemas"].(map[string]any)
 	cases := map[string]any{
-		"PipelineCreate":      &createPipelineBody{},
-		"PipelineUpdate":      &pipelineBody{},
-		"SpecValidateRequest": &specBody{},
-		"SpecSaveRequest":     &saveBody{},
-		"TriggerRequest":      &triggerBody{},
-		"ControlRequest":      &controlBody{},
+		"PipelineCreate":          &createPipelineBody{},
+		"PipelineUpdate":          &pipelineBody{},
+		"SpecValidateRequest":     &specBody{},
+		"SpecSaveRequest":         &saveBody{},
+		"TriggerRequest":          &triggerBody{},
+		"ControlRequest":          &controlBody{},
+		"AgentUpdate":             &agentBody{},
+		"RegistrationTokenCreate": &registrationTokenBody{},
 	}
 	for name, v := range cases {
 		props := schemas[name].(map[string]any)["properties"].(map[string]any)

@@ -34,6 +34,8 @@ import (
 type Config struct {
 	Store store.Store
 	Runs  RunControl
+	// Agents tells agents' status and hands back the jobs of deleted ones.
+	Agents AgentControl
 	// Catalog resolves `uses` when specs are validated; nil means the built-in
 	// actions (action.Builtins()).
 	Catalog spec.ActionCatalog
@@ -60,6 +62,7 @@ const (
 type Server struct {
 	st      store.Store
 	runs    RunControl
+	agents  AgentControl
 	catalog spec.ActionCatalog
 	log     *slog.Logger
 	now     func() time.Time
@@ -83,6 +86,7 @@ func New(cfg Config) *Server {
 	s := &Server{
 		st:      cfg.Store,
 		runs:    cfg.Runs,
+		agents:  cfg.Agents,
 		catalog: cfg.Catalog,
 		log:     cfg.Logger,
 		now:     cfg.Clock,
@@ -151,6 +155,14 @@ func (s *Server) routes() []route {
 		{method: "POST", path: "/api/v1/pipelines/{pipelineId}/runs/{runId}/pause", h: s.control("pause")},
 		{method: "POST", path: "/api/v1/pipelines/{pipelineId}/runs/{runId}/resume", h: s.control("resume")},
 		{method: "GET", path: "/api/v1/pipelines/runs/{runId}/steps/{stepRunId}/logs", h: s.stepLogs},
+
+		{method: "GET", path: "/api/v1/agents", h: s.listAgents},
+		{method: "GET", path: "/api/v1/agents/{agentId}", h: s.getAgent},
+		{method: "PUT", path: "/api/v1/agents/{agentId}", h: s.updateAgent},
+		{method: "DELETE", path: "/api/v1/agents/{agentId}", h: s.deleteAgent},
+		{method: "POST", path: "/api/v1/registration-tokens", h: s.createRegistrationToken},
+		{method: "GET", path: "/api/v1/registration-tokens", h: s.listRegistrationTokens},
+		{method: "DELETE", path: "/api/v1/registration-tokens/{tokenId}", h: s.deleteRegistrationToken},
 	}
 }
 

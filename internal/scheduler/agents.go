@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"slices"
 	"time"
 
 	"github.com/runnel-ci/runnel/internal/engine"
@@ -16,46 +17,10 @@ type Claim struct {
 	Job     *store.JobRun
 	Steps   []*store.StepRun
 	Request engine.JobRequest
-	// Cancelled is closed when the run is stopped; it works for agents in this
-	// process. Remote agents learn it from Heartbeat.
+	// Cancelled is closed when the run is stopped. The scheduler closes it for
+	// claims made in its process; a remote agent's client closes its own copy
+	// when its session hears of the cancellation (Heartbeat tells it too).
 	Cancelled <-chan struct{}
-}
-
-// Claim blocks until a queued job accepted by match can be leased to agentID,
-// or ctx ends. Work is found by polling the database, woken early by triggers
-// in this process; the poll interval bounds the delay for work queued by
-// another replica.
-func (s *Scheduler) Claim(ctx context.Context, agentID string, match func(*store.JobRun) bool) (*Claim, error) {
-	const poll = 500 * time.Millisecond
-	for {
-		wake := s.wakeChan()
-		j, err := s.st.ClaimJob(ctx, agentID, match, s.lease)
-		if err == nil {
-			c, cerr := s.prepareClaim(ctx, j)
-			if cerr == nil {
-				return c, nil
-			}
-			// A job whose request cannot be decoded can never run: fail it
-			// rather than hand it out again.
-			s.log.Error("claimed job cannot run", "job_run_id", j.ID, "err", cerr)
-			if ferr := s.interrupt(ctx, j, "the job cannot be executed: "+cerr.Error(), false); ferr != nil {
-				return nil, ferr
-			}
-			continue
-		}
-		if !errors.Is(err, store.ErrNotFound) {
-			return nil, err
-		}
-		t := time.NewTimer(poll)
-		select {
-		case <-ctx.Done():
-			t.Stop()
-			return nil, ctx.Err()
-		case <-wake:
-		case <-t.C:
-		}
-		t.Stop()
-	}
 }
 
 func (s *Scheduler) prepareClaim(ctx context.Context, j *store.JobRun) (*Claim, error) {
@@ -115,13 +80,134 @@ func applyReport(st *store.StepRun, r engine.StepReport) {
 	}
 }
 
-// AppendLogs stores log lines of one step, capped per step.
+// AppendLogs stores log lines of one step, capped per step, if the claim
+// still holds its lease (store.ErrLeaseLost otherwise).
 func (s *Scheduler) AppendLogs(ctx context.Context, c *Claim, step int, lines []store.LogLine) error {
-	if step < 0 || step >= len(c.Steps) {
-		return fmt.Errorf("append logs: job run %s has no step %d: %w", c.Job.ID, step, store.ErrInvalid)
-	}
-	_, err := s.st.AppendLogs(ctx, c.Steps[step].ID, lines, s.logCap)
+	_, err := s.AppendStepLogs(ctx, c, step, lines)
 	return err
+}
+
+// AppendStepLogs is AppendLogs returning the lines as stored.
+func (s *Scheduler) AppendStepLogs(ctx context.Context, c *Claim, step int, lines []store.LogLine) ([]store.LogLine, error) {
+	if step < 0 || step >= len(c.Steps) {
+		return nil, fmt.Errorf("append logs: job run %s has no step %d: %w", c.Job.ID, step, store.ErrInvalid)
+	}
+	return s.st.AppendStepLogs(ctx, c.Job.LeaseID, c.Steps[step].ID, lines, s.logCap)
+}
+
+// LoadClaim rebuilds the claim of a job run from the database, for reports
+// that reach a replica other than the one that handed the job out. It fails
+// with store.ErrLeaseLost when the job no longer holds leaseID.
+func (s *Scheduler) LoadClaim(ctx context.Context, runID, jobRunID, leaseID string) (*Claim, error) {
+	tree, err := s.st.GetRunTree(ctx, runID)
+	if err != nil {
+		return nil, err
+	}
+	for _, j := range tree.Jobs {
+		if j.ID != jobRunID {
+			continue
+		}
+		if j.Status != string(engine.JobRunning) || j.LeaseID == "" || j.LeaseID != leaseID {
+			return nil, fmt.Errorf("job run %s: %w", jobRunID, store.ErrLeaseLost)
+		}
+		return &Claim{Job: j, Steps: tree.Steps[j.ID]}, nil
+	}
+	return nil, fmt.Errorf("run %s has no job run %s: %w", runID, jobRunID, store.ErrNotFound)
+}
+
+// forgetClaim drops the in-process cancellation channel of a claim.
+func (s *Scheduler) forgetClaim(jobRunID string) {
+	s.mu.Lock()
+	delete(s.cancels, jobRunID)
+	s.mu.Unlock()
+}
+
+// HandBack ends the running jobs an agent holds without it: they are retried
+// when their retry allows, else failed with reason. keep lists jobs the agent
+// still runs (left alone). It returns the ids handed back.
+func (s *Scheduler) HandBack(ctx context.Context, agentID, reason string, keep []string) ([]string, error) {
+	jobs, err := s.st.JobsOfAgent(ctx, agentID)
+	if err != nil {
+		return nil, err
+	}
+	var out []string
+	for _, j := range jobs {
+		if slices.Contains(keep, j.ID) {
+			continue
+		}
+		s.forgetClaim(j.ID)
+		if !j.Acked {
+			// Never acknowledged, so never run: back in the queue as it was.
+			if err := s.st.ReleaseJob(ctx, j.ID, j.LeaseID); err != nil && !errors.Is(err, store.ErrLeaseLost) {
+				return out, fmt.Errorf("hand back job run %s: %w", j.ID, err)
+			}
+			s.kickDispatcher()
+		} else if err := s.interrupt(ctx, j, reason, true); err != nil {
+			return out, fmt.Errorf("hand back job run %s: %w", j.ID, err)
+		}
+		out = append(out, j.ID)
+	}
+	return out, nil
+}
+
+// LocalSource is the job source of an agent running in the server's process
+// (the embedded agent), registered with RegisterLocalAgent.
+type LocalSource struct {
+	S       *Scheduler
+	AgentID string
+}
+
+// Claim waits for a job this agent may take.
+func (l LocalSource) Claim(ctx context.Context) (*Claim, error) {
+	for {
+		c, err := l.S.ClaimForAgent(ctx, l.AgentID, time.Minute)
+		switch {
+		case c != nil:
+			return c, nil
+		case ctx.Err() != nil:
+			return nil, ctx.Err()
+		case err != nil:
+			return nil, err
+		}
+	}
+}
+
+func (l LocalSource) Heartbeat(ctx context.Context, c *Claim) (bool, error) {
+	return l.S.Heartbeat(ctx, c)
+}
+func (l LocalSource) StepStatus(ctx context.Context, c *Claim, r engine.StepReport) error {
+	return l.S.StepStatus(ctx, c, r)
+}
+func (l LocalSource) AppendLogs(ctx context.Context, c *Claim, step int, lines []store.LogLine) error {
+	return l.S.AppendLogs(ctx, c, step, lines)
+}
+func (l LocalSource) Complete(ctx context.Context, c *Claim, res engine.JobResult) error {
+	return l.S.Complete(ctx, c, res)
+}
+func (l LocalSource) Interrupt(ctx context.Context, c *Claim, reason string) error {
+	return l.S.Interrupt(ctx, c, reason)
+}
+func (l LocalSource) Abandon(c *Claim)             { l.S.forgetClaim(c.Job.ID) }
+func (l LocalSource) LeaseDuration() time.Duration { return l.S.LeaseDuration() }
+
+// RegisterLocalAgent records an agent of this process (creating or updating
+// its record) and keeps its last-seen time fresh while Run runs.
+func (s *Scheduler) RegisterLocalAgent(ctx context.Context, a *store.Agent) error {
+	if _, err := s.st.GetAgent(ctx, a.ID); errors.Is(err, store.ErrNotFound) {
+		a.CreatedAt = s.now().UTC()
+		if err := s.st.CreateAgent(ctx, a); err != nil && !errors.Is(err, store.ErrConflict) {
+			return err
+		}
+	} else if err != nil {
+		return err
+	}
+	if err := s.st.ReportAgent(ctx, a); err != nil {
+		return err
+	}
+	s.mu.Lock()
+	s.localAgents[a.ID] = true
+	s.mu.Unlock()
+	return nil
 }
 
 // Complete records a finished attempt and re-evaluates the run: the job is
@@ -271,14 +357,8 @@ func (s *Scheduler) interrupt(ctx context.Context, j *store.JobRun, reason strin
 // is re-evaluated (retry timers live in memory).
 func (s *Scheduler) Recover(ctx context.Context, embeddedAgentID string) error {
 	if embeddedAgentID != "" {
-		jobs, err := s.st.JobsOfAgent(ctx, embeddedAgentID)
-		if err != nil {
+		if _, err := s.HandBack(ctx, embeddedAgentID, "interrupted by server restart", nil); err != nil {
 			return fmt.Errorf("recover: %w", err)
-		}
-		for _, j := range jobs {
-			if err := s.interrupt(ctx, j, "interrupted by server restart", true); err != nil {
-				return fmt.Errorf("recover job %s: %w", j.ID, err)
-			}
 		}
 	}
 	return s.sweepRuns(ctx)
@@ -297,34 +377,91 @@ func (s *Scheduler) sweepRuns(ctx context.Context) error {
 	return nil
 }
 
-// Run sweeps until ctx ends: expired leases (agents that vanished) every
-// second, and every active run every 10 seconds as a backstop for lost
+// Run drives the background work until ctx ends: the dispatcher (handing
+// queued jobs to waiting claimers), cancellations from other replicas,
+// expired leases (agents that vanished) every second, why queued jobs wait
+// every 2 seconds, the last-seen time of this process's agents every 10
+// seconds, and every active run every 10 seconds as a backstop for lost
 // wake-ups and retry timers.
 func (s *Scheduler) Run(ctx context.Context) error {
+	if s.ownBus {
+		defer s.bus.Close()
+	}
+	cancels, unsub := s.bus.Subscribe(topicCancel, 256)
+	defer unsub()
+	done := make(chan struct{})
+	defer func() { <-done }()
+	go func() {
+		defer close(done)
+		s.dispatch(ctx)
+	}()
 	leases := time.NewTicker(time.Second)
 	defer leases.Stop()
+	routes := time.NewTicker(2 * time.Second)
+	defer routes.Stop()
 	runs := time.NewTicker(10 * time.Second)
 	defer runs.Stop()
+	s.touchLocalAgents(ctx)
 	for {
 		select {
 		case <-ctx.Done():
 			return nil
-		case <-leases.C:
-			jobs, err := s.st.ExpiredLeases(ctx, s.now())
-			if err != nil {
-				s.log.Error("list expired leases", "err", err)
-				continue
+		case runID, ok := <-cancels:
+			if ok && runID != "" {
+				s.onCancel(ctx, runID)
 			}
-			for _, j := range jobs {
-				s.log.Warn("lease expired: agent lost", "job_run_id", j.ID, "agent_id", j.AgentID)
-				if err := s.interrupt(ctx, j, "agent lost (lease expired)", true); err != nil {
-					s.log.Error("fail job of a lost agent", "job_run_id", j.ID, "err", err)
-				}
+		case <-leases.C:
+			s.expireLeases(ctx)
+		case <-routes.C:
+			if err := s.checkRoutes(ctx); err != nil && ctx.Err() == nil {
+				s.log.Error("explain waiting jobs", "err", err)
 			}
 		case <-runs.C:
+			s.touchLocalAgents(ctx)
 			if err := s.sweepRuns(ctx); err != nil {
 				s.log.Error("sweep", "err", err)
 			}
+		}
+	}
+}
+
+func (s *Scheduler) expireLeases(ctx context.Context) {
+	jobs, err := s.st.ExpiredLeases(ctx, s.now())
+	if err != nil {
+		if ctx.Err() == nil {
+			s.log.Error("list expired leases", "err", err)
+		}
+		return
+	}
+	for _, j := range jobs {
+		s.forgetClaim(j.ID)
+		if !j.Acked {
+			// The agent never acknowledged the claim, so it never ran
+			// anything: the job goes back to the queue as it was.
+			s.log.Warn("claim not acknowledged in time: job back in the queue", "job_run_id", j.ID, "agent_id", j.AgentID)
+			if err := s.st.ReleaseJob(ctx, j.ID, j.LeaseID); err != nil && !errors.Is(err, store.ErrLeaseLost) {
+				s.log.Error("put an unacknowledged job back", "job_run_id", j.ID, "err", err)
+			}
+			s.kickDispatcher()
+			continue
+		}
+		s.log.Warn("lease expired: agent lost", "job_run_id", j.ID, "agent_id", j.AgentID)
+		if err := s.interrupt(ctx, j, "agent lost: its lease expired (agent "+j.AgentID+")", true); err != nil {
+			s.log.Error("fail job of a lost agent", "job_run_id", j.ID, "err", err)
+		}
+	}
+}
+
+func (s *Scheduler) touchLocalAgents(ctx context.Context) {
+	s.mu.Lock()
+	ids := make([]string, 0, len(s.localAgents))
+	for id := range s.localAgents {
+		ids = append(ids, id)
+	}
+	s.mu.Unlock()
+	for _, id := range ids {
+		if err := s.st.TouchAgent(ctx, id, s.now().UTC()); err != nil && ctx.Err() == nil {
+			s.log.Warn("record agent as seen", "agent_id", id, "err", err)
 		}
 	}
 }

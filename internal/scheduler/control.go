@@ -50,6 +50,13 @@ func (s *Scheduler) Stop(ctx context.Context, runID, operator, reason string) (*
 		return nil, err
 	}
 	s.cancelLocal(running)
+	if len(running) > 0 {
+		// Agents on other replicas hear of it through the bus; this
+		// replica's own subscription reaches its remote agents' sessions.
+		if err := s.bus.Publish(context.WithoutCancel(ctx), topicCancel, runID); err != nil {
+			s.log.Warn("publish a cancellation", "run_id", runID, "err", err)
+		}
+	}
 	s.wake()
 	return s.st.GetRun(ctx, runID)
 }

@@ -18,6 +18,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/runnel-ci/runnel/internal/bus"
 	"github.com/runnel-ci/runnel/internal/engine"
 	"github.com/runnel-ci/runnel/internal/expr"
 	"github.com/runnel-ci/runnel/internal/plan"
@@ -42,6 +43,14 @@ type Options struct {
 	LeaseDuration time.Duration
 	// LogCapBytes bounds each step's stored log.
 	LogCapBytes int64
+	// Bus carries wake-ups and cancellations between replicas; nil → an
+	// in-process bus (one server).
+	Bus bus.Bus
+	// OfflineAfter: an agent not seen for this long is offline (default 30s).
+	OfflineAfter time.Duration
+	// PollInterval bounds how late a claimer learns of work whose wake-up
+	// signal was lost (default 1s).
+	PollInterval time.Duration
 }
 
 // Scheduler implements run control (trigger, stop, pause, resume) and the job
@@ -53,9 +62,21 @@ type Scheduler struct {
 	now     func() time.Time
 	lease   time.Duration
 	logCap  int64
+	bus     bus.Bus
+	ownBus  bool
+	poll    time.Duration
+	// offlineAfter: agents not seen for this long are offline.
+	offlineAfter time.Duration
+	routes       routeCache
+	kick         chan struct{}
 
-	mu     sync.Mutex
-	wakeCh chan struct{}
+	mu sync.Mutex
+	// waiters are claimers blocked in Claim, by label signature.
+	waiters map[string][]*waiter
+	// localAgents are agents running in this process; their last-seen time
+	// is kept fresh by Run.
+	localAgents     map[string]bool
+	cancelListeners []func(agentID, jobRunID, leaseID, reason string)
 	// cancels holds the cancellation channels of jobs claimed in this process,
 	// so a stop reaches the embedded agent at once (remote agents learn it
 	// through Heartbeat).
@@ -68,7 +89,18 @@ type Scheduler struct {
 func New(o Options) *Scheduler {
 	s := &Scheduler{
 		st: o.Store, catalog: o.Catalog, log: o.Logger, now: o.Now, lease: o.LeaseDuration, logCap: o.LogCapBytes,
-		wakeCh: make(chan struct{}), cancels: map[string]chan struct{}{}, plans: map[string]*plan.Plan{}, timers: map[string]*time.Timer{},
+		bus: o.Bus, poll: o.PollInterval, offlineAfter: o.OfflineAfter, kick: make(chan struct{}, 1),
+		waiters: map[string][]*waiter{}, localAgents: map[string]bool{},
+		cancels: map[string]chan struct{}{}, plans: map[string]*plan.Plan{}, timers: map[string]*time.Timer{},
+	}
+	if s.bus == nil {
+		s.bus, s.ownBus = bus.NewLocal(), true
+	}
+	if s.poll <= 0 {
+		s.poll = time.Second
+	}
+	if s.offlineAfter <= 0 {
+		s.offlineAfter = 30 * time.Second
 	}
 	if s.log == nil {
 		s.log = slog.New(slog.DiscardHandler)
@@ -156,9 +188,9 @@ func (s *Scheduler) Trigger(ctx context.Context, pipelineID string, req TriggerR
 	i := 0
 	for _, st := range pl.Stages {
 		for _, j := range st.Jobs {
-			runsOn, _ := json.Marshal(j.Spec.RunsOn)
-			if j.Spec.RunsOn == nil {
-				runsOn = nil
+			var runsOn json.RawMessage
+			if k := RouteKey(j.Spec.RunsOn); k != "" {
+				runsOn = json.RawMessage(k)
 			}
 			jr := &store.JobRun{
 				ID: NewID("jr"), RunID: runID, Key: j.ID, Name: j.Name, Stage: j.Stage, StageIndex: j.StageIndex,
@@ -425,16 +457,10 @@ func (s *Scheduler) wakeAt(runID string, at time.Time) {
 	})
 }
 
-// wake tells waiting agents that work may be claimable.
+// wake tells waiting claimers, on every replica, that work may be claimable.
 func (s *Scheduler) wake() {
-	s.mu.Lock()
-	close(s.wakeCh)
-	s.wakeCh = make(chan struct{})
-	s.mu.Unlock()
-}
-
-func (s *Scheduler) wakeChan() <-chan struct{} {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.wakeCh
+	s.kickDispatcher()
+	if err := s.bus.Publish(context.Background(), topicWork, ""); err != nil {
+		s.log.Warn("publish a wake-up", "err", err)
+	}
 }

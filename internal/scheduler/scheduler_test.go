@@ -49,7 +49,10 @@ func newEnv(t *testing.T, lease time.Duration, agentID string) *env {
 	wg.Add(1)
 	go func() { defer wg.Done(); sched.Run(ctx) }()
 	if agentID != "" {
-		ag := &agent.Agent{ID: agentID, Capacity: 2, Source: sched, Executor: &engine.Executor{Backend: be, Actions: catalog}, FlushInterval: 20 * time.Millisecond}
+		if err := sched.RegisterLocalAgent(ctx, &store.Agent{ID: agentID, Kind: "embedded", Capacity: 2}); err != nil {
+			t.Fatal(err)
+		}
+		ag := &agent.Agent{ID: agentID, Capacity: 2, Source: scheduler.LocalSource{S: sched, AgentID: agentID}, Executor: &engine.Executor{Backend: be, Actions: catalog}, FlushInterval: 20 * time.Millisecond}
 		wg.Add(1)
 		go func() { defer wg.Done(); ag.Run(ctx) }()
 	}
@@ -316,8 +319,11 @@ func TestRetryAndLostAgent(t *testing.T) {
 	}
 	cctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 	defer cancel()
-	c, err := e.sched.Claim(cctx, "agent_dead", nil)
+	c, err := e.sched.Claim(cctx, "agent_dead", nil, 5*time.Second)
 	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := e.sched.Heartbeat(ctx, c); err != nil { // acknowledged: it started
 		t.Fatal(err)
 	}
 	if err := e.sched.Recover(ctx, "agent_dead"); err != nil {
@@ -333,7 +339,11 @@ func TestRetryAndLostAgent(t *testing.T) {
 	}
 	// Claimed again by an agent that then vanishes: its lease expires and the
 	// job, out of retries, fails as "agent lost".
-	if _, err := e.sched.Claim(cctx, "agent_vanishing", nil); err != nil {
+	c, err = e.sched.Claim(cctx, "agent_vanishing", nil, 5*time.Second)
+	if err != nil || c == nil {
+		t.Fatal(c, err)
+	}
+	if _, err := e.sched.Heartbeat(ctx, c); err != nil {
 		t.Fatal(err)
 	}
 	tree = e.wait(run.ID, 10*time.Second)
@@ -359,12 +369,52 @@ func TestRequestRoundTrip(t *testing.T) {
 	}
 	cctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 	defer cancel()
-	c, err := e.sched.Claim(cctx, "agent_x", nil)
+	c, err := e.sched.Claim(cctx, "agent_x", nil, 5*time.Second)
 	if err != nil {
 		t.Fatal(err)
 	}
 	r := c.Request
 	if r.Job.Timeout != 3*time.Minute || r.Job.Spec.Env["A"] != "x" || r.Job.Spec.Steps[0].If != "always()" || len(c.Steps) != 1 || r.Env.Run.Number != 1 {
 		t.Fatalf("request %+v job %+v", r, r.Job)
+	}
+}
+
+// TestUnacknowledgedClaim: a claim the agent never acknowledges (it froze or
+// never received the answer) goes back to the queue when its provisional
+// lease runs out, without costing an attempt; the late acknowledgement is
+// refused.
+func TestUnacknowledgedClaim(t *testing.T) {
+	e := newEnv(t, 1*time.Second, "")
+	id := e.pipeline("namespace: t\njobs: [{name: a, steps: [{name: s, run: 'true'}]}]")
+	ctx := context.Background()
+	run, _, err := e.sched.Trigger(ctx, id, scheduler.TriggerRequest{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, err := e.sched.Claim(ctx, "agent_frozen", nil, 5*time.Second)
+	if err != nil || c == nil {
+		t.Fatal(c, err)
+	}
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		tree, _ := e.st.GetRunTree(ctx, run.ID)
+		j := tree.Jobs[0]
+		if j.Status == "queued" {
+			if j.Attempt != 1 || j.AgentID != "" {
+				t.Fatalf("released job: attempt %d agent %q", j.Attempt, j.AgentID)
+			}
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the unacknowledged claim was not released: %s", describe(tree))
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	if _, err := e.sched.Heartbeat(ctx, c); !errors.Is(err, store.ErrLeaseLost) {
+		t.Fatalf("late acknowledgement: %v", err)
+	}
+	c2, err := e.sched.Claim(ctx, "agent_b", nil, 5*time.Second)
+	if err != nil || c2 == nil || c2.Job.Attempt != 1 {
+		t.Fatalf("claim after release: %+v %v", c2, err)
 	}
 }

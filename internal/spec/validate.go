@@ -482,7 +482,7 @@ func (v *validator) checkJob(jp string, j *Job, jobNames, declared []string) {
 	if j.RunsOn != nil {
 		for k, val := range j.RunsOn.Labels {
 			kp := keyPath(jp+".runsOn", k)
-			if err := checkLabel(k, val); err != nil {
+			if err := CheckLabel(k, val); err != nil {
 				v.errorf(kp, "%v", err)
 			}
 		}
@@ -678,7 +678,8 @@ func joinArgsPath(base, p string) string {
 	return base + "." + p
 }
 
-func checkLabel(k, val string) error {
+// CheckLabel validates an agent label key and value (the rules of runsOn).
+func CheckLabel(k, val string) error {
 	if !labelKeyRe.MatchString(k) {
 		return fmt.Errorf("invalid label key %q: letters, digits, '.', '_', '-' and '/'", k)
 	}

@@ -12,6 +12,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"time"
 )
 
@@ -131,10 +132,14 @@ type JobRun struct {
 	AgentID        string
 	LeaseID        string
 	LeaseExpiresAt *time.Time
-	RetryAt        *time.Time
-	QueuedAt       *time.Time
-	StartedAt      *time.Time
-	EndedAt        *time.Time
+	// Acked: the agent acknowledged the claim by renewing its lease once
+	// (ExtendLease sets it; ClaimJob and ReleaseJob clear it). Until then the
+	// claim is provisional: the agent runs nothing before acknowledging.
+	Acked     bool
+	RetryAt   *time.Time
+	QueuedAt  *time.Time
+	StartedAt *time.Time
+	EndedAt   *time.Time
 }
 
 // StepRun is one step of a job run (of its current attempt).
@@ -224,6 +229,7 @@ type Store interface {
 	Runs
 	Logs
 	Tokens
+	Agents
 	// Ping checks the database is reachable (for /readyz).
 	Ping(ctx context.Context) error
 	Close() error
@@ -272,11 +278,27 @@ type Runs interface {
 	// writes through tx. Scheduler decisions for one run are serialised this way.
 	UpdateRunTx(ctx context.Context, runID string, fn func(tx RunTx) error) error
 
+	// QueuedRoutes lists the distinct RunsOn values (as stored; "" for jobs
+	// without runsOn) of claimable job runs (status queued, RetryAt past at
+	// now). It is how a claimer learns which label requirements are waiting
+	// without reading every queued row.
+	QueuedRoutes(ctx context.Context, now time.Time) ([]string, error)
 	// ClaimJob hands the oldest claimable job run (status queued, RetryAt past)
-	// accepted by match to agentID with a new lease of d: status running, a
-	// fresh LeaseID, StartedAt set. It returns ErrNotFound when nothing is
-	// claimable. Two concurrent claims never get the same job run.
-	ClaimJob(ctx context.Context, agentID string, match func(*JobRun) bool, d time.Duration) (*JobRun, error)
+	// whose RunsOn is one of routes ("" = jobs without runsOn) to agentID with
+	// a new lease of d: status running, a fresh LeaseID, StartedAt set, Reason
+	// cleared. It returns ErrNotFound when nothing is claimable (also when
+	// routes is empty). Two concurrent claims never get the same job run.
+	ClaimJob(ctx context.Context, agentID string, routes []string, d time.Duration) (*JobRun, error)
+	// ReleaseJob puts a claimed job run that was never delivered to its agent
+	// back in the queue as it was before the claim (same place, same attempt):
+	// status queued, no agent, no lease, no StartedAt. ErrLeaseLost when the
+	// job run no longer holds leaseID (running), ErrNotFound when it does not
+	// exist.
+	ReleaseJob(ctx context.Context, jobRunID, leaseID string) error
+	// SetQueuedReason sets Reason on every queued job run whose RunsOn equals
+	// runsOn and whose Reason differs (why it waits, or "" once an agent can
+	// take it). It returns how many rows changed.
+	SetQueuedReason(ctx context.Context, runsOn, reason string) (int, error)
 	// ExtendLease renews a lease; ErrLeaseLost if it expired or was reassigned.
 	ExtendLease(ctx context.Context, jobRunID, leaseID string, d time.Duration) (time.Time, error)
 	// UpdateStep records a step's status change under a lease (ErrLeaseLost if
@@ -286,6 +308,9 @@ type Runs interface {
 	ExpiredLeases(ctx context.Context, now time.Time) ([]*JobRun, error)
 	// JobsOfAgent lists running job runs leased to an agent.
 	JobsOfAgent(ctx context.Context, agentID string) ([]*JobRun, error)
+	// RunningJobsByAgent maps each agent id to the ids of the job runs it
+	// holds (status running), oldest start first.
+	RunningJobsByAgent(ctx context.Context) (map[string][]string, error)
 
 	// Timeline lists a run's timeline, oldest first.
 	Timeline(ctx context.Context, runID string) ([]*TimelineEntry, error)
@@ -312,6 +337,103 @@ type Logs interface {
 	// returns the lines as stored (with Seq).
 	AppendLogs(ctx context.Context, stepRunID string, lines []LogLine, maxBytes int64) ([]LogLine, error)
 	ListLogs(ctx context.Context, stepRunID string, q LogQuery) ([]LogLine, error)
+	// AppendStepLogs is AppendLogs for an agent holding a lease: in the same
+	// transaction it checks that the step's job run still holds leaseID
+	// (running, unexpired), else ErrLeaseLost and nothing is stored (fencing).
+	// An unknown step run → ErrNotFound.
+	AppendStepLogs(ctx context.Context, leaseID, stepRunID string, lines []LogLine, maxBytes int64) ([]LogLine, error)
+}
+
+// Agent is a registered agent: a remote `runnel agent` or a server's
+// embedded one.
+type Agent struct {
+	ID   string
+	Name string
+	Kind string // remote | embedded
+	// ReportedLabels are what the agent announces (its --labels plus os and
+	// arch); AdminLabels, when not nil, replace them (set through the API).
+	ReportedLabels map[string]string
+	AdminLabels    map[string]string
+	Capacity       int
+	Version        string
+	Hostname       string
+	Platform       string // os/arch
+	Disabled       bool
+	// RegistrationTokenID is the registration token the agent registered with.
+	RegistrationTokenID string
+	CreatedAt           time.Time
+	LastSeenAt          *time.Time
+}
+
+// Labels are the labels jobs are routed by: AdminLabels when set, else
+// ReportedLabels.
+func (a *Agent) Labels() map[string]string {
+	if a.AdminLabels != nil {
+		return a.AdminLabels
+	}
+	return a.ReportedLabels
+}
+
+// RegistrationToken lets a new agent register; only its hash is stored.
+type RegistrationToken struct {
+	ID        string
+	Name      string
+	Hash      []byte // SHA-256 of the token
+	CreatedBy string
+	CreatedAt time.Time
+	ExpiresAt *time.Time
+	// MaxUses bounds registrations (0: unlimited); Uses counts them.
+	MaxUses    int
+	Uses       int
+	LastUsedAt *time.Time
+}
+
+// ErrRegistrationRejected wraps ErrInvalid: the registration token exists but
+// expired or has no use left (the message says which).
+var ErrRegistrationRejected = fmt.Errorf("registration token rejected: %w", ErrInvalid)
+
+// Agents stores agents and registration tokens. Operations on an unknown
+// agent or registration token return ErrNotFound; invalid input (an empty
+// id, a negative capacity or maximum of uses, no token hash) ErrInvalid.
+//
+// ReportedLabels are stored with nil as empty: they read back as an empty,
+// non-nil map. AdminLabels keep nil (not set) apart from an empty map (set
+// to no labels).
+type Agents interface {
+	// CreateAgent stores a new agent (ID, CreatedAt set by the caller); an
+	// existing id → ErrConflict.
+	CreateAgent(ctx context.Context, a *Agent) error
+	GetAgent(ctx context.Context, id string) (*Agent, error)
+	// ListAgents lists every agent, oldest first.
+	ListAgents(ctx context.Context) ([]*Agent, error)
+	// ReportAgent replaces what an agent reports about itself (Name,
+	// ReportedLabels, Capacity, Version, Hostname, Platform) and sets
+	// LastSeenAt; AdminLabels and Disabled are kept.
+	ReportAgent(ctx context.Context, a *Agent) error
+	// UpdateAgentAdmin sets AdminLabels (nil: use the reported labels again)
+	// and Disabled, and returns the updated agent.
+	UpdateAgentAdmin(ctx context.Context, id string, adminLabels map[string]string, disabled bool) (*Agent, error)
+	// TouchAgent sets LastSeenAt.
+	TouchAgent(ctx context.Context, id string, at time.Time) error
+	// DeleteAgent removes the agent and its API tokens (role agent, subject
+	// the agent id).
+	DeleteAgent(ctx context.Context, id string) error
+
+	// CreateRegistrationToken stores a registration token (its hash only); a
+	// used id or hash → ErrConflict.
+	CreateRegistrationToken(ctx context.Context, t *RegistrationToken) error
+	// ListRegistrationTokens lists every registration token, oldest first.
+	ListRegistrationTokens(ctx context.Context) ([]*RegistrationToken, error)
+	DeleteRegistrationToken(ctx context.Context, id string) error
+	// RegisterAgent, in one transaction: finds the registration token by the
+	// SHA-256 of its value (ErrNotFound if unknown), rejects it when expired
+	// at now or used up (ErrRegistrationRejected, saying which), counts one
+	// use, creates agent a (a.RegistrationTokenID set to the token's id) and
+	// stores tok (the agent's own API token, role agent, subject a.ID; an
+	// empty Role or Subject defaults to these, others → ErrInvalid). An
+	// existing agent id, or a used API token id or hash → ErrConflict, and
+	// the use is not counted.
+	RegisterAgent(ctx context.Context, tokenHash []byte, now time.Time, a *Agent, tok *APIToken) error
 }
 
 // Tokens stores API tokens.

@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/rand"
 	"fmt"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -28,6 +29,12 @@ func BenchmarkStore(b *testing.B) {
 	for _, db := range dbs {
 		b.Run(db.name+"/CreateRun", func(b *testing.B) { benchCreateRun(b, db.open(b)) })
 		b.Run(db.name+"/ClaimAndComplete", func(b *testing.B) { benchClaim(b, db.open(b)) })
+		// A claim by an agent of pool a, with nothing else queued and with
+		// 10,000 job runs waiting for a pool it does not have; then by an
+		// agent of both pools, which takes the oldest of the 10,001.
+		b.Run(db.name+"/RoutedClaim/unmatched=0", func(b *testing.B) { benchRoutedClaim(b, db.open(b), 0, false) })
+		b.Run(db.name+"/RoutedClaim/unmatched=10000", func(b *testing.B) { benchRoutedClaim(b, db.open(b), 10000, false) })
+		b.Run(db.name+"/RoutedClaim/backlog=10000,routes=2", func(b *testing.B) { benchRoutedClaim(b, db.open(b), 10000, true) })
 		b.Run(db.name+"/AppendLogs100", func(b *testing.B) { benchAppend(b, db.open(b), 10<<20) })
 		// A 64 KiB cap is reached after a few appends: every later one trims.
 		b.Run(db.name+"/AppendLogs100AtCap", func(b *testing.B) { benchAppend(b, db.open(b), 64<<10) })
@@ -92,7 +99,7 @@ func benchClaim(b *testing.B, s *Store) {
 	}
 	b.ResetTimer()
 	for range b.N {
-		j, err := s.ClaimJob(ctx, "agent", nil, time.Minute)
+		j, err := s.ClaimJob(ctx, "agent", []string{""}, time.Minute)
 		if err != nil {
 			b.Fatal(err)
 		}
@@ -119,6 +126,56 @@ func benchClaim(b *testing.B, s *Store) {
 		if err != nil {
 			b.Fatal(err)
 		}
+	}
+}
+
+// benchRoutedClaim measures what an agent's poll costs the scheduler when
+// work is there: QueuedRoutes, then ClaimJob with the routes the agent's
+// labels accept. other job runs wait for labels the agent has only when
+// both is set; either way they must not make the claim slower. The claimed
+// job is put back with ReleaseJob (not timed) so that every iteration
+// claims the same way.
+func benchRoutedClaim(b *testing.B, s *Store, other int, both bool) {
+	ctx := context.Background()
+	pid := benchPipeline(b, s)
+	const nowhere, poolA = `{"pool":"nowhere"}`, `{"pool":"a"}`
+	for n := 0; n < other; n += 1000 {
+		nr := benchRun(pid, min(1000, other-n), "queued")
+		for _, j := range nr.Jobs {
+			j.RunsOn = []byte(nowhere)
+		}
+		if _, _, err := s.CreateRun(ctx, nr); err != nil {
+			b.Fatal(err)
+		}
+	}
+	nr := benchRun(pid, 1, "queued")
+	nr.Jobs[0].RunsOn = []byte(poolA)
+	if _, _, err := s.CreateRun(ctx, nr); err != nil {
+		b.Fatal(err)
+	}
+	wantRoutes := 1 // the routes the agent accepts
+	if both && other > 0 {
+		wantRoutes = 2
+	}
+	b.ResetTimer()
+	for range b.N {
+		routes, err := s.QueuedRoutes(ctx, time.Now())
+		if err != nil {
+			b.Fatal(err)
+		}
+		accepted := slices.DeleteFunc(routes, func(r string) bool { return r != poolA && !(both && r == nowhere) })
+		if len(accepted) != wantRoutes {
+			b.Fatalf("the agent accepts routes %q, want %d", accepted, wantRoutes)
+		}
+		j, err := s.ClaimJob(ctx, "agent", accepted, time.Minute)
+		if err != nil {
+			b.Fatal(err)
+		}
+		b.StopTimer()
+		if err := s.ReleaseJob(ctx, j.ID, j.LeaseID); err != nil {
+			b.Fatal(err)
+		}
+		b.StartTimer()
 	}
 }
 

@@ -41,14 +41,41 @@ const maxListLogs = 10000
 // wrote one, then the kept lines with their seqs. Lines of the batch that the
 // cap dropped are not returned.
 func (s *Store) AppendLogs(ctx context.Context, stepRunID string, lines []store.LogLine, maxBytes int64) ([]store.LogLine, error) {
+	return s.appendLogs(ctx, false, "", stepRunID, lines, maxBytes)
+}
+
+// AppendStepLogs is AppendLogs for an agent: in the same write transaction,
+// before anything is written, the step's job run must hold leaseID, running
+// and unexpired (ErrLeaseLost otherwise, ErrNotFound for an unknown step).
+// On PostgreSQL the job row is share-locked for the check, as in UpdateStep,
+// so the lines of an agent whose job is being taken away are either stored
+// before the scheduler's transaction commits or refused after it. An empty
+// append only checks the lease.
+func (s *Store) AppendStepLogs(ctx context.Context, leaseID, stepRunID string, lines []store.LogLine, maxBytes int64) ([]store.LogLine, error) {
+	return s.appendLogs(ctx, true, leaseID, stepRunID, lines, maxBytes)
+}
+
+// appendLogs is AppendLogs, or AppendStepLogs when fenced (leaseID must then
+// be held).
+func (s *Store) appendLogs(ctx context.Context, fenced bool, leaseID, stepRunID string, lines []store.LogLine, maxBytes int64) ([]store.LogLine, error) {
 	op := "append logs of step run " + stepRunID
+	now := s.nowUTC()
 	if len(lines) == 0 {
-		if err := s.stepExists(ctx, op, stepRunID); err != nil {
+		if !fenced {
+			if err := s.stepExists(ctx, op, stepRunID); err != nil {
+				return nil, err
+			}
+			return []store.LogLine{}, nil
+		}
+		err := s.checkLease(ctx, s.r, op, leaseID, stepRunID, now, "")
+		if err != nil && !errors.Is(err, store.ErrNotFound) && !errors.Is(err, store.ErrLeaseLost) {
+			err = fmt.Errorf("%s: %w", op, err)
+		}
+		if err != nil {
 			return nil, err
 		}
 		return []store.LogLine{}, nil
 	}
-	now := s.nowUTC()
 	batch := make([]store.LogLine, len(lines))
 	cut := make([]int64, len(lines)) // bytes cut off each line
 	for i, l := range lines {
@@ -72,11 +99,16 @@ func (s *Store) AppendLogs(ctx context.Context, stepRunID string, lines []store.
 				return err
 			}
 		}
+		if fenced {
+			if err := s.checkLease(ctx, tx, op, leaseID, stepRunID, now, s.d.forShare); err != nil {
+				return err
+			}
+		}
 		var err error
 		out, err = s.appendLogsTx(ctx, tx, op, stepRunID, batch, cut, maxBytes)
 		return err
 	})
-	if err != nil && !errors.Is(err, store.ErrNotFound) {
+	if err != nil && !errors.Is(err, store.ErrNotFound) && !errors.Is(err, store.ErrLeaseLost) {
 		return nil, fmt.Errorf("%s: %w", op, err)
 	}
 	return out, err

@@ -6,121 +6,211 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
+	"slices"
+	"strings"
 	"time"
 
 	"github.com/runnel-ci/runnel/internal/store"
 )
 
-// claimBatch is how many queued job runs one claim reads at a time to offer
-// to match.
-const claimBatch = 32
-
-// claimable is the queue condition shared by the claim and its cheap
-// pre-check. The literal 'queued' lets SQLite use the partial index.
+// claimable is the queue condition shared by QueuedRoutes, ClaimJob's lookup
+// of route heads and the claim itself. The literal 'queued' lets both databases use the partial
+// indexes (job_runs_queue, job_runs_route), also in generic plans.
 const claimable = `status = 'queued' AND (retry_at IS NULL OR retry_at <= ?)`
 
-// ClaimJob leases the oldest claimable job run that match accepts (nil
-// accepts any) to agentID for d.
+// QueuedRoutes lists the distinct runs_on values of the job runs claimable at
+// now, exactly as stored (so each can be passed back to ClaimJob), in byte
+// order.
 //
-// It reads candidates in queue order (oldest queued_at first) a batch at a
-// time, offers them to match, and locks the first accepted one with FOR
-// UPDATE SKIP LOCKED on PostgreSQL: a row another claimer is taking is
-// skipped, not waited for, and the lock re-checks that the row is still
-// claimable (the batch was read without locks). match is asked again on the
-// locked, current row, then the row is updated. On SQLite the same runs in a
-// BEGIN IMMEDIATE transaction, which excludes every other claimer. Either way
-// a job run is handed out once.
+// It is a loose index scan over job_runs_route (runs_on first): a recursive
+// query that jumps from one runs_on value to the next greater one, one index
+// probe per distinct value, so its cost grows with the number of routes, not
+// with the number of queued job runs (10,000 waiting for the same labels cost
+// one probe). Job runs still waiting for their retry time are skipped within
+// a value's range.
+func (s *Store) QueuedRoutes(ctx context.Context, now time.Time) ([]string, error) {
+	const next = `SELECT runs_on FROM job_runs WHERE ` + claimable
+	rows, err := s.query(ctx, s.r, `WITH RECURSIVE routes (runs_on) AS (
+			SELECT (`+next+` ORDER BY runs_on LIMIT 1)
+			UNION ALL
+			SELECT (`+next+` AND runs_on > routes.runs_on ORDER BY runs_on LIMIT 1)
+			FROM routes WHERE routes.runs_on IS NOT NULL
+		)
+		SELECT runs_on FROM routes WHERE runs_on IS NOT NULL`, micros(now), micros(now))
+	if err != nil {
+		return nil, fmt.Errorf("queued routes: %w", err)
+	}
+	routes, err := collect(rows, scanString)
+	if err != nil {
+		return nil, fmt.Errorf("queued routes: %w", err)
+	}
+	// The databases order text by different collations: byte order is the
+	// same everywhere.
+	slices.Sort(routes)
+	return routes, nil
+}
+
+// ClaimJob leases to agentID for d the oldest claimable job run (by
+// queued_at, then id) whose runs_on is one of routes.
 //
-// Only the row being claimed is locked, not the whole batch: locking 32 rows
-// to take one would hide the other 31 from concurrent claimers, who would
-// then report "nothing claimable" (and wait for their next poll) although
-// work is queued.
+// First, on the read pool, it looks up the head of each route: its oldest
+// claimable job run, one probe of job_runs_route (runs_on, queued_at, id)
+// per route, so job runs queued for other labels cost nothing, however many.
+// No head means nothing to claim: an agent with nothing to do polls, and is
+// answered without a write transaction (which on SQLite would queue behind
+// every writer).
 //
-// match runs inside the transaction, possibly more than once for one job
-// run: it must be quick, free of side effects, and must not use the Store.
-func (s *Store) ClaimJob(ctx context.Context, agentID string, match func(*store.JobRun) bool, d time.Duration) (*store.JobRun, error) {
+// Then it claims from the routes in the order of their heads, oldest first,
+// one route at a time with one statement, UPDATE … WHERE id = (SELECT … WHERE
+// runs_on = ? ORDER BY queued_at, id LIMIT 1 FOR UPDATE SKIP LOCKED), which
+// walks that route's index range in queue order. On PostgreSQL a row another
+// claimer is taking is skipped, not waited for, and the lock re-checks that
+// the row is still claimable; on SQLite the statement runs without the lock
+// clause in a BEGIN IMMEDIATE transaction, which excludes every other
+// claimer. Either way a job run is handed out once, and only the claimed row
+// is locked, so concurrent claimers go on to the next one. A route emptied by
+// other claimers since the lookup is passed over for the next one.
+//
+// (One statement with runs_on IN (…) would be simpler but, with several
+// routes, must sort every claimable row of all of them to find the oldest:
+// tens of milliseconds for a backlog of 10,000.)
+func (s *Store) ClaimJob(ctx context.Context, agentID string, routes []string, d time.Duration) (*store.JobRun, error) {
 	op := "claim job for agent " + agentID
 	if agentID == "" || d <= 0 {
 		return nil, invalid(op, "the agent id must not be empty and the lease must be positive")
 	}
-	if match == nil {
-		match = func(*store.JobRun) bool { return true }
+	routes = uniqueStrings(routes)
+	if len(routes) == 0 {
+		return nil, fmt.Errorf("%s: no route given: %w", op, store.ErrNotFound)
 	}
 	now := s.nowUTC()
-	// Idle agents poll: answer "nothing" from the read pool, without a write
-	// transaction (which on SQLite would queue behind every writer).
-	var one int
-	err := s.queryRow(ctx, s.r, `SELECT 1 FROM job_runs WHERE `+claimable+` LIMIT 1`, micros(now)).Scan(&one)
-	if errors.Is(err, sql.ErrNoRows) {
-		return nil, fmt.Errorf("%s: no job run is claimable: %w", op, store.ErrNotFound)
-	}
+	heads, err := s.routeHeads(ctx, routes, now)
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", op, err)
+	}
+	if len(heads) == 0 {
+		return nil, fmt.Errorf("%s: no claimable job run has one of its routes: %w", op, store.ErrNotFound)
 	}
 	lease := newLeaseID()
 	var claimed *store.JobRun
 	err = s.writeTx(ctx, true, func(tx *sql.Tx) error {
-		claimed = nil
-		var (
-			after   bool
-			afterAt int64
-			afterID string
-		)
-		for {
-			q := `SELECT ` + jobCols + ` FROM job_runs WHERE ` + claimable
-			args := []any{micros(now)}
-			if after {
-				// Keyset paging in queue order; queued rows always have a
-				// queued_at (the store sets it when a job is queued).
-				q += ` AND (queued_at > ? OR (queued_at = ? AND id > ?))`
-				args = append(args, afterAt, afterAt, afterID)
+		for _, route := range heads {
+			j, err := scanJob(s.queryRow(ctx, tx, `UPDATE job_runs SET status = 'running', agent_id = ?,
+				lease_id = ?, lease_expires_at = ?, started_at = COALESCE(started_at, ?), reason = '', acked = FALSE
+				WHERE id = (SELECT id FROM job_runs WHERE `+claimable+` AND runs_on = ?
+					ORDER BY queued_at, id LIMIT 1`+s.d.skipLocked+`) AND status = 'queued'
+				RETURNING `+jobCols,
+				agentID, lease, micros(now.Add(d)), micros(now), micros(now), route))
+			if errors.Is(err, sql.ErrNoRows) {
+				// Taken by other claimers since the lookup (or, on
+				// PostgreSQL, being taken: locked rows are skipped).
+				continue
 			}
-			rows, err := s.query(ctx, tx, q+` ORDER BY queued_at, id LIMIT ?`, append(args, claimBatch)...)
-			if err != nil {
-				return err
-			}
-			batch, err := collect(rows, scanJob)
-			if err != nil {
-				return err
-			}
-			for _, j := range batch {
-				if !match(j) {
-					continue
-				}
-				cur, err := scanJob(s.queryRow(ctx, tx, `SELECT `+jobCols+` FROM job_runs WHERE id = ? AND `+
-					claimable+s.d.skipLocked, j.ID, micros(now)))
-				if errors.Is(err, sql.ErrNoRows) {
-					continue // taken (or being taken) by another claimer
-				}
-				if err != nil {
-					return err
-				}
-				if !match(cur) {
-					continue
-				}
-				claimed, err = scanJob(s.queryRow(ctx, tx, `UPDATE job_runs SET status = 'running', agent_id = ?,
-					lease_id = ?, lease_expires_at = ?, started_at = COALESCE(started_at, ?)
-					WHERE id = ? RETURNING `+jobCols,
-					agentID, lease, micros(now.Add(d)), micros(now), j.ID))
-				return err
-			}
-			if len(batch) < claimBatch {
-				return nil
-			}
-			last := batch[len(batch)-1]
-			after, afterID = true, last.ID
-			if last.QueuedAt != nil {
-				afterAt = micros(*last.QueuedAt)
-			}
+			claimed = j
+			return err
 		}
+		claimed = nil
+		return nil
 	})
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", op, err)
 	}
 	if claimed == nil {
-		return nil, fmt.Errorf("%s: no claimable job run matches: %w", op, store.ErrNotFound)
+		return nil, fmt.Errorf("%s: no claimable job run has one of its routes: %w", op, store.ErrNotFound)
 	}
 	return claimed, nil
+}
+
+// routeHeads returns the routes that have a claimable job run at now, in the
+// order of their oldest one (queued_at, then id, compared by the database as
+// within a route). It reads the read pool: one index probe per route.
+func (s *Store) routeHeads(ctx context.Context, routes []string, now time.Time) ([]string, error) {
+	var b strings.Builder
+	args := make([]any, 0, 2*len(routes))
+	b.WriteString(`SELECT runs_on FROM (`)
+	for i, r := range routes {
+		if i > 0 {
+			b.WriteString(` UNION ALL `)
+		}
+		fmt.Fprintf(&b, `SELECT * FROM (SELECT runs_on, queued_at, id FROM job_runs WHERE %s AND runs_on = ?
+			ORDER BY queued_at, id LIMIT 1) AS h%d`, claimable, i)
+		args = append(args, micros(now), r)
+	}
+	b.WriteString(`) AS heads ORDER BY queued_at, id`)
+	rows, err := s.query(ctx, s.r, b.String(), args...)
+	if err != nil {
+		return nil, err
+	}
+	return collect(rows, scanString)
+}
+
+// uniqueStrings returns ss without repeats, in first-seen order.
+func uniqueStrings(ss []string) []string {
+	if len(ss) < 2 {
+		return ss
+	}
+	seen := make(map[string]bool, len(ss))
+	out := make([]string, 0, len(ss))
+	for _, s := range ss {
+		if !seen[s] {
+			seen[s] = true
+			out = append(out, s)
+		}
+	}
+	return out
+}
+
+// ReleaseJob puts a job run claimed under leaseID back in the queue, in the
+// place it had: status queued, no agent, no lease, no start time; queued_at,
+// retry_at and attempt are untouched. The condition (running under leaseID)
+// is part of the UPDATE, so a release races safely with a scheduler taking
+// the job away: whichever commits second finds it changed.
+func (s *Store) ReleaseJob(ctx context.Context, jobRunID, leaseID string) error {
+	op := "release job run " + jobRunID
+	var ok bool
+	err := s.writeTx(ctx, true, func(tx *sql.Tx) error {
+		var err error
+		ok, err = s.execOne(ctx, tx, `UPDATE job_runs SET status = 'queued', agent_id = '', lease_id = '',
+			lease_expires_at = NULL, started_at = NULL, acked = FALSE
+			WHERE id = ? AND status = 'running' AND lease_id = ? AND lease_id <> ''`, jobRunID, leaseID)
+		return err
+	})
+	if err != nil {
+		return fmt.Errorf("%s: %w", op, err)
+	}
+	if ok {
+		return nil
+	}
+	var one int
+	err = s.queryRow(ctx, s.r, `SELECT 1 FROM job_runs WHERE id = ?`, jobRunID).Scan(&one)
+	switch {
+	case errors.Is(err, sql.ErrNoRows):
+		return notFound(op)
+	case err != nil:
+		return fmt.Errorf("%s: %w", op, err)
+	default:
+		return fmt.Errorf("%s: %w", op, store.ErrLeaseLost)
+	}
+}
+
+// SetQueuedReason sets reason on the queued job runs of one runs_on value
+// whose reason differs, and returns how many it changed (0 when they all
+// said so already, so a scheduler can call it every round cheaply).
+func (s *Store) SetQueuedReason(ctx context.Context, runsOn, reason string) (int, error) {
+	var n int64
+	err := s.writeTx(ctx, true, func(tx *sql.Tx) error {
+		res, err := s.exec(ctx, tx, `UPDATE job_runs SET reason = ?
+			WHERE status = 'queued' AND runs_on = ? AND reason <> ?`, reason, runsOn, reason)
+		if err != nil {
+			return err
+		}
+		n, err = res.RowsAffected()
+		return err
+	})
+	if err != nil {
+		return 0, fmt.Errorf("set the reason of job runs queued for %q: %w", runsOn, err)
+	}
+	return int(n), nil
 }
 
 // newLeaseID returns a random lease id: an agent holding an old lease of the
@@ -145,7 +235,7 @@ func (s *Store) ExtendLease(ctx context.Context, jobRunID, leaseID string, d tim
 	var ok bool
 	err := s.writeTx(ctx, true, func(tx *sql.Tx) error {
 		var err error
-		ok, err = s.execOne(ctx, tx, `UPDATE job_runs SET lease_expires_at = ?
+		ok, err = s.execOne(ctx, tx, `UPDATE job_runs SET lease_expires_at = ?, acked = TRUE
 			WHERE id = ? AND lease_id = ? AND status = 'running' AND lease_expires_at > ?`,
 			micros(exp), jobRunID, leaseID, micros(now))
 		return err
@@ -171,25 +261,10 @@ func (s *Store) UpdateStep(ctx context.Context, leaseID string, st *store.StepRu
 	op := "update step run " + st.ID
 	now := s.nowUTC()
 	err := s.writeTx(ctx, true, func(tx *sql.Tx) error {
-		var one int
-		err := s.queryRow(ctx, tx, `SELECT 1 FROM job_runs
-			WHERE id = (SELECT job_run_id FROM step_runs WHERE id = ?)
-			AND lease_id = ? AND lease_id <> '' AND status = 'running' AND lease_expires_at > ?`+s.d.forShare,
-			st.ID, leaseID, micros(now)).Scan(&one)
-		if errors.Is(err, sql.ErrNoRows) {
-			err = s.queryRow(ctx, tx, `SELECT 1 FROM step_runs WHERE id = ?`, st.ID).Scan(&one)
-			if errors.Is(err, sql.ErrNoRows) {
-				return notFound(op)
-			}
-			if err != nil {
-				return err
-			}
-			return fmt.Errorf("%s: %w", op, store.ErrLeaseLost)
-		}
-		if err != nil {
+		if err := s.checkLease(ctx, tx, op, leaseID, st.ID, now, s.d.forShare); err != nil {
 			return err
 		}
-		_, err = s.exec(ctx, tx, `UPDATE step_runs SET status = ?, exit_code = ?, error = ?, started_at = ?,
+		_, err := s.exec(ctx, tx, `UPDATE step_runs SET status = ?, exit_code = ?, error = ?, started_at = ?,
 			ended_at = ? WHERE id = ?`,
 			st.Status, nullInt(st.ExitCode), st.Error, nullMicros(st.StartedAt), nullMicros(st.EndedAt), st.ID)
 		return err
@@ -198,6 +273,30 @@ func (s *Store) UpdateStep(ctx context.Context, leaseID string, st *store.StepRu
 		return fmt.Errorf("%s: %w", op, err)
 	}
 	return err
+}
+
+// checkLease checks that the job run of step run stepRunID holds leaseID,
+// running and unexpired at now: ErrLeaseLost if not, ErrNotFound (both
+// wrapped with op) if the step run does not exist. lock is appended to the
+// query: FOR SHARE in a write transaction on PostgreSQL, so that the job run
+// cannot be taken away before the transaction commits.
+func (s *Store) checkLease(ctx context.Context, q querier, op, leaseID, stepRunID string, now time.Time, lock string) error {
+	var one int
+	err := s.queryRow(ctx, q, `SELECT 1 FROM job_runs
+		WHERE id = (SELECT job_run_id FROM step_runs WHERE id = ?)
+		AND lease_id = ? AND lease_id <> '' AND status = 'running' AND lease_expires_at > ?`+lock,
+		stepRunID, leaseID, micros(now)).Scan(&one)
+	if !errors.Is(err, sql.ErrNoRows) {
+		return err
+	}
+	err = s.queryRow(ctx, q, `SELECT 1 FROM step_runs WHERE id = ?`, stepRunID).Scan(&one)
+	if errors.Is(err, sql.ErrNoRows) {
+		return notFound(op)
+	}
+	if err != nil {
+		return err
+	}
+	return fmt.Errorf("%s: %w", op, store.ErrLeaseLost)
 }
 
 // ExpiredLeases lists running job runs whose lease ended at or before now
@@ -227,4 +326,28 @@ func (s *Store) JobsOfAgent(ctx context.Context, agentID string) ([]*store.JobRu
 		return nil, fmt.Errorf("jobs of agent %s: %w", agentID, err)
 	}
 	return jobs, nil
+}
+
+// RunningJobsByAgent maps each agent id to the ids of its running job runs,
+// oldest start first. A running job run without an agent (which the store's
+// own operations never make) is listed under "".
+func (s *Store) RunningJobsByAgent(ctx context.Context) (map[string][]string, error) {
+	rows, err := s.query(ctx, s.r, `SELECT agent_id, id FROM job_runs WHERE status = 'running'
+		ORDER BY COALESCE(started_at, 0), id`)
+	if err != nil {
+		return nil, fmt.Errorf("running jobs by agent: %w", err)
+	}
+	defer rows.Close()
+	out := map[string][]string{}
+	for rows.Next() {
+		var agent, id string
+		if err := rows.Scan(&agent, &id); err != nil {
+			return nil, fmt.Errorf("running jobs by agent: %w", err)
+		}
+		out[agent] = append(out[agent], id)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("running jobs by agent: %w", err)
+	}
+	return out, nil
 }

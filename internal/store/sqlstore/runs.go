@@ -182,7 +182,7 @@ func jobRow(op string, j *store.JobRun, now time.Time) ([]any, error) {
 	}
 	return []any{j.ID, j.RunID, j.Key, j.Name, j.Stage, j.StageIndex, j.Index, j.Status, j.Attempt,
 		j.AllowedFailure, outputs, j.Reason, request, runsOn, j.AgentID, j.LeaseID, nullMicros(j.LeaseExpiresAt),
-		nullMicros(j.RetryAt), nullMicros(queued), nullMicros(j.StartedAt), nullMicros(j.EndedAt)}, nil
+		nullMicros(j.RetryAt), nullMicros(queued), nullMicros(j.StartedAt), nullMicros(j.EndedAt), j.Acked}, nil
 }
 
 // insertMany inserts rows with multi-row VALUES lists, in chunks that stay
@@ -479,7 +479,7 @@ func (t *runTx) UpdateJob(j *store.JobRun) error {
 	ok, err := t.s.execOne(t.ctx, t.tx, `UPDATE job_runs SET name = ?, stage = ?, stage_index = ?, idx = ?,
 		status = ?, attempt = ?, allowed_failure = ?, outputs = ?, reason = ?, request = ?, runs_on = ?,
 		agent_id = ?, lease_id = ?, lease_expires_at = ?, retry_at = ?, queued_at = ?, started_at = ?,
-		ended_at = ? WHERE id = ? AND run_id = ?`, append(row[3:], c.ID, t.runID)...)
+		ended_at = ?, acked = ? WHERE id = ? AND run_id = ?`, append(row[3:], c.ID, t.runID)...)
 	if err != nil {
 		return fmt.Errorf("%s: %w", op, err)
 	}

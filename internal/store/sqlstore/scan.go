@@ -143,7 +143,7 @@ func scanRun(sc scanner) (*store.Run, error) {
 
 const jobCols = `id, run_id, job_key, name, stage, stage_index, idx, status, attempt, allowed_failure,
 	outputs, reason, request, runs_on, agent_id, lease_id, lease_expires_at, retry_at, queued_at,
-	started_at, ended_at`
+	started_at, ended_at, acked`
 
 func scanJob(sc scanner) (*store.JobRun, error) {
 	var (
@@ -153,7 +153,7 @@ func scanJob(sc scanner) (*store.JobRun, error) {
 	)
 	if err := sc.Scan(&j.ID, &j.RunID, &j.Key, &j.Name, &j.Stage, &j.StageIndex, &j.Index, &j.Status,
 		&j.Attempt, &j.AllowedFailure, &outputs, &j.Reason, &request, &runsOn, &j.AgentID, &j.LeaseID,
-		&lease, &retry, &queued, &started, &ended); err != nil {
+		&lease, &retry, &queued, &started, &ended, &j.Acked); err != nil {
 		return nil, err
 	}
 	if err := decodeJSON(outputs, &j.Outputs); err != nil {
@@ -221,6 +221,12 @@ func scanToken(sc scanner) (*store.APIToken, error) {
 	t.CreatedAt = fromMicros(created)
 	t.LastUsedAt, t.ExpiresAt = timePtr(used), timePtr(expires)
 	return &t, nil
+}
+
+func scanString(sc scanner) (string, error) {
+	var v string
+	err := sc.Scan(&v)
+	return v, err
 }
 
 // collect scans every row with scan.

@@ -106,7 +106,7 @@ func TestPostgresRunTxReadsWhileWritersWait(t *testing.T) {
 	if _, _, err := s.CreateRun(ctx, nr); err != nil {
 		t.Fatal(err)
 	}
-	j, err := s.ClaimJob(ctx, "agent", nil, time.Minute)
+	j, err := s.ClaimJob(ctx, "agent", []string{""}, time.Minute)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -5,6 +5,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 	"unicode/utf8"
 
 	"github.com/runnel-ci/runnel/internal/store"
@@ -361,4 +362,87 @@ func withSeq(ls []store.LogLine, from int64) []store.LogLine {
 		out[i] = l
 	}
 	return out
+}
+
+func testStepLogs(t *testing.T, open func(t *testing.T) store.Store) {
+	t.Run("FencedByTheLease", func(t *testing.T) {
+		t.Parallel()
+		f := newFx(t, open)
+		p := f.pipeline("proj", "p")
+		tr := f.run(p.ID, 2, 2)
+		f.queue(tr.Run.ID, time.Now().UTC().Add(-2*time.Minute), nil, tr.Jobs[0].ID)
+		f.queue(tr.Run.ID, time.Now().UTC().Add(-time.Minute), nil, tr.Jobs[1].ID)
+		c, err := f.st.ClaimJob(f.ctx, "a", []string{linux}, time.Minute)
+		noErr(t, "ClaimJob", err)
+		if c.ID != tr.Jobs[0].ID {
+			t.Fatalf("claimed %s, want %s", c.ID, tr.Jobs[0].ID)
+		}
+		step := tr.Steps[c.ID][0].ID
+		appendStep := func(lease string, lines []store.LogLine) ([]store.LogLine, error) {
+			return f.st.AppendStepLogs(f.ctx, lease, step, lines, 100)
+		}
+
+		// Under the lease it is AppendLogs, cap included.
+		got, err := appendStep(c.LeaseID, tenBytes(1, 3))
+		noErr(t, "AppendStepLogs", err)
+		sameJSON(t, "appended", logShape(got), shapeOf(1, 0, 1, 3))
+		got, err = appendStep(c.LeaseID, tenBytes(4, 9))
+		noErr(t, "AppendStepLogs over the cap", err)
+		sameJSON(t, "appended over the cap", logShape(got), shapeOf(4, 2, 4, 9))
+		want := f.logs(step, store.LogQuery{})
+		sameJSON(t, "stored", logShape(want), shapeOf(3, 2, 3, 10))
+		got, err = appendStep(c.LeaseID, nil)
+		noErr(t, "empty AppendStepLogs", err)
+		if len(got) != 0 {
+			t.Fatalf("empty append returned %v", got)
+		}
+
+		refused := func(what, lease string, target error) {
+			t.Helper()
+			_, err := appendStep(lease, tenBytes(100, 2))
+			wantErr(t, what, err, target)
+			_, err = appendStep(lease, nil)
+			wantErr(t, what+" (empty append)", err, target)
+			sameJSON(t, what+": stored lines", f.logs(step, store.LogQuery{}), want)
+		}
+		refused("another lease", "lease_wrong", store.ErrLeaseLost)
+		refused("no lease", "", store.ErrLeaseLost)
+		_, err = f.st.AppendStepLogs(f.ctx, c.LeaseID, "nope", tenBytes(1, 1), 0)
+		wantErr(t, "unknown step", err, store.ErrNotFound)
+		_, err = f.st.AppendStepLogs(f.ctx, c.LeaseID, "nope", nil, 0)
+		wantErr(t, "unknown step (empty append)", err, store.ErrNotFound)
+		// The lease covers its own job's steps only.
+		other := tr.Steps[tr.Jobs[1].ID][0].ID
+		_, err = f.st.AppendStepLogs(f.ctx, c.LeaseID, other, tenBytes(1, 1), 0)
+		wantErr(t, "another job's step", err, store.ErrLeaseLost)
+		if n := len(f.logs(other, store.LogQuery{})); n != 0 {
+			t.Fatalf("another job's step has %d lines", n)
+		}
+
+		// Released and claimed by another agent: the old lease is refused,
+		// the new one appends after the stored lines.
+		noErr(t, "ReleaseJob", f.st.ReleaseJob(f.ctx, c.ID, c.LeaseID))
+		c2, err := f.st.ClaimJob(f.ctx, "b", []string{linux}, time.Minute)
+		noErr(t, "ClaimJob", err)
+		if c2.ID != c.ID {
+			t.Fatalf("claimed %s, want the released %s", c2.ID, c.ID)
+		}
+		refused("the lease of a reassigned job", c.LeaseID, store.ErrLeaseLost)
+		got, err = appendStep(c2.LeaseID, tenBytes(13, 1))
+		noErr(t, "AppendStepLogs with the new lease", err)
+		sameJSON(t, "appended with the new lease", logShape(got), shapeOf(13, 3, 13, 1))
+		want = f.logs(step, store.LogQuery{})
+
+		// An expired lease is refused even before anyone else takes the job.
+		noErr(t, "ReleaseJob", f.st.ReleaseJob(f.ctx, c2.ID, c2.LeaseID))
+		c3, err := f.st.ClaimJob(f.ctx, "c", []string{linux}, 50*time.Millisecond)
+		noErr(t, "ClaimJob", err)
+		if c3.ID != c.ID {
+			t.Fatalf("claimed %s, want the released %s", c3.ID, c.ID)
+		}
+		_, err = appendStep(c3.LeaseID, nil)
+		noErr(t, "empty AppendStepLogs before expiry", err)
+		waitUntil(*c3.LeaseExpiresAt)
+		refused("an expired lease", c3.LeaseID, store.ErrLeaseLost)
+	})
 }

@@ -32,9 +32,14 @@ func Run(t *testing.T, open func(t *testing.T) store.Store) {
 		{"Runs", testRuns},
 		{"RunTx", testRunTx},
 		{"Queue", testQueue},
+		{"Routes", testRoutes},
 		{"Leases", testLeases},
+		{"Release", testRelease},
 		{"Logs", testLogs},
+		{"StepLogs", testStepLogs},
 		{"Tokens", testTokens},
+		{"Agents", testAgents},
+		{"Registration", testRegistration},
 		{"Delete", testDelete},
 		{"Health", testHealth},
 	}
@@ -125,8 +130,21 @@ func (f *fx) tree(runID string) *store.RunTree {
 	return tr
 }
 
-// queue marks job runs of a run queued at the given time, as the scheduler does.
+// queue marks job runs of a run queued at the given time, as the scheduler
+// does (all of them when no job run id is given). Their RunsOn is kept.
 func (f *fx) queue(runID string, queuedAt time.Time, retryAt *time.Time, jobIDs ...string) {
+	f.t.Helper()
+	f.queueJobs(runID, nil, queuedAt, retryAt, jobIDs...)
+}
+
+// queueOn is queue that also sets the job runs' RunsOn to runsOn ("": none),
+// the route they wait on.
+func (f *fx) queueOn(runID, runsOn string, queuedAt time.Time, retryAt *time.Time, jobIDs ...string) {
+	f.t.Helper()
+	f.queueJobs(runID, &runsOn, queuedAt, retryAt, jobIDs...)
+}
+
+func (f *fx) queueJobs(runID string, runsOn *string, queuedAt time.Time, retryAt *time.Time, jobIDs ...string) {
 	f.t.Helper()
 	want := map[string]bool{}
 	for _, id := range jobIDs {
@@ -144,6 +162,12 @@ func (f *fx) queue(runID string, queuedAt time.Time, retryAt *time.Time, jobIDs 
 			j.Status, j.QueuedAt, j.RetryAt = "queued", ptr(queuedAt), retryAt
 			j.AgentID, j.LeaseID, j.LeaseExpiresAt, j.StartedAt = "", "", nil, nil
 			j.Request = json.RawMessage(`{"job":"` + j.Key + `"}`)
+			if runsOn != nil {
+				j.RunsOn = nil
+				if *runsOn != "" {
+					j.RunsOn = json.RawMessage(*runsOn)
+				}
+			}
 			if err := tx.UpdateJob(j); err != nil {
 				return err
 			}

@@ -1,0 +1,193 @@
+package main
+
+import (
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"runtime"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/runnel-ci/runnel/internal/action"
+	"github.com/runnel-ci/runnel/internal/agent"
+	"github.com/runnel-ci/runnel/internal/agentpb"
+	"github.com/runnel-ci/runnel/internal/agentrpc"
+	"github.com/runnel-ci/runnel/internal/backend/local"
+	"github.com/runnel-ci/runnel/internal/engine"
+	"github.com/runnel-ci/runnel/internal/scheduler"
+)
+
+// agentConfig is `runnel agent`'s configuration, from flags and RUNNEL_AGENT_* env.
+type agentConfig struct {
+	Server      string
+	Token       string
+	Name        string
+	Labels      string
+	Capacity    int
+	WorkDir     string
+	Backend     string
+	TLS         bool
+	TLSCA       string
+	GracePeriod time.Duration
+	LogLevel    string
+}
+
+func (c *agentConfig) flags(fs *flag.FlagSet) {
+	host, _ := os.Hostname()
+	fs.StringVar(&c.Server, "server", envOr("RUNNEL_AGENT_SERVER", "127.0.0.1:9090"), "the server's gRPC `address` host:port; several, comma-separated, for failover between replicas (RUNNEL_AGENT_SERVER)")
+	fs.StringVar(&c.Token, "token", os.Getenv("RUNNEL_AGENT_TOKEN"), "registration `token` (POST /api/v1/registration-tokens), used when the work dir holds no identity yet (RUNNEL_AGENT_TOKEN)")
+	fs.StringVar(&c.Name, "name", envOr("RUNNEL_AGENT_NAME", host), "the agent's `name` in the agent list (RUNNEL_AGENT_NAME)")
+	fs.StringVar(&c.Labels, "labels", os.Getenv("RUNNEL_AGENT_LABELS"), "labels jobs select the agent by, `k=v,…` (RUNNEL_AGENT_LABELS); os and arch are added")
+	fs.IntVar(&c.Capacity, "capacity", envInt("RUNNEL_AGENT_CAPACITY", runtime.NumCPU()), "jobs run at once (RUNNEL_AGENT_CAPACITY)")
+	fs.StringVar(&c.WorkDir, "workdir", envOr("RUNNEL_AGENT_WORKDIR", "./runnel-agent"), "`directory` for the agent's identity and job workspaces (RUNNEL_AGENT_WORKDIR)")
+	fs.StringVar(&c.Backend, "backend", envOr("RUNNEL_AGENT_BACKEND", "local"), "where steps run: local (RUNNEL_AGENT_BACKEND)")
+	fs.BoolVar(&c.TLS, "tls", os.Getenv("RUNNEL_AGENT_TLS") == "true", "connect with TLS, verifying the server with the system's roots (RUNNEL_AGENT_TLS=true)")
+	fs.StringVar(&c.TLSCA, "tls-ca", os.Getenv("RUNNEL_AGENT_TLS_CA"), "connect with TLS, verifying the server with this PEM CA `file` (RUNNEL_AGENT_TLS_CA)")
+	fs.DurationVar(&c.GracePeriod, "grace-period", envDuration("RUNNEL_AGENT_GRACE_PERIOD", 10*time.Second), "time between SIGTERM and SIGKILL when a step is stopped (RUNNEL_AGENT_GRACE_PERIOD)")
+	fs.StringVar(&c.LogLevel, "log-level", envOr("RUNNEL_LOG_LEVEL", "info"), "debug, info, warn or error (RUNNEL_LOG_LEVEL)")
+}
+
+func (c *agentConfig) servers() []string {
+	var out []string
+	for s := range strings.SplitSeq(c.Server, ",") {
+		if s = strings.TrimSpace(s); s != "" {
+			out = append(out, s)
+		}
+	}
+	return out
+}
+
+func (c *agentConfig) validate() error {
+	if len(c.servers()) == 0 {
+		return errors.New("--server: give the server's gRPC address, e.g. 127.0.0.1:9090")
+	}
+	for _, s := range c.servers() {
+		if _, _, err := net.SplitHostPort(s); err != nil {
+			return fmt.Errorf("--server %q: %v (want host:port)", s, err)
+		}
+	}
+	if _, err := scheduler.ParseLabels(c.Labels); err != nil {
+		return fmt.Errorf("--labels: %v", err)
+	}
+	if c.Capacity < 1 || c.Capacity > 1024 {
+		return fmt.Errorf("--capacity %d: want 1 to 1024", c.Capacity)
+	}
+	if c.WorkDir == "" {
+		return errors.New("--workdir must not be empty")
+	}
+	if c.Backend != "local" {
+		return fmt.Errorf("--backend %q: only local is available", c.Backend)
+	}
+	if c.GracePeriod < 0 {
+		return errors.New("--grace-period must not be negative")
+	}
+	switch c.LogLevel {
+	case "debug", "info", "warn", "error":
+	default:
+		return fmt.Errorf("--log-level %q: want debug, info, warn or error", c.LogLevel)
+	}
+	return nil
+}
+
+func cmdAgent(args []string, stdout, stderr io.Writer) int {
+	var cfg agentConfig
+	fs := flag.NewFlagSet("agent", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	cfg.flags(fs)
+	fs.Usage = func() {
+		fmt.Fprintln(stderr, "Usage: runnel agent --server HOST:PORT --token TOKEN [flags]\n\nRuns jobs for a Runnel server. The first start registers with the token and keeps\nthe agent's identity in --workdir; later starts reuse it.\n\nFlags:")
+		fs.PrintDefaults()
+	}
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return exitOK
+		}
+		return exitInvalid
+	}
+	if fs.NArg() > 0 {
+		fmt.Fprintf(stderr, "runnel agent: unexpected argument %q\n", fs.Arg(0))
+		return exitInvalid
+	}
+	if err := cfg.validate(); err != nil {
+		fmt.Fprintln(stderr, "runnel agent:", err)
+		return exitInvalid
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	if err := runAgent(ctx, cfg, stderr); err != nil {
+		fmt.Fprintln(stderr, "runnel agent:", err)
+		return exitFailed
+	}
+	return exitOK
+}
+
+func runAgent(ctx context.Context, cfg agentConfig, stderr io.Writer) error {
+	level := map[string]slog.Level{"debug": slog.LevelDebug, "info": slog.LevelInfo, "warn": slog.LevelWarn, "error": slog.LevelError}[cfg.LogLevel]
+	log := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: level}))
+	if err := os.MkdirAll(cfg.WorkDir, 0o700); err != nil {
+		return fmt.Errorf("work dir: %w", err)
+	}
+	var tlsCfg *tls.Config
+	if cfg.TLS || cfg.TLSCA != "" {
+		tlsCfg = &tls.Config{MinVersion: tls.VersionTLS12}
+		if cfg.TLSCA != "" {
+			pem, err := os.ReadFile(cfg.TLSCA)
+			if err != nil {
+				return fmt.Errorf("--tls-ca: %w", err)
+			}
+			pool := x509.NewCertPool()
+			if !pool.AppendCertsFromPEM(pem) {
+				return fmt.Errorf("--tls-ca %s: no PEM certificate found", cfg.TLSCA)
+			}
+			tlsCfg.RootCAs = pool
+		}
+	}
+	labels, _ := scheduler.ParseLabels(cfg.Labels)
+	labels = withPlatformLabels(labels)
+	host, _ := os.Hostname()
+	be, err := local.New(local.Options{Root: filepath.Join(cfg.WorkDir, "workspaces"), GracePeriod: cfg.GracePeriod, Logger: log})
+	if err != nil {
+		return err
+	}
+	// Processes and workspaces of jobs a previous process of this agent left
+	// behind (it was killed) are stopped and removed before new work; the
+	// server hands those jobs back when the session opens.
+	if err := be.CleanupStale(ctx); err != nil {
+		log.Warn("cleaning up after the previous agent process", "err", err)
+	}
+	client, err := agentrpc.Dial(agentrpc.ClientOptions{
+		Servers: cfg.servers(), TLS: tlsCfg, RegistrationToken: cfg.Token,
+		IdentityFile: filepath.Join(cfg.WorkDir, "agent.json"), Logger: log,
+		Info: &agentpb.AgentInfo{Name: cfg.Name, Labels: labels, Capacity: int32(cfg.Capacity), Version: version,
+			Hostname: host, Platform: runtime.GOOS + "/" + runtime.GOARCH},
+	})
+	if err != nil {
+		return err
+	}
+	defer client.Close()
+	log.Info("runnel agent starting", "server", cfg.Server, "labels", scheduler.FormatLabels(labels), "capacity", cfg.Capacity, "workdir", cfg.WorkDir)
+	sctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	if err := client.Start(sctx); err != nil {
+		if ctx.Err() != nil {
+			return nil
+		}
+		return err
+	}
+	catalog := action.Builtins()
+	ag := &agent.Agent{ID: client.AgentID(), Capacity: cfg.Capacity, Source: client, Logger: log,
+		Executor: &engine.Executor{Backend: be, Actions: catalog}}
+	err = ag.Run(ctx)
+	log.Info("runnel agent stopped")
+	return err
+}
