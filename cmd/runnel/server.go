@@ -351,7 +351,14 @@ func ensureAdminToken(ctx context.Context, st store.Store, value string, stdout 
 		} else if !errors.Is(err, store.ErrNotFound) {
 			return fmt.Errorf("look up admin token: %w", err)
 		}
-		return st.CreateToken(ctx, &store.APIToken{ID: scheduler.NewID("tok"), Name: "admin (--admin-token)", Subject: "admin", Role: "admin", Hash: sum[:], CreatedAt: time.Now().UTC()})
+		err := st.CreateToken(ctx, &store.APIToken{ID: scheduler.NewID("tok"), Name: "admin (--admin-token)", Subject: "admin", Role: "admin", Hash: sum[:], CreatedAt: time.Now().UTC()})
+		if errors.Is(err, store.ErrConflict) {
+			// Another replica starting at the same moment stored it first.
+			if _, gerr := st.TokenByHash(ctx, sum[:]); gerr == nil {
+				return nil
+			}
+		}
+		return err
 	}
 	tokens, err := st.ListTokens(ctx)
 	if err != nil {
