@@ -22,6 +22,9 @@ import (
 	"github.com/runnel-ci/runnel/internal/agent"
 	"github.com/runnel-ci/runnel/internal/agentpb"
 	"github.com/runnel-ci/runnel/internal/agentrpc"
+	"github.com/runnel-ci/runnel/internal/backend"
+	"github.com/runnel-ci/runnel/internal/backend/auto"
+	"github.com/runnel-ci/runnel/internal/backend/docker"
 	"github.com/runnel-ci/runnel/internal/backend/local"
 	"github.com/runnel-ci/runnel/internal/engine"
 	"github.com/runnel-ci/runnel/internal/scheduler"
@@ -50,7 +53,7 @@ func (c *agentConfig) flags(fs *flag.FlagSet) {
 	fs.StringVar(&c.Labels, "labels", os.Getenv("RUNNEL_AGENT_LABELS"), "labels jobs select the agent by, `k=v,…` (RUNNEL_AGENT_LABELS); os and arch are added")
 	fs.IntVar(&c.Capacity, "capacity", envInt("RUNNEL_AGENT_CAPACITY", runtime.NumCPU()), "jobs run at once (RUNNEL_AGENT_CAPACITY)")
 	fs.StringVar(&c.WorkDir, "workdir", envOr("RUNNEL_AGENT_WORKDIR", "./runnel-agent"), "`directory` for the agent's identity and job workspaces (RUNNEL_AGENT_WORKDIR)")
-	fs.StringVar(&c.Backend, "backend", envOr("RUNNEL_AGENT_BACKEND", "local"), "where steps run: local (RUNNEL_AGENT_BACKEND)")
+	fs.StringVar(&c.Backend, "backend", envOr("RUNNEL_AGENT_BACKEND", "auto"), "where steps run: local (processes on this machine), docker (containers; DOCKER_HOST selects the daemon) or auto (docker for jobs with an image, services or docker:// steps, local for the others) (RUNNEL_AGENT_BACKEND)")
 	fs.BoolVar(&c.TLS, "tls", os.Getenv("RUNNEL_AGENT_TLS") == "true", "connect with TLS, verifying the server with the system's roots (RUNNEL_AGENT_TLS=true)")
 	fs.StringVar(&c.TLSCA, "tls-ca", os.Getenv("RUNNEL_AGENT_TLS_CA"), "connect with TLS, verifying the server with this PEM CA `file` (RUNNEL_AGENT_TLS_CA)")
 	fs.DurationVar(&c.GracePeriod, "grace-period", envDuration("RUNNEL_AGENT_GRACE_PERIOD", 10*time.Second), "time between SIGTERM and SIGKILL when a step is stopped (RUNNEL_AGENT_GRACE_PERIOD)")
@@ -85,8 +88,8 @@ func (c *agentConfig) validate() error {
 	if c.WorkDir == "" {
 		return errors.New("--workdir must not be empty")
 	}
-	if c.Backend != "local" {
-		return fmt.Errorf("--backend %q: only local is available", c.Backend)
+	if err := checkBackendKind(c.Backend); err != nil {
+		return fmt.Errorf("--backend %v", err)
 	}
 	if c.GracePeriod < 0 {
 		return errors.New("--grace-period must not be negative")
@@ -155,7 +158,7 @@ func runAgent(ctx context.Context, cfg agentConfig, stderr io.Writer) error {
 	labels, _ := scheduler.ParseLabels(cfg.Labels)
 	labels = withPlatformLabels(labels)
 	host, _ := os.Hostname()
-	be, err := local.New(local.Options{Root: filepath.Join(cfg.WorkDir, "workspaces"), GracePeriod: cfg.GracePeriod, Logger: log})
+	be, err := newBackend(cfg.Backend, filepath.Join(cfg.WorkDir, "workspaces"), cfg.GracePeriod, log)
 	if err != nil {
 		return err
 	}
@@ -190,4 +193,51 @@ func runAgent(ctx context.Context, cfg agentConfig, stderr io.Writer) error {
 	err = ag.Run(ctx)
 	log.Info("runnel agent stopped")
 	return err
+}
+
+// Backend kinds of --backend and --embedded-agent-backend.
+var backendKinds = []string{"local", "docker", "auto"}
+
+func checkBackendKind(kind string) error {
+	for _, k := range backendKinds {
+		if kind == k {
+			return nil
+		}
+	}
+	return fmt.Errorf("%q: want local, docker or auto", kind)
+}
+
+// staleBackend is a backend that cleans up after a crashed predecessor.
+type staleBackend interface {
+	backend.Backend
+	CleanupStale(ctx context.Context) error
+}
+
+// newBackend builds the backend of kind (see backendKinds) keeping its files
+// under root. Docker is not contacted here: auto works without it for jobs
+// that need no containers.
+func newBackend(kind, root string, grace time.Duration, log *slog.Logger) (staleBackend, error) {
+	newLocal := func() (*local.Backend, error) {
+		return local.New(local.Options{Root: root, GracePeriod: grace, Logger: log})
+	}
+	newDocker := func() (*docker.Backend, error) {
+		return docker.New(docker.Options{Root: root, GracePeriod: grace, Logger: log})
+	}
+	switch kind {
+	case "local":
+		return newLocal()
+	case "docker":
+		return newDocker()
+	case "auto", "":
+		lb, err := newLocal()
+		if err != nil {
+			return nil, err
+		}
+		db, err := newDocker()
+		if err != nil {
+			return nil, err
+		}
+		return auto.New(lb, db, log), nil
+	}
+	return nil, checkBackendKind(kind)
 }

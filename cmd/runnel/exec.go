@@ -45,7 +45,18 @@ func (f *kvFlag) Set(s string) error {
 	return nil
 }
 
+// namesFlag collects repeated names.
+type namesFlag []string
+
+func (f *namesFlag) String() string { return "" }
+
+func (f *namesFlag) Set(s string) error {
+	*f = append(*f, s)
+	return nil
+}
+
 type execConfig struct {
+	secrets  namesFlag
 	file     string
 	vars     kvFlag
 	env      kvFlag
@@ -62,11 +73,12 @@ func cmdExec(args []string, stdout, stderr io.Writer) int {
 	fs.StringVar(&cfg.file, "f", ".runnel/pipeline.yaml", "pipeline definition `FILE` (YAML or JSON)")
 	fs.Var(&cfg.vars, "var", "set a declared variable: `k=v` (repeatable)")
 	fs.Var(&cfg.env, "env", "add an environment variable to every step: `K=V` (repeatable)")
+	fs.Var(&cfg.secrets, "secret", "make the environment variable `NAME` available as ${{ secrets.NAME }} (repeatable); its value is masked in the output")
 	fs.StringVar(&cfg.workdir, "workdir", "", "`DIR` under which each job gets its workspace (kept); default: a temporary directory, removed afterwards")
 	fs.BoolVar(&cfg.json, "json", false, "print one JSON event per line instead of text")
 	fs.IntVar(&cfg.parallel, "parallel", runtime.NumCPU(), "jobs of a stage that run at once")
 	fs.Usage = func() {
-		fmt.Fprintln(stderr, "Usage: runnel exec [-f FILE] [--var k=v]… [--env K=V]… [--workdir DIR] [--json]\n\nRuns a pipeline on this machine with the local shell backend.\nExit status: 0 success or partial, 1 failed or cancelled, 2 invalid definition or usage.\n\nFlags:")
+		fmt.Fprintln(stderr, "Usage: runnel exec [-f FILE] [--var k=v]… [--env K=V]… [--secret NAME]… [--workdir DIR] [--json]\n\nRuns a pipeline on this machine with the local shell backend.\nExit status: 0 success or partial, 1 failed or cancelled, 2 invalid definition or usage.\n\nFlags:")
 		fs.PrintDefaults()
 	}
 	if err := fs.Parse(args); err != nil {
@@ -88,6 +100,19 @@ func cmdExec(args []string, stdout, stderr io.Writer) int {
 			fmt.Fprintf(stderr, "runnel exec: --env %s: invalid variable name (letters, digits and '_', not starting with a digit)\n", k)
 			return exitInvalid
 		}
+	}
+	secrets := map[string]string{}
+	for _, name := range cfg.secrets {
+		if !validEnvName(name) {
+			fmt.Fprintf(stderr, "runnel exec: --secret %s: invalid name (letters, digits and '_', not starting with a digit); the value is read from the environment variable of that name\n", name)
+			return exitInvalid
+		}
+		v, ok := os.LookupEnv(name)
+		if !ok {
+			fmt.Fprintf(stderr, "runnel exec: --secret %s: the environment variable %s is not set\n", name, name)
+			return exitInvalid
+		}
+		secrets[name] = v
 	}
 	cfg.color = !cfg.json && isTerminal(stdout) && os.Getenv("NO_COLOR") == ""
 
@@ -114,6 +139,7 @@ func cmdExec(args []string, stdout, stderr io.Writer) int {
 		Run:       expr.Run{ID: runID, Number: 1},
 		Trigger:   trigger,
 		Variables: cfg.vars.m,
+		Secrets:   secrets,
 	})
 	if err != nil {
 		fmt.Fprintf(stderr, "%s: %v\n", cfg.file, err)

@@ -325,3 +325,23 @@ func processesWithEnv(kv string) []int {
 	}
 	return pids
 }
+
+func TestExecSecret(t *testing.T) {
+	t.Setenv("RUNNEL_TEST_SECRET", "s3cr3t-v4lue")
+	f := writeFile(t, "p.yaml", "namespace: t\njobs:\n  - name: a\n    env: {S: \"${{ secrets.RUNNEL_TEST_SECRET }}\"}\n    steps:\n      - run: echo \"value $S\"; printf '%s' \"${S:0:4}\"; sleep 0.1; echo \"${S:4}\"\n")
+	out, errOut, code := runCLI(t, "exec", "-f", f, "--secret", "RUNNEL_TEST_SECRET", "--json")
+	if code != exitOK {
+		t.Fatalf("exit %d: %s", code, errOut)
+	}
+	if strings.Contains(out, "s3cr3t-v4lue") || strings.Contains(out, "v4lue") || strings.Count(out, "***") < 2 {
+		t.Fatalf("the secret should be masked, also when split across writes:\n%s", out)
+	}
+	if _, errOut, code := runCLI(t, "exec", "-f", f, "--secret", "RUNNEL_TEST_UNSET_VAR"); code != exitInvalid || !strings.Contains(errOut, "not set") {
+		t.Fatalf("unset secret: %d %s", code, errOut)
+	}
+	// secrets cannot be used in a script's text.
+	g := writeFile(t, "q.yaml", "namespace: t\njobs:\n  - name: a\n    steps:\n      - run: echo ${{ secrets.X }}\n")
+	if _, errOut, code := runCLI(t, "validate", g); code != exitInvalid || !strings.Contains(errOut, "secrets can only be used in env and args") {
+		t.Fatalf("secrets in run: %d %s", code, errOut)
+	}
+}

@@ -29,10 +29,10 @@ import (
 	"github.com/runnel-ci/runnel/internal/agent"
 	"github.com/runnel-ci/runnel/internal/agentrpc"
 	"github.com/runnel-ci/runnel/internal/api"
-	"github.com/runnel-ci/runnel/internal/backend/local"
 	"github.com/runnel-ci/runnel/internal/bus"
 	"github.com/runnel-ci/runnel/internal/engine"
 	"github.com/runnel-ci/runnel/internal/scheduler"
+	"github.com/runnel-ci/runnel/internal/secret"
 	"github.com/runnel-ci/runnel/internal/store"
 	"github.com/runnel-ci/runnel/internal/store/sqlstore"
 )
@@ -49,6 +49,7 @@ type serverConfig struct {
 	Database      string
 	AdminToken    string
 	AgentCapacity int
+	AgentBackend  string
 	LeaseDuration time.Duration
 	LogCapBytes   int64
 	LogLevel      string
@@ -65,6 +66,7 @@ func (c *serverConfig) flags(fs *flag.FlagSet) {
 	fs.StringVar(&c.Database, "database", envOr("RUNNEL_DATABASE", ""), "database: empty for SQLite in the data dir, or a postgres:// `URL` (RUNNEL_DATABASE)")
 	fs.StringVar(&c.AdminToken, "admin-token", os.Getenv("RUNNEL_ADMIN_TOKEN"), "ensure an admin API token with this `value` (RUNNEL_ADMIN_TOKEN); without it the first start generates one and prints it once")
 	fs.IntVar(&c.AgentCapacity, "embedded-agent-capacity", envInt("RUNNEL_EMBEDDED_AGENT_CAPACITY", runtime.NumCPU()), "jobs the in-process agent runs at once; 0 disables it (RUNNEL_EMBEDDED_AGENT_CAPACITY)")
+	fs.StringVar(&c.AgentBackend, "embedded-agent-backend", envOr("RUNNEL_EMBEDDED_AGENT_BACKEND", "auto"), "where the in-process agent runs steps: local, docker or auto, as `runnel agent --backend` (RUNNEL_EMBEDDED_AGENT_BACKEND)")
 	fs.DurationVar(&c.LeaseDuration, "lease-duration", envDuration("RUNNEL_LEASE_DURATION", scheduler.DefaultLeaseDuration), "how long an agent's claim on a job lasts without renewal (RUNNEL_LEASE_DURATION)")
 	fs.Int64Var(&c.LogCapBytes, "log-cap-bytes", int64(envInt("RUNNEL_LOG_CAP_BYTES", scheduler.DefaultLogCap)), "largest stored log per step; older lines are dropped past it (RUNNEL_LOG_CAP_BYTES)")
 	fs.StringVar(&c.LogLevel, "log-level", envOr("RUNNEL_LOG_LEVEL", "info"), "debug, info, warn or error (RUNNEL_LOG_LEVEL)")
@@ -96,6 +98,9 @@ func (c *serverConfig) validate() error {
 	}
 	if c.AgentCapacity < 0 {
 		return errors.New("--embedded-agent-capacity must be 0 or more")
+	}
+	if err := checkBackendKind(c.AgentBackend); err != nil {
+		return fmt.Errorf("--embedded-agent-backend %v", err)
 	}
 	if c.LeaseDuration < time.Second {
 		return errors.New("--lease-duration must be at least 1s")
@@ -209,6 +214,17 @@ func startServer(parent context.Context, cfg serverConfig, stdout, stderr io.Wri
 	if err := ensureAdminToken(ctx, st, cfg.AdminToken, stdout); err != nil {
 		return fail(err)
 	}
+	// Secrets are sealed with the server's key: RUNNEL_SECRET_KEY (every
+	// replica needs the same one), else a key file generated in the data dir.
+	keyring, err := secret.Load(cfg.DataDir, os.Getenv("RUNNEL_SECRET_KEY"), os.Getenv("RUNNEL_SECRET_OLD_KEYS"))
+	if err != nil {
+		return fail(fmt.Errorf("secret key: %w", err))
+	}
+	if n, err := keyring.Reencrypt(ctx, st); err != nil {
+		return fail(fmt.Errorf("re-encrypt secrets under the current key: %w", err))
+	} else if n > 0 {
+		log.Info("secrets re-encrypted under the current key", "count", n, "key_id", keyring.KeyID())
+	}
 	catalog := action.Builtins()
 	// The bus carries wake-ups and cancellations: between the replicas of
 	// one PostgreSQL database through LISTEN/NOTIFY, in process on SQLite
@@ -229,7 +245,8 @@ func startServer(parent context.Context, cfg serverConfig, stdout, stderr io.Wri
 		}
 	}()
 	sched := scheduler.New(scheduler.Options{Store: st, Catalog: catalog, Logger: log, LeaseDuration: cfg.LeaseDuration,
-		LogCapBytes: cfg.LogCapBytes, Bus: b, OfflineAfter: cfg.OfflineAfter})
+		LogCapBytes: cfg.LogCapBytes, Bus: b, OfflineAfter: cfg.OfflineAfter,
+		Secrets: secret.Resolver{Store: st, Keyring: keyring}})
 	agentID, err := embeddedAgentID(cfg.DataDir)
 	if err != nil {
 		return fail(err)
@@ -266,7 +283,7 @@ func startServer(parent context.Context, cfg serverConfig, stdout, stderr io.Wri
 			return fail(fmt.Errorf("listen (gRPC): %w", err))
 		}
 	}
-	handler := api.New(api.Config{Store: st, Runs: runControl{sched}, Agents: sched, Catalog: catalog, Logger: log, LogCapBytes: cfg.LogCapBytes}).Handler()
+	handler := api.New(api.Config{Store: st, Runs: runControl{sched}, Agents: sched, Secrets: keyring, Catalog: catalog, Logger: log, LogCapBytes: cfg.LogCapBytes}).Handler()
 	ln, err := net.Listen("tcp", cfg.Addr)
 	if err != nil {
 		if grpcLn != nil {
@@ -279,7 +296,7 @@ func startServer(parent context.Context, cfg serverConfig, stdout, stderr io.Wri
 	g, gctx := errgroup.WithContext(ctx)
 	g.Go(func() error { return sched.Run(gctx) })
 	if cfg.AgentCapacity > 0 {
-		be, err := local.New(local.Options{Root: filepath.Join(cfg.DataDir, "workspaces"), Logger: log})
+		be, err := newBackend(cfg.AgentBackend, filepath.Join(cfg.DataDir, "workspaces"), 0, log)
 		if err != nil {
 			ln.Close()
 			if grpcLn != nil {

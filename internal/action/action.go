@@ -19,6 +19,18 @@ type Call struct {
 	// Args are the step's `args`, values are string, bool, float64/int, []any or
 	// map[string]any.
 	Args map[string]any
+	// Credentials the job may use, by id (those its definition names).
+	Credentials map[string]Credential
+}
+
+// Credential is a source-code credential opened for one job: Secret is the
+// access token, or the SSH private key for kind ssh.
+type Credential struct {
+	ID       string
+	Kind     string // github gitlab gitea bitbucket basic ssh
+	Host     string
+	Username string
+	Secret   string
 }
 
 // Exec is what a backend runs for an action call.

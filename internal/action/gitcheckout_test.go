@@ -10,6 +10,8 @@ import (
 	"strconv"
 	"strings"
 	"testing"
+
+	"github.com/runnel-ci/runnel/internal/backend"
 )
 
 // testRepo is a bare repository with known history:
@@ -306,4 +308,111 @@ func TestGitCheckoutSSH(t *testing.T) {
 		t.Fatalf("exit %d:\n%s", res.ExitCode, out)
 	}
 	checkCheckout(t, env, filepath.Join(r.ws, "scp"), repo.c2, 1, out, res.Outputs)
+}
+
+// TestGitCheckoutCredential fetches over HTTP from a server that demands
+// basic authentication: without a credential the fetch fails; with one, git
+// gets the token from the credential helper (for the credential's host
+// only), and the token never appears in the output or in the checked-out
+// repository's configuration. An SSH credential's key reaches ssh as a
+// private file (-i), never on a command line.
+func TestGitCheckoutCredential(t *testing.T) {
+	t.Parallel()
+	r := newRunner(t)
+	env := testEnv(t)
+	repo := newTestRepo(t, env)
+	execPath := git(t, env, "", "--exec-path")
+	gitHTTP := &cgi.Handler{
+		Path: filepath.Join(execPath, "git-http-backend"),
+		Env:  []string{"GIT_PROJECT_ROOT=" + filepath.Dir(repo.bare), "GIT_HTTP_EXPORT_ALL=1", "GIT_CONFIG_NOSYSTEM=1"},
+	}
+	const token = "tok-9d8e7f6a5b4c"
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
+		if u, p, ok := req.BasicAuth(); !ok || u != "bot" || p != token {
+			w.Header().Set("WWW-Authenticate", `Basic realm="git"`)
+			http.Error(w, "authentication required", http.StatusUnauthorized)
+			return
+		}
+		gitHTTP.ServeHTTP(w, req)
+	}))
+	defer srv.Close()
+	host := strings.TrimPrefix(srv.URL, "http://")
+	url := srv.URL + "/repo.git"
+	cred := Credential{ID: "cred_test0000000", Kind: "basic", Host: host, Username: "bot", Secret: token}
+
+	res, out := r.run(GitCheckout{}, map[string]any{"repo": url, "path": "anon"}, nil)
+	if res.ExitCode == 0 {
+		t.Fatalf("fetch without a credential should fail:\n%s", out)
+	}
+	run := func(c Credential, path string) (backend.Result, string) {
+		ex, err := GitCheckout{}.Prepare(Call{Args: map[string]any{"repo": url, "path": path, "credential": c.ID},
+			Credentials: map[string]Credential{c.ID: c}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return r.runExec(ex, nil)
+	}
+	res, out = run(cred, "authed")
+	if res.ExitCode != 0 {
+		t.Fatalf("fetch with a credential: exit %d:\n%s", res.ExitCode, out)
+	}
+	checkCheckout(t, env, filepath.Join(r.ws, "authed"), repo.c2, 1, out, res.Outputs)
+	if strings.Contains(out, token) {
+		t.Errorf("the token appears in the output:\n%s", out)
+	}
+	cfg, _ := os.ReadFile(filepath.Join(r.ws, "authed", ".git", "config"))
+	if strings.Contains(string(cfg), token) || strings.Contains(string(cfg), "helper") {
+		t.Errorf("the checkout's configuration keeps credential material:\n%s", cfg)
+	}
+	// A credential for another host is not offered to this one.
+	other := cred
+	other.Host = "git.elsewhere.invalid"
+	if _, err := (GitCheckout{}).Prepare(Call{Args: map[string]any{"repo": url, "credential": other.ID},
+		Credentials: map[string]Credential{other.ID: other}}); err == nil || !strings.Contains(err.Error(), "is for git.elsewhere.invalid, but the repository is on") {
+		t.Errorf("a credential for another host: %v", err)
+	}
+	// A token is not sent over plain http:// except to this machine.
+	remote := cred
+	remote.Host = "git.example.com"
+	if _, err := (GitCheckout{}).Prepare(Call{Args: map[string]any{"repo": "http://git.example.com/r.git", "credential": remote.ID},
+		Credentials: map[string]Credential{remote.ID: remote}}); err == nil || !strings.Contains(err.Error(), "plain http://") {
+		t.Errorf("a token over plain http: %v", err)
+	}
+	for repo, want := range map[string]string{"ssh://git@h.example:2222/x.git": "h.example:2222", "git@h.example:team/x.git": "h.example",
+		"https://h.example/x": "h.example", "/srv/x.git": "", "file:///srv/x.git": "", "./a:b": ""} {
+		if got := repoHost(repo); got != want {
+			t.Errorf("repoHost(%q) = %q, want %q", repo, got, want)
+		}
+	}
+	// An unknown credential id fails in Prepare with a clear message.
+	if _, err := (GitCheckout{}).Prepare(Call{Args: map[string]any{"repo": url, "credential": "cred_missing0000"}}); err == nil || !strings.Contains(err.Error(), "not a credential this job may use") {
+		t.Errorf("unknown credential: %v", err)
+	}
+
+	// SSH: a fake ssh in PATH checks it got the key as a 0600 file.
+	bin := t.TempDir()
+	fakeSSH := "#!/bin/sh\n# fake ssh: check -i KEYFILE, then run the remote command here.\n" +
+		"key=; while [ $# -gt 1 ]; do case $1 in -i) key=$2; shift 2;; -o) shift 2;; *) shift;; esac; done\n" +
+		"[ -f \"$key\" ] || { echo \"no key file\" >&2; exit 9; }\n" +
+		"[ \"$(stat -c %a \"$key\")\" = 600 ] || { echo \"key file mode $(stat -c %a \"$key\")\" >&2; exit 9; }\n" +
+		"grep -q 'TESTKEYMATERIAL' \"$key\" || { echo \"wrong key\" >&2; exit 9; }\n" +
+		"exec sh -c \"$1\"\n"
+	if err := os.WriteFile(filepath.Join(bin, "ssh"), []byte(fakeSSH), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	sshCred := Credential{ID: "cred_ssh00000000", Kind: "ssh", Username: "git",
+		Secret: "-----BEGIN OPENSSH PRIVATE KEY-----\nTESTKEYMATERIAL\n-----END OPENSSH PRIVATE KEY-----\n"}
+	ex, err := GitCheckout{}.Prepare(Call{Args: map[string]any{"repo": "ssh://git@localhost" + repo.bare, "path": "ssh", "credential": sshCred.ID},
+		Credentials: map[string]Credential{sshCred.ID: sshCred}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	res, out = r.runExec(ex, map[string]string{"PATH": bin + ":" + os.Getenv("PATH"), "GIT_SSH_VARIANT": "simple"})
+	if res.ExitCode != 0 {
+		t.Fatalf("ssh credential: exit %d:\n%s", res.ExitCode, out)
+	}
+	checkCheckout(t, env, filepath.Join(r.ws, "ssh"), repo.c2, 1, out, res.Outputs)
+	if strings.Contains(out, "TESTKEYMATERIAL") {
+		t.Errorf("the key appears in the output:\n%s", out)
+	}
 }

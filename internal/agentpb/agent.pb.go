@@ -616,7 +616,12 @@ type Job struct {
 	Request []byte  `protobuf:"bytes,7,opt,name=request,proto3" json:"request,omitempty"`
 	Steps   []*Step `protobuf:"bytes,8,rep,name=steps,proto3" json:"steps,omitempty"`
 	// cancelled is set when the run was stopped before the job started.
-	Cancelled     bool `protobuf:"varint,9,opt,name=cancelled,proto3" json:"cancelled,omitempty"`
+	Cancelled bool `protobuf:"varint,9,opt,name=cancelled,proto3" json:"cancelled,omitempty"`
+	// secrets the job refers to, name → value: for the secrets context only,
+	// never written to disk by the agent, masked in everything it reports.
+	Secrets map[string]string `protobuf:"bytes,10,rep,name=secrets,proto3" json:"secrets,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
+	// credentials the job names (args.credential), by id; same care as secrets.
+	Credentials   map[string]*Credential `protobuf:"bytes,11,rep,name=credentials,proto3" json:"credentials,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -714,6 +719,98 @@ func (x *Job) GetCancelled() bool {
 	return false
 }
 
+func (x *Job) GetSecrets() map[string]string {
+	if x != nil {
+		return x.Secrets
+	}
+	return nil
+}
+
+func (x *Job) GetCredentials() map[string]*Credential {
+	if x != nil {
+		return x.Credentials
+	}
+	return nil
+}
+
+type Credential struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	Id    string                 `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
+	// kind: github gitlab gitea bitbucket basic ssh.
+	Kind     string `protobuf:"bytes,2,opt,name=kind,proto3" json:"kind,omitempty"`
+	Host     string `protobuf:"bytes,3,opt,name=host,proto3" json:"host,omitempty"`
+	Username string `protobuf:"bytes,4,opt,name=username,proto3" json:"username,omitempty"`
+	// secret is the access token, or the SSH private key for kind ssh.
+	Secret        string `protobuf:"bytes,5,opt,name=secret,proto3" json:"secret,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *Credential) Reset() {
+	*x = Credential{}
+	mi := &file_runnel_agent_v1_agent_proto_msgTypes[10]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Credential) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Credential) ProtoMessage() {}
+
+func (x *Credential) ProtoReflect() protoreflect.Message {
+	mi := &file_runnel_agent_v1_agent_proto_msgTypes[10]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Credential.ProtoReflect.Descriptor instead.
+func (*Credential) Descriptor() ([]byte, []int) {
+	return file_runnel_agent_v1_agent_proto_rawDescGZIP(), []int{10}
+}
+
+func (x *Credential) GetId() string {
+	if x != nil {
+		return x.Id
+	}
+	return ""
+}
+
+func (x *Credential) GetKind() string {
+	if x != nil {
+		return x.Kind
+	}
+	return ""
+}
+
+func (x *Credential) GetHost() string {
+	if x != nil {
+		return x.Host
+	}
+	return ""
+}
+
+func (x *Credential) GetUsername() string {
+	if x != nil {
+		return x.Username
+	}
+	return ""
+}
+
+func (x *Credential) GetSecret() string {
+	if x != nil {
+		return x.Secret
+	}
+	return ""
+}
+
 type Step struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Index         int32                  `protobuf:"varint,1,opt,name=index,proto3" json:"index,omitempty"`
@@ -725,7 +822,7 @@ type Step struct {
 
 func (x *Step) Reset() {
 	*x = Step{}
-	mi := &file_runnel_agent_v1_agent_proto_msgTypes[10]
+	mi := &file_runnel_agent_v1_agent_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -737,7 +834,7 @@ func (x *Step) String() string {
 func (*Step) ProtoMessage() {}
 
 func (x *Step) ProtoReflect() protoreflect.Message {
-	mi := &file_runnel_agent_v1_agent_proto_msgTypes[10]
+	mi := &file_runnel_agent_v1_agent_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -750,7 +847,7 @@ func (x *Step) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Step.ProtoReflect.Descriptor instead.
 func (*Step) Descriptor() ([]byte, []int) {
-	return file_runnel_agent_v1_agent_proto_rawDescGZIP(), []int{10}
+	return file_runnel_agent_v1_agent_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *Step) GetIndex() int32 {
@@ -785,7 +882,7 @@ type Lease struct {
 
 func (x *Lease) Reset() {
 	*x = Lease{}
-	mi := &file_runnel_agent_v1_agent_proto_msgTypes[11]
+	mi := &file_runnel_agent_v1_agent_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -797,7 +894,7 @@ func (x *Lease) String() string {
 func (*Lease) ProtoMessage() {}
 
 func (x *Lease) ProtoReflect() protoreflect.Message {
-	mi := &file_runnel_agent_v1_agent_proto_msgTypes[11]
+	mi := &file_runnel_agent_v1_agent_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -810,7 +907,7 @@ func (x *Lease) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Lease.ProtoReflect.Descriptor instead.
 func (*Lease) Descriptor() ([]byte, []int) {
-	return file_runnel_agent_v1_agent_proto_rawDescGZIP(), []int{11}
+	return file_runnel_agent_v1_agent_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *Lease) GetJobRunId() string {
@@ -843,7 +940,7 @@ type ExtendLeaseRequest struct {
 
 func (x *ExtendLeaseRequest) Reset() {
 	*x = ExtendLeaseRequest{}
-	mi := &file_runnel_agent_v1_agent_proto_msgTypes[12]
+	mi := &file_runnel_agent_v1_agent_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -855,7 +952,7 @@ func (x *ExtendLeaseRequest) String() string {
 func (*ExtendLeaseRequest) ProtoMessage() {}
 
 func (x *ExtendLeaseRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_runnel_agent_v1_agent_proto_msgTypes[12]
+	mi := &file_runnel_agent_v1_agent_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -868,7 +965,7 @@ func (x *ExtendLeaseRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ExtendLeaseRequest.ProtoReflect.Descriptor instead.
 func (*ExtendLeaseRequest) Descriptor() ([]byte, []int) {
-	return file_runnel_agent_v1_agent_proto_rawDescGZIP(), []int{12}
+	return file_runnel_agent_v1_agent_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *ExtendLeaseRequest) GetLease() *Lease {
@@ -888,7 +985,7 @@ type ExtendLeaseResponse struct {
 
 func (x *ExtendLeaseResponse) Reset() {
 	*x = ExtendLeaseResponse{}
-	mi := &file_runnel_agent_v1_agent_proto_msgTypes[13]
+	mi := &file_runnel_agent_v1_agent_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -900,7 +997,7 @@ func (x *ExtendLeaseResponse) String() string {
 func (*ExtendLeaseResponse) ProtoMessage() {}
 
 func (x *ExtendLeaseResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_runnel_agent_v1_agent_proto_msgTypes[13]
+	mi := &file_runnel_agent_v1_agent_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -913,7 +1010,7 @@ func (x *ExtendLeaseResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ExtendLeaseResponse.ProtoReflect.Descriptor instead.
 func (*ExtendLeaseResponse) Descriptor() ([]byte, []int) {
-	return file_runnel_agent_v1_agent_proto_rawDescGZIP(), []int{13}
+	return file_runnel_agent_v1_agent_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *ExtendLeaseResponse) GetLeaseExpiresAtUnixMs() int64 {
@@ -947,7 +1044,7 @@ type StepReport struct {
 
 func (x *StepReport) Reset() {
 	*x = StepReport{}
-	mi := &file_runnel_agent_v1_agent_proto_msgTypes[14]
+	mi := &file_runnel_agent_v1_agent_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -959,7 +1056,7 @@ func (x *StepReport) String() string {
 func (*StepReport) ProtoMessage() {}
 
 func (x *StepReport) ProtoReflect() protoreflect.Message {
-	mi := &file_runnel_agent_v1_agent_proto_msgTypes[14]
+	mi := &file_runnel_agent_v1_agent_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -972,7 +1069,7 @@ func (x *StepReport) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StepReport.ProtoReflect.Descriptor instead.
 func (*StepReport) Descriptor() ([]byte, []int) {
-	return file_runnel_agent_v1_agent_proto_rawDescGZIP(), []int{14}
+	return file_runnel_agent_v1_agent_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *StepReport) GetIndex() int32 {
@@ -1041,7 +1138,7 @@ type ReportStepRequest struct {
 
 func (x *ReportStepRequest) Reset() {
 	*x = ReportStepRequest{}
-	mi := &file_runnel_agent_v1_agent_proto_msgTypes[15]
+	mi := &file_runnel_agent_v1_agent_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1053,7 +1150,7 @@ func (x *ReportStepRequest) String() string {
 func (*ReportStepRequest) ProtoMessage() {}
 
 func (x *ReportStepRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_runnel_agent_v1_agent_proto_msgTypes[15]
+	mi := &file_runnel_agent_v1_agent_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1066,7 +1163,7 @@ func (x *ReportStepRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReportStepRequest.ProtoReflect.Descriptor instead.
 func (*ReportStepRequest) Descriptor() ([]byte, []int) {
-	return file_runnel_agent_v1_agent_proto_rawDescGZIP(), []int{15}
+	return file_runnel_agent_v1_agent_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *ReportStepRequest) GetLease() *Lease {
@@ -1091,7 +1188,7 @@ type ReportStepResponse struct {
 
 func (x *ReportStepResponse) Reset() {
 	*x = ReportStepResponse{}
-	mi := &file_runnel_agent_v1_agent_proto_msgTypes[16]
+	mi := &file_runnel_agent_v1_agent_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1103,7 +1200,7 @@ func (x *ReportStepResponse) String() string {
 func (*ReportStepResponse) ProtoMessage() {}
 
 func (x *ReportStepResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_runnel_agent_v1_agent_proto_msgTypes[16]
+	mi := &file_runnel_agent_v1_agent_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1116,7 +1213,7 @@ func (x *ReportStepResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReportStepResponse.ProtoReflect.Descriptor instead.
 func (*ReportStepResponse) Descriptor() ([]byte, []int) {
-	return file_runnel_agent_v1_agent_proto_rawDescGZIP(), []int{16}
+	return file_runnel_agent_v1_agent_proto_rawDescGZIP(), []int{17}
 }
 
 type LogLine struct {
@@ -1130,7 +1227,7 @@ type LogLine struct {
 
 func (x *LogLine) Reset() {
 	*x = LogLine{}
-	mi := &file_runnel_agent_v1_agent_proto_msgTypes[17]
+	mi := &file_runnel_agent_v1_agent_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1142,7 +1239,7 @@ func (x *LogLine) String() string {
 func (*LogLine) ProtoMessage() {}
 
 func (x *LogLine) ProtoReflect() protoreflect.Message {
-	mi := &file_runnel_agent_v1_agent_proto_msgTypes[17]
+	mi := &file_runnel_agent_v1_agent_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1155,7 +1252,7 @@ func (x *LogLine) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LogLine.ProtoReflect.Descriptor instead.
 func (*LogLine) Descriptor() ([]byte, []int) {
-	return file_runnel_agent_v1_agent_proto_rawDescGZIP(), []int{17}
+	return file_runnel_agent_v1_agent_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *LogLine) GetTimeUnixNano() int64 {
@@ -1190,7 +1287,7 @@ type AppendLogsRequest struct {
 
 func (x *AppendLogsRequest) Reset() {
 	*x = AppendLogsRequest{}
-	mi := &file_runnel_agent_v1_agent_proto_msgTypes[18]
+	mi := &file_runnel_agent_v1_agent_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1202,7 +1299,7 @@ func (x *AppendLogsRequest) String() string {
 func (*AppendLogsRequest) ProtoMessage() {}
 
 func (x *AppendLogsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_runnel_agent_v1_agent_proto_msgTypes[18]
+	mi := &file_runnel_agent_v1_agent_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1215,7 +1312,7 @@ func (x *AppendLogsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AppendLogsRequest.ProtoReflect.Descriptor instead.
 func (*AppendLogsRequest) Descriptor() ([]byte, []int) {
-	return file_runnel_agent_v1_agent_proto_rawDescGZIP(), []int{18}
+	return file_runnel_agent_v1_agent_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *AppendLogsRequest) GetLease() *Lease {
@@ -1250,7 +1347,7 @@ type AppendLogsResponse struct {
 
 func (x *AppendLogsResponse) Reset() {
 	*x = AppendLogsResponse{}
-	mi := &file_runnel_agent_v1_agent_proto_msgTypes[19]
+	mi := &file_runnel_agent_v1_agent_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1262,7 +1359,7 @@ func (x *AppendLogsResponse) String() string {
 func (*AppendLogsResponse) ProtoMessage() {}
 
 func (x *AppendLogsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_runnel_agent_v1_agent_proto_msgTypes[19]
+	mi := &file_runnel_agent_v1_agent_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1275,7 +1372,7 @@ func (x *AppendLogsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AppendLogsResponse.ProtoReflect.Descriptor instead.
 func (*AppendLogsResponse) Descriptor() ([]byte, []int) {
-	return file_runnel_agent_v1_agent_proto_rawDescGZIP(), []int{19}
+	return file_runnel_agent_v1_agent_proto_rawDescGZIP(), []int{20}
 }
 
 func (x *AppendLogsResponse) GetStored() int32 {
@@ -1306,7 +1403,7 @@ type JobResult struct {
 
 func (x *JobResult) Reset() {
 	*x = JobResult{}
-	mi := &file_runnel_agent_v1_agent_proto_msgTypes[20]
+	mi := &file_runnel_agent_v1_agent_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1318,7 +1415,7 @@ func (x *JobResult) String() string {
 func (*JobResult) ProtoMessage() {}
 
 func (x *JobResult) ProtoReflect() protoreflect.Message {
-	mi := &file_runnel_agent_v1_agent_proto_msgTypes[20]
+	mi := &file_runnel_agent_v1_agent_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1331,7 +1428,7 @@ func (x *JobResult) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use JobResult.ProtoReflect.Descriptor instead.
 func (*JobResult) Descriptor() ([]byte, []int) {
-	return file_runnel_agent_v1_agent_proto_rawDescGZIP(), []int{20}
+	return file_runnel_agent_v1_agent_proto_rawDescGZIP(), []int{21}
 }
 
 func (x *JobResult) GetStatus() string {
@@ -1379,7 +1476,7 @@ type CompleteRequest struct {
 
 func (x *CompleteRequest) Reset() {
 	*x = CompleteRequest{}
-	mi := &file_runnel_agent_v1_agent_proto_msgTypes[21]
+	mi := &file_runnel_agent_v1_agent_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1391,7 +1488,7 @@ func (x *CompleteRequest) String() string {
 func (*CompleteRequest) ProtoMessage() {}
 
 func (x *CompleteRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_runnel_agent_v1_agent_proto_msgTypes[21]
+	mi := &file_runnel_agent_v1_agent_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1404,7 +1501,7 @@ func (x *CompleteRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CompleteRequest.ProtoReflect.Descriptor instead.
 func (*CompleteRequest) Descriptor() ([]byte, []int) {
-	return file_runnel_agent_v1_agent_proto_rawDescGZIP(), []int{21}
+	return file_runnel_agent_v1_agent_proto_rawDescGZIP(), []int{22}
 }
 
 func (x *CompleteRequest) GetLease() *Lease {
@@ -1429,7 +1526,7 @@ type CompleteResponse struct {
 
 func (x *CompleteResponse) Reset() {
 	*x = CompleteResponse{}
-	mi := &file_runnel_agent_v1_agent_proto_msgTypes[22]
+	mi := &file_runnel_agent_v1_agent_proto_msgTypes[23]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1441,7 +1538,7 @@ func (x *CompleteResponse) String() string {
 func (*CompleteResponse) ProtoMessage() {}
 
 func (x *CompleteResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_runnel_agent_v1_agent_proto_msgTypes[22]
+	mi := &file_runnel_agent_v1_agent_proto_msgTypes[23]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1454,7 +1551,7 @@ func (x *CompleteResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CompleteResponse.ProtoReflect.Descriptor instead.
 func (*CompleteResponse) Descriptor() ([]byte, []int) {
-	return file_runnel_agent_v1_agent_proto_rawDescGZIP(), []int{22}
+	return file_runnel_agent_v1_agent_proto_rawDescGZIP(), []int{23}
 }
 
 type InterruptRequest struct {
@@ -1467,7 +1564,7 @@ type InterruptRequest struct {
 
 func (x *InterruptRequest) Reset() {
 	*x = InterruptRequest{}
-	mi := &file_runnel_agent_v1_agent_proto_msgTypes[23]
+	mi := &file_runnel_agent_v1_agent_proto_msgTypes[24]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1479,7 +1576,7 @@ func (x *InterruptRequest) String() string {
 func (*InterruptRequest) ProtoMessage() {}
 
 func (x *InterruptRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_runnel_agent_v1_agent_proto_msgTypes[23]
+	mi := &file_runnel_agent_v1_agent_proto_msgTypes[24]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1492,7 +1589,7 @@ func (x *InterruptRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use InterruptRequest.ProtoReflect.Descriptor instead.
 func (*InterruptRequest) Descriptor() ([]byte, []int) {
-	return file_runnel_agent_v1_agent_proto_rawDescGZIP(), []int{23}
+	return file_runnel_agent_v1_agent_proto_rawDescGZIP(), []int{24}
 }
 
 func (x *InterruptRequest) GetLease() *Lease {
@@ -1517,7 +1614,7 @@ type InterruptResponse struct {
 
 func (x *InterruptResponse) Reset() {
 	*x = InterruptResponse{}
-	mi := &file_runnel_agent_v1_agent_proto_msgTypes[24]
+	mi := &file_runnel_agent_v1_agent_proto_msgTypes[25]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1529,7 +1626,7 @@ func (x *InterruptResponse) String() string {
 func (*InterruptResponse) ProtoMessage() {}
 
 func (x *InterruptResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_runnel_agent_v1_agent_proto_msgTypes[24]
+	mi := &file_runnel_agent_v1_agent_proto_msgTypes[25]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1542,7 +1639,7 @@ func (x *InterruptResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use InterruptResponse.ProtoReflect.Descriptor instead.
 func (*InterruptResponse) Descriptor() ([]byte, []int) {
-	return file_runnel_agent_v1_agent_proto_rawDescGZIP(), []int{24}
+	return file_runnel_agent_v1_agent_proto_rawDescGZIP(), []int{25}
 }
 
 var File_runnel_agent_v1_agent_proto protoreflect.FileDescriptor
@@ -1592,7 +1689,7 @@ const file_runnel_agent_v1_agent_proto_rawDesc = "" +
 	"\fClaimRequest\x12\x17\n" +
 	"\await_ms\x18\x01 \x01(\x03R\x06waitMs\"7\n" +
 	"\rClaimResponse\x12&\n" +
-	"\x03job\x18\x01 \x01(\v2\x14.runnel.agent.v1.JobR\x03job\"\xb1\x02\n" +
+	"\x03job\x18\x01 \x01(\v2\x14.runnel.agent.v1.JobR\x03job\"\xd0\x04\n" +
 	"\x03Job\x12,\n" +
 	"\x05lease\x18\x01 \x01(\v2\x16.runnel.agent.v1.LeaseR\x05lease\x12\x1f\n" +
 	"\vpipeline_id\x18\x02 \x01(\tR\n" +
@@ -1603,7 +1700,23 @@ const file_runnel_agent_v1_agent_proto_rawDesc = "" +
 	"\x18lease_expires_at_unix_ms\x18\x06 \x01(\x03R\x14leaseExpiresAtUnixMs\x12\x18\n" +
 	"\arequest\x18\a \x01(\fR\arequest\x12+\n" +
 	"\x05steps\x18\b \x03(\v2\x15.runnel.agent.v1.StepR\x05steps\x12\x1c\n" +
-	"\tcancelled\x18\t \x01(\bR\tcancelled\"@\n" +
+	"\tcancelled\x18\t \x01(\bR\tcancelled\x12;\n" +
+	"\asecrets\x18\n" +
+	" \x03(\v2!.runnel.agent.v1.Job.SecretsEntryR\asecrets\x12G\n" +
+	"\vcredentials\x18\v \x03(\v2%.runnel.agent.v1.Job.CredentialsEntryR\vcredentials\x1a:\n" +
+	"\fSecretsEntry\x12\x10\n" +
+	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\x1a[\n" +
+	"\x10CredentialsEntry\x12\x10\n" +
+	"\x03key\x18\x01 \x01(\tR\x03key\x121\n" +
+	"\x05value\x18\x02 \x01(\v2\x1b.runnel.agent.v1.CredentialR\x05value:\x028\x01\"x\n" +
+	"\n" +
+	"Credential\x12\x0e\n" +
+	"\x02id\x18\x01 \x01(\tR\x02id\x12\x12\n" +
+	"\x04kind\x18\x02 \x01(\tR\x04kind\x12\x12\n" +
+	"\x04host\x18\x03 \x01(\tR\x04host\x12\x1a\n" +
+	"\busername\x18\x04 \x01(\tR\busername\x12\x16\n" +
+	"\x06secret\x18\x05 \x01(\tR\x06secret\"@\n" +
 	"\x04Step\x12\x14\n" +
 	"\x05index\x18\x01 \x01(\x05R\x05index\x12\x0e\n" +
 	"\x02id\x18\x02 \x01(\tR\x02id\x12\x12\n" +
@@ -1689,7 +1802,7 @@ func file_runnel_agent_v1_agent_proto_rawDescGZIP() []byte {
 	return file_runnel_agent_v1_agent_proto_rawDescData
 }
 
-var file_runnel_agent_v1_agent_proto_msgTypes = make([]protoimpl.MessageInfo, 29)
+var file_runnel_agent_v1_agent_proto_msgTypes = make([]protoimpl.MessageInfo, 32)
 var file_runnel_agent_v1_agent_proto_goTypes = []any{
 	(*AgentInfo)(nil),           // 0: runnel.agent.v1.AgentInfo
 	(*RegisterRequest)(nil),     // 1: runnel.agent.v1.RegisterRequest
@@ -1701,68 +1814,74 @@ var file_runnel_agent_v1_agent_proto_goTypes = []any{
 	(*ClaimRequest)(nil),        // 7: runnel.agent.v1.ClaimRequest
 	(*ClaimResponse)(nil),       // 8: runnel.agent.v1.ClaimResponse
 	(*Job)(nil),                 // 9: runnel.agent.v1.Job
-	(*Step)(nil),                // 10: runnel.agent.v1.Step
-	(*Lease)(nil),               // 11: runnel.agent.v1.Lease
-	(*ExtendLeaseRequest)(nil),  // 12: runnel.agent.v1.ExtendLeaseRequest
-	(*ExtendLeaseResponse)(nil), // 13: runnel.agent.v1.ExtendLeaseResponse
-	(*StepReport)(nil),          // 14: runnel.agent.v1.StepReport
-	(*ReportStepRequest)(nil),   // 15: runnel.agent.v1.ReportStepRequest
-	(*ReportStepResponse)(nil),  // 16: runnel.agent.v1.ReportStepResponse
-	(*LogLine)(nil),             // 17: runnel.agent.v1.LogLine
-	(*AppendLogsRequest)(nil),   // 18: runnel.agent.v1.AppendLogsRequest
-	(*AppendLogsResponse)(nil),  // 19: runnel.agent.v1.AppendLogsResponse
-	(*JobResult)(nil),           // 20: runnel.agent.v1.JobResult
-	(*CompleteRequest)(nil),     // 21: runnel.agent.v1.CompleteRequest
-	(*CompleteResponse)(nil),    // 22: runnel.agent.v1.CompleteResponse
-	(*InterruptRequest)(nil),    // 23: runnel.agent.v1.InterruptRequest
-	(*InterruptResponse)(nil),   // 24: runnel.agent.v1.InterruptResponse
-	nil,                         // 25: runnel.agent.v1.AgentInfo.LabelsEntry
-	nil,                         // 26: runnel.agent.v1.Connected.LabelsEntry
-	nil,                         // 27: runnel.agent.v1.StepReport.OutputsEntry
-	nil,                         // 28: runnel.agent.v1.JobResult.OutputsEntry
+	(*Credential)(nil),          // 10: runnel.agent.v1.Credential
+	(*Step)(nil),                // 11: runnel.agent.v1.Step
+	(*Lease)(nil),               // 12: runnel.agent.v1.Lease
+	(*ExtendLeaseRequest)(nil),  // 13: runnel.agent.v1.ExtendLeaseRequest
+	(*ExtendLeaseResponse)(nil), // 14: runnel.agent.v1.ExtendLeaseResponse
+	(*StepReport)(nil),          // 15: runnel.agent.v1.StepReport
+	(*ReportStepRequest)(nil),   // 16: runnel.agent.v1.ReportStepRequest
+	(*ReportStepResponse)(nil),  // 17: runnel.agent.v1.ReportStepResponse
+	(*LogLine)(nil),             // 18: runnel.agent.v1.LogLine
+	(*AppendLogsRequest)(nil),   // 19: runnel.agent.v1.AppendLogsRequest
+	(*AppendLogsResponse)(nil),  // 20: runnel.agent.v1.AppendLogsResponse
+	(*JobResult)(nil),           // 21: runnel.agent.v1.JobResult
+	(*CompleteRequest)(nil),     // 22: runnel.agent.v1.CompleteRequest
+	(*CompleteResponse)(nil),    // 23: runnel.agent.v1.CompleteResponse
+	(*InterruptRequest)(nil),    // 24: runnel.agent.v1.InterruptRequest
+	(*InterruptResponse)(nil),   // 25: runnel.agent.v1.InterruptResponse
+	nil,                         // 26: runnel.agent.v1.AgentInfo.LabelsEntry
+	nil,                         // 27: runnel.agent.v1.Connected.LabelsEntry
+	nil,                         // 28: runnel.agent.v1.Job.SecretsEntry
+	nil,                         // 29: runnel.agent.v1.Job.CredentialsEntry
+	nil,                         // 30: runnel.agent.v1.StepReport.OutputsEntry
+	nil,                         // 31: runnel.agent.v1.JobResult.OutputsEntry
 }
 var file_runnel_agent_v1_agent_proto_depIdxs = []int32{
-	25, // 0: runnel.agent.v1.AgentInfo.labels:type_name -> runnel.agent.v1.AgentInfo.LabelsEntry
+	26, // 0: runnel.agent.v1.AgentInfo.labels:type_name -> runnel.agent.v1.AgentInfo.LabelsEntry
 	0,  // 1: runnel.agent.v1.RegisterRequest.info:type_name -> runnel.agent.v1.AgentInfo
 	0,  // 2: runnel.agent.v1.ConnectRequest.info:type_name -> runnel.agent.v1.AgentInfo
 	5,  // 3: runnel.agent.v1.ServerEvent.connected:type_name -> runnel.agent.v1.Connected
 	6,  // 4: runnel.agent.v1.ServerEvent.cancel:type_name -> runnel.agent.v1.CancelJob
-	26, // 5: runnel.agent.v1.Connected.labels:type_name -> runnel.agent.v1.Connected.LabelsEntry
+	27, // 5: runnel.agent.v1.Connected.labels:type_name -> runnel.agent.v1.Connected.LabelsEntry
 	9,  // 6: runnel.agent.v1.ClaimResponse.job:type_name -> runnel.agent.v1.Job
-	11, // 7: runnel.agent.v1.Job.lease:type_name -> runnel.agent.v1.Lease
-	10, // 8: runnel.agent.v1.Job.steps:type_name -> runnel.agent.v1.Step
-	11, // 9: runnel.agent.v1.ExtendLeaseRequest.lease:type_name -> runnel.agent.v1.Lease
-	27, // 10: runnel.agent.v1.StepReport.outputs:type_name -> runnel.agent.v1.StepReport.OutputsEntry
-	11, // 11: runnel.agent.v1.ReportStepRequest.lease:type_name -> runnel.agent.v1.Lease
-	14, // 12: runnel.agent.v1.ReportStepRequest.step:type_name -> runnel.agent.v1.StepReport
-	11, // 13: runnel.agent.v1.AppendLogsRequest.lease:type_name -> runnel.agent.v1.Lease
-	17, // 14: runnel.agent.v1.AppendLogsRequest.lines:type_name -> runnel.agent.v1.LogLine
-	28, // 15: runnel.agent.v1.JobResult.outputs:type_name -> runnel.agent.v1.JobResult.OutputsEntry
-	14, // 16: runnel.agent.v1.JobResult.steps:type_name -> runnel.agent.v1.StepReport
-	11, // 17: runnel.agent.v1.CompleteRequest.lease:type_name -> runnel.agent.v1.Lease
-	20, // 18: runnel.agent.v1.CompleteRequest.result:type_name -> runnel.agent.v1.JobResult
-	11, // 19: runnel.agent.v1.InterruptRequest.lease:type_name -> runnel.agent.v1.Lease
-	1,  // 20: runnel.agent.v1.AgentService.Register:input_type -> runnel.agent.v1.RegisterRequest
-	3,  // 21: runnel.agent.v1.AgentService.Connect:input_type -> runnel.agent.v1.ConnectRequest
-	7,  // 22: runnel.agent.v1.AgentService.Claim:input_type -> runnel.agent.v1.ClaimRequest
-	12, // 23: runnel.agent.v1.AgentService.ExtendLease:input_type -> runnel.agent.v1.ExtendLeaseRequest
-	15, // 24: runnel.agent.v1.AgentService.ReportStep:input_type -> runnel.agent.v1.ReportStepRequest
-	18, // 25: runnel.agent.v1.AgentService.AppendLogs:input_type -> runnel.agent.v1.AppendLogsRequest
-	21, // 26: runnel.agent.v1.AgentService.Complete:input_type -> runnel.agent.v1.CompleteRequest
-	23, // 27: runnel.agent.v1.AgentService.Interrupt:input_type -> runnel.agent.v1.InterruptRequest
-	2,  // 28: runnel.agent.v1.AgentService.Register:output_type -> runnel.agent.v1.RegisterResponse
-	4,  // 29: runnel.agent.v1.AgentService.Connect:output_type -> runnel.agent.v1.ServerEvent
-	8,  // 30: runnel.agent.v1.AgentService.Claim:output_type -> runnel.agent.v1.ClaimResponse
-	13, // 31: runnel.agent.v1.AgentService.ExtendLease:output_type -> runnel.agent.v1.ExtendLeaseResponse
-	16, // 32: runnel.agent.v1.AgentService.ReportStep:output_type -> runnel.agent.v1.ReportStepResponse
-	19, // 33: runnel.agent.v1.AgentService.AppendLogs:output_type -> runnel.agent.v1.AppendLogsResponse
-	22, // 34: runnel.agent.v1.AgentService.Complete:output_type -> runnel.agent.v1.CompleteResponse
-	24, // 35: runnel.agent.v1.AgentService.Interrupt:output_type -> runnel.agent.v1.InterruptResponse
-	28, // [28:36] is the sub-list for method output_type
-	20, // [20:28] is the sub-list for method input_type
-	20, // [20:20] is the sub-list for extension type_name
-	20, // [20:20] is the sub-list for extension extendee
-	0,  // [0:20] is the sub-list for field type_name
+	12, // 7: runnel.agent.v1.Job.lease:type_name -> runnel.agent.v1.Lease
+	11, // 8: runnel.agent.v1.Job.steps:type_name -> runnel.agent.v1.Step
+	28, // 9: runnel.agent.v1.Job.secrets:type_name -> runnel.agent.v1.Job.SecretsEntry
+	29, // 10: runnel.agent.v1.Job.credentials:type_name -> runnel.agent.v1.Job.CredentialsEntry
+	12, // 11: runnel.agent.v1.ExtendLeaseRequest.lease:type_name -> runnel.agent.v1.Lease
+	30, // 12: runnel.agent.v1.StepReport.outputs:type_name -> runnel.agent.v1.StepReport.OutputsEntry
+	12, // 13: runnel.agent.v1.ReportStepRequest.lease:type_name -> runnel.agent.v1.Lease
+	15, // 14: runnel.agent.v1.ReportStepRequest.step:type_name -> runnel.agent.v1.StepReport
+	12, // 15: runnel.agent.v1.AppendLogsRequest.lease:type_name -> runnel.agent.v1.Lease
+	18, // 16: runnel.agent.v1.AppendLogsRequest.lines:type_name -> runnel.agent.v1.LogLine
+	31, // 17: runnel.agent.v1.JobResult.outputs:type_name -> runnel.agent.v1.JobResult.OutputsEntry
+	15, // 18: runnel.agent.v1.JobResult.steps:type_name -> runnel.agent.v1.StepReport
+	12, // 19: runnel.agent.v1.CompleteRequest.lease:type_name -> runnel.agent.v1.Lease
+	21, // 20: runnel.agent.v1.CompleteRequest.result:type_name -> runnel.agent.v1.JobResult
+	12, // 21: runnel.agent.v1.InterruptRequest.lease:type_name -> runnel.agent.v1.Lease
+	10, // 22: runnel.agent.v1.Job.CredentialsEntry.value:type_name -> runnel.agent.v1.Credential
+	1,  // 23: runnel.agent.v1.AgentService.Register:input_type -> runnel.agent.v1.RegisterRequest
+	3,  // 24: runnel.agent.v1.AgentService.Connect:input_type -> runnel.agent.v1.ConnectRequest
+	7,  // 25: runnel.agent.v1.AgentService.Claim:input_type -> runnel.agent.v1.ClaimRequest
+	13, // 26: runnel.agent.v1.AgentService.ExtendLease:input_type -> runnel.agent.v1.ExtendLeaseRequest
+	16, // 27: runnel.agent.v1.AgentService.ReportStep:input_type -> runnel.agent.v1.ReportStepRequest
+	19, // 28: runnel.agent.v1.AgentService.AppendLogs:input_type -> runnel.agent.v1.AppendLogsRequest
+	22, // 29: runnel.agent.v1.AgentService.Complete:input_type -> runnel.agent.v1.CompleteRequest
+	24, // 30: runnel.agent.v1.AgentService.Interrupt:input_type -> runnel.agent.v1.InterruptRequest
+	2,  // 31: runnel.agent.v1.AgentService.Register:output_type -> runnel.agent.v1.RegisterResponse
+	4,  // 32: runnel.agent.v1.AgentService.Connect:output_type -> runnel.agent.v1.ServerEvent
+	8,  // 33: runnel.agent.v1.AgentService.Claim:output_type -> runnel.agent.v1.ClaimResponse
+	14, // 34: runnel.agent.v1.AgentService.ExtendLease:output_type -> runnel.agent.v1.ExtendLeaseResponse
+	17, // 35: runnel.agent.v1.AgentService.ReportStep:output_type -> runnel.agent.v1.ReportStepResponse
+	20, // 36: runnel.agent.v1.AgentService.AppendLogs:output_type -> runnel.agent.v1.AppendLogsResponse
+	23, // 37: runnel.agent.v1.AgentService.Complete:output_type -> runnel.agent.v1.CompleteResponse
+	25, // 38: runnel.agent.v1.AgentService.Interrupt:output_type -> runnel.agent.v1.InterruptResponse
+	31, // [31:39] is the sub-list for method output_type
+	23, // [23:31] is the sub-list for method input_type
+	23, // [23:23] is the sub-list for extension type_name
+	23, // [23:23] is the sub-list for extension extendee
+	0,  // [0:23] is the sub-list for field type_name
 }
 
 func init() { file_runnel_agent_v1_agent_proto_init() }
@@ -1774,14 +1893,14 @@ func file_runnel_agent_v1_agent_proto_init() {
 		(*ServerEvent_Connected)(nil),
 		(*ServerEvent_Cancel)(nil),
 	}
-	file_runnel_agent_v1_agent_proto_msgTypes[14].OneofWrappers = []any{}
+	file_runnel_agent_v1_agent_proto_msgTypes[15].OneofWrappers = []any{}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_runnel_agent_v1_agent_proto_rawDesc), len(file_runnel_agent_v1_agent_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   29,
+			NumMessages:   32,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -411,6 +411,8 @@ func (c *Client) claimFrom(ctx context.Context, j *agentpb.Job) (*scheduler.Clai
 		}
 		return nil, errors.New(reason)
 	}
+	req.Env.Secrets = j.Secrets
+	req.Credentials = credentialsFromPB(j.Credentials)
 	cl.Request = req
 	rj := &runningJob{cancel: make(chan struct{})}
 	if j.Cancelled {

@@ -21,6 +21,7 @@ import (
 	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
 
+	"github.com/runnel-ci/runnel/internal/action"
 	"github.com/runnel-ci/runnel/internal/agentpb"
 	"github.com/runnel-ci/runnel/internal/engine"
 	"github.com/runnel-ci/runnel/internal/scheduler"
@@ -409,6 +410,7 @@ func (s *Server) Claim(ctx context.Context, req *agentpb.ClaimRequest) (*agentpb
 	job := &agentpb.Job{
 		Lease: &agentpb.Lease{JobRunId: c.Job.ID, RunId: c.Job.RunID, LeaseId: c.Job.LeaseID},
 		Key:   c.Job.Key, Name: c.Job.Name, Attempt: int32(c.Job.Attempt), Request: c.Job.Request, Cancelled: cancelled,
+		Secrets: c.Request.Env.Secrets, Credentials: credentialsToPB(c.Request.Credentials),
 	}
 	if c.Job.LeaseExpiresAt != nil {
 		job.LeaseExpiresAtUnixMs = c.Job.LeaseExpiresAt.UnixMilli()
@@ -632,4 +634,26 @@ func resultToPB(r engine.JobResult) *agentpb.JobResult {
 		p.Steps = append(p.Steps, stepToPB(st))
 	}
 	return p
+}
+
+func credentialsToPB(m map[string]action.Credential) map[string]*agentpb.Credential {
+	if len(m) == 0 {
+		return nil
+	}
+	out := make(map[string]*agentpb.Credential, len(m))
+	for id, c := range m {
+		out[id] = &agentpb.Credential{Id: c.ID, Kind: c.Kind, Host: c.Host, Username: c.Username, Secret: c.Secret}
+	}
+	return out
+}
+
+func credentialsFromPB(m map[string]*agentpb.Credential) map[string]action.Credential {
+	if len(m) == 0 {
+		return nil
+	}
+	out := make(map[string]action.Credential, len(m))
+	for id, c := range m {
+		out[id] = action.Credential{ID: c.GetId(), Kind: c.GetKind(), Host: c.GetHost(), Username: c.GetUsername(), Secret: c.GetSecret()}
+	}
+	return out
 }

@@ -66,11 +66,13 @@ func TestAuth(t *testing.T) {
 // samplePath fills a route template with well-formed ids that do not exist.
 func samplePath(tmpl string) string {
 	r := map[string]string{
-		"{pipelineId}": "pl_aaaaaaaaaaaaaaaaaaaa",
-		"{runId}":      "run_aaaaaaaaaaaaaaaaaaaa",
-		"{stepRunId}":  "sr_aaaaaaaaaaaaaaaaaaaa",
-		"{agentId}":    "agent_aaaaaaaaaaaaaaaaaaaa",
-		"{tokenId}":    "rt_aaaaaaaaaaaaaaaaaaaa",
+		"{pipelineId}":   "pl_aaaaaaaaaaaaaaaaaaaa",
+		"{runId}":        "run_aaaaaaaaaaaaaaaaaaaa",
+		"{stepRunId}":    "sr_aaaaaaaaaaaaaaaaaaaa",
+		"{agentId}":      "agent_aaaaaaaaaaaaaaaaaaaa",
+		"{tokenId}":      "rt_aaaaaaaaaaaaaaaaaaaa",
+		"{secretId}":     "sec_aaaaaaaaaaaaaaaaaaaa",
+		"{credentialId}": "cred_aaaaaaaaaaaaaaaaaaaa",
 	}
 	for k, v := range r {
 		tmpl = strings.ReplaceAll(tmpl, k, v)

@@ -11,7 +11,9 @@ import (
 	"strings"
 	"testing"
 	"time"
+	"unicode/utf8"
 
+	"github.com/runnel-ci/runnel/internal/secret"
 	"github.com/runnel-ci/runnel/internal/store"
 )
 
@@ -38,6 +40,23 @@ var fuzzSeeds = []struct{ body, query string }{
 	{`{"labels":{"bad key":"a b","pool":7}}`, "status=busy&status=online"},
 	{`{"name":"pool a","expiresAt":"2026-12-31T23:59:59Z","maxUses":5}`, ""},
 	{`{"expiresAt":"2026-03-02T12:30:00+02:00","maxUses":-1}`, "status=disabled"},
+	{`{"name":"DEPLOY_TOKEN","value":"s3cr3t-value","projectId":"proj_demo"}`, "projectId=proj_demo"},
+	{`{"name":"T","value":"abc","pipelineId":"pl_aaaaaaaaaaaaaaaaaaaa","projectId":"p"}`, "pipelineId=pl_aaaaaaaaaaaaaaaaaaaa&projectId=p"},
+	{`{"name":"1BAD","value":"a\nb\nc\nd"}`, "pipelineId="},
+	{"{\"value\":\"\xff\xfe\xfd\xfc\",\"name\":\"X\"}", "pipelineId=..%2F"},
+	{`{"value":"ab\ud800cd","name":"X_1"}`, ""},
+	{`{"value":"\ud83d\ude00\u0000xyz"}`, ""},
+	{`{"name":"TOKEN","projectId":"proj_demo"}`, ""},
+	{`{"value":null,"name":null}`, ""},
+	{`{"name":"github","kind":"github","accessToken":"ghp_0123456789abcdef","projectId":"proj_demo"}`, "projectId=proj_demo"},
+	{`{"name":"forge","kind":"gitea","host":"git.example.com:3000","username":"ci-bot","accessToken":"tok-0123"}`, "projectId="},
+	{"{\"name\":\"deploy key\",\"kind\":\"ssh\",\"privateKey\":\"-----BEGIN OPENSSH PRIVATE KEY-----\\nb3BlbnNzaC1rZXktdjEAAAAABG5vbmU=\\n-----END OPENSSH PRIVATE KEY-----\\n\"}", ""},
+	{`{"name":"k","kind":"ssh","privateKey":"-----BEGIN RSA PRIVATE KEY-----\nProc-Type: 4,ENCRYPTED\n\nAAAA\n-----END RSA PRIVATE KEY-----"}`, ""},
+	{`{"name":"x","kind":"svn","host":"https://git.example.com/a","username":"a b","accessToken":"a\nb c"}`, "projectId=../x"},
+	{`{"kind":"gitlab","accessToken":"ab\ud800cd","privateKey":"x"}`, ""},
+	{"{\"kind\":\"basic\",\"host\":\"h:99999\",\"accessToken\":\"\xff\xfe\xfd\xfc\",\"name\":\"n\"}", ""},
+	{`{"name":"n","kind":"ssh","privateKey":"ssh-ed25519 AAAAC3NzaC1lZDI1NTE5 me@host","accessToken":"\u0000abc"}`, ""},
+	{`{"host":"","username":"","projectId":"","accessToken":null}`, ""},
 }
 
 // FuzzDecode feeds arbitrary bodies and query strings to the request
@@ -56,11 +75,17 @@ func FuzzDecode(f *testing.F) {
 		func() (any, decodeOptions) { return &controlBody{}, decodeOptions{optional: true} },
 		func() (any, decodeOptions) { return &agentBody{}, decodeOptions{} },
 		func() (any, decodeOptions) { return &registrationTokenBody{}, decodeOptions{optional: true} },
+		func() (any, decodeOptions) { return &secretBody{}, decodeOptions{} },
+		func() (any, decodeOptions) { return &secretUpdateBody{}, decodeOptions{rejected: secretUpdateRejected} },
+		func() (any, decodeOptions) { return &credentialBody{}, decodeOptions{} },
+		func() (any, decodeOptions) {
+			return &credentialUpdateBody{}, decodeOptions{rejected: credentialUpdateRejected}
+		},
 	}
 	f.Fuzz(func(t *testing.T, body []byte, rawQuery string) {
 		for _, mk := range bodies {
 			dst, opts := mk()
-			_, err := decodeJSON(body, dst, opts)
+			present, err := decodeJSON(body, dst, opts)
 			check4xx(t, "decodeJSON", err)
 			if err != nil {
 				continue
@@ -85,6 +110,22 @@ func FuzzDecode(f *testing.F) {
 					_, err := checkAgentLabels(*b.Labels)
 					check4xx(t, "checkAgentLabels", err)
 				}
+			case *secretBody:
+				check4xx(t, "checkSecretName", checkSecretName(b.Name))
+				check4xx(t, "checkSecretValue", checkSecretValue(b.Value, rawField(body, "value")))
+			case *secretUpdateBody:
+				check4xx(t, "checkSecretValue", checkSecretValue(b.Value, rawField(body, "value")))
+			case *credentialBody:
+				check4xx(t, "checkEnum", checkEnum("body.kind", b.Kind, credentialKinds...))
+				f := credentialFields{Kind: b.Kind, Host: b.Host, Username: b.Username, ProjectID: b.ProjectID}
+				check4xx(t, "credentialFields.check", f.check())
+				for _, creating := range []bool{true, false} {
+					v, err := checkCredentialSecret(b.Kind, credentialMaterial{b.AccessToken, b.PrivateKey, present, body}, creating)
+					check4xx(t, "checkCredentialSecret", err)
+					if err == nil && v != "" && (!utf8.ValidString(v) || strings.IndexByte(v, 0) >= 0 || len(v) < minTokenBytes) {
+						t.Fatalf("credential material %q accepted", v)
+					}
+				}
 			case *registrationTokenBody:
 				exp, err := b.check(nowForTest())
 				check4xx(t, "registrationTokenBody.check", err)
@@ -93,7 +134,7 @@ func FuzzDecode(f *testing.F) {
 				}
 			}
 		}
-		q, err := parseQuery(rawQuery, "projectId", "name", "page", "pageSize", "status", "startTime", "endTime", "offset", "limit", "format", "version")
+		q, err := parseQuery(rawQuery, "projectId", "pipelineId", "name", "page", "pageSize", "status", "startTime", "endTime", "offset", "limit", "format", "version")
 		check4xx(t, "parseQuery", err)
 		if err == nil {
 			pg, err := q.pagination()
@@ -123,8 +164,10 @@ func check4xx(t *testing.T, what string, err error) {
 }
 
 // FuzzRequest sends arbitrary requests through the whole handler on the
-// real store, with real ids substituted for {p}, {r}, {s}, {a} (an agent) and
-// {t} (a registration token), under an admin token: no request may
+// real store and a real keyring, with real ids substituted for {p}, {r},
+// {s}, {a} (an agent), {t} (a registration token), {k} (a secret) and {c}
+// (a credential), under
+// an admin token: no request may
 // produce a 5xx or a panic (the recover middleware would turn a panic into a
 // 500, which fails here), and every answer is an envelope.
 func FuzzRequest(f *testing.F) {
@@ -132,6 +175,11 @@ func FuzzRequest(f *testing.F) {
 	e := newEnvWith(f, func(c *Config) {
 		c.Logger = slog.New(slog.DiscardHandler)
 		c.Agents = &onlineWithin{window: 30 * time.Second}
+		kr, err := secret.NewKeyring(randomKey(f))
+		if err != nil {
+			f.Fatal(err)
+		}
+		c.Secrets = kr
 	})
 	// An admin token, so that the admin-only routes get past the role check
 	// to their decoding (a user token is refused before it).
@@ -148,10 +196,14 @@ func FuzzRequest(f *testing.F) {
 		f.Fatal(err)
 	}
 	tid := e.do("POST", "/api/v1/registration-tokens", nil, withToken(admin)).must(f, 201).detail()["tokenId"].(string)
-	ids := strings.NewReplacer("{p}", pid, "{r}", rid, "{s}", sid, "{a}", aid, "{t}", tid)
+	cid := e.do("POST", "/api/v1/credentials", map[string]any{"name": "fuzz", "kind": "github", "accessToken": "ghp_fuzz0123456789"}).
+		must(f, 201).detail()["credentialId"].(string)
+	kid := e.do("POST", "/api/v1/secrets", map[string]any{"name": "FUZZ_TOKEN", "value": "fuzz-secret-value", "pipelineId": pid}).
+		must(f, 201).detail()["secretId"].(string)
+	ids := strings.NewReplacer("{p}", pid, "{r}", rid, "{s}", sid, "{a}", aid, "{t}", tid, "{k}", kid, "{c}", cid)
 
 	for _, rt := range e.srv.routes() {
-		path := strings.NewReplacer("{pipelineId}", "{p}", "{runId}", "{r}", "{stepRunId}", "{s}", "{agentId}", "{a}", "{tokenId}", "{t}").Replace(rt.path)
+		path := strings.NewReplacer("{pipelineId}", "{p}", "{runId}", "{r}", "{stepRunId}", "{s}", "{agentId}", "{a}", "{tokenId}", "{t}", "{secretId}", "{k}", "{credentialId}", "{c}").Replace(rt.path)
 		for _, sd := range fuzzSeeds {
 			f.Add(rt.method, path+"?"+sd.query, []byte(sd.body))
 		}
@@ -164,6 +216,19 @@ func FuzzRequest(f *testing.F) {
 	f.Add("PUT", "/api/v1/agents/{a}", []byte(`{"labels":null}`))
 	f.Add("DELETE", "/api/v1/agents/{a}", []byte(nil))
 	f.Add("POST", "/api/v1/registration-tokens", []byte(`{"name":"x","expiresAt":"2099-01-01T00:00:00Z","maxUses":1}`))
+	f.Add("POST", "/api/v1/secrets", []byte(`{"name":"FUZZ_TOKEN","value":"another-value","pipelineId":"{p}"}`))
+	f.Add("POST", "/api/v1/secrets", []byte(`{"name":"PROJ","value":"line1\nline2","projectId":"proj_demo"}`))
+	f.Add("GET", "/api/v1/secrets?pipelineId={p}", []byte(nil))
+	f.Add("PUT", "/api/v1/secrets/{k}", []byte(`{"name":"RENAMED","value":"new-value"}`))
+	f.Add("PUT", "/api/v1/secrets/{k}", []byte(`{"pipelineId":"{p}"}`))
+	f.Add("DELETE", "/api/v1/secrets/{k}", []byte(nil))
+	f.Add("POST", "/api/v1/credentials", []byte(`{"name":"fuzz","kind":"gitlab","accessToken":"glpat-0123456789"}`))
+	f.Add("POST", "/api/v1/credentials", []byte(`{"name":"mirror","kind":"basic","host":"git.example.com","username":"ci","accessToken":"pass-word","projectId":"proj_demo"}`))
+	f.Add("GET", "/api/v1/credentials?projectId=proj_demo", []byte(nil))
+	f.Add("PUT", "/api/v1/credentials/{c}", []byte(`{"name":"renamed","host":"","username":"","projectId":"proj_demo","accessToken":"ghp_new0123456789"}`))
+	f.Add("PUT", "/api/v1/credentials/{c}", []byte(`{"kind":"ssh"}`))
+	f.Add("PUT", "/api/v1/credentials/{c}", []byte(`{"privateKey":"-----BEGIN OPENSSH PRIVATE KEY-----\nAAAA\n-----END OPENSSH PRIVATE KEY-----"}`))
+	f.Add("DELETE", "/api/v1/credentials/{c}", []byte(nil))
 
 	handler := e.srv.Handler()
 	f.Fuzz(func(t *testing.T, method, target string, body []byte) {

@@ -3,6 +3,7 @@ package api
 import (
 	"bytes"
 	"context"
+	"crypto/rand"
 	"crypto/sha256"
 	"encoding/json"
 	"fmt"
@@ -18,6 +19,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/runnel-ci/runnel/internal/secret"
 	"github.com/runnel-ci/runnel/internal/store"
 	"github.com/runnel-ci/runnel/internal/store/sqlstore"
 )
@@ -38,6 +40,8 @@ type env struct {
 	http  *httptest.Server
 	clock *testClock
 	logs  *bytes.Buffer
+	// keyring seals the secrets (Config.Secrets, unless a tweak changed it).
+	keyring *secret.Keyring
 	// token is a valid user token (subject user_alice).
 	token string
 	// allow500 is set by the one test that makes the database fail on
@@ -71,13 +75,14 @@ func newEnvWith(t testing.TB, tweak func(*Config)) *env {
 	clock := &testClock{}
 	clock.Set(time.Date(2026, 3, 2, 10, 0, 0, 0, time.UTC))
 	logs := &bytes.Buffer{}
-	e := &env{t: t, st: st, clock: clock, logs: logs}
+	e := &env{t: t, st: st, clock: clock, logs: logs, keyring: newTestKeyring(t)}
 	e.runs = &recordingRuns{st: st, now: clock.Now}
 	cfg := Config{
-		Store:  st,
-		Runs:   e.runs,
-		Logger: slog.New(slog.NewTextHandler(syncBuffer{logs}, &slog.HandlerOptions{Level: slog.LevelInfo})),
-		Clock:  clock.Now,
+		Store:   st,
+		Runs:    e.runs,
+		Secrets: e.keyring,
+		Logger:  slog.New(slog.NewTextHandler(syncBuffer{logs}, &slog.HandlerOptions{Level: slog.LevelInfo})),
+		Clock:   clock.Now,
 	}
 	tweak(&cfg)
 	e.srv = New(cfg)
@@ -85,6 +90,25 @@ func newEnvWith(t testing.TB, tweak func(*Config)) *env {
 	t.Cleanup(e.http.Close)
 	e.token = e.addToken("alice", "user_alice", "user", nil)
 	return e
+}
+
+// newTestKeyring returns a keyring with a random key, as the server's.
+func newTestKeyring(t testing.TB) *secret.Keyring {
+	t.Helper()
+	k, err := secret.NewKeyring(randomKey(t))
+	if err != nil {
+		t.Fatalf("keyring: %v", err)
+	}
+	return k
+}
+
+func randomKey(t testing.TB) []byte {
+	t.Helper()
+	b := make([]byte, 32)
+	if _, err := rand.Read(b); err != nil {
+		t.Fatal(err)
+	}
+	return b
 }
 
 // addToken stores a token and returns its secret value.

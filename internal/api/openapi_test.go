@@ -134,6 +134,10 @@ func TestOpenAPIBodiesMatchDecoders(t *testing.T) {
 		"ControlRequest":          &controlBody{},
 		"AgentUpdate":             &agentBody{},
 		"RegistrationTokenCreate": &registrationTokenBody{},
+		"SecretCreate":            &secretBody{},
+		"SecretUpdate":            &secretUpdateBody{},
+		"CredentialCreate":        &credentialBody{},
+		"CredentialUpdate":        &credentialUpdateBody{},
 	}
 	for name, v := range cases {
 		props := schemas[name].(map[string]any)["properties"].(map[string]any)

@@ -36,6 +36,8 @@ type Config struct {
 	Runs  RunControl
 	// Agents tells agents' status and hands back the jobs of deleted ones.
 	Agents AgentControl
+	// Secrets seals secret values; nil: the secrets routes answer 503.
+	Secrets Sealer
 	// Catalog resolves `uses` when specs are validated; nil means the built-in
 	// actions (action.Builtins()).
 	Catalog spec.ActionCatalog
@@ -63,6 +65,7 @@ type Server struct {
 	st      store.Store
 	runs    RunControl
 	agents  AgentControl
+	seal    Sealer
 	catalog spec.ActionCatalog
 	log     *slog.Logger
 	now     func() time.Time
@@ -87,6 +90,7 @@ func New(cfg Config) *Server {
 		st:      cfg.Store,
 		runs:    cfg.Runs,
 		agents:  cfg.Agents,
+		seal:    cfg.Secrets,
 		catalog: cfg.Catalog,
 		log:     cfg.Logger,
 		now:     cfg.Clock,
@@ -163,6 +167,18 @@ func (s *Server) routes() []route {
 		{method: "POST", path: "/api/v1/registration-tokens", h: s.createRegistrationToken},
 		{method: "GET", path: "/api/v1/registration-tokens", h: s.listRegistrationTokens},
 		{method: "DELETE", path: "/api/v1/registration-tokens/{tokenId}", h: s.deleteRegistrationToken},
+
+		{method: "POST", path: "/api/v1/secrets", h: s.createSecret},
+		{method: "GET", path: "/api/v1/secrets", h: s.listSecrets},
+		{method: "GET", path: "/api/v1/secrets/{secretId}", h: s.getSecret},
+		{method: "PUT", path: "/api/v1/secrets/{secretId}", h: s.updateSecret},
+		{method: "DELETE", path: "/api/v1/secrets/{secretId}", h: s.deleteSecret},
+
+		{method: "POST", path: "/api/v1/credentials", h: s.createCredential},
+		{method: "GET", path: "/api/v1/credentials", h: s.listCredentials},
+		{method: "GET", path: "/api/v1/credentials/{credentialId}", h: s.getCredential},
+		{method: "PUT", path: "/api/v1/credentials/{credentialId}", h: s.updateCredential},
+		{method: "DELETE", path: "/api/v1/credentials/{credentialId}", h: s.deleteCredential},
 	}
 }
 

@@ -19,6 +19,11 @@
 //     call with a cancelled ctx (implementations use context.WithoutCancel for
 //     cleanup). It kills every process the job left behind (daemons included) and
 //     removes the workspace unless the backend was told to keep it.
+//
+// Backends that keep state outside the process (processes, directories,
+// containers) also offer CleanupStale(ctx), called once at startup, which
+// removes what an earlier process of the same backend instance left behind
+// when it died without DestroyJob.
 package backend
 
 import (
@@ -33,9 +38,44 @@ type Job struct {
 	ID string
 	// Name is for humans (logs, error messages).
 	Name string
-	// Image is the container image the job asks for; backends without containers
-	// ignore it.
+	// Image is the container image the job's run steps execute in; backends
+	// without containers ignore it.
 	Image string
+	// Services are sidecar containers started for the job on a network of its
+	// own, each reachable from the steps by its Name; backends without
+	// containers ignore them.
+	Services []Service
+	// PullPolicy says when container images (the job's, its services' and its
+	// plugin steps') are pulled: PullIfNotPresent ("" means that), PullAlways
+	// or PullNever.
+	PullPolicy string
+	// Plugins lists the images of the job's plugin steps (Step.Image), so that a
+	// backend can route the job or fetch them before the first step.
+	Plugins []string
+}
+
+// Pull policies for Job.PullPolicy.
+const (
+	PullIfNotPresent = "if-not-present"
+	PullAlways       = "always"
+	PullNever        = "never"
+)
+
+// Service is a sidecar container of a job.
+type Service struct {
+	// Name is the service's host name on the job's network ([a-z0-9-]).
+	Name  string
+	Image string
+	Env   map[string]string
+	// Entrypoint and Command replace the image's when not empty.
+	Entrypoint []string
+	Command    []string
+}
+
+// UsesContainers tells whether a job needs a backend that runs containers:
+// it names an image or services, or has plugin steps.
+func (j *Job) UsesContainers() bool {
+	return j.Image != "" || len(j.Services) > 0 || len(j.Plugins) > 0
 }
 
 // Step is one unit of execution inside a job.
@@ -54,6 +94,12 @@ type Step struct {
 	Env map[string]string
 	// WorkingDir is relative to the workspace (or absolute); "" means the workspace.
 	WorkingDir string
+	// Image, when not empty, makes the step a plugin (`uses: docker://IMAGE`):
+	// the backend runs this image with its own entrypoint and command instead
+	// of Script, with the workspace mounted and as the working directory, and
+	// Env (which carries the PLUGIN_* arguments). Shell and Script are unused.
+	// Backends without containers fail such a step.
+	Image string
 }
 
 // Result is what a finished step reports.

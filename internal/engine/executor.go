@@ -17,6 +17,7 @@ import (
 	"github.com/runnel-ci/runnel/internal/backend"
 	"github.com/runnel-ci/runnel/internal/expr"
 	"github.com/runnel-ci/runnel/internal/logline"
+	"github.com/runnel-ci/runnel/internal/mask"
 	"github.com/runnel-ci/runnel/internal/plan"
 	"github.com/runnel-ci/runnel/internal/spec"
 )
@@ -65,6 +66,14 @@ type JobRequest struct {
 	// Hard, when done, stops everything at once, including steps that run on
 	// cancellation (always()). nil means never.
 	Hard context.Context
+
+	// Credentials the job may use, by id (opened by the scheduler at claim
+	// time; never serialised with the request).
+	Credentials map[string]action.Credential
+
+	// masker hides the values of Env.Secrets and of the credentials (set by
+	// Execute).
+	masker *mask.Masker
 }
 
 // StepReport is a step's status change.
@@ -107,7 +116,48 @@ type JobResult struct {
 // Execute runs one job attempt. ctx is the graceful cancellation signal: when it
 // is done, the running step is stopped and only steps whose condition runs on
 // cancellation (always(), cancelled()) still run. Execute always returns a result.
+//
+// The values of req.Env.Secrets never leave it unmasked: every log line (also
+// a value split across the step's writes), step error and output, and the
+// job's outputs and reason have each occurrence replaced by "***".
 func (x *Executor) Execute(ctx context.Context, req JobRequest, rep JobReporter) JobResult {
+	hidden := slices.Collect(maps.Values(req.Env.Secrets))
+	for _, c := range req.Credentials {
+		hidden = append(hidden, c.Secret)
+	}
+	m := mask.New(hidden)
+	if m == nil {
+		return x.execute(ctx, req, rep)
+	}
+	req.masker = m
+	res := x.execute(ctx, req, maskingReporter{rep, m})
+	res.Reason = m.String(res.Reason)
+	res.Outputs = m.Map(res.Outputs)
+	for i := range res.Steps {
+		res.Steps[i] = maskStep(m, res.Steps[i])
+	}
+	return res
+}
+
+// maskingReporter masks what it passes on.
+type maskingReporter struct {
+	rep JobReporter
+	m   *mask.Masker
+}
+
+func (r maskingReporter) StepStatus(s StepReport) { r.rep.StepStatus(maskStep(r.m, s)) }
+
+func (r maskingReporter) StepLog(step int, t time.Time, level, line string) {
+	r.rep.StepLog(step, t, level, r.m.String(line))
+}
+
+func maskStep(m *mask.Masker, s StepReport) StepReport {
+	s.Error = m.String(s.Error)
+	s.Outputs = m.Map(s.Outputs)
+	return s
+}
+
+func (x *Executor) execute(ctx context.Context, req JobRequest, rep JobReporter) JobResult {
 	clock := x.Clock
 	if clock == nil {
 		clock = realClock{}
@@ -128,7 +178,7 @@ func (x *Executor) Execute(ctx context.Context, req JobRequest, rep JobReporter)
 	for i, st := range steps {
 		res.Steps[i] = StepReport{Index: i, Name: st.Name, Status: StepPending}
 	}
-	bj := &backend.Job{ID: req.BackendID, Name: j.Name, Image: j.Spec.Image}
+	bj := &backend.Job{ID: req.BackendID, Name: j.Name, PullPolicy: j.Spec.PullPolicy, Plugins: j.Spec.PluginImages()}
 	env := req.Env
 	env.Steps = map[string]expr.StepResult{}
 
@@ -159,6 +209,9 @@ func (x *Executor) Execute(ctx context.Context, req JobRequest, rep JobReporter)
 		}
 	}
 	env.Env = jobEnv
+	if err := jobContainers(bj, j.Spec, &env); err != nil {
+		return failJob(err.Error())
+	}
 
 	_, err := x.Backend.SetupJob(jobCtx, bj)
 	defer func() {
@@ -332,7 +385,11 @@ func (x *Executor) runStep(ctx, jobCtx context.Context, req JobRequest, bj *back
 	sp := logline.NewSplitter(maxLine, func(line string) {
 		rep.StepLog(sr.Index, clock.Now(), LevelInfo, line)
 	})
-	result, runErr := x.Backend.RunStep(stepCtx, bj, bs, sp)
+	// Secrets are masked in the byte stream, before it is cut into lines:
+	// a value split across writes or across a long line's chunks is found.
+	mw := req.masker.Writer(sp)
+	result, runErr := x.Backend.RunStep(stepCtx, bj, bs, mw)
+	mw.Flush()
 	sp.Flush()
 	sr.Ended = clock.Now()
 	if stepCtx.Err() != nil {
@@ -407,6 +464,9 @@ func (x *Executor) prepareStep(req JobRequest, st *spec.Step, index int, env *ex
 		bs.Script, bs.Shell = script, st.Shell
 		return bs, nil
 	}
+	if image, ok := spec.PluginImage(st.Uses); ok {
+		return pluginStep(bs, image, st, &scoped)
+	}
 	a, ok := x.Actions.Lookup(st.Uses)
 	if !ok {
 		return nil, fmt.Errorf("unknown action %q", st.Uses)
@@ -419,7 +479,7 @@ func (x *Executor) prepareStep(req JobRequest, st *spec.Step, index int, env *ex
 		}
 		args, _ = v.(map[string]any)
 	}
-	ex, err := a.Prepare(action.Call{Action: st.Action, Args: args})
+	ex, err := a.Prepare(action.Call{Action: st.Action, Args: args, Credentials: req.Credentials})
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", st.Uses, err)
 	}
@@ -427,6 +487,58 @@ func (x *Executor) prepareStep(req JobRequest, st *spec.Step, index int, env *ex
 	maps.Copy(bs.Env, ex.Env)
 	if ex.WorkingDir != "" {
 		bs.WorkingDir = ex.WorkingDir
+	}
+	return bs, nil
+}
+
+// jobContainers evaluates the job's image and services into bj.
+func jobContainers(bj *backend.Job, sj *spec.Job, env *expr.Env) error {
+	image, err := evalString(sj.Image, env)
+	if err != nil {
+		return fmt.Errorf("image: %v", err)
+	}
+	bj.Image = strings.TrimSpace(image)
+	if sj.Image != "" && bj.Image == "" {
+		return fmt.Errorf("image: %q evaluates to an empty string", sj.Image)
+	}
+	for i, s := range sj.Services {
+		img, err := evalString(s.Image, env)
+		if err != nil {
+			return fmt.Errorf("services[%d].image: %v", i, err)
+		}
+		bs := backend.Service{Name: s.Name, Image: strings.TrimSpace(img), Env: map[string]string{},
+			Entrypoint: s.Entrypoint, Command: s.Command}
+		for _, k := range sortedKeys(s.Env) {
+			v, err := evalString(s.Env[k], env)
+			if err != nil {
+				return fmt.Errorf("services[%d].env.%s: %v", i, k, err)
+			}
+			bs.Env[k] = v
+		}
+		bj.Services = append(bj.Services, bs)
+	}
+	return nil
+}
+
+// pluginStep turns a `uses: docker://IMAGE` step into a backend step that runs
+// the image, its args evaluated into PLUGIN_* variables (see
+// spec.PluginEnvName and spec.PluginEnvValue) on top of the step's env.
+func pluginStep(bs *backend.Step, image string, st *spec.Step, scoped *expr.Env) (*backend.Step, error) {
+	bs.Image = image
+	if len(st.Args) == 0 {
+		return bs, nil
+	}
+	v, err := expr.EvalAny(map[string]any(st.Args), scoped)
+	if err != nil {
+		return nil, fmt.Errorf("args: %w", err)
+	}
+	args, _ := v.(map[string]any)
+	for _, k := range sortedKeys(args) {
+		val, err := spec.PluginEnvValue(args[k])
+		if err != nil {
+			return nil, fmt.Errorf("args.%s: %w", k, err)
+		}
+		bs.Env[spec.PluginEnvName(k)] = val
 	}
 	return bs, nil
 }

@@ -88,6 +88,11 @@ func isInternalFunction(name string) bool {
 func inList(list []string, name string) bool { return slices.Contains(list, name) }
 
 func contextNotAvailable(name string, s *Scope) string {
+	if name == "secrets" {
+		// Secrets reach steps only through the environment: a script's text
+		// or a path could end up on a command line or in a file name.
+		return `secrets can only be used in env and args; put the value in env (e.g. env: {TOKEN: "${{ secrets.TOKEN }}"}) and read $TOKEN`
+	}
 	if len(s.Contexts) == 0 {
 		return fmt.Sprintf("the %s context is not available here; no context can be used in this field", name)
 	}

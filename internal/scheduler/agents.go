@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"regexp"
 	"slices"
 	"time"
 
@@ -31,6 +32,30 @@ func (s *Scheduler) prepareClaim(ctx context.Context, j *store.JobRun) (*Claim, 
 	tree, err := s.st.GetRunTree(ctx, j.RunID)
 	if err != nil {
 		return nil, err
+	}
+	if s.secrets != nil {
+		if names := secretRefs(j.Request); len(names) > 0 {
+			all, err := s.secrets.ForPipeline(ctx, tree.Run.PipelineID)
+			if err != nil {
+				return nil, fmt.Errorf("open the pipeline's secrets: %w", err)
+			}
+			// Only what the job refers to travels to the agent.
+			req.Env.Secrets = map[string]string{}
+			for name, v := range all {
+				if names["*"] || names[name] {
+					req.Env.Secrets[name] = v
+				}
+			}
+		}
+	}
+	if s.secrets != nil {
+		if ids := credentialRefs(j.Request); len(ids) > 0 {
+			creds, err := s.secrets.Credentials(ctx, tree.Run.PipelineID, ids)
+			if err != nil {
+				return nil, fmt.Errorf("open the job's credentials: %w", err)
+			}
+			req.Credentials = creds
+		}
 	}
 	ch := make(chan struct{})
 	s.mu.Lock()
@@ -464,4 +489,35 @@ func (s *Scheduler) touchLocalAgents(ctx context.Context) {
 			s.log.Warn("record agent as seen", "agent_id", id, "err", err)
 		}
 	}
+}
+
+var (
+	secretRefRe     = regexp.MustCompile(`\bsecrets\.([A-Za-z_][A-Za-z0-9_]*)`)
+	secretDynamicRe = regexp.MustCompile(`\bsecrets\s*\[`)
+)
+
+// secretRefs lists the secret names a serialised job request refers to;
+// "*" when it indexes the secrets context dynamically (secrets[...]).
+func secretRefs(request []byte) map[string]bool {
+	out := map[string]bool{}
+	if secretDynamicRe.Match(request) {
+		out["*"] = true
+	}
+	for _, m := range secretRefRe.FindAllSubmatch(request, -1) {
+		out[string(m[1])] = true
+	}
+	return out
+}
+
+var credentialRefRe = regexp.MustCompile(`\bcred_[a-z0-9]{10,40}\b`)
+
+// credentialRefs lists the credential ids a serialised job request names.
+func credentialRefs(request []byte) []string {
+	var out []string
+	for _, m := range credentialRefRe.FindAll(request, -1) {
+		if !slices.Contains(out, string(m)) {
+			out = append(out, string(m))
+		}
+	}
+	return out
 }

@@ -18,6 +18,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/runnel-ci/runnel/internal/action"
 	"github.com/runnel-ci/runnel/internal/bus"
 	"github.com/runnel-ci/runnel/internal/engine"
 	"github.com/runnel-ci/runnel/internal/expr"
@@ -51,6 +52,17 @@ type Options struct {
 	// PollInterval bounds how late a claimer learns of work whose wake-up
 	// signal was lost (default 1s).
 	PollInterval time.Duration
+	// Secrets opens the secrets a pipeline's jobs may use; nil: none.
+	Secrets SecretSource
+}
+
+// SecretSource resolves secret values and credentials (secret.Resolver
+// implements it).
+type SecretSource interface {
+	ForPipeline(ctx context.Context, pipelineID string) (map[string]string, error)
+	// Credentials opens the credentials ids that a job of the pipeline
+	// names; one it may not use (unknown, another project's) is left out.
+	Credentials(ctx context.Context, pipelineID string, ids []string) (map[string]action.Credential, error)
 }
 
 // Scheduler implements run control (trigger, stop, pause, resume) and the job
@@ -68,6 +80,7 @@ type Scheduler struct {
 	// offlineAfter: agents not seen for this long are offline.
 	offlineAfter time.Duration
 	routes       routeCache
+	secrets      SecretSource
 	kick         chan struct{}
 
 	mu sync.Mutex
@@ -89,7 +102,7 @@ type Scheduler struct {
 func New(o Options) *Scheduler {
 	s := &Scheduler{
 		st: o.Store, catalog: o.Catalog, log: o.Logger, now: o.Now, lease: o.LeaseDuration, logCap: o.LogCapBytes,
-		bus: o.Bus, poll: o.PollInterval, offlineAfter: o.OfflineAfter, kick: make(chan struct{}, 1),
+		bus: o.Bus, poll: o.PollInterval, secrets: o.Secrets, offlineAfter: o.OfflineAfter, kick: make(chan struct{}, 1),
 		waiters: map[string][]*waiter{}, localAgents: map[string]bool{},
 		cancels: map[string]chan struct{}{}, plans: map[string]*plan.Plan{}, timers: map[string]*time.Timer{},
 	}

@@ -144,14 +144,18 @@ type Job struct {
 	// If is a condition; the job is skipped when it is false.
 	If string `json:"if,omitempty"`
 	// Matrix runs the job once per combination of values.
-	Matrix          *Matrix   `json:"matrix,omitempty"`
-	Timeout         Duration  `json:"timeout,omitempty"`
-	Retry           *Retry    `json:"retry,omitempty"`
-	ContinueOnError bool      `json:"continueOnError,omitempty"`
-	RunsOn          *RunsOn   `json:"runsOn,omitempty"`
-	Image           string    `json:"image,omitempty"`
-	Services        []Service `json:"services,omitempty"`
-	Approval        *Approval `json:"approval,omitempty"`
+	Matrix          *Matrix  `json:"matrix,omitempty"`
+	Timeout         Duration `json:"timeout,omitempty"`
+	Retry           *Retry   `json:"retry,omitempty"`
+	ContinueOnError bool     `json:"continueOnError,omitempty"`
+	RunsOn          *RunsOn  `json:"runsOn,omitempty"`
+	// Image is the container image the job's run steps execute in.
+	Image    string    `json:"image,omitempty"`
+	Services []Service `json:"services,omitempty"`
+	// PullPolicy says when the job's images (image, services, docker://
+	// steps) are pulled: never, if-not-present (the default) or always.
+	PullPolicy string    `json:"pullPolicy,omitempty" jsonschema:"enum=never,enum=if-not-present,enum=always"`
+	Approval   *Approval `json:"approval,omitempty"`
 	// Outputs are published to jobs that need this one, as needs.<job>.outputs.
 	Outputs map[string]string `json:"outputs,omitempty"`
 }
@@ -179,7 +183,9 @@ type Service struct {
 	Command    []string          `json:"command,omitempty"`
 }
 
-// Step is one atomic action: a shell script (`run`) or an action (`uses`).
+// Step is one atomic action: a shell script (`run`) or an action (`uses`): a
+// catalog action (actions/git-checkout@v1) or a container image run as a
+// plugin (docker://IMAGE, whose args become PLUGIN_* variables).
 type Step struct {
 	Name             string            `json:"name,omitempty"`
 	Run              string            `json:"run,omitempty"`

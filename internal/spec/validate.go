@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"path"
 	"regexp"
+	"slices"
 	"sort"
 	"strings"
 	"time"
@@ -35,7 +36,7 @@ var (
 
 // Every context name; the scopes below pick from it.
 var (
-	ctxPipelineEnv = []string{"trigger", "variables", "pipeline", "run", "secrets"}
+	ctxPipelineEnv = []string{"trigger", "variables", "pipeline", "run"}
 	ctxJobIf       = []string{"trigger", "variables", "env", "matrix", "pipeline", "run", "needs"}
 	ctxJobField    = []string{"trigger", "variables", "env", "matrix", "pipeline", "run", "needs", "secrets"}
 	ctxJobOutputs  = []string{"trigger", "variables", "env", "matrix", "pipeline", "run", "needs", "job", "steps"}
@@ -471,7 +472,10 @@ func (v *validator) checkJob(jp string, j *Job, jobNames, declared []string) {
 	ifScope.Contexts = ctxJobIf
 	v.checkCondition(jp+".if", j.If, ifScope)
 	v.checkEnv(jp+".env", j.Env, jobScope)
-	v.checkTemplate(jp+".image", j.Image, jobScope)
+	v.checkTemplate(jp+".image", j.Image, withoutSecrets(jobScope))
+	if j.PullPolicy != "" && !contains(PullPolicies, j.PullPolicy) {
+		v.errorf(jp+".pullPolicy", "invalid pullPolicy %q%s; accepted: %s", j.PullPolicy, didYouMean(j.PullPolicy, PullPolicies), quoteList(PullPolicies))
+	}
 	v.checkDuration(jp+".timeout", j.Timeout)
 	if j.Retry != nil {
 		if j.Retry.Max < 0 || j.Retry.Max > MaxRetries {
@@ -504,6 +508,7 @@ func (v *validator) checkJob(jp string, j *Job, jobNames, declared []string) {
 		if s.Image == "" {
 			v.errorf(sp, "service %q needs an image", s.Name)
 		}
+		v.checkTemplate(sp+".image", s.Image, withoutSecrets(jobScope))
 		v.checkEnv(sp+".env", s.Env, jobScope)
 	}
 	v.checkApproval(jp+".approval", j.Approval)
@@ -601,7 +606,7 @@ func (v *validator) checkStep(sp string, st *Step, scope expr.Scope) {
 		if len(st.Args) > 0 {
 			v.errorf(sp+".args", "args apply only to steps with uses; a run step reads env instead")
 		}
-		v.checkTemplate(sp+".run", st.Run, scope)
+		v.checkTemplate(sp+".run", st.Run, withoutSecrets(scope))
 		if strings.TrimSpace(st.Shell) == "" && st.Shell != "" {
 			v.errorf(sp+".shell", "shell is blank")
 		}
@@ -616,11 +621,22 @@ func (v *validator) checkStep(sp string, st *Step, scope expr.Scope) {
 	ifScope.Contexts = ctxStepIf
 	v.checkCondition(sp+".if", st.If, ifScope)
 	v.checkEnv(sp+".env", st.Env, scope)
-	v.checkTemplate(sp+".workingDirectory", st.WorkingDirectory, scope)
+	v.checkTemplate(sp+".workingDirectory", st.WorkingDirectory, withoutSecrets(scope))
 	v.checkDuration(sp+".timeout", st.Timeout)
 }
 
+// withoutSecrets is scope minus the secrets context: fields other than env
+// and args (a script, a path, an image) must not carry secret values.
+func withoutSecrets(scope expr.Scope) expr.Scope {
+	scope.Contexts = slices.DeleteFunc(slices.Clone(scope.Contexts), func(c string) bool { return c == "secrets" })
+	return scope
+}
+
 func (v *validator) checkUses(sp string, st *Step, scope expr.Scope) {
+	if image, ok := PluginImage(st.Uses); ok {
+		v.checkPlugin(sp, st, image, scope)
+		return
+	}
 	if v.catalog == nil {
 		v.errorf(sp+".uses", "unknown action %q: no actions are available here", st.Uses)
 		return
@@ -662,6 +678,38 @@ func (v *validator) checkUses(sp string, st *Step, scope expr.Scope) {
 		if _, ok := st.Args[in.Name]; in.Required && !ok {
 			v.errorf(sp+".args", "%s needs args.%s (%s)", st.Uses, in.Name, in.Description)
 		}
+	}
+	for _, pe := range expr.CheckAny(st.Args, scope) {
+		v.exprError(joinArgsPath(sp+".args", pe.Path), pe.Err)
+	}
+}
+
+// checkPlugin validates a `uses: docker://IMAGE` step: the image reference is
+// literal (so that agents can fetch it before the job starts), and its args
+// become PLUGIN_* variables, whatever their names.
+func (v *validator) checkPlugin(sp string, st *Step, image string, scope expr.Scope) {
+	switch {
+	case image == "":
+		v.errorf(sp+".uses", "uses %q names no image; write docker://IMAGE, e.g. docker://alpine:3.20", st.Uses)
+	case strings.Contains(image, "${{"):
+		v.errorf(sp+".uses", "the image of a docker:// step cannot contain expressions: %q", st.Uses)
+	default:
+		if err := CheckImageRef(image); err != nil {
+			v.errorf(sp+".uses", "%s: %v", st.Uses, err)
+		}
+	}
+	if st.Action != "" {
+		v.errorf(sp+".action", "action applies only to catalog actions, not to a docker:// plugin")
+	}
+	byEnv := map[string]string{}
+	for _, k := range sortedKeys(st.Args) {
+		name := PluginEnvName(k)
+		if k == "" {
+			v.errorf(sp+".args", "an argument name is empty")
+		} else if other, dup := byEnv[name]; dup {
+			v.errorf(keyPath(sp+".args", k), "args %q and %q both become %s", other, k, name)
+		}
+		byEnv[name] = k
 	}
 	for _, pe := range expr.CheckAny(st.Args, scope) {
 		v.exprError(joinArgsPath(sp+".args", pe.Path), pe.Err)

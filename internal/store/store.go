@@ -230,6 +230,8 @@ type Store interface {
 	Logs
 	Tokens
 	Agents
+	Secrets
+	Credentials
 	// Ping checks the database is reachable (for /readyz).
 	Ping(ctx context.Context) error
 	Close() error
@@ -434,6 +436,74 @@ type Agents interface {
 	// existing agent id, or a used API token id or hash → ErrConflict, and
 	// the use is not counted.
 	RegisterAgent(ctx context.Context, tokenHash []byte, now time.Time, a *Agent, tok *APIToken) error
+}
+
+// Secret is a named value for steps, encrypted at rest, scoped to a project
+// or to a pipeline. The store never sees the value, only its ciphertext.
+type Secret struct {
+	ID      string
+	Name    string
+	Scope   string // project | pipeline
+	ScopeID string // the project id or the pipeline id
+	// Ciphertext is the sealed value; KeyID names the key that sealed it.
+	Ciphertext []byte
+	KeyID      string
+	CreatedBy  string
+	CreatedAt  time.Time
+	UpdatedAt  time.Time
+}
+
+// SecretFilter selects secrets to list; empty fields match all.
+type SecretFilter struct {
+	Scope   string
+	ScopeID string
+}
+
+// Secrets stores secrets.
+type Secrets interface {
+	// CreateSecret stores a new secret; a secret of the same name in the same
+	// scope → ErrConflict.
+	CreateSecret(ctx context.Context, s *Secret) error
+	GetSecret(ctx context.Context, id string) (*Secret, error)
+	// ListSecrets lists secrets ordered by scope, scope id and name.
+	ListSecrets(ctx context.Context, f SecretFilter) ([]*Secret, error)
+	// UpdateSecret replaces Name, Ciphertext, KeyID and UpdatedAt (a clash of
+	// names in the scope → ErrConflict).
+	UpdateSecret(ctx context.Context, s *Secret) error
+	DeleteSecret(ctx context.Context, id string) error
+	// SecretsForPipeline lists the project's secrets and the pipeline's own,
+	// ordered by name, project scope first.
+	SecretsForPipeline(ctx context.Context, projectID, pipelineID string) ([]*Secret, error)
+}
+
+// Credential is a source-code credential (seed 001): what git needs to fetch
+// from a forge or a host. Its secret material (an access token or an SSH
+// private key) is sealed like a secret's value.
+type Credential struct {
+	ID       string
+	Name     string
+	Kind     string // github gitlab gitea bitbucket basic ssh
+	Host     string
+	Username string
+	// ProjectID, when set, limits the credential to that project's pipelines.
+	ProjectID  string
+	Ciphertext []byte
+	KeyID      string
+	CreatedBy  string
+	CreatedAt  time.Time
+	UpdatedAt  time.Time
+}
+
+// Credentials stores source-code credentials.
+type Credentials interface {
+	// CreateCredential stores a new credential; a used name → ErrConflict.
+	CreateCredential(ctx context.Context, c *Credential) error
+	GetCredential(ctx context.Context, id string) (*Credential, error)
+	// ListCredentials lists credentials by name; projectID filters ("" all).
+	ListCredentials(ctx context.Context, projectID string) ([]*Credential, error)
+	// UpdateCredential replaces every field but ID, Kind, CreatedBy, CreatedAt.
+	UpdateCredential(ctx context.Context, c *Credential) error
+	DeleteCredential(ctx context.Context, id string) error
 }
 
 // Tokens stores API tokens.

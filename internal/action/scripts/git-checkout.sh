@@ -58,6 +58,36 @@ cd -- "$dest"
 
 printf '%s: checking out %s of %s into %s\n' "$me" "${ref:-the default branch}" "$(redact "$repo")" "$dest"
 git -c init.defaultBranch=main init -q
+
+# A credential (args.credential) arrives in the environment only: git gets a
+# token from a credential helper that reads the environment (only for the
+# credential's host), an SSH key from a private file. Neither is ever on a
+# command line, in a URL or in the repository's configuration.
+if [ -n "${RUNNEL_GIT_PASSWORD:-}" ]; then
+	helper='!f() { test "$1" = get || exit 0; printf "username=%s\npassword=%s\n" "${RUNNEL_GIT_USERNAME:-x-access-token}" "$RUNNEL_GIT_PASSWORD"; }; f'
+	if [ -n "${RUNNEL_GIT_CREDENTIAL_URL:-}" ]; then
+		key="credential.$RUNNEL_GIT_CREDENTIAL_URL.helper"
+	else
+		key=credential.helper
+	fi
+	# An empty value first resets helpers from other configuration files.
+	# No hooks run while the token is in the environment: a hook left in the
+	# checkout by an earlier step could read it.
+	export GIT_CONFIG_COUNT=3 GIT_CONFIG_KEY_0="$key" GIT_CONFIG_VALUE_0='' GIT_CONFIG_KEY_1="$key" GIT_CONFIG_VALUE_1="$helper" \
+		GIT_CONFIG_KEY_2=core.hooksPath GIT_CONFIG_VALUE_2=/dev/null
+fi
+if [ -n "${RUNNEL_GIT_SSH_KEY:-}" ]; then
+	# The key file lives in the checkout's .git directory (removed with the
+	# workspace when the job ends, whatever happens) and is deleted as soon as
+	# the script ends, also when it is stopped.
+	keyfile=$(mktemp "$dest/.git/runnel-git-key.XXXXXX")
+	trap 'rm -f "$keyfile"' EXIT
+	trap 'exit 143' TERM INT HUP
+	chmod 600 "$keyfile"
+	printf '%s\n' "$RUNNEL_GIT_SSH_KEY" >"$keyfile"
+	export GIT_SSH_COMMAND="ssh -i $keyfile -o IdentitiesOnly=yes -o BatchMode=yes -o StrictHostKeyChecking=accept-new" \
+		GIT_CONFIG_COUNT=1 GIT_CONFIG_KEY_0=core.hooksPath GIT_CONFIG_VALUE_0=/dev/null
+fi
 if git remote get-url origin >/dev/null 2>&1; then
 	git remote set-url origin "$repo"
 else

@@ -193,6 +193,9 @@ func (b *Backend) RunStep(ctx context.Context, job *backend.Job, step *backend.S
 	if !validID.MatchString(step.ID) || step.ID == "." || step.ID == ".." {
 		return fail(fmt.Errorf("invalid step ID %q: want [A-Za-z0-9._-]+", step.ID))
 	}
+	if step.Image != "" {
+		return fail(fmt.Errorf("step %q runs the container image %q (uses: docker://…), which needs the docker backend (--backend docker, or --backend auto with Docker reachable); this agent runs steps with the local backend", step.Name, step.Image))
+	}
 	if out == nil {
 		out = io.Discard
 	}

@@ -188,6 +188,10 @@ func (s *Store) DeletePipeline(ctx context.Context, id string) error {
 		if !errors.Is(err, sql.ErrNoRows) {
 			return err
 		}
+		// The pipeline's own secrets go with it (project secrets stay).
+		if _, err := s.exec(ctx, tx, `DELETE FROM secrets WHERE scope = 'pipeline' AND scope_id = ?`, id); err != nil {
+			return err
+		}
 		_, err = s.exec(ctx, tx, `DELETE FROM pipelines WHERE id = ?`, id)
 		return err
 	})

@@ -42,6 +42,8 @@ func Run(t *testing.T, open func(t *testing.T) store.Store) {
 		{"Registration", testRegistration},
 		{"Delete", testDelete},
 		{"Health", testHealth},
+		{"Secrets", testSecrets},
+		{"Credentials", testCredentials},
 	}
 	for _, g := range groups {
 		t.Run(g.name, func(t *testing.T) {
