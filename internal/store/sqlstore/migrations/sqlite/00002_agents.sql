@@ -50,7 +50,14 @@ CREATE INDEX job_runs_route ON job_runs (runs_on, queued_at, id, retry_at) WHERE
 -- attempt.
 ALTER TABLE job_runs ADD COLUMN acked INTEGER NOT NULL DEFAULT 0;
 
+-- The claim now goes by route (job_runs_route): the old queue index is unused
+-- and harmful. With 10,000 jobs waiting for other labels, PostgreSQL's
+-- generic plan for the prepared claim walked it in time order filtering on
+-- runs_on (34-56 ms per claim instead of ~3 ms; docs/benchmarks.md).
+DROP INDEX job_runs_queue;
+
 -- +goose Down
+CREATE INDEX job_runs_queue ON job_runs (queued_at, id, retry_at) WHERE status = 'queued';
 ALTER TABLE job_runs DROP COLUMN acked;
 DROP INDEX job_runs_route;
 DROP TABLE registration_tokens;
