@@ -125,18 +125,7 @@ func (s *Server) listAgents(w http.ResponseWriter, r *http.Request) error {
 }
 
 func (s *Server) loadAgent(r *http.Request) (*store.Agent, error) {
-	id, err := pathID(r, agentIDKind)
-	if err != nil {
-		return nil, err
-	}
-	a, err := s.st.GetAgent(r.Context(), id)
-	if errors.Is(err, store.ErrNotFound) {
-		return nil, errorf(http.StatusNotFound, "agent %s not found", id)
-	}
-	if err != nil {
-		return nil, fmt.Errorf("get agent %s: %w", id, err)
-	}
-	return a, nil
+	return loadByPath(r, agentIDKind, s.st.GetAgent)
 }
 
 func (s *Server) agentDetail(ctx context.Context, a *store.Agent) (agentJSON, error) {
@@ -371,11 +360,7 @@ func (s *Server) listRegistrationTokens(w http.ResponseWriter, r *http.Request) 
 	if err != nil {
 		return fmt.Errorf("list registration tokens: %w", err)
 	}
-	out := []registrationTokenJSON{}
-	for _, t := range list {
-		out = append(out, toRegistrationTokenJSON(t))
-	}
-	s.ok(w, http.StatusOK, listJSON[registrationTokenJSON]{Items: out, Total: len(out), Page: 1, PageSize: len(out)})
+	s.ok(w, http.StatusOK, wholeList(list, toRegistrationTokenJSON))
 	return nil
 }
 

@@ -328,27 +328,12 @@ func (s *Server) listCredentials(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return fmt.Errorf("list credentials: %w", err)
 	}
-	out := []credentialJSON{}
-	for _, c := range list {
-		out = append(out, toCredentialJSON(c))
-	}
-	s.ok(w, http.StatusOK, listJSON[credentialJSON]{Items: out, Total: len(out), Page: 1, PageSize: len(out)})
+	s.ok(w, http.StatusOK, wholeList(list, toCredentialJSON))
 	return nil
 }
 
 func (s *Server) loadCredential(r *http.Request) (*store.Credential, error) {
-	id, err := pathID(r, credentialIDKind)
-	if err != nil {
-		return nil, err
-	}
-	c, err := s.st.GetCredential(r.Context(), id)
-	if errors.Is(err, store.ErrNotFound) {
-		return nil, errorf(http.StatusNotFound, "credential %s not found", id)
-	}
-	if err != nil {
-		return nil, fmt.Errorf("get credential %s: %w", id, err)
-	}
-	return c, nil
+	return loadByPath(r, credentialIDKind, s.st.GetCredential)
 }
 
 func (s *Server) getCredential(w http.ResponseWriter, r *http.Request) error {

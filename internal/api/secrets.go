@@ -224,27 +224,12 @@ func (s *Server) listSecrets(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return fmt.Errorf("list secrets: %w", err)
 	}
-	out := []secretJSON{}
-	for _, x := range list {
-		out = append(out, toSecretJSON(x))
-	}
-	s.ok(w, http.StatusOK, listJSON[secretJSON]{Items: out, Total: len(out), Page: 1, PageSize: len(out)})
+	s.ok(w, http.StatusOK, wholeList(list, toSecretJSON))
 	return nil
 }
 
 func (s *Server) loadSecret(r *http.Request) (*store.Secret, error) {
-	id, err := pathID(r, secretIDKind)
-	if err != nil {
-		return nil, err
-	}
-	x, err := s.st.GetSecret(r.Context(), id)
-	if errors.Is(err, store.ErrNotFound) {
-		return nil, errorf(http.StatusNotFound, "secret %s not found", id)
-	}
-	if err != nil {
-		return nil, fmt.Errorf("get secret %s: %w", id, err)
-	}
-	return x, nil
+	return loadByPath(r, secretIDKind, s.st.GetSecret)
 }
 
 func (s *Server) getSecret(w http.ResponseWriter, r *http.Request) error {

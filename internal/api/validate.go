@@ -1,8 +1,10 @@
 package api
 
 import (
+	"context"
 	"crypto/rand"
 	"encoding/base32"
+	"errors"
 	"fmt"
 	"net/http"
 	"net/url"
@@ -11,6 +13,8 @@ import (
 	"strings"
 	"unicode"
 	"unicode/utf8"
+
+	"github.com/runnel-ci/runnel/internal/store"
 )
 
 // Ids are a short lowercase prefix naming the kind, "_", and lowercase base32
@@ -224,4 +228,32 @@ func checkEnum(field, v string, values ...string) error {
 		}
 	}
 	return errorf(http.StatusBadRequest, "%s: must be one of %s; got %q", field, strings.Join(values, ", "), v)
+}
+
+// loadByPath reads the entity whose id is the path parameter of kind k, or
+// answers 404 naming it.
+func loadByPath[T any](r *http.Request, k idKind, get func(ctx context.Context, id string) (T, error)) (T, error) {
+	var zero T
+	id, err := pathID(r, k)
+	if err != nil {
+		return zero, err
+	}
+	v, err := get(r.Context(), id)
+	if errors.Is(err, store.ErrNotFound) {
+		return zero, errorf(http.StatusNotFound, "%s %s not found", k.noun, id)
+	}
+	if err != nil {
+		return zero, fmt.Errorf("get %s %s: %w", k.noun, id, err)
+	}
+	return v, nil
+}
+
+// wholeList is a list answered in one page (agents, tokens, secrets,
+// credentials: lists an administrator reads whole).
+func wholeList[T, J any](items []T, conv func(T) J) listJSON[J] {
+	out := make([]J, 0, len(items))
+	for _, x := range items {
+		out = append(out, conv(x))
+	}
+	return listJSON[J]{Items: out, Total: len(out), Page: 1, PageSize: len(out)}
 }
