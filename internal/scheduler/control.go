@@ -115,6 +115,12 @@ func (s *Scheduler) Resume(ctx context.Context, runID, operator, reason string) 
 		if err := tx.AppendTimeline(&store.TimelineEntry{RunID: runID, Time: now, Action: "resumed", Operator: operator, Reason: reason}); err != nil {
 			return err
 		}
+		if err := tx.UpdateRun(run); err != nil {
+			return err
+		}
+		if err := tx.SetPipelineStatus(run); err != nil {
+			return err
+		}
 		started, err = s.advanceTx(ctx, tx, tree)
 		return err
 	})

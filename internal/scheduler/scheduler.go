@@ -347,7 +347,11 @@ func (s *Scheduler) advanceTx(ctx context.Context, tx store.RunTx, tree *store.R
 	if err != nil {
 		return false, s.failRunTx(tx, tree, err.Error())
 	}
+	// changed: the run row must be written. A re-evaluation that decides
+	// nothing (the periodic sweep, most wake-ups) writes nothing.
+	changed := false
 	if run.Status == string(engine.RunPending) {
+		changed = true
 		run.Status = string(engine.RunRunning)
 		run.StartedAt = &now
 		if err := tx.AppendTimeline(&store.TimelineEntry{RunID: run.ID, Time: now, Action: "started"}); err != nil {
@@ -411,6 +415,7 @@ func (s *Scheduler) advanceTx(ctx context.Context, tx store.RunTx, tree *store.R
 		s.wakeAt(run.ID, d.WakeAt)
 	}
 	if d.Done {
+		changed = true
 		status := d.Status
 		if run.Status == string(engine.RunCancelled) {
 			status = engine.RunCancelled
@@ -421,6 +426,9 @@ func (s *Scheduler) advanceTx(ctx context.Context, tx store.RunTx, tree *store.R
 			return false, err
 		}
 		defer s.forget(run.ID)
+	}
+	if !changed && len(d.Start) == 0 && len(d.Skipped) == 0 {
+		return false, nil
 	}
 	if err := tx.UpdateRun(run); err != nil {
 		return false, err
