@@ -127,3 +127,17 @@ type Backend interface {
 	RunStep(ctx context.Context, job *Job, step *Step, out io.Writer) (Result, error)
 	DestroyJob(ctx context.Context, job *Job) error
 }
+
+// Files is offered by backends whose job workspaces the agent can read and
+// write from outside the steps (for artifacts, caches and image builds). Both
+// methods may be called between SetupJob and DestroyJob, never concurrently
+// with RunStep of the same job. dir is relative to the workspace, with
+// forward slashes ("" or "." for the root); paths leaving the workspace are
+// refused.
+type Files interface {
+	// ArchiveWorkspace returns a tar stream of dir with entry names relative
+	// to it. A missing dir is an error wrapping fs.ErrNotExist.
+	ArchiveWorkspace(ctx context.Context, job *Job, dir string) (io.ReadCloser, error)
+	// ExtractToWorkspace unpacks a tar stream into dir, creating it.
+	ExtractToWorkspace(ctx context.Context, job *Job, dir string, tar io.Reader) error
+}

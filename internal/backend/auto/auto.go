@@ -100,3 +100,21 @@ func (b *Backend) CleanupStale(ctx context.Context) error {
 	}
 	return errors.Join(errs...)
 }
+
+// ArchiveWorkspace reads the workspace on the job's backend.
+func (b *Backend) ArchiveWorkspace(ctx context.Context, job *backend.Job, dir string) (io.ReadCloser, error) {
+	f, ok := b.pick(job).(backend.Files)
+	if !ok {
+		return nil, fmt.Errorf("the backend of job %s cannot read its workspace", job.Name)
+	}
+	return f.ArchiveWorkspace(ctx, job, dir)
+}
+
+// ExtractToWorkspace writes the workspace on the job's backend.
+func (b *Backend) ExtractToWorkspace(ctx context.Context, job *backend.Job, dir string, r io.Reader) error {
+	f, ok := b.pick(job).(backend.Files)
+	if !ok {
+		return fmt.Errorf("the backend of job %s cannot write its workspace", job.Name)
+	}
+	return f.ExtractToWorkspace(ctx, job, dir, r)
+}

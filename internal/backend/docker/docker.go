@@ -134,6 +134,11 @@ type jobState struct {
 	// ensured lists images already made present for this job, so that a
 	// plugin image is not pulled again under pullPolicy always.
 	ensured map[string]bool
+	// files is the never-started container through which ArchiveWorkspace
+	// and ExtractToWorkspace reach the volume ("" until first needed).
+	files string
+	// image is the image that container is made from.
+	image string
 }
 
 // New validates opts and returns a Backend. It does not contact Docker.
@@ -290,6 +295,14 @@ func (b *Backend) SetupJob(ctx context.Context, job *backend.Job) (*backend.Work
 	}
 	cli, _ := b.client()
 	st := &jobState{network: b.name(job.ID, ""), volume: b.name(job.ID, "workspace"), ensured: map[string]bool{}}
+	switch {
+	case job.Image != "":
+		st.image = job.Image
+	case len(job.Plugins) > 0:
+		st.image = job.Plugins[0]
+	case len(job.Services) > 0:
+		st.image = job.Services[0].Image
+	}
 	b.mu.Lock()
 	if _, dup := b.jobs[job.ID]; dup {
 		b.mu.Unlock()

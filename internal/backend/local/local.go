@@ -23,6 +23,7 @@ import (
 	"time"
 
 	"github.com/runnel-ci/runnel/internal/backend"
+	"github.com/runnel-ci/runnel/internal/workspace"
 )
 
 // markerVar is the environment variable every process of a job inherits. Its
@@ -503,4 +504,22 @@ func writeScript(tmp, script string) (path string, f *os.File, err error) {
 		return "", nil, fmt.Errorf("write script: %w", err)
 	}
 	return path, nil, nil
+}
+
+// ArchiveWorkspace implements backend.Files.
+func (b *Backend) ArchiveWorkspace(ctx context.Context, job *backend.Job, dir string) (io.ReadCloser, error) {
+	jd, err := b.jobDir(job.ID)
+	if err != nil {
+		return nil, err
+	}
+	return workspace.Dir(filepath.Join(jd, "workspace")).Archive(ctx, dir)
+}
+
+// ExtractToWorkspace implements backend.Files.
+func (b *Backend) ExtractToWorkspace(ctx context.Context, job *backend.Job, dir string, r io.Reader) error {
+	jd, err := b.jobDir(job.ID)
+	if err != nil {
+		return err
+	}
+	return workspace.Dir(filepath.Join(jd, "workspace")).Extract(ctx, dir, r)
 }
