@@ -12,6 +12,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/runnel-ci/runnel/internal/action"
 	"github.com/runnel-ci/runnel/internal/engine"
 	"github.com/runnel-ci/runnel/internal/scheduler"
 	"github.com/runnel-ci/runnel/internal/store"
@@ -33,6 +34,9 @@ type Source interface {
 	// (its lease was lost, or it could not acknowledge it).
 	Abandon(c *scheduler.Claim)
 	LeaseDuration() time.Duration
+	// Storage binds the claim to the run's artifacts and the pipeline's
+	// caches; nil when there are none.
+	Storage(c *scheduler.Claim) action.Storage
 }
 
 // Agent runs up to Capacity jobs at once.
@@ -154,6 +158,7 @@ func (a *Agent) execute(agentCtx context.Context, c *scheduler.Claim, log *slog.
 	rep := newReporter(a, c, log)
 	req := c.Request
 	req.Hard = hard
+	req.Storage = a.Source.Storage(c)
 	res := a.Executor.Execute(soft, req, rep)
 	rep.close()
 	close(done)

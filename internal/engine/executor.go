@@ -13,6 +13,8 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/moby/moby/client"
+
 	"github.com/runnel-ci/runnel/internal/action"
 	"github.com/runnel-ci/runnel/internal/backend"
 	"github.com/runnel-ci/runnel/internal/expr"
@@ -48,6 +50,9 @@ type Executor struct {
 	Clock   Clock
 	// MaxLogLine bounds one log line (longer output is split); 0 → 64 KiB.
 	MaxLogLine int
+	// Docker opens a client of the Docker engine for native actions that
+	// build images; nil: none.
+	Docker func() (*client.Client, error)
 }
 
 // JobRequest is one job attempt to execute. It carries everything needed, so an
@@ -70,6 +75,9 @@ type JobRequest struct {
 	// Credentials the job may use, by id (opened by the scheduler at claim
 	// time; never serialised with the request).
 	Credentials map[string]action.Credential
+	// Storage keeps the run's artifacts and the pipeline's caches (bound to
+	// the claim by the agent; never serialised). nil: none.
+	Storage action.Storage
 
 	// masker hides the values of Env.Secrets and of the credentials (set by
 	// Execute).
@@ -223,6 +231,10 @@ func (x *Executor) execute(ctx context.Context, req JobRequest, rep JobReporter)
 		return failJob("setting up the job: " + err.Error())
 	}
 
+	files := &jobFiles{ctx: jobCtx, be: x.Backend, job: bj}
+	env.Files = files
+	var after []afterHook
+
 	jobFailed := false
 	allowed := false
 	timedOut := false
@@ -267,7 +279,7 @@ func (x *Executor) execute(ctx context.Context, req JobRequest, rep JobReporter)
 			rep.StepStatus(*sr)
 			continue
 		}
-		x.runStep(ctx, jobCtx, req, bj, st, sr, &env, cond, rep, clock)
+		x.runStep(ctx, jobCtx, req, bj, files, st, sr, &env, cond, rep, clock, &after)
 		env.Steps[st.Name] = expr.StepResult{Outcome: string(sr.Status), Outputs: nonNil(sr.Outputs)}
 		switch sr.Status {
 		case StepSuccess:
@@ -285,6 +297,8 @@ func (x *Executor) execute(ctx context.Context, req JobRequest, rep JobReporter)
 			}
 		}
 	}
+	succeeded := !timedOut && !jobFailed && !cancelled.Load() && hard.Err() == nil
+	x.runAfterHooks(hard, after, succeeded, rep, clock)
 	switch {
 	case timedOut:
 		res.Status, res.Reason = JobFailed, fmt.Sprintf("job timed out after %s", j.Timeout)
@@ -360,12 +374,12 @@ func (x *Executor) fail(rep JobReporter, sr *StepReport, clock Clock, msg string
 	rep.StepStatus(*sr)
 }
 
-func (x *Executor) runStep(ctx, jobCtx context.Context, req JobRequest, bj *backend.Job, st *spec.Step, sr *StepReport, env *expr.Env, cond *expr.Condition, rep JobReporter, clock Clock) {
+func (x *Executor) runStep(ctx, jobCtx context.Context, req JobRequest, bj *backend.Job, files *jobFiles, st *spec.Step, sr *StepReport, env *expr.Env, cond *expr.Condition, rep JobReporter, clock Clock, after *[]afterHook) {
 	sr.Started = clock.Now()
 	sr.Status = StepRunning
 	rep.StepStatus(*sr)
 
-	bs, err := x.prepareStep(req, st, sr.Index, env)
+	bs, nc, err := x.prepareStep(req, st, sr.Index, env)
 	if err != nil {
 		x.fail(rep, sr, clock, err.Error())
 		return
@@ -388,7 +402,13 @@ func (x *Executor) runStep(ctx, jobCtx context.Context, req JobRequest, bj *back
 	// Secrets are masked in the byte stream, before it is cut into lines:
 	// a value split across writes or across a long line's chunks is found.
 	mw := req.masker.Writer(sp)
-	result, runErr := x.Backend.RunStep(stepCtx, bj, bs, mw)
+	var result backend.Result
+	var runErr error
+	if nc != nil {
+		result, runErr = x.runNative(stepCtx, req, files, nc, sr.Index, mw, rep, clock, after)
+	} else {
+		result, runErr = x.Backend.RunStep(stepCtx, bj, bs, mw)
+	}
 	mw.Flush()
 	sp.Flush()
 	sr.Ended = clock.Now()
@@ -432,7 +452,7 @@ func (x *Executor) runStep(ctx, jobCtx context.Context, req JobRequest, bj *back
 
 // prepareStep evaluates a step's fields and resolves its action into what the
 // backend runs.
-func (x *Executor) prepareStep(req JobRequest, st *spec.Step, index int, env *expr.Env) (*backend.Step, error) {
+func (x *Executor) prepareStep(req JobRequest, st *spec.Step, index int, env *expr.Env) (*backend.Step, *nativeCall, error) {
 	stepEnv := make(map[string]string, 32)
 	maps.Copy(stepEnv, req.ExtraEnv)
 	maps.Copy(stepEnv, standardEnv(req, st, index))
@@ -441,7 +461,7 @@ func (x *Executor) prepareStep(req JobRequest, st *spec.Step, index int, env *ex
 	for _, k := range sortedKeys(st.Env) {
 		v, err := evalString(st.Env[k], env)
 		if err != nil {
-			return nil, fmt.Errorf("env.%s: %w", k, err)
+			return nil, nil, fmt.Errorf("env.%s: %w", k, err)
 		}
 		own[k] = v
 	}
@@ -453,42 +473,47 @@ func (x *Executor) prepareStep(req JobRequest, st *spec.Step, index int, env *ex
 
 	wd, err := evalString(st.WorkingDirectory, &scoped)
 	if err != nil {
-		return nil, fmt.Errorf("workingDirectory: %w", err)
+		return nil, nil, fmt.Errorf("workingDirectory: %w", err)
 	}
 	bs := &backend.Step{ID: fmt.Sprintf("step-%d", index+1), Name: st.Name, Env: stepEnv, WorkingDir: wd}
 	if st.Run != "" {
 		script, err := evalString(st.Run, &scoped)
 		if err != nil {
-			return nil, fmt.Errorf("run: %w", err)
+			return nil, nil, fmt.Errorf("run: %w", err)
 		}
 		bs.Script, bs.Shell = script, st.Shell
-		return bs, nil
+		return bs, nil, nil
 	}
 	if image, ok := spec.PluginImage(st.Uses); ok {
-		return pluginStep(bs, image, st, &scoped)
+		bs, err := pluginStep(bs, image, st, &scoped)
+		return bs, nil, err
 	}
 	a, ok := x.Actions.Lookup(st.Uses)
 	if !ok {
-		return nil, fmt.Errorf("unknown action %q", st.Uses)
+		return nil, nil, fmt.Errorf("unknown action %q", st.Uses)
 	}
 	var args map[string]any
 	if len(st.Args) > 0 {
 		v, err := expr.EvalAny(map[string]any(st.Args), &scoped)
 		if err != nil {
-			return nil, fmt.Errorf("args: %w", err)
+			return nil, nil, fmt.Errorf("args: %w", err)
 		}
 		args, _ = v.(map[string]any)
 	}
-	ex, err := a.Prepare(action.Call{Action: st.Action, Args: args, Credentials: req.Credentials})
+	call := action.Call{Action: st.Action, Args: args, Credentials: req.Credentials}
+	if n, ok := a.(action.Native); ok {
+		return bs, &nativeCall{action: n, call: call, uses: st.Uses}, nil
+	}
+	ex, err := a.Prepare(call)
 	if err != nil {
-		return nil, fmt.Errorf("%s: %w", st.Uses, err)
+		return nil, nil, fmt.Errorf("%s: %w", st.Uses, err)
 	}
 	bs.Script, bs.Shell = ex.Script, ex.Shell
 	maps.Copy(bs.Env, ex.Env)
 	if ex.WorkingDir != "" {
 		bs.WorkingDir = ex.WorkingDir
 	}
-	return bs, nil
+	return bs, nil, nil
 }
 
 // jobContainers evaluates the job's image and services into bj.

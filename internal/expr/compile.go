@@ -295,15 +295,18 @@ func children(n ast.Node) []*ast.Node {
 // functionOptions). It runs before expr-lang's type check.
 func patchStatus(node *ast.Node) {
 	if n, ok := (*node).(*ast.CallNode); ok {
-		if id, ok := n.Callee.(*ast.IdentifierNode); ok && len(n.Arguments) == 0 {
-			if fn, ok := statusFunctions[id.Value]; ok {
+		if id, ok := n.Callee.(*ast.IdentifierNode); ok {
+			fn, isStatus := statusFunctions[id.Value]
+			if id.Value == "hashFiles" {
+				fn = fnHashFiles
+			}
+			if (isStatus && len(n.Arguments) == 0) || id.Value == "hashFiles" {
 				callee := &ast.IdentifierNode{Value: fn}
 				callee.SetLocation(id.Location())
 				env := &ast.IdentifierNode{Value: "$env"}
 				env.SetLocation(id.Location())
 				n.Callee = callee
-				n.Arguments = []ast.Node{env}
-				return
+				n.Arguments = append([]ast.Node{env}, n.Arguments...)
 			}
 		}
 	}

@@ -45,6 +45,7 @@
 //	join(list, sep)              sep defaults to ","
 //	toJSON(v)                    compact JSON
 //	fromJSON(s)
+//	hashFiles('go.sum', '**/package-lock.json')   SHA-256 over the matching workspace files ("" if none); steps only
 //
 // All comparisons are case-sensitive.
 //

@@ -79,4 +79,14 @@ type Env struct {
 	Needs     map[string]NeedResult `expr:"needs" json:"needs,omitempty"`
 	Secrets   map[string]string     `expr:"secrets" json:"-"`
 	Status    Status                `expr:"-" json:"-"`
+	// Files hashes workspace files for hashFiles(); nil where no workspace
+	// exists (hashFiles then fails with a clear error).
+	Files FileHasher `expr:"-" json:"-"`
+}
+
+// FileHasher computes hashFiles(patterns…): a hex SHA-256 over the files of
+// the job's workspace matching any of the glob patterns ("**" matches any
+// number of directories), or "" when none matches.
+type FileHasher interface {
+	HashFiles(patterns []string) (string, error)
 }

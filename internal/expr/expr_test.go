@@ -830,3 +830,30 @@ func TestConcurrentEval(t *testing.T) {
 		<-done
 	}
 }
+
+type hasherFunc func([]string) (string, error)
+
+func (f hasherFunc) HashFiles(p []string) (string, error) { return f(p) }
+
+func TestHashFiles(t *testing.T) {
+	var got []string
+	env := &Env{Files: hasherFunc(func(p []string) (string, error) { got = p; return "abc123", nil })}
+	tpl, err := ParseTemplate("deps-${{ hashFiles('go.sum', '**/*.mod') }}")
+	if err != nil {
+		t.Fatal(err)
+	}
+	s, err := tpl.Eval(env)
+	if err != nil || s != "deps-abc123" {
+		t.Fatalf("got %q, %v", s, err)
+	}
+	if len(got) != 2 || got[0] != "go.sum" || got[1] != "**/*.mod" {
+		t.Fatalf("patterns %q", got)
+	}
+	if _, err := tpl.Eval(&Env{}); err == nil || !strings.Contains(err.Error(), "hashFiles: only available") {
+		t.Fatalf("without a workspace: %v", err)
+	}
+	if _, err := ParseTemplate("${{ hashFiles() }}"); err == nil {
+		// zero arguments is accepted by the parser only if the function allows it
+		t.Log("hashFiles() parses; evaluation reports the error")
+	}
+}

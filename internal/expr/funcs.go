@@ -27,6 +27,8 @@ const (
 	fnFailure   = "__failure"
 	fnAlways    = "__always"
 	fnCancelled = "__cancelled"
+
+	fnHashFiles = "__hashFiles"
 )
 
 // statusFunctions maps the user-facing status functions to the internal
@@ -42,13 +44,14 @@ var statusFunctions = map[string]string{
 // messages). expr-lang's builtins stay available too.
 var userFunctions = []string{
 	"success", "failure", "always", "cancelled",
-	"contains", "startsWith", "endsWith", "format", "join", "toJSON", "fromJSON",
+	"contains", "startsWith", "endsWith", "format", "join", "toJSON", "fromJSON", "hashFiles",
 }
 
 // internalNames translates internal names back in messages from expr-lang.
 var internalNames = strings.NewReplacer(
 	fnContains, "contains", fnStartsWith, "startsWith", fnEndsWith, "endsWith",
 	fnSuccess, "success", fnFailure, "failure", fnAlways, "always", fnCancelled, "cancelled",
+	fnHashFiles, "hashFiles",
 )
 
 // functionOptions registers the functions with expr-lang, with signatures so
@@ -82,6 +85,24 @@ func functionOptions() []exprlang.Option {
 		exprlang.Function(fnAlways, func(params ...any) (any, error) {
 			return true, nil
 		}, statusType),
+		exprlang.Function(fnHashFiles, func(params ...any) (any, error) {
+			e, _ := params[0].(*Env)
+			patterns := make([]string, 0, len(params)-1)
+			for _, p := range params[1:] {
+				s, ok := p.(string)
+				if !ok {
+					return nil, fmt.Errorf("hashFiles: patterns must be strings, got %T", p)
+				}
+				patterns = append(patterns, s)
+			}
+			if len(patterns) == 0 {
+				return nil, errors.New("hashFiles: give at least one pattern, e.g. hashFiles('go.sum')")
+			}
+			if e == nil || e.Files == nil {
+				return nil, errors.New("hashFiles: only available in a step's fields (env, args, run, with), where the job's workspace exists")
+			}
+			return e.Files.HashFiles(patterns)
+		}, new(func(*Env, ...any) string)),
 		exprlang.Function(fnContains, funcContains, new(func(any, any) bool)),
 		exprlang.Function(fnStartsWith, func(params ...any) (any, error) {
 			s, err := stringArgs("startsWith", params)

@@ -9,15 +9,18 @@ import (
 	"slices"
 	"time"
 
+	"github.com/runnel-ci/runnel/internal/action"
 	"github.com/runnel-ci/runnel/internal/engine"
 	"github.com/runnel-ci/runnel/internal/store"
 )
 
 // Claim is a job handed to an agent under a lease.
 type Claim struct {
-	Job     *store.JobRun
-	Steps   []*store.StepRun
-	Request engine.JobRequest
+	// PipelineID of the job's run.
+	PipelineID string
+	Job        *store.JobRun
+	Steps      []*store.StepRun
+	Request    engine.JobRequest
 	// Cancelled is closed when the run is stopped. The scheduler closes it for
 	// claims made in its process; a remote agent's client closes its own copy
 	// when its session hears of the cancellation (Heartbeat tells it too).
@@ -61,7 +64,7 @@ func (s *Scheduler) prepareClaim(ctx context.Context, j *store.JobRun) (*Claim, 
 	s.mu.Lock()
 	s.cancels[j.ID] = ch
 	s.mu.Unlock()
-	return &Claim{Job: j, Steps: tree.Steps[j.ID], Request: req, Cancelled: ch}, nil
+	return &Claim{PipelineID: tree.Run.PipelineID, Job: j, Steps: tree.Steps[j.ID], Request: req, Cancelled: ch}, nil
 }
 
 // Heartbeat renews the claim's lease and tells whether the run was stopped.
@@ -135,7 +138,7 @@ func (s *Scheduler) LoadClaim(ctx context.Context, runID, jobRunID, leaseID stri
 		if j.Status != string(engine.JobRunning) || j.LeaseID == "" || j.LeaseID != leaseID {
 			return nil, fmt.Errorf("job run %s: %w", jobRunID, store.ErrLeaseLost)
 		}
-		return &Claim{Job: j, Steps: tree.Steps[j.ID]}, nil
+		return &Claim{PipelineID: tree.Run.PipelineID, Job: j, Steps: tree.Steps[j.ID]}, nil
 	}
 	return nil, fmt.Errorf("run %s has no job run %s: %w", runID, jobRunID, store.ErrNotFound)
 }
@@ -212,6 +215,11 @@ func (l LocalSource) Complete(ctx context.Context, c *Claim, res engine.JobResul
 func (l LocalSource) Interrupt(ctx context.Context, c *Claim, reason string) error {
 	return l.S.Interrupt(ctx, c, reason)
 }
+
+// Storage binds the claim to the run's artifacts and the pipeline's caches
+// (nil when the server has no storage).
+func (l LocalSource) Storage(c *Claim) action.Storage { return l.S.Storage(c) }
+
 func (l LocalSource) Abandon(c *Claim)             { l.S.forgetClaim(c.Job.ID) }
 func (l LocalSource) LeaseDuration() time.Duration { return l.S.LeaseDuration() }
 
@@ -520,4 +528,13 @@ func credentialRefs(request []byte) []string {
 		}
 	}
 	return out
+}
+
+// Storage binds a claim to the run's artifacts and the pipeline's caches; nil
+// when the scheduler has no StorageBinder.
+func (s *Scheduler) Storage(c *Claim) action.Storage {
+	if s.storage == nil {
+		return nil
+	}
+	return s.storage.Bind(JobRef{PipelineID: c.PipelineID, RunID: c.Job.RunID, JobRunID: c.Job.ID, JobKey: c.Job.Key, LeaseID: c.Job.LeaseID})
 }

@@ -54,6 +54,26 @@ type Options struct {
 	PollInterval time.Duration
 	// Secrets opens the secrets a pipeline's jobs may use; nil: none.
 	Secrets SecretSource
+	// Storage binds a claimed job to the run's artifacts and the pipeline's
+	// caches; nil: jobs have none (artifact and cache steps fail).
+	Storage StorageBinder
+}
+
+// StorageBinder gives a claimed job its artifact and cache storage
+// (artifact.Service implements it).
+type StorageBinder interface {
+	Bind(job JobRef) action.Storage
+}
+
+// JobRef names a claimed job for storage: writes check that LeaseID still
+// holds the job run.
+type JobRef struct {
+	PipelineID string
+	RunID      string
+	JobRunID   string
+	// JobKey is the plan's job id ("stage/job[k=v]"), the same across attempts.
+	JobKey  string
+	LeaseID string
 }
 
 // SecretSource resolves secret values and credentials (secret.Resolver
@@ -81,6 +101,7 @@ type Scheduler struct {
 	offlineAfter time.Duration
 	routes       routeCache
 	secrets      SecretSource
+	storage      StorageBinder
 	kick         chan struct{}
 
 	mu sync.Mutex
@@ -102,7 +123,7 @@ type Scheduler struct {
 func New(o Options) *Scheduler {
 	s := &Scheduler{
 		st: o.Store, catalog: o.Catalog, log: o.Logger, now: o.Now, lease: o.LeaseDuration, logCap: o.LogCapBytes,
-		bus: o.Bus, poll: o.PollInterval, secrets: o.Secrets, offlineAfter: o.OfflineAfter, kick: make(chan struct{}, 1),
+		bus: o.Bus, poll: o.PollInterval, secrets: o.Secrets, storage: o.Storage, offlineAfter: o.OfflineAfter, kick: make(chan struct{}, 1),
 		waiters: map[string][]*waiter{}, localAgents: map[string]bool{},
 		cancels: map[string]chan struct{}{}, plans: map[string]*plan.Plan{}, timers: map[string]*time.Timer{},
 	}
