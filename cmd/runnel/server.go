@@ -12,6 +12,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/url"
 	"os"
 	"os/signal"
 	"path/filepath"
@@ -21,6 +22,7 @@ import (
 	"syscall"
 	"time"
 
+	"gocloud.dev/blob"
 	"golang.org/x/sync/errgroup"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials"
@@ -29,6 +31,7 @@ import (
 	"github.com/runnel-ci/runnel/internal/agent"
 	"github.com/runnel-ci/runnel/internal/agentrpc"
 	"github.com/runnel-ci/runnel/internal/api"
+	"github.com/runnel-ci/runnel/internal/artifact"
 	"github.com/runnel-ci/runnel/internal/bus"
 	"github.com/runnel-ci/runnel/internal/engine"
 	"github.com/runnel-ci/runnel/internal/scheduler"
@@ -53,6 +56,12 @@ type serverConfig struct {
 	LeaseDuration time.Duration
 	LogCapBytes   int64
 	LogLevel      string
+	// BlobURL is where artifacts and caches are kept ("": file://<data dir>/blobs).
+	BlobURL           string
+	ArtifactRetention time.Duration
+	CacheRetention    time.Duration
+	MaxArtifactSize   int64
+	MaxCacheSize      int64
 }
 
 func (c *serverConfig) flags(fs *flag.FlagSet) {
@@ -70,6 +79,11 @@ func (c *serverConfig) flags(fs *flag.FlagSet) {
 	fs.DurationVar(&c.LeaseDuration, "lease-duration", envDuration("RUNNEL_LEASE_DURATION", scheduler.DefaultLeaseDuration), "how long an agent's claim on a job lasts without renewal (RUNNEL_LEASE_DURATION)")
 	fs.Int64Var(&c.LogCapBytes, "log-cap-bytes", int64(envInt("RUNNEL_LOG_CAP_BYTES", scheduler.DefaultLogCap)), "largest stored log per step; older lines are dropped past it (RUNNEL_LOG_CAP_BYTES)")
 	fs.StringVar(&c.LogLevel, "log-level", envOr("RUNNEL_LOG_LEVEL", "info"), "debug, info, warn or error (RUNNEL_LOG_LEVEL)")
+	fs.StringVar(&c.BlobURL, "blob-url", os.Getenv("RUNNEL_BLOB_URL"), "`URL` of the store for artifacts and caches: file:///abs/dir, or s3://bucket?region=…&endpoint=…&use_path_style=true (RUNNEL_BLOB_URL); default file://<data dir>/blobs")
+	fs.DurationVar(&c.ArtifactRetention, "artifact-retention", envDuration("RUNNEL_ARTIFACT_RETENTION", 720*time.Hour), "how `long` artifacts are kept after their upload; 0 keeps them until their run is deleted (RUNNEL_ARTIFACT_RETENTION)")
+	fs.DurationVar(&c.CacheRetention, "cache-retention", envDuration("RUNNEL_CACHE_RETENTION", 168*time.Hour), "a cache not saved or restored for this `long` is deleted; 0 keeps caches until their pipeline is deleted (RUNNEL_CACHE_RETENTION)")
+	fs.Int64Var(&c.MaxArtifactSize, "max-artifact-size", int64(envInt("RUNNEL_MAX_ARTIFACT_SIZE", artifact.DefaultMaxArtifactBytes)), "largest artifact in `bytes` (RUNNEL_MAX_ARTIFACT_SIZE)")
+	fs.Int64Var(&c.MaxCacheSize, "max-cache-size", int64(envInt("RUNNEL_MAX_CACHE_SIZE", artifact.DefaultMaxCacheBytes)), "largest cache entry in `bytes` (RUNNEL_MAX_CACHE_SIZE)")
 }
 
 func (c *serverConfig) validate() error {
@@ -112,6 +126,18 @@ func (c *serverConfig) validate() error {
 	case "debug", "info", "warn", "error":
 	default:
 		return fmt.Errorf("--log-level %q: want debug, info, warn or error", c.LogLevel)
+	}
+	if c.BlobURL != "" {
+		u, err := url.Parse(c.BlobURL)
+		if err != nil || (u.Scheme != "file" && u.Scheme != "s3") {
+			return fmt.Errorf("--blob-url %q: want file:///abs/dir or s3://bucket?region=…", c.BlobURL)
+		}
+	}
+	if c.ArtifactRetention < 0 || c.CacheRetention < 0 {
+		return errors.New("--artifact-retention and --cache-retention must be 0 (keep) or more")
+	}
+	if c.MaxArtifactSize <= 0 || c.MaxCacheSize <= 0 {
+		return errors.New("--max-artifact-size and --max-cache-size must be positive (bytes)")
 	}
 	return nil
 }
@@ -175,12 +201,14 @@ type server struct {
 	Addr     string // the address it listens on
 	GRPCAddr string // the gRPC address ("" when off)
 	st       store.Store
+	bucket   *blob.Bucket
 	group    *errgroup.Group
 	stop     context.CancelFunc
 }
 
 func (s *server) Wait() error {
 	err := s.group.Wait()
+	s.bucket.Close()
 	s.st.Close()
 	return err
 }
@@ -206,8 +234,12 @@ func startServer(parent context.Context, cfg serverConfig, stdout, stderr io.Wri
 		cancel()
 		return nil, fmt.Errorf("open database: %w", err)
 	}
+	var bucket *blob.Bucket
 	fail := func(err error) (*server, error) {
 		cancel()
+		if bucket != nil {
+			bucket.Close()
+		}
 		st.Close()
 		return nil, err
 	}
@@ -225,6 +257,24 @@ func startServer(parent context.Context, cfg serverConfig, stdout, stderr io.Wri
 	} else if n > 0 {
 		log.Info("secrets re-encrypted under the current key", "count", n, "key_id", keyring.KeyID())
 	}
+	// Artifacts and caches: bytes in the blob store, records in the database.
+	blobURL := cfg.BlobURL
+	if blobURL == "" {
+		dir, err := filepath.Abs(filepath.Join(cfg.DataDir, "blobs"))
+		if err != nil {
+			return fail(fmt.Errorf("blob directory: %w", err))
+		}
+		blobURL = (&url.URL{Scheme: "file", Path: filepath.ToSlash(dir)}).String()
+		if strings.HasPrefix(dsn, "postgres") {
+			log.Warn("artifacts and caches are kept in this replica's data dir; replicas sharing a database need a shared --blob-url (S3 or a shared directory)", "blob_url", blobURL)
+		}
+	}
+	bucket, err = artifact.OpenBucket(ctx, blobURL)
+	if err != nil {
+		return fail(fmt.Errorf("--blob-url: %w", err))
+	}
+	artifacts := artifact.New(artifact.Options{Store: st, Bucket: bucket, ArtifactRetention: cfg.ArtifactRetention,
+		CacheRetention: cfg.CacheRetention, MaxArtifactBytes: cfg.MaxArtifactSize, MaxCacheBytes: cfg.MaxCacheSize, Logger: log})
 	catalog := action.Builtins()
 	// The bus carries wake-ups and cancellations: between the replicas of
 	// one PostgreSQL database through LISTEN/NOTIFY, in process on SQLite
@@ -246,7 +296,7 @@ func startServer(parent context.Context, cfg serverConfig, stdout, stderr io.Wri
 	}()
 	sched := scheduler.New(scheduler.Options{Store: st, Catalog: catalog, Logger: log, LeaseDuration: cfg.LeaseDuration,
 		LogCapBytes: cfg.LogCapBytes, Bus: b, OfflineAfter: cfg.OfflineAfter,
-		Secrets: secret.Resolver{Store: st, Keyring: keyring}})
+		Secrets: secret.Resolver{Store: st, Keyring: keyring}, Storage: artifacts})
 	agentID, err := embeddedAgentID(cfg.DataDir)
 	if err != nil {
 		return fail(err)
@@ -283,7 +333,7 @@ func startServer(parent context.Context, cfg serverConfig, stdout, stderr io.Wri
 			return fail(fmt.Errorf("listen (gRPC): %w", err))
 		}
 	}
-	handler := api.New(api.Config{Store: st, Runs: runControl{sched}, Agents: sched, Secrets: keyring, Catalog: catalog, Logger: log, LogCapBytes: cfg.LogCapBytes}).Handler()
+	handler := api.New(api.Config{Store: st, Runs: runControl{sched}, Agents: sched, Secrets: keyring, Artifacts: artifacts, Catalog: catalog, Logger: log, LogCapBytes: cfg.LogCapBytes}).Handler()
 	ln, err := net.Listen("tcp", cfg.Addr)
 	if err != nil {
 		if grpcLn != nil {
@@ -295,6 +345,7 @@ func startServer(parent context.Context, cfg serverConfig, stdout, stderr io.Wri
 
 	g, gctx := errgroup.WithContext(ctx)
 	g.Go(func() error { return sched.Run(gctx) })
+	g.Go(func() error { return artifacts.Run(gctx) })
 	if cfg.AgentCapacity > 0 {
 		be, err := newBackend(cfg.AgentBackend, filepath.Join(cfg.DataDir, "workspaces"), 0, log)
 		if err != nil {
@@ -311,7 +362,7 @@ func startServer(parent context.Context, cfg serverConfig, stdout, stderr io.Wri
 		}
 		ag := &agent.Agent{ID: agentID, Capacity: cfg.AgentCapacity, Logger: log,
 			Source:   scheduler.LocalSource{S: sched, AgentID: agentID},
-			Executor: &engine.Executor{Backend: be, Actions: catalog}}
+			Executor: &engine.Executor{Backend: be, Actions: catalog, Docker: dockerEngine()}}
 		g.Go(func() error { return ag.Run(gctx) })
 	}
 	g.Go(func() error {
@@ -347,8 +398,17 @@ func startServer(parent context.Context, cfg serverConfig, stdout, stderr io.Wri
 		return bb.Close()
 	})
 	addr := ln.Addr().String()
-	log.Info("runnel server ready", "addr", "http://"+addr, "grpc_addr", grpcAddr, "data_dir", cfg.DataDir, "database", dbKind(dsn), "embedded_agent_capacity", cfg.AgentCapacity)
-	return &server{Addr: addr, GRPCAddr: grpcAddr, st: st, group: g, stop: cancel}, nil
+	log.Info("runnel server ready", "addr", "http://"+addr, "grpc_addr", grpcAddr, "data_dir", cfg.DataDir, "database", dbKind(dsn), "blob_url", redactURL(blobURL), "embedded_agent_capacity", cfg.AgentCapacity)
+	return &server{Addr: addr, GRPCAddr: grpcAddr, st: st, bucket: bucket, group: g, stop: cancel}, nil
+}
+
+// redactURL hides a password in a URL's user info for the log.
+func redactURL(raw string) string {
+	u, err := url.Parse(raw)
+	if err != nil {
+		return "(unparsable URL)"
+	}
+	return u.Redacted()
 }
 
 func dbKind(dsn string) string {

@@ -73,6 +73,7 @@ func samplePath(tmpl string) string {
 		"{tokenId}":      "rt_aaaaaaaaaaaaaaaaaaaa",
 		"{secretId}":     "sec_aaaaaaaaaaaaaaaaaaaa",
 		"{credentialId}": "cred_aaaaaaaaaaaaaaaaaaaa",
+		"{artifactId}":   "art_aaaaaaaaaaaaaaaaaaaa",
 	}
 	for k, v := range r {
 		tmpl = strings.ReplaceAll(tmpl, k, v)

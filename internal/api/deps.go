@@ -2,6 +2,7 @@ package api
 
 import (
 	"context"
+	"io"
 
 	"github.com/runnel-ci/runnel/internal/store"
 )
@@ -31,4 +32,14 @@ type RunControl interface {
 	Pause(ctx context.Context, runID, operator, reason string) (*store.Run, error)
 	// Resume continues a paused run where it stopped.
 	Resume(ctx context.Context, runID, operator, reason string) (*store.Run, error)
+}
+
+// ArtifactSource is what the API needs of the artifact service (package
+// artifact implements it).
+type ArtifactSource interface {
+	// ListArtifacts lists a run's artifacts by name.
+	ListArtifacts(ctx context.Context, runID string) ([]*store.Artifact, error)
+	// OpenArtifact opens an artifact's bytes; store.ErrNotFound when the id
+	// is unknown or its bytes are gone. The caller closes the reader.
+	OpenArtifact(ctx context.Context, artifactID string) (store.Artifact, io.ReadCloser, error)
 }

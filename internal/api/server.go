@@ -38,6 +38,9 @@ type Config struct {
 	Agents AgentControl
 	// Secrets seals secret values; nil: the secrets routes answer 503.
 	Secrets Sealer
+	// Artifacts lists and opens runs' artifacts; nil: the artifact routes
+	// answer 503.
+	Artifacts ArtifactSource
 	// Catalog resolves `uses` when specs are validated; nil means the built-in
 	// actions (action.Builtins()).
 	Catalog spec.ActionCatalog
@@ -66,6 +69,7 @@ type Server struct {
 	runs    RunControl
 	agents  AgentControl
 	seal    Sealer
+	arts    ArtifactSource
 	catalog spec.ActionCatalog
 	log     *slog.Logger
 	now     func() time.Time
@@ -91,6 +95,7 @@ func New(cfg Config) *Server {
 		runs:    cfg.Runs,
 		agents:  cfg.Agents,
 		seal:    cfg.Secrets,
+		arts:    cfg.Artifacts,
 		catalog: cfg.Catalog,
 		log:     cfg.Logger,
 		now:     cfg.Clock,
@@ -159,6 +164,8 @@ func (s *Server) routes() []route {
 		{method: "POST", path: "/api/v1/pipelines/{pipelineId}/runs/{runId}/pause", h: s.control("pause")},
 		{method: "POST", path: "/api/v1/pipelines/{pipelineId}/runs/{runId}/resume", h: s.control("resume")},
 		{method: "GET", path: "/api/v1/pipelines/runs/{runId}/steps/{stepRunId}/logs", h: s.stepLogs},
+		{method: "GET", path: "/api/v1/pipelines/runs/{runId}/artifacts", h: s.listArtifacts},
+		{method: "GET", path: "/api/v1/pipelines/runs/{runId}/artifacts/{artifactId}", h: s.downloadArtifact},
 
 		{method: "GET", path: "/api/v1/agents", h: s.listAgents},
 		{method: "GET", path: "/api/v1/agents/{agentId}", h: s.getAgent},

@@ -1,8 +1,9 @@
 // Package store declares Runnel's persistent model (pipelines, spec versions,
-// runs, job runs, step runs, log lines, the run timeline, API tokens) and the
-// operations the server and the scheduler need. The database is the source of
-// truth: every state change goes through these operations, and in-memory
-// signals are only wake-up hints.
+// runs, job runs, step runs, log lines, the run timeline, API tokens, agents,
+// secrets, credentials, artifact and cache records) and the operations the
+// server and the scheduler need. The database is the source of truth: every
+// state change goes through these operations, and in-memory signals are only
+// wake-up hints.
 //
 // Implementations live in sub-packages (sqlstore: SQLite and PostgreSQL through
 // one database/sql code path) and must pass the conformance suite in storetest.
@@ -232,6 +233,8 @@ type Store interface {
 	Agents
 	Secrets
 	Credentials
+	Artifacts
+	Caches
 	// Ping checks the database is reachable (for /readyz).
 	Ping(ctx context.Context) error
 	Close() error
@@ -303,6 +306,11 @@ type Runs interface {
 	SetQueuedReason(ctx context.Context, runsOn, reason string) (int, error)
 	// ExtendLease renews a lease; ErrLeaseLost if it expired or was reassigned.
 	ExtendLease(ctx context.Context, jobRunID, leaseID string, d time.Duration) (time.Time, error)
+	// CheckLease reports whether the job run still holds leaseID (running,
+	// unexpired), as ExtendLease would, without renewing it: ErrLeaseLost if
+	// not (an unknown job run included). Writes on behalf of a job that are
+	// not store operations (artifact and cache blobs) check it first.
+	CheckLease(ctx context.Context, jobRunID, leaseID string) error
 	// UpdateStep records a step's status change under a lease (ErrLeaseLost if
 	// the lease is gone).
 	UpdateStep(ctx context.Context, leaseID string, s *StepRun) error
@@ -504,6 +512,86 @@ type Credentials interface {
 	// UpdateCredential replaces every field but ID, Kind, CreatedBy, CreatedAt.
 	UpdateCredential(ctx context.Context, c *Credential) error
 	DeleteCredential(ctx context.Context, id string) error
+}
+
+// Artifact is a named file set a job of a run uploaded (the built-in
+// actions store a gzip-compressed tar archive). Its bytes live in the blob
+// store under BlobKey; the row is the truth about what exists.
+type Artifact struct {
+	ID    string
+	RunID string
+	// JobRunID and JobKey name the job that uploaded it; a later attempt of
+	// the same job (same JobKey) may replace it.
+	JobRunID string
+	JobKey   string
+	// Name is unique within the run.
+	Name      string
+	Size      int64
+	SHA256    string // hex digest of the stored bytes
+	BlobKey   string
+	CreatedAt time.Time
+	// ExpiresAt is when retention deletes it; nil keeps it forever.
+	ExpiresAt *time.Time
+}
+
+// Artifacts stores artifact records. Artifacts go with their run: deleting
+// a run (with its pipeline) deletes its artifact rows; their blobs are then
+// the blob store's orphans, which the artifact service's sweeper removes.
+type Artifacts interface {
+	// PutArtifact stores a (every field set by the caller). When the run
+	// already has an artifact of that name uploaded by the same JobKey (an
+	// earlier attempt of the job), that row is replaced and its BlobKey
+	// returned so that the caller can delete the blob. Another job's
+	// artifact of that name → ErrConflict (also when two uploads race for a
+	// free name); an unknown run → ErrNotFound.
+	PutArtifact(ctx context.Context, a *Artifact) (replacedBlobKey string, err error)
+	// GetArtifact finds a run's artifact by name (ErrNotFound).
+	GetArtifact(ctx context.Context, runID, name string) (*Artifact, error)
+	GetArtifactByID(ctx context.Context, id string) (*Artifact, error)
+	// ListArtifacts lists a run's artifacts by name (empty for an unknown run).
+	ListArtifacts(ctx context.Context, runID string) ([]*Artifact, error)
+	// ExpiredArtifacts lists at most limit artifacts whose ExpiresAt is at or
+	// before now, soonest expired first.
+	ExpiredArtifacts(ctx context.Context, now time.Time, limit int) ([]*Artifact, error)
+	// DeleteArtifact removes the row (ErrNotFound if it is gone).
+	DeleteArtifact(ctx context.Context, id string) error
+}
+
+// Cache is a pipeline's cache entry: immutable contents under a key, shared
+// by the pipeline's runs. Its bytes live in the blob store under BlobKey.
+type Cache struct {
+	ID         string
+	PipelineID string
+	// Key is unique within the pipeline; any text.
+	Key        string
+	Size       int64
+	SHA256     string
+	BlobKey    string
+	CreatedAt  time.Time
+	LastUsedAt time.Time
+}
+
+// Caches stores cache records. Caches go with their pipeline, as artifacts
+// with their run.
+type Caches interface {
+	// PutCache stores c; a key the pipeline already has → ErrConflict
+	// (entries never change), an unknown pipeline → ErrNotFound.
+	PutCache(ctx context.Context, c *Cache) error
+	// FindCache returns the pipeline's cache whose key is exact; failing
+	// that, for each prefix in order, the newest (CreatedAt) cache whose key
+	// starts with it (byte for byte: % and _ are not wildcards). ErrNotFound
+	// when nothing matches; an empty exact is skipped.
+	FindCache(ctx context.Context, pipelineID, exact string, prefixes []string) (*Cache, error)
+	// TouchCache moves LastUsedAt forward to at (never back); ErrNotFound if
+	// the cache is gone.
+	TouchCache(ctx context.Context, id string, at time.Time) error
+	// StaleCaches lists at most limit caches last used before olderThan,
+	// least recently used first.
+	StaleCaches(ctx context.Context, olderThan time.Time, limit int) ([]*Cache, error)
+	// DeleteCache removes the row (ErrNotFound if it is gone).
+	DeleteCache(ctx context.Context, id string) error
+	// ListCaches lists a pipeline's caches by key.
+	ListCaches(ctx context.Context, pipelineID string) ([]*Cache, error)
 }
 
 // Tokens stores API tokens.

@@ -44,6 +44,9 @@ func Run(t *testing.T, open func(t *testing.T) store.Store) {
 		{"Health", testHealth},
 		{"Secrets", testSecrets},
 		{"Credentials", testCredentials},
+		{"Artifacts", testArtifacts},
+		{"Caches", testCaches},
+		{"CheckLease", testCheckLease},
 	}
 	for _, g := range groups {
 		t.Run(g.name, func(t *testing.T) {
