@@ -15,8 +15,11 @@ import (
 	"path/filepath"
 	"runtime"
 	"strings"
+	"sync"
 	"syscall"
 	"time"
+
+	dockerclient "github.com/moby/moby/client"
 
 	"github.com/runnel-ci/runnel/internal/action"
 	"github.com/runnel-ci/runnel/internal/agent"
@@ -189,7 +192,7 @@ func runAgent(ctx context.Context, cfg agentConfig, stderr io.Writer) error {
 	}
 	catalog := action.Builtins()
 	ag := &agent.Agent{ID: client.AgentID(), Capacity: cfg.Capacity, Source: client, Logger: log,
-		Executor: &engine.Executor{Backend: be, Actions: catalog}}
+		Executor: &engine.Executor{Backend: be, Actions: catalog, Docker: dockerEngine()}}
 	err = ag.Run(ctx)
 	log.Info("runnel agent stopped")
 	return err
@@ -240,4 +243,13 @@ func newBackend(kind, root string, grace time.Duration, log *slog.Logger) (stale
 		return auto.New(lb, db, log), nil
 	}
 	return nil, checkBackendKind(kind)
+}
+
+// dockerEngine returns a function opening (once) a client of the Docker
+// engine named by the DOCKER_* environment, for native actions that build
+// images. The engine is contacted only when such a step runs.
+func dockerEngine() func() (*dockerclient.Client, error) {
+	return sync.OnceValues(func() (*dockerclient.Client, error) {
+		return dockerclient.New(dockerclient.FromEnv)
+	})
 }

@@ -194,7 +194,7 @@ func cmdExec(args []string, stdout, stderr io.Writer) int {
 	}()
 
 	r := &engine.Runner{
-		Executor:    &engine.Executor{Backend: be, Actions: registry},
+		Executor:    &engine.Executor{Backend: be, Actions: registry, Docker: dockerEngine()},
 		Concurrency: cfg.parallel,
 		Observer:    out,
 		ExtraEnv:    cfg.env.m,

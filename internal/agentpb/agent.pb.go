@@ -1642,6 +1642,684 @@ func (*InterruptResponse) Descriptor() ([]byte, []int) {
 	return file_runnel_agent_v1_agent_proto_rawDescGZIP(), []int{25}
 }
 
+type ArtifactHeader struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Lease         *Lease                 `protobuf:"bytes,1,opt,name=lease,proto3" json:"lease,omitempty"`
+	Name          string                 `protobuf:"bytes,2,opt,name=name,proto3" json:"name,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ArtifactHeader) Reset() {
+	*x = ArtifactHeader{}
+	mi := &file_runnel_agent_v1_agent_proto_msgTypes[26]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ArtifactHeader) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ArtifactHeader) ProtoMessage() {}
+
+func (x *ArtifactHeader) ProtoReflect() protoreflect.Message {
+	mi := &file_runnel_agent_v1_agent_proto_msgTypes[26]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ArtifactHeader.ProtoReflect.Descriptor instead.
+func (*ArtifactHeader) Descriptor() ([]byte, []int) {
+	return file_runnel_agent_v1_agent_proto_rawDescGZIP(), []int{26}
+}
+
+func (x *ArtifactHeader) GetLease() *Lease {
+	if x != nil {
+		return x.Lease
+	}
+	return nil
+}
+
+func (x *ArtifactHeader) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+type ArtifactInfo struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Name          string                 `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	Size          int64                  `protobuf:"varint,2,opt,name=size,proto3" json:"size,omitempty"`
+	Sha256        string                 `protobuf:"bytes,3,opt,name=sha256,proto3" json:"sha256,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ArtifactInfo) Reset() {
+	*x = ArtifactInfo{}
+	mi := &file_runnel_agent_v1_agent_proto_msgTypes[27]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ArtifactInfo) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ArtifactInfo) ProtoMessage() {}
+
+func (x *ArtifactInfo) ProtoReflect() protoreflect.Message {
+	mi := &file_runnel_agent_v1_agent_proto_msgTypes[27]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ArtifactInfo.ProtoReflect.Descriptor instead.
+func (*ArtifactInfo) Descriptor() ([]byte, []int) {
+	return file_runnel_agent_v1_agent_proto_rawDescGZIP(), []int{27}
+}
+
+func (x *ArtifactInfo) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *ArtifactInfo) GetSize() int64 {
+	if x != nil {
+		return x.Size
+	}
+	return 0
+}
+
+func (x *ArtifactInfo) GetSha256() string {
+	if x != nil {
+		return x.Sha256
+	}
+	return ""
+}
+
+type UploadArtifactRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Types that are valid to be assigned to Msg:
+	//
+	//	*UploadArtifactRequest_Header
+	//	*UploadArtifactRequest_Data
+	Msg           isUploadArtifactRequest_Msg `protobuf_oneof:"msg"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *UploadArtifactRequest) Reset() {
+	*x = UploadArtifactRequest{}
+	mi := &file_runnel_agent_v1_agent_proto_msgTypes[28]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *UploadArtifactRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*UploadArtifactRequest) ProtoMessage() {}
+
+func (x *UploadArtifactRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_runnel_agent_v1_agent_proto_msgTypes[28]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use UploadArtifactRequest.ProtoReflect.Descriptor instead.
+func (*UploadArtifactRequest) Descriptor() ([]byte, []int) {
+	return file_runnel_agent_v1_agent_proto_rawDescGZIP(), []int{28}
+}
+
+func (x *UploadArtifactRequest) GetMsg() isUploadArtifactRequest_Msg {
+	if x != nil {
+		return x.Msg
+	}
+	return nil
+}
+
+func (x *UploadArtifactRequest) GetHeader() *ArtifactHeader {
+	if x != nil {
+		if x, ok := x.Msg.(*UploadArtifactRequest_Header); ok {
+			return x.Header
+		}
+	}
+	return nil
+}
+
+func (x *UploadArtifactRequest) GetData() []byte {
+	if x != nil {
+		if x, ok := x.Msg.(*UploadArtifactRequest_Data); ok {
+			return x.Data
+		}
+	}
+	return nil
+}
+
+type isUploadArtifactRequest_Msg interface {
+	isUploadArtifactRequest_Msg()
+}
+
+type UploadArtifactRequest_Header struct {
+	Header *ArtifactHeader `protobuf:"bytes,1,opt,name=header,proto3,oneof"`
+}
+
+type UploadArtifactRequest_Data struct {
+	Data []byte `protobuf:"bytes,2,opt,name=data,proto3,oneof"`
+}
+
+func (*UploadArtifactRequest_Header) isUploadArtifactRequest_Msg() {}
+
+func (*UploadArtifactRequest_Data) isUploadArtifactRequest_Msg() {}
+
+type UploadArtifactResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Info          *ArtifactInfo          `protobuf:"bytes,1,opt,name=info,proto3" json:"info,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *UploadArtifactResponse) Reset() {
+	*x = UploadArtifactResponse{}
+	mi := &file_runnel_agent_v1_agent_proto_msgTypes[29]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *UploadArtifactResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*UploadArtifactResponse) ProtoMessage() {}
+
+func (x *UploadArtifactResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_runnel_agent_v1_agent_proto_msgTypes[29]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use UploadArtifactResponse.ProtoReflect.Descriptor instead.
+func (*UploadArtifactResponse) Descriptor() ([]byte, []int) {
+	return file_runnel_agent_v1_agent_proto_rawDescGZIP(), []int{29}
+}
+
+func (x *UploadArtifactResponse) GetInfo() *ArtifactInfo {
+	if x != nil {
+		return x.Info
+	}
+	return nil
+}
+
+type DownloadArtifactRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Lease         *Lease                 `protobuf:"bytes,1,opt,name=lease,proto3" json:"lease,omitempty"`
+	Name          string                 `protobuf:"bytes,2,opt,name=name,proto3" json:"name,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *DownloadArtifactRequest) Reset() {
+	*x = DownloadArtifactRequest{}
+	mi := &file_runnel_agent_v1_agent_proto_msgTypes[30]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *DownloadArtifactRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*DownloadArtifactRequest) ProtoMessage() {}
+
+func (x *DownloadArtifactRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_runnel_agent_v1_agent_proto_msgTypes[30]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use DownloadArtifactRequest.ProtoReflect.Descriptor instead.
+func (*DownloadArtifactRequest) Descriptor() ([]byte, []int) {
+	return file_runnel_agent_v1_agent_proto_rawDescGZIP(), []int{30}
+}
+
+func (x *DownloadArtifactRequest) GetLease() *Lease {
+	if x != nil {
+		return x.Lease
+	}
+	return nil
+}
+
+func (x *DownloadArtifactRequest) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+type DownloadArtifactResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Types that are valid to be assigned to Msg:
+	//
+	//	*DownloadArtifactResponse_Info
+	//	*DownloadArtifactResponse_Data
+	Msg           isDownloadArtifactResponse_Msg `protobuf_oneof:"msg"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *DownloadArtifactResponse) Reset() {
+	*x = DownloadArtifactResponse{}
+	mi := &file_runnel_agent_v1_agent_proto_msgTypes[31]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *DownloadArtifactResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*DownloadArtifactResponse) ProtoMessage() {}
+
+func (x *DownloadArtifactResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_runnel_agent_v1_agent_proto_msgTypes[31]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use DownloadArtifactResponse.ProtoReflect.Descriptor instead.
+func (*DownloadArtifactResponse) Descriptor() ([]byte, []int) {
+	return file_runnel_agent_v1_agent_proto_rawDescGZIP(), []int{31}
+}
+
+func (x *DownloadArtifactResponse) GetMsg() isDownloadArtifactResponse_Msg {
+	if x != nil {
+		return x.Msg
+	}
+	return nil
+}
+
+func (x *DownloadArtifactResponse) GetInfo() *ArtifactInfo {
+	if x != nil {
+		if x, ok := x.Msg.(*DownloadArtifactResponse_Info); ok {
+			return x.Info
+		}
+	}
+	return nil
+}
+
+func (x *DownloadArtifactResponse) GetData() []byte {
+	if x != nil {
+		if x, ok := x.Msg.(*DownloadArtifactResponse_Data); ok {
+			return x.Data
+		}
+	}
+	return nil
+}
+
+type isDownloadArtifactResponse_Msg interface {
+	isDownloadArtifactResponse_Msg()
+}
+
+type DownloadArtifactResponse_Info struct {
+	Info *ArtifactInfo `protobuf:"bytes,1,opt,name=info,proto3,oneof"`
+}
+
+type DownloadArtifactResponse_Data struct {
+	Data []byte `protobuf:"bytes,2,opt,name=data,proto3,oneof"`
+}
+
+func (*DownloadArtifactResponse_Info) isDownloadArtifactResponse_Msg() {}
+
+func (*DownloadArtifactResponse_Data) isDownloadArtifactResponse_Msg() {}
+
+type RestoreCacheRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	Lease *Lease                 `protobuf:"bytes,1,opt,name=lease,proto3" json:"lease,omitempty"`
+	// keys[0] is matched exactly, the others as prefixes.
+	Keys          []string `protobuf:"bytes,2,rep,name=keys,proto3" json:"keys,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RestoreCacheRequest) Reset() {
+	*x = RestoreCacheRequest{}
+	mi := &file_runnel_agent_v1_agent_proto_msgTypes[32]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RestoreCacheRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RestoreCacheRequest) ProtoMessage() {}
+
+func (x *RestoreCacheRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_runnel_agent_v1_agent_proto_msgTypes[32]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RestoreCacheRequest.ProtoReflect.Descriptor instead.
+func (*RestoreCacheRequest) Descriptor() ([]byte, []int) {
+	return file_runnel_agent_v1_agent_proto_rawDescGZIP(), []int{32}
+}
+
+func (x *RestoreCacheRequest) GetLease() *Lease {
+	if x != nil {
+		return x.Lease
+	}
+	return nil
+}
+
+func (x *RestoreCacheRequest) GetKeys() []string {
+	if x != nil {
+		return x.Keys
+	}
+	return nil
+}
+
+type RestoreCacheResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Types that are valid to be assigned to Msg:
+	//
+	//	*RestoreCacheResponse_Key
+	//	*RestoreCacheResponse_Data
+	Msg           isRestoreCacheResponse_Msg `protobuf_oneof:"msg"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RestoreCacheResponse) Reset() {
+	*x = RestoreCacheResponse{}
+	mi := &file_runnel_agent_v1_agent_proto_msgTypes[33]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RestoreCacheResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RestoreCacheResponse) ProtoMessage() {}
+
+func (x *RestoreCacheResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_runnel_agent_v1_agent_proto_msgTypes[33]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RestoreCacheResponse.ProtoReflect.Descriptor instead.
+func (*RestoreCacheResponse) Descriptor() ([]byte, []int) {
+	return file_runnel_agent_v1_agent_proto_rawDescGZIP(), []int{33}
+}
+
+func (x *RestoreCacheResponse) GetMsg() isRestoreCacheResponse_Msg {
+	if x != nil {
+		return x.Msg
+	}
+	return nil
+}
+
+func (x *RestoreCacheResponse) GetKey() string {
+	if x != nil {
+		if x, ok := x.Msg.(*RestoreCacheResponse_Key); ok {
+			return x.Key
+		}
+	}
+	return ""
+}
+
+func (x *RestoreCacheResponse) GetData() []byte {
+	if x != nil {
+		if x, ok := x.Msg.(*RestoreCacheResponse_Data); ok {
+			return x.Data
+		}
+	}
+	return nil
+}
+
+type isRestoreCacheResponse_Msg interface {
+	isRestoreCacheResponse_Msg()
+}
+
+type RestoreCacheResponse_Key struct {
+	// key is the key found (first message).
+	Key string `protobuf:"bytes,1,opt,name=key,proto3,oneof"`
+}
+
+type RestoreCacheResponse_Data struct {
+	Data []byte `protobuf:"bytes,2,opt,name=data,proto3,oneof"`
+}
+
+func (*RestoreCacheResponse_Key) isRestoreCacheResponse_Msg() {}
+
+func (*RestoreCacheResponse_Data) isRestoreCacheResponse_Msg() {}
+
+type CacheHeader struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Lease         *Lease                 `protobuf:"bytes,1,opt,name=lease,proto3" json:"lease,omitempty"`
+	Key           string                 `protobuf:"bytes,2,opt,name=key,proto3" json:"key,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *CacheHeader) Reset() {
+	*x = CacheHeader{}
+	mi := &file_runnel_agent_v1_agent_proto_msgTypes[34]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *CacheHeader) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*CacheHeader) ProtoMessage() {}
+
+func (x *CacheHeader) ProtoReflect() protoreflect.Message {
+	mi := &file_runnel_agent_v1_agent_proto_msgTypes[34]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use CacheHeader.ProtoReflect.Descriptor instead.
+func (*CacheHeader) Descriptor() ([]byte, []int) {
+	return file_runnel_agent_v1_agent_proto_rawDescGZIP(), []int{34}
+}
+
+func (x *CacheHeader) GetLease() *Lease {
+	if x != nil {
+		return x.Lease
+	}
+	return nil
+}
+
+func (x *CacheHeader) GetKey() string {
+	if x != nil {
+		return x.Key
+	}
+	return ""
+}
+
+type SaveCacheRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Types that are valid to be assigned to Msg:
+	//
+	//	*SaveCacheRequest_Header
+	//	*SaveCacheRequest_Data
+	Msg           isSaveCacheRequest_Msg `protobuf_oneof:"msg"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *SaveCacheRequest) Reset() {
+	*x = SaveCacheRequest{}
+	mi := &file_runnel_agent_v1_agent_proto_msgTypes[35]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SaveCacheRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SaveCacheRequest) ProtoMessage() {}
+
+func (x *SaveCacheRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_runnel_agent_v1_agent_proto_msgTypes[35]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SaveCacheRequest.ProtoReflect.Descriptor instead.
+func (*SaveCacheRequest) Descriptor() ([]byte, []int) {
+	return file_runnel_agent_v1_agent_proto_rawDescGZIP(), []int{35}
+}
+
+func (x *SaveCacheRequest) GetMsg() isSaveCacheRequest_Msg {
+	if x != nil {
+		return x.Msg
+	}
+	return nil
+}
+
+func (x *SaveCacheRequest) GetHeader() *CacheHeader {
+	if x != nil {
+		if x, ok := x.Msg.(*SaveCacheRequest_Header); ok {
+			return x.Header
+		}
+	}
+	return nil
+}
+
+func (x *SaveCacheRequest) GetData() []byte {
+	if x != nil {
+		if x, ok := x.Msg.(*SaveCacheRequest_Data); ok {
+			return x.Data
+		}
+	}
+	return nil
+}
+
+type isSaveCacheRequest_Msg interface {
+	isSaveCacheRequest_Msg()
+}
+
+type SaveCacheRequest_Header struct {
+	Header *CacheHeader `protobuf:"bytes,1,opt,name=header,proto3,oneof"`
+}
+
+type SaveCacheRequest_Data struct {
+	Data []byte `protobuf:"bytes,2,opt,name=data,proto3,oneof"`
+}
+
+func (*SaveCacheRequest_Header) isSaveCacheRequest_Msg() {}
+
+func (*SaveCacheRequest_Data) isSaveCacheRequest_Msg() {}
+
+type SaveCacheResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *SaveCacheResponse) Reset() {
+	*x = SaveCacheResponse{}
+	mi := &file_runnel_agent_v1_agent_proto_msgTypes[36]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SaveCacheResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SaveCacheResponse) ProtoMessage() {}
+
+func (x *SaveCacheResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_runnel_agent_v1_agent_proto_msgTypes[36]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SaveCacheResponse.ProtoReflect.Descriptor instead.
+func (*SaveCacheResponse) Descriptor() ([]byte, []int) {
+	return file_runnel_agent_v1_agent_proto_rawDescGZIP(), []int{36}
+}
+
 var File_runnel_agent_v1_agent_proto protoreflect.FileDescriptor
 
 const file_runnel_agent_v1_agent_proto_rawDesc = "" +
@@ -1777,7 +2455,42 @@ const file_runnel_agent_v1_agent_proto_rawDesc = "" +
 	"\x10InterruptRequest\x12,\n" +
 	"\x05lease\x18\x01 \x01(\v2\x16.runnel.agent.v1.LeaseR\x05lease\x12\x16\n" +
 	"\x06reason\x18\x02 \x01(\tR\x06reason\"\x13\n" +
-	"\x11InterruptResponse2\xa0\x05\n" +
+	"\x11InterruptResponse\"R\n" +
+	"\x0eArtifactHeader\x12,\n" +
+	"\x05lease\x18\x01 \x01(\v2\x16.runnel.agent.v1.LeaseR\x05lease\x12\x12\n" +
+	"\x04name\x18\x02 \x01(\tR\x04name\"N\n" +
+	"\fArtifactInfo\x12\x12\n" +
+	"\x04name\x18\x01 \x01(\tR\x04name\x12\x12\n" +
+	"\x04size\x18\x02 \x01(\x03R\x04size\x12\x16\n" +
+	"\x06sha256\x18\x03 \x01(\tR\x06sha256\"o\n" +
+	"\x15UploadArtifactRequest\x129\n" +
+	"\x06header\x18\x01 \x01(\v2\x1f.runnel.agent.v1.ArtifactHeaderH\x00R\x06header\x12\x14\n" +
+	"\x04data\x18\x02 \x01(\fH\x00R\x04dataB\x05\n" +
+	"\x03msg\"K\n" +
+	"\x16UploadArtifactResponse\x121\n" +
+	"\x04info\x18\x01 \x01(\v2\x1d.runnel.agent.v1.ArtifactInfoR\x04info\"[\n" +
+	"\x17DownloadArtifactRequest\x12,\n" +
+	"\x05lease\x18\x01 \x01(\v2\x16.runnel.agent.v1.LeaseR\x05lease\x12\x12\n" +
+	"\x04name\x18\x02 \x01(\tR\x04name\"l\n" +
+	"\x18DownloadArtifactResponse\x123\n" +
+	"\x04info\x18\x01 \x01(\v2\x1d.runnel.agent.v1.ArtifactInfoH\x00R\x04info\x12\x14\n" +
+	"\x04data\x18\x02 \x01(\fH\x00R\x04dataB\x05\n" +
+	"\x03msg\"W\n" +
+	"\x13RestoreCacheRequest\x12,\n" +
+	"\x05lease\x18\x01 \x01(\v2\x16.runnel.agent.v1.LeaseR\x05lease\x12\x12\n" +
+	"\x04keys\x18\x02 \x03(\tR\x04keys\"G\n" +
+	"\x14RestoreCacheResponse\x12\x12\n" +
+	"\x03key\x18\x01 \x01(\tH\x00R\x03key\x12\x14\n" +
+	"\x04data\x18\x02 \x01(\fH\x00R\x04dataB\x05\n" +
+	"\x03msg\"M\n" +
+	"\vCacheHeader\x12,\n" +
+	"\x05lease\x18\x01 \x01(\v2\x16.runnel.agent.v1.LeaseR\x05lease\x12\x10\n" +
+	"\x03key\x18\x02 \x01(\tR\x03key\"g\n" +
+	"\x10SaveCacheRequest\x126\n" +
+	"\x06header\x18\x01 \x01(\v2\x1c.runnel.agent.v1.CacheHeaderH\x00R\x06header\x12\x14\n" +
+	"\x04data\x18\x02 \x01(\fH\x00R\x04dataB\x05\n" +
+	"\x03msg\"\x13\n" +
+	"\x11SaveCacheResponse2\xa5\b\n" +
 	"\fAgentService\x12O\n" +
 	"\bRegister\x12 .runnel.agent.v1.RegisterRequest\x1a!.runnel.agent.v1.RegisterResponse\x12J\n" +
 	"\aConnect\x12\x1f.runnel.agent.v1.ConnectRequest\x1a\x1c.runnel.agent.v1.ServerEvent0\x01\x12F\n" +
@@ -1788,7 +2501,11 @@ const file_runnel_agent_v1_agent_proto_rawDesc = "" +
 	"\n" +
 	"AppendLogs\x12\".runnel.agent.v1.AppendLogsRequest\x1a#.runnel.agent.v1.AppendLogsResponse\x12O\n" +
 	"\bComplete\x12 .runnel.agent.v1.CompleteRequest\x1a!.runnel.agent.v1.CompleteResponse\x12R\n" +
-	"\tInterrupt\x12!.runnel.agent.v1.InterruptRequest\x1a\".runnel.agent.v1.InterruptResponseB6Z4github.com/runnel-ci/runnel/internal/agentpb;agentpbb\x06proto3"
+	"\tInterrupt\x12!.runnel.agent.v1.InterruptRequest\x1a\".runnel.agent.v1.InterruptResponse\x12c\n" +
+	"\x0eUploadArtifact\x12&.runnel.agent.v1.UploadArtifactRequest\x1a'.runnel.agent.v1.UploadArtifactResponse(\x01\x12i\n" +
+	"\x10DownloadArtifact\x12(.runnel.agent.v1.DownloadArtifactRequest\x1a).runnel.agent.v1.DownloadArtifactResponse0\x01\x12]\n" +
+	"\fRestoreCache\x12$.runnel.agent.v1.RestoreCacheRequest\x1a%.runnel.agent.v1.RestoreCacheResponse0\x01\x12T\n" +
+	"\tSaveCache\x12!.runnel.agent.v1.SaveCacheRequest\x1a\".runnel.agent.v1.SaveCacheResponse(\x01B6Z4github.com/runnel-ci/runnel/internal/agentpb;agentpbb\x06proto3"
 
 var (
 	file_runnel_agent_v1_agent_proto_rawDescOnce sync.Once
@@ -1802,86 +2519,113 @@ func file_runnel_agent_v1_agent_proto_rawDescGZIP() []byte {
 	return file_runnel_agent_v1_agent_proto_rawDescData
 }
 
-var file_runnel_agent_v1_agent_proto_msgTypes = make([]protoimpl.MessageInfo, 32)
+var file_runnel_agent_v1_agent_proto_msgTypes = make([]protoimpl.MessageInfo, 43)
 var file_runnel_agent_v1_agent_proto_goTypes = []any{
-	(*AgentInfo)(nil),           // 0: runnel.agent.v1.AgentInfo
-	(*RegisterRequest)(nil),     // 1: runnel.agent.v1.RegisterRequest
-	(*RegisterResponse)(nil),    // 2: runnel.agent.v1.RegisterResponse
-	(*ConnectRequest)(nil),      // 3: runnel.agent.v1.ConnectRequest
-	(*ServerEvent)(nil),         // 4: runnel.agent.v1.ServerEvent
-	(*Connected)(nil),           // 5: runnel.agent.v1.Connected
-	(*CancelJob)(nil),           // 6: runnel.agent.v1.CancelJob
-	(*ClaimRequest)(nil),        // 7: runnel.agent.v1.ClaimRequest
-	(*ClaimResponse)(nil),       // 8: runnel.agent.v1.ClaimResponse
-	(*Job)(nil),                 // 9: runnel.agent.v1.Job
-	(*Credential)(nil),          // 10: runnel.agent.v1.Credential
-	(*Step)(nil),                // 11: runnel.agent.v1.Step
-	(*Lease)(nil),               // 12: runnel.agent.v1.Lease
-	(*ExtendLeaseRequest)(nil),  // 13: runnel.agent.v1.ExtendLeaseRequest
-	(*ExtendLeaseResponse)(nil), // 14: runnel.agent.v1.ExtendLeaseResponse
-	(*StepReport)(nil),          // 15: runnel.agent.v1.StepReport
-	(*ReportStepRequest)(nil),   // 16: runnel.agent.v1.ReportStepRequest
-	(*ReportStepResponse)(nil),  // 17: runnel.agent.v1.ReportStepResponse
-	(*LogLine)(nil),             // 18: runnel.agent.v1.LogLine
-	(*AppendLogsRequest)(nil),   // 19: runnel.agent.v1.AppendLogsRequest
-	(*AppendLogsResponse)(nil),  // 20: runnel.agent.v1.AppendLogsResponse
-	(*JobResult)(nil),           // 21: runnel.agent.v1.JobResult
-	(*CompleteRequest)(nil),     // 22: runnel.agent.v1.CompleteRequest
-	(*CompleteResponse)(nil),    // 23: runnel.agent.v1.CompleteResponse
-	(*InterruptRequest)(nil),    // 24: runnel.agent.v1.InterruptRequest
-	(*InterruptResponse)(nil),   // 25: runnel.agent.v1.InterruptResponse
-	nil,                         // 26: runnel.agent.v1.AgentInfo.LabelsEntry
-	nil,                         // 27: runnel.agent.v1.Connected.LabelsEntry
-	nil,                         // 28: runnel.agent.v1.Job.SecretsEntry
-	nil,                         // 29: runnel.agent.v1.Job.CredentialsEntry
-	nil,                         // 30: runnel.agent.v1.StepReport.OutputsEntry
-	nil,                         // 31: runnel.agent.v1.JobResult.OutputsEntry
+	(*AgentInfo)(nil),                // 0: runnel.agent.v1.AgentInfo
+	(*RegisterRequest)(nil),          // 1: runnel.agent.v1.RegisterRequest
+	(*RegisterResponse)(nil),         // 2: runnel.agent.v1.RegisterResponse
+	(*ConnectRequest)(nil),           // 3: runnel.agent.v1.ConnectRequest
+	(*ServerEvent)(nil),              // 4: runnel.agent.v1.ServerEvent
+	(*Connected)(nil),                // 5: runnel.agent.v1.Connected
+	(*CancelJob)(nil),                // 6: runnel.agent.v1.CancelJob
+	(*ClaimRequest)(nil),             // 7: runnel.agent.v1.ClaimRequest
+	(*ClaimResponse)(nil),            // 8: runnel.agent.v1.ClaimResponse
+	(*Job)(nil),                      // 9: runnel.agent.v1.Job
+	(*Credential)(nil),               // 10: runnel.agent.v1.Credential
+	(*Step)(nil),                     // 11: runnel.agent.v1.Step
+	(*Lease)(nil),                    // 12: runnel.agent.v1.Lease
+	(*ExtendLeaseRequest)(nil),       // 13: runnel.agent.v1.ExtendLeaseRequest
+	(*ExtendLeaseResponse)(nil),      // 14: runnel.agent.v1.ExtendLeaseResponse
+	(*StepReport)(nil),               // 15: runnel.agent.v1.StepReport
+	(*ReportStepRequest)(nil),        // 16: runnel.agent.v1.ReportStepRequest
+	(*ReportStepResponse)(nil),       // 17: runnel.agent.v1.ReportStepResponse
+	(*LogLine)(nil),                  // 18: runnel.agent.v1.LogLine
+	(*AppendLogsRequest)(nil),        // 19: runnel.agent.v1.AppendLogsRequest
+	(*AppendLogsResponse)(nil),       // 20: runnel.agent.v1.AppendLogsResponse
+	(*JobResult)(nil),                // 21: runnel.agent.v1.JobResult
+	(*CompleteRequest)(nil),          // 22: runnel.agent.v1.CompleteRequest
+	(*CompleteResponse)(nil),         // 23: runnel.agent.v1.CompleteResponse
+	(*InterruptRequest)(nil),         // 24: runnel.agent.v1.InterruptRequest
+	(*InterruptResponse)(nil),        // 25: runnel.agent.v1.InterruptResponse
+	(*ArtifactHeader)(nil),           // 26: runnel.agent.v1.ArtifactHeader
+	(*ArtifactInfo)(nil),             // 27: runnel.agent.v1.ArtifactInfo
+	(*UploadArtifactRequest)(nil),    // 28: runnel.agent.v1.UploadArtifactRequest
+	(*UploadArtifactResponse)(nil),   // 29: runnel.agent.v1.UploadArtifactResponse
+	(*DownloadArtifactRequest)(nil),  // 30: runnel.agent.v1.DownloadArtifactRequest
+	(*DownloadArtifactResponse)(nil), // 31: runnel.agent.v1.DownloadArtifactResponse
+	(*RestoreCacheRequest)(nil),      // 32: runnel.agent.v1.RestoreCacheRequest
+	(*RestoreCacheResponse)(nil),     // 33: runnel.agent.v1.RestoreCacheResponse
+	(*CacheHeader)(nil),              // 34: runnel.agent.v1.CacheHeader
+	(*SaveCacheRequest)(nil),         // 35: runnel.agent.v1.SaveCacheRequest
+	(*SaveCacheResponse)(nil),        // 36: runnel.agent.v1.SaveCacheResponse
+	nil,                              // 37: runnel.agent.v1.AgentInfo.LabelsEntry
+	nil,                              // 38: runnel.agent.v1.Connected.LabelsEntry
+	nil,                              // 39: runnel.agent.v1.Job.SecretsEntry
+	nil,                              // 40: runnel.agent.v1.Job.CredentialsEntry
+	nil,                              // 41: runnel.agent.v1.StepReport.OutputsEntry
+	nil,                              // 42: runnel.agent.v1.JobResult.OutputsEntry
 }
 var file_runnel_agent_v1_agent_proto_depIdxs = []int32{
-	26, // 0: runnel.agent.v1.AgentInfo.labels:type_name -> runnel.agent.v1.AgentInfo.LabelsEntry
+	37, // 0: runnel.agent.v1.AgentInfo.labels:type_name -> runnel.agent.v1.AgentInfo.LabelsEntry
 	0,  // 1: runnel.agent.v1.RegisterRequest.info:type_name -> runnel.agent.v1.AgentInfo
 	0,  // 2: runnel.agent.v1.ConnectRequest.info:type_name -> runnel.agent.v1.AgentInfo
 	5,  // 3: runnel.agent.v1.ServerEvent.connected:type_name -> runnel.agent.v1.Connected
 	6,  // 4: runnel.agent.v1.ServerEvent.cancel:type_name -> runnel.agent.v1.CancelJob
-	27, // 5: runnel.agent.v1.Connected.labels:type_name -> runnel.agent.v1.Connected.LabelsEntry
+	38, // 5: runnel.agent.v1.Connected.labels:type_name -> runnel.agent.v1.Connected.LabelsEntry
 	9,  // 6: runnel.agent.v1.ClaimResponse.job:type_name -> runnel.agent.v1.Job
 	12, // 7: runnel.agent.v1.Job.lease:type_name -> runnel.agent.v1.Lease
 	11, // 8: runnel.agent.v1.Job.steps:type_name -> runnel.agent.v1.Step
-	28, // 9: runnel.agent.v1.Job.secrets:type_name -> runnel.agent.v1.Job.SecretsEntry
-	29, // 10: runnel.agent.v1.Job.credentials:type_name -> runnel.agent.v1.Job.CredentialsEntry
+	39, // 9: runnel.agent.v1.Job.secrets:type_name -> runnel.agent.v1.Job.SecretsEntry
+	40, // 10: runnel.agent.v1.Job.credentials:type_name -> runnel.agent.v1.Job.CredentialsEntry
 	12, // 11: runnel.agent.v1.ExtendLeaseRequest.lease:type_name -> runnel.agent.v1.Lease
-	30, // 12: runnel.agent.v1.StepReport.outputs:type_name -> runnel.agent.v1.StepReport.OutputsEntry
+	41, // 12: runnel.agent.v1.StepReport.outputs:type_name -> runnel.agent.v1.StepReport.OutputsEntry
 	12, // 13: runnel.agent.v1.ReportStepRequest.lease:type_name -> runnel.agent.v1.Lease
 	15, // 14: runnel.agent.v1.ReportStepRequest.step:type_name -> runnel.agent.v1.StepReport
 	12, // 15: runnel.agent.v1.AppendLogsRequest.lease:type_name -> runnel.agent.v1.Lease
 	18, // 16: runnel.agent.v1.AppendLogsRequest.lines:type_name -> runnel.agent.v1.LogLine
-	31, // 17: runnel.agent.v1.JobResult.outputs:type_name -> runnel.agent.v1.JobResult.OutputsEntry
+	42, // 17: runnel.agent.v1.JobResult.outputs:type_name -> runnel.agent.v1.JobResult.OutputsEntry
 	15, // 18: runnel.agent.v1.JobResult.steps:type_name -> runnel.agent.v1.StepReport
 	12, // 19: runnel.agent.v1.CompleteRequest.lease:type_name -> runnel.agent.v1.Lease
 	21, // 20: runnel.agent.v1.CompleteRequest.result:type_name -> runnel.agent.v1.JobResult
 	12, // 21: runnel.agent.v1.InterruptRequest.lease:type_name -> runnel.agent.v1.Lease
-	10, // 22: runnel.agent.v1.Job.CredentialsEntry.value:type_name -> runnel.agent.v1.Credential
-	1,  // 23: runnel.agent.v1.AgentService.Register:input_type -> runnel.agent.v1.RegisterRequest
-	3,  // 24: runnel.agent.v1.AgentService.Connect:input_type -> runnel.agent.v1.ConnectRequest
-	7,  // 25: runnel.agent.v1.AgentService.Claim:input_type -> runnel.agent.v1.ClaimRequest
-	13, // 26: runnel.agent.v1.AgentService.ExtendLease:input_type -> runnel.agent.v1.ExtendLeaseRequest
-	16, // 27: runnel.agent.v1.AgentService.ReportStep:input_type -> runnel.agent.v1.ReportStepRequest
-	19, // 28: runnel.agent.v1.AgentService.AppendLogs:input_type -> runnel.agent.v1.AppendLogsRequest
-	22, // 29: runnel.agent.v1.AgentService.Complete:input_type -> runnel.agent.v1.CompleteRequest
-	24, // 30: runnel.agent.v1.AgentService.Interrupt:input_type -> runnel.agent.v1.InterruptRequest
-	2,  // 31: runnel.agent.v1.AgentService.Register:output_type -> runnel.agent.v1.RegisterResponse
-	4,  // 32: runnel.agent.v1.AgentService.Connect:output_type -> runnel.agent.v1.ServerEvent
-	8,  // 33: runnel.agent.v1.AgentService.Claim:output_type -> runnel.agent.v1.ClaimResponse
-	14, // 34: runnel.agent.v1.AgentService.ExtendLease:output_type -> runnel.agent.v1.ExtendLeaseResponse
-	17, // 35: runnel.agent.v1.AgentService.ReportStep:output_type -> runnel.agent.v1.ReportStepResponse
-	20, // 36: runnel.agent.v1.AgentService.AppendLogs:output_type -> runnel.agent.v1.AppendLogsResponse
-	23, // 37: runnel.agent.v1.AgentService.Complete:output_type -> runnel.agent.v1.CompleteResponse
-	25, // 38: runnel.agent.v1.AgentService.Interrupt:output_type -> runnel.agent.v1.InterruptResponse
-	31, // [31:39] is the sub-list for method output_type
-	23, // [23:31] is the sub-list for method input_type
-	23, // [23:23] is the sub-list for extension type_name
-	23, // [23:23] is the sub-list for extension extendee
-	0,  // [0:23] is the sub-list for field type_name
+	12, // 22: runnel.agent.v1.ArtifactHeader.lease:type_name -> runnel.agent.v1.Lease
+	26, // 23: runnel.agent.v1.UploadArtifactRequest.header:type_name -> runnel.agent.v1.ArtifactHeader
+	27, // 24: runnel.agent.v1.UploadArtifactResponse.info:type_name -> runnel.agent.v1.ArtifactInfo
+	12, // 25: runnel.agent.v1.DownloadArtifactRequest.lease:type_name -> runnel.agent.v1.Lease
+	27, // 26: runnel.agent.v1.DownloadArtifactResponse.info:type_name -> runnel.agent.v1.ArtifactInfo
+	12, // 27: runnel.agent.v1.RestoreCacheRequest.lease:type_name -> runnel.agent.v1.Lease
+	12, // 28: runnel.agent.v1.CacheHeader.lease:type_name -> runnel.agent.v1.Lease
+	34, // 29: runnel.agent.v1.SaveCacheRequest.header:type_name -> runnel.agent.v1.CacheHeader
+	10, // 30: runnel.agent.v1.Job.CredentialsEntry.value:type_name -> runnel.agent.v1.Credential
+	1,  // 31: runnel.agent.v1.AgentService.Register:input_type -> runnel.agent.v1.RegisterRequest
+	3,  // 32: runnel.agent.v1.AgentService.Connect:input_type -> runnel.agent.v1.ConnectRequest
+	7,  // 33: runnel.agent.v1.AgentService.Claim:input_type -> runnel.agent.v1.ClaimRequest
+	13, // 34: runnel.agent.v1.AgentService.ExtendLease:input_type -> runnel.agent.v1.ExtendLeaseRequest
+	16, // 35: runnel.agent.v1.AgentService.ReportStep:input_type -> runnel.agent.v1.ReportStepRequest
+	19, // 36: runnel.agent.v1.AgentService.AppendLogs:input_type -> runnel.agent.v1.AppendLogsRequest
+	22, // 37: runnel.agent.v1.AgentService.Complete:input_type -> runnel.agent.v1.CompleteRequest
+	24, // 38: runnel.agent.v1.AgentService.Interrupt:input_type -> runnel.agent.v1.InterruptRequest
+	28, // 39: runnel.agent.v1.AgentService.UploadArtifact:input_type -> runnel.agent.v1.UploadArtifactRequest
+	30, // 40: runnel.agent.v1.AgentService.DownloadArtifact:input_type -> runnel.agent.v1.DownloadArtifactRequest
+	32, // 41: runnel.agent.v1.AgentService.RestoreCache:input_type -> runnel.agent.v1.RestoreCacheRequest
+	35, // 42: runnel.agent.v1.AgentService.SaveCache:input_type -> runnel.agent.v1.SaveCacheRequest
+	2,  // 43: runnel.agent.v1.AgentService.Register:output_type -> runnel.agent.v1.RegisterResponse
+	4,  // 44: runnel.agent.v1.AgentService.Connect:output_type -> runnel.agent.v1.ServerEvent
+	8,  // 45: runnel.agent.v1.AgentService.Claim:output_type -> runnel.agent.v1.ClaimResponse
+	14, // 46: runnel.agent.v1.AgentService.ExtendLease:output_type -> runnel.agent.v1.ExtendLeaseResponse
+	17, // 47: runnel.agent.v1.AgentService.ReportStep:output_type -> runnel.agent.v1.ReportStepResponse
+	20, // 48: runnel.agent.v1.AgentService.AppendLogs:output_type -> runnel.agent.v1.AppendLogsResponse
+	23, // 49: runnel.agent.v1.AgentService.Complete:output_type -> runnel.agent.v1.CompleteResponse
+	25, // 50: runnel.agent.v1.AgentService.Interrupt:output_type -> runnel.agent.v1.InterruptResponse
+	29, // 51: runnel.agent.v1.AgentService.UploadArtifact:output_type -> runnel.agent.v1.UploadArtifactResponse
+	31, // 52: runnel.agent.v1.AgentService.DownloadArtifact:output_type -> runnel.agent.v1.DownloadArtifactResponse
+	33, // 53: runnel.agent.v1.AgentService.RestoreCache:output_type -> runnel.agent.v1.RestoreCacheResponse
+	36, // 54: runnel.agent.v1.AgentService.SaveCache:output_type -> runnel.agent.v1.SaveCacheResponse
+	43, // [43:55] is the sub-list for method output_type
+	31, // [31:43] is the sub-list for method input_type
+	31, // [31:31] is the sub-list for extension type_name
+	31, // [31:31] is the sub-list for extension extendee
+	0,  // [0:31] is the sub-list for field type_name
 }
 
 func init() { file_runnel_agent_v1_agent_proto_init() }
@@ -1894,13 +2638,29 @@ func file_runnel_agent_v1_agent_proto_init() {
 		(*ServerEvent_Cancel)(nil),
 	}
 	file_runnel_agent_v1_agent_proto_msgTypes[15].OneofWrappers = []any{}
+	file_runnel_agent_v1_agent_proto_msgTypes[28].OneofWrappers = []any{
+		(*UploadArtifactRequest_Header)(nil),
+		(*UploadArtifactRequest_Data)(nil),
+	}
+	file_runnel_agent_v1_agent_proto_msgTypes[31].OneofWrappers = []any{
+		(*DownloadArtifactResponse_Info)(nil),
+		(*DownloadArtifactResponse_Data)(nil),
+	}
+	file_runnel_agent_v1_agent_proto_msgTypes[33].OneofWrappers = []any{
+		(*RestoreCacheResponse_Key)(nil),
+		(*RestoreCacheResponse_Data)(nil),
+	}
+	file_runnel_agent_v1_agent_proto_msgTypes[35].OneofWrappers = []any{
+		(*SaveCacheRequest_Header)(nil),
+		(*SaveCacheRequest_Data)(nil),
+	}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_runnel_agent_v1_agent_proto_rawDesc), len(file_runnel_agent_v1_agent_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   32,
+			NumMessages:   43,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

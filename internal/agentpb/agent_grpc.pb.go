@@ -33,14 +33,18 @@ import (
 const _ = grpc.SupportPackageIsVersion9
 
 const (
-	AgentService_Register_FullMethodName    = "/runnel.agent.v1.AgentService/Register"
-	AgentService_Connect_FullMethodName     = "/runnel.agent.v1.AgentService/Connect"
-	AgentService_Claim_FullMethodName       = "/runnel.agent.v1.AgentService/Claim"
-	AgentService_ExtendLease_FullMethodName = "/runnel.agent.v1.AgentService/ExtendLease"
-	AgentService_ReportStep_FullMethodName  = "/runnel.agent.v1.AgentService/ReportStep"
-	AgentService_AppendLogs_FullMethodName  = "/runnel.agent.v1.AgentService/AppendLogs"
-	AgentService_Complete_FullMethodName    = "/runnel.agent.v1.AgentService/Complete"
-	AgentService_Interrupt_FullMethodName   = "/runnel.agent.v1.AgentService/Interrupt"
+	AgentService_Register_FullMethodName         = "/runnel.agent.v1.AgentService/Register"
+	AgentService_Connect_FullMethodName          = "/runnel.agent.v1.AgentService/Connect"
+	AgentService_Claim_FullMethodName            = "/runnel.agent.v1.AgentService/Claim"
+	AgentService_ExtendLease_FullMethodName      = "/runnel.agent.v1.AgentService/ExtendLease"
+	AgentService_ReportStep_FullMethodName       = "/runnel.agent.v1.AgentService/ReportStep"
+	AgentService_AppendLogs_FullMethodName       = "/runnel.agent.v1.AgentService/AppendLogs"
+	AgentService_Complete_FullMethodName         = "/runnel.agent.v1.AgentService/Complete"
+	AgentService_Interrupt_FullMethodName        = "/runnel.agent.v1.AgentService/Interrupt"
+	AgentService_UploadArtifact_FullMethodName   = "/runnel.agent.v1.AgentService/UploadArtifact"
+	AgentService_DownloadArtifact_FullMethodName = "/runnel.agent.v1.AgentService/DownloadArtifact"
+	AgentService_RestoreCache_FullMethodName     = "/runnel.agent.v1.AgentService/RestoreCache"
+	AgentService_SaveCache_FullMethodName        = "/runnel.agent.v1.AgentService/SaveCache"
 )
 
 // AgentServiceClient is the client API for AgentService service.
@@ -64,6 +68,15 @@ type AgentServiceClient interface {
 	AppendLogs(ctx context.Context, in *AppendLogsRequest, opts ...grpc.CallOption) (*AppendLogsResponse, error)
 	Complete(ctx context.Context, in *CompleteRequest, opts ...grpc.CallOption) (*CompleteResponse, error)
 	Interrupt(ctx context.Context, in *InterruptRequest, opts ...grpc.CallOption) (*InterruptResponse, error)
+	// Artifacts and caches of a leased job. Uploads stream a header (lease and
+	// name or key) then data chunks; downloads answer with a header then data.
+	// Errors: NOT_FOUND (no such artifact, cache miss), ALREADY_EXISTS (name
+	// taken by another job of the run, cache key already saved), ABORTED (lease
+	// lost: nothing is stored).
+	UploadArtifact(ctx context.Context, opts ...grpc.CallOption) (grpc.ClientStreamingClient[UploadArtifactRequest, UploadArtifactResponse], error)
+	DownloadArtifact(ctx context.Context, in *DownloadArtifactRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[DownloadArtifactResponse], error)
+	RestoreCache(ctx context.Context, in *RestoreCacheRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[RestoreCacheResponse], error)
+	SaveCache(ctx context.Context, opts ...grpc.CallOption) (grpc.ClientStreamingClient[SaveCacheRequest, SaveCacheResponse], error)
 }
 
 type agentServiceClient struct {
@@ -163,6 +176,70 @@ func (c *agentServiceClient) Interrupt(ctx context.Context, in *InterruptRequest
 	return out, nil
 }
 
+func (c *agentServiceClient) UploadArtifact(ctx context.Context, opts ...grpc.CallOption) (grpc.ClientStreamingClient[UploadArtifactRequest, UploadArtifactResponse], error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	stream, err := c.cc.NewStream(ctx, &AgentService_ServiceDesc.Streams[1], AgentService_UploadArtifact_FullMethodName, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	x := &grpc.GenericClientStream[UploadArtifactRequest, UploadArtifactResponse]{ClientStream: stream}
+	return x, nil
+}
+
+// This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
+type AgentService_UploadArtifactClient = grpc.ClientStreamingClient[UploadArtifactRequest, UploadArtifactResponse]
+
+func (c *agentServiceClient) DownloadArtifact(ctx context.Context, in *DownloadArtifactRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[DownloadArtifactResponse], error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	stream, err := c.cc.NewStream(ctx, &AgentService_ServiceDesc.Streams[2], AgentService_DownloadArtifact_FullMethodName, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	x := &grpc.GenericClientStream[DownloadArtifactRequest, DownloadArtifactResponse]{ClientStream: stream}
+	if err := x.ClientStream.SendMsg(in); err != nil {
+		return nil, err
+	}
+	if err := x.ClientStream.CloseSend(); err != nil {
+		return nil, err
+	}
+	return x, nil
+}
+
+// This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
+type AgentService_DownloadArtifactClient = grpc.ServerStreamingClient[DownloadArtifactResponse]
+
+func (c *agentServiceClient) RestoreCache(ctx context.Context, in *RestoreCacheRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[RestoreCacheResponse], error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	stream, err := c.cc.NewStream(ctx, &AgentService_ServiceDesc.Streams[3], AgentService_RestoreCache_FullMethodName, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	x := &grpc.GenericClientStream[RestoreCacheRequest, RestoreCacheResponse]{ClientStream: stream}
+	if err := x.ClientStream.SendMsg(in); err != nil {
+		return nil, err
+	}
+	if err := x.ClientStream.CloseSend(); err != nil {
+		return nil, err
+	}
+	return x, nil
+}
+
+// This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
+type AgentService_RestoreCacheClient = grpc.ServerStreamingClient[RestoreCacheResponse]
+
+func (c *agentServiceClient) SaveCache(ctx context.Context, opts ...grpc.CallOption) (grpc.ClientStreamingClient[SaveCacheRequest, SaveCacheResponse], error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	stream, err := c.cc.NewStream(ctx, &AgentService_ServiceDesc.Streams[4], AgentService_SaveCache_FullMethodName, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	x := &grpc.GenericClientStream[SaveCacheRequest, SaveCacheResponse]{ClientStream: stream}
+	return x, nil
+}
+
+// This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
+type AgentService_SaveCacheClient = grpc.ClientStreamingClient[SaveCacheRequest, SaveCacheResponse]
+
 // AgentServiceServer is the server API for AgentService service.
 // All implementations must embed UnimplementedAgentServiceServer
 // for forward compatibility.
@@ -184,6 +261,15 @@ type AgentServiceServer interface {
 	AppendLogs(context.Context, *AppendLogsRequest) (*AppendLogsResponse, error)
 	Complete(context.Context, *CompleteRequest) (*CompleteResponse, error)
 	Interrupt(context.Context, *InterruptRequest) (*InterruptResponse, error)
+	// Artifacts and caches of a leased job. Uploads stream a header (lease and
+	// name or key) then data chunks; downloads answer with a header then data.
+	// Errors: NOT_FOUND (no such artifact, cache miss), ALREADY_EXISTS (name
+	// taken by another job of the run, cache key already saved), ABORTED (lease
+	// lost: nothing is stored).
+	UploadArtifact(grpc.ClientStreamingServer[UploadArtifactRequest, UploadArtifactResponse]) error
+	DownloadArtifact(*DownloadArtifactRequest, grpc.ServerStreamingServer[DownloadArtifactResponse]) error
+	RestoreCache(*RestoreCacheRequest, grpc.ServerStreamingServer[RestoreCacheResponse]) error
+	SaveCache(grpc.ClientStreamingServer[SaveCacheRequest, SaveCacheResponse]) error
 	mustEmbedUnimplementedAgentServiceServer()
 }
 
@@ -217,6 +303,18 @@ func (UnimplementedAgentServiceServer) Complete(context.Context, *CompleteReques
 }
 func (UnimplementedAgentServiceServer) Interrupt(context.Context, *InterruptRequest) (*InterruptResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method Interrupt not implemented")
+}
+func (UnimplementedAgentServiceServer) UploadArtifact(grpc.ClientStreamingServer[UploadArtifactRequest, UploadArtifactResponse]) error {
+	return status.Error(codes.Unimplemented, "method UploadArtifact not implemented")
+}
+func (UnimplementedAgentServiceServer) DownloadArtifact(*DownloadArtifactRequest, grpc.ServerStreamingServer[DownloadArtifactResponse]) error {
+	return status.Error(codes.Unimplemented, "method DownloadArtifact not implemented")
+}
+func (UnimplementedAgentServiceServer) RestoreCache(*RestoreCacheRequest, grpc.ServerStreamingServer[RestoreCacheResponse]) error {
+	return status.Error(codes.Unimplemented, "method RestoreCache not implemented")
+}
+func (UnimplementedAgentServiceServer) SaveCache(grpc.ClientStreamingServer[SaveCacheRequest, SaveCacheResponse]) error {
+	return status.Error(codes.Unimplemented, "method SaveCache not implemented")
 }
 func (UnimplementedAgentServiceServer) mustEmbedUnimplementedAgentServiceServer() {}
 func (UnimplementedAgentServiceServer) testEmbeddedByValue()                      {}
@@ -376,6 +474,42 @@ func _AgentService_Interrupt_Handler(srv interface{}, ctx context.Context, dec f
 	return interceptor(ctx, in, info, handler)
 }
 
+func _AgentService_UploadArtifact_Handler(srv interface{}, stream grpc.ServerStream) error {
+	return srv.(AgentServiceServer).UploadArtifact(&grpc.GenericServerStream[UploadArtifactRequest, UploadArtifactResponse]{ServerStream: stream})
+}
+
+// This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
+type AgentService_UploadArtifactServer = grpc.ClientStreamingServer[UploadArtifactRequest, UploadArtifactResponse]
+
+func _AgentService_DownloadArtifact_Handler(srv interface{}, stream grpc.ServerStream) error {
+	m := new(DownloadArtifactRequest)
+	if err := stream.RecvMsg(m); err != nil {
+		return err
+	}
+	return srv.(AgentServiceServer).DownloadArtifact(m, &grpc.GenericServerStream[DownloadArtifactRequest, DownloadArtifactResponse]{ServerStream: stream})
+}
+
+// This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
+type AgentService_DownloadArtifactServer = grpc.ServerStreamingServer[DownloadArtifactResponse]
+
+func _AgentService_RestoreCache_Handler(srv interface{}, stream grpc.ServerStream) error {
+	m := new(RestoreCacheRequest)
+	if err := stream.RecvMsg(m); err != nil {
+		return err
+	}
+	return srv.(AgentServiceServer).RestoreCache(m, &grpc.GenericServerStream[RestoreCacheRequest, RestoreCacheResponse]{ServerStream: stream})
+}
+
+// This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
+type AgentService_RestoreCacheServer = grpc.ServerStreamingServer[RestoreCacheResponse]
+
+func _AgentService_SaveCache_Handler(srv interface{}, stream grpc.ServerStream) error {
+	return srv.(AgentServiceServer).SaveCache(&grpc.GenericServerStream[SaveCacheRequest, SaveCacheResponse]{ServerStream: stream})
+}
+
+// This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
+type AgentService_SaveCacheServer = grpc.ClientStreamingServer[SaveCacheRequest, SaveCacheResponse]
+
 // AgentService_ServiceDesc is the grpc.ServiceDesc for AgentService service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -417,6 +551,26 @@ var AgentService_ServiceDesc = grpc.ServiceDesc{
 			StreamName:    "Connect",
 			Handler:       _AgentService_Connect_Handler,
 			ServerStreams: true,
+		},
+		{
+			StreamName:    "UploadArtifact",
+			Handler:       _AgentService_UploadArtifact_Handler,
+			ClientStreams: true,
+		},
+		{
+			StreamName:    "DownloadArtifact",
+			Handler:       _AgentService_DownloadArtifact_Handler,
+			ServerStreams: true,
+		},
+		{
+			StreamName:    "RestoreCache",
+			Handler:       _AgentService_RestoreCache_Handler,
+			ServerStreams: true,
+		},
+		{
+			StreamName:    "SaveCache",
+			Handler:       _AgentService_SaveCache_Handler,
+			ClientStreams: true,
 		},
 	},
 	Metadata: "runnel/agent/v1/agent.proto",
