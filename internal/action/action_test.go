@@ -102,7 +102,7 @@ func (r *runner) runExec(ex Exec, extra map[string]string) (backend.Result, stri
 
 func TestBuiltins(t *testing.T) {
 	r := Builtins()
-	want := []string{"actions/git-checkout@v1", "actions/go-build@v1", "actions/shell@v1"}
+	want := []string{"actions/artifact-download@v1", "actions/artifact-upload@v1", "actions/cache@v1", "actions/docker-build@v1", "actions/git-checkout@v1", "actions/go-build@v1", "actions/shell@v1"}
 	if got := r.ActionNames(); !reflect.DeepEqual(got, want) {
 		t.Fatalf("ActionNames() = %v, want %v", got, want)
 	}

@@ -7,7 +7,7 @@ import "fmt"
 // registry, so callers may add their own actions without affecting others.
 func Builtins() *Registry {
 	r := NewRegistry()
-	for _, a := range []Action{Shell{}, GitCheckout{}, GoBuild{}} {
+	for _, a := range []Action{Shell{}, GitCheckout{}, GoBuild{}, ArtifactUpload{}, ArtifactDownload{}, Cache{}, DockerBuild{}} {
 		if err := r.Register(a); err != nil {
 			// Only a duplicate name can fail, and the names above are distinct.
 			panic(fmt.Sprintf("action.Builtins: %v", err))
