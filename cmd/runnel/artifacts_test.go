@@ -3,15 +3,23 @@ package main
 import (
 	"archive/tar"
 	"compress/gzip"
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
+	"log"
 	"net/http"
+	"net/http/httptest"
 	"path/filepath"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/google/go-containerregistry/pkg/name"
+	"github.com/google/go-containerregistry/pkg/registry"
+	"github.com/google/go-containerregistry/pkg/v1/remote"
+	dockerclient "github.com/moby/moby/client"
 
 	"github.com/runnel-ci/runnel/internal/testdocker"
 )
@@ -133,5 +141,62 @@ func untar(t *testing.T, r io.Reader) map[string]string {
 		if h.Typeflag == tar.TypeReg {
 			out[h.Name] = string(b)
 		}
+	}
+}
+
+// TestDockerBuildPipeline: a pipeline writes a Dockerfile, builds it with
+// actions/docker-build@v1 on the server's embedded agent and pushes it to a
+// registry started by the test; the pushed manifest's digest is the step's
+// output, and the image's config carries the build's label.
+func TestDockerBuildPipeline(t *testing.T) {
+	cli := testdocker.Connect(t)
+	reg := httptest.NewServer(registry.New(registry.Logger(log.New(io.Discard, "", 0))))
+	defer reg.Close()
+	host := strings.TrimPrefix(reg.URL, "http://")
+	repo := fmt.Sprintf("%s/runnel-e2e/app", host)
+	t.Cleanup(func() {
+		cli.ImageRemove(context.Background(), repo+":1", dockerclient.ImageRemoveOptions{Force: true, PruneChildren: true})
+	})
+
+	srv := startServerProc(t, "server", "", "--log-level", "info", "--embedded-agent-capacity", "1", "--embedded-agent-backend", "local")
+	c := &client{t: t, base: "http://" + srv.addr}
+	spec := `{"namespace":"t","jobs":[{"name":"image","outputs":{"digest":"${{ steps.build.outputs.digest }}"},"steps":[
+	  {"name":"files","run":"mkdir -p ctx && printf 'FROM ` + testdocker.Busybox + `\nLABEL io.runnel.e2e=yes\nRUN echo built > /built\n' > ctx/Dockerfile"},
+	  {"name":"build","uses":"actions/docker-build@v1","args":{"context":"ctx","tags":"runnel-e2e/app:1","registry":"` + host + `","push":true}}]}]}`
+	p := c.createPipeline("image", spec)
+	run := c.trigger(p, "")
+	c.waitRun(run, 120*time.Second, final)
+	d := c.runJobs(run)
+	if d.Status != "success" {
+		var logs []string
+		for _, st := range d.job("image").Steps {
+			logs = append(logs, c.stepLog(run, st.StepRunID))
+		}
+		t.Fatalf("run: %+v\n%s", d, strings.Join(logs, "\n"))
+	}
+	var detail struct {
+		Stages []struct {
+			Jobs []struct {
+				Outputs map[string]string `json:"outputs"`
+			} `json:"jobs"`
+		} `json:"stages"`
+	}
+	c.do("GET", "/api/v1/pipelines/runs/"+run, nil, &detail)
+	digest := detail.Stages[0].Jobs[0].Outputs["digest"]
+	if !strings.HasPrefix(digest, "sha256:") {
+		t.Fatalf("digest output: %+v", detail)
+	}
+	ref, err := name.ParseReference(repo+":1", name.Insecure)
+	if err != nil {
+		t.Fatal(err)
+	}
+	img, err := remote.Image(ref)
+	if err != nil {
+		t.Fatalf("the registry has no %s: %v", ref, err)
+	}
+	got, _ := img.Digest()
+	cfg, err := img.ConfigFile()
+	if err != nil || got.String() != digest || cfg.Config.Labels["io.runnel.e2e"] != "yes" {
+		t.Fatalf("pushed manifest %s (step said %s), labels %v, %v", got, digest, cfg.Config.Labels, err)
 	}
 }
