@@ -18,6 +18,7 @@ import (
 	"time"
 
 	"github.com/runnel-ci/runnel/internal/action"
+	"github.com/runnel-ci/runnel/internal/artifact"
 	"github.com/runnel-ci/runnel/internal/backend/local"
 	"github.com/runnel-ci/runnel/internal/engine"
 	"github.com/runnel-ci/runnel/internal/expr"
@@ -193,7 +194,17 @@ func cmdExec(args []string, stdout, stderr io.Writer) int {
 		}
 	}()
 
+	// Artifacts live for this run; caches as long as the work directory
+	// (kept with --workdir, so a later exec restores them).
+	artifacts, err := os.MkdirTemp(root, ".artifacts-")
+	if err != nil {
+		fmt.Fprintln(stderr, "runnel exec:", err)
+		return exitFailed
+	}
+	defer os.RemoveAll(artifacts)
+	files := &artifact.Dir{Artifacts: artifacts, Caches: filepath.Join(root, ".caches")}
 	r := &engine.Runner{
+		Storage:     files.Bind,
 		Executor:    &engine.Executor{Backend: be, Actions: registry, Docker: dockerEngine()},
 		Concurrency: cfg.parallel,
 		Observer:    out,

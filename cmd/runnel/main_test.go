@@ -345,3 +345,38 @@ func TestExecSecret(t *testing.T) {
 		t.Fatalf("secrets in run: %d %s", code, errOut)
 	}
 }
+
+// TestExecArtifactsAndCache: runnel exec passes artifacts between stages of
+// one run, and, with a kept --workdir, restores a cache on the next run.
+func TestExecArtifactsAndCache(t *testing.T) {
+	f := writeFile(t, "p.yaml", `namespace: t
+stages:
+  - name: build
+    jobs:
+      - name: make
+        steps:
+          - run: echo v1 > lock; mkdir -p out; echo payload > out/file
+          - name: cache
+            uses: actions/cache@v1
+            args: {key: "k-${{ hashFiles('lock') }}", paths: [.deps]}
+          - run: if [ -f .deps/d ]; then echo "deps warm"; else mkdir -p .deps; echo x > .deps/d; echo "deps cold"; fi
+          - uses: actions/artifact-upload@v1
+            args: {name: out, paths: out}
+  - name: use
+    jobs:
+      - name: read
+        steps:
+          - uses: actions/artifact-download@v1
+            args: {name: out}
+          - run: cat out/file
+`)
+	wd := t.TempDir()
+	out, errOut, code := runCLI(t, "exec", "-f", f, "--workdir", wd)
+	if code != exitOK || !strings.Contains(out, "payload") || !strings.Contains(out, "deps cold") || !strings.Contains(out, "saved cache k-") {
+		t.Fatalf("first run: exit %d\n%s\n%s", code, out, errOut)
+	}
+	out, errOut, code = runCLI(t, "exec", "-f", f, "--workdir", wd)
+	if code != exitOK || !strings.Contains(out, "cache hit") || !strings.Contains(out, "deps warm") {
+		t.Fatalf("second run: exit %d\n%s\n%s", code, out, errOut)
+	}
+}

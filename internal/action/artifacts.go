@@ -40,7 +40,7 @@ func errNative(uses string) error {
 
 func needStorage(uses string, rt *Runtime) error {
 	if rt.Storage == nil {
-		return fmt.Errorf("%s needs the server's artifact storage, which this host does not have (runnel exec runs without a server)", uses)
+		return fmt.Errorf("%s needs artifact and cache storage, which the agent running it was not given", uses)
 	}
 	return nil
 }

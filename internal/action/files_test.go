@@ -179,7 +179,7 @@ func TestArtifactArgs(t *testing.T) {
 	}
 	rt.Storage = nil
 	_, err := ArtifactUpload{}.Run(context.Background(), Call{Args: map[string]any{"name": "a", "paths": "x"}}, &rt.Runtime)
-	if err == nil || !strings.Contains(err.Error(), "artifact storage") {
+	if err == nil || !strings.Contains(err.Error(), "artifact and cache storage") {
 		t.Errorf("no storage: %v", err)
 	}
 }

@@ -2,6 +2,7 @@ package engine
 
 import (
 	"context"
+	"github.com/runnel-ci/runnel/internal/action"
 	"maps"
 	"sync"
 	"time"
@@ -60,6 +61,9 @@ type Runner struct {
 	ExtraEnv map[string]string
 	// RepoURL is exported to steps as RUNNEL_REPO_URL.
 	RepoURL string
+	// Storage, when set, gives each job (by plan job id) its artifact and
+	// cache storage.
+	Storage func(jobID string) action.Storage
 }
 
 // RunResult is the outcome of a run.
@@ -167,6 +171,9 @@ func (r *Runner) Run(ctx, hard context.Context, p *plan.Plan) RunResult {
 				ExtraEnv:  r.ExtraEnv,
 				RepoURL:   r.RepoURL,
 				Hard:      hard,
+			}
+			if r.Storage != nil {
+				req.Storage = r.Storage(j.ID)
 			}
 			s := summaries[j.ID]
 			s.Attempts = js.Attempt
