@@ -2,6 +2,7 @@ package api
 
 import (
 	"context"
+	"github.com/runnel-ci/runnel/internal/expr"
 	"io"
 
 	"github.com/runnel-ci/runnel/internal/store"
@@ -12,8 +13,10 @@ type TriggerRequest struct {
 	Variables   map[string]string
 	TriggeredBy string
 	RequestID   string
-	// TriggerType is manual for the API.
+	// TriggerType is manual for the API, event for webhooks.
 	TriggerType string
+	// Trigger is the trigger context of an event (nil for manual runs).
+	Trigger *expr.Trigger
 }
 
 // RunControl is what the API needs from the scheduler (package scheduler

@@ -13,6 +13,27 @@ type Trigger struct {
 	Commit string `expr:"commit" json:"commit"`
 	Event  string `expr:"event" json:"event"` // push, tag, pull_request, manual, cron
 	Actor  string `expr:"actor" json:"actor"`
+	// Before and After are the commits a push moved the ref between.
+	Before string `expr:"before" json:"before,omitempty"`
+	After  string `expr:"after" json:"after,omitempty"`
+	// Author and Message describe the head commit.
+	Author  string `expr:"author" json:"author,omitempty"`
+	Message string `expr:"message" json:"message,omitempty"`
+	// PullRequest is set for pull/merge request events.
+	PullRequest PullRequest `expr:"pull_request" json:"pull_request"`
+	// Provider is the forge that sent the event (github, gitlab, gitea,
+	// bitbucket); Action its action (opened, synchronize, …).
+	Provider string `expr:"provider" json:"provider,omitempty"`
+	Action   string `expr:"action" json:"action,omitempty"`
+}
+
+// PullRequest is trigger.pull_request.
+type PullRequest struct {
+	Number int64  `expr:"number" json:"number"`
+	Title  string `expr:"title" json:"title,omitempty"`
+	Head   string `expr:"head" json:"head"` // source branch
+	Base   string `expr:"base" json:"base"` // target branch
+	URL    string `expr:"url" json:"url,omitempty"`
 }
 
 // Pipeline is the `pipeline` context.

@@ -857,3 +857,17 @@ func TestHashFiles(t *testing.T) {
 		t.Log("hashFiles() parses; evaluation reports the error")
 	}
 }
+
+func TestTriggerPullRequest(t *testing.T) {
+	tpl, err := ParseTemplate("${{ trigger.pull_request.number }}:${{ trigger.pull_request.base }}:${{ trigger.before }}")
+	if err != nil {
+		t.Fatal(err)
+	}
+	s, err := tpl.Eval(&Env{Trigger: Trigger{Before: "abc", PullRequest: PullRequest{Number: 7, Base: "main"}}})
+	if err != nil || s != "7:main:abc" {
+		t.Fatalf("%q %v", s, err)
+	}
+	if s, err := tpl.Eval(&Env{}); err != nil || s != "0::" {
+		t.Fatalf("no pull request: %q %v", s, err)
+	}
+}

@@ -179,6 +179,9 @@ type TriggerRequest struct {
 	TriggeredBy string
 	RequestID   string
 	TriggerType string // manual | cron | event
+	// Trigger, when set, is the trigger context (webhook events, cron ticks);
+	// its Type is TriggerType. Commit becomes the run's commit.
+	Trigger *expr.Trigger
 }
 
 // Trigger plans a run of the pipeline's head definition, stores it and starts
@@ -206,6 +209,18 @@ func (s *Scheduler) Trigger(ctx context.Context, pipelineID string, req TriggerR
 	run := &store.Run{
 		ID: runID, PipelineID: pipelineID, Status: string(engine.RunPending), TriggerType: req.TriggerType,
 		TriggeredBy: req.TriggeredBy, RequestID: req.RequestID, SpecVersion: sv.Version, CreatedAt: s.now().UTC(),
+	}
+	if t := req.Trigger; t != nil {
+		tc := *t
+		tc.Type = req.TriggerType
+		if tc.Actor == "" {
+			tc.Actor = req.TriggeredBy
+		}
+		b, err := json.Marshal(tc)
+		if err != nil {
+			return nil, false, fmt.Errorf("trigger %s: encode the trigger context: %w", pipelineID, err)
+		}
+		run.Trigger, run.Commit = b, tc.Commit
 	}
 	pl, err := plan.New(plan.Input{
 		Spec: def, Pipeline: pipelineCtx(p, def), Run: expr.Run{ID: runID}, Trigger: triggerCtx(run), Variables: req.Variables,
@@ -262,6 +277,16 @@ func pipelineCtx(p *store.Pipeline, def *spec.Pipeline) expr.Pipeline {
 }
 
 func triggerCtx(r *store.Run) expr.Trigger {
+	if len(r.Trigger) > 0 {
+		var t expr.Trigger
+		if err := json.Unmarshal(r.Trigger, &t); err == nil {
+			t.Type = r.TriggerType
+			if t.Event == "" {
+				t.Event = r.TriggerType
+			}
+			return t
+		}
+	}
 	return expr.Trigger{Type: r.TriggerType, Event: r.TriggerType, Actor: r.TriggeredBy, Commit: r.Commit}
 }
 

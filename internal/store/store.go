@@ -97,6 +97,10 @@ type Run struct {
 	TriggerType string // manual | cron | event
 	TriggeredBy string
 	RequestID   string
+	// Trigger is the trigger context the run was started with (JSON of
+	// expr.Trigger: event, ref, branch, commit, pull request…); nil for
+	// runs from before it was recorded.
+	Trigger     json.RawMessage
 	Variables   map[string]string
 	SpecVersion int
 	Commit      string

@@ -3,6 +3,7 @@ package sqlstore
 import (
 	"context"
 	"database/sql"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"strings"
@@ -79,10 +80,10 @@ func (s *Store) CreateRun(ctx context.Context, nr *store.NewRun) (*store.Run, bo
 				return errRollback
 			}
 		}
-		if _, err := s.exec(ctx, tx, `INSERT INTO runs (`+runCols+`) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+		if _, err := s.exec(ctx, tx, `INSERT INTO runs (`+runCols+`) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
 			run.ID, run.PipelineID, run.Number, run.Status, run.TriggerType, run.TriggeredBy, run.RequestID, vars,
 			run.SpecVersion, run.Commit, run.Reason, micros(run.CreatedAt), nullMicros(run.StartedAt),
-			nullMicros(run.EndedAt)); err != nil {
+			nullMicros(run.EndedAt), triggerJSON(run.Trigger)); err != nil {
 			return err
 		}
 		if err := s.insertMany(ctx, tx, `INSERT INTO job_runs (`+jobCols+`) VALUES `, jobRows); err != nil {
@@ -544,4 +545,12 @@ func (t *runTx) SetPipelineStatus(r *store.Run) error {
 		return fmt.Errorf("%s: %w", op, err)
 	}
 	return nil
+}
+
+// triggerJSON is the stored form of a run's trigger context ("{}" when none).
+func triggerJSON(t json.RawMessage) string {
+	if len(t) == 0 {
+		return "{}"
+	}
+	return string(t)
 }

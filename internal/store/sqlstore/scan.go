@@ -120,21 +120,24 @@ func scanSpec(sc scanner) (*store.SpecVersion, error) {
 }
 
 const runCols = `id, pipeline_id, number, status, trigger_type, triggered_by, request_id, variables,
-	spec_version, commit_sha, reason, created_at, started_at, ended_at`
+	spec_version, commit_sha, reason, created_at, started_at, ended_at, trigger_context`
 
 func scanRun(sc scanner) (*store.Run, error) {
 	var (
 		r              store.Run
-		vars           string
+		vars, trig     string
 		created        int64
 		started, ended sql.NullInt64
 	)
 	if err := sc.Scan(&r.ID, &r.PipelineID, &r.Number, &r.Status, &r.TriggerType, &r.TriggeredBy,
-		&r.RequestID, &vars, &r.SpecVersion, &r.Commit, &r.Reason, &created, &started, &ended); err != nil {
+		&r.RequestID, &vars, &r.SpecVersion, &r.Commit, &r.Reason, &created, &started, &ended, &trig); err != nil {
 		return nil, err
 	}
 	if err := decodeJSON(vars, &r.Variables); err != nil {
 		return nil, fmt.Errorf("run %s: variables: %w", r.ID, err)
+	}
+	if trig != "" && trig != "{}" {
+		r.Trigger = json.RawMessage(trig)
 	}
 	r.CreatedAt = fromMicros(created)
 	r.StartedAt, r.EndedAt = timePtr(started), timePtr(ended)
