@@ -38,6 +38,7 @@ import (
 	"github.com/runnel-ci/runnel/internal/secret"
 	"github.com/runnel-ci/runnel/internal/store"
 	"github.com/runnel-ci/runnel/internal/store/sqlstore"
+	"github.com/runnel-ci/runnel/internal/trigger/cron"
 )
 
 // serverConfig is `runnel server`'s configuration, from flags and RUNNEL_* env.
@@ -56,12 +57,19 @@ type serverConfig struct {
 	LeaseDuration time.Duration
 	LogCapBytes   int64
 	LogLevel      string
+	// ExternalURL is the server's URL as forges reach it, for the webhook
+	// URLs the API shows ("": from each request's Host).
+	ExternalURL string
 	// BlobURL is where artifacts and caches are kept ("": file://<data dir>/blobs).
 	BlobURL           string
 	ArtifactRetention time.Duration
 	CacheRetention    time.Duration
 	MaxArtifactSize   int64
 	MaxCacheSize      int64
+	// CronMinInterval is the smallest gap allowed between two ticks of a
+	// cron schedule; CronCatchUp runs one missed tick after downtime.
+	CronMinInterval time.Duration
+	CronCatchUp     bool
 }
 
 func (c *serverConfig) flags(fs *flag.FlagSet) {
@@ -79,11 +87,14 @@ func (c *serverConfig) flags(fs *flag.FlagSet) {
 	fs.DurationVar(&c.LeaseDuration, "lease-duration", envDuration("RUNNEL_LEASE_DURATION", scheduler.DefaultLeaseDuration), "how long an agent's claim on a job lasts without renewal (RUNNEL_LEASE_DURATION)")
 	fs.Int64Var(&c.LogCapBytes, "log-cap-bytes", int64(envInt("RUNNEL_LOG_CAP_BYTES", scheduler.DefaultLogCap)), "largest stored log per step; older lines are dropped past it (RUNNEL_LOG_CAP_BYTES)")
 	fs.StringVar(&c.LogLevel, "log-level", envOr("RUNNEL_LOG_LEVEL", "info"), "debug, info, warn or error (RUNNEL_LOG_LEVEL)")
+	fs.StringVar(&c.ExternalURL, "external-url", os.Getenv("RUNNEL_EXTERNAL_URL"), "the server's base `URL` as forges reach it, e.g. https://ci.example.com, for webhook URLs (RUNNEL_EXTERNAL_URL); default: from each request's Host and X-Forwarded-Proto")
 	fs.StringVar(&c.BlobURL, "blob-url", os.Getenv("RUNNEL_BLOB_URL"), "`URL` of the store for artifacts and caches: file:///abs/dir, or s3://bucket?region=…&endpoint=…&use_path_style=true (RUNNEL_BLOB_URL); default file://<data dir>/blobs")
 	fs.DurationVar(&c.ArtifactRetention, "artifact-retention", envDuration("RUNNEL_ARTIFACT_RETENTION", 720*time.Hour), "how `long` artifacts are kept after their upload; 0 keeps them until their run is deleted (RUNNEL_ARTIFACT_RETENTION)")
 	fs.DurationVar(&c.CacheRetention, "cache-retention", envDuration("RUNNEL_CACHE_RETENTION", 168*time.Hour), "a cache not saved or restored for this `long` is deleted; 0 keeps caches until their pipeline is deleted (RUNNEL_CACHE_RETENTION)")
 	fs.Int64Var(&c.MaxArtifactSize, "max-artifact-size", int64(envInt("RUNNEL_MAX_ARTIFACT_SIZE", artifact.DefaultMaxArtifactBytes)), "largest artifact in `bytes` (RUNNEL_MAX_ARTIFACT_SIZE)")
 	fs.Int64Var(&c.MaxCacheSize, "max-cache-size", int64(envInt("RUNNEL_MAX_CACHE_SIZE", artifact.DefaultMaxCacheBytes)), "largest cache entry in `bytes` (RUNNEL_MAX_CACHE_SIZE)")
+	fs.DurationVar(&c.CronMinInterval, "cron-min-interval", envDuration("RUNNEL_CRON_MIN_INTERVAL", cron.DefaultMinInterval), "smallest `interval` allowed between two ticks of a cron schedule; shorter schedules are refused when saved and not run (RUNNEL_CRON_MIN_INTERVAL)")
+	fs.BoolVar(&c.CronCatchUp, "cron-catch-up", envBool("RUNNEL_CRON_CATCH_UP", true), "after downtime that missed ticks of a cron schedule, run once for the latest missed tick; false skips to the next tick (RUNNEL_CRON_CATCH_UP)")
 }
 
 func (c *serverConfig) validate() error {
@@ -133,11 +144,20 @@ func (c *serverConfig) validate() error {
 			return fmt.Errorf("--blob-url %q: want file:///abs/dir or s3://bucket?region=…", c.BlobURL)
 		}
 	}
+	if c.ExternalURL != "" {
+		u, err := url.Parse(c.ExternalURL)
+		if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" || u.RawQuery != "" || u.Fragment != "" {
+			return fmt.Errorf("--external-url %q: want an http(s) URL without query, e.g. https://ci.example.com", c.ExternalURL)
+		}
+	}
 	if c.ArtifactRetention < 0 || c.CacheRetention < 0 {
 		return errors.New("--artifact-retention and --cache-retention must be 0 (keep) or more")
 	}
 	if c.MaxArtifactSize <= 0 || c.MaxCacheSize <= 0 {
 		return errors.New("--max-artifact-size and --max-cache-size must be positive (bytes)")
+	}
+	if c.CronMinInterval < time.Second {
+		return fmt.Errorf("--cron-min-interval %s: must be at least 1s (cron ticks are whole seconds)", c.CronMinInterval)
 	}
 	return nil
 }
@@ -151,6 +171,15 @@ func envOr(k, def string) string {
 
 func envInt(k string, def int) int {
 	if v, err := strconv.Atoi(os.Getenv(k)); err == nil {
+		return v
+	}
+	return def
+}
+
+// envBool reads a boolean (1, t, true, 0, f, false…); def when unset or
+// not a boolean.
+func envBool(k string, def bool) bool {
+	if v, err := strconv.ParseBool(os.Getenv(k)); err == nil {
 		return v
 	}
 	return def
@@ -333,7 +362,7 @@ func startServer(parent context.Context, cfg serverConfig, stdout, stderr io.Wri
 			return fail(fmt.Errorf("listen (gRPC): %w", err))
 		}
 	}
-	handler := api.New(api.Config{Store: st, Runs: runControl{sched}, Agents: sched, Secrets: keyring, Artifacts: artifacts, Catalog: catalog, Logger: log, LogCapBytes: cfg.LogCapBytes}).Handler()
+	handler := api.New(api.Config{Store: st, Runs: runControl{s: sched, cronMin: cfg.CronMinInterval}, Agents: sched, Secrets: keyring, Artifacts: artifacts, Catalog: catalog, Logger: log, LogCapBytes: cfg.LogCapBytes, ExternalURL: cfg.ExternalURL}).Handler()
 	ln, err := net.Listen("tcp", cfg.Addr)
 	if err != nil {
 		if grpcLn != nil {
@@ -345,6 +374,12 @@ func startServer(parent context.Context, cfg serverConfig, stdout, stderr io.Wri
 
 	g, gctx := errgroup.WithContext(ctx)
 	g.Go(func() error { return sched.Run(gctx) })
+	crons := cron.NewService(cron.Options{Store: st, MinInterval: cfg.CronMinInterval,
+		CatchUp: cfg.CronCatchUp, Logger: log,
+		Trigger: func(ctx context.Context, pipelineID string, req cron.TriggerRequest) (*store.Run, bool, error) {
+			return sched.Trigger(ctx, pipelineID, scheduler.TriggerRequest(req))
+		}})
+	g.Go(func() error { return crons.Run(gctx) })
 	g.Go(func() error { return artifacts.Run(gctx) })
 	if cfg.AgentCapacity > 0 {
 		be, err := newBackend(cfg.AgentBackend, filepath.Join(cfg.DataDir, "workspaces"), 0, log)
@@ -487,8 +522,16 @@ func withPlatformLabels(labels map[string]string) map[string]string {
 	return labels
 }
 
-// runControl adapts the scheduler to the API's RunControl.
-type runControl struct{ s *scheduler.Scheduler }
+// runControl adapts the scheduler to the API's RunControl, and tells the API
+// the cron minimum interval the cron service applies.
+type runControl struct {
+	s       *scheduler.Scheduler
+	cronMin time.Duration
+}
+
+// CronMinInterval is --cron-min-interval, which the API enforces when cron
+// schedules are saved.
+func (r runControl) CronMinInterval() time.Duration { return r.cronMin }
 
 func (r runControl) Trigger(ctx context.Context, pipelineID string, req api.TriggerRequest) (*store.Run, bool, error) {
 	return r.s.Trigger(ctx, pipelineID, scheduler.TriggerRequest{Variables: req.Variables, TriggeredBy: req.TriggeredBy, RequestID: req.RequestID, TriggerType: req.TriggerType})

@@ -45,8 +45,18 @@ type pipelineJSON struct {
 	LastRunState     string         `json:"lastRunState"`
 	LastStarted      *string        `json:"lastStarted"`
 	LastEnded        *string        `json:"lastEnded"`
+	// WebhookSecretSet says whether a webhook secret is set (GET of one
+	// pipeline only; the secret itself is never shown).
+	WebhookSecretSet *bool `json:"webhookSecretSet,omitempty"`
+	// The pipeline's own cron schedule (flat, as the seed has it) and the
+	// next tick over all its cron schedules (null: none).
+	TriggerCronExpression string  `json:"triggerCronExpression"`
+	TriggerTimezone       string  `json:"triggerTimezone"`
+	NextStart             *string `json:"nextStart"`
 }
 
+// toPipelineJSON shapes a pipeline; NextStart is left null (it needs the
+// head spec: Server.pipelineOut fills it).
 func toPipelineJSON(p *store.Pipeline) pipelineJSON {
 	md := p.Metadata
 	if md == nil {
@@ -72,6 +82,9 @@ func toPipelineJSON(p *store.Pipeline) pipelineJSON {
 		LastRunState:     p.LastRunState,
 		LastStarted:      isoPtr(p.LastStarted),
 		LastEnded:        isoPtr(p.LastEnded),
+
+		TriggerCronExpression: p.TriggerCronExpression,
+		TriggerTimezone:       p.TriggerTimezone,
 	}
 }
 
@@ -161,10 +174,13 @@ type runJSON struct {
 	Variables   map[string]string `json:"variables"`
 	SpecVersion int               `json:"specVersion"`
 	Commit      string            `json:"commit"`
-	Reason      string            `json:"reason"`
-	CreatedAt   string            `json:"createdAt"`
-	StartedAt   *string           `json:"startedAt"`
-	EndedAt     *string           `json:"endedAt"`
+	// Trigger is the trigger context of an event run (branch, commit,
+	// event, pull request…); absent when the run has none.
+	Trigger   json.RawMessage `json:"trigger,omitempty"`
+	Reason    string          `json:"reason"`
+	CreatedAt string          `json:"createdAt"`
+	StartedAt *string         `json:"startedAt"`
+	EndedAt   *string         `json:"endedAt"`
 }
 
 func toRunJSON(r *store.Run) runJSON {
@@ -183,6 +199,7 @@ func toRunJSON(r *store.Run) runJSON {
 		Variables:   vars,
 		SpecVersion: r.SpecVersion,
 		Commit:      r.Commit,
+		Trigger:     triggerContext(r.Trigger),
 		Reason:      r.Reason,
 		CreatedAt:   isoTime(r.CreatedAt),
 		StartedAt:   isoPtr(r.StartedAt),
@@ -307,4 +324,13 @@ type logLineJSON struct {
 	Time    string `json:"time"`
 	Level   string `json:"level"`
 	Message string `json:"message"`
+}
+
+// triggerContext is a run's stored trigger context, nil when it has none.
+func triggerContext(raw json.RawMessage) json.RawMessage {
+	switch string(raw) {
+	case "", "{}", "null":
+		return nil
+	}
+	return raw
 }

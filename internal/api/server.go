@@ -6,7 +6,9 @@
 //
 // Every route under /api/v1 needs a bearer token, except the OpenAPI document
 // (/api/v1/openapi.json): it describes the API and holds no data, and tools
-// that render it should not need a token. /healthz and /readyz are open too,
+// that render it should not need a token; and webhook deliveries
+// (/api/v1/webhooks/…), which a forge signs with the pipeline's webhook
+// secret instead. /healthz and /readyz are open too,
 // for load balancers and orchestrators.
 package api
 
@@ -54,6 +56,10 @@ type Config struct {
 	// LogCapBytes is the per-step log cap the log ingestion applies; a
 	// plain-text log download never sends more than this (default 16 MiB).
 	LogCapBytes int64
+	// ExternalURL is the server's base URL as forges reach it
+	// (https://ci.example.com), for the webhook URLs a secret rotation
+	// shows; empty: taken from the request (Host, X-Forwarded-Proto).
+	ExternalURL string
 }
 
 // Defaults of Config.
@@ -75,6 +81,8 @@ type Server struct {
 	now     func() time.Time
 	maxBody int64
 	logCap  int64
+	// externalURL is Config.ExternalURL.
+	externalURL string
 
 	// touched remembers when each token's last-used time was last written, so
 	// an active client costs one write a minute instead of one per request.
@@ -102,6 +110,8 @@ func New(cfg Config) *Server {
 		maxBody: cfg.MaxBodyBytes,
 		logCap:  cfg.LogCapBytes,
 		touched: map[string]time.Time{},
+
+		externalURL: cfg.ExternalURL,
 	}
 	if s.catalog == nil {
 		s.catalog = action.Builtins()
@@ -136,7 +146,9 @@ type route struct {
 	path   string
 	// public routes need no token.
 	public bool
-	h      handlerFunc
+	// maxBody bounds the body instead of Config.MaxBodyBytes when set.
+	maxBody int64
+	h       handlerFunc
 }
 
 // routes lists every endpoint; the OpenAPI test checks the document against
@@ -158,6 +170,10 @@ func (s *Server) routes() []route {
 		{method: "POST", path: "/api/v1/pipelines/{pipelineId}/spec/save", h: s.saveSpec},
 
 		{method: "POST", path: "/api/v1/pipelines/{pipelineId}/trigger", h: s.trigger},
+		{method: "POST", path: "/api/v1/pipelines/{pipelineId}/webhook/rotate", h: s.rotateWebhookSecret},
+		// The signature made with the pipeline's webhook secret is the
+		// authentication of a delivery.
+		{method: "POST", path: "/api/v1/webhooks/{provider}/{pipelineId}", public: true, maxBody: maxWebhookBody, h: s.receiveWebhook},
 		{method: "GET", path: "/api/v1/pipelines/{pipelineId}/runs", h: s.listRuns},
 		{method: "GET", path: "/api/v1/pipelines/runs/{runId}", h: s.getRun},
 		{method: "POST", path: "/api/v1/pipelines/{pipelineId}/runs/{runId}/stop", h: s.control("stop")},
@@ -379,7 +395,11 @@ func (s *Server) wrap(rt route) http.Handler {
 				return
 			}
 		}
-		r.Body = http.MaxBytesReader(w, r.Body, s.maxBody)
+		limit := s.maxBody
+		if rt.maxBody > 0 {
+			limit = rt.maxBody
+		}
+		r.Body = http.MaxBytesReader(w, r.Body, limit)
 		if err := rt.h(w, r); err != nil {
 			s.fail(w, r, err)
 		}

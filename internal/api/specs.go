@@ -12,6 +12,7 @@ import (
 
 	"github.com/runnel-ci/runnel/internal/spec"
 	"github.com/runnel-ci/runnel/internal/store"
+	"github.com/runnel-ci/runnel/internal/trigger/cron"
 )
 
 // contentRejected answers the legacy raw-text field: the seed's API removed
@@ -83,7 +84,7 @@ func checkSpecObject(raw json.RawMessage) error {
 func (s *Server) specErrors(raw json.RawMessage) (*spec.Pipeline, []specError) {
 	p, err := spec.Parse(bytes.TrimSpace(raw), spec.Options{File: "spec", Catalog: s.catalog})
 	if err == nil {
-		return p, nil
+		return p, s.cronErrors(p)
 	}
 	var list spec.ErrorList
 	if !errors.As(err, &list) {
@@ -94,6 +95,27 @@ func (s *Server) specErrors(raw json.RawMessage) (*spec.Pipeline, []specError) {
 		out = append(out, specError{Path: e.Path, Line: e.Line, Column: e.Column, Message: e.Msg})
 	}
 	return nil, out
+}
+
+// cronErrors checks what the spec's validation cannot know: that each cron
+// trigger ticks no more often than the server's minimum interval.
+func (s *Server) cronErrors(p *spec.Pipeline) []specError {
+	var out []specError
+	for i, t := range p.Triggers {
+		if t.Type != "cron" || t.Cron == "" {
+			continue
+		}
+		path := fmt.Sprintf("triggers[%d].cron", i)
+		sched, err := cron.Parse(t.Cron, t.Timezone)
+		if err == nil {
+			err = sched.CheckMinInterval(s.now(), s.cronMinInterval())
+		}
+		if err != nil {
+			pos := p.Position(path)
+			out = append(out, specError{Path: path, Line: pos.Line, Column: pos.Column, Message: err.Error()})
+		}
+	}
+	return out
 }
 
 // parseSpec checks a spec and returns its canonical JSON and content hash, or

@@ -188,11 +188,12 @@ func (k *Keyring) Open(secretID string, ciphertext []byte, keyID string) ([]byte
 	return v, nil
 }
 
-// Reencrypt seals every secret and credential that another key sealed with
-// the current key. It returns how many it rewrote.
+// Reencrypt seals every secret, credential and pipeline webhook secret that
+// another key sealed with the current key. It returns how many it rewrote.
 func (k *Keyring) Reencrypt(ctx context.Context, st interface {
 	store.Secrets
 	store.Credentials
+	store.Webhooks
 }) (int, error) {
 	list, err := st.ListSecrets(ctx, store.SecretFilter{})
 	if err != nil {
@@ -227,6 +228,24 @@ func (k *Keyring) Reencrypt(ctx context.Context, st interface {
 		}
 		c.Ciphertext, c.KeyID = k.Seal(c.ID, v)
 		if err := st.UpdateCredential(ctx, c); err != nil {
+			return n, err
+		}
+		n++
+	}
+	hooks, err := st.ListWebhookSecrets(ctx)
+	if err != nil {
+		return n, err
+	}
+	for _, w := range hooks {
+		if w.KeyID == k.current.id {
+			continue
+		}
+		v, err := k.Open(w.SealID(), w.Ciphertext, w.KeyID)
+		if err != nil {
+			return n, err
+		}
+		w.Ciphertext, w.KeyID = k.Seal(w.SealID(), v)
+		if err := st.SetWebhookSecret(ctx, w); err != nil {
 			return n, err
 		}
 		n++

@@ -1,9 +1,9 @@
 // Package store declares Runnel's persistent model (pipelines, spec versions,
 // runs, job runs, step runs, log lines, the run timeline, API tokens, agents,
-// secrets, credentials, artifact and cache records) and the operations the
-// server and the scheduler need. The database is the source of truth: every
-// state change goes through these operations, and in-memory signals are only
-// wake-up hints.
+// secrets, credentials, artifact and cache records, webhook secrets and
+// deliveries) and the operations the server and the scheduler need. The
+// database is the source of truth: every state change goes through these
+// operations, and in-memory signals are only wake-up hints.
 //
 // Implementations live in sub-packages (sqlstore: SQLite and PostgreSQL through
 // one database/sql code path) and must pass the conformance suite in storetest.
@@ -57,6 +57,11 @@ type Pipeline struct {
 	// HeadVersion is the newest spec version (0: none saved yet).
 	HeadVersion   int
 	HeadCommitSHA string
+	// TriggerCronExpression and TriggerTimezone are the pipeline's own cron
+	// schedule (the seed's flat fields), besides the head spec's cron
+	// triggers: "" is none, and an empty zone is UTC. Editable.
+	TriggerCronExpression string
+	TriggerTimezone       string
 	// Status of the latest run.
 	LastExecutionID string
 	LastRunState    string
@@ -239,6 +244,8 @@ type Store interface {
 	Credentials
 	Artifacts
 	Caches
+	Webhooks
+	CronState
 	// Ping checks the database is reachable (for /readyz).
 	Ping(ctx context.Context) error
 	Close() error
@@ -256,6 +263,34 @@ type Pipelines interface {
 	// DeletePipeline removes the pipeline with its specs, runs and logs. A
 	// pipeline with an active run (pending, running, paused) → ErrConflict.
 	DeletePipeline(ctx context.Context, id string) error
+}
+
+// CronTick is the state of one cron schedule of a pipeline: the last tick
+// the cron service handled. ScheduleKey is the trigger's index in the head
+// spec ("0", "1", …) or "pipeline" for the pipeline's flat fields; Schedule
+// identifies the schedule's definition (expression and zone), so a changed
+// definition starts afresh instead of inheriting the old one's ticks.
+type CronTick struct {
+	PipelineID  string
+	ScheduleKey string
+	Schedule    string
+	LastTick    time.Time
+}
+
+// CronState keeps the cron service's progress, shared by every replica.
+type CronState interface {
+	// ListCronTicks lists the state of every schedule of every pipeline.
+	ListCronTicks(ctx context.Context) ([]*CronTick, error)
+	// StartCronSchedule records t unless the same schedule (pipeline, key and
+	// Schedule) is already recorded, and returns what is recorded then: a
+	// concurrent start by another replica keeps the first one's LastTick. A
+	// different Schedule under the key replaces the row (the definition
+	// changed). An unknown pipeline → ErrNotFound.
+	StartCronSchedule(ctx context.Context, t *CronTick) (*CronTick, error)
+	// AdvanceCronTick moves the schedule's LastTick forward to tick, never
+	// back, and only while the recorded Schedule is schedule. It reports
+	// whether the row changed; a missing row → ErrNotFound.
+	AdvanceCronTick(ctx context.Context, pipelineID, key, schedule string, tick time.Time) (bool, error)
 }
 
 // Specs manages spec versions.
@@ -605,4 +640,53 @@ type Tokens interface {
 	TokenByHash(ctx context.Context, hash []byte) (*APIToken, error)
 	TouchToken(ctx context.Context, id string, at time.Time) error
 	ListTokens(ctx context.Context) ([]*APIToken, error)
+}
+
+// PipelineWebhook is a pipeline's webhook secret, sealed by the server like a
+// secret's value (the store never sees it in clear), under the id SealID.
+type PipelineWebhook struct {
+	PipelineID string
+	Ciphertext []byte
+	KeyID      string
+	CreatedAt  time.Time
+	UpdatedAt  time.Time
+}
+
+// SealID is the id the webhook secret is sealed under (bound to the
+// ciphertext): the pipeline's, marked as a webhook's, so that neither a
+// secret's nor another pipeline's ciphertext opens in its place.
+func (w *PipelineWebhook) SealID() string { return "webhook:" + w.PipelineID }
+
+// WebhookDelivery is a verified webhook delivery and what came of it.
+type WebhookDelivery struct {
+	PipelineID string
+	Provider   string // github gitlab gitea bitbucket
+	DeliveryID string
+	// RunIDs are the runs the delivery started (empty when ignored).
+	RunIDs    []string
+	Status    string // triggered | ignored
+	Reason    string
+	CreatedAt time.Time
+}
+
+// Webhooks stores pipelines' webhook secrets and the deliveries received.
+// Both go with their pipeline.
+type Webhooks interface {
+	// SetWebhookSecret stores or replaces the pipeline's sealed secret
+	// (CreatedAt is kept on replacement). An unknown pipeline → ErrNotFound;
+	// no ciphertext or key id → ErrInvalid.
+	SetWebhookSecret(ctx context.Context, w *PipelineWebhook) error
+	// GetWebhookSecret returns the pipeline's secret; ErrNotFound when none
+	// is set.
+	GetWebhookSecret(ctx context.Context, pipelineID string) (*PipelineWebhook, error)
+	// ListWebhookSecrets lists every pipeline's secret (for re-encryption
+	// under a new key), by pipeline id.
+	ListWebhookSecrets(ctx context.Context) ([]*PipelineWebhook, error)
+	// RecordDelivery stores d. When the pipeline already has a delivery of
+	// that provider and id, nothing is written and the stored one is
+	// returned with replayed=true, also under concurrent calls. An unknown
+	// pipeline → ErrNotFound.
+	RecordDelivery(ctx context.Context, d *WebhookDelivery) (stored *WebhookDelivery, replayed bool, err error)
+	// GetDelivery returns a recorded delivery (ErrNotFound).
+	GetDelivery(ctx context.Context, pipelineID, provider, deliveryID string) (*WebhookDelivery, error)
 }

@@ -32,10 +32,12 @@ func (s *Store) CreatePipeline(ctx context.Context, p *store.Pipeline) error {
 	err = s.writeTx(ctx, true, func(tx *sql.Tx) error {
 		_, err := s.exec(ctx, tx, `INSERT INTO pipelines (id, project_id, name, name_lower, description,
 			repo_url, default_branch, pipeline_file_path, save_mode, pr_target_branch, metadata,
-			created_by, created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+			created_by, created_at, updated_at, trigger_cron_expression, trigger_timezone)
+			VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
 			p.ID, p.ProjectID, p.Name, strings.ToLower(p.Name), p.Description, p.RepoURL, p.DefaultBranch,
 			p.PipelineFilePath, p.SaveMode, p.PRTargetBranch, meta, p.CreatedBy,
-			micros(orNow(p.CreatedAt, now)), micros(orNow(p.UpdatedAt, now)))
+			micros(orNow(p.CreatedAt, now)), micros(orNow(p.UpdatedAt, now)),
+			p.TriggerCronExpression, p.TriggerTimezone)
 		return err
 	})
 	if s.d.isUnique(err) {
@@ -122,7 +124,7 @@ func (d dialect) page(limit, offset int) (string, []any) {
 }
 
 // UpdatePipeline replaces the editable fields: name, description, repository,
-// branches, file path, save mode, metadata and UpdatedAt (now when zero). The
+// branches, file path, save mode, metadata, the cron fields and UpdatedAt (now when zero). The
 // id, project, creator, creation time, head and status are not editable here:
 // moving a pipeline to another project is not an edit, and the head and status
 // belong to SaveSpec and the runs.
@@ -141,9 +143,10 @@ func (s *Store) UpdatePipeline(ctx context.Context, p *store.Pipeline) error {
 		var err error
 		found, err = s.execOne(ctx, tx, `UPDATE pipelines SET name = ?, name_lower = ?, description = ?,
 			repo_url = ?, default_branch = ?, pipeline_file_path = ?, save_mode = ?, pr_target_branch = ?,
-			metadata = ?, updated_at = ? WHERE id = ?`,
+			metadata = ?, updated_at = ?, trigger_cron_expression = ?, trigger_timezone = ? WHERE id = ?`,
 			p.Name, strings.ToLower(p.Name), p.Description, p.RepoURL, p.DefaultBranch, p.PipelineFilePath,
-			p.SaveMode, p.PRTargetBranch, meta, micros(orNow(p.UpdatedAt, s.nowUTC())), p.ID)
+			p.SaveMode, p.PRTargetBranch, meta, micros(orNow(p.UpdatedAt, s.nowUTC())),
+			p.TriggerCronExpression, p.TriggerTimezone, p.ID)
 		return err
 	})
 	if s.d.isUnique(err) {

@@ -30,6 +30,7 @@ func testPipelines(t *testing.T, open func(t *testing.T) store.Store) {
 		upd.Name, upd.Description, upd.RepoURL, upd.DefaultBranch = "build2", "d2", "https://x/y.git", "dev"
 		upd.PipelineFilePath, upd.SaveMode, upd.PRTargetBranch = "ci.yaml", "pr", "main"
 		upd.Metadata = map[string]any{"k": "v"}
+		upd.TriggerCronExpression, upd.TriggerTimezone = "0 4 * * *", "Asia/Hong_Kong"
 		upd.UpdatedAt = at(60)
 		upd.HeadVersion, upd.HeadCommitSHA, upd.LastRunState, upd.ProjectID = 9, "x", "running", "other"
 		upd.CreatedBy, upd.CreatedAt = "mallory", at(99)
@@ -40,6 +41,13 @@ func testPipelines(t *testing.T, open func(t *testing.T) store.Store) {
 		want.HeadVersion, want.HeadCommitSHA, want.LastRunState, want.ProjectID = 0, "", "", "proj"
 		want.CreatedBy, want.CreatedAt = "alice", t0
 		sameJSON(t, "updated pipeline", got, &want)
+
+		cronP := &store.Pipeline{ID: newID("pl"), ProjectID: "proj", Name: "nightly", Metadata: map[string]any{},
+			TriggerCronExpression: "30 2 * * *", TriggerTimezone: "Europe/Berlin", CreatedAt: t0, UpdatedAt: t0}
+		noErr(t, "CreatePipeline with cron fields", f.st.CreatePipeline(f.ctx, cronP))
+		got, err = f.st.GetPipeline(f.ctx, cronP.ID)
+		noErr(t, "GetPipeline", err)
+		sameJSON(t, "pipeline with cron fields", got, cronP)
 
 		wantErr(t, "UpdatePipeline unknown",
 			f.st.UpdatePipeline(f.ctx, &store.Pipeline{ID: "nope", Name: "n"}), store.ErrNotFound)

@@ -46,7 +46,9 @@ func Run(t *testing.T, open func(t *testing.T) store.Store) {
 		{"Credentials", testCredentials},
 		{"Artifacts", testArtifacts},
 		{"Caches", testCaches},
+		{"Webhooks", testWebhooks},
 		{"CheckLease", testCheckLease},
+		{"Cron", testCron},
 	}
 	for _, g := range groups {
 		t.Run(g.name, func(t *testing.T) {
