@@ -534,7 +534,9 @@ type runControl struct {
 func (r runControl) CronMinInterval() time.Duration { return r.cronMin }
 
 func (r runControl) Trigger(ctx context.Context, pipelineID string, req api.TriggerRequest) (*store.Run, bool, error) {
-	return r.s.Trigger(ctx, pipelineID, scheduler.TriggerRequest{Variables: req.Variables, TriggeredBy: req.TriggeredBy, RequestID: req.RequestID, TriggerType: req.TriggerType})
+	// A conversion, not a field-by-field copy: a field added to one struct
+	// and not the other fails to compile instead of being dropped.
+	return r.s.Trigger(ctx, pipelineID, scheduler.TriggerRequest(req))
 }
 
 func (r runControl) Stop(ctx context.Context, runID, operator, reason string) (*store.Run, error) {
