@@ -852,9 +852,13 @@ func TestHashFiles(t *testing.T) {
 	if _, err := tpl.Eval(&Env{}); err == nil || !strings.Contains(err.Error(), "hashFiles: only available") {
 		t.Fatalf("without a workspace: %v", err)
 	}
-	if _, err := ParseTemplate("${{ hashFiles() }}"); err == nil {
-		// zero arguments is accepted by the parser only if the function allows it
-		t.Log("hashFiles() parses; evaluation reports the error")
+	// No pattern: an evaluation error that says what to write.
+	empty, err := ParseTemplate("${{ hashFiles() }}")
+	if err == nil {
+		_, err = empty.Eval(env)
+	}
+	if err == nil || !strings.Contains(err.Error(), "hashFiles") {
+		t.Fatalf("hashFiles() without a pattern: %v", err)
 	}
 }
 
