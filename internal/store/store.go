@@ -62,6 +62,10 @@ type Pipeline struct {
 	// triggers: "" is none, and an empty zone is UTC. Editable.
 	TriggerCronExpression string
 	TriggerTimezone       string
+	// CredentialID names the source-code credential the server reads and
+	// writes RepoURL with ("" none: a public repository, or the machine's
+	// own SSH keys).
+	CredentialID string
 	// Status of the latest run.
 	LastExecutionID string
 	LastRunState    string
@@ -230,6 +234,24 @@ type NewRun struct {
 	Run   *Run
 	Jobs  []*JobRun
 	Steps map[string][]*StepRun // by JobRun.ID
+	// Definition, when set, is the definition the run was planned from
+	// (Run.SpecVersion is then 0).
+	Definition *RunDefinition
+}
+
+// RunDefinition is the definition a run was planned from when it did not
+// come from a stored spec version.
+type RunDefinition struct {
+	RunID string
+	// Source: "git" (read from the pipeline's repository) or "extension"
+	// (a configuration extension's answer).
+	Source string
+	// File is the path in the repository ("" for an extension's answer).
+	File string
+	// CommitSHA is the commit it was read at ("" when not from Git).
+	CommitSHA string
+	// Content is the definition text as read (YAML or JSON).
+	Content []byte
 }
 
 // Store is everything the server and the scheduler persist.
@@ -312,6 +334,9 @@ type Runs interface {
 	// existing run is returned with replayed=true, also under concurrent calls.
 	CreateRun(ctx context.Context, nr *NewRun) (run *Run, replayed bool, err error)
 	GetRun(ctx context.Context, id string) (*Run, error)
+	// GetRunDefinition returns the definition a run was planned from when
+	// it did not come from a stored spec version; ErrNotFound otherwise.
+	GetRunDefinition(ctx context.Context, runID string) (*RunDefinition, error)
 	GetRunTree(ctx context.Context, id string) (*RunTree, error)
 	ListRuns(ctx context.Context, f RunFilter) ([]*Run, int, error)
 	// ActiveRuns lists runs not yet in a final status, oldest first.

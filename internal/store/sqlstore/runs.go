@@ -86,6 +86,12 @@ func (s *Store) CreateRun(ctx context.Context, nr *store.NewRun) (*store.Run, bo
 			nullMicros(run.EndedAt), triggerJSON(run.Trigger)); err != nil {
 			return err
 		}
+		if d := nr.Definition; d != nil {
+			if _, err := s.exec(ctx, tx, `INSERT INTO run_definitions (run_id, source, file, commit_sha, content)
+				VALUES (?, ?, ?, ?, ?)`, run.ID, d.Source, d.File, d.CommitSHA, string(d.Content)); err != nil {
+				return err
+			}
+		}
 		if err := s.insertMany(ctx, tx, `INSERT INTO job_runs (`+jobCols+`) VALUES `, jobRows); err != nil {
 			return err
 		}
@@ -247,6 +253,23 @@ func (s *Store) GetRun(ctx context.Context, id string) (*store.Run, error) {
 		return nil, fmt.Errorf("get run %s: %w", id, err)
 	}
 	return r, nil
+}
+
+// GetRunDefinition returns the definition a run was planned from when it did
+// not come from a stored spec version.
+func (s *Store) GetRunDefinition(ctx context.Context, runID string) (*store.RunDefinition, error) {
+	d := store.RunDefinition{RunID: runID}
+	var content string
+	err := s.queryRow(ctx, s.r, `SELECT source, file, commit_sha, content FROM run_definitions WHERE run_id = ?`, runID).
+		Scan(&d.Source, &d.File, &d.CommitSHA, &content)
+	if errors.Is(err, sql.ErrNoRows) {
+		return nil, notFound("get definition of run " + runID)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("get definition of run %s: %w", runID, err)
+	}
+	d.Content = []byte(content)
+	return &d, nil
 }
 
 // GetRunTree returns a run with its job runs (by Index) and step runs (by

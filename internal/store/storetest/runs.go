@@ -12,6 +12,34 @@ import (
 )
 
 func testRuns(t *testing.T, open func(t *testing.T) store.Store) {
+	t.Run("Definition", func(t *testing.T) {
+		t.Parallel()
+		f := newFx(t, open)
+		p := f.pipeline("proj", "p")
+		p.CredentialID = "cred_x"
+		noErr(t, "UpdatePipeline", f.st.UpdatePipeline(f.ctx, p))
+		gotP, err := f.st.GetPipeline(f.ctx, p.ID)
+		noErr(t, "GetPipeline", err)
+		if gotP.CredentialID != "cred_x" {
+			t.Fatalf("pipeline credential = %q, want cred_x", gotP.CredentialID)
+		}
+		nr := newRun(p.ID, 1, 1)
+		nr.Run.SpecVersion = 0
+		def := &store.RunDefinition{Source: "git", File: ".runnel/pipeline.yaml", CommitSHA: "0123abcd",
+			Content: []byte("version: v1\njobs: {a: {steps: [{run: 'echo é'}]}}\n")}
+		nr.Definition = def
+		run, _, err := f.st.CreateRun(f.ctx, nr)
+		noErr(t, "CreateRun", err)
+		got, err := f.st.GetRunDefinition(f.ctx, run.ID)
+		noErr(t, "GetRunDefinition", err)
+		def.RunID = run.ID
+		sameJSON(t, "definition", got, def)
+		// A run planned from a stored version has none.
+		other, _, err := f.st.CreateRun(f.ctx, newRun(p.ID, 1, 1))
+		noErr(t, "CreateRun", err)
+		_, err = f.st.GetRunDefinition(f.ctx, other.ID)
+		wantErr(t, "GetRunDefinition of a stored-version run", err, store.ErrNotFound)
+	})
 	t.Run("CreateAndTree", func(t *testing.T) {
 		t.Parallel()
 		f := newFx(t, open)
