@@ -33,11 +33,13 @@ import (
 	"github.com/runnel-ci/runnel/internal/api"
 	"github.com/runnel-ci/runnel/internal/artifact"
 	"github.com/runnel-ci/runnel/internal/bus"
+	"github.com/runnel-ci/runnel/internal/gitdef"
 	"github.com/runnel-ci/runnel/internal/engine"
 	"github.com/runnel-ci/runnel/internal/scheduler"
 	"github.com/runnel-ci/runnel/internal/secret"
 	"github.com/runnel-ci/runnel/internal/store"
 	"github.com/runnel-ci/runnel/internal/store/sqlstore"
+	"github.com/runnel-ci/runnel/internal/trigger/configext"
 	"github.com/runnel-ci/runnel/internal/trigger/cron"
 )
 
@@ -70,6 +72,11 @@ type serverConfig struct {
 	// cron schedule; CronCatchUp runs one missed tick after downtime.
 	CronMinInterval time.Duration
 	CronCatchUp     bool
+	// ConfigExtension* configure the Drone-compatible configuration
+	// extension asked for each run's definition ("" endpoint: none).
+	ConfigExtensionEndpoint string
+	ConfigExtensionSecret   string
+	ConfigExtensionTimeout  time.Duration
 }
 
 func (c *serverConfig) flags(fs *flag.FlagSet) {
@@ -94,6 +101,9 @@ func (c *serverConfig) flags(fs *flag.FlagSet) {
 	fs.Int64Var(&c.MaxArtifactSize, "max-artifact-size", int64(envInt("RUNNEL_MAX_ARTIFACT_SIZE", artifact.DefaultMaxArtifactBytes)), "largest artifact in `bytes` (RUNNEL_MAX_ARTIFACT_SIZE)")
 	fs.Int64Var(&c.MaxCacheSize, "max-cache-size", int64(envInt("RUNNEL_MAX_CACHE_SIZE", artifact.DefaultMaxCacheBytes)), "largest cache entry in `bytes` (RUNNEL_MAX_CACHE_SIZE)")
 	fs.DurationVar(&c.CronMinInterval, "cron-min-interval", envDuration("RUNNEL_CRON_MIN_INTERVAL", cron.DefaultMinInterval), "smallest `interval` allowed between two ticks of a cron schedule; shorter schedules are refused when saved and not run (RUNNEL_CRON_MIN_INTERVAL)")
+	fs.StringVar(&c.ConfigExtensionEndpoint, "config-extension-endpoint", os.Getenv("RUNNEL_CONFIG_EXTENSION_ENDPOINT"), "`URL` of a configuration extension (Drone's protocol) asked for each run's definition before the repository file or stored spec (RUNNEL_CONFIG_EXTENSION_ENDPOINT)")
+	fs.StringVar(&c.ConfigExtensionSecret, "config-extension-secret", os.Getenv("RUNNEL_CONFIG_EXTENSION_SECRET"), "shared `secret` the requests to the configuration extension are signed with (RUNNEL_CONFIG_EXTENSION_SECRET)")
+	fs.DurationVar(&c.ConfigExtensionTimeout, "config-extension-timeout", envDuration("RUNNEL_CONFIG_EXTENSION_TIMEOUT", configext.DefaultTimeout), "how `long` to wait for the configuration extension; a run whose extension does not answer in time fails (RUNNEL_CONFIG_EXTENSION_TIMEOUT)")
 	fs.BoolVar(&c.CronCatchUp, "cron-catch-up", envBool("RUNNEL_CRON_CATCH_UP", true), "after downtime that missed ticks of a cron schedule, run once for the latest missed tick; false skips to the next tick (RUNNEL_CRON_CATCH_UP)")
 }
 
@@ -156,10 +166,41 @@ func (c *serverConfig) validate() error {
 	if c.MaxArtifactSize <= 0 || c.MaxCacheSize <= 0 {
 		return errors.New("--max-artifact-size and --max-cache-size must be positive (bytes)")
 	}
+	if c.ConfigExtensionEndpoint != "" {
+		u, err := url.Parse(c.ConfigExtensionEndpoint)
+		if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+			return fmt.Errorf("--config-extension-endpoint %q: want an http(s) URL", c.ConfigExtensionEndpoint)
+		}
+		if c.ConfigExtensionSecret == "" {
+			return errors.New("--config-extension-endpoint needs --config-extension-secret (RUNNEL_CONFIG_EXTENSION_SECRET): requests are signed with it")
+		}
+	}
+	if c.ConfigExtensionTimeout <= 0 {
+		return errors.New("--config-extension-timeout must be positive")
+	}
 	if c.CronMinInterval < time.Second {
 		return fmt.Errorf("--cron-min-interval %s: must be at least 1s (cron ticks are whole seconds)", c.CronMinInterval)
 	}
 	return nil
+}
+
+// pipelineCredential opens the credential a pipeline names for its
+// repository, if the pipeline's project may use it.
+func pipelineCredential(r secret.Resolver, haveKeys bool) gitdef.CredentialOpener {
+	return func(ctx context.Context, pipelineID, id string) (*action.Credential, error) {
+		if !haveKeys {
+			return nil, fmt.Errorf("credential %s: this server has no secrets key to open it with (see docs/security.md)", id)
+		}
+		m, err := r.Credentials(ctx, pipelineID, []string{id})
+		if err != nil {
+			return nil, fmt.Errorf("credential %s: %w", id, err)
+		}
+		c, ok := m[id]
+		if !ok {
+			return nil, fmt.Errorf("credential %s is not usable by pipeline %s (unknown, deleted, or limited to another project)", id, pipelineID)
+		}
+		return &c, nil
+	}
 }
 
 func envOr(k, def string) string {
@@ -323,9 +364,19 @@ func startServer(parent context.Context, cfg serverConfig, stdout, stderr io.Wri
 			b.Close()
 		}
 	}()
+	resolver := secret.Resolver{Store: st, Keyring: keyring}
+	defs := &gitdef.Source{Credentials: pipelineCredential(resolver, keyring != nil)}
+	if cfg.ConfigExtensionEndpoint != "" {
+		defs.Extension = &configext.Client{Endpoint: cfg.ConfigExtensionEndpoint, Secret: cfg.ConfigExtensionSecret,
+			Timeout: cfg.ConfigExtensionTimeout}
+	}
+	if cfg.ExternalURL != "" {
+		base := strings.TrimRight(cfg.ExternalURL, "/")
+		defs.RunLink = func(pipelineID string) string { return base + "/api/v1/pipelines/" + pipelineID + "/runs" }
+	}
 	sched := scheduler.New(scheduler.Options{Store: st, Catalog: catalog, Logger: log, LeaseDuration: cfg.LeaseDuration,
 		LogCapBytes: cfg.LogCapBytes, Bus: b, OfflineAfter: cfg.OfflineAfter,
-		Secrets: secret.Resolver{Store: st, Keyring: keyring}, Storage: artifacts})
+		Secrets: resolver, Storage: artifacts, Definitions: defs})
 	agentID, err := embeddedAgentID(cfg.DataDir)
 	if err != nil {
 		return fail(err)
@@ -362,7 +413,7 @@ func startServer(parent context.Context, cfg serverConfig, stdout, stderr io.Wri
 			return fail(fmt.Errorf("listen (gRPC): %w", err))
 		}
 	}
-	handler := api.New(api.Config{Store: st, Runs: runControl{s: sched, cronMin: cfg.CronMinInterval}, Agents: sched, Secrets: keyring, Artifacts: artifacts, Catalog: catalog, Logger: log, LogCapBytes: cfg.LogCapBytes, ExternalURL: cfg.ExternalURL}).Handler()
+	handler := api.New(api.Config{Store: st, Runs: runControl{s: sched, cronMin: cfg.CronMinInterval}, Agents: sched, Secrets: keyring, Artifacts: artifacts, Catalog: catalog, Logger: log, LogCapBytes: cfg.LogCapBytes, ExternalURL: cfg.ExternalURL, Git: defs}).Handler()
 	ln, err := net.Listen("tcp", cfg.Addr)
 	if err != nil {
 		if grpcLn != nil {

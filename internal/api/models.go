@@ -53,6 +53,8 @@ type pipelineJSON struct {
 	TriggerCronExpression string  `json:"triggerCronExpression"`
 	TriggerTimezone       string  `json:"triggerTimezone"`
 	NextStart             *string `json:"nextStart"`
+	// CredentialID is the credential repoUrl is read and written with.
+	CredentialID string `json:"credentialId"`
 }
 
 // toPipelineJSON shapes a pipeline; NextStart is left null (it needs the
@@ -83,6 +85,7 @@ func toPipelineJSON(p *store.Pipeline) pipelineJSON {
 		LastStarted:      isoPtr(p.LastStarted),
 		LastEnded:        isoPtr(p.LastEnded),
 
+		CredentialID:          p.CredentialID,
 		TriggerCronExpression: p.TriggerCronExpression,
 		TriggerTimezone:       p.TriggerTimezone,
 	}
@@ -108,6 +111,17 @@ type specVersionJSON struct {
 	CreatedAt     string `json:"createdAt"`
 	// Replayed is true when the requestId had been used: nothing was saved.
 	Replayed bool `json:"replayed"`
+	// Git-backed pipelines: how it was saved (direct | pr), the commit
+	// pushed, the branch it was pushed to, and for pr saves the pull
+	// request opened against targetBranch. Unchanged: the file already had
+	// this content; nothing was pushed.
+	SaveMode          string `json:"saveMode,omitempty"`
+	CommitSHA         string `json:"commitSha,omitempty"`
+	Branch            string `json:"branch,omitempty"`
+	TargetBranch      string `json:"targetBranch,omitempty"`
+	PullRequestURL    string `json:"pullRequestUrl,omitempty"`
+	PullRequestNumber int64  `json:"pullRequestNumber,omitempty"`
+	Unchanged         bool   `json:"unchanged,omitempty"`
 }
 
 func toSpecVersionJSON(sv *store.SpecVersion, replayed bool) specVersionJSON {
@@ -138,6 +152,11 @@ type specJSON struct {
 	CommitMessage string `json:"commitMessage"`
 	Editor        string `json:"editor"`
 	CreatedAt     string `json:"createdAt"`
+	// Source is "git" when the definition was read from the pipeline's
+	// repository (File on Branch at CommitSHA), else "store".
+	Source string `json:"source,omitempty"`
+	File   string `json:"file,omitempty"`
+	Branch string `json:"branch,omitempty"`
 }
 
 // specError is one problem of a spec, positioned in the spec as sent.
@@ -213,6 +232,21 @@ type runDetailJSON struct {
 	runJSON
 	Stages   []stageJSON    `json:"stages"`
 	Timeline []timelineJSON `json:"timeline"`
+	// Definition says what the run was planned from; null when it failed
+	// before a definition could be read.
+	Definition *runDefinitionJSON `json:"definition"`
+}
+
+// runDefinitionJSON: a stored version (source store, specVersion), the
+// pipeline file read from Git (source git, file at commitSha), or a
+// configuration extension's answer (source extension). Content is the text
+// as read, for git and extension.
+type runDefinitionJSON struct {
+	Source      string `json:"source"`
+	SpecVersion int    `json:"specVersion,omitempty"`
+	File        string `json:"file,omitempty"`
+	CommitSHA   string `json:"commitSha,omitempty"`
+	Content     string `json:"content,omitempty"`
 }
 
 type stageJSON struct {

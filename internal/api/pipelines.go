@@ -36,6 +36,9 @@ type pipelineBody struct {
 	// TriggerCronTimezone is the seed's other spelling of triggerTimezone,
 	// accepted on input; responses say triggerTimezone.
 	TriggerCronTimezone string `json:"triggerCronTimezone"`
+	// CredentialID names the source-code credential the server reads and
+	// writes repoUrl with ("" none).
+	CredentialID string `json:"credentialId"`
 }
 
 // createPipelineBody adds what only a creation takes: who created it and an
@@ -166,6 +169,12 @@ func checkPipelineFields(b *pipelineBody, present func(string) bool) error {
 			return checkText("body.triggerCronExpression", b.TriggerCronExpression, 200, false)
 		}},
 		{"triggerTimezone", func() error { return checkText("body.triggerTimezone", b.TriggerTimezone, 100, false) }},
+		{"credentialId", func() error {
+			if b.CredentialID == "" {
+				return nil
+			}
+			return checkText("body.credentialId", b.CredentialID, 100, false)
+		}},
 	}
 	for _, c := range checks {
 		if present(c.field) {
@@ -182,6 +191,29 @@ func checkPipelineFields(b *pipelineBody, present func(string) bool) error {
 func checkSaveMode(p *store.Pipeline) error {
 	if p.SaveMode == "pr" && p.RepoURL == "" {
 		return errorf(http.StatusBadRequest, "body.saveMode: \"pr\" needs body.repoUrl: the definition is saved by opening a pull request on that repository")
+	}
+	if p.CredentialID != "" && p.RepoURL == "" {
+		return errorf(http.StatusBadRequest, "body.credentialId: needs body.repoUrl: the credential is what the server reads and writes that repository with")
+	}
+	return nil
+}
+
+// checkPipelineCredential checks that the pipeline's credential exists and
+// may be used by the pipeline's project.
+func (s *Server) checkPipelineCredential(ctx context.Context, p *store.Pipeline) error {
+	if p.CredentialID == "" {
+		return nil
+	}
+	c, err := s.st.GetCredential(ctx, p.CredentialID)
+	if errors.Is(err, store.ErrNotFound) {
+		return errorf(http.StatusBadRequest, "body.credentialId: no credential %q (see GET /api/v1/credentials)", p.CredentialID)
+	}
+	if err != nil {
+		return fmt.Errorf("check credential %s: %w", p.CredentialID, err)
+	}
+	if c.ProjectID != "" && c.ProjectID != p.ProjectID {
+		return errorf(http.StatusBadRequest, "body.credentialId: credential %s is limited to project %q; this pipeline is in project %q",
+			c.ID, c.ProjectID, p.ProjectID)
 	}
 	return nil
 }
@@ -230,11 +262,15 @@ func (s *Server) createPipeline(w http.ResponseWriter, r *http.Request) error {
 
 		TriggerCronExpression: b.TriggerCronExpression,
 		TriggerTimezone:       b.TriggerTimezone,
+		CredentialID:          b.CredentialID,
 	}
 	if p.Metadata == nil {
 		p.Metadata = map[string]any{}
 	}
 	if err := checkSaveMode(p); err != nil {
+		return err
+	}
+	if err := s.checkPipelineCredential(r.Context(), p); err != nil {
 		return err
 	}
 	if err := s.checkCron(p); err != nil {
@@ -416,6 +452,7 @@ func (s *Server) updatePipeline(w http.ResponseWriter, r *http.Request) error {
 	set("prTargetBranch", &p.PRTargetBranch, b.PRTargetBranch)
 	set("triggerCronExpression", &p.TriggerCronExpression, b.TriggerCronExpression)
 	set("triggerTimezone", &p.TriggerTimezone, b.TriggerTimezone)
+	set("credentialId", &p.CredentialID, b.CredentialID)
 	if present["metadata"] {
 		p.Metadata = b.Metadata
 		if p.Metadata == nil {
@@ -424,6 +461,11 @@ func (s *Server) updatePipeline(w http.ResponseWriter, r *http.Request) error {
 	}
 	if err := checkSaveMode(p); err != nil {
 		return err
+	}
+	if present["credentialId"] || present["projectId"] {
+		if err := s.checkPipelineCredential(r.Context(), p); err != nil {
+			return err
+		}
 	}
 	// The schedule is checked when it is changed: a pipeline saved under a
 	// smaller minimum interval can still be renamed.

@@ -61,7 +61,7 @@ func (s *Server) trigger(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	if p.HeadVersion == 0 {
+	if p.HeadVersion == 0 && !s.gitBacked(p) && (s.git == nil || s.git.Extension == nil) {
 		return errorf(http.StatusConflict, "pipeline %s has no saved definition to run; save one with POST /api/v1/pipelines/%s/spec/save", p.ID, p.ID)
 	}
 	reqID := b.RequestID
@@ -135,7 +135,21 @@ func (s *Server) runDetail(r *http.Request, id string) (runDetailJSON, error) {
 	if err != nil {
 		return runDetailJSON{}, fmt.Errorf("get the timeline of run %s: %w", id, err)
 	}
-	return toRunDetailJSON(tree, timeline), nil
+	d := toRunDetailJSON(tree, timeline)
+	d.Definition = &runDefinitionJSON{Source: "store", SpecVersion: tree.Run.SpecVersion}
+	if tree.Run.SpecVersion == 0 {
+		rd, err := s.st.GetRunDefinition(r.Context(), id)
+		switch {
+		case err == nil:
+			d.Definition = &runDefinitionJSON{Source: rd.Source, File: rd.File, CommitSHA: rd.CommitSHA, Content: string(rd.Content)}
+		case errors.Is(err, store.ErrNotFound):
+			// Failed before any definition was read.
+			d.Definition = nil
+		default:
+			return runDetailJSON{}, fmt.Errorf("get the definition of run %s: %w", id, err)
+		}
+	}
+	return d, nil
 }
 
 func (s *Server) getRun(w http.ResponseWriter, r *http.Request) error {

@@ -28,6 +28,7 @@ import (
 	"time"
 
 	"github.com/runnel-ci/runnel/internal/action"
+	"github.com/runnel-ci/runnel/internal/gitdef"
 	"github.com/runnel-ci/runnel/internal/spec"
 	"github.com/runnel-ci/runnel/internal/store"
 )
@@ -60,6 +61,11 @@ type Config struct {
 	// (https://ci.example.com), for the webhook URLs a secret rotation
 	// shows; empty: taken from the request (Host, X-Forwarded-Proto).
 	ExternalURL string
+	// Git reads and writes the definitions of pipelines with a repoUrl:
+	// GET …/spec reads the file at the default branch's head, spec/save
+	// commits it (saveMode direct) or opens a pull request (pr). Nil: those
+	// pipelines' specs are stored versions like any other's.
+	Git *gitdef.Source
 }
 
 // Defaults of Config.
@@ -83,6 +89,9 @@ type Server struct {
 	logCap  int64
 	// externalURL is Config.ExternalURL.
 	externalURL string
+	// git reads and writes Git-backed pipelines' definitions (nil: their
+	// specs are the stored versions, as for any pipeline).
+	git *gitdef.Source
 
 	// touched remembers when each token's last-used time was last written, so
 	// an active client costs one write a minute instead of one per request.
@@ -112,6 +121,7 @@ func New(cfg Config) *Server {
 		touched: map[string]time.Time{},
 
 		externalURL: cfg.ExternalURL,
+		git:         cfg.Git,
 	}
 	if s.catalog == nil {
 		s.catalog = action.Builtins()

@@ -178,6 +178,9 @@ func (s *Server) getSpec(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
+	if version == 0 && s.gitBacked(p) {
+		return s.getGitSpec(w, r, p)
+	}
 	sv, err := s.st.GetSpec(r.Context(), p.ID, int(version))
 	if errors.Is(err, store.ErrNotFound) {
 		if version == 0 {
@@ -265,6 +268,12 @@ func (s *Server) saveSpec(w http.ResponseWriter, r *http.Request) error {
 	canonical, sha, err := s.parseSpec(b.Spec)
 	if err != nil {
 		return err
+	}
+	if s.gitBacked(p) {
+		if b.ExpectedHeadCommitSHA != "" && len(b.ExpectedHeadCommitSHA) != 40 {
+			return errorf(http.StatusBadRequest, "body.expectedHeadCommitSha: pipeline %s keeps its definition in Git: pass the 40-character commit that GET …/spec returned as headCommitSha, got %q", p.ID, b.ExpectedHeadCommitSHA)
+		}
+		return s.saveGitSpec(w, r, p, &b, format, canonical)
 	}
 	// Without a requestId the save still gets a unique one, so that a store
 	// keying idempotency on (pipeline, requestId) never treats two anonymous

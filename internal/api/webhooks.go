@@ -11,6 +11,7 @@ import (
 	"net/http"
 	"strings"
 
+	"github.com/runnel-ci/runnel/internal/expr"
 	"github.com/runnel-ci/runnel/internal/spec"
 	"github.com/runnel-ci/runnel/internal/store"
 	"github.com/runnel-ci/runnel/internal/trigger/webhook"
@@ -121,7 +122,7 @@ func (s *Server) receiveWebhook(w http.ResponseWriter, r *http.Request) error {
 	case ev.Deleted:
 		return ignore(fmt.Sprintf("branch %q was deleted: nothing to build", ev.Trigger.Branch))
 	}
-	triggers, reason, err := s.headTriggers(ctx, pid)
+	triggers, reason, err := s.eventTriggers(ctx, pid, ev.Trigger)
 	if err != nil {
 		return err
 	}
@@ -202,6 +203,38 @@ func (s *Server) openWebhookSecret(ctx context.Context, pid string) (string, err
 		return "", fmt.Errorf("open webhook secret of pipeline %s: %w", pid, err)
 	}
 	return string(v), nil
+}
+
+// eventTriggers returns the triggers a delivery is matched against: those of
+// the definition the run would use — the pipeline file at the event's commit
+// for a Git-backed pipeline, the configuration extension's answer — else the
+// stored head's. A definition that cannot be read or is not valid matches,
+// so that the run the scheduler starts fails with the reason in the history
+// instead of the delivery vanishing.
+func (s *Server) eventTriggers(ctx context.Context, pid string, t expr.Trigger) ([]spec.Trigger, string, error) {
+	if s.git == nil {
+		return s.headTriggers(ctx, pid)
+	}
+	p, err := s.st.GetPipeline(ctx, pid)
+	if err != nil {
+		return nil, "", err
+	}
+	if !s.gitBacked(p) && s.git.Extension == nil {
+		return s.headTriggers(ctx, pid)
+	}
+	t.Type = "event"
+	rd, err := s.git.Definition(ctx, p, t, nil)
+	if err != nil {
+		return nil, "", nil // no filter: the run fails with the reason
+	}
+	if rd == nil {
+		return s.headTriggers(ctx, pid)
+	}
+	def, err := spec.Parse(rd.Content, spec.Options{File: rd.File, Catalog: s.catalog})
+	if err != nil {
+		return nil, "", nil // no filter: the run fails with the reason
+	}
+	return def.Triggers, "", nil
 }
 
 // headTriggers returns the triggers of the pipeline's head definition, or a

@@ -84,6 +84,9 @@ func (r Repo) auth() (transport.AuthMethod, error) {
 	if err != nil {
 		return nil, err
 	}
+	if u.Scheme == "file" || u.Scheme == "git" {
+		return nil, fmt.Errorf("credential %s: nothing is sent over %s:// URLs; remove the credential or use an https:// URL", c.ID, u.Scheme)
+	}
 	if u.Scheme == "http" && !isLoopback(u.Hostname()) {
 		return nil, fmt.Errorf("refusing to send credential %s over plain http:// to %s; use an https:// URL", c.ID, u.Host)
 	}

@@ -57,6 +57,18 @@ type Options struct {
 	// Storage binds a claimed job to the run's artifacts and the pipeline's
 	// caches; nil: jobs have none (artifact and cache steps fail).
 	Storage StorageBinder
+	// Definitions finds a new run's definition when it does not come from
+	// the stored head version (Git-backed pipelines, a configuration
+	// extension); nil: always the stored head version.
+	Definitions DefinitionSource
+}
+
+// DefinitionSource finds the definition of a new run.
+type DefinitionSource interface {
+	// Definition returns the definition for a run of p started by t, or nil
+	// (and no error) for the pipeline's stored head version. An error fails
+	// the run, with the error as its reason.
+	Definition(ctx context.Context, p *store.Pipeline, t expr.Trigger, vars map[string]string) (*store.RunDefinition, error)
 }
 
 // StorageBinder gives a claimed job its artifact and cache storage
@@ -102,6 +114,7 @@ type Scheduler struct {
 	routes       routeCache
 	secrets      SecretSource
 	storage      StorageBinder
+	defs         DefinitionSource
 	kick         chan struct{}
 
 	mu sync.Mutex
@@ -123,7 +136,7 @@ type Scheduler struct {
 func New(o Options) *Scheduler {
 	s := &Scheduler{
 		st: o.Store, catalog: o.Catalog, log: o.Logger, now: o.Now, lease: o.LeaseDuration, logCap: o.LogCapBytes,
-		bus: o.Bus, poll: o.PollInterval, secrets: o.Secrets, storage: o.Storage, offlineAfter: o.OfflineAfter, kick: make(chan struct{}, 1),
+		bus: o.Bus, poll: o.PollInterval, secrets: o.Secrets, storage: o.Storage, defs: o.Definitions, offlineAfter: o.OfflineAfter, kick: make(chan struct{}, 1),
 		waiters: map[string][]*waiter{}, localAgents: map[string]bool{},
 		cancels: map[string]chan struct{}{}, plans: map[string]*plan.Plan{}, timers: map[string]*time.Timer{},
 	}
@@ -191,36 +204,83 @@ func (s *Scheduler) Trigger(ctx context.Context, pipelineID string, req TriggerR
 	if err != nil {
 		return nil, false, err
 	}
-	sv, err := s.st.GetSpec(ctx, pipelineID, 0)
-	if errors.Is(err, store.ErrNotFound) {
-		return nil, false, invalid("pipeline %s has no definition yet: save one with POST /api/v1/pipelines/%s/spec/save", pipelineID, pipelineID)
-	}
-	if err != nil {
-		return nil, false, err
-	}
-	def, err := spec.Parse(sv.Spec, spec.Options{File: "spec", Catalog: s.catalog})
-	if err != nil {
-		return nil, false, invalid("the pipeline's definition (version %d) is not valid: %v", sv.Version, err)
-	}
 	if req.TriggerType == "" {
 		req.TriggerType = "manual"
 	}
 	runID := NewID("run")
 	run := &store.Run{
 		ID: runID, PipelineID: pipelineID, Status: string(engine.RunPending), TriggerType: req.TriggerType,
-		TriggeredBy: req.TriggeredBy, RequestID: req.RequestID, SpecVersion: sv.Version, CreatedAt: s.now().UTC(),
+		TriggeredBy: req.TriggeredBy, RequestID: req.RequestID, CreatedAt: s.now().UTC(),
 	}
-	if t := req.Trigger; t != nil {
-		tc := *t
-		tc.Type = req.TriggerType
-		if tc.Actor == "" {
-			tc.Actor = req.TriggeredBy
+	tc := expr.Trigger{}
+	if req.Trigger != nil {
+		tc = *req.Trigger
+	}
+	tc.Type = req.TriggerType
+	if tc.Actor == "" {
+		tc.Actor = req.TriggeredBy
+	}
+	if tc.Event == "" {
+		tc.Event = req.TriggerType
+	}
+	if req.RequestID != "" && s.defs != nil {
+		// Reading a definition from Git or an extension takes time: a
+		// replayed request answers at once with the run it started.
+		if prev, err := s.st.RunByRequest(ctx, pipelineID, req.RequestID); err == nil && prev != nil {
+			return prev, true, nil
 		}
-		b, err := json.Marshal(tc)
+	}
+	var (
+		def *spec.Pipeline
+		rd  *store.RunDefinition
+	)
+	if s.defs != nil {
+		rd, err = s.defs.Definition(ctx, p, tc, req.Variables)
 		if err != nil {
-			return nil, false, fmt.Errorf("trigger %s: encode the trigger context: %w", pipelineID, err)
+			return s.failedRun(ctx, run, tc, nil, "cannot read the definition: "+err.Error())
 		}
-		run.Trigger, run.Commit = b, tc.Commit
+	}
+	if rd != nil {
+		rd.RunID = runID
+		file := rd.File
+		if file == "" {
+			file = "extension"
+		}
+		def, err = spec.Parse(rd.Content, spec.Options{File: file, Catalog: s.catalog})
+		if err != nil {
+			where := file
+			if rd.CommitSHA != "" {
+				where += " at " + rd.CommitSHA
+			}
+			if rd.Source == "extension" {
+				where = "the configuration extension's answer"
+			}
+			return s.failedRun(ctx, run, tc, rd, fmt.Sprintf("the definition (%s) is not valid: %v", where, err))
+		}
+		if tc.Commit == "" && rd.CommitSHA != "" {
+			// A manual or cron run of a Git-backed pipeline runs the commit
+			// it read the definition at.
+			tc.Commit = rd.CommitSHA
+			if tc.Ref == "" && p.DefaultBranch != "" {
+				tc.Ref, tc.Branch = "refs/heads/"+p.DefaultBranch, p.DefaultBranch
+			}
+		}
+	} else {
+		sv, err := s.st.GetSpec(ctx, pipelineID, 0)
+		if errors.Is(err, store.ErrNotFound) {
+			return nil, false, invalid("pipeline %s has no definition yet: save one with POST /api/v1/pipelines/%s/spec/save", pipelineID, pipelineID)
+		}
+		if err != nil {
+			return nil, false, err
+		}
+		def, err = spec.Parse(sv.Spec, spec.Options{File: "spec", Catalog: s.catalog})
+		if err != nil {
+			return nil, false, invalid("the pipeline's definition (version %d) is not valid: %v", sv.Version, err)
+		}
+		run.SpecVersion = sv.Version
+	}
+	if err := setTrigger(run, tc); err != nil {
+		return nil, false, err
 	}
 	pl, err := plan.New(plan.Input{
 		Spec: def, Pipeline: pipelineCtx(p, def), Run: expr.Run{ID: runID}, Trigger: triggerCtx(run), Variables: req.Variables,
@@ -233,7 +293,7 @@ func (s *Scheduler) Trigger(ctx context.Context, pipelineID string, req TriggerR
 		return nil, false, err
 	}
 	run.Variables = pl.Base.Variables
-	nr := &store.NewRun{Run: run, Steps: map[string][]*store.StepRun{}}
+	nr := &store.NewRun{Run: run, Steps: map[string][]*store.StepRun{}, Definition: rd}
 	i := 0
 	for _, st := range pl.Stages {
 		for _, j := range st.Jobs {
@@ -272,6 +332,30 @@ func (s *Scheduler) Trigger(ctx context.Context, pipelineID string, req TriggerR
 	return run, false, err
 }
 
+// setTrigger records the trigger context on the run; its commit becomes the
+// run's.
+func setTrigger(run *store.Run, tc expr.Trigger) error {
+	b, err := json.Marshal(tc)
+	if err != nil {
+		return fmt.Errorf("trigger %s: encode the trigger context: %w", run.PipelineID, err)
+	}
+	run.Trigger, run.Commit = b, tc.Commit
+	return nil
+}
+
+// failedRun stores a run that failed before it could be planned (its
+// definition could not be read or is not valid), so that the failure and its
+// reason show in the pipeline's history like any other run's.
+func (s *Scheduler) failedRun(ctx context.Context, run *store.Run, tc expr.Trigger, rd *store.RunDefinition, reason string) (*store.Run, bool, error) {
+	if err := setTrigger(run, tc); err != nil {
+		return nil, false, err
+	}
+	now := s.now().UTC()
+	run.Status, run.Reason, run.EndedAt = string(engine.RunFailed), reason, &now
+	s.log.Warn("run failed before it started", "pipeline", run.PipelineID, "run", run.ID, "reason", reason)
+	return s.st.CreateRun(ctx, &store.NewRun{Run: run, Definition: rd})
+}
+
 func pipelineCtx(p *store.Pipeline, def *spec.Pipeline) expr.Pipeline {
 	return expr.Pipeline{ID: p.ID, Name: p.Name, Namespace: def.Namespace}
 }
@@ -304,13 +388,23 @@ func (s *Scheduler) planFor(ctx context.Context, run *store.Run) (*plan.Plan, er
 	if err != nil {
 		return nil, err
 	}
-	sv, err := s.st.GetSpec(ctx, run.PipelineID, run.SpecVersion)
-	if err != nil {
-		return nil, err
-	}
-	def, err := spec.Parse(sv.Spec, spec.Options{File: "spec", Catalog: s.catalog})
-	if err != nil {
-		return nil, fmt.Errorf("run %s: definition version %d: %w", run.ID, run.SpecVersion, err)
+	var def *spec.Pipeline
+	if run.SpecVersion == 0 {
+		rd, err := s.st.GetRunDefinition(ctx, run.ID)
+		if err != nil {
+			return nil, err
+		}
+		if def, err = spec.Parse(rd.Content, spec.Options{File: rd.File, Catalog: s.catalog}); err != nil {
+			return nil, fmt.Errorf("run %s: its definition: %w", run.ID, err)
+		}
+	} else {
+		sv, err := s.st.GetSpec(ctx, run.PipelineID, run.SpecVersion)
+		if err != nil {
+			return nil, err
+		}
+		if def, err = spec.Parse(sv.Spec, spec.Options{File: "spec", Catalog: s.catalog}); err != nil {
+			return nil, fmt.Errorf("run %s: definition version %d: %w", run.ID, run.SpecVersion, err)
+		}
 	}
 	pl, err = plan.New(plan.Input{
 		Spec: def, Pipeline: pipelineCtx(p, def), Run: expr.Run{ID: run.ID, Number: run.Number},

@@ -324,6 +324,9 @@ type Specs interface {
 	SaveSpec(ctx context.Context, sv *SpecVersion, expectedHead string) (saved *SpecVersion, replayed bool, err error)
 	// GetSpec returns a version; version 0 means the head.
 	GetSpec(ctx context.Context, pipelineID string, version int) (*SpecVersion, error)
+	// SpecByRequest returns the version a requestId saved; ErrNotFound when
+	// none.
+	SpecByRequest(ctx context.Context, pipelineID, requestID string) (*SpecVersion, error)
 }
 
 // Runs manages runs, job runs, step runs, the timeline and the job queue.
@@ -334,6 +337,9 @@ type Runs interface {
 	// existing run is returned with replayed=true, also under concurrent calls.
 	CreateRun(ctx context.Context, nr *NewRun) (run *Run, replayed bool, err error)
 	GetRun(ctx context.Context, id string) (*Run, error)
+	// RunByRequest returns the run a pipeline's requestId started;
+	// ErrNotFound when none.
+	RunByRequest(ctx context.Context, pipelineID, requestID string) (*Run, error)
 	// GetRunDefinition returns the definition a run was planned from when
 	// it did not come from a stored spec version; ErrNotFound otherwise.
 	GetRunDefinition(ctx context.Context, runID string) (*RunDefinition, error)

@@ -26,6 +26,10 @@ type Server struct {
 	Anonymous atomic.Bool
 	// Requests counts the requests served.
 	Requests atomic.Int64
+	// API, when set, serves the paths under /api/ (a forge's REST API, as
+	// GitHub Enterprise and Gitea serve it on the Git host); it does its own
+	// authentication.
+	API http.Handler
 }
 
 func gitCmd(t testing.TB, dir string, args ...string) string {
@@ -63,6 +67,10 @@ func New(t testing.TB) *Server {
 	}
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		s.Requests.Add(1)
+		if s.API != nil && strings.HasPrefix(r.URL.Path, "/api/") {
+			s.API.ServeHTTP(w, r)
+			return
+		}
 		u, p, ok := r.BasicAuth()
 		good := ok && subtle.ConstantTimeCompare([]byte(u), []byte(s.User)) == 1 &&
 			subtle.ConstantTimeCompare([]byte(p), []byte(s.Password)) == 1
@@ -82,7 +90,7 @@ func New(t testing.TB) *Server {
 // returns its clone URL.
 func (s *Server) Init(t testing.TB, name string, files map[string]string) string {
 	t.Helper()
-	bare := filepath.Join(s.Root, name+".git")
+	bare := filepath.Join(s.Root, filepath.FromSlash(name)+".git")
 	gitCmd(t, s.Root, "init", "-q", "--bare", "-b", "main", bare)
 	gitCmd(t, bare, "config", "http.receivepack", "true")
 	s.Commit(t, name, "main", files, "initial")
@@ -90,7 +98,7 @@ func (s *Server) Init(t testing.TB, name string, files map[string]string) string
 }
 
 // Bare is the bare repository's directory.
-func (s *Server) Bare(name string) string { return filepath.Join(s.Root, name+".git") }
+func (s *Server) Bare(name string) string { return filepath.Join(s.Root, filepath.FromSlash(name)+".git") }
 
 // Commit writes files on branch (created from main when missing) and pushes
 // it to the bare repository directly (not over HTTP); it returns the commit.

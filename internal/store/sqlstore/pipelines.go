@@ -288,6 +288,18 @@ func (s *Store) SaveSpec(ctx context.Context, sv *store.SpecVersion, expectedHea
 	}
 }
 
+// SpecByRequest returns the version a requestId saved.
+func (s *Store) SpecByRequest(ctx context.Context, pipelineID, requestID string) (*store.SpecVersion, error) {
+	sv, err := s.specByRequest(ctx, s.r, pipelineID, requestID)
+	if err != nil {
+		return nil, fmt.Errorf("spec of pipeline %s by request %q: %w", pipelineID, requestID, err)
+	}
+	if sv == nil {
+		return nil, notFound(fmt.Sprintf("spec of pipeline %s by request %q", pipelineID, requestID))
+	}
+	return sv, nil
+}
+
 func (s *Store) specByRequest(ctx context.Context, q querier, pipelineID, requestID string) (*store.SpecVersion, error) {
 	sv, err := scanSpec(s.queryRow(ctx, q, `SELECT `+specCols+` FROM spec_versions
 		WHERE pipeline_id = ? AND request_id = ? AND request_id <> ''`, pipelineID, requestID))

@@ -255,6 +255,18 @@ func (s *Store) GetRun(ctx context.Context, id string) (*store.Run, error) {
 	return r, nil
 }
 
+// RunByRequest returns the run a pipeline's requestId started.
+func (s *Store) RunByRequest(ctx context.Context, pipelineID, requestID string) (*store.Run, error) {
+	r, err := s.runByRequest(ctx, s.r, pipelineID, requestID)
+	if err != nil {
+		return nil, fmt.Errorf("run of pipeline %s by request %q: %w", pipelineID, requestID, err)
+	}
+	if r == nil {
+		return nil, notFound(fmt.Sprintf("run of pipeline %s by request %q", pipelineID, requestID))
+	}
+	return r, nil
+}
+
 // GetRunDefinition returns the definition a run was planned from when it did
 // not come from a stored spec version.
 func (s *Store) GetRunDefinition(ctx context.Context, runID string) (*store.RunDefinition, error) {
