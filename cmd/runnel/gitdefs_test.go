@@ -27,7 +27,9 @@ jobs:
 `
 
 // gitPipeline is the pipeline file of a given version.
-func gitPipeline(v string) string { return strings.ReplaceAll(gitPipelineV1, "definition=v1", "definition="+v) }
+func gitPipeline(v string) string {
+	return strings.ReplaceAll(gitPipelineV1, "definition=v1", "definition="+v)
+}
 
 // rawDo sends a request and returns the status and the decoded envelope map.
 func (c *client) rawDo(method, path string, body any) (int, map[string]any) {

@@ -98,7 +98,9 @@ func (s *Server) Init(t testing.TB, name string, files map[string]string) string
 }
 
 // Bare is the bare repository's directory.
-func (s *Server) Bare(name string) string { return filepath.Join(s.Root, filepath.FromSlash(name)+".git") }
+func (s *Server) Bare(name string) string {
+	return filepath.Join(s.Root, filepath.FromSlash(name)+".git")
+}
 
 // Commit writes files on branch (created from main when missing) and pushes
 // it to the bare repository directly (not over HTTP); it returns the commit.
