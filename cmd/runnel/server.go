@@ -77,6 +77,9 @@ type serverConfig struct {
 	ConfigExtensionEndpoint string
 	ConfigExtensionSecret   string
 	ConfigExtensionTimeout  time.Duration
+	// WebhookDeliveryRetention: how long delivery ids are remembered for
+	// de-duplication (0: forever).
+	WebhookDeliveryRetention time.Duration
 }
 
 func (c *serverConfig) flags(fs *flag.FlagSet) {
@@ -104,6 +107,7 @@ func (c *serverConfig) flags(fs *flag.FlagSet) {
 	fs.StringVar(&c.ConfigExtensionEndpoint, "config-extension-endpoint", os.Getenv("RUNNEL_CONFIG_EXTENSION_ENDPOINT"), "`URL` of a configuration extension (Drone's protocol) asked for each run's definition before the repository file or stored spec (RUNNEL_CONFIG_EXTENSION_ENDPOINT)")
 	fs.StringVar(&c.ConfigExtensionSecret, "config-extension-secret", os.Getenv("RUNNEL_CONFIG_EXTENSION_SECRET"), "shared `secret` the requests to the configuration extension are signed with (RUNNEL_CONFIG_EXTENSION_SECRET)")
 	fs.DurationVar(&c.ConfigExtensionTimeout, "config-extension-timeout", envDuration("RUNNEL_CONFIG_EXTENSION_TIMEOUT", configext.DefaultTimeout), "how `long` to wait for the configuration extension; a run whose extension does not answer in time fails (RUNNEL_CONFIG_EXTENSION_TIMEOUT)")
+	fs.DurationVar(&c.WebhookDeliveryRetention, "webhook-delivery-retention", envDuration("RUNNEL_WEBHOOK_DELIVERY_RETENTION", 720*time.Hour), "how `long` webhook deliveries are remembered, so that a redelivery is answered as a replay instead of starting runs again; 0 keeps them (RUNNEL_WEBHOOK_DELIVERY_RETENTION)")
 	fs.BoolVar(&c.CronCatchUp, "cron-catch-up", envBool("RUNNEL_CRON_CATCH_UP", true), "after downtime that missed ticks of a cron schedule, run once for the latest missed tick; false skips to the next tick (RUNNEL_CRON_CATCH_UP)")
 }
 
@@ -175,6 +179,9 @@ func (c *serverConfig) validate() error {
 			return errors.New("--config-extension-endpoint needs --config-extension-secret (RUNNEL_CONFIG_EXTENSION_SECRET): requests are signed with it")
 		}
 	}
+	if c.WebhookDeliveryRetention < 0 {
+		return errors.New("--webhook-delivery-retention must be 0 (keep) or more")
+	}
 	if c.ConfigExtensionTimeout <= 0 {
 		return errors.New("--config-extension-timeout must be positive")
 	}
@@ -182,6 +189,27 @@ func (c *serverConfig) validate() error {
 		return fmt.Errorf("--cron-min-interval %s: must be at least 1s (cron ticks are whole seconds)", c.CronMinInterval)
 	}
 	return nil
+}
+
+// sweepDeliveries forgets webhook deliveries older than the retention, at
+// start and hourly. Every replica sweeps; the deletes are idempotent.
+func sweepDeliveries(ctx context.Context, st store.Store, retention time.Duration, log *slog.Logger) error {
+	t := time.NewTicker(time.Hour)
+	defer t.Stop()
+	for {
+		n, err := st.DeleteDeliveriesBefore(ctx, time.Now().Add(-retention))
+		switch {
+		case err != nil && ctx.Err() == nil:
+			log.Warn("webhook delivery retention sweep failed", "err", err)
+		case n > 0:
+			log.Info("forgot old webhook deliveries", "count", n, "retention", retention)
+		}
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-t.C:
+		}
+	}
 }
 
 // pipelineCredential opens the credential a pipeline names for its
@@ -432,6 +460,9 @@ func startServer(parent context.Context, cfg serverConfig, stdout, stderr io.Wri
 		}})
 	g.Go(func() error { return crons.Run(gctx) })
 	g.Go(func() error { return artifacts.Run(gctx) })
+	if cfg.WebhookDeliveryRetention > 0 {
+		g.Go(func() error { return sweepDeliveries(gctx, st, cfg.WebhookDeliveryRetention, log) })
+	}
 	if cfg.AgentCapacity > 0 {
 		be, err := newBackend(cfg.AgentBackend, filepath.Join(cfg.DataDir, "workspaces"), 0, log)
 		if err != nil {

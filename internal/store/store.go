@@ -720,4 +720,7 @@ type Webhooks interface {
 	RecordDelivery(ctx context.Context, d *WebhookDelivery) (stored *WebhookDelivery, replayed bool, err error)
 	// GetDelivery returns a recorded delivery (ErrNotFound).
 	GetDelivery(ctx context.Context, pipelineID, provider, deliveryID string) (*WebhookDelivery, error)
+	// DeleteDeliveriesBefore forgets deliveries recorded before the time
+	// (their runs stay) and says how many.
+	DeleteDeliveriesBefore(ctx context.Context, before time.Time) (int64, error)
 }

@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"time"
 
 	"github.com/runnel-ci/runnel/internal/store"
 )
@@ -157,4 +158,21 @@ func (s *Store) GetDelivery(ctx context.Context, pipelineID, provider, deliveryI
 		return nil, fmt.Errorf("%s: %w", op, err)
 	}
 	return d, nil
+}
+
+// DeleteDeliveriesBefore forgets deliveries recorded before the time.
+func (s *Store) DeleteDeliveriesBefore(ctx context.Context, before time.Time) (int64, error) {
+	var n int64
+	err := s.writeTx(ctx, false, func(tx *sql.Tx) error {
+		res, err := s.exec(ctx, tx, `DELETE FROM webhook_deliveries WHERE created_at < ?`, micros(before))
+		if err != nil {
+			return err
+		}
+		n, err = res.RowsAffected()
+		return err
+	})
+	if err != nil {
+		return 0, fmt.Errorf("delete webhook deliveries before %s: %w", before.UTC().Format(time.RFC3339), err)
+	}
+	return n, nil
 }

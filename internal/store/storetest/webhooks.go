@@ -66,6 +66,17 @@ func testWebhooks(t *testing.T, open func(t *testing.T) store.Store) {
 	}
 	_, err = f.st.GetDelivery(f.ctx, p.ID, "gitlab", "72d3162e")
 	wantErr(t, "GetDelivery missing", err, store.ErrNotFound)
+	// Retention: deliveries recorded before the time go, the others stay.
+	n, err := f.st.DeleteDeliveriesBefore(f.ctx, at(2))
+	noErr(t, "DeleteDeliveriesBefore", err)
+	if n != 1 {
+		t.Errorf("DeleteDeliveriesBefore deleted %d, want 1", n)
+	}
+	_, err = f.st.GetDelivery(f.ctx, p.ID, "github", "72d3162e")
+	wantErr(t, "GetDelivery after retention", err, store.ErrNotFound)
+	if _, err := f.st.GetDelivery(f.ctx, p.ID, "gitea", "72d3162e"); err != nil {
+		t.Errorf("a newer delivery was deleted: %v", err)
+	}
 	_, _, err = f.st.RecordDelivery(f.ctx, &store.WebhookDelivery{PipelineID: "pl_missing", Provider: "github", DeliveryID: "x", Status: "ignored"})
 	wantErr(t, "RecordDelivery unknown pipeline", err, store.ErrNotFound)
 	_, _, err = f.st.RecordDelivery(f.ctx, &store.WebhookDelivery{PipelineID: p.ID, Provider: "github", DeliveryID: "y", Status: "maybe"})
