@@ -3,6 +3,7 @@ package gitdef_test
 import (
 	"context"
 	"errors"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -128,7 +129,7 @@ func TestCommitDirect(t *testing.T) {
 	}
 	testgit.Git(t, srv.Bare("app"), "fsck", "--strict")
 	meta := testgit.Git(t, srv.Bare("app"), "log", "-1", "--format=%an <%ae>|%cn <%ce>|%s|%at", "main")
-	if meta != "alice <alice@example.com>|Runnel <runnel@localhost>|ci: run tests on push|"+strings.TrimSpace(itoa(when.Unix())) {
+	if meta != "alice <alice@example.com>|Runnel <runnel@localhost>|ci: run tests on push|"+strconv.FormatInt(when.Unix(), 10) {
 		t.Fatalf("commit metadata = %q", meta)
 	}
 
@@ -159,20 +160,6 @@ func TestCommitDirect(t *testing.T) {
 	}
 }
 
-func itoa(n int64) string { return strings.TrimSpace(strings.Repeat(" ", 0) + fmtInt(n)) }
-
-func fmtInt(n int64) string {
-	if n == 0 {
-		return "0"
-	}
-	var b []byte
-	for n > 0 {
-		b = append([]byte{byte('0' + n%10)}, b...)
-		n /= 10
-	}
-	return string(b)
-}
-
 // Concurrent saves with the same expected head: exactly one wins, the others
 // learn the new head; nothing is overwritten.
 func TestCommitRace(t *testing.T) {
@@ -185,7 +172,7 @@ func TestCommitRace(t *testing.T) {
 		go func() {
 			defer wg.Done()
 			_, errs[i] = repo.Commit(ctx(t), gitdef.CommitRequest{Base: "main", Branch: "main", Expected: head, Path: file,
-				Content: []byte("version: v1 # writer " + fmtInt(int64(i)) + "\n"), Message: "w"})
+				Content: []byte("version: v1 # writer " + strconv.Itoa(i) + "\n"), Message: "w"})
 		}()
 	}
 	wg.Wait()
