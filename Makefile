@@ -47,4 +47,5 @@ generate:
 		--plugin=protoc-gen-go-grpc="$$($(GO) tool -n protoc-gen-go-grpc)" \
 		--go_out=. --go_opt=module=github.com/runnel-ci/runnel \
 		--go-grpc_out=. --go-grpc_opt=module=github.com/runnel-ci/runnel \
-		proto/runnel/agent/v1/agent.proto
+		proto/runnel/agent/v1/agent.proto \
+		proto/runnel/stream/v1/stream.proto

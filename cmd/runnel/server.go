@@ -34,11 +34,14 @@ import (
 	"github.com/runnel-ci/runnel/internal/artifact"
 	"github.com/runnel-ci/runnel/internal/bus"
 	"github.com/runnel-ci/runnel/internal/engine"
+	"github.com/runnel-ci/runnel/internal/event"
+	"github.com/runnel-ci/runnel/internal/event/cdevent"
 	"github.com/runnel-ci/runnel/internal/gitdef"
 	"github.com/runnel-ci/runnel/internal/scheduler"
 	"github.com/runnel-ci/runnel/internal/secret"
 	"github.com/runnel-ci/runnel/internal/store"
 	"github.com/runnel-ci/runnel/internal/store/sqlstore"
+	"github.com/runnel-ci/runnel/internal/streamrpc"
 	"github.com/runnel-ci/runnel/internal/trigger/configext"
 	"github.com/runnel-ci/runnel/internal/trigger/cron"
 )
@@ -80,6 +83,12 @@ type serverConfig struct {
 	// WebhookDeliveryRetention: how long delivery ids are remembered for
 	// de-duplication (0: forever).
 	WebhookDeliveryRetention time.Duration
+	// EventSinks receive every run's CDEvents (CloudEvents over HTTP).
+	EventSinks []string
+	// EventSource is the CDEvents source of this installation.
+	EventSource string
+	// EventMaxAge: how long an undeliverable event is retried.
+	EventMaxAge time.Duration
 }
 
 func (c *serverConfig) flags(fs *flag.FlagSet) {
@@ -108,6 +117,13 @@ func (c *serverConfig) flags(fs *flag.FlagSet) {
 	fs.StringVar(&c.ConfigExtensionSecret, "config-extension-secret", os.Getenv("RUNNEL_CONFIG_EXTENSION_SECRET"), "shared `secret` the requests to the configuration extension are signed with (RUNNEL_CONFIG_EXTENSION_SECRET)")
 	fs.DurationVar(&c.ConfigExtensionTimeout, "config-extension-timeout", envDuration("RUNNEL_CONFIG_EXTENSION_TIMEOUT", configext.DefaultTimeout), "how `long` to wait for the configuration extension; a run whose extension does not answer in time fails (RUNNEL_CONFIG_EXTENSION_TIMEOUT)")
 	fs.DurationVar(&c.WebhookDeliveryRetention, "webhook-delivery-retention", envDuration("RUNNEL_WEBHOOK_DELIVERY_RETENTION", 720*time.Hour), "how `long` webhook deliveries are remembered, so that a redelivery is answered as a replay instead of starting runs again; 0 keeps them (RUNNEL_WEBHOOK_DELIVERY_RETENTION)")
+	fs.Func("events-sinks", "comma-separated http(s) `URLs` that receive every run's CDEvents as CloudEvents (RUNNEL_EVENTS_SINKS)", func(v string) error {
+		c.EventSinks = splitList(v)
+		return nil
+	})
+	c.EventSinks = splitList(os.Getenv("RUNNEL_EVENTS_SINKS"))
+	fs.StringVar(&c.EventSource, "events-source", os.Getenv("RUNNEL_EVENTS_SOURCE"), "the CDEvents `source` (a URI) naming this installation (RUNNEL_EVENTS_SOURCE); default: --external-url, else /runnel/<host name>")
+	fs.DurationVar(&c.EventMaxAge, "events-max-age", envDuration("RUNNEL_EVENTS_MAX_AGE", 72*time.Hour), "how `long` an event that a sink refuses is retried before it is dropped (RUNNEL_EVENTS_MAX_AGE)")
 	fs.BoolVar(&c.CronCatchUp, "cron-catch-up", envBool("RUNNEL_CRON_CATCH_UP", true), "after downtime that missed ticks of a cron schedule, run once for the latest missed tick; false skips to the next tick (RUNNEL_CRON_CATCH_UP)")
 }
 
@@ -185,10 +201,30 @@ func (c *serverConfig) validate() error {
 	if c.ConfigExtensionTimeout <= 0 {
 		return errors.New("--config-extension-timeout must be positive")
 	}
+	for _, sink := range c.EventSinks {
+		u, err := url.Parse(sink)
+		if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+			return fmt.Errorf("--events-sinks: %q is not an http(s) URL", cdevent.RedactURL(sink))
+		}
+	}
+	if c.EventMaxAge <= 0 {
+		return errors.New("--events-max-age must be positive")
+	}
 	if c.CronMinInterval < time.Second {
 		return fmt.Errorf("--cron-min-interval %s: must be at least 1s (cron ticks are whole seconds)", c.CronMinInterval)
 	}
 	return nil
+}
+
+// splitList splits a comma-separated list, dropping empty items.
+func splitList(v string) []string {
+	var out []string
+	for _, s := range strings.Split(v, ",") {
+		if s = strings.TrimSpace(s); s != "" {
+			out = append(out, s)
+		}
+	}
+	return out
 }
 
 // sweepDeliveries forgets webhook deliveries older than the retention, at
@@ -327,11 +363,12 @@ func startServer(parent context.Context, cfg serverConfig, stdout, stderr io.Wri
 		dsn = filepath.Join(cfg.DataDir, "runnel.db")
 	}
 	ctx, cancel := context.WithCancel(parent)
-	st, err := sqlstore.Open(ctx, dsn, sqlstore.Options{Logger: log})
+	st0, err := sqlstore.Open(ctx, dsn, sqlstore.Options{Logger: log, EventSinks: cfg.EventSinks})
 	if err != nil {
 		cancel()
 		return nil, fmt.Errorf("open database: %w", err)
 	}
+	var st store.Store = st0
 	var bucket *blob.Bucket
 	fail := func(err error) (*server, error) {
 		cancel()
@@ -392,6 +429,10 @@ func startServer(parent context.Context, cfg serverConfig, stdout, stderr io.Wri
 			b.Close()
 		}
 	}()
+	// Writes that record events or log lines wake the live streams, on
+	// every replica.
+	hub := event.NewHub(event.HubOptions{Store: st0, Bus: b, Logger: log})
+	st = event.Hinting{Store: st0, Hub: hub}
 	resolver := secret.Resolver{Store: st, Keyring: keyring}
 	defs := &gitdef.Source{Credentials: pipelineCredential(resolver, keyring != nil)}
 	if cfg.ConfigExtensionEndpoint != "" {
@@ -436,12 +477,13 @@ func startServer(parent context.Context, cfg serverConfig, stdout, stderr io.Wri
 		}
 		grpcSrv = grpc.NewServer(opts...)
 		as.Attach(grpcSrv)
+		streamrpc.NewServer(streamrpc.Options{Source: hub, Tokens: st, Logger: log}).Attach(grpcSrv)
 		grpcLn, err = net.Listen("tcp", cfg.GRPCAddr)
 		if err != nil {
 			return fail(fmt.Errorf("listen (gRPC): %w", err))
 		}
 	}
-	handler := api.New(api.Config{Store: st, Runs: runControl{s: sched, cronMin: cfg.CronMinInterval}, Agents: sched, Secrets: keyring, Artifacts: artifacts, Catalog: catalog, Logger: log, LogCapBytes: cfg.LogCapBytes, ExternalURL: cfg.ExternalURL, Git: defs}).Handler()
+	handler := api.New(api.Config{Store: st, Runs: runControl{s: sched, cronMin: cfg.CronMinInterval}, Agents: sched, Secrets: keyring, Artifacts: artifacts, Catalog: catalog, Logger: log, LogCapBytes: cfg.LogCapBytes, ExternalURL: cfg.ExternalURL, Git: defs, Events: hub}).Handler()
 	ln, err := net.Listen("tcp", cfg.Addr)
 	if err != nil {
 		if grpcLn != nil {
@@ -460,6 +502,18 @@ func startServer(parent context.Context, cfg serverConfig, stdout, stderr io.Wri
 		}})
 	g.Go(func() error { return crons.Run(gctx) })
 	g.Go(func() error { return artifacts.Run(gctx) })
+	g.Go(func() error { return hub.Run(gctx) })
+	source := cfg.EventSource
+	if source == "" {
+		source = cfg.ExternalURL
+	}
+	if source == "" {
+		host, _ := os.Hostname()
+		source = "/runnel/" + host
+	}
+	deliverer := event.NewDeliverer(event.DelivererOptions{Store: st0, Logger: log, MaxAge: cfg.EventMaxAge,
+		CDEvents: cdevent.Config{Source: source, APIBase: strings.TrimRight(cfg.ExternalURL, "/")}})
+	g.Go(func() error { return deliverer.Run(gctx) })
 	if cfg.WebhookDeliveryRetention > 0 {
 		g.Go(func() error { return sweepDeliveries(gctx, st, cfg.WebhookDeliveryRetention, log) })
 	}

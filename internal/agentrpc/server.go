@@ -128,8 +128,13 @@ func agentFrom(ctx context.Context) string {
 	return id
 }
 
+// agentMethods prefixes the full method names of the agent service: the
+// interceptors authenticate only those. Other services on the same gRPC
+// server (stream.v1) authenticate their callers themselves.
+var agentMethods = "/" + agentpb.AgentService_ServiceDesc.ServiceName + "/"
+
 func (s *Server) unaryAuth(ctx context.Context, req any, info *grpc.UnaryServerInfo, h grpc.UnaryHandler) (any, error) {
-	if info.FullMethod == agentpb.AgentService_Register_FullMethodName {
+	if !strings.HasPrefix(info.FullMethod, agentMethods) || info.FullMethod == agentpb.AgentService_Register_FullMethodName {
 		return h(ctx, req)
 	}
 	id, err := s.authenticate(ctx)
@@ -147,6 +152,9 @@ type wrappedStream struct {
 func (w wrappedStream) Context() context.Context { return w.ctx }
 
 func (s *Server) streamAuth(srv any, ss grpc.ServerStream, info *grpc.StreamServerInfo, h grpc.StreamHandler) error {
+	if !strings.HasPrefix(info.FullMethod, agentMethods) {
+		return h(srv, ss)
+	}
 	id, err := s.authenticate(ss.Context())
 	if err != nil {
 		return err

@@ -28,6 +28,7 @@ import (
 	"time"
 
 	"github.com/runnel-ci/runnel/internal/action"
+	"github.com/runnel-ci/runnel/internal/event"
 	"github.com/runnel-ci/runnel/internal/gitdef"
 	"github.com/runnel-ci/runnel/internal/spec"
 	"github.com/runnel-ci/runnel/internal/store"
@@ -66,6 +67,9 @@ type Config struct {
 	// commits it (saveMode direct) or opens a pull request (pr). Nil: those
 	// pipelines' specs are stored versions like any other's.
 	Git *gitdef.Source
+	// Events streams run events and logs over the WebSocket gateway; nil:
+	// GET /api/v1/ws answers 503.
+	Events event.Source
 }
 
 // Defaults of Config.
@@ -91,7 +95,8 @@ type Server struct {
 	externalURL string
 	// git reads and writes Git-backed pipelines' definitions (nil: their
 	// specs are the stored versions, as for any pipeline).
-	git *gitdef.Source
+	git    *gitdef.Source
+	events event.Source
 
 	// touched remembers when each token's last-used time was last written, so
 	// an active client costs one write a minute instead of one per request.
@@ -122,6 +127,7 @@ func New(cfg Config) *Server {
 
 		externalURL: cfg.ExternalURL,
 		git:         cfg.Git,
+		events:      cfg.Events,
 	}
 	if s.catalog == nil {
 		s.catalog = action.Builtins()
@@ -168,6 +174,8 @@ func (s *Server) routes() []route {
 		{method: "GET", path: "/healthz", public: true, h: s.healthz},
 		{method: "GET", path: "/readyz", public: true, h: s.readyz},
 		{method: "GET", path: "/api/v1/openapi.json", public: true, h: s.openAPI},
+		// Authenticates itself: browsers send the token as a subprotocol.
+		{method: "GET", path: "/api/v1/ws", public: true, h: s.websocketHandler},
 
 		{method: "POST", path: "/api/v1/pipelines", h: s.createPipeline},
 		{method: "GET", path: "/api/v1/pipelines", h: s.listPipelines},

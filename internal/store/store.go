@@ -66,6 +66,9 @@ type Pipeline struct {
 	// writes RepoURL with ("" none: a public repository, or the machine's
 	// own SSH keys).
 	CredentialID string
+	// EventSinks are the pipeline's own CDEvents sinks (HTTP URLs), besides
+	// the server's.
+	EventSinks []string
 	// Status of the latest run.
 	LastExecutionID string
 	LastRunState    string
@@ -184,10 +187,12 @@ type LogLine struct {
 
 // LogQuery selects log lines; zero values mean no bound.
 type LogQuery struct {
-	Start  time.Time // inclusive
-	End    time.Time // inclusive
-	Offset int
-	Limit  int
+	// AfterSeq keeps lines with a greater Seq (0: from the first).
+	AfterSeq int64
+	Start    time.Time // inclusive
+	End      time.Time // inclusive
+	Offset   int
+	Limit    int
 }
 
 // TimelineEntry records who did what to a run, when and why.
@@ -200,6 +205,114 @@ type TimelineEntry struct {
 	Reason   string
 	// JobRunID is set for entries about one job.
 	JobRunID string
+}
+
+// RunEvent is one recorded change of a run: a status change of the run, a
+// job run or a step run (written by the store itself in the transaction that
+// made the change), or an event a transaction added explicitly (approvals,
+// notifications). It is both the source of the live streams and the outbox
+// of event delivery.
+type RunEvent struct {
+	// ID is global and increases in insertion order, which on PostgreSQL is
+	// not always commit order (see ListEventsAfter).
+	ID    int64
+	RunID string
+	// Seq numbers the run's events from 1 in commit order: they are
+	// allocated under the run row's lock, held to commit.
+	Seq        int64
+	PipelineID string
+	ProjectID  string
+	// Type is run.status, job.status, step.status, or an explicit event
+	// type (approval.requested, approval.approved, …).
+	Type string
+	// Data is the event's JSON: a StatusChange for the .status types.
+	Data json.RawMessage
+	Time time.Time
+}
+
+// Event types the store writes by itself.
+const (
+	EventRunStatus  = "run.status"
+	EventJobStatus  = "job.status"
+	EventStepStatus = "step.status"
+)
+
+// StatusChange is the data of a run.status, job.status or step.status event:
+// the entity as it is after the change, and the status it had before ("" for
+// a new run). A job's status in events is its public one: a claimed job is
+// "queued" until its agent acknowledges the claim, then "running".
+type StatusChange struct {
+	RunID      string `json:"runId"`
+	PipelineID string `json:"pipelineId"`
+	RunNumber  int64  `json:"runNumber"`
+	// JobRunID is set for job and step events, StepRunID for step events.
+	JobRunID  string `json:"jobRunId,omitempty"`
+	StepRunID string `json:"stepRunId,omitempty"`
+	// Key, Name, Stage describe a job (Name also a step); StepIndex a step.
+	Key       string `json:"key,omitempty"`
+	Name      string `json:"name,omitempty"`
+	Stage     string `json:"stage,omitempty"`
+	StepIndex int    `json:"stepIndex,omitempty"`
+	Status    string `json:"status"`
+	Previous  string `json:"previous,omitempty"`
+	// Attempt of a job (from 1).
+	Attempt int    `json:"attempt,omitempty"`
+	AgentID string `json:"agentId,omitempty"`
+	// Reason of a run or job; a step's error.
+	Reason   string `json:"reason,omitempty"`
+	ExitCode *int   `json:"exitCode,omitempty"`
+	// SystemError marks a failed run none of whose jobs ever started (its
+	// definition could not be read, planned or run at all).
+	SystemError bool       `json:"systemError,omitempty"`
+	StartedAt   *time.Time `json:"startedAt,omitempty"`
+	EndedAt     *time.Time `json:"endedAt,omitempty"`
+}
+
+// NotifySink is the outbox's name for the notifier: a run.status event that
+// ends a run is queued for it, besides the CDEvents sinks.
+const NotifySink = "runnel:notify"
+
+// Delivery is an outbox entry: an event still to be delivered to a sink.
+type Delivery struct {
+	ID        int64
+	Sink      string
+	Attempts  int
+	LastError string
+	CreatedAt time.Time
+	Event     *RunEvent
+}
+
+// Events reads recorded run events and works the outbox.
+//
+// Which events are queued for delivery, written in the transaction that
+// records them: to every CDEvents sink (the server's, given when the store
+// is opened, and the pipeline's EventSinks), the run.status events and the
+// job.status events that start or end an attempt (to or from running); to
+// NotifySink, the run.status event that ends the run.
+type Events interface {
+	// ListRunEvents lists the run's events with Seq > afterSeq in Seq order,
+	// at most limit (0 or more than 1000: 1000). An unknown run → ErrNotFound.
+	ListRunEvents(ctx context.Context, runID string, afterSeq int64, limit int) ([]*RunEvent, error)
+	// ListEventsAfter lists events with ID > afterID in ID order, at most
+	// limit (0 or more than 1000: 1000). On PostgreSQL an event can commit
+	// after one with a greater ID (IDs are taken before commit): a reader
+	// following IDs must wait a little for a gap to fill.
+	ListEventsAfter(ctx context.Context, afterID int64, limit int) ([]*RunEvent, error)
+	// LastEventID is the greatest event ID (0 when none).
+	LastEventID(ctx context.Context) (int64, error)
+	// ClaimDeliveries leases for lease at most limit deliveries that are due
+	// at now and are the oldest pending ones of their (sink, run): a run's
+	// events reach a sink in order, one at a time. Concurrent claimers
+	// (other replicas) never get the same delivery while its lease lasts.
+	ClaimDeliveries(ctx context.Context, now time.Time, lease time.Duration, limit int) ([]*Delivery, error)
+	// DeliveryDone removes a delivered entry (a missing one is not an error:
+	// another replica may have delivered it after this one's lease ended).
+	DeliveryDone(ctx context.Context, id int64) error
+	// DeliveryFailed counts an attempt, keeps errMsg and makes the entry due
+	// again at next (the lease ends).
+	DeliveryFailed(ctx context.Context, id int64, next time.Time, errMsg string) error
+	// PendingDeliveries counts the entries not yet delivered.
+	PendingDeliveries(ctx context.Context) (int, error)
 }
 
 // APIToken is a bearer token; only its hash is stored.
@@ -268,6 +381,7 @@ type Store interface {
 	Caches
 	Webhooks
 	CronState
+	Events
 	// Ping checks the database is reachable (for /readyz).
 	Ping(ctx context.Context) error
 	Close() error
@@ -394,6 +508,8 @@ type Runs interface {
 
 	// Timeline lists a run's timeline, oldest first.
 	Timeline(ctx context.Context, runID string) ([]*TimelineEntry, error)
+	// GetStepRun returns one step run.
+	GetStepRun(ctx context.Context, id string) (*StepRun, error)
 }
 
 // RunTx is the view of one locked run inside UpdateRunTx.
@@ -406,6 +522,10 @@ type RunTx interface {
 	AppendTimeline(e *TimelineEntry) error
 	// SetPipelineStatus updates the pipeline's flat status fields from the run.
 	SetPipelineStatus(r *Run) error
+	// AddEvent records an event of the locked run (not a status change:
+	// those are recorded by UpdateRun, UpdateJob and UpdateStep themselves)
+	// and returns it with its ID and Seq.
+	AddEvent(typ string, data json.RawMessage) (*RunEvent, error)
 }
 
 // Logs stores step logs.

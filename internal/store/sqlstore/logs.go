@@ -355,6 +355,10 @@ func (s *Store) ListLogs(ctx context.Context, stepRunID string, q store.LogQuery
 	}
 	query := `SELECT seq, ts, level, message FROM log_lines WHERE step_run_id = ?`
 	args := []any{stepRunID}
+	if q.AfterSeq > 0 {
+		query += ` AND seq > ?`
+		args = append(args, q.AfterSeq)
+	}
 	if !q.Start.IsZero() {
 		query += ` AND ts >= ?`
 		args = append(args, micros(q.Start))

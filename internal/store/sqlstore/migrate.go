@@ -34,7 +34,8 @@ const migrateLockID int64 = 0x52756e6e656c // "Runnel"
 //
 // On SQLite each migration is one BEGIN IMMEDIATE transaction; a second
 // process racing the first fails its copy of a migration the first applied,
-// so a failure is accepted when nothing is pending afterwards.
+// so after a failure it tries again (a few times, a moment apart) until
+// nothing is pending.
 func (s *Store) migrate(ctx context.Context) (err error) {
 	sub, err := fs.Sub(migrations, "migrations/"+s.d.name)
 	if err != nil {
@@ -56,15 +57,25 @@ func (s *Store) migrate(ctx context.Context) (err error) {
 		}
 		defer func() { err = errors.Join(err, unlock()) }()
 	}
-	if _, err := p.Up(ctx); err != nil {
-		if !s.d.postgres {
-			if pending, perr := p.HasPending(ctx); perr == nil && !pending {
-				return nil
-			}
+	for attempt := 1; ; attempt++ {
+		_, err := p.Up(ctx)
+		if err == nil {
+			return nil
 		}
-		return fmt.Errorf("migrate %s database: %w", s.d.name, err)
+		if s.d.postgres || attempt == 20 {
+			return fmt.Errorf("migrate %s database: %w", s.d.name, err)
+		}
+		// Another process applied the migration first: done when nothing
+		// is pending, else it is still applying later ones; go on after it.
+		if pending, perr := p.HasPending(ctx); perr == nil && !pending {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("migrate %s database: %w", s.d.name, errors.Join(err, ctx.Err()))
+		case <-time.After(50 * time.Millisecond):
+		}
 	}
-	return nil
 }
 
 // lockMigrations takes the migration advisory lock on a connection of its

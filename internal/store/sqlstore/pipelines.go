@@ -28,16 +28,20 @@ func (s *Store) CreatePipeline(ctx context.Context, p *store.Pipeline) error {
 	if err != nil {
 		return err
 	}
+	sinks, err := encodeList(op, p.EventSinks)
+	if err != nil {
+		return err
+	}
 	now := s.nowUTC()
 	err = s.writeTx(ctx, true, func(tx *sql.Tx) error {
 		_, err := s.exec(ctx, tx, `INSERT INTO pipelines (id, project_id, name, name_lower, description,
 			repo_url, default_branch, pipeline_file_path, save_mode, pr_target_branch, metadata,
-			created_by, created_at, updated_at, trigger_cron_expression, trigger_timezone, credential_id)
-			VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+			created_by, created_at, updated_at, trigger_cron_expression, trigger_timezone, credential_id, event_sinks)
+			VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
 			p.ID, p.ProjectID, p.Name, strings.ToLower(p.Name), p.Description, p.RepoURL, p.DefaultBranch,
 			p.PipelineFilePath, p.SaveMode, p.PRTargetBranch, meta, p.CreatedBy,
 			micros(orNow(p.CreatedAt, now)), micros(orNow(p.UpdatedAt, now)),
-			p.TriggerCronExpression, p.TriggerTimezone, p.CredentialID)
+			p.TriggerCronExpression, p.TriggerTimezone, p.CredentialID, sinks)
 		return err
 	})
 	if s.d.isUnique(err) {
@@ -138,16 +142,20 @@ func (s *Store) UpdatePipeline(ctx context.Context, p *store.Pipeline) error {
 	if err != nil {
 		return err
 	}
+	sinks, err := encodeList(op, p.EventSinks)
+	if err != nil {
+		return err
+	}
 	var found bool
 	err = s.writeTx(ctx, true, func(tx *sql.Tx) error {
 		var err error
 		found, err = s.execOne(ctx, tx, `UPDATE pipelines SET name = ?, name_lower = ?, description = ?,
 			repo_url = ?, default_branch = ?, pipeline_file_path = ?, save_mode = ?, pr_target_branch = ?,
 			metadata = ?, updated_at = ?, trigger_cron_expression = ?, trigger_timezone = ?,
-			credential_id = ? WHERE id = ?`,
+			credential_id = ?, event_sinks = ? WHERE id = ?`,
 			p.Name, strings.ToLower(p.Name), p.Description, p.RepoURL, p.DefaultBranch, p.PipelineFilePath,
 			p.SaveMode, p.PRTargetBranch, meta, micros(orNow(p.UpdatedAt, s.nowUTC())),
-			p.TriggerCronExpression, p.TriggerTimezone, p.CredentialID, p.ID)
+			p.TriggerCronExpression, p.TriggerTimezone, p.CredentialID, sinks, p.ID)
 		return err
 	})
 	if s.d.isUnique(err) {

@@ -232,13 +232,49 @@ func (s *Store) ExtendLease(ctx context.Context, jobRunID, leaseID string, d tim
 	}
 	now := s.nowUTC()
 	exp := now.Add(d)
+	// The first renewal acknowledges the claim: the job becomes "running" in
+	// the run's events, which needs the run locked first (run, then job).
+	var (
+		runID string
+		acked bool
+	)
+	err := s.queryRow(ctx, s.r, `SELECT run_id, acked FROM job_runs WHERE id = ?`, jobRunID).Scan(&runID, &acked)
+	if errors.Is(err, sql.ErrNoRows) {
+		return time.Time{}, fmt.Errorf("%s: %w", op, store.ErrLeaseLost)
+	}
+	if err != nil {
+		return time.Time{}, fmt.Errorf("%s: %w", op, err)
+	}
 	var ok bool
-	err := s.writeTx(ctx, true, func(tx *sql.Tx) error {
-		var err error
-		ok, err = s.execOne(ctx, tx, `UPDATE job_runs SET lease_expires_at = ?, acked = TRUE
-			WHERE id = ? AND lease_id = ? AND status = 'running' AND lease_expires_at > ?`,
-			micros(exp), jobRunID, leaseID, micros(now))
-		return err
+	err = s.writeTx(ctx, true, func(tx *sql.Tx) error {
+		var er *eventRun
+		wasAcked := true
+		if !acked {
+			var err error
+			if er, err = s.lockEventRun(ctx, tx, runID); err != nil {
+				return err
+			}
+			// Read again under the run's lock: a concurrent first renewal
+			// waits for it too, so exactly one sees false.
+			if err := s.queryRow(ctx, tx, `SELECT acked FROM job_runs WHERE id = ?`, jobRunID).Scan(&wasAcked); err != nil {
+				return err
+			}
+		}
+		j, err := scanJob(s.queryRow(ctx, tx, `UPDATE job_runs SET lease_expires_at = ?, acked = TRUE
+			WHERE id = ? AND lease_id = ? AND status = 'running' AND lease_expires_at > ?
+			RETURNING `+jobCols, micros(exp), jobRunID, leaseID, micros(now)))
+		if errors.Is(err, sql.ErrNoRows) {
+			ok = false
+			return nil
+		}
+		if err != nil {
+			return err
+		}
+		ok = true
+		if wasAcked {
+			return nil
+		}
+		return s.emitStatus(ctx, tx, er, store.EventJobStatus, jobChange(j, "queued"))
 	})
 	if err != nil {
 		return time.Time{}, fmt.Errorf("%s: %w", op, err)
@@ -260,20 +296,61 @@ func (s *Store) UpdateStep(ctx context.Context, leaseID string, st *store.StepRu
 	}
 	op := "update step run " + st.ID
 	now := s.nowUTC()
-	err := s.writeTx(ctx, true, func(tx *sql.Tx) error {
+	// The run, to lock it first when the report changes the step's status
+	// (an event is recorded): run, then job, then step, as UpdateRunTx.
+	var runID, prevStatus string
+	err := s.queryRow(ctx, s.r, `SELECT j.run_id, s.status FROM step_runs s JOIN job_runs j ON j.id = s.job_run_id
+		WHERE s.id = ?`, st.ID).Scan(&runID, &prevStatus)
+	if errors.Is(err, sql.ErrNoRows) {
+		return notFound(op)
+	}
+	if err != nil {
+		return fmt.Errorf("%s: %w", op, err)
+	}
+	err = s.writeTx(ctx, true, func(tx *sql.Tx) error {
+		var er *eventRun
+		if prevStatus != st.Status {
+			var err error
+			if er, err = s.lockEventRun(ctx, tx, runID); err != nil {
+				return err
+			}
+		}
 		if err := s.checkLease(ctx, tx, op, leaseID, st.ID, now, s.d.forShare); err != nil {
+			return err
+		}
+		var cur store.StepRun
+		var jobRunID string
+		if err := s.queryRow(ctx, tx, `SELECT job_run_id, idx, name, status FROM step_runs WHERE id = ?`, st.ID).
+			Scan(&jobRunID, &cur.Index, &cur.Name, &cur.Status); err != nil {
 			return err
 		}
 		_, err := s.exec(ctx, tx, `UPDATE step_runs SET status = ?, exit_code = ?, error = ?, started_at = ?,
 			ended_at = ? WHERE id = ?`,
 			st.Status, nullInt(st.ExitCode), st.Error, nullMicros(st.StartedAt), nullMicros(st.EndedAt), st.ID)
-		return err
+		if err != nil || cur.Status == st.Status {
+			return err
+		}
+		if er == nil {
+			// Changed since it was read: retried with the run locked.
+			prevStatus = cur.Status
+			return errStepChanged
+		}
+		after := *st
+		after.Index, after.Name = cur.Index, cur.Name
+		return s.emitStatus(ctx, tx, er, store.EventStepStatus, stepChange(jobRunID, &after, cur.Status))
 	})
+	if errors.Is(err, errStepChanged) {
+		return s.UpdateStep(ctx, leaseID, st)
+	}
 	if err != nil && !errors.Is(err, store.ErrNotFound) && !errors.Is(err, store.ErrLeaseLost) {
 		return fmt.Errorf("%s: %w", op, err)
 	}
 	return err
 }
+
+// errStepChanged rolls back an UpdateStep that found the step's status
+// changed since it was read without the run's lock.
+var errStepChanged = errors.New("step status changed")
 
 // checkLease checks that the job run of step run stepRunID holds leaseID,
 // running and unexpired at now: ErrLeaseLost if not, ErrNotFound (both

@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"time"
 
@@ -103,6 +104,9 @@ func (s *Store) CreateRun(ctx context.Context, nr *store.NewRun) (*store.Run, bo
 			run.ID, micros(run.CreatedAt), run.TriggeredBy, run.TriggerType); err != nil {
 			return err
 		}
+		if err := s.createRunEvents(ctx, tx, &run, nr); err != nil {
+			return err
+		}
 		return s.setPipelineStatus(ctx, tx, run.PipelineID, &run)
 	})
 	switch {
@@ -118,6 +122,39 @@ func (s *Store) CreateRun(ctx context.Context, nr *store.NewRun) (*store.Run, bo
 	default:
 		return nil, false, fmt.Errorf("%s: %w", op, err)
 	}
+}
+
+// createRunEvents records a new run's events: it was queued ("pending"
+// from ""), then, when it was created in another status (a run that failed
+// before it could be planned), that change; and every job created in a
+// status other than pending.
+func (s *Store) createRunEvents(ctx context.Context, tx *sql.Tx, run *store.Run, nr *store.NewRun) error {
+	er, err := s.lockEventRun(ctx, tx, run.ID)
+	if err != nil {
+		return err
+	}
+	queued := *run
+	queued.Status, queued.Reason, queued.StartedAt, queued.EndedAt = "pending", "", nil, nil
+	if err := s.emitStatus(ctx, tx, er, store.EventRunStatus, runChange(&queued, "")); err != nil {
+		return err
+	}
+	if run.Status != "pending" {
+		sc := runChange(run, "pending")
+		if run.Status == "failed" {
+			sc.SystemError = !slices.ContainsFunc(nr.Jobs, func(j *store.JobRun) bool { return j.StartedAt != nil })
+		}
+		if err := s.emitStatus(ctx, tx, er, store.EventRunStatus, sc); err != nil {
+			return err
+		}
+	}
+	for _, j := range nr.Jobs {
+		if j.Status != "" && j.Status != "pending" {
+			if err := s.emitStatus(ctx, tx, er, store.EventJobStatus, jobChange(j, "pending")); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
 }
 
 // newRunRows checks a new run's jobs and steps and returns their rows in
@@ -464,6 +501,45 @@ type runTx struct {
 	runID      string
 	pipelineID string
 	number     int64
+	er         *eventRun // loaded by the first event
+}
+
+// eventRun returns what the locked run's events need.
+func (t *runTx) eventRun() (*eventRun, error) {
+	if t.er == nil {
+		er, err := t.s.lockEventRun(t.ctx, t.tx, t.runID)
+		if err != nil {
+			return nil, fmt.Errorf("run %s: %w", t.runID, err)
+		}
+		t.er = er
+	}
+	return t.er, nil
+}
+
+// emit records a status change of the locked run.
+func (t *runTx) emit(typ string, sc *store.StatusChange) error {
+	er, err := t.eventRun()
+	if err != nil {
+		return err
+	}
+	return t.s.emitStatus(t.ctx, t.tx, er, typ, sc)
+}
+
+// AddEvent records an explicit event of the locked run, queued for no sink.
+func (t *runTx) AddEvent(typ string, data json.RawMessage) (*store.RunEvent, error) {
+	op := "add event to run " + t.runID
+	if typ == "" || !json.Valid(data) {
+		return nil, invalid(op, "an event needs a type and valid JSON data")
+	}
+	er, err := t.eventRun()
+	if err != nil {
+		return nil, err
+	}
+	e, err := t.s.emit(t.ctx, t.tx, er, typ, data, nil)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", op, err)
+	}
+	return e, nil
 }
 
 func (t *runTx) Tree() (*store.RunTree, error) {
@@ -486,11 +562,32 @@ func (t *runTx) UpdateRun(r *store.Run) error {
 	if err != nil {
 		return err
 	}
+	var (
+		prev      string
+		prevEnded sql.NullInt64
+	)
+	if err := t.s.queryRow(t.ctx, t.tx, `SELECT status, ended_at FROM runs WHERE id = ?`, r.ID).
+		Scan(&prev, &prevEnded); err != nil {
+		return fmt.Errorf("%s: %w", op, err)
+	}
 	_, err = t.s.exec(t.ctx, t.tx, `UPDATE runs SET status = ?, reason = ?, variables = ?, spec_version = ?,
 		commit_sha = ?, started_at = ?, ended_at = ? WHERE id = ?`,
 		r.Status, r.Reason, vars, r.SpecVersion, r.Commit, nullMicros(r.StartedAt), nullMicros(r.EndedAt), r.ID)
 	if err != nil {
 		return fmt.Errorf("%s: %w", op, err)
+	}
+	// A status change, or the end time of a run whose final status was set
+	// before its last job ended (a stop).
+	if prev != r.Status || prevEnded.Valid != (r.EndedAt != nil) {
+		sc := runChange(r, prev)
+		if r.Status == "failed" {
+			if sc.SystemError, err = t.s.systemError(t.ctx, t.tx, r.ID); err != nil {
+				return fmt.Errorf("%s: %w", op, err)
+			}
+		}
+		if err := t.emit(store.EventRunStatus, sc); err != nil {
+			return fmt.Errorf("%s: %w", op, err)
+		}
 	}
 	return nil
 }
@@ -511,6 +608,18 @@ func (t *runTx) UpdateJob(j *store.JobRun) error {
 	if err != nil {
 		return err
 	}
+	var (
+		prevStatus string
+		prevAcked  bool
+	)
+	err = t.s.queryRow(t.ctx, t.tx, `SELECT status, acked FROM job_runs WHERE id = ? AND run_id = ?`, c.ID, t.runID).
+		Scan(&prevStatus, &prevAcked)
+	if errors.Is(err, sql.ErrNoRows) {
+		return fmt.Errorf("%s: not a job of run %s: %w", op, t.runID, store.ErrNotFound)
+	}
+	if err != nil {
+		return fmt.Errorf("%s: %w", op, err)
+	}
 	// row is in jobCols order: id, run_id, job_key, then the updated fields.
 	ok, err := t.s.execOne(t.ctx, t.tx, `UPDATE job_runs SET name = ?, stage = ?, stage_index = ?, idx = ?,
 		status = ?, attempt = ?, allowed_failure = ?, outputs = ?, reason = ?, request = ?, runs_on = ?,
@@ -522,6 +631,11 @@ func (t *runTx) UpdateJob(j *store.JobRun) error {
 	if !ok {
 		return fmt.Errorf("%s: not a job of run %s: %w", op, t.runID, store.ErrNotFound)
 	}
+	if prev := publicJobStatus(prevStatus, prevAcked); prev != publicJobStatus(c.Status, c.Acked) {
+		if err := t.emit(store.EventJobStatus, jobChange(&c, prev)); err != nil {
+			return fmt.Errorf("%s: %w", op, err)
+		}
+	}
 	return nil
 }
 
@@ -532,6 +646,15 @@ func (t *runTx) UpdateStep(st *store.StepRun) error {
 		return invalid("update step run", "no step run given")
 	}
 	op := "update step run " + st.ID
+	var prev, jobRunID string
+	err := t.s.queryRow(t.ctx, t.tx, `SELECT status, job_run_id FROM step_runs
+		WHERE id = ? AND job_run_id IN (SELECT id FROM job_runs WHERE run_id = ?)`, st.ID, t.runID).Scan(&prev, &jobRunID)
+	if errors.Is(err, sql.ErrNoRows) {
+		return fmt.Errorf("%s: not a step of run %s: %w", op, t.runID, store.ErrNotFound)
+	}
+	if err != nil {
+		return fmt.Errorf("%s: %w", op, err)
+	}
 	ok, err := t.s.execOne(t.ctx, t.tx, `UPDATE step_runs SET name = ?, uses = ?, run_command = ?, status = ?,
 		exit_code = ?, error = ?, started_at = ?, ended_at = ?
 		WHERE id = ? AND job_run_id IN (SELECT id FROM job_runs WHERE run_id = ?)`,
@@ -542,6 +665,11 @@ func (t *runTx) UpdateStep(st *store.StepRun) error {
 	}
 	if !ok {
 		return fmt.Errorf("%s: not a step of run %s: %w", op, t.runID, store.ErrNotFound)
+	}
+	if prev != st.Status {
+		if err := t.emit(store.EventStepStatus, stepChange(jobRunID, st, prev)); err != nil {
+			return fmt.Errorf("%s: %w", op, err)
+		}
 	}
 	return nil
 }

@@ -49,6 +49,14 @@ func encodeJSON(op string, v any) (string, error) {
 	return string(b), nil
 }
 
+// encodeList stores a list of strings as a JSON array, nil as [].
+func encodeList(op string, l []string) (string, error) {
+	if len(l) == 0 {
+		return "[]", nil
+	}
+	return encodeJSON(op, l)
+}
+
 func decodeJSON(s string, v any) error {
 	if s == "" {
 		return nil
@@ -80,21 +88,27 @@ type scanner interface{ Scan(dest ...any) error }
 const pipelineCols = `id, project_id, name, description, repo_url, default_branch, pipeline_file_path,
 	save_mode, pr_target_branch, metadata, created_by, created_at, updated_at, head_version,
 	head_commit_sha, last_execution_id, last_run_state, last_started, last_ended,
-	trigger_cron_expression, trigger_timezone, credential_id`
+	trigger_cron_expression, trigger_timezone, credential_id, event_sinks`
 
 func scanPipeline(sc scanner) (*store.Pipeline, error) {
 	var (
 		p                    store.Pipeline
-		meta                 string
+		meta, sinks          string
 		created, updated     int64
 		lastStart, lastEnded sql.NullInt64
 	)
 	err := sc.Scan(&p.ID, &p.ProjectID, &p.Name, &p.Description, &p.RepoURL, &p.DefaultBranch,
 		&p.PipelineFilePath, &p.SaveMode, &p.PRTargetBranch, &meta, &p.CreatedBy, &created, &updated,
 		&p.HeadVersion, &p.HeadCommitSHA, &p.LastExecutionID, &p.LastRunState, &lastStart, &lastEnded,
-		&p.TriggerCronExpression, &p.TriggerTimezone, &p.CredentialID)
+		&p.TriggerCronExpression, &p.TriggerTimezone, &p.CredentialID, &sinks)
 	if err != nil {
 		return nil, err
+	}
+	if err := decodeJSON(sinks, &p.EventSinks); err != nil {
+		return nil, fmt.Errorf("pipeline %s: event sinks: %w", p.ID, err)
+	}
+	if len(p.EventSinks) == 0 {
+		p.EventSinks = nil
 	}
 	if err := decodeJSON(meta, &p.Metadata); err != nil {
 		return nil, fmt.Errorf("pipeline %s: metadata: %w", p.ID, err)

@@ -18,6 +18,7 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
+	"slices"
 	"strings"
 	"time"
 
@@ -42,6 +43,9 @@ type Options struct {
 	// defaulted timestamps (default time.Now). A scheduler with a fake clock
 	// should give the store the same one.
 	Now func() time.Time
+	// EventSinks are the server's CDEvents sinks: run and job events are
+	// queued for each in the outbox (see store.Events).
+	EventSinks []string
 }
 
 // Store is a store.Store on SQLite or PostgreSQL. It is safe for concurrent use.
@@ -60,6 +64,8 @@ type Store struct {
 	d    dialect
 	log  *slog.Logger
 	now  func() time.Time
+	// sinks are the server's CDEvents sinks (Options.EventSinks).
+	sinks []string
 }
 
 // Open connects to the database named by dsn and migrates it. A dsn starting
@@ -67,7 +73,7 @@ type Store struct {
 // path of a SQLite file (parent directories are created; query parameters
 // are not accepted, the store sets its own).
 func Open(ctx context.Context, dsn string, opts Options) (*Store, error) {
-	s := &Store{log: opts.Logger, now: opts.Now}
+	s := &Store{log: opts.Logger, now: opts.Now, sinks: slices.Clone(opts.EventSinks)}
 	if s.log == nil {
 		s.log = slog.New(slog.DiscardHandler)
 	}

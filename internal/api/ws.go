@@ -1,0 +1,372 @@
+package api
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/coder/websocket"
+
+	"github.com/runnel-ci/runnel/internal/event"
+	"github.com/runnel-ci/runnel/internal/store"
+)
+
+// The WebSocket gateway (GET /api/v1/ws). A client subscribes to channels
+// with JSON messages and receives JSON messages; see docs/api.md.
+const (
+	// wsProtocol is the subprotocol a browser names, besides its token as
+	// "bearer.<token>", since it cannot set an Authorization header.
+	wsProtocol = "runnel.v1"
+	// wsQueue bounds the messages waiting to be written to one connection.
+	wsQueue = 4096
+	// wsSlowAfter is how long a stream may wait for room in a full queue
+	// before its client is told it is too slow and disconnected.
+	wsSlowAfter = 10 * time.Second
+	// wsMaxSubscriptions bounds one connection's subscriptions.
+	wsMaxSubscriptions = 100
+	// wsPingEvery finds dead connections.
+	wsPingEvery = 30 * time.Second
+)
+
+// wsStatusTooSlow is the close code for a client that fell behind.
+const wsStatusTooSlow websocket.StatusCode = 4008
+
+// wsRequest is a client message.
+type wsRequest struct {
+	Action  string   `json:"action"`
+	Channel string   `json:"channel"`
+	Params  wsParams `json:"params"`
+}
+
+// wsParams select what a subscription streams.
+type wsParams struct {
+	ProjectID  string `json:"projectId,omitempty"`
+	PipelineID string `json:"pipelineId,omitempty"`
+	RunID      string `json:"runId,omitempty"`
+	StepRunID  string `json:"stepRunId,omitempty"`
+	// FromSeq resumes a run's status stream or a step's log after that seq.
+	FromSeq int64 `json:"fromSeq,omitempty"`
+}
+
+// key identifies a subscription within a connection (fromSeq aside).
+func (p wsParams) key(channel string) string {
+	return strings.Join([]string{channel, p.ProjectID, p.PipelineID, p.RunID, p.StepRunID}, "\x00")
+}
+
+// wsMessage is a server message.
+type wsMessage struct {
+	Channel string   `json:"channel"`
+	Type    string   `json:"type"`
+	Params  wsParams `json:"params"`
+	Data    any      `json:"data,omitempty"`
+}
+
+// wsConn is one connection's state.
+type wsConn struct {
+	s    *Server
+	c    *websocket.Conn
+	out  chan wsMessage
+	ctx  context.Context
+	stop context.CancelCauseFunc
+
+	mu   sync.Mutex
+	subs map[string]context.CancelFunc
+}
+
+// websocketHandler authenticates, upgrades and serves one connection.
+func (s *Server) websocketHandler(w http.ResponseWriter, r *http.Request) error {
+	offered := websocketProtocols(r)
+	if r.Header.Get("Authorization") == "" {
+		for _, p := range offered {
+			if tok, ok := strings.CutPrefix(p, "bearer."); ok {
+				r.Header.Set("Authorization", "Bearer "+tok)
+			}
+		}
+		if r.Header.Get("Authorization") != "" && !contains(offered, wsProtocol) {
+			return errorf(http.StatusBadRequest, "header Sec-WebSocket-Protocol: a token sent as bearer.<token> needs the protocol %q too", wsProtocol)
+		}
+	}
+	p, err := s.authenticate(r)
+	if err != nil {
+		return err
+	}
+	if !strings.EqualFold(r.Header.Get("Upgrade"), "websocket") {
+		return &apiError{status: http.StatusUpgradeRequired, header: http.Header{"Upgrade": {"websocket"}},
+			msg: "this endpoint is a WebSocket: send a WebSocket handshake (Upgrade: websocket)"}
+	}
+	if s.events == nil {
+		return errorf(http.StatusServiceUnavailable, "live events are not available on this server")
+	}
+	c, err := websocket.Accept(w, r, &websocket.AcceptOptions{Subprotocols: []string{wsProtocol}})
+	if err != nil {
+		// Accept wrote the answer (400, 403 for a cross-origin request…).
+		s.log.LogAttrs(r.Context(), slog.LevelInfo, "websocket handshake refused", slog.Any("error", err))
+		return nil
+	}
+	c.SetReadLimit(64 << 10)
+	ctx, stop := context.WithCancelCause(r.Context())
+	conn := &wsConn{s: s, c: c, out: make(chan wsMessage, wsQueue), ctx: ctx, stop: stop,
+		subs: map[string]context.CancelFunc{}}
+	s.log.LogAttrs(ctx, slog.LevelInfo, "websocket connected", slog.String("subject", p.Subject))
+	go conn.readLoop()
+	conn.writeLoop()
+	return nil
+}
+
+func contains(list []string, v string) bool {
+	for _, x := range list {
+		if x == v {
+			return true
+		}
+	}
+	return false
+}
+
+// websocketProtocols lists the subprotocols the client offered.
+func websocketProtocols(r *http.Request) []string {
+	var out []string
+	for _, h := range r.Header.Values("Sec-WebSocket-Protocol") {
+		for _, p := range strings.Split(h, ",") {
+			if p = strings.TrimSpace(p); p != "" {
+				out = append(out, p)
+			}
+		}
+	}
+	return out
+}
+
+// writeLoop writes queued messages until the connection ends, and pings.
+func (c *wsConn) writeLoop() {
+	ping := time.NewTicker(wsPingEvery)
+	defer ping.Stop()
+	defer c.closeAll()
+	for {
+		select {
+		case <-c.ctx.Done():
+			cause := context.Cause(c.ctx)
+			switch {
+			case errors.Is(cause, event.ErrTooSlow):
+				c.c.Close(wsStatusTooSlow, "too slow: the client fell too far behind and was disconnected")
+			case errors.Is(cause, errClientClosed):
+				c.c.CloseNow()
+			default:
+				c.c.Close(websocket.StatusGoingAway, "server closing the connection")
+			}
+			return
+		case m := <-c.out:
+			wctx, cancel := context.WithTimeout(c.ctx, wsSlowAfter)
+			b, err := json.Marshal(m)
+			if err == nil {
+				err = c.c.Write(wctx, websocket.MessageText, b)
+			}
+			cancel()
+			if err != nil {
+				if c.ctx.Err() == nil && errors.Is(err, context.DeadlineExceeded) {
+					c.stop(event.ErrTooSlow)
+					continue
+				}
+				c.stop(errClientClosed)
+				continue
+			}
+		case <-ping.C:
+			pctx, cancel := context.WithTimeout(c.ctx, wsSlowAfter)
+			err := c.c.Ping(pctx)
+			cancel()
+			if err != nil && c.ctx.Err() == nil {
+				c.stop(errClientClosed)
+			}
+		}
+	}
+}
+
+var errClientClosed = errors.New("the client closed the connection")
+
+// readLoop handles the client's messages.
+func (c *wsConn) readLoop() {
+	for {
+		typ, b, err := c.c.Read(c.ctx)
+		if err != nil {
+			c.stop(errClientClosed)
+			return
+		}
+		if typ != websocket.MessageText {
+			c.fail("", wsParams{}, "messages must be JSON text")
+			continue
+		}
+		var req wsRequest
+		dec := json.NewDecoder(strings.NewReader(string(b)))
+		dec.DisallowUnknownFields()
+		if err := dec.Decode(&req); err != nil {
+			c.fail("", wsParams{}, "invalid message: "+err.Error()+`; send {"action":"subscribe"|"unsubscribe","channel":"status"|"logs","params":{…}}`)
+			continue
+		}
+		c.handle(req)
+	}
+}
+
+// send queues m, waiting up to wsSlowAfter for room.
+func (c *wsConn) send(ctx context.Context, m wsMessage) error {
+	select {
+	case c.out <- m:
+		return nil
+	default:
+	}
+	t := time.NewTimer(wsSlowAfter)
+	defer t.Stop()
+	select {
+	case c.out <- m:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-t.C:
+		c.stop(event.ErrTooSlow)
+		return event.ErrTooSlow
+	}
+}
+
+// fail tells the client a request could not be served.
+func (c *wsConn) fail(channel string, p wsParams, msg string) {
+	_ = c.send(c.ctx, wsMessage{Channel: channel, Type: "error", Params: p, Data: map[string]string{"message": msg}})
+}
+
+func (c *wsConn) handle(req wsRequest) {
+	p := req.Params
+	switch req.Channel {
+	case "status", "logs":
+	default:
+		c.fail(req.Channel, p, fmt.Sprintf("channel: unknown channel %q; accepted: \"status\", \"logs\"", req.Channel))
+		return
+	}
+	if p.FromSeq < 0 {
+		c.fail(req.Channel, p, "params.fromSeq: must not be negative")
+		return
+	}
+	for _, v := range []struct{ name, val string }{{"projectId", p.ProjectID}, {"pipelineId", p.PipelineID}, {"runId", p.RunID}, {"stepRunId", p.StepRunID}} {
+		if len(v.val) > 256 {
+			c.fail(req.Channel, p, "params."+v.name+": longer than 256 characters")
+			return
+		}
+	}
+	key := p.key(req.Channel)
+	switch req.Action {
+	case "unsubscribe":
+		c.mu.Lock()
+		cancel, ok := c.subs[key]
+		delete(c.subs, key)
+		c.mu.Unlock()
+		if !ok {
+			c.fail(req.Channel, p, "not subscribed with these params")
+			return
+		}
+		cancel()
+		_ = c.send(c.ctx, wsMessage{Channel: req.Channel, Type: "unsubscribed", Params: p})
+		return
+	case "subscribe":
+	default:
+		c.fail(req.Channel, p, fmt.Sprintf("action: unknown action %q; accepted: \"subscribe\", \"unsubscribe\"", req.Action))
+		return
+	}
+	if req.Channel == "logs" && p.StepRunID == "" {
+		c.fail(req.Channel, p, "params.stepRunId: required for the logs channel")
+		return
+	}
+	if req.Channel == "status" && p.StepRunID != "" {
+		c.fail(req.Channel, p, "params.stepRunId: the status channel follows a run (runId), a pipeline (pipelineId) or a project (projectId)")
+		return
+	}
+	c.mu.Lock()
+	if _, dup := c.subs[key]; dup {
+		c.mu.Unlock()
+		c.fail(req.Channel, p, "already subscribed with these params")
+		return
+	}
+	if len(c.subs) >= wsMaxSubscriptions {
+		c.mu.Unlock()
+		c.fail(req.Channel, p, fmt.Sprintf("at most %d subscriptions per connection", wsMaxSubscriptions))
+		return
+	}
+	ctx, cancel := context.WithCancel(c.ctx)
+	c.subs[key] = cancel
+	c.mu.Unlock()
+	if req.Channel == "logs" || p.RunID != "" {
+		// History first: nothing can be missed. A Watch says "subscribed"
+		// once it is registered.
+		_ = c.send(ctx, wsMessage{Channel: req.Channel, Type: "subscribed", Params: p})
+	}
+	go c.stream(ctx, key, req.Channel, p)
+}
+
+// stream runs one subscription.
+func (c *wsConn) stream(ctx context.Context, key, channel string, p wsParams) {
+	defer func() {
+		c.mu.Lock()
+		if cancel, ok := c.subs[key]; ok {
+			cancel()
+			delete(c.subs, key)
+		}
+		c.mu.Unlock()
+	}()
+	sendEvent := func(e *store.RunEvent) error {
+		return c.send(ctx, wsMessage{Channel: channel, Type: e.Type, Params: p, Data: eventData(e)})
+	}
+	var err error
+	switch {
+	case channel == "logs":
+		err = c.s.events.TailLogs(ctx, p.StepRunID, p.FromSeq, func(l store.LogLine) error {
+			return c.send(ctx, wsMessage{Channel: channel, Type: "line", Params: p, Data: logLineJSON{
+				Seq: l.Seq, Time: isoTime(l.Time), Level: l.Level, Message: l.Message}})
+		})
+	case p.RunID != "":
+		err = c.s.events.WatchRun(ctx, p.RunID, p.FromSeq, sendEvent)
+	default:
+		ready := func() { _ = c.send(ctx, wsMessage{Channel: channel, Type: "subscribed", Params: p}) }
+		err = c.s.events.Watch(ctx, event.Filter{ProjectID: p.ProjectID, PipelineID: p.PipelineID}, ready, sendEvent)
+	}
+	switch {
+	case err == nil:
+		_ = c.send(ctx, wsMessage{Channel: channel, Type: "end", Params: p})
+	case errors.Is(err, store.ErrNotFound):
+		what := "run " + p.RunID
+		if channel == "logs" {
+			what = "step run " + p.StepRunID
+		}
+		c.fail(channel, p, what+": not found")
+	case errors.Is(err, event.ErrTooSlow):
+		c.stop(event.ErrTooSlow)
+	case ctx.Err() != nil:
+	default:
+		c.s.log.LogAttrs(ctx, slog.LevelError, "websocket stream failed", slog.String("channel", channel), slog.Any("error", err))
+		c.fail(channel, p, "the stream failed on the server; subscribe again to resume")
+	}
+}
+
+// closeAll ends every subscription.
+func (c *wsConn) closeAll() {
+	c.mu.Lock()
+	for _, cancel := range c.subs {
+		cancel()
+	}
+	clear(c.subs)
+	c.mu.Unlock()
+}
+
+// eventData is an event as the gateway sends it: its data (a status change's
+// fields) with the event's id, seq, run and time.
+func eventData(e *store.RunEvent) map[string]any {
+	m := map[string]any{}
+	_ = json.Unmarshal(e.Data, &m)
+	if m == nil {
+		m = map[string]any{}
+	}
+	m["eventId"], m["seq"], m["runId"], m["pipelineId"], m["time"] = e.ID, e.Seq, e.RunID, e.PipelineID, isoTime(e.Time)
+	if e.ProjectID != "" {
+		m["projectId"] = e.ProjectID
+	}
+	return m
+}

@@ -1,0 +1,481 @@
+// Package cdevent turns a run's recorded events (store.RunEvent) into
+// CDEvents (https://cdevents.dev, spec v0.5.1) and sends them as CloudEvents
+// over HTTP in binary mode.
+//
+// Events are built with the CDEvents Go SDK (github.com/cdevents/sdk-go,
+// package pkg/api/v05), which validates each one against the spec's JSON
+// schemas before it is rendered as a CloudEvent. The event types produced are
+// those of spec v0.5.1:
+//
+//	dev.cdevents.pipelinerun.queued.0.3.0
+//	dev.cdevents.pipelinerun.started.0.3.0
+//	dev.cdevents.pipelinerun.finished.0.3.0
+//	dev.cdevents.taskrun.started.0.3.0
+//	dev.cdevents.taskrun.finished.0.3.0
+//
+// # Mapping
+//
+// Only run.status and job.status events map to CDEvents; their data is a
+// store.StatusChange. Every other event type (step.status, approvals,
+// notifications, …) maps to none. For a run.status event:
+//
+//   - Status pending, Previous "" (a new run): pipelinerun.queued.
+//   - Status running, Previous "" or pending: pipelinerun.started. Running
+//     after paused is a resume and maps to none.
+//   - A final Status (success, failed, cancelled, partial) whose Previous is
+//     not final: pipelinerun.finished, with outcome success for success,
+//     success for partial (errors says that some jobs failed and were allowed
+//     to, followed by the Reason if any), failure for failed (error instead
+//     when SystemError is set: the run could not be run at all), cancel for
+//     cancelled; errors is the Reason. A final Status whose Previous is
+//     final too (the run's end being recorded later) maps to none.
+//   - Anything else (pending → paused, …) maps to none.
+//
+// The subject of a pipelinerun event is the run: its id is the run id, its
+// pipelineName the name given to Build (the pipeline id when that is empty),
+// and its uri the run in the API (Config.APIBase + "/api/v1/pipelines/runs/"
+// + run id).
+//
+// For a job.status event:
+//
+//   - Status running, Previous not running: taskrun.started.
+//   - Previous running and a final Status (success, failed, cancelled):
+//     taskrun.finished with outcome success, failure or cancel, and errors
+//     the Reason.
+//   - Previous running and Status queued (the attempt failed and the job is
+//     retried): taskrun.finished with outcome failure, errors the Reason.
+//   - Anything else maps to none; in particular jobs that never ran (skipped,
+//     or cancelled while pending or queued) produce no taskrun event.
+//
+// The subject of a taskrun event is one attempt of the job run: its id is the
+// job run id for the first attempt and jobRunID + "-" + attempt for attempt 2
+// on, so each attempt starts and finishes once. Its taskName is the job's
+// plan key ("build/test[go=1.22]"), its pipelineRun the run (id = run id,
+// source = Config.Source) and its uri the run in the API.
+//
+// Every event has the CloudEvent (and CDEvent) id runID + "-" + seq, stable
+// across redeliveries and unique per recorded event, the source
+// Config.Source, and the time the event was recorded.
+package cdevent
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"net/url"
+	"strconv"
+	"strings"
+	"time"
+	"unicode"
+
+	cdevents "github.com/cdevents/sdk-go/pkg/api"
+	cdeventsv05 "github.com/cdevents/sdk-go/pkg/api/v05"
+	cloudevents "github.com/cloudevents/sdk-go/v2"
+	"github.com/cloudevents/sdk-go/v2/binding"
+	cehttp "github.com/cloudevents/sdk-go/v2/protocol/http"
+
+	"github.com/runnel-ci/runnel/internal/store"
+)
+
+// SpecVersion is the CDEvents specification version of the events built.
+const SpecVersion = "0.5.1"
+
+// The CDEvents types Build produces.
+const (
+	TypePipelineRunQueued   = "dev.cdevents.pipelinerun.queued.0.3.0"
+	TypePipelineRunStarted  = "dev.cdevents.pipelinerun.started.0.3.0"
+	TypePipelineRunFinished = "dev.cdevents.pipelinerun.finished.0.3.0"
+	TypeTaskRunStarted      = "dev.cdevents.taskrun.started.0.3.0"
+	TypeTaskRunFinished     = "dev.cdevents.taskrun.finished.0.3.0"
+)
+
+// Outcomes of pipelinerun.finished and taskrun.finished.
+const (
+	OutcomeSuccess = "success"
+	OutcomeFailure = "failure"
+	OutcomeCancel  = "cancel"
+	OutcomeError   = "error"
+)
+
+// PartialErrors is the errors text of a pipelinerun.finished event for a run
+// that ended partial (followed by ": " and the run's Reason if it has one).
+const PartialErrors = "some jobs failed and were allowed to (continueOnError)"
+
+// RunPath is the API path of runs; a run's link is RunPath + run id.
+const RunPath = "/api/v1/pipelines/runs/"
+
+// Config says who emits.
+type Config struct {
+	// Source is the CloudEvents/CDEvents source of this Runnel instance (a
+	// URI-reference), e.g. "https://ci.example.com" or
+	// "/runnel/<instance-id>"; required.
+	Source string
+	// APIBase is the absolute base URL of the server (e.g.
+	// "http://127.0.0.1:8080"); run links are APIBase +
+	// "/api/v1/pipelines/runs/" + runID. May be empty: links are then the
+	// relative paths "/api/v1/pipelines/runs/<id>" (the SDK accepts them,
+	// but the spec's uri fields ask for absolute URIs, so set it).
+	APIBase string
+}
+
+// RunURL is the link to run runID in the API.
+func (c Config) RunURL(runID string) string {
+	return strings.TrimRight(c.APIBase, "/") + RunPath + url.PathEscape(runID)
+}
+
+var runStatuses = map[string]bool{ // status → final
+	"pending": false, "running": false, "paused": false,
+	"success": true, "failed": true, "cancelled": true, "partial": true,
+}
+
+var jobStatuses = map[string]bool{ // status → final
+	"pending": false, "queued": false, "running": false,
+	"success": true, "failed": true, "cancelled": true, "skipped": true,
+}
+
+// Build returns the CDEvent for e as a CloudEvent, validated by the CDEvents
+// SDK, or ok=false when e maps to no CDEvent (see the package doc).
+func Build(cfg Config, e *store.RunEvent, pipelineName string) (ev *cloudevents.Event, ok bool, err error) {
+	if e == nil {
+		return nil, false, errors.New("cdevent: nil run event")
+	}
+	if e.Type != store.EventRunStatus && e.Type != store.EventJobStatus {
+		return nil, false, nil
+	}
+	what := fmt.Sprintf("event %d (%s, run %s seq %d)", e.ID, e.Type, e.RunID, e.Seq)
+	if cfg.Source == "" {
+		return nil, false, fmt.Errorf("cdevent: %s: no source configured", what)
+	}
+	if e.RunID == "" {
+		return nil, false, fmt.Errorf("cdevent: %s: no run id", what)
+	}
+	if e.Time.IsZero() {
+		return nil, false, fmt.Errorf("cdevent: %s: no time", what)
+	}
+	var sc store.StatusChange
+	if len(e.Data) == 0 {
+		return nil, false, fmt.Errorf("cdevent: %s: no data", what)
+	}
+	if err := json.Unmarshal(e.Data, &sc); err != nil {
+		return nil, false, fmt.Errorf("cdevent: %s: invalid status change data: %v", what, err)
+	}
+	b := builder{cfg: cfg, e: e, sc: &sc, what: what, pipelineName: pipelineName}
+	var cd cdevents.CDEventV04
+	if e.Type == store.EventRunStatus {
+		cd, err = b.run()
+	} else {
+		cd, err = b.job()
+	}
+	if err != nil || cd == nil {
+		return nil, false, err
+	}
+	cd.SetId(fmt.Sprintf("%s-%d", e.RunID, e.Seq))
+	cd.SetSource(cfg.Source)
+	cd.SetTimestamp(e.Time.UTC())
+	ce, err := cdevents.AsCloudEvent(cd)
+	if err != nil {
+		return nil, false, fmt.Errorf("cdevent: %s: %s: %v", what, cd.GetType(), err)
+	}
+	ce.SetTime(e.Time.UTC())
+	if err := ce.Validate(); err != nil {
+		return nil, false, fmt.Errorf("cdevent: %s: invalid CloudEvent: %v", what, err)
+	}
+	return ce, true, nil
+}
+
+type builder struct {
+	cfg          Config
+	e            *store.RunEvent
+	sc           *store.StatusChange
+	what         string
+	pipelineName string
+}
+
+func (b *builder) checkStatuses(known map[string]bool, kind string) (final, prevFinal bool, err error) {
+	final, ok := known[b.sc.Status]
+	if !ok {
+		return false, false, fmt.Errorf("cdevent: %s: unknown %s status %q", b.what, kind, b.sc.Status)
+	}
+	if b.sc.Previous == "" {
+		return final, false, nil
+	}
+	prevFinal, ok = known[b.sc.Previous]
+	if !ok {
+		return false, false, fmt.Errorf("cdevent: %s: unknown previous %s status %q", b.what, kind, b.sc.Previous)
+	}
+	return final, prevFinal, nil
+}
+
+func (b *builder) run() (cdevents.CDEventV04, error) {
+	sc := b.sc
+	final, prevFinal, err := b.checkStatuses(runStatuses, "run")
+	if err != nil {
+		return nil, err
+	}
+	name := b.pipelineName
+	if name == "" {
+		name = b.e.PipelineID
+	}
+	if name == "" {
+		name = sc.PipelineID
+	}
+	link := b.cfg.RunURL(b.e.RunID)
+	switch {
+	case sc.Status == "pending" && sc.Previous == "":
+		ev, err := cdeventsv05.NewPipelineRunQueuedEvent()
+		if err != nil {
+			return nil, b.sdkErr(err)
+		}
+		ev.SetSubjectId(b.e.RunID)
+		ev.SetSubjectPipelineName(name)
+		ev.SetSubjectUri(link)
+		return ev, nil
+	case sc.Status == "running" && (sc.Previous == "" || sc.Previous == "pending"):
+		ev, err := cdeventsv05.NewPipelineRunStartedEvent()
+		if err != nil {
+			return nil, b.sdkErr(err)
+		}
+		ev.SetSubjectId(b.e.RunID)
+		ev.SetSubjectPipelineName(name)
+		ev.SetSubjectUri(link)
+		return ev, nil
+	case final && !prevFinal:
+		var outcome, errs string
+		switch sc.Status {
+		case "success":
+			outcome, errs = OutcomeSuccess, sc.Reason
+		case "partial":
+			outcome, errs = OutcomeSuccess, PartialErrors
+			if sc.Reason != "" {
+				errs += ": " + sc.Reason
+			}
+		case "failed":
+			outcome, errs = OutcomeFailure, sc.Reason
+			if sc.SystemError {
+				outcome = OutcomeError
+			}
+		case "cancelled":
+			outcome, errs = OutcomeCancel, sc.Reason
+		}
+		ev, err := cdeventsv05.NewPipelineRunFinishedEvent()
+		if err != nil {
+			return nil, b.sdkErr(err)
+		}
+		ev.SetSubjectId(b.e.RunID)
+		ev.SetSubjectPipelineName(name)
+		ev.SetSubjectUri(link)
+		ev.SetSubjectOutcome(outcome)
+		ev.SetSubjectErrors(errs)
+		return ev, nil
+	}
+	return nil, nil
+}
+
+func (b *builder) job() (cdevents.CDEventV04, error) {
+	sc := b.sc
+	final, _, err := b.checkStatuses(jobStatuses, "job")
+	if err != nil {
+		return nil, err
+	}
+	var outcome string
+	switch {
+	case sc.Status == "running" && sc.Previous != "running":
+	case sc.Previous == "running" && final && sc.Status != "skipped":
+		switch sc.Status {
+		case "success":
+			outcome = OutcomeSuccess
+		case "failed":
+			outcome = OutcomeFailure
+		case "cancelled":
+			outcome = OutcomeCancel
+		}
+	case sc.Previous == "running" && sc.Status == "queued":
+		outcome = OutcomeFailure // this attempt failed; the job is retried
+	default:
+		return nil, nil
+	}
+	if sc.JobRunID == "" {
+		return nil, fmt.Errorf("cdevent: %s: job status change without jobRunId", b.what)
+	}
+	if sc.Attempt < 0 {
+		return nil, fmt.Errorf("cdevent: %s: invalid attempt %d", b.what, sc.Attempt)
+	}
+	id := TaskRunID(sc.JobRunID, sc.Attempt)
+	ref := &cdevents.Reference{Id: b.e.RunID, Source: b.cfg.Source}
+	link := b.cfg.RunURL(b.e.RunID)
+	if outcome == "" {
+		ev, err := cdeventsv05.NewTaskRunStartedEvent()
+		if err != nil {
+			return nil, b.sdkErr(err)
+		}
+		ev.SetSubjectId(id)
+		ev.SetSubjectTaskName(sc.Key)
+		ev.SetSubjectPipelineRun(ref)
+		ev.SetSubjectUri(link)
+		return ev, nil
+	}
+	ev, err := cdeventsv05.NewTaskRunFinishedEvent()
+	if err != nil {
+		return nil, b.sdkErr(err)
+	}
+	ev.SetSubjectId(id)
+	ev.SetSubjectTaskName(sc.Key)
+	ev.SetSubjectPipelineRun(ref)
+	ev.SetSubjectUri(link)
+	ev.SetSubjectOutcome(outcome)
+	ev.SetSubjectErrors(sc.Reason)
+	return ev, nil
+}
+
+func (b *builder) sdkErr(err error) error {
+	return fmt.Errorf("cdevent: %s: %v", b.what, err)
+}
+
+// TaskRunID is the subject id of the taskrun events of an attempt of a job
+// run: the job run id for the first attempt, jobRunID-attempt after it.
+func TaskRunID(jobRunID string, attempt int) string {
+	if attempt > 1 {
+		return jobRunID + "-" + strconv.Itoa(attempt)
+	}
+	return jobRunID
+}
+
+// DefaultTimeout bounds a Send whose Sender has no Timeout.
+const DefaultTimeout = 10 * time.Second
+
+// Sender posts CloudEvents in HTTP binary mode.
+type Sender struct {
+	// HTTP is the client used (its redirect policy is replaced: redirects
+	// are never followed); nil: a client with Timeout.
+	HTTP *http.Client
+	// Timeout bounds each Send, whichever client is used; default 10s.
+	Timeout time.Duration
+}
+
+// Send posts ev to sink; any non-2xx answer or transport error is an error
+// naming the sink (with any password in the URL redacted) and the HTTP
+// status. A password in the sink URL is sent as HTTP basic authentication.
+// Redirects are not followed (a 3xx answer is an error).
+func (s *Sender) Send(ctx context.Context, sink string, ev *cloudevents.Event) error {
+	shown := RedactURL(sink)
+	if ev == nil {
+		return fmt.Errorf("cdevent: send to %s: nil event", shown)
+	}
+	what := fmt.Sprintf("cdevent: send event %s (%s) to %s", ev.ID(), ev.Type(), shown)
+	u, err := url.Parse(sink)
+	if err != nil {
+		return fmt.Errorf("%s: invalid sink URL", what)
+	}
+	if (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+		return fmt.Errorf("%s: invalid sink URL: want an absolute http or https URL", what)
+	}
+	if err := ev.Validate(); err != nil {
+		return fmt.Errorf("%s: invalid event: %v", what, err)
+	}
+	timeout := s.Timeout
+	if timeout <= 0 {
+		timeout = DefaultTimeout
+	}
+	var client http.Client
+	if s.HTTP != nil {
+		client = *s.HTTP
+	} else {
+		client.Timeout = timeout
+	}
+	client.CheckRedirect = func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }
+
+	parent := ctx
+	ctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, u.String(), nil)
+	if err != nil {
+		return fmt.Errorf("%s: %v", what, redactErr(err, sink, shown))
+	}
+	if err := cehttp.WriteRequest(binding.WithForceBinary(ctx), binding.ToMessage(ev), req); err != nil {
+		return fmt.Errorf("%s: encode request: %v", what, err)
+	}
+	resp, err := client.Do(req)
+	if err != nil {
+		var ue *url.Error
+		if errors.As(err, &ue) {
+			err = ue.Err
+		}
+		if errors.Is(err, context.DeadlineExceeded) && parent.Err() == nil {
+			return fmt.Errorf("%s: no answer within %s", what, timeout)
+		}
+		return fmt.Errorf("%s: %v", what, redactErr(err, sink, shown))
+	}
+	defer resp.Body.Close()
+	body, _ := io.ReadAll(io.LimitReader(resp.Body, 512))
+	_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, 64<<10))
+	if resp.StatusCode < 200 || resp.StatusCode > 299 {
+		msg := fmt.Sprintf("%s: HTTP %s", what, resp.Status)
+		if loc := resp.Header.Get("Location"); resp.StatusCode >= 300 && resp.StatusCode < 400 && loc != "" {
+			msg += " (redirect to " + RedactURL(loc) + ", not followed)"
+		}
+		if text := printable(string(body)); text != "" {
+			msg += ": " + redactErrString(text, sink, shown)
+		}
+		return errors.New(msg)
+	}
+	return nil
+}
+
+// RedactURL returns raw with the password of its user info, if any,
+// replaced by "xxxxx" (as url.URL.Redacted does), also when raw does not
+// parse as a URL.
+func RedactURL(raw string) string {
+	if u, err := url.Parse(raw); err == nil && (u.User != nil || !strings.Contains(raw, "@")) {
+		return u.Redacted()
+	}
+	i := strings.Index(raw, "://")
+	if i < 0 {
+		i = 0
+	} else {
+		i += 3
+	}
+	end := len(raw)
+	if j := strings.IndexAny(raw[i:], "/?#"); j >= 0 {
+		end = i + j
+	}
+	at := strings.LastIndex(raw[i:end], "@")
+	if at < 0 {
+		return raw
+	}
+	userinfo := raw[i : i+at]
+	if c := strings.Index(userinfo, ":"); c >= 0 {
+		userinfo = userinfo[:c] + ":xxxxx"
+	}
+	return raw[:i] + userinfo + raw[i+at:]
+}
+
+// redactErr hides any copy of the raw sink URL (or of its password) in err.
+func redactErr(err error, raw, shown string) error {
+	return errors.New(redactErrString(err.Error(), raw, shown))
+}
+
+func redactErrString(s, raw, shown string) string {
+	if raw != shown {
+		s = strings.ReplaceAll(s, raw, shown)
+	}
+	if u, err := url.Parse(raw); err == nil && u.User != nil {
+		if p, ok := u.User.Password(); ok && p != "" {
+			s = strings.ReplaceAll(s, p, "xxxxx")
+		}
+	}
+	return s
+}
+
+// printable trims s and replaces its control characters by spaces.
+func printable(s string) string {
+	s = strings.Map(func(r rune) rune {
+		if unicode.IsControl(r) {
+			return ' '
+		}
+		return r
+	}, s)
+	return strings.TrimSpace(s)
+}

@@ -1,0 +1,293 @@
+package storetest
+
+import (
+	"encoding/json"
+	"fmt"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/runnel-ci/runnel/internal/store"
+)
+
+// shape is "type status<-previous" for each event, e.g. "job.status
+// running<-queued", for comparing event streams.
+func shape(t *testing.T, es []*store.RunEvent) []string {
+	t.Helper()
+	out := make([]string, len(es))
+	for i, e := range es {
+		var sc store.StatusChange
+		if strings.HasSuffix(e.Type, ".status") {
+			if err := json.Unmarshal(e.Data, &sc); err != nil {
+				t.Fatalf("event %d (%s): data %s: %v", e.Seq, e.Type, e.Data, err)
+			}
+			out[i] = fmt.Sprintf("%s %s<-%s", e.Type, sc.Status, sc.Previous)
+		} else {
+			out[i] = e.Type
+		}
+	}
+	return out
+}
+
+func (f *fx) events(runID string, after int64) []*store.RunEvent {
+	f.t.Helper()
+	es, err := f.st.ListRunEvents(f.ctx, runID, after, 0)
+	noErr(f.t, "ListRunEvents", err)
+	for i, e := range es {
+		if e.Seq != after+int64(i)+1 || e.RunID != runID {
+			f.t.Fatalf("event %d: seq %d of run %s, want seq %d of %s", i, e.Seq, e.RunID, after+int64(i)+1, runID)
+		}
+	}
+	return es
+}
+
+func sameList(t *testing.T, what string, got, want []string) {
+	t.Helper()
+	if strings.Join(got, "\n") != strings.Join(want, "\n") {
+		t.Fatalf("%s:\n got  %q\n want %q", what, got, want)
+	}
+}
+
+func testEvents(t *testing.T, open func(t *testing.T) store.Store) {
+	t.Run("StatusChanges", func(t *testing.T) {
+		t.Parallel()
+		f := newFx(t, open)
+		p := f.pipeline("proj", "p")
+		tr := f.run(p.ID, 1, 2)
+		run, job := tr.Run, tr.Jobs[0]
+		sameList(t, "after CreateRun", shape(t, f.events(run.ID, 0)), []string{"run.status pending<-"})
+
+		f.queueOn(run.ID, "", time.Now().UTC().Add(-time.Second), nil)
+		c, err := f.st.ClaimJob(f.ctx, "agent-1", []string{""}, time.Minute)
+		noErr(t, "ClaimJob", err)
+		// A claim is provisional: no event until the agent acknowledges it.
+		sameList(t, "after the claim", shape(t, f.events(run.ID, 1)), []string{"job.status queued<-pending"})
+		_, err = f.st.ExtendLease(f.ctx, c.ID, c.LeaseID, time.Minute)
+		noErr(t, "ExtendLease", err)
+		_, err = f.st.ExtendLease(f.ctx, c.ID, c.LeaseID, time.Minute)
+		noErr(t, "ExtendLease again", err)
+
+		step := *tr.Steps[job.ID][0]
+		step.Status, step.StartedAt = "running", ptr(at(1))
+		noErr(t, "UpdateStep running", f.st.UpdateStep(f.ctx, c.LeaseID, &step))
+		step.Status, step.ExitCode, step.EndedAt = "success", ptr(0), ptr(at(2))
+		noErr(t, "UpdateStep success", f.st.UpdateStep(f.ctx, c.LeaseID, &step))
+		noErr(t, "UpdateStep success again", f.st.UpdateStep(f.ctx, c.LeaseID, &step))
+		wantErr(t, "UpdateStep under a wrong lease", f.st.UpdateStep(f.ctx, "lease_wrong",
+			&store.StepRun{ID: tr.Steps[job.ID][1].ID, Status: "running"}), store.ErrLeaseLost)
+
+		noErr(t, "finish", f.st.UpdateRunTx(f.ctx, run.ID, func(tx store.RunTx) error {
+			tr, err := tx.Tree()
+			if err != nil {
+				return err
+			}
+			j := tr.Jobs[0]
+			j.Status, j.EndedAt, j.Reason = "failed", ptr(at(3)), "step 2 failed"
+			if err := tx.UpdateJob(j); err != nil {
+				return err
+			}
+			s2 := tr.Steps[j.ID][1]
+			s2.Status = "skipped"
+			if err := tx.UpdateStep(s2); err != nil {
+				return err
+			}
+			tr.Run.Status, tr.Run.EndedAt, tr.Run.Reason = "failed", ptr(at(3)), "job failed"
+			if err := tx.UpdateRun(tr.Run); err != nil {
+				return err
+			}
+			// Writing the same again records nothing.
+			if err := tx.UpdateRun(tr.Run); err != nil {
+				return err
+			}
+			_, err = tx.AddEvent("approval.requested", json.RawMessage(`{"approvalId":"ap_1"}`))
+			return err
+		}))
+		es := f.events(run.ID, 0)
+		sameList(t, "the run's events", shape(t, es), []string{
+			"run.status pending<-",
+			"job.status queued<-pending",
+			"job.status running<-queued",
+			"step.status running<-pending",
+			"step.status success<-running",
+			"job.status failed<-running",
+			"step.status skipped<-pending",
+			"run.status failed<-pending",
+			"approval.requested",
+		})
+		var sc store.StatusChange
+		noErr(t, "decode", json.Unmarshal(es[2].Data, &sc))
+		if sc.JobRunID != job.ID || sc.Key != job.Key || sc.AgentID != "agent-1" || sc.Attempt != 1 ||
+			sc.RunID != run.ID || sc.PipelineID != p.ID || sc.RunNumber != run.Number {
+			t.Fatalf("job running event: %+v", sc)
+		}
+		noErr(t, "decode", json.Unmarshal(es[4].Data, &sc))
+		if sc.StepRunID != step.ID || sc.ExitCode == nil || *sc.ExitCode != 0 || sc.Name != step.Name || sc.JobRunID != job.ID {
+			t.Fatalf("step success event: %+v", sc)
+		}
+		noErr(t, "decode", json.Unmarshal(es[7].Data, &sc))
+		if sc.Reason != "job failed" || sc.SystemError || sc.EndedAt == nil {
+			t.Fatalf("run failed event: %+v (a job had started: not a system error)", sc)
+		}
+		if es[0].ProjectID != "proj" || es[0].PipelineID != p.ID {
+			t.Fatalf("event of project %q pipeline %q", es[0].ProjectID, es[0].PipelineID)
+		}
+		// Resuming after a seq.
+		sameList(t, "after seq 7", shape(t, f.events(run.ID, 7)), []string{"run.status failed<-pending", "approval.requested"})
+		_, err = f.st.ListRunEvents(f.ctx, "run_nope", 0, 0)
+		wantErr(t, "events of an unknown run", err, store.ErrNotFound)
+
+		// The global feed, in id order, and its end.
+		all, err := f.st.ListEventsAfter(f.ctx, 0, 0)
+		noErr(t, "ListEventsAfter", err)
+		if len(all) != len(es) || all[0].ID != es[0].ID {
+			t.Fatalf("global feed has %d events, want %d", len(all), len(es))
+		}
+		last, err := f.st.LastEventID(f.ctx)
+		noErr(t, "LastEventID", err)
+		if last != es[len(es)-1].ID {
+			t.Fatalf("LastEventID %d, want %d", last, es[len(es)-1].ID)
+		}
+		rest, err := f.st.ListEventsAfter(f.ctx, es[5].ID, 2)
+		noErr(t, "ListEventsAfter", err)
+		if len(rest) != 2 || rest[0].ID != es[6].ID {
+			t.Fatalf("after event 6, limit 2: %d events", len(rest))
+		}
+		st, err := f.st.GetStepRun(f.ctx, step.ID)
+		noErr(t, "GetStepRun", err)
+		if st.Status != "success" {
+			t.Fatalf("GetStepRun: status %s", st.Status)
+		}
+		_, err = f.st.GetStepRun(f.ctx, "sr_nope")
+		wantErr(t, "GetStepRun of an unknown step", err, store.ErrNotFound)
+	})
+
+	t.Run("FailedAtCreation", func(t *testing.T) {
+		t.Parallel()
+		f := newFx(t, open)
+		p := f.pipeline("proj", "p")
+		nr := newRun(p.ID, 0, 0)
+		nr.Run.Status, nr.Run.Reason, nr.Run.EndedAt = "failed", "ci.yaml: no such file", ptr(at(1))
+		_, _, err := f.st.CreateRun(f.ctx, nr)
+		noErr(t, "CreateRun", err)
+		es := f.events(nr.Run.ID, 0)
+		sameList(t, "events", shape(t, es), []string{"run.status pending<-", "run.status failed<-pending"})
+		var sc store.StatusChange
+		noErr(t, "decode", json.Unmarshal(es[1].Data, &sc))
+		if !sc.SystemError || sc.Reason != "ci.yaml: no such file" {
+			t.Fatalf("failed at creation: %+v", sc)
+		}
+	})
+
+	t.Run("ConcurrentAcknowledgement", func(t *testing.T) {
+		t.Parallel()
+		f := newFx(t, open)
+		p := f.pipeline("proj", "p")
+		tr := f.run(p.ID, 1, 1)
+		f.queueOn(tr.Run.ID, "", time.Now().UTC().Add(-time.Second), nil)
+		c, err := f.st.ClaimJob(f.ctx, "a", []string{""}, time.Minute)
+		noErr(t, "ClaimJob", err)
+		errs := make([]error, 8)
+		parallel(len(errs), func(i int) { _, errs[i] = f.st.ExtendLease(f.ctx, c.ID, c.LeaseID, time.Minute) })
+		for i, err := range errs {
+			noErr(t, fmt.Sprintf("ExtendLease %d", i), err)
+		}
+		sameList(t, "events", shape(t, f.events(tr.Run.ID, 0)), []string{
+			"run.status pending<-", "job.status queued<-pending", "job.status running<-queued"})
+	})
+
+	t.Run("Outbox", func(t *testing.T) {
+		t.Parallel()
+		f := newFx(t, open)
+		p := f.pipeline("proj", "p")
+		p.EventSinks = []string{"http://sink-a.example/events", "http://sink-b.example/events"}
+		noErr(t, "UpdatePipeline", f.st.UpdatePipeline(f.ctx, p))
+		got, err := f.st.GetPipeline(f.ctx, p.ID)
+		noErr(t, "GetPipeline", err)
+		sameJSON(t, "event sinks", got.EventSinks, p.EventSinks)
+		r1 := f.run(p.ID, 1, 1)
+		r2 := f.run(p.ID, 1, 1)
+		f.setRunStatus(r1.Run.ID, "running")
+		f.setRunStatus(r1.Run.ID, "success")
+		// Run 1: pending, running, success for each sink, and its end for the
+		// notifier; run 2: pending for each sink.
+		n, err := f.st.PendingDeliveries(f.ctx)
+		noErr(t, "PendingDeliveries", err)
+		if n != 3*2+1+2 {
+			t.Fatalf("%d deliveries pending, want 9", n)
+		}
+		now := time.Now().UTC()
+		claim := func(what string, at time.Time) []string {
+			t.Helper()
+			ds, err := f.st.ClaimDeliveries(f.ctx, at, time.Minute, 100)
+			noErr(t, what, err)
+			var out []string
+			for _, d := range ds {
+				var sc store.StatusChange
+				noErr(t, what, json.Unmarshal(d.Event.Data, &sc))
+				run := "r1"
+				if d.Event.RunID == r2.Run.ID {
+					run = "r2"
+				}
+				out = append(out, fmt.Sprintf("%s %s %s", strings.TrimPrefix(strings.TrimSuffix(d.Sink, ".example/events"), "http://"), run, sc.Status))
+			}
+			return out
+		}
+		heads := claim("claim", now)
+		sameList(t, "first claim: each (sink, run)'s oldest", sortStrings(heads), []string{
+			"runnel:notify r1 success", "sink-a r1 pending", "sink-a r2 pending", "sink-b r1 pending", "sink-b r2 pending"})
+		// Leased: nothing more until the lease ends or they are settled.
+		sameList(t, "claim while leased", claim("claim", now), nil)
+		ds, err := f.st.ClaimDeliveries(f.ctx, now.Add(2*time.Minute), time.Minute, 100)
+		noErr(t, "claim after the lease", err)
+		if len(ds) != 5 {
+			t.Fatalf("after the lease ended, %d claimed, want the same 5 again", len(ds))
+		}
+		for _, d := range ds {
+			switch {
+			case d.Sink == "http://sink-a.example/events" && d.Event.RunID == r1.Run.ID:
+				noErr(t, "DeliveryFailed", f.st.DeliveryFailed(f.ctx, d.ID, now.Add(time.Hour), "sink-a is down"))
+			default:
+				noErr(t, "DeliveryDone", f.st.DeliveryDone(f.ctx, d.ID))
+			}
+		}
+		for _, d := range ds {
+			if d.Sink == store.NotifySink {
+				noErr(t, "DeliveryDone twice", f.st.DeliveryDone(f.ctx, d.ID))
+			}
+		}
+		// sink-a's queue for run 1 waits for its failed head; sink-b goes on.
+		sameList(t, "next claim", claim("claim", now.Add(3*time.Minute)), []string{"sink-b r1 running"})
+		later, err := f.st.ClaimDeliveries(f.ctx, now.Add(2*time.Hour), time.Minute, 100)
+		noErr(t, "claim when the retry is due", err)
+		var retried *store.Delivery
+		for _, d := range later {
+			if d.Sink == "http://sink-a.example/events" {
+				retried = d
+			}
+		}
+		if retried == nil || retried.Attempts != 1 || retried.LastError != "sink-a is down" {
+			t.Fatalf("the failed delivery is not due again with its attempt counted: %+v", retried)
+		}
+
+		// Deleting the pipeline drops its events and their deliveries.
+		f.setRunStatus(r2.Run.ID, "cancelled")
+		noErr(t, "DeletePipeline", f.st.DeletePipeline(f.ctx, p.ID))
+		n, err = f.st.PendingDeliveries(f.ctx)
+		noErr(t, "PendingDeliveries", err)
+		if n != 0 {
+			t.Fatalf("%d deliveries left after the pipeline was deleted", n)
+		}
+	})
+}
+
+func sortStrings(s []string) []string {
+	out := append([]string(nil), s...)
+	for i := range out {
+		for j := i + 1; j < len(out); j++ {
+			if out[j] < out[i] {
+				out[i], out[j] = out[j], out[i]
+			}
+		}
+	}
+	return out
+}
