@@ -81,6 +81,30 @@ func TestSecretNeverLeaks(t *testing.T) {
 	if !strings.Contains(detail, `"echoed":"***"`) && !strings.Contains(detail, `"value":"***"`) {
 		t.Errorf("the job's output should be masked: %s", detail)
 	}
+	// The run's events (status changes with step errors and job reasons)
+	// and the step logs as the live streams send them.
+	ws, _, err := dialWS(t, srv.addr, http.Header{"Authorization": {"Bearer " + testToken}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ws.send(map[string]any{"action": "subscribe", "channel": "status", "params": map[string]any{"runId": run}})
+	for _, st := range d.job("leaky").Steps {
+		ws.send(map[string]any{"action": "subscribe", "channel": "logs", "params": map[string]any{"stepRunId": st.StepRunID}})
+	}
+	streamed := ws.wait("every stream's end", 20*time.Second, func(m []wsMsg) bool {
+		n := 0
+		for _, x := range m {
+			if x.Type == "end" {
+				n++
+			}
+		}
+		return n == 1+len(d.job("leaky").Steps)
+	})
+	raw, _ := json.Marshal(streamed)
+	if !strings.Contains(string(raw), "failing with ***") {
+		t.Errorf("the streamed logs should show the masked line: %s", raw)
+	}
+	bodies = append(bodies, "websocket: "+string(raw))
 	everything := strings.Join(bodies, "\n") + srv.tailLogs(2000) + agent.tailLogs(2000)
 	for _, secret := range []string{token, keyLine1, keyLine2, token[:6] + token[6:]} {
 		if strings.Contains(everything, secret) {

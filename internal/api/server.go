@@ -13,6 +13,7 @@
 package api
 
 import (
+	"cmp"
 	"context"
 	"crypto/rand"
 	"encoding/hex"
@@ -70,6 +71,9 @@ type Config struct {
 	// Events streams run events and logs over the WebSocket gateway; nil:
 	// GET /api/v1/ws answers 503.
 	Events event.Source
+	// StreamSlowAfter is how long the WebSocket gateway waits on a client
+	// that does not keep up before it disconnects it (default 10s).
+	StreamSlowAfter time.Duration
 }
 
 // Defaults of Config.
@@ -97,6 +101,8 @@ type Server struct {
 	// specs are the stored versions, as for any pipeline).
 	git    *gitdef.Source
 	events event.Source
+	// slowAfter is Config.StreamSlowAfter.
+	slowAfter time.Duration
 
 	// touched remembers when each token's last-used time was last written, so
 	// an active client costs one write a minute instead of one per request.
@@ -128,6 +134,7 @@ func New(cfg Config) *Server {
 		externalURL: cfg.ExternalURL,
 		git:         cfg.Git,
 		events:      cfg.Events,
+		slowAfter:   cmp.Or(cfg.StreamSlowAfter, wsSlowAfter),
 	}
 	if s.catalog == nil {
 		s.catalog = action.Builtins()

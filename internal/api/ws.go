@@ -25,8 +25,9 @@ const (
 	wsProtocol = "runnel.v1"
 	// wsQueue bounds the messages waiting to be written to one connection.
 	wsQueue = 4096
-	// wsSlowAfter is how long a stream may wait for room in a full queue
-	// before its client is told it is too slow and disconnected.
+	// wsSlowAfter is how long a stream may wait for room in the
+	// connection's full queue before the client is told it is too slow and
+	// disconnected (Config.StreamSlowAfter).
 	wsSlowAfter = 10 * time.Second
 	// wsMaxSubscriptions bounds one connection's subscriptions.
 	wsMaxSubscriptions = 100
@@ -75,8 +76,9 @@ type wsConn struct {
 	ctx  context.Context
 	stop context.CancelCauseFunc
 
-	mu   sync.Mutex
-	subs map[string]context.CancelFunc
+	mu       sync.Mutex
+	subs     map[string]context.CancelFunc
+	slowOnce sync.Once
 }
 
 // websocketHandler authenticates, upgrades and serves one connection.
@@ -142,17 +144,21 @@ func websocketProtocols(r *http.Request) []string {
 }
 
 // writeLoop writes queued messages until the connection ends, and pings.
+// A write is not bounded by the client's speed here: a client too slow for
+// its streams is found when its queue stays full (send), and then closed
+// with a close frame that follows whatever it was being sent. A write that
+// takes longer than wsDeadAfter means the peer is gone.
 func (c *wsConn) writeLoop() {
 	ping := time.NewTicker(wsPingEvery)
 	defer ping.Stop()
 	defer c.closeAll()
+	wctx := context.WithoutCancel(c.ctx)
 	for {
 		select {
 		case <-c.ctx.Done():
-			cause := context.Cause(c.ctx)
-			switch {
+			switch cause := context.Cause(c.ctx); {
 			case errors.Is(cause, event.ErrTooSlow):
-				c.c.Close(wsStatusTooSlow, "too slow: the client fell too far behind and was disconnected")
+				// tooSlow is closing it.
 			case errors.Is(cause, errClientClosed):
 				c.c.CloseNow()
 			default:
@@ -160,22 +166,17 @@ func (c *wsConn) writeLoop() {
 			}
 			return
 		case m := <-c.out:
-			wctx, cancel := context.WithTimeout(c.ctx, wsSlowAfter)
 			b, err := json.Marshal(m)
 			if err == nil {
-				err = c.c.Write(wctx, websocket.MessageText, b)
+				ctx, cancel := context.WithTimeout(wctx, wsDeadAfter)
+				err = c.c.Write(ctx, websocket.MessageText, b)
+				cancel()
 			}
-			cancel()
-			if err != nil {
-				if c.ctx.Err() == nil && errors.Is(err, context.DeadlineExceeded) {
-					c.stop(event.ErrTooSlow)
-					continue
-				}
+			if err != nil && c.ctx.Err() == nil {
 				c.stop(errClientClosed)
-				continue
 			}
 		case <-ping.C:
-			pctx, cancel := context.WithTimeout(c.ctx, wsSlowAfter)
+			pctx, cancel := context.WithTimeout(wctx, wsDeadAfter)
 			err := c.c.Ping(pctx)
 			cancel()
 			if err != nil && c.ctx.Err() == nil {
@@ -185,12 +186,29 @@ func (c *wsConn) writeLoop() {
 	}
 }
 
+// wsDeadAfter: a write or ping taking longer means the peer is gone.
+const wsDeadAfter = time.Minute
+
+// tooSlow disconnects a client that fell behind, telling it why in the
+// close frame (sent after the message being written, if the client reads
+// again within the library's close timeout).
+func (c *wsConn) tooSlow() {
+	c.slowOnce.Do(func() {
+		c.stop(event.ErrTooSlow)
+		go c.c.Close(wsStatusTooSlow, "too slow: the client fell too far behind and was disconnected")
+	})
+}
+
 var errClientClosed = errors.New("the client closed the connection")
 
 // readLoop handles the client's messages.
 func (c *wsConn) readLoop() {
+	// Not c.ctx: the library closes the connection when a read's context
+	// ends, which would cut a close frame being sent. Read ends when the
+	// connection is closed.
+	rctx := context.WithoutCancel(c.ctx)
 	for {
-		typ, b, err := c.c.Read(c.ctx)
+		typ, b, err := c.c.Read(rctx)
 		if err != nil {
 			c.stop(errClientClosed)
 			return
@@ -217,7 +235,7 @@ func (c *wsConn) send(ctx context.Context, m wsMessage) error {
 		return nil
 	default:
 	}
-	t := time.NewTimer(wsSlowAfter)
+	t := time.NewTimer(c.s.slowAfter)
 	defer t.Stop()
 	select {
 	case c.out <- m:
@@ -225,7 +243,7 @@ func (c *wsConn) send(ctx context.Context, m wsMessage) error {
 	case <-ctx.Done():
 		return ctx.Err()
 	case <-t.C:
-		c.stop(event.ErrTooSlow)
+		c.tooSlow()
 		return event.ErrTooSlow
 	}
 }
@@ -338,7 +356,7 @@ func (c *wsConn) stream(ctx context.Context, key, channel string, p wsParams) {
 		}
 		c.fail(channel, p, what+": not found")
 	case errors.Is(err, event.ErrTooSlow):
-		c.stop(event.ErrTooSlow)
+		c.tooSlow()
 	case ctx.Err() != nil:
 	default:
 		c.s.log.LogAttrs(ctx, slog.LevelError, "websocket stream failed", slog.String("channel", channel), slog.Any("error", err))

@@ -42,8 +42,9 @@
 //   - Previous running and a final Status (success, failed, cancelled):
 //     taskrun.finished with outcome success, failure or cancel, and errors
 //     the Reason.
-//   - Previous running and Status queued (the attempt failed and the job is
-//     retried): taskrun.finished with outcome failure, errors the Reason.
+//   - Previous running and Status pending or queued (the attempt failed and
+//     the job is retried): taskrun.finished with outcome failure, errors the
+//     Reason.
 //   - Anything else maps to none; in particular jobs that never ran (skipped,
 //     or cancelled while pending or queued) produce no taskrun event.
 //
@@ -292,8 +293,10 @@ func (b *builder) job() (cdevents.CDEventV04, error) {
 		case "cancelled":
 			outcome = OutcomeCancel
 		}
-	case sc.Previous == "running" && sc.Status == "queued":
-		outcome = OutcomeFailure // this attempt failed; the job is retried
+	case sc.Previous == "running" && (sc.Status == "pending" || sc.Status == "queued"):
+		// This attempt failed and the job is retried: pending until its
+		// retry delay passes, or queued at once.
+		outcome = OutcomeFailure
 	default:
 		return nil, nil
 	}

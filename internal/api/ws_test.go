@@ -1,0 +1,252 @@
+package api
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/coder/websocket"
+
+	"github.com/runnel-ci/runnel/internal/event"
+	"github.com/runnel-ci/runnel/internal/store"
+)
+
+// wsEnv is an API server with the event hub over its store, and one run
+// whose single step is running with a long log.
+func wsEnv(t *testing.T, lines int) (e *env, stepID string) {
+	t.Helper()
+	var hub *event.Hub
+	e = newEnvWith(t, func(c *Config) {
+		hub = event.NewHub(event.HubOptions{Store: c.Store, Poll: 50 * time.Millisecond})
+		c.Events = hub
+		c.StreamSlowAfter = time.Second
+	})
+	ctx, cancel := context.WithCancel(context.Background())
+	t.Cleanup(cancel)
+	go hub.Run(ctx)
+	pid := e.createPipeline("ws", nil)
+	runID, jobID, stepID := "run_ws", "jr_ws", "sr_ws"
+	_, _, err := e.st.CreateRun(ctx, &store.NewRun{
+		Run:   &store.Run{ID: runID, PipelineID: pid, TriggerType: "manual"},
+		Jobs:  []*store.JobRun{{ID: jobID, Key: "s/j", Name: "j", Stage: "s", Status: "running", Attempt: 1}},
+		Steps: map[string][]*store.StepRun{jobID: {{ID: stepID, Name: "big", Status: "running"}}},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := 0; i < lines; i += 1000 {
+		batch := make([]store.LogLine, 0, 1000)
+		for k := i; k < min(lines, i+1000); k++ {
+			// Random text: compression must not shrink the stream.
+			batch = append(batch, store.LogLine{Level: "info", Message: fmt.Sprintf("line-%d %s", k+1, rand.Text()+rand.Text()+rand.Text())})
+		}
+		if _, err := e.st.AppendLogs(ctx, stepID, batch, 0); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return e, stepID
+}
+
+func wsDial(t *testing.T, e *env) *websocket.Conn {
+	t.Helper()
+	return wsDialWith(t, e, nil)
+}
+
+// wsDialWith dials with hc (nil: the default client).
+func wsDialWith(t *testing.T, e *env, hc *http.Client) *websocket.Conn {
+	t.Helper()
+	return wsDialURL(t, e, e.http.URL, hc)
+}
+
+func wsDialURL(t *testing.T, e *env, base string, hc *http.Client) *websocket.Conn {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(t.Context(), 5*time.Second)
+	defer cancel()
+	c, _, err := websocket.Dial(ctx, strings.Replace(base, "http", "ws", 1)+"/api/v1/ws",
+		&websocket.DialOptions{HTTPClient: hc, HTTPHeader: http.Header{"Authorization": {"Bearer " + e.token}}})
+	if err != nil {
+		t.Fatalf("dial: %v", err)
+	}
+	c.SetReadLimit(1 << 20)
+	t.Cleanup(func() { c.CloseNow() })
+	return c
+}
+
+func wsWrite(t *testing.T, c *websocket.Conn, v any) {
+	t.Helper()
+	b, _ := json.Marshal(v)
+	if err := c.Write(t.Context(), websocket.MessageText, b); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// TestWebSocketSlowConsumer: a client that stops reading while a long log
+// streams is disconnected with a close code saying why, after
+// StreamSlowAfter; another client on the same log is served in full
+// meanwhile, in order.
+func TestWebSocketSlowConsumer(t *testing.T) {
+	const lines = 20000 // ~2 MB: far more than the socket buffers hold
+	e, stepID := wsEnv(t, lines)
+	sub := map[string]any{"action": "subscribe", "channel": "logs", "params": map[string]any{"stepRunId": stepID}}
+
+	// A small receive buffer (which turns off the kernel's autotuning, up
+	// to 32 MB here) so that the server's writes block once the slow client
+	// stops reading.
+	small := &http.Client{Transport: &http.Transport{DialContext: (&net.Dialer{
+		Control: func(_, _ string, rc syscall.RawConn) error {
+			var serr error
+			err := rc.Control(func(fd uintptr) {
+				serr = syscall.SetsockoptInt(int(fd), syscall.SOL_SOCKET, syscall.SO_RCVBUF, 64<<10)
+			})
+			return errors.Join(err, serr)
+		}}).DialContext}}
+	// And small send buffers on the server's side of the connection.
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	smallSrv := httptest.NewUnstartedServer(e.srv.Handler())
+	smallSrv.Listener = smallSendBuffers{ln}
+	smallSrv.Start()
+	t.Cleanup(smallSrv.Close)
+	slow := wsDialURL(t, e, smallSrv.URL, small)
+	wsWrite(t, slow, sub)
+	time.Sleep(300 * time.Millisecond) // let the server fill the pipe
+
+	fast := wsDial(t, e)
+	wsWrite(t, fast, sub)
+	seq := 0
+	for seq < lines {
+		ctx, cancel := context.WithTimeout(t.Context(), 20*time.Second)
+		_, b, err := fast.Read(ctx)
+		cancel()
+		if err != nil {
+			t.Fatalf("the reading client, after %d lines: %v", seq, err)
+		}
+		var m wsMessage
+		var data struct {
+			Seq     int    `json:"seq"`
+			Message string `json:"message"`
+		}
+		m.Data = &data
+		if err := json.Unmarshal(b, &m); err != nil {
+			t.Fatal(err)
+		}
+		if m.Type != "line" {
+			continue
+		}
+		if data.Seq != seq+1 || !strings.HasPrefix(data.Message, fmt.Sprintf("line-%d ", seq+1)) {
+			t.Fatalf("the reading client: line seq %d (%.12s) after %d", data.Seq, data.Message, seq)
+		}
+		seq = data.Seq
+	}
+
+	// Long after StreamSlowAfter, the slow client reads what was buffered,
+	// then the close.
+	time.Sleep(3 * time.Second)
+	deadline := time.Now().Add(20 * time.Second)
+	got := 0
+	for {
+		ctx, cancel := context.WithDeadline(t.Context(), deadline)
+		_, _, err := slow.Read(ctx)
+		cancel()
+		if err == nil {
+			got++
+			continue
+		}
+		t.Logf("the slow client read %d messages before: %v", got, err)
+		var ce websocket.CloseError
+		if !errors.As(err, &ce) || ce.Code != wsStatusTooSlow || !strings.Contains(ce.Reason, "too slow") {
+			t.Fatalf("the slow client: %v, want a close with code %d saying it was too slow", err, wsStatusTooSlow)
+		}
+		break
+	}
+}
+
+// smallSendBuffers gives accepted connections a small send buffer.
+type smallSendBuffers struct{ net.Listener }
+
+func (l smallSendBuffers) Accept() (net.Conn, error) {
+	c, err := l.Listener.Accept()
+	if tc, ok := c.(*net.TCPConn); ok {
+		_ = tc.SetWriteBuffer(16 << 10)
+	}
+	return c, err
+}
+
+// TestWebSocketProtocol covers the gateway's answers to requests that are
+// not a subscription it can serve.
+func TestWebSocketProtocol(t *testing.T) {
+	e, stepID := wsEnv(t, 3)
+	// Not a WebSocket handshake: 426; no token: 401.
+	e.do("GET", "/api/v1/ws", nil).mustErr(t, http.StatusUpgradeRequired, "WebSocket")
+	e.do("GET", "/api/v1/ws", nil, withToken("")).mustErr(t, http.StatusUnauthorized)
+	c := wsDial(t, e)
+	read := func() wsMessage {
+		t.Helper()
+		ctx, cancel := context.WithTimeout(t.Context(), 5*time.Second)
+		defer cancel()
+		_, b, err := c.Read(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var m wsMessage
+		if err := json.Unmarshal(b, &m); err != nil {
+			t.Fatal(err)
+		}
+		return m
+	}
+	for _, tc := range []struct {
+		send string
+		want string
+	}{
+		{`{"action":"subscribe"`, "invalid message"},
+		{`{"action":"subscribe","channel":"logs","params":{"stepRunId":"x"},"extra":1}`, "unknown field"},
+		{`{"action":"watch","channel":"logs","params":{"stepRunId":"x"}}`, `unknown action "watch"`},
+		{`{"action":"subscribe","channel":"status","params":{"stepRunId":"x"}}`, "params.stepRunId: the status channel"},
+		{`{"action":"subscribe","channel":"logs","params":{"stepRunId":"x","fromSeq":-1}}`, "params.fromSeq: must not be negative"},
+		{`{"action":"unsubscribe","channel":"logs","params":{"stepRunId":"x"}}`, "not subscribed"},
+		{`{"action":"subscribe","channel":"status","params":{"runId":"run_nope"}}`, "run run_nope: not found"},
+	} {
+		if err := c.Write(t.Context(), websocket.MessageText, []byte(tc.send)); err != nil {
+			t.Fatal(err)
+		}
+		m := read()
+		for m.Type == "subscribed" {
+			m = read()
+		}
+		msg, _ := m.Data.(map[string]any)["message"].(string)
+		if m.Type != "error" || !strings.Contains(msg, tc.want) {
+			t.Errorf("%s: got %s %v, want an error saying %q", tc.send, m.Type, m.Data, tc.want)
+		}
+	}
+	// From a seq: only the lines after it; a duplicate subscription is
+	// refused while the first one lasts.
+	wsWrite(t, c, map[string]any{"action": "subscribe", "channel": "logs", "params": map[string]any{"stepRunId": stepID, "fromSeq": 2}})
+	if m := read(); m.Type != "subscribed" {
+		t.Fatalf("got %+v", m)
+	}
+	if m := read(); m.Type != "line" || m.Data.(map[string]any)["seq"] != float64(3) {
+		t.Fatalf("from seq 2: got %+v, want line 3", m)
+	}
+	wsWrite(t, c, map[string]any{"action": "subscribe", "channel": "logs", "params": map[string]any{"stepRunId": stepID}})
+	if m := read(); m.Type != "error" || !strings.Contains(fmt.Sprint(m.Data), "already subscribed") {
+		t.Fatalf("duplicate: got %+v", m)
+	}
+	// A line appended now arrives live.
+	if _, err := e.st.AppendLogs(context.Background(), stepID, []store.LogLine{{Message: "live one"}}, 0); err != nil {
+		t.Fatal(err)
+	}
+	if m := read(); m.Type != "line" || m.Data.(map[string]any)["message"] != "live one" {
+		t.Fatalf("live line: got %+v", m)
+	}
+}
