@@ -36,6 +36,7 @@ import (
 	"github.com/runnel-ci/runnel/internal/engine"
 	"github.com/runnel-ci/runnel/internal/event"
 	"github.com/runnel-ci/runnel/internal/event/cdevent"
+	"github.com/runnel-ci/runnel/internal/event/notify"
 	"github.com/runnel-ci/runnel/internal/gitdef"
 	"github.com/runnel-ci/runnel/internal/scheduler"
 	"github.com/runnel-ci/runnel/internal/secret"
@@ -89,6 +90,10 @@ type serverConfig struct {
 	EventSource string
 	// EventMaxAge: how long an undeliverable event is retried.
 	EventMaxAge time.Duration
+	// SMTP server for email notifications ("" addr: email is not sent).
+	SMTPAddr, SMTPFrom, SMTPUsername, SMTPPassword, SMTPTLS string
+	// NotifyAttempts bounds the attempts of a failing notification channel.
+	NotifyAttempts int
 }
 
 func (c *serverConfig) flags(fs *flag.FlagSet) {
@@ -124,6 +129,12 @@ func (c *serverConfig) flags(fs *flag.FlagSet) {
 	c.EventSinks = splitList(os.Getenv("RUNNEL_EVENTS_SINKS"))
 	fs.StringVar(&c.EventSource, "events-source", os.Getenv("RUNNEL_EVENTS_SOURCE"), "the CDEvents `source` (a URI) naming this installation (RUNNEL_EVENTS_SOURCE); default: --external-url, else /runnel/<host name>")
 	fs.DurationVar(&c.EventMaxAge, "events-max-age", envDuration("RUNNEL_EVENTS_MAX_AGE", 72*time.Hour), "how `long` an event that a sink refuses is retried before it is dropped (RUNNEL_EVENTS_MAX_AGE)")
+	fs.StringVar(&c.SMTPAddr, "smtp-addr", os.Getenv("RUNNEL_SMTP_ADDR"), "SMTP server `host:port` for email notifications (RUNNEL_SMTP_ADDR); without it email channels fail (recorded on the run)")
+	fs.StringVar(&c.SMTPFrom, "smtp-from", envOr("RUNNEL_SMTP_FROM", "runnel@localhost"), "sender `address` of email notifications (RUNNEL_SMTP_FROM)")
+	fs.StringVar(&c.SMTPUsername, "smtp-username", os.Getenv("RUNNEL_SMTP_USERNAME"), "SMTP `user` (AUTH PLAIN, over TLS or to localhost only) (RUNNEL_SMTP_USERNAME)")
+	c.SMTPPassword = os.Getenv("RUNNEL_SMTP_PASSWORD")
+	fs.StringVar(&c.SMTPTLS, "smtp-tls", envOr("RUNNEL_SMTP_TLS", ""), "SMTP transport `security`: empty (STARTTLS when offered), starttls (required), tls (implicit, port 465) or none (RUNNEL_SMTP_TLS)")
+	fs.IntVar(&c.NotifyAttempts, "notify-attempts", envInt("RUNNEL_NOTIFY_ATTEMPTS", 5), "attempts of a failing notification channel (1s apart, doubling) before its failure is recorded on the run (RUNNEL_NOTIFY_ATTEMPTS)")
 	fs.BoolVar(&c.CronCatchUp, "cron-catch-up", envBool("RUNNEL_CRON_CATCH_UP", true), "after downtime that missed ticks of a cron schedule, run once for the latest missed tick; false skips to the next tick (RUNNEL_CRON_CATCH_UP)")
 }
 
@@ -206,6 +217,19 @@ func (c *serverConfig) validate() error {
 		if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
 			return fmt.Errorf("--events-sinks: %q is not an http(s) URL", cdevent.RedactURL(sink))
 		}
+	}
+	switch c.SMTPTLS {
+	case "", "starttls", "tls", "none":
+	default:
+		return fmt.Errorf("--smtp-tls %q: want starttls, tls, none or empty", c.SMTPTLS)
+	}
+	if c.SMTPAddr != "" {
+		if _, _, err := net.SplitHostPort(c.SMTPAddr); err != nil {
+			return fmt.Errorf("--smtp-addr %q: %v (want host:port, e.g. smtp.example.com:587)", c.SMTPAddr, err)
+		}
+	}
+	if c.NotifyAttempts < 1 {
+		return errors.New("--notify-attempts must be at least 1")
 	}
 	if c.EventMaxAge <= 0 {
 		return errors.New("--events-max-age must be positive")
@@ -443,7 +467,12 @@ func startServer(parent context.Context, cfg serverConfig, stdout, stderr io.Wri
 		base := strings.TrimRight(cfg.ExternalURL, "/")
 		defs.RunLink = func(pipelineID string) string { return base + "/api/v1/pipelines/" + pipelineID + "/runs" }
 	}
-	sched := scheduler.New(scheduler.Options{Store: st, Catalog: catalog, Logger: log, LeaseDuration: cfg.LeaseDuration,
+	var runLink func(string) string
+	if cfg.ExternalURL != "" {
+		base := strings.TrimRight(cfg.ExternalURL, "/")
+		runLink = func(runID string) string { return base + "/api/v1/pipelines/runs/" + runID }
+	}
+	sched := scheduler.New(scheduler.Options{RunLink: runLink, Store: st, Catalog: catalog, Logger: log, LeaseDuration: cfg.LeaseDuration,
 		LogCapBytes: cfg.LogCapBytes, Bus: b, OfflineAfter: cfg.OfflineAfter,
 		Secrets: resolver, Storage: artifacts, Definitions: defs})
 	agentID, err := embeddedAgentID(cfg.DataDir)
@@ -511,7 +540,13 @@ func startServer(parent context.Context, cfg serverConfig, stdout, stderr io.Wri
 		host, _ := os.Hostname()
 		source = "/runnel/" + host
 	}
-	deliverer := event.NewDeliverer(event.DelivererOptions{Store: st0, Logger: log, MaxAge: cfg.EventMaxAge,
+	var mailer *notify.Mailer
+	if cfg.SMTPAddr != "" {
+		mailer = &notify.Mailer{Addr: cfg.SMTPAddr, From: cfg.SMTPFrom, Username: cfg.SMTPUsername,
+			Password: cfg.SMTPPassword, TLS: cfg.SMTPTLS}
+	}
+	notifier := event.NewNotifier(event.NotifierOptions{Source: sched, Events: st0, Mailer: mailer, MaxAttempts: cfg.NotifyAttempts, Logger: log})
+	deliverer := event.NewDeliverer(event.DelivererOptions{Store: st0, Logger: log, MaxAge: cfg.EventMaxAge, Notifier: notifier,
 		CDEvents: cdevent.Config{Source: source, APIBase: strings.TrimRight(cfg.ExternalURL, "/")}})
 	g.Go(func() error { return deliverer.Run(gctx) })
 	if cfg.WebhookDeliveryRetention > 0 {

@@ -20,9 +20,9 @@ type DeliveryStore interface {
 	GetPipeline(ctx context.Context, id string) (*store.Pipeline, error)
 }
 
-// Notifier delivers a run's end to its notification channels (the outbox's
-// store.NotifySink entries). An error makes the entry retried.
-type Notifier interface {
+// RunNotifier delivers a run's end to its notification channels (the
+// outbox's store.NotifySink entries). An error makes the entry retried.
+type RunNotifier interface {
 	Notify(ctx context.Context, e *store.RunEvent, attempt int) error
 }
 
@@ -33,7 +33,7 @@ type DelivererOptions struct {
 	CDEvents cdevent.Config
 	Sender   *cdevent.Sender
 	// Notifier handles store.NotifySink entries; nil drops them.
-	Notifier Notifier
+	Notifier RunNotifier
 	Logger   *slog.Logger
 	// Poll is how often the outbox is read when nothing wakes the worker
 	// (default 1s).

@@ -52,6 +52,8 @@ type Options struct {
 	// PollInterval bounds how late a claimer learns of work whose wake-up
 	// signal was lost (default 1s).
 	PollInterval time.Duration
+	// RunLink, when set, gives a run's URL for notifications.
+	RunLink func(runID string) string
 	// Secrets opens the secrets a pipeline's jobs may use; nil: none.
 	Secrets SecretSource
 	// Storage binds a claimed job to the run's artifacts and the pipeline's
@@ -113,6 +115,7 @@ type Scheduler struct {
 	offlineAfter time.Duration
 	routes       routeCache
 	secrets      SecretSource
+	runLink      func(runID string) string
 	storage      StorageBinder
 	defs         DefinitionSource
 	kick         chan struct{}
@@ -136,7 +139,7 @@ type Scheduler struct {
 func New(o Options) *Scheduler {
 	s := &Scheduler{
 		st: o.Store, catalog: o.Catalog, log: o.Logger, now: o.Now, lease: o.LeaseDuration, logCap: o.LogCapBytes,
-		bus: o.Bus, poll: o.PollInterval, secrets: o.Secrets, storage: o.Storage, defs: o.Definitions, offlineAfter: o.OfflineAfter, kick: make(chan struct{}, 1),
+		bus: o.Bus, poll: o.PollInterval, secrets: o.Secrets, runLink: o.RunLink, storage: o.Storage, defs: o.Definitions, offlineAfter: o.OfflineAfter, kick: make(chan struct{}, 1),
 		waiters: map[string][]*waiter{}, localAgents: map[string]bool{},
 		cancels: map[string]chan struct{}{}, plans: map[string]*plan.Plan{}, timers: map[string]*time.Timer{},
 	}
