@@ -3,6 +3,7 @@ package api
 import (
 	"cmp"
 	"encoding/json"
+	"net/url"
 	"slices"
 	"time"
 
@@ -55,6 +56,9 @@ type pipelineJSON struct {
 	NextStart             *string `json:"nextStart"`
 	// CredentialID is the credential repoUrl is read and written with.
 	CredentialID string `json:"credentialId"`
+	// EventSinks are the pipeline's own CDEvents sinks; a sink URL's
+	// password is not shown.
+	EventSinks []string `json:"eventSinks"`
 }
 
 // toPipelineJSON shapes a pipeline; NextStart is left null (it needs the
@@ -86,9 +90,22 @@ func toPipelineJSON(p *store.Pipeline) pipelineJSON {
 		LastEnded:        isoPtr(p.LastEnded),
 
 		CredentialID:          p.CredentialID,
+		EventSinks:            redactedSinks(p.EventSinks),
 		TriggerCronExpression: p.TriggerCronExpression,
 		TriggerTimezone:       p.TriggerTimezone,
 	}
+}
+
+// redactedSinks shows sink URLs without their passwords ([] when none).
+func redactedSinks(sinks []string) []string {
+	out := make([]string, 0, len(sinks))
+	for _, s := range sinks {
+		if u, err := url.Parse(s); err == nil {
+			s = u.Redacted()
+		}
+		out = append(out, s)
+	}
+	return out
 }
 
 // listJSON is a page of a list.

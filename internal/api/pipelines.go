@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
+	"net/url"
 	"time"
 
 	"github.com/runnel-ci/runnel/internal/spec"
@@ -39,6 +40,8 @@ type pipelineBody struct {
 	// CredentialID names the source-code credential the server reads and
 	// writes repoUrl with ("" none).
 	CredentialID string `json:"credentialId"`
+	// EventSinks are the pipeline's own CDEvents sinks (http(s) URLs).
+	EventSinks []string `json:"eventSinks"`
 }
 
 // createPipelineBody adds what only a creation takes: who created it and an
@@ -175,12 +178,28 @@ func checkPipelineFields(b *pipelineBody, present func(string) bool) error {
 			}
 			return checkText("body.credentialId", b.CredentialID, 100, false)
 		}},
+		{"eventSinks", func() error { return checkEventSinks("body.eventSinks", b.EventSinks) }},
 	}
 	for _, c := range checks {
 		if present(c.field) {
 			if err := c.check(); err != nil {
 				return err
 			}
+		}
+	}
+	return nil
+}
+
+// checkEventSinks checks a pipeline's CDEvents sinks: at most 10 absolute
+// http(s) URLs.
+func checkEventSinks(path string, sinks []string) error {
+	if len(sinks) > 10 {
+		return errorf(http.StatusBadRequest, "%s: at most 10 sinks; got %d", path, len(sinks))
+	}
+	for i, s := range sinks {
+		u, err := url.Parse(s)
+		if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" || len(s) > 2048 {
+			return errorf(http.StatusBadRequest, "%s[%d]: want an absolute http(s) URL of at most 2048 characters, e.g. https://events.example.com/cdevents", path, i)
 		}
 	}
 	return nil
@@ -263,6 +282,7 @@ func (s *Server) createPipeline(w http.ResponseWriter, r *http.Request) error {
 		TriggerCronExpression: b.TriggerCronExpression,
 		TriggerTimezone:       b.TriggerTimezone,
 		CredentialID:          b.CredentialID,
+		EventSinks:            b.EventSinks,
 	}
 	if p.Metadata == nil {
 		p.Metadata = map[string]any{}
@@ -453,6 +473,9 @@ func (s *Server) updatePipeline(w http.ResponseWriter, r *http.Request) error {
 	set("triggerCronExpression", &p.TriggerCronExpression, b.TriggerCronExpression)
 	set("triggerTimezone", &p.TriggerTimezone, b.TriggerTimezone)
 	set("credentialId", &p.CredentialID, b.CredentialID)
+	if present["eventSinks"] {
+		p.EventSinks = b.EventSinks
+	}
 	if present["metadata"] {
 		p.Metadata = b.Metadata
 		if p.Metadata == nil {

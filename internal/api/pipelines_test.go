@@ -339,3 +339,26 @@ func TestPipelineStatusFields(t *testing.T) {
 		t.Errorf("status fields after a stopped run: %v %v %v %v", p["lastExecutionId"], p["lastRunState"], p["lastStarted"], p["lastEnded"])
 	}
 }
+
+// TestPipelineEventSinks: the pipeline's own CDEvents sinks are validated,
+// stored, replaced by an update, and shown without passwords.
+func TestPipelineEventSinks(t *testing.T) {
+	e := newEnv(t)
+	e.do("POST", "/api/v1/pipelines", map[string]any{"projectId": "proj_a", "name": "bad", "eventSinks": []string{"https://ok.example/e", "ftp://x/y"}}).
+		mustErr(t, 400, "body.eventSinks[1]: want an absolute http(s) URL")
+	r := e.do("POST", "/api/v1/pipelines", map[string]any{"projectId": "proj_a", "name": "sinks",
+		"eventSinks": []string{"https://user:s3cret@events.example/cd"}}).must(t, 201)
+	d := r.detail()
+	if got := fmt.Sprint(d["eventSinks"]); got != "[https://user:xxxxx@events.example/cd]" {
+		t.Fatalf("eventSinks shown as %s", got)
+	}
+	pid := d["pipelineId"].(string)
+	p, err := e.st.GetPipeline(t.Context(), pid)
+	if err != nil || len(p.EventSinks) != 1 || p.EventSinks[0] != "https://user:s3cret@events.example/cd" {
+		t.Fatalf("stored sinks %v (%v)", p.EventSinks, err)
+	}
+	e.do("PUT", "/api/v1/pipelines/"+pid, map[string]any{"eventSinks": []string{}}).must(t, 200)
+	if p, _ := e.st.GetPipeline(t.Context(), pid); len(p.EventSinks) != 0 {
+		t.Fatalf("after clearing: %v", p.EventSinks)
+	}
+}
