@@ -512,7 +512,7 @@ func startServer(parent context.Context, cfg serverConfig, stdout, stderr io.Wri
 			return fail(fmt.Errorf("listen (gRPC): %w", err))
 		}
 	}
-	handler := api.New(api.Config{Store: st, Runs: runControl{s: sched, cronMin: cfg.CronMinInterval}, Agents: sched, Secrets: keyring, Artifacts: artifacts, Catalog: catalog, Logger: log, LogCapBytes: cfg.LogCapBytes, ExternalURL: cfg.ExternalURL, Git: defs, Events: hub}).Handler()
+	handler := api.New(api.Config{Store: st, Runs: runControl{s: sched, cronMin: cfg.CronMinInterval}, Agents: sched, Secrets: keyring, Artifacts: artifacts, Catalog: catalog, Logger: log, LogCapBytes: cfg.LogCapBytes, ExternalURL: cfg.ExternalURL, Git: defs, Events: hub, Approvals: sched}).Handler()
 	ln, err := net.Listen("tcp", cfg.Addr)
 	if err != nil {
 		if grpcLn != nil {

@@ -74,6 +74,7 @@ func samplePath(tmpl string) string {
 		"{secretId}":     "sec_aaaaaaaaaaaaaaaaaaaa",
 		"{credentialId}": "cred_aaaaaaaaaaaaaaaaaaaa",
 		"{artifactId}":   "art_aaaaaaaaaaaaaaaaaaaa",
+		"{approvalId}":   "apr_aaaaaaaaaaaaaaaaaaaa",
 		"{provider}":     "github",
 	}
 	for k, v := range r {

@@ -81,6 +81,8 @@ func mapError(err error) *apiError {
 		return &apiError{status: http.StatusNotFound, msg: domainMsg(err)}
 	case errors.Is(err, store.ErrConflict), errors.Is(err, store.ErrLeaseLost):
 		return &apiError{status: http.StatusConflict, msg: domainMsg(err)}
+	case errors.Is(err, store.ErrForbidden):
+		return &apiError{status: http.StatusForbidden, msg: domainMsg(err)}
 	case errors.Is(err, store.ErrInvalid):
 		return &apiError{status: http.StatusBadRequest, msg: domainMsg(err)}
 	case errors.Is(err, context.Canceled):
@@ -97,7 +99,7 @@ func mapError(err error) *apiError {
 // "not found" stays: "get run run_x: not found" needs it to make sense.
 func domainMsg(err error) string {
 	msg := err.Error()
-	for _, sentinel := range []error{store.ErrConflict, store.ErrInvalid, store.ErrLeaseLost} {
+	for _, sentinel := range []error{store.ErrConflict, store.ErrInvalid, store.ErrLeaseLost, store.ErrForbidden} {
 		if trimmed, ok := strings.CutSuffix(msg, ": "+sentinel.Error()); ok && trimmed != "" {
 			return trimmed
 		}

@@ -71,6 +71,8 @@ type Config struct {
 	// Events streams run events and logs over the WebSocket gateway; nil:
 	// GET /api/v1/ws answers 503.
 	Events event.Source
+	// Approvals decides approval gates; nil: approve and reject answer 503.
+	Approvals ApprovalControl
 	// StreamSlowAfter is how long the WebSocket gateway waits on a client
 	// that does not keep up before it disconnects it (default 10s).
 	StreamSlowAfter time.Duration
@@ -99,8 +101,9 @@ type Server struct {
 	externalURL string
 	// git reads and writes Git-backed pipelines' definitions (nil: their
 	// specs are the stored versions, as for any pipeline).
-	git    *gitdef.Source
-	events event.Source
+	git       *gitdef.Source
+	events    event.Source
+	approvals ApprovalControl
 	// slowAfter is Config.StreamSlowAfter.
 	slowAfter time.Duration
 
@@ -134,6 +137,7 @@ func New(cfg Config) *Server {
 		externalURL: cfg.ExternalURL,
 		git:         cfg.Git,
 		events:      cfg.Events,
+		approvals:   cfg.Approvals,
 		slowAfter:   cmp.Or(cfg.StreamSlowAfter, wsSlowAfter),
 	}
 	if s.catalog == nil {
@@ -205,6 +209,9 @@ func (s *Server) routes() []route {
 		{method: "POST", path: "/api/v1/pipelines/{pipelineId}/runs/{runId}/pause", h: s.control("pause")},
 		{method: "POST", path: "/api/v1/pipelines/{pipelineId}/runs/{runId}/resume", h: s.control("resume")},
 		{method: "GET", path: "/api/v1/pipelines/runs/{runId}/steps/{stepRunId}/logs", h: s.stepLogs},
+		{method: "GET", path: "/api/v1/pipelines/runs/{runId}/approvals", h: s.listApprovals},
+		{method: "POST", path: "/api/v1/approvals/{approvalId}/approve", h: s.decide(true)},
+		{method: "POST", path: "/api/v1/approvals/{approvalId}/reject", h: s.decide(false)},
 		{method: "GET", path: "/api/v1/pipelines/runs/{runId}/artifacts", h: s.listArtifacts},
 		{method: "GET", path: "/api/v1/pipelines/runs/{runId}/artifacts/{artifactId}", h: s.downloadArtifact},
 

@@ -194,6 +194,8 @@ const wsDeadAfter = time.Minute
 // again within the library's close timeout).
 func (c *wsConn) tooSlow() {
 	c.slowOnce.Do(func() {
+		c.s.log.LogAttrs(c.ctx, slog.LevelWarn, "websocket client too slow; disconnecting it",
+			slog.Int("queued", len(c.out)), slog.Duration("waited", c.s.slowAfter))
 		c.stop(event.ErrTooSlow)
 		go c.c.Close(wsStatusTooSlow, "too slow: the client fell too far behind and was disconnected")
 	})

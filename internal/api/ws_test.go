@@ -94,7 +94,7 @@ func wsWrite(t *testing.T, c *websocket.Conn, v any) {
 // StreamSlowAfter; another client on the same log is served in full
 // meanwhile, in order.
 func TestWebSocketSlowConsumer(t *testing.T) {
-	const lines = 20000 // ~2 MB: far more than the socket buffers hold
+	const lines = 10000 // ~1 MB: more than the socket buffers and the queue hold
 	e, stepID := wsEnv(t, lines)
 	sub := map[string]any{"action": "subscribe", "channel": "logs", "params": map[string]any{"stepRunId": stepID}}
 
@@ -122,37 +122,56 @@ func TestWebSocketSlowConsumer(t *testing.T) {
 	wsWrite(t, slow, sub)
 	time.Sleep(300 * time.Millisecond) // let the server fill the pipe
 
+	// Another client reads the same log in full meanwhile, in order.
 	fast := wsDial(t, e)
 	wsWrite(t, fast, sub)
-	seq := 0
-	for seq < lines {
-		ctx, cancel := context.WithTimeout(t.Context(), 20*time.Second)
-		_, b, err := fast.Read(ctx)
-		cancel()
-		if err != nil {
-			t.Fatalf("the reading client, after %d lines: %v", seq, err)
+	fastDone := make(chan error, 1)
+	go func() {
+		seq := 0
+		for seq < lines {
+			ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+			_, b, err := fast.Read(ctx)
+			cancel()
+			if err != nil {
+				fastDone <- fmt.Errorf("the reading client, after %d lines: %w", seq, err)
+				return
+			}
+			var m wsMessage
+			var data struct {
+				Seq     int    `json:"seq"`
+				Message string `json:"message"`
+			}
+			m.Data = &data
+			if err := json.Unmarshal(b, &m); err != nil {
+				fastDone <- err
+				return
+			}
+			if m.Type != "line" {
+				continue
+			}
+			if data.Seq != seq+1 || !strings.HasPrefix(data.Message, fmt.Sprintf("line-%d ", seq+1)) {
+				fastDone <- fmt.Errorf("the reading client: line seq %d (%.12s) after %d", data.Seq, data.Message, seq)
+				return
+			}
+			seq = data.Seq
 		}
-		var m wsMessage
-		var data struct {
-			Seq     int    `json:"seq"`
-			Message string `json:"message"`
-		}
-		m.Data = &data
-		if err := json.Unmarshal(b, &m); err != nil {
-			t.Fatal(err)
-		}
-		if m.Type != "line" {
-			continue
-		}
-		if data.Seq != seq+1 || !strings.HasPrefix(data.Message, fmt.Sprintf("line-%d ", seq+1)) {
-			t.Fatalf("the reading client: line seq %d (%.12s) after %d", data.Seq, data.Message, seq)
-		}
-		seq = data.Seq
-	}
+		fastDone <- nil
+	}()
 
-	// Long after StreamSlowAfter, the slow client reads what was buffered,
-	// then the close.
-	time.Sleep(3 * time.Second)
+	// Once the server has given up on the slow client (it logs so), the
+	// client reads what was buffered, then the close frame saying why.
+	deadline0 := time.Now().Add(60 * time.Second)
+	logged := func() bool {
+		logMu.Lock()
+		defer logMu.Unlock()
+		return strings.Contains(e.logs.String(), "websocket client too slow")
+	}
+	for !logged() {
+		if time.Now().After(deadline0) {
+			t.Fatalf("the server never found the slow client too slow")
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
 	deadline := time.Now().Add(20 * time.Second)
 	got := 0
 	for {
@@ -164,6 +183,9 @@ func TestWebSocketSlowConsumer(t *testing.T) {
 			continue
 		}
 		t.Logf("the slow client read %d messages before: %v", got, err)
+		if err := <-fastDone; err != nil {
+			t.Fatal(err)
+		}
 		var ce websocket.CloseError
 		if !errors.As(err, &ce) || ce.Code != wsStatusTooSlow || !strings.Contains(ce.Reason, "too slow") {
 			t.Fatalf("the slow client: %v, want a close with code %d saying it was too slow", err, wsStatusTooSlow)

@@ -525,7 +525,16 @@ func (s *Scheduler) advanceTx(ctx context.Context, tx store.RunTx, tree *store.R
 			}
 		}
 	}
-	for _, pj := range d.Start {
+	start, rejected, err := s.gateStarts(tx, tree, pl, d.Start, jobs, now)
+	if err != nil {
+		return false, err
+	}
+	if rejected {
+		// Jobs failed at their gates: what follows from that is decided in
+		// a new evaluation.
+		s.wakeAt(run.ID, now)
+	}
+	for _, pj := range start {
 		j := jobs[pj.ID]
 		js := state.Jobs[pj.ID]
 		req := engine.JobRequest{
@@ -570,7 +579,7 @@ func (s *Scheduler) advanceTx(ctx context.Context, tx store.RunTx, tree *store.R
 		}
 		defer s.forget(run.ID)
 	}
-	if !changed && len(d.Start) == 0 && len(d.Skipped) == 0 {
+	if !changed && len(start) == 0 && len(d.Skipped) == 0 && !rejected {
 		return false, nil
 	}
 	if err := tx.UpdateRun(run); err != nil {
@@ -579,7 +588,7 @@ func (s *Scheduler) advanceTx(ctx context.Context, tx store.RunTx, tree *store.R
 	if err := tx.SetPipelineStatus(run); err != nil {
 		return false, err
 	}
-	return len(d.Start) > 0, nil
+	return len(start) > 0, nil
 }
 
 // failRunTx ends a run that cannot go on (its definition no longer plans).

@@ -26,6 +26,8 @@ var (
 	// ErrLeaseLost: the caller's lease on a job run expired or was reassigned;
 	// its report is rejected (fencing).
 	ErrLeaseLost = errors.New("lease lost")
+	// ErrForbidden: the caller may not do this (not an approver).
+	ErrForbidden = errors.New("forbidden")
 )
 
 // HeadConflictError is returned (wrapping ErrConflict) when a spec save names
@@ -510,6 +512,31 @@ type Runs interface {
 	Timeline(ctx context.Context, runID string) ([]*TimelineEntry, error)
 	// GetStepRun returns one step run.
 	GetStepRun(ctx context.Context, id string) (*StepRun, error)
+	// ListApprovals lists a run's approval gates in request order; an
+	// unknown run → ErrNotFound.
+	ListApprovals(ctx context.Context, runID string) ([]*Approval, error)
+	// GetApproval returns one gate.
+	GetApproval(ctx context.Context, id string) (*Approval, error)
+}
+
+// Approval is a gate of a run: the pipeline's, a stage's or a job's
+// approval block, once the run reached it.
+type Approval struct {
+	ID    string
+	RunID string
+	// Scope is pipeline, stage or job; Target is "" for the pipeline, the
+	// stage's name, or the job's key.
+	Scope, Target string
+	Message       string
+	// Approvers may decide (token subjects, or role:<role>); empty: anyone
+	// with a user or admin token.
+	Approvers   []string
+	Status      string // pending approved rejected expired
+	RequestedAt time.Time
+	TimeoutAt   *time.Time
+	DecidedBy   string
+	DecidedAt   *time.Time
+	Comment     string
 }
 
 // RunTx is the view of one locked run inside UpdateRunTx.
@@ -522,6 +549,11 @@ type RunTx interface {
 	AppendTimeline(e *TimelineEntry) error
 	// SetPipelineStatus updates the pipeline's flat status fields from the run.
 	SetPipelineStatus(r *Run) error
+	// Approvals lists the run's approval gates, in request order.
+	Approvals() ([]*Approval, error)
+	// PutApproval stores a new gate (a gate of the same scope and target →
+	// ErrConflict) or, when its ID exists, its decision.
+	PutApproval(a *Approval) error
 	// AddEvent records an event of the locked run (not a status change:
 	// those are recorded by UpdateRun, UpdateJob and UpdateStep themselves)
 	// and returns it with its ID and Seq.

@@ -291,3 +291,43 @@ func sortStrings(s []string) []string {
 	}
 	return out
 }
+
+func testApprovals(t *testing.T, open func(t *testing.T) store.Store) {
+	f := newFx(t, open)
+	p := f.pipeline("proj", "p")
+	tr := f.run(p.ID, 1, 1)
+	list, err := f.st.ListApprovals(f.ctx, tr.Run.ID)
+	noErr(t, "ListApprovals", err)
+	if len(list) != 0 {
+		t.Fatalf("a new run has %d gates", len(list))
+	}
+	_, err = f.st.ListApprovals(f.ctx, "run_nope")
+	wantErr(t, "gates of an unknown run", err, store.ErrNotFound)
+	timeout := at(60)
+	a := &store.Approval{ID: newID("apr"), Scope: "job", Target: "build/job0", Message: "ship?",
+		Approvers: []string{"alice", "role:admin"}, Status: "pending", RequestedAt: at(0), TimeoutAt: &timeout}
+	noErr(t, "PutApproval", f.st.UpdateRunTx(f.ctx, tr.Run.ID, func(tx store.RunTx) error { return tx.PutApproval(a) }))
+	dup := *a
+	dup.ID = newID("apr")
+	wantErr(t, "a second gate of the same job", f.st.UpdateRunTx(f.ctx, tr.Run.ID, func(tx store.RunTx) error { return tx.PutApproval(&dup) }),
+		store.ErrConflict)
+	got, err := f.st.GetApproval(f.ctx, a.ID)
+	noErr(t, "GetApproval", err)
+	sameJSON(t, "stored gate", got, a)
+	a.Status, a.DecidedBy, a.DecidedAt, a.Comment = "rejected", "alice", ptr(at(5)), "not today"
+	noErr(t, "decide", f.st.UpdateRunTx(f.ctx, tr.Run.ID, func(tx store.RunTx) error {
+		list, err := tx.Approvals()
+		if err != nil || len(list) != 1 {
+			return fmt.Errorf("in the transaction: %d gates, %v", len(list), err)
+		}
+		return tx.PutApproval(a)
+	}))
+	list, err = f.st.ListApprovals(f.ctx, tr.Run.ID)
+	noErr(t, "ListApprovals", err)
+	if len(list) != 1 {
+		t.Fatalf("%d gates", len(list))
+	}
+	sameJSON(t, "decided gate", list[0], a)
+	_, err = f.st.GetApproval(f.ctx, "apr_nope")
+	wantErr(t, "an unknown gate", err, store.ErrNotFound)
+}

@@ -50,6 +50,7 @@ func Run(t *testing.T, open func(t *testing.T) store.Store) {
 		{"CheckLease", testCheckLease},
 		{"Cron", testCron},
 		{"Events", testEvents},
+		{"Approvals", testApprovals},
 	}
 	for _, g := range groups {
 		t.Run(g.name, func(t *testing.T) {

@@ -1,0 +1,106 @@
+package api
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/http"
+
+	"github.com/runnel-ci/runnel/internal/store"
+)
+
+// ApprovalControl decides approval gates (the scheduler implements it).
+type ApprovalControl interface {
+	// DecideApproval approves or rejects a pending gate for the caller
+	// (subject, role): ErrForbidden when not an approver, ErrConflict when
+	// it is decided, expired, or its run ended, ErrNotFound when unknown.
+	DecideApproval(ctx context.Context, id string, approve bool, subject, role, comment string) (*store.Approval, error)
+}
+
+var approvalID = idKind{"approvalId", "apr_", "approval"}
+
+// approvalJSON is an approval gate as the API shows it.
+type approvalJSON struct {
+	ApprovalID  string   `json:"approvalId"`
+	RunID       string   `json:"runId"`
+	Scope       string   `json:"scope"`
+	Target      string   `json:"target"`
+	Message     string   `json:"message"`
+	Approvers   []string `json:"approvers"`
+	Status      string   `json:"status"`
+	RequestedAt string   `json:"requestedAt"`
+	TimeoutAt   *string  `json:"timeoutAt"`
+	DecidedBy   string   `json:"decidedBy"`
+	DecidedAt   *string  `json:"decidedAt"`
+	Comment     string   `json:"comment"`
+}
+
+func toApprovalJSON(a *store.Approval) approvalJSON {
+	approvers := a.Approvers
+	if approvers == nil {
+		approvers = []string{}
+	}
+	return approvalJSON{ApprovalID: a.ID, RunID: a.RunID, Scope: a.Scope, Target: a.Target, Message: a.Message,
+		Approvers: approvers, Status: a.Status, RequestedAt: isoTime(a.RequestedAt), TimeoutAt: isoPtr(a.TimeoutAt),
+		DecidedBy: a.DecidedBy, DecidedAt: isoPtr(a.DecidedAt), Comment: a.Comment}
+}
+
+// listApprovals answers a run's gates, in the order they were requested.
+func (s *Server) listApprovals(w http.ResponseWriter, r *http.Request) error {
+	rid, err := pathID(r, runID)
+	if err != nil {
+		return err
+	}
+	list, err := s.st.ListApprovals(r.Context(), rid)
+	if err != nil {
+		return err
+	}
+	out := make([]approvalJSON, 0, len(list))
+	for _, a := range list {
+		out = append(out, toApprovalJSON(a))
+	}
+	s.ok(w, http.StatusOK, out)
+	return nil
+}
+
+// decisionBody is the body of approve and reject.
+type decisionBody struct {
+	Comment string `json:"comment"`
+}
+
+// decide approves or rejects a gate as the caller.
+func (s *Server) decide(approve bool) handlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) error {
+		id, err := pathID(r, approvalID)
+		if err != nil {
+			return err
+		}
+		data, err := readBody(r, s.maxBody)
+		if err != nil {
+			return err
+		}
+		var b decisionBody
+		if _, err := decodeJSON(data, &b, decodeOptions{optional: true}); err != nil {
+			return err
+		}
+		if err := checkText("body.comment", b.Comment, 2000, true); err != nil {
+			return err
+		}
+		if _, err := s.st.GetApproval(r.Context(), id); err != nil {
+			return err
+		}
+		if s.approvals == nil {
+			return errorf(http.StatusServiceUnavailable, "approvals cannot be decided on this server")
+		}
+		p := principalFrom(r.Context())
+		a, err := s.approvals.DecideApproval(r.Context(), id, approve, p.Subject, p.Role, b.Comment)
+		if err != nil {
+			if errors.Is(err, store.ErrConflict) || errors.Is(err, store.ErrNotFound) || errors.Is(err, store.ErrForbidden) {
+				return err
+			}
+			return fmt.Errorf("decide approval %s: %w", id, err)
+		}
+		s.ok(w, http.StatusOK, toApprovalJSON(a))
+		return nil
+	}
+}
