@@ -193,6 +193,13 @@ func (b *Backend) CleanupStale(ctx context.Context) error {
 			continue
 		}
 		dir := filepath.Join(b.root, e.Name())
+		// Twice, a moment apart: a process caught between fork and exec
+		// can show an empty environment in /proc for an instant, and
+		// would be missed by a single scan.
+		if err := b.killJobProcesses(dir); err != nil {
+			errs = append(errs, err)
+		}
+		time.Sleep(50 * time.Millisecond)
 		if err := b.killJobProcesses(dir); err != nil {
 			errs = append(errs, err)
 		}
