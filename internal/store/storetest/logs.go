@@ -435,7 +435,9 @@ func testStepLogs(t *testing.T, open func(t *testing.T) store.Store) {
 
 		// An expired lease is refused even before anyone else takes the job.
 		noErr(t, "ReleaseJob", f.st.ReleaseJob(f.ctx, c2.ID, c2.LeaseID))
-		c3, err := f.st.ClaimJob(f.ctx, "c", []string{linux}, 50*time.Millisecond)
+		// (A second: long enough for the check before expiry on a loaded
+		// machine; 50 ms failed once with two CI suites on two cores.)
+		c3, err := f.st.ClaimJob(f.ctx, "c", []string{linux}, time.Second)
 		noErr(t, "ClaimJob", err)
 		if c3.ID != c.ID {
 			t.Fatalf("claimed %s, want the released %s", c3.ID, c.ID)
