@@ -17,9 +17,10 @@ import (
 // CreateRun, UpdateRunTx (UpdateRun, UpdateJob, UpdateStep, AddEvent), and
 // the agent's own reports that change a status (UpdateStep, and the first
 // ExtendLease, which acknowledges a claim and makes the job "running" in
-// events). Each takes the next seq of its run with UPDATE runs SET event_seq
-// = event_seq + 1, so the run row stays locked to commit: a run's events
-// commit in seq order, and a reader following a run by seq never skips one.
+// events). Each holds the run row's lock (FOR UPDATE on PostgreSQL, taken
+// first; SQLite has one writer) when it takes the run's next seq, and keeps
+// it to commit: a run's events commit in seq order, and a reader following
+// a run by seq never skips one.
 // Lock order is the run row first, then job rows, then step rows, in every
 // transaction that records events, as in UpdateRunTx, so none can deadlock
 // with another.
@@ -109,13 +110,13 @@ func (s *Store) emit(ctx context.Context, tx *sql.Tx, er *eventRun, typ string, 
 	now := s.nowUTC()
 	e := &store.RunEvent{RunID: er.id, PipelineID: er.pipelineID, ProjectID: er.projectID, Type: typ,
 		Data: json.RawMessage(data), Time: now}
-	if err := s.queryRow(ctx, tx, `UPDATE runs SET event_seq = event_seq + 1 WHERE id = ? RETURNING event_seq`,
-		er.id).Scan(&e.Seq); err != nil {
-		return nil, fmt.Errorf("record %s event: %w", typ, err)
-	}
+	// The next seq of the run: one probe of the (run_id, seq) index. The
+	// caller holds the run row's lock (or created the run), so no other
+	// transaction takes a seq of this run until this one commits.
 	if err := s.queryRow(ctx, tx, `INSERT INTO run_events (run_id, seq, pipeline_id, project_id, type, data, created_at)
-		VALUES (?, ?, ?, ?, ?, ?, ?) RETURNING id`, e.RunID, e.Seq, e.PipelineID, e.ProjectID, e.Type,
-		string(data), micros(now)).Scan(&e.ID); err != nil {
+		SELECT ?, COALESCE(MAX(seq), 0) + 1, ?, ?, ?, ?, ? FROM run_events WHERE run_id = ?
+		RETURNING id, seq`, e.RunID, e.PipelineID, e.ProjectID, e.Type, string(data), micros(now), e.RunID).
+		Scan(&e.ID, &e.Seq); err != nil {
 		return nil, fmt.Errorf("record %s event: %w", typ, err)
 	}
 	for _, sink := range sinks {

@@ -64,9 +64,13 @@ func (s *Store) CreateRun(ctx context.Context, nr *store.NewRun) (*store.Run, bo
 	var replay *store.Run
 	err = s.writeTx(ctx, true, func(tx *sql.Tx) error {
 		replay = nil
-		// Lock the pipeline and take a number in one statement.
+		// Lock the pipeline and take a number in one statement; what the
+		// run's events need of the pipeline comes with it.
+		er := &eventRun{id: run.ID, pipelineID: run.PipelineID}
+		var sinks string
 		err := s.queryRow(ctx, tx, `UPDATE pipelines SET next_run_number = next_run_number + 1
-			WHERE id = ? RETURNING next_run_number - 1`, run.PipelineID).Scan(&run.Number)
+			WHERE id = ? RETURNING next_run_number - 1, project_id, event_sinks`, run.PipelineID).
+			Scan(&run.Number, &er.projectID, &sinks)
 		if errors.Is(err, sql.ErrNoRows) {
 			return fmt.Errorf("%s: pipeline %s: %w", op, run.PipelineID, store.ErrNotFound)
 		}
@@ -104,7 +108,11 @@ func (s *Store) CreateRun(ctx context.Context, nr *store.NewRun) (*store.Run, bo
 			run.ID, micros(run.CreatedAt), run.TriggeredBy, run.TriggerType); err != nil {
 			return err
 		}
-		if err := s.createRunEvents(ctx, tx, &run, nr); err != nil {
+		er.number = run.Number
+		if err := decodeJSON(sinks, &er.sinks); err != nil {
+			return fmt.Errorf("pipeline %s: event sinks: %w", run.PipelineID, err)
+		}
+		if err := s.createRunEvents(ctx, tx, er, &run, nr); err != nil {
 			return err
 		}
 		return s.setPipelineStatus(ctx, tx, run.PipelineID, &run)
@@ -128,11 +136,7 @@ func (s *Store) CreateRun(ctx context.Context, nr *store.NewRun) (*store.Run, bo
 // from ""), then, when it was created in another status (a run that failed
 // before it could be planned), that change; and every job created in a
 // status other than pending.
-func (s *Store) createRunEvents(ctx context.Context, tx *sql.Tx, run *store.Run, nr *store.NewRun) error {
-	er, err := s.lockEventRun(ctx, tx, run.ID)
-	if err != nil {
-		return err
-	}
+func (s *Store) createRunEvents(ctx context.Context, tx *sql.Tx, er *eventRun, run *store.Run, nr *store.NewRun) error {
 	queued := *run
 	queued.Status, queued.Reason, queued.StartedAt, queued.EndedAt = "pending", "", nil, nil
 	if err := s.emitStatus(ctx, tx, er, store.EventRunStatus, runChange(&queued, "")); err != nil {
@@ -462,15 +466,15 @@ func (s *Store) UpdateRunTx(ctx context.Context, runID string, fn func(tx store.
 	op := "update run " + runID
 	var fnErr error
 	err := s.writeTx(ctx, false, func(tx *sql.Tx) error {
-		rt := &runTx{s: s, ctx: ctx, tx: tx, runID: runID}
-		err := s.queryRow(ctx, tx, `SELECT pipeline_id, number FROM runs WHERE id = ?`+s.d.forUpdate, runID).
-			Scan(&rt.pipelineID, &rt.number)
+		rt := &runTx{s: s, ctx: ctx, tx: tx, runID: runID, known: map[string]known{}}
+		er, err := s.lockEventRun(ctx, tx, runID)
 		if errors.Is(err, sql.ErrNoRows) {
 			return notFound(op)
 		}
 		if err != nil {
 			return err
 		}
+		rt.pipelineID, rt.number, rt.er = er.pipelineID, er.number, er
 		if s.d.postgres {
 			// In id order, like every other multi-row lock of job rows, so
 			// two of these cannot deadlock.
@@ -501,7 +505,19 @@ type runTx struct {
 	runID      string
 	pipelineID string
 	number     int64
-	er         *eventRun // loaded by the first event
+	er         *eventRun
+	// known is what the transaction knows of each run, job and step row as
+	// stored (from Tree and its own writes), so that a write need not read
+	// the previous status back to decide whether it is a change to record.
+	known map[string]known
+}
+
+// known is a row's stored status.
+type known struct {
+	status   string
+	acked    bool   // jobs
+	ended    bool   // runs
+	jobRunID string // steps
 }
 
 // eventRun returns what the locked run's events need.
@@ -547,6 +563,13 @@ func (t *runTx) Tree() (*store.RunTree, error) {
 	if err != nil {
 		return nil, fmt.Errorf("run %s: tree: %w", t.runID, err)
 	}
+	t.known[tree.Run.ID] = known{status: tree.Run.Status, ended: tree.Run.EndedAt != nil}
+	for _, j := range tree.Jobs {
+		t.known[j.ID] = known{status: j.Status, acked: j.Acked}
+		for _, st := range tree.Steps[j.ID] {
+			t.known[st.ID] = known{status: st.Status, jobRunID: j.ID}
+		}
+	}
 	return tree, nil
 }
 
@@ -562,14 +585,16 @@ func (t *runTx) UpdateRun(r *store.Run) error {
 	if err != nil {
 		return err
 	}
-	var (
-		prev      string
-		prevEnded sql.NullInt64
-	)
-	if err := t.s.queryRow(t.ctx, t.tx, `SELECT status, ended_at FROM runs WHERE id = ?`, r.ID).
-		Scan(&prev, &prevEnded); err != nil {
-		return fmt.Errorf("%s: %w", op, err)
+	k, ok := t.known[r.ID]
+	if !ok {
+		var ended sql.NullInt64
+		if err := t.s.queryRow(t.ctx, t.tx, `SELECT status, ended_at FROM runs WHERE id = ?`, r.ID).
+			Scan(&k.status, &ended); err != nil {
+			return fmt.Errorf("%s: %w", op, err)
+		}
+		k.ended = ended.Valid
 	}
+	prev := k.status
 	_, err = t.s.exec(t.ctx, t.tx, `UPDATE runs SET status = ?, reason = ?, variables = ?, spec_version = ?,
 		commit_sha = ?, started_at = ?, ended_at = ? WHERE id = ?`,
 		r.Status, r.Reason, vars, r.SpecVersion, r.Commit, nullMicros(r.StartedAt), nullMicros(r.EndedAt), r.ID)
@@ -578,7 +603,8 @@ func (t *runTx) UpdateRun(r *store.Run) error {
 	}
 	// A status change, or the end time of a run whose final status was set
 	// before its last job ended (a stop).
-	if prev != r.Status || prevEnded.Valid != (r.EndedAt != nil) {
+	t.known[r.ID] = known{status: r.Status, ended: r.EndedAt != nil}
+	if prev != r.Status || k.ended != (r.EndedAt != nil) {
 		sc := runChange(r, prev)
 		if r.Status == "failed" {
 			if sc.SystemError, err = t.s.systemError(t.ctx, t.tx, r.ID); err != nil {
@@ -608,20 +634,19 @@ func (t *runTx) UpdateJob(j *store.JobRun) error {
 	if err != nil {
 		return err
 	}
-	var (
-		prevStatus string
-		prevAcked  bool
-	)
-	err = t.s.queryRow(t.ctx, t.tx, `SELECT status, acked FROM job_runs WHERE id = ? AND run_id = ?`, c.ID, t.runID).
-		Scan(&prevStatus, &prevAcked)
-	if errors.Is(err, sql.ErrNoRows) {
-		return fmt.Errorf("%s: not a job of run %s: %w", op, t.runID, store.ErrNotFound)
-	}
-	if err != nil {
-		return fmt.Errorf("%s: %w", op, err)
+	k, ok := t.known[c.ID]
+	if !ok {
+		err = t.s.queryRow(t.ctx, t.tx, `SELECT status, acked FROM job_runs WHERE id = ? AND run_id = ?`, c.ID, t.runID).
+			Scan(&k.status, &k.acked)
+		if errors.Is(err, sql.ErrNoRows) {
+			return fmt.Errorf("%s: not a job of run %s: %w", op, t.runID, store.ErrNotFound)
+		}
+		if err != nil {
+			return fmt.Errorf("%s: %w", op, err)
+		}
 	}
 	// row is in jobCols order: id, run_id, job_key, then the updated fields.
-	ok, err := t.s.execOne(t.ctx, t.tx, `UPDATE job_runs SET name = ?, stage = ?, stage_index = ?, idx = ?,
+	ok, err = t.s.execOne(t.ctx, t.tx, `UPDATE job_runs SET name = ?, stage = ?, stage_index = ?, idx = ?,
 		status = ?, attempt = ?, allowed_failure = ?, outputs = ?, reason = ?, request = ?, runs_on = ?,
 		agent_id = ?, lease_id = ?, lease_expires_at = ?, retry_at = ?, queued_at = ?, started_at = ?,
 		ended_at = ?, acked = ? WHERE id = ? AND run_id = ?`, append(row[3:], c.ID, t.runID)...)
@@ -631,7 +656,8 @@ func (t *runTx) UpdateJob(j *store.JobRun) error {
 	if !ok {
 		return fmt.Errorf("%s: not a job of run %s: %w", op, t.runID, store.ErrNotFound)
 	}
-	if prev := publicJobStatus(prevStatus, prevAcked); prev != publicJobStatus(c.Status, c.Acked) {
+	t.known[c.ID] = known{status: c.Status, acked: c.Acked}
+	if prev := publicJobStatus(k.status, k.acked); prev != publicJobStatus(c.Status, c.Acked) {
 		if err := t.emit(store.EventJobStatus, jobChange(&c, prev)); err != nil {
 			return fmt.Errorf("%s: %w", op, err)
 		}
@@ -646,15 +672,18 @@ func (t *runTx) UpdateStep(st *store.StepRun) error {
 		return invalid("update step run", "no step run given")
 	}
 	op := "update step run " + st.ID
-	var prev, jobRunID string
-	err := t.s.queryRow(t.ctx, t.tx, `SELECT status, job_run_id FROM step_runs
-		WHERE id = ? AND job_run_id IN (SELECT id FROM job_runs WHERE run_id = ?)`, st.ID, t.runID).Scan(&prev, &jobRunID)
-	if errors.Is(err, sql.ErrNoRows) {
-		return fmt.Errorf("%s: not a step of run %s: %w", op, t.runID, store.ErrNotFound)
+	k, ok := t.known[st.ID]
+	if !ok {
+		err := t.s.queryRow(t.ctx, t.tx, `SELECT status, job_run_id FROM step_runs
+			WHERE id = ? AND job_run_id IN (SELECT id FROM job_runs WHERE run_id = ?)`, st.ID, t.runID).Scan(&k.status, &k.jobRunID)
+		if errors.Is(err, sql.ErrNoRows) {
+			return fmt.Errorf("%s: not a step of run %s: %w", op, t.runID, store.ErrNotFound)
+		}
+		if err != nil {
+			return fmt.Errorf("%s: %w", op, err)
+		}
 	}
-	if err != nil {
-		return fmt.Errorf("%s: %w", op, err)
-	}
+	prev, jobRunID := k.status, k.jobRunID
 	ok, err := t.s.execOne(t.ctx, t.tx, `UPDATE step_runs SET name = ?, uses = ?, run_command = ?, status = ?,
 		exit_code = ?, error = ?, started_at = ?, ended_at = ?
 		WHERE id = ? AND job_run_id IN (SELECT id FROM job_runs WHERE run_id = ?)`,
@@ -666,6 +695,7 @@ func (t *runTx) UpdateStep(st *store.StepRun) error {
 	if !ok {
 		return fmt.Errorf("%s: not a step of run %s: %w", op, t.runID, store.ErrNotFound)
 	}
+	t.known[st.ID] = known{status: st.Status, jobRunID: jobRunID}
 	if prev != st.Status {
 		if err := t.emit(store.EventStepStatus, stepChange(jobRunID, st, prev)); err != nil {
 			return fmt.Errorf("%s: %w", op, err)

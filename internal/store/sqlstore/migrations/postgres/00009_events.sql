@@ -7,7 +7,6 @@
 -- (sink, run)'s rows in order and deletes them once delivered.
 
 -- +goose Up
-ALTER TABLE runs ADD COLUMN event_seq BIGINT NOT NULL DEFAULT 0;
 -- JSON array of the pipeline's own CDEvents sink URLs.
 ALTER TABLE pipelines ADD COLUMN event_sinks TEXT NOT NULL DEFAULT '[]';
 
@@ -43,4 +42,3 @@ CREATE INDEX event_outbox_event ON event_outbox (event_id);
 DROP TABLE event_outbox;
 DROP TABLE run_events;
 ALTER TABLE pipelines DROP COLUMN event_sinks;
-ALTER TABLE runs DROP COLUMN event_seq;

@@ -2,7 +2,6 @@
 -- ../postgres/00009_events.sql: the Go code is the same for both.
 
 -- +goose Up
-ALTER TABLE runs ADD COLUMN event_seq INTEGER NOT NULL DEFAULT 0;
 ALTER TABLE pipelines ADD COLUMN event_sinks TEXT NOT NULL DEFAULT '[]';
 
 CREATE TABLE run_events (
@@ -36,4 +35,3 @@ CREATE INDEX event_outbox_event ON event_outbox (event_id);
 DROP TABLE event_outbox;
 DROP TABLE run_events;
 ALTER TABLE pipelines DROP COLUMN event_sinks;
-ALTER TABLE runs DROP COLUMN event_seq;
