@@ -130,6 +130,26 @@ func TestApprovals(t *testing.T) {
 	if len(list) != 1 || list[0].Status != "expired" || list[0].DecidedBy != "runnel" {
 		t.Fatalf("gates after the timeout: %+v", list)
 	}
+	// Stopping a run that waits at a gate ends it: the gate is cancelled,
+	// and so is the job behind it, even one whose if is always().
+	p3 := c.createPipeline("stopped", `{"namespace":"t","jobs":[
+		{"name":"cleanup","if":"${{ always() }}","approval":{"approvers":["alice"]},"steps":[{"run":"echo never"}]}]}`)
+	run4 := c.trigger(p3, "")
+	g4 := c.pendingGate(run4, "job")
+	if env := c.do("POST", "/api/v1/pipelines/"+p3+"/runs/"+run4+"/stop", map[string]any{"reason": "not needed"}, nil); env.Code != 0 {
+		t.Fatalf("stop: %+v", env)
+	}
+	d4 := c.waitRun(run4, 20*time.Second, func(d *runDetail) bool { return final(d) && c.runJobs(run4).job("cleanup").Status == "cancelled" })
+	if d4.Status != "cancelled" {
+		t.Fatalf("stopped run: %s", d4.Status)
+	}
+	c.do("GET", "/api/v1/pipelines/runs/"+run4+"/approvals", nil, &list)
+	if len(list) != 1 || list[0].Status != "cancelled" {
+		t.Fatalf("gates of the stopped run: %+v", list)
+	}
+	if env := c.do("POST", "/api/v1/approvals/"+g4.ApprovalID+"/approve", map[string]any{}, nil); env.Code != 403 && env.Code != 409 {
+		t.Fatalf("deciding a cancelled gate: %+v", env)
+	}
 	if env := c.do("POST", "/api/v1/approvals/apr_aaaaaaaaaaaaaaaaaaaa/approve", map[string]any{}, nil); env.Code != 404 {
 		t.Fatalf("unknown approval: %+v", env)
 	}

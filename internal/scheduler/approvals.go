@@ -29,7 +29,34 @@ const (
 	EventApprovalApproved  = "approval.approved"
 	EventApprovalRejected  = "approval.rejected"
 	EventApprovalExpired   = "approval.expired"
+	EventApprovalCancelled = "approval.cancelled"
 )
+
+// cancelGates closes a stopped run's pending gates: nobody can decide them
+// any more, and the jobs behind them are cancelled.
+func cancelGates(tx store.RunTx, runID, operator string, now time.Time) error {
+	list, err := tx.Approvals()
+	if err != nil {
+		return err
+	}
+	for _, a := range list {
+		if a.Status != "pending" {
+			continue
+		}
+		a.Status, a.DecidedBy, a.DecidedAt, a.Comment = "cancelled", cmpOr(operator, "runnel"), &now, "the run was stopped"
+		if err := recordApproval(tx, EventApprovalCancelled, a, "approval_cancelled", a.DecidedBy, gateName(a)+" cancelled: the run was stopped", now); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func cmpOr(a, b string) string {
+	if a != "" {
+		return a
+	}
+	return b
+}
 
 // gate is one approval block a job is behind.
 type gate struct {
@@ -95,13 +122,23 @@ type gateVerdict struct {
 	open     bool
 	waitFor  string // why it waits
 	rejected string // why it cannot run
+	cancel   bool   // the job is cancelled (the run was stopped), not failed
 	wakeAt   time.Time
 }
 
-// checkGates requests, expires and reads the gates before pj.
-func (s *Scheduler) checkGates(tx store.RunTx, runID string, gates []gate, list *[]*store.Approval, now time.Time) (gateVerdict, error) {
+func gateNameOf(g gate) string {
+	return gateName(&store.Approval{Scope: g.scope, Target: g.target})
+}
+
+// checkGates requests, expires and reads the gates before pj. In a stopped
+// run nothing is requested: a gate not approved before the stop holds its
+// jobs back for good.
+func (s *Scheduler) checkGates(tx store.RunTx, runID string, stopped bool, gates []gate, list *[]*store.Approval, now time.Time) (gateVerdict, error) {
 	for _, g := range gates {
 		i := slices.IndexFunc(*list, func(a *store.Approval) bool { return a.Scope == g.scope && a.Target == g.target })
+		if i < 0 && stopped {
+			return gateVerdict{rejected: "the run was stopped before " + gateNameOf(g) + " was requested", cancel: true}, nil
+		}
 		if i < 0 {
 			a := &store.Approval{ID: NewID("apr"), RunID: runID, Scope: g.scope, Target: g.target, Message: g.a.Message,
 				Approvers: g.a.Approvers, Status: "pending", RequestedAt: now}
@@ -141,6 +178,8 @@ func (s *Scheduler) checkGates(tx store.RunTx, runID string, gates []gate, list 
 			return v, nil
 		case "expired":
 			return gateVerdict{rejected: gateName(a) + " expired: " + a.Comment}, nil
+		case "cancelled":
+			return gateVerdict{rejected: gateName(a) + " was cancelled: " + a.Comment, cancel: true}, nil
 		default:
 			why := gateName(a) + " was rejected by " + a.DecidedBy
 			if a.Comment != "" {
@@ -171,7 +210,7 @@ func (s *Scheduler) gateStarts(tx store.RunTx, tree *store.RunTree, pl *plan.Pla
 			}
 			loaded = true
 		}
-		v, err := s.checkGates(tx, tree.Run.ID, gates, &list, now)
+		v, err := s.checkGates(tx, tree.Run.ID, tree.Run.Status == string(engine.RunCancelled), gates, &list, now)
 		if err != nil {
 			return nil, false, err
 		}
@@ -181,12 +220,18 @@ func (s *Scheduler) gateStarts(tx store.RunTx, tree *store.RunTree, pl *plan.Pla
 			open = append(open, pj)
 		case v.rejected != "":
 			j.Status, j.Reason, j.EndedAt = string(engine.JobFailed), v.rejected, &now
+			if v.cancel {
+				j.Status = string(engine.JobCancelled)
+			}
 			if err := tx.UpdateJob(j); err != nil {
 				return nil, false, err
 			}
 			for _, st := range tree.Steps[j.ID] {
 				if !engine.StepStatus(st.Status).Terminal() {
 					st.Status = string(engine.StepSkipped)
+					if v.cancel {
+						st.Status = string(engine.StepCancelled)
+					}
 					if err := tx.UpdateStep(st); err != nil {
 						return nil, false, err
 					}

@@ -43,6 +43,9 @@ func (s *Scheduler) Stop(ctx context.Context, runID, operator, reason string) (*
 		if err := tx.UpdateRun(run); err != nil {
 			return err
 		}
+		if err := cancelGates(tx, runID, operator, now); err != nil {
+			return err
+		}
 		_, err = s.advanceTx(ctx, tx, tree)
 		return err
 	})
