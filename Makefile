@@ -31,6 +31,7 @@ fuzz:
 	$(GO) test -run='^$$' -fuzz=FuzzSplitter -fuzztime=$(FUZZTIME) ./internal/logline/
 	$(GO) test -run='^$$' -fuzz=FuzzDecode -fuzztime=$(FUZZTIME) ./internal/api/
 	$(GO) test -run='^$$' -fuzz=FuzzRequest -fuzztime=$(FUZZTIME) ./internal/api/
+	$(GO) test -run='^$$' -fuzz=FuzzWSRequest -fuzztime=$(FUZZTIME) ./internal/api/
 
 bench:
 	$(GO) run ./bench/exec

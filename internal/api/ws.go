@@ -1,6 +1,7 @@
 package api
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -10,6 +11,7 @@ import (
 	"strings"
 	"sync"
 	"time"
+	"unicode/utf8"
 
 	"github.com/coder/websocket"
 
@@ -219,11 +221,9 @@ func (c *wsConn) readLoop() {
 			c.fail("", wsParams{}, "messages must be JSON text")
 			continue
 		}
-		var req wsRequest
-		dec := json.NewDecoder(strings.NewReader(string(b)))
-		dec.DisallowUnknownFields()
-		if err := dec.Decode(&req); err != nil {
-			c.fail("", wsParams{}, "invalid message: "+err.Error()+`; send {"action":"subscribe"|"unsubscribe","channel":"status"|"logs","params":{…}}`)
+		req, msg := parseWSRequest(b)
+		if msg != "" {
+			c.fail(req.Channel, req.Params, msg)
 			continue
 		}
 		c.handle(req)
@@ -255,24 +255,56 @@ func (c *wsConn) fail(channel string, p wsParams, msg string) {
 	_ = c.send(c.ctx, wsMessage{Channel: channel, Type: "error", Params: p, Data: map[string]string{"message": msg}})
 }
 
-func (c *wsConn) handle(req wsRequest) {
+// parseWSRequest decodes and checks a client message. A message that is
+// not served comes back with what was wrong and where ("" when it is fine);
+// channel and params are echoed in the error only when they are valid.
+func parseWSRequest(b []byte) (wsRequest, string) {
+	var req wsRequest
+	dec := json.NewDecoder(bytes.NewReader(b))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&req); err != nil {
+		return wsRequest{}, "invalid message: " + err.Error() + `; send {"action":"subscribe"|"unsubscribe","channel":"status"|"logs","params":{…}}`
+	}
+	if dec.More() {
+		return wsRequest{}, "invalid message: one JSON object per message"
+	}
 	p := req.Params
+	for _, v := range []struct{ name, val string }{{"projectId", p.ProjectID}, {"pipelineId", p.PipelineID}, {"runId", p.RunID}, {"stepRunId", p.StepRunID}} {
+		if len(v.val) > 256 || !utf8.ValidString(v.val) {
+			return wsRequest{}, "params." + v.name + ": at most 256 characters of valid UTF-8"
+		}
+	}
 	switch req.Channel {
 	case "status", "logs":
 	default:
-		c.fail(req.Channel, p, fmt.Sprintf("channel: unknown channel %q; accepted: \"status\", \"logs\"", req.Channel))
-		return
+		if len(req.Channel) > 64 || !utf8.ValidString(req.Channel) {
+			return wsRequest{}, `channel: unknown channel; accepted: "status", "logs"`
+		}
+		return wsRequest{Params: p}, fmt.Sprintf("channel: unknown channel %q; accepted: \"status\", \"logs\"", req.Channel)
+	}
+	switch req.Action {
+	case "subscribe", "unsubscribe":
+	default:
+		if len(req.Action) > 64 || !utf8.ValidString(req.Action) {
+			return wsRequest{Channel: req.Channel, Params: p}, `action: unknown action; accepted: "subscribe", "unsubscribe"`
+		}
+		return wsRequest{Channel: req.Channel, Params: p}, fmt.Sprintf("action: unknown action %q; accepted: \"subscribe\", \"unsubscribe\"", req.Action)
 	}
 	if p.FromSeq < 0 {
-		c.fail(req.Channel, p, "params.fromSeq: must not be negative")
-		return
+		return wsRequest{Channel: req.Channel, Params: p}, "params.fromSeq: must not be negative"
 	}
-	for _, v := range []struct{ name, val string }{{"projectId", p.ProjectID}, {"pipelineId", p.PipelineID}, {"runId", p.RunID}, {"stepRunId", p.StepRunID}} {
-		if len(v.val) > 256 {
-			c.fail(req.Channel, p, "params."+v.name+": longer than 256 characters")
-			return
-		}
+	if req.Action == "subscribe" && req.Channel == "logs" && p.StepRunID == "" {
+		return wsRequest{Channel: req.Channel, Params: p}, "params.stepRunId: required for the logs channel"
 	}
+	if req.Action == "subscribe" && req.Channel == "status" && p.StepRunID != "" {
+		return wsRequest{Channel: req.Channel, Params: p}, "params.stepRunId: the status channel follows a run (runId), a pipeline (pipelineId) or a project (projectId)"
+	}
+	return req, ""
+}
+
+// handle serves a checked request.
+func (c *wsConn) handle(req wsRequest) {
+	p := req.Params
 	key := p.key(req.Channel)
 	switch req.Action {
 	case "unsubscribe":
@@ -286,18 +318,6 @@ func (c *wsConn) handle(req wsRequest) {
 		}
 		cancel()
 		_ = c.send(c.ctx, wsMessage{Channel: req.Channel, Type: "unsubscribed", Params: p})
-		return
-	case "subscribe":
-	default:
-		c.fail(req.Channel, p, fmt.Sprintf("action: unknown action %q; accepted: \"subscribe\", \"unsubscribe\"", req.Action))
-		return
-	}
-	if req.Channel == "logs" && p.StepRunID == "" {
-		c.fail(req.Channel, p, "params.stepRunId: required for the logs channel")
-		return
-	}
-	if req.Channel == "status" && p.StepRunID != "" {
-		c.fail(req.Channel, p, "params.stepRunId: the status channel follows a run (runId), a pipeline (pipelineId) or a project (projectId)")
 		return
 	}
 	c.mu.Lock()
