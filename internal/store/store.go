@@ -384,6 +384,7 @@ type Store interface {
 	Webhooks
 	CronState
 	Events
+	ImageRepositories
 	// Ping checks the database is reachable (for /readyz).
 	Ping(ctx context.Context) error
 	Close() error
@@ -875,4 +876,110 @@ type Webhooks interface {
 	// DeleteDeliveriesBefore forgets deliveries recorded before the time
 	// (their runs stay) and says how many.
 	DeleteDeliveriesBefore(ctx context.Context, before time.Time) (int64, error)
+}
+
+// ImageRepository is an image build repository (seed 002): the source
+// repository an image is built from, and its tag configs (which branches or
+// tags become which image tags). Its builds are the runs of its pipeline
+// (PipelineID), a pipeline the server manages for it: deleting the pipeline
+// deletes the repository.
+type ImageRepository struct {
+	// ID is also the id of its build config (the seed's build_config.id).
+	ID              int64
+	Namespace       string
+	Name            string
+	Description     string
+	FullDescription string
+	IsPublic        bool
+	PipelineID      string
+	Source          ImageSource
+	// BuildNode and EmailEnabled are kept and shown as given.
+	BuildNode    string
+	EmailEnabled bool
+	// TagConfigs in the order given.
+	TagConfigs []*ImageTagConfig
+	CreatedBy  string
+	CreatedAt  time.Time
+	UpdatedAt  time.Time
+}
+
+// ImageSource is where an image repository's code comes from.
+type ImageSource struct {
+	// Client is GitHub, Bitbucket, GitLab, Gitea or Simple.
+	Client string
+	// Namespace and Name of the forge's repository; Host of a self-hosted
+	// forge ("" for the public one).
+	Namespace string
+	Name      string
+	Host      string
+	// CloneURL is the Simple client's URL.
+	CloneURL string
+	// CredentialID is the source-code credential to fetch with ("" none).
+	CredentialID string
+}
+
+// ImageTagConfig says which branch or tag becomes which image tag, and how
+// it is built.
+type ImageTagConfig struct {
+	ID           int64
+	RepositoryID int64
+	// CodeRepoType is branch or tag; CodeRepoTypeValue a name or a glob.
+	CodeRepoType       string
+	CodeRepoTypeValue  string
+	DockerRepoTag      string
+	DockerfileLocation string
+	BuildContextPath   string
+	// IsActive: pushes to a matching branch or tag build automatically.
+	IsActive          bool
+	BuildCacheEnabled bool
+	// VersionTagging: 0 no extra tag, 1 a time tag, 2 the commit id.
+	VersionTagging int
+}
+
+// ImageBuildFilter selects image builds (runs of image repositories'
+// pipelines); empty fields match all.
+type ImageBuildFilter struct {
+	Namespace string
+	RepoName  string
+	Offset    int
+	Limit     int
+}
+
+// ImageBuildRun is a run of an image repository's pipeline.
+type ImageBuildRun struct {
+	Run          *Run
+	RepositoryID int64
+	Namespace    string
+	RepoName     string
+}
+
+// ImageRepositories stores image build repositories and their tag configs.
+type ImageRepositories interface {
+	// CreateImageRepository stores, in one transaction, the pipeline p (as
+	// CreatePipeline would) and r with its tag configs (r.PipelineID set to
+	// p.ID). It assigns r.ID, and each tag config's ID and RepositoryID. A
+	// repository with the same Namespace and Name → ErrConflict (saying
+	// which), and so does a pipeline name clash; nothing is written then.
+	CreateImageRepository(ctx context.Context, r *ImageRepository, p *Pipeline) error
+	// GetImageRepository returns a repository with its tag configs
+	// (ErrNotFound).
+	GetImageRepository(ctx context.Context, namespace, name string) (*ImageRepository, error)
+	// ImageRepositoryByPipeline returns the repository whose pipeline is
+	// pipelineID (ErrNotFound when it is not one's).
+	ImageRepositoryByPipeline(ctx context.Context, pipelineID string) (*ImageRepository, error)
+	// ListImageRepositories lists repositories (namespace "" all) by
+	// namespace and name, with their tag configs.
+	ListImageRepositories(ctx context.Context, namespace string) ([]*ImageRepository, error)
+	// UpdateImageBuildConfig replaces repository id's BuildNode and tag
+	// configs with configs, in order, in one transaction: an entry whose ID
+	// is one of the repository's configs keeps that ID, one with ID 0 gets a
+	// new one, configs not listed are removed. An ID that is not one of the
+	// repository's configs → ErrInvalid naming it; an unknown repository →
+	// ErrNotFound. UpdatedAt becomes updatedAt. It returns the repository as
+	// stored.
+	UpdateImageBuildConfig(ctx context.Context, id int64, buildNode string, configs []*ImageTagConfig, updatedAt time.Time) (*ImageRepository, error)
+	// ListImageBuilds lists the runs of image repositories' pipelines,
+	// newest first (CreatedAt, then run id, descending), and how many match
+	// in all.
+	ListImageBuilds(ctx context.Context, f ImageBuildFilter) ([]*ImageBuildRun, int, error)
 }

@@ -19,6 +19,22 @@ const activeStatuses = `('pending', 'running', 'paused')`
 // CreatePipeline stores p. Head and status fields are ignored: a new
 // pipeline has no spec version and no run.
 func (s *Store) CreatePipeline(ctx context.Context, p *store.Pipeline) error {
+	err := s.writeTx(ctx, true, func(tx *sql.Tx) error {
+		return s.insertPipeline(ctx, tx, p)
+	})
+	if err != nil && p != nil {
+		return wrapOp("create pipeline "+p.ID, err)
+	}
+	return err
+}
+
+// insertPipeline inserts p's row in tx (CreatePipeline's work, shared with
+// CreateImageRepository). Its domain errors are CreatePipeline's, complete
+// with their "create pipeline <id>" prefix: ErrInvalid for an empty id or
+// name or unencodable metadata, ErrConflict for a taken id or name. Other
+// errors come back bare (a retryable one must stay recognisable), for the
+// caller to wrap after the transaction.
+func (s *Store) insertPipeline(ctx context.Context, tx *sql.Tx, p *store.Pipeline) error {
 	op := "create pipeline"
 	if p == nil || p.ID == "" || p.Name == "" {
 		return invalid(op, "the id and the name must not be empty")
@@ -33,25 +49,19 @@ func (s *Store) CreatePipeline(ctx context.Context, p *store.Pipeline) error {
 		return err
 	}
 	now := s.nowUTC()
-	err = s.writeTx(ctx, true, func(tx *sql.Tx) error {
-		_, err := s.exec(ctx, tx, `INSERT INTO pipelines (id, project_id, name, name_lower, description,
-			repo_url, default_branch, pipeline_file_path, save_mode, pr_target_branch, metadata,
-			created_by, created_at, updated_at, trigger_cron_expression, trigger_timezone, credential_id, event_sinks)
-			VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
-			p.ID, p.ProjectID, p.Name, strings.ToLower(p.Name), p.Description, p.RepoURL, p.DefaultBranch,
-			p.PipelineFilePath, p.SaveMode, p.PRTargetBranch, meta, p.CreatedBy,
-			micros(orNow(p.CreatedAt, now)), micros(orNow(p.UpdatedAt, now)),
-			p.TriggerCronExpression, p.TriggerTimezone, p.CredentialID, sinks)
-		return err
-	})
+	_, err = s.exec(ctx, tx, `INSERT INTO pipelines (id, project_id, name, name_lower, description,
+		repo_url, default_branch, pipeline_file_path, save_mode, pr_target_branch, metadata,
+		created_by, created_at, updated_at, trigger_cron_expression, trigger_timezone, credential_id, event_sinks)
+		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+		p.ID, p.ProjectID, p.Name, strings.ToLower(p.Name), p.Description, p.RepoURL, p.DefaultBranch,
+		p.PipelineFilePath, p.SaveMode, p.PRTargetBranch, meta, p.CreatedBy,
+		micros(orNow(p.CreatedAt, now)), micros(orNow(p.UpdatedAt, now)),
+		p.TriggerCronExpression, p.TriggerTimezone, p.CredentialID, sinks)
 	if s.d.isUnique(err) {
 		return fmt.Errorf("%s: a pipeline with this id, or named %q in project %q, already exists: %w",
 			op, p.Name, p.ProjectID, store.ErrConflict)
 	}
-	if err != nil {
-		return fmt.Errorf("%s: %w", op, err)
-	}
-	return nil
+	return err
 }
 
 // GetPipeline returns a pipeline by id.

@@ -51,6 +51,7 @@ func Run(t *testing.T, open func(t *testing.T) store.Store) {
 		{"Cron", testCron},
 		{"Events", testEvents},
 		{"Approvals", testApprovals},
+		{"Images", testImages},
 	}
 	for _, g := range groups {
 		t.Run(g.name, func(t *testing.T) {
