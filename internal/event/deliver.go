@@ -26,6 +26,12 @@ type RunNotifier interface {
 	Notify(ctx context.Context, e *store.RunEvent, attempt int) error
 }
 
+// ImageBuilds finds the image build a run is (the image build service implements it).
+type ImageBuilds interface {
+	// ImageBuild returns the build run runID is, or ok=false when it is not an image build.
+	ImageBuild(ctx context.Context, runID string) (b *cdevent.ImageBuild, ok bool, err error)
+}
+
 // DelivererOptions configure a Deliverer.
 type DelivererOptions struct {
 	Store DeliveryStore
@@ -34,7 +40,9 @@ type DelivererOptions struct {
 	Sender   *cdevent.Sender
 	// Notifier handles store.NotifySink entries; nil drops them.
 	Notifier RunNotifier
-	Logger   *slog.Logger
+	// Images tells which runs are image builds; nil: none are.
+	Images ImageBuilds
+	Logger *slog.Logger
 	// Poll is how often the outbox is read when nothing wakes the worker
 	// (default 1s).
 	Poll time.Duration
@@ -51,7 +59,9 @@ type DelivererOptions struct {
 
 // Deliverer works the outbox: it sends every recorded run and job event as
 // a CDEvent to each sink, in order per (sink, run), retrying with backoff
-// while a sink is down. It runs on every replica; the store's leases keep
+// while a sink is down. The run.status events of image builds (see
+// DelivererOptions.Images) also send their build and artifact CDEvents
+// (cdevent.BuildEvents), right after the pipelinerun event. It runs on every replica; the store's leases keep
 // two replicas from sending one entry at once. Delivery is at least once:
 // an entry sent just before a crash is sent again, with the same event id.
 type Deliverer struct {
@@ -203,10 +213,35 @@ func (d *Deliverer) send(ctx context.Context, dl *store.Delivery) error {
 	if err != nil {
 		return fmt.Errorf("%w: %v", errUndeliverable, err)
 	}
-	if !ok {
+	if ok {
+		if err := d.o.Sender.Send(ctx, dl.Sink, ev); err != nil {
+			return err
+		}
+	}
+	if d.o.Images == nil || e.Type != store.EventRunStatus {
 		return nil
 	}
-	return d.o.Sender.Send(ctx, dl.Sink, ev)
+	// An image build's run also has build and artifact events, sent after
+	// its pipelinerun event. Any failure from here on leaves the entry to be
+	// retried whole: the retry sends the events already sent again, with
+	// the same ids (delivery is at least once; receivers deduplicate by id).
+	b, isImage, err := d.o.Images.ImageBuild(ctx, e.RunID)
+	if err != nil {
+		return fmt.Errorf("look up the image build of run %s: %w", e.RunID, err)
+	}
+	if !isImage || b == nil {
+		return nil
+	}
+	evs, err := cdevent.BuildEvents(d.o.CDEvents, e, *b)
+	if err != nil {
+		return fmt.Errorf("%w: %v", errUndeliverable, err)
+	}
+	for _, ev := range evs {
+		if err := d.o.Sender.Send(ctx, dl.Sink, ev); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 func (d *Deliverer) pipelineName(ctx context.Context, id string) string {

@@ -13,6 +13,14 @@
 //	dev.cdevents.taskrun.started.0.3.0
 //	dev.cdevents.taskrun.finished.0.3.0
 //
+// and, for the runs that are image builds (BuildEvents, see image.go):
+//
+//	dev.cdevents.build.queued.0.3.0
+//	dev.cdevents.build.started.0.3.0
+//	dev.cdevents.build.finished.0.3.0
+//	dev.cdevents.artifact.packaged.0.3.0
+//	dev.cdevents.artifact.published.0.3.0
+//
 // # Mapping
 //
 // Only run.status and job.status events map to CDEvents; their data is a
@@ -54,9 +62,34 @@
 // plan key ("build/test[go=1.22]"), its pipelineRun the run (id = run id,
 // source = Config.Source) and its uri the run in the API.
 //
-// Every event has the CloudEvent (and CDEvent) id runID + "-" + seq, stable
-// across redeliveries and unique per recorded event, the source
+// Every event Build returns has the CloudEvent (and CDEvent) id runID + "-" +
+// seq, stable across redeliveries and unique per recorded event, the source
 // Config.Source, and the time the event was recorded.
+//
+// # Image builds
+//
+// A run of the image build service (one job: checkout, then docker build and
+// push) also maps, by BuildEvents and in addition to its pipelinerun events,
+// to build and artifact events. For its run.status events:
+//
+//   - Status pending, Previous "": build.queued.
+//   - Status running, Previous "" or pending: build.started.
+//   - A final Status whose Previous is not final: build.finished. Its
+//     artifactId is the image's package URL (ImageBuild.PURL,
+//     "pkg:oci/<name>@sha256:<hex>?repository_url=<registry>%2F<repo>&tag=<tag>")
+//     when the run ended success (or partial) and the image's digest is
+//     known, and is left out otherwise (build.finished has no outcome: the
+//     run's pipelinerun.finished carries it). For success and partial with a
+//     digest, build.finished is followed by artifact.packaged (its change
+//     the source commit) and artifact.published, whose subject id is the
+//     package URL.
+//   - Anything else (job and step events, paused, resumed, …) maps to none.
+//
+// The subject of a build event is the run (id the run id, source
+// Config.Source). The ids of these events are runID-seq-build,
+// runID-seq-artifact-packaged and runID-seq-artifact-published: stable across
+// redeliveries and distinct from the pipelinerun event of the same recorded
+// event.
 package cdevent
 
 import (
@@ -146,24 +179,11 @@ func Build(cfg Config, e *store.RunEvent, pipelineName string) (ev *cloudevents.
 	if e.Type != store.EventRunStatus && e.Type != store.EventJobStatus {
 		return nil, false, nil
 	}
-	what := fmt.Sprintf("event %d (%s, run %s seq %d)", e.ID, e.Type, e.RunID, e.Seq)
-	if cfg.Source == "" {
-		return nil, false, fmt.Errorf("cdevent: %s: no source configured", what)
+	sc, what, err := decodeStatus(cfg, e)
+	if err != nil {
+		return nil, false, err
 	}
-	if e.RunID == "" {
-		return nil, false, fmt.Errorf("cdevent: %s: no run id", what)
-	}
-	if e.Time.IsZero() {
-		return nil, false, fmt.Errorf("cdevent: %s: no time", what)
-	}
-	var sc store.StatusChange
-	if len(e.Data) == 0 {
-		return nil, false, fmt.Errorf("cdevent: %s: no data", what)
-	}
-	if err := json.Unmarshal(e.Data, &sc); err != nil {
-		return nil, false, fmt.Errorf("cdevent: %s: invalid status change data: %v", what, err)
-	}
-	b := builder{cfg: cfg, e: e, sc: &sc, what: what, pipelineName: pipelineName}
+	b := builder{cfg: cfg, e: e, sc: sc, what: what, pipelineName: pipelineName}
 	var cd cdevents.CDEventV04
 	if e.Type == store.EventRunStatus {
 		cd, err = b.run()
@@ -185,6 +205,29 @@ func Build(cfg Config, e *store.RunEvent, pipelineName string) (ev *cloudevents.
 		return nil, false, fmt.Errorf("cdevent: %s: invalid CloudEvent: %v", what, err)
 	}
 	return ce, true, nil
+}
+
+// decodeStatus checks the parts of a status event e that every CDEvent of
+// it needs and decodes its data; what names e in errors.
+func decodeStatus(cfg Config, e *store.RunEvent) (sc *store.StatusChange, what string, err error) {
+	what = fmt.Sprintf("event %d (%s, run %s seq %d)", e.ID, e.Type, e.RunID, e.Seq)
+	if cfg.Source == "" {
+		return nil, what, fmt.Errorf("cdevent: %s: no source configured", what)
+	}
+	if e.RunID == "" {
+		return nil, what, fmt.Errorf("cdevent: %s: no run id", what)
+	}
+	if e.Time.IsZero() {
+		return nil, what, fmt.Errorf("cdevent: %s: no time", what)
+	}
+	if len(e.Data) == 0 {
+		return nil, what, fmt.Errorf("cdevent: %s: no data", what)
+	}
+	sc = new(store.StatusChange)
+	if err := json.Unmarshal(e.Data, sc); err != nil {
+		return nil, what, fmt.Errorf("cdevent: %s: invalid status change data: %v", what, err)
+	}
+	return sc, what, nil
 }
 
 type builder struct {

@@ -1,0 +1,259 @@
+package cdevent
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/url"
+	"strings"
+
+	cdevents "github.com/cdevents/sdk-go/pkg/api"
+	cdeventsv05 "github.com/cdevents/sdk-go/pkg/api/v05"
+	cloudevents "github.com/cloudevents/sdk-go/v2"
+	"github.com/package-url/packageurl-go"
+
+	"github.com/runnel-ci/runnel/internal/store"
+)
+
+// The CDEvents types BuildEvents produces (spec v0.5.1).
+const (
+	TypeBuildQueued       = "dev.cdevents.build.queued.0.3.0"
+	TypeBuildStarted      = "dev.cdevents.build.started.0.3.0"
+	TypeBuildFinished     = "dev.cdevents.build.finished.0.3.0"
+	TypeArtifactPackaged  = "dev.cdevents.artifact.packaged.0.3.0"
+	TypeArtifactPublished = "dev.cdevents.artifact.published.0.3.0"
+)
+
+// ImageBuild describes an image build run for its CDEvents.
+type ImageBuild struct {
+	Registry   string // "host[:port]" the image is pushed to, e.g. "127.0.0.1:5000"
+	Repository string // "namespace/name" under the registry
+	Tag        string // the image tag the build's tag config names ("latest")
+	Digest     string // "sha256:…" of the pushed manifest; "" until pushed
+	Commit     string // source commit id
+	SourceURL  string // the source repository's URL (already free of credentials)
+}
+
+// PURL is the image's package URL, of type oci
+// (https://github.com/package-url/purl-spec, types/oci-definition.json):
+//
+//	pkg:oci/<name>@<digest>?repository_url=<Registry>/<Repository>&tag=<Tag>
+//
+// where name is the last path element of Repository, lower-cased. It is
+// rendered in the spec's canonical form by github.com/package-url/packageurl-go:
+// components percent-encoded, except that ':' is left as is (the digest's
+// "sha256:" stays readable; "sha256%3A" parses to the same version), '/' in
+// the repository_url value encoded as %2F, and qualifiers sorted by key; for
+// example
+//
+//	pkg:oci/app@sha256:abc…?repository_url=127.0.0.1:5000%2Fteam%2Fapp&tag=latest
+//
+// Without a digest the @version part is left out; an empty Tag or an empty
+// Registry and Repository leave out their qualifier.
+func (b ImageBuild) PURL() string {
+	repo := strings.Trim(b.Repository, "/")
+	name := repo
+	if i := strings.LastIndex(name, "/"); i >= 0 {
+		name = name[i+1:]
+	}
+	var q packageurl.Qualifiers // sorted by key
+	repoURL := strings.Trim(b.Registry, "/")
+	if repo != "" {
+		if repoURL != "" {
+			repoURL += "/"
+		}
+		repoURL += repo
+	}
+	if repoURL != "" {
+		q = append(q, packageurl.Qualifier{Key: "repository_url", Value: repoURL})
+	}
+	if b.Tag != "" {
+		q = append(q, packageurl.Qualifier{Key: "tag", Value: b.Tag})
+	}
+	// The oci type's name is case-insensitive and lower-cased, its version
+	// the lower-case hex digest; packageurl-go does neither for oci.
+	p := packageurl.NewPackageURL(packageurl.TypeOCI, "", strings.ToLower(name), strings.ToLower(b.Digest), q, "")
+	return p.ToString()
+}
+
+// Suffixes of the ids of the events BuildEvents returns: runID-seq + suffix.
+const (
+	buildIDSuffix     = "-build"
+	packagedIDSuffix  = "-artifact-packaged"
+	publishedIDSuffix = "-artifact-published"
+)
+
+// BuildEvents returns the build and artifact CDEvents of an image build's run
+// event e, in order, as CloudEvents validated by the CDEvents SDK (see the
+// package doc, "Image builds"):
+//
+//   - run.status, Status pending, Previous "": build.queued
+//   - run.status, Status running, Previous "" or pending: build.started
+//   - run.status, a final Status (success failed cancelled partial) whose
+//     Previous is not final: build.finished, with artifactId b.PURL() when
+//     the Status is success or partial and b.Digest is set; then, only in
+//     that case, artifact.packaged (subject id the PURL, change {id:
+//     b.Commit, source: b.SourceURL}, the source left out when it is not a
+//     URI reference) and artifact.published (subject id the PURL).
+//   - anything else (job/step events, paused, …): none (nil, nil).
+//
+// The events' ids are runID-seq-build, runID-seq-artifact-packaged and
+// runID-seq-artifact-published, their source cfg.Source and their time
+// e.Time. A build subject is the run: id the run id, source cfg.Source.
+//
+// Errors name the event and say why; they are not transient (the same
+// event and build always fail the same way). artifact.packaged requires a
+// change, so a success with a digest but no b.Commit is an error.
+func BuildEvents(cfg Config, e *store.RunEvent, b ImageBuild) ([]*cloudevents.Event, error) {
+	if e == nil {
+		return nil, errors.New("cdevent: nil run event")
+	}
+	if e.Type != store.EventRunStatus {
+		return nil, nil
+	}
+	sc, what, err := decodeStatus(cfg, e)
+	if err != nil {
+		return nil, err
+	}
+	bl := builder{cfg: cfg, e: e, sc: sc, what: what}
+	final, prevFinal, err := bl.checkStatuses(runStatuses, "run")
+	if err != nil {
+		return nil, err
+	}
+	base := fmt.Sprintf("%s-%d", e.RunID, e.Seq)
+	var cds []cdevents.CDEventV04
+	switch {
+	case sc.Status == "pending" && sc.Previous == "":
+		ev, err := cdeventsv05.NewBuildQueuedEvent()
+		if err != nil {
+			return nil, bl.sdkErr(err)
+		}
+		ev.SetId(base + buildIDSuffix)
+		ev.SetSubjectId(e.RunID)
+		cds = append(cds, ev)
+	case sc.Status == "running" && (sc.Previous == "" || sc.Previous == "pending"):
+		ev, err := cdeventsv05.NewBuildStartedEvent()
+		if err != nil {
+			return nil, bl.sdkErr(err)
+		}
+		ev.SetId(base + buildIDSuffix)
+		ev.SetSubjectId(e.RunID)
+		cds = append(cds, ev)
+	case final && !prevFinal:
+		ev, err := cdeventsv05.NewBuildFinishedEvent()
+		if err != nil {
+			return nil, bl.sdkErr(err)
+		}
+		ev.SetId(base + buildIDSuffix)
+		ev.SetSubjectId(e.RunID)
+		cds = append(cds, ev)
+		if (sc.Status != "success" && sc.Status != "partial") || b.Digest == "" {
+			break
+		}
+		if strings.Trim(b.Repository, "/") == "" {
+			return nil, fmt.Errorf("cdevent: %s: %s: image build without a repository", what, TypeBuildFinished)
+		}
+		purl := b.PURL()
+		ev.SetSubjectArtifactId(purl)
+		if b.Commit == "" {
+			return nil, fmt.Errorf("cdevent: %s: %s: image build without a source commit (the event's change)", what, TypeArtifactPackaged)
+		}
+		change := &cdevents.Reference{Id: b.Commit}
+		if b.SourceURL != "" {
+			if _, err := url.Parse(b.SourceURL); err == nil {
+				change.Source = b.SourceURL
+			}
+		}
+		pk, err := cdeventsv05.NewArtifactPackagedEvent()
+		if err != nil {
+			return nil, bl.sdkErr(err)
+		}
+		pk.SetId(base + packagedIDSuffix)
+		pk.SetSubjectId(purl)
+		pk.SetSubjectChange(change)
+		pb, err := cdeventsv05.NewArtifactPublishedEvent()
+		if err != nil {
+			return nil, bl.sdkErr(err)
+		}
+		pb.SetId(base + publishedIDSuffix)
+		pb.SetSubjectId(purl)
+		cds = append(cds, pk, pb)
+	default:
+		return nil, nil
+	}
+	out := make([]*cloudevents.Event, 0, len(cds))
+	for _, cd := range cds {
+		cd.SetSource(cfg.Source)
+		cd.SetSubjectSource(cfg.Source)
+		cd.SetTimestamp(e.Time.UTC())
+		ce, err := asCloudEvent(cd)
+		if err != nil {
+			return nil, fmt.Errorf("cdevent: %s: %s: %v", what, cd.GetType(), err)
+		}
+		ce.SetTime(e.Time.UTC())
+		if err := ce.Validate(); err != nil {
+			return nil, fmt.Errorf("cdevent: %s: %s: invalid CloudEvent: %v", what, cd.GetType(), err)
+		}
+		out = append(out, ce)
+	}
+	return out, nil
+}
+
+// asCloudEvent is cdevents.AsCloudEvent, but for a build.finished event
+// without an artifactId (see validate).
+func asCloudEvent(cd cdevents.CDEventV04) (*cloudevents.Event, error) {
+	if !noArtifactID(cd) {
+		return cdevents.AsCloudEvent(cd)
+	}
+	if err := validate(cd); err != nil {
+		return nil, fmt.Errorf("cannot validate CDEvent %w", err)
+	}
+	// As AsCloudEvent renders it.
+	ce := cloudevents.NewEvent()
+	ce.SetID(cd.GetId())
+	ce.SetSource(cd.GetSource())
+	ce.SetSubject(cd.GetSubjectId())
+	ce.SetType(cd.GetType().String())
+	if err := ce.SetData(cloudevents.ApplicationJSON, cd); err != nil {
+		return nil, err
+	}
+	return &ce, nil
+}
+
+func noArtifactID(cd cdevents.CDEventReader) bool {
+	bf, ok := cd.(*cdeventsv05.BuildFinishedEvent)
+	return ok && bf.Subject.Content.ArtifactId == ""
+}
+
+// validate is cdevents.Validate, except that it accepts a build.finished
+// event without an artifactId. The SDK (v0.5.1) tags that field
+// `validate:"purl"` without omitempty, so its struct validation rejects the
+// empty string although the spec's schema makes artifactId optional (and
+// omitempty leaves it out of the JSON). Such an event is checked by
+// cdevents.Validate with a placeholder package URL in artifactId (every
+// other field's struct and schema checks), then as it is against the
+// event's JSON schema.
+func validate(cd cdevents.CDEventReader) error {
+	if !noArtifactID(cd) {
+		return cdevents.Validate(cd)
+	}
+	bf := cd.(*cdeventsv05.BuildFinishedEvent)
+	probe := *bf
+	probe.SetSubjectArtifactId("pkg:generic/placeholder")
+	if err := cdevents.Validate(&probe); err != nil {
+		return err
+	}
+	_, sch, err := bf.GetSchema()
+	if err != nil {
+		return err
+	}
+	raw, err := json.Marshal(bf)
+	if err != nil {
+		return err
+	}
+	var v any
+	if err := json.Unmarshal(raw, &v); err != nil {
+		return err
+	}
+	return sch.Validate(v)
+}
