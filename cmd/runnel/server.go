@@ -38,6 +38,7 @@ import (
 	"github.com/runnel-ci/runnel/internal/event/cdevent"
 	"github.com/runnel-ci/runnel/internal/event/notify"
 	"github.com/runnel-ci/runnel/internal/gitdef"
+	"github.com/runnel-ci/runnel/internal/imagebuild"
 	"github.com/runnel-ci/runnel/internal/scheduler"
 	"github.com/runnel-ci/runnel/internal/secret"
 	"github.com/runnel-ci/runnel/internal/store"
@@ -94,6 +95,10 @@ type serverConfig struct {
 	SMTPAddr, SMTPFrom, SMTPUsername, SMTPPassword, SMTPTLS string
 	// NotifyAttempts bounds the attempts of a failing notification channel.
 	NotifyAttempts int
+	// Registry is where image builds push (host[:port]; "": image builds
+	// are refused); RegistryCredential the credential they log in with.
+	Registry           string
+	RegistryCredential string
 }
 
 func (c *serverConfig) flags(fs *flag.FlagSet) {
@@ -135,6 +140,8 @@ func (c *serverConfig) flags(fs *flag.FlagSet) {
 	c.SMTPPassword = os.Getenv("RUNNEL_SMTP_PASSWORD")
 	fs.StringVar(&c.SMTPTLS, "smtp-tls", envOr("RUNNEL_SMTP_TLS", ""), "SMTP transport `security`: empty (STARTTLS when offered), starttls (required), tls (implicit, port 465) or none (RUNNEL_SMTP_TLS)")
 	fs.IntVar(&c.NotifyAttempts, "notify-attempts", envInt("RUNNEL_NOTIFY_ATTEMPTS", 5), "attempts of a failing notification channel (1s apart, doubling) before its failure is recorded on the run (RUNNEL_NOTIFY_ATTEMPTS)")
+	fs.StringVar(&c.Registry, "registry", os.Getenv("RUNNEL_REGISTRY"), "container registry `host[:port]` that image builds (/v1/repositories, /v1/builds) push to (RUNNEL_REGISTRY); without it builds are refused")
+	fs.StringVar(&c.RegistryCredential, "registry-credential", os.Getenv("RUNNEL_REGISTRY_CREDENTIAL"), "`id or name` of a credential (/api/v1/credentials: kind basic or a token kind, not limited to a project) image builds log in to --registry with (RUNNEL_REGISTRY_CREDENTIAL); looked up when a build starts; default: push anonymously")
 	fs.BoolVar(&c.CronCatchUp, "cron-catch-up", envBool("RUNNEL_CRON_CATCH_UP", true), "after downtime that missed ticks of a cron schedule, run once for the latest missed tick; false skips to the next tick (RUNNEL_CRON_CATCH_UP)")
 }
 
@@ -230,6 +237,19 @@ func (c *serverConfig) validate() error {
 	}
 	if c.NotifyAttempts < 1 {
 		return errors.New("--notify-attempts must be at least 1")
+	}
+	if c.Registry != "" {
+		if err := imagebuild.CheckRegistry(c.Registry); err != nil {
+			return fmt.Errorf("--registry: %w", err)
+		}
+	}
+	if c.RegistryCredential != "" {
+		if c.Registry == "" {
+			return errors.New("--registry-credential: give --registry too: the credential logs in to it")
+		}
+		if strings.ContainsFunc(c.RegistryCredential, func(r rune) bool { return r <= ' ' || r == 0x7f }) {
+			return fmt.Errorf("--registry-credential: must be a credential's id (cred_…) or name, got %q", c.RegistryCredential)
+		}
 	}
 	if c.EventMaxAge <= 0 {
 		return errors.New("--events-max-age must be positive")
@@ -474,7 +494,9 @@ func startServer(parent context.Context, cfg serverConfig, stdout, stderr io.Wri
 	}
 	sched := scheduler.New(scheduler.Options{RunLink: runLink, Store: st, Catalog: catalog, Logger: log, LeaseDuration: cfg.LeaseDuration,
 		LogCapBytes: cfg.LogCapBytes, Bus: b, OfflineAfter: cfg.OfflineAfter,
-		Secrets: resolver, Storage: artifacts, Definitions: defs})
+		Secrets: resolver, Storage: artifacts, Definitions: imagebuild.SkipManaged(defs)})
+	images := imagebuild.New(imagebuild.Options{Store: st, Runs: sched, Catalog: catalog, Registry: cfg.Registry,
+		RegistryCredential: cfg.RegistryCredential, Credentials: pipelineCredential(resolver, keyring != nil)})
 	agentID, err := embeddedAgentID(cfg.DataDir)
 	if err != nil {
 		return fail(err)
@@ -512,7 +534,7 @@ func startServer(parent context.Context, cfg serverConfig, stdout, stderr io.Wri
 			return fail(fmt.Errorf("listen (gRPC): %w", err))
 		}
 	}
-	handler := api.New(api.Config{Store: st, Runs: runControl{s: sched, cronMin: cfg.CronMinInterval}, Agents: sched, Secrets: keyring, Artifacts: artifacts, Catalog: catalog, Logger: log, LogCapBytes: cfg.LogCapBytes, ExternalURL: cfg.ExternalURL, Git: defs, Events: hub, Approvals: sched}).Handler()
+	handler := api.New(api.Config{Store: st, Runs: runControl{s: sched, cronMin: cfg.CronMinInterval}, Agents: sched, Secrets: keyring, Artifacts: artifacts, Catalog: catalog, Logger: log, LogCapBytes: cfg.LogCapBytes, ExternalURL: cfg.ExternalURL, Git: defs, Events: hub, Approvals: sched, Images: images}).Handler()
 	ln, err := net.Listen("tcp", cfg.Addr)
 	if err != nil {
 		if grpcLn != nil {
@@ -546,7 +568,7 @@ func startServer(parent context.Context, cfg serverConfig, stdout, stderr io.Wri
 			Password: cfg.SMTPPassword, TLS: cfg.SMTPTLS}
 	}
 	notifier := event.NewNotifier(event.NotifierOptions{Source: sched, Events: st0, Mailer: mailer, MaxAttempts: cfg.NotifyAttempts, Logger: log})
-	deliverer := event.NewDeliverer(event.DelivererOptions{Store: st0, Logger: log, MaxAge: cfg.EventMaxAge, Notifier: notifier,
+	deliverer := event.NewDeliverer(event.DelivererOptions{Store: st0, Logger: log, MaxAge: cfg.EventMaxAge, Notifier: notifier, Images: images,
 		CDEvents: cdevent.Config{Source: source, APIBase: strings.TrimRight(cfg.ExternalURL, "/")}})
 	g.Go(func() error { return deliverer.Run(gctx) })
 	if cfg.WebhookDeliveryRetention > 0 {

@@ -60,7 +60,11 @@ func (s *Server) authenticate(r *http.Request) (principal, error) {
 		return principal{}, unauthorized("header Authorization: missing; send Authorization: Bearer <token>")
 	}
 	scheme, token, ok := strings.Cut(h, " ")
-	if !ok || !strings.EqualFold(scheme, "Bearer") {
+	// The seed's API clients send "Token <token>"; it is the same token.
+	if !ok || !(strings.EqualFold(scheme, "Bearer") || (seedPath(r.URL.Path) && strings.EqualFold(scheme, "Token"))) {
+		if seedPath(r.URL.Path) {
+			return principal{}, unauthorized("header Authorization: must be \"Token <token>\" or \"Bearer <token>\"")
+		}
 		return principal{}, unauthorized("header Authorization: must be \"Bearer <token>\"")
 	}
 	token = strings.TrimSpace(token)

@@ -76,6 +76,11 @@ func samplePath(tmpl string) string {
 		"{artifactId}":   "art_aaaaaaaaaaaaaaaaaaaa",
 		"{approvalId}":   "apr_aaaaaaaaaaaaaaaaaaaa",
 		"{provider}":     "github",
+		"{namespace}":    "nosuchns",
+		"{repo_name}":    "nosuchrepo",
+		"{repoName}":     "nosuchrepo",
+		"{build_id}":     "run_aaaaaaaaaaaaaaaaaaaa",
+		"{buildId}":      "run_aaaaaaaaaaaaaaaaaaaa",
 	}
 	for k, v := range r {
 		tmpl = strings.ReplaceAll(tmpl, k, v)

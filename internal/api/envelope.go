@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"strings"
 
+	"github.com/runnel-ci/runnel/internal/imagebuild"
 	"github.com/runnel-ci/runnel/internal/store"
 )
 
@@ -46,6 +47,10 @@ type apiError struct {
 	header http.Header
 	// cause is logged for 5xx answers, never sent.
 	cause error
+	// field is the path of the bad input, when known (the seed's API sends
+	// it); code overrides the seed API's error code chosen by status.
+	field string
+	code  string
 }
 
 func (e *apiError) Error() string { return e.msg }
@@ -70,7 +75,15 @@ func mapError(err error) *apiError {
 		return ae
 	}
 	var head *store.HeadConflictError
+	var fe *imagebuild.FieldError
+	var re *imagebuild.ResolveError
 	switch {
+	case errors.As(err, &fe):
+		return &apiError{status: http.StatusBadRequest, msg: fe.Error(), field: fe.Field}
+	case errors.Is(err, imagebuild.ErrNoRegistry):
+		return &apiError{status: http.StatusServiceUnavailable, msg: err.Error(), cause: err}
+	case errors.As(err, &re):
+		return resolveError(re)
 	case errors.As(err, &head):
 		return &apiError{
 			status:      http.StatusConflict,
@@ -148,6 +161,10 @@ func (s *Server) fail(w http.ResponseWriter, r *http.Request, err error) {
 			w.Header().Add(k, v)
 		}
 	}
+	if seedPath(r.URL.Path) {
+		writeJSON(w, ae.status, seedErrors{Errors: []seedError{{Code: seedCode(ae), Message: msg, Field: ae.field}}})
+		return
+	}
 	writeJSON(w, ae.status, errEnvelope{
 		Code:                 ae.status,
 		ErrMsg:               msg,
@@ -156,4 +173,65 @@ func (s *Server) fail(w http.ResponseWriter, r *http.Request, err error) {
 		Errors:               ae.errors,
 		CurrentHeadCommitSHA: ae.currentHead,
 	})
+}
+
+// seedPath reports whether a path is the seed's image build API (/v1/…),
+// whose errors are {"errors":[{code, message, field}]} instead of the
+// envelope.
+func seedPath(p string) bool { return p == "/v1" || strings.HasPrefix(p, "/v1/") }
+
+// seedErrors is the seed API's error body.
+type seedErrors struct {
+	Errors []seedError `json:"errors"`
+}
+
+type seedError struct {
+	Code    string `json:"code"`
+	Message string `json:"message"`
+	Field   string `json:"field,omitempty"`
+}
+
+// seedCode is the seed API's error code of an error.
+func seedCode(ae *apiError) string {
+	if ae.code != "" {
+		return ae.code
+	}
+	switch ae.status {
+	case http.StatusBadRequest:
+		return "invalid_args"
+	case http.StatusUnauthorized:
+		return "not_authenticated"
+	case http.StatusForbidden:
+		return "permission_denied"
+	case http.StatusNotFound:
+		return "resource_not_exist"
+	case http.StatusMethodNotAllowed:
+		return "method_not_allowed"
+	case http.StatusConflict:
+		return "resource_conflict"
+	case http.StatusRequestEntityTooLarge:
+		return "request_too_large"
+	case http.StatusUnsupportedMediaType:
+		return "unsupported_media_type"
+	case http.StatusBadGateway:
+		return "upstream_error"
+	case http.StatusServiceUnavailable:
+		return "service_unavailable"
+	case statusClientClosedRequest:
+		return "request_cancelled"
+	}
+	return "server_error"
+}
+
+// resolveError maps a branch or tag the source repository could not
+// resolve: its answer (no such ref, credential refused) is the client's to
+// fix; no answer is the upstream's fault.
+func resolveError(re *imagebuild.ResolveError) *apiError {
+	switch {
+	case re.NotFound:
+		return &apiError{status: http.StatusBadRequest, msg: "the branch or tag does not exist in the source repository: " + re.Error()}
+	case re.Access:
+		return &apiError{status: http.StatusBadRequest, msg: "the source repository refused the credential (or needs one): " + re.Error()}
+	}
+	return &apiError{status: http.StatusBadGateway, msg: "the source repository did not answer: " + re.Error(), cause: re}
 }

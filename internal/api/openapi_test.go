@@ -138,6 +138,11 @@ func TestOpenAPIBodiesMatchDecoders(t *testing.T) {
 		"SecretUpdate":            &secretUpdateBody{},
 		"CredentialCreate":        &credentialBody{},
 		"CredentialUpdate":        &credentialUpdateBody{},
+		"SeedRepositoryCreate":    &repositoryBody{},
+		"SeedBuildConfigInput":    &buildConfigBody{},
+		"SeedTagConfigInput":      &tagConfigBody{},
+		"SeedBuildConfigUpdate":   &buildConfigUpdateBody{},
+		"SeedBuildTrigger":        &buildTriggerBody{},
 	}
 	for name, v := range cases {
 		props := schemas[name].(map[string]any)["properties"].(map[string]any)

@@ -76,6 +76,9 @@ type Config struct {
 	// StreamSlowAfter is how long the WebSocket gateway waits on a client
 	// that does not keep up before it disconnects it (default 10s).
 	StreamSlowAfter time.Duration
+	// Images is the image build service (seed 002: /v1/repositories,
+	// /v1/builds and /api/v1/image-…); nil: those routes answer 503.
+	Images ImageService
 }
 
 // Defaults of Config.
@@ -106,6 +109,8 @@ type Server struct {
 	approvals ApprovalControl
 	// slowAfter is Config.StreamSlowAfter.
 	slowAfter time.Duration
+	// images is Config.Images (nil: image routes answer 503).
+	images ImageService
 
 	// touched remembers when each token's last-used time was last written, so
 	// an active client costs one write a minute instead of one per request.
@@ -139,6 +144,7 @@ func New(cfg Config) *Server {
 		events:      cfg.Events,
 		approvals:   cfg.Approvals,
 		slowAfter:   cmp.Or(cfg.StreamSlowAfter, wsSlowAfter),
+		images:      cfg.Images,
 	}
 	if s.catalog == nil {
 		s.catalog = action.Builtins()
@@ -234,6 +240,28 @@ func (s *Server) routes() []route {
 		{method: "GET", path: "/api/v1/credentials/{credentialId}", h: s.getCredential},
 		{method: "PUT", path: "/api/v1/credentials/{credentialId}", h: s.updateCredential},
 		{method: "DELETE", path: "/api/v1/credentials/{credentialId}", h: s.deleteCredential},
+
+		// The image build service in the seed's own API (snake_case, no
+		// envelope, errors as {"errors":[…]}: see fail).
+		{method: "POST", path: "/v1/repositories/{namespace}", h: s.seedCreateRepository},
+		{method: "GET", path: "/v1/repositories/{namespace}/{repo_name}", h: s.seedGetRepository},
+		{method: "DELETE", path: "/v1/repositories/{namespace}/{repo_name}", h: s.seedDeleteRepository},
+		{method: "PUT", path: "/v1/repositories/{namespace}/{repo_name}/build-config", h: s.seedUpdateBuildConfig},
+		{method: "GET", path: "/v1/builds", h: s.seedListBuilds},
+		{method: "POST", path: "/v1/builds", h: s.seedTriggerBuild},
+		{method: "GET", path: "/v1/builds/{build_id}", h: s.seedGetBuild},
+		{method: "GET", path: "/v1/builds/{build_id}/logs", h: s.seedBuildLogs},
+
+		// The same service in Runnel's API (camelCase, envelope).
+		{method: "POST", path: "/api/v1/image-repositories", h: s.createImageRepository},
+		{method: "GET", path: "/api/v1/image-repositories", h: s.listImageRepositories},
+		{method: "GET", path: "/api/v1/image-repositories/{namespace}/{repoName}", h: s.getImageRepository},
+		{method: "DELETE", path: "/api/v1/image-repositories/{namespace}/{repoName}", h: s.deleteImageRepository},
+		{method: "PUT", path: "/api/v1/image-repositories/{namespace}/{repoName}/build-config", h: s.updateImageBuildConfig},
+		{method: "GET", path: "/api/v1/image-builds", h: s.listImageBuilds},
+		{method: "POST", path: "/api/v1/image-builds", h: s.triggerImageBuild},
+		{method: "GET", path: "/api/v1/image-builds/{buildId}", h: s.getImageBuild},
+		{method: "GET", path: "/api/v1/image-builds/{buildId}/logs", h: s.imageBuildLogs},
 	}
 }
 

@@ -12,6 +12,7 @@ import (
 	"strings"
 
 	"github.com/runnel-ci/runnel/internal/expr"
+	"github.com/runnel-ci/runnel/internal/imagebuild"
 	"github.com/runnel-ci/runnel/internal/spec"
 	"github.com/runnel-ci/runnel/internal/store"
 	"github.com/runnel-ci/runnel/internal/trigger/webhook"
@@ -122,6 +123,16 @@ func (s *Server) receiveWebhook(w http.ResponseWriter, r *http.Request) error {
 	case ev.Deleted:
 		return ignore(fmt.Sprintf("branch %q was deleted: nothing to build", ev.Trigger.Branch))
 	}
+	if s.images != nil {
+		// An image repository's pipeline builds its matching tag configs.
+		res, managed, err := s.images.Push(ctx, pid, ev, provider, deliveryID)
+		if err != nil {
+			return fmt.Errorf("image builds for %s delivery %s: %w", provider, deliveryID, err)
+		}
+		if managed {
+			return s.imagePush(w, r, pid, provider, deliveryID, ev.Kind, res, ignore)
+		}
+	}
 	triggers, reason, err := s.eventTriggers(ctx, pid, ev.Trigger)
 	if err != nil {
 		return err
@@ -166,6 +177,28 @@ func (s *Server) receiveWebhook(w http.ResponseWriter, r *http.Request) error {
 			slog.String("event", ev.Kind))
 	}
 	s.ok(w, status, out)
+	return nil
+}
+
+// imagePush answers a delivery to an image repository's pipeline.
+func (s *Server) imagePush(w http.ResponseWriter, r *http.Request, pid, provider, deliveryID, kind string,
+	res *imagebuild.PushResult, ignore func(string) error) error {
+	if len(res.Builds) == 0 {
+		return ignore(res.Reason)
+	}
+	d := &store.WebhookDelivery{PipelineID: pid, Provider: provider, DeliveryID: deliveryID, Status: "triggered",
+		CreatedAt: s.now().UTC()}
+	out := webhookJSON{Event: kind, DeliveryID: deliveryID, Triggered: true, Runs: []webhookRunJSON{}}
+	for _, b := range res.Builds {
+		d.RunIDs = append(d.RunIDs, b.ID)
+		out.Runs = append(out.Runs, webhookRunJSON{RunID: b.ID, Number: b.RunNumber})
+	}
+	if _, _, err := s.st.RecordDelivery(r.Context(), d); err != nil {
+		return fmt.Errorf("record webhook delivery %s/%s: %w", provider, deliveryID, err)
+	}
+	s.log.LogAttrs(r.Context(), slog.LevelInfo, "webhook started image builds", slog.String("pipeline_id", pid),
+		slog.String("provider", provider), slog.String("delivery_id", deliveryID), slog.Int("builds", len(res.Builds)))
+	s.ok(w, http.StatusCreated, out)
 	return nil
 }
 

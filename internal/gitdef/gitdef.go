@@ -211,6 +211,35 @@ func (r Repo) Head(ctx context.Context, branch string) (string, error) {
 	return sha, nil
 }
 
+// Resolve returns the commit a full ref (refs/heads/x, refs/tags/v1) points
+// at, an annotated tag peeled to its commit.
+func (r Repo) Resolve(ctx context.Context, ref string) (string, error) {
+	auth, err := r.auth()
+	if err != nil {
+		return "", err
+	}
+	refs, err := r.remote(memory.NewStorage()).ListContext(ctx, &git.ListOptions{Auth: auth, PeelingOption: git.AppendPeeled})
+	if err != nil {
+		return "", r.wrap("list refs of", err)
+	}
+	var direct string
+	for _, x := range refs {
+		if x.Type() != plumbing.HashReference {
+			continue
+		}
+		switch x.Name().String() {
+		case ref + "^{}":
+			return x.Hash().String(), nil // the commit an annotated tag points at
+		case ref:
+			direct = x.Hash().String()
+		}
+	}
+	if direct == "" {
+		return "", fmt.Errorf("repository %s has no %s: %w", RedactURL(r.URL), ref, ErrNotFound)
+	}
+	return direct, nil
+}
+
 // File is a definition read from Git.
 type File struct {
 	Path    string

@@ -232,3 +232,24 @@ func TestCheckURL(t *testing.T) {
 		}
 	}
 }
+
+func TestResolve(t *testing.T) {
+	srv, repo := setup(t)
+	first := srv.Head(t, "app", "main")
+	second := srv.Commit(t, "app", "main", map[string]string{"README": "two\n"}, "second")
+	srv.Tag(t, "app", "v1.0", first) // annotated: its ref names a tag object
+	testgit.Git(t, srv.Bare("app"), "tag", "light", second)
+	for ref, want := range map[string]string{"refs/heads/main": second, "refs/tags/v1.0": first, "refs/tags/light": second} {
+		got, err := repo.Resolve(ctx(t), ref)
+		if err != nil || got != want {
+			t.Errorf("Resolve(%s) = %s, %v; want %s", ref, got, err, want)
+		}
+	}
+	if _, err := repo.Resolve(ctx(t), "refs/heads/nope"); !errors.Is(err, gitdef.ErrNotFound) || !strings.Contains(err.Error(), "has no refs/heads/nope") {
+		t.Errorf("missing branch: %v", err)
+	}
+	repo.Credential = &action.Credential{ID: "cred_bad", Kind: "basic", Username: srv.User, Secret: "wrong"}
+	if _, err := repo.Resolve(ctx(t), "refs/heads/main"); !errors.Is(err, gitdef.ErrAccess) {
+		t.Errorf("wrong password: %v", err)
+	}
+}
