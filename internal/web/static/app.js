@@ -1,0 +1,178 @@
+// Runnel's web UI: the shell (header, navigation, sign-in) and the router.
+// Each page is a module under pages/ exporting a default function
+// render(ctx) that fills ctx.main; it is loaded when first visited.
+
+import {h, mount, errorBox} from './lib/dom.js';
+import {session, api, ApiError} from './lib/api.js';
+import {onState, closeAll} from './lib/live.js';
+
+const routes = [
+  ['/', () => navigate('/pipelines', true)],
+  ['/signin', signInPage],
+  ['/pipelines', 'pipelines.js', 'list'],
+  ['/pipelines/new', 'pipelines.js', 'create'],
+  ['/pipelines/:pipelineId', 'pipelines.js', 'detail'],
+  ['/pipelines/:pipelineId/settings', 'pipelines.js', 'settings'],
+  ['/pipelines/:pipelineId/definition', 'editor.js'],
+  ['/runs/:runId', 'run.js'],
+  ['/agents', 'agents.js'],
+  ['/secrets', 'secrets.js', 'secrets'],
+  ['/credentials', 'secrets.js', 'credentials'],
+  ['/images', 'images.js', 'list'],
+  ['/images/:namespace/:repoName', 'images.js', 'detail'],
+];
+
+const nav = [
+  ['/pipelines', 'Pipelines'],
+  ['/agents', 'Agents'],
+  ['/secrets', 'Secrets'],
+  ['/credentials', 'Credentials'],
+  ['/images', 'Images'],
+];
+
+const main = document.getElementById('main');
+let cleanups = [];
+let renderSeq = 0;
+
+function match(path) {
+  const parts = path.split('/').filter(Boolean);
+  for (const [pattern, page, view] of routes) {
+    const pp = pattern.split('/').filter(Boolean);
+    if (pp.length !== parts.length) continue;
+    const params = {};
+    if (pp.every((p, i) => (p.startsWith(':') ? (params[p.slice(1)] = decodeURIComponent(parts[i])) : p === parts[i]))) {
+      return {page, view, params};
+    }
+  }
+  return null;
+}
+
+/** Goes to path (pushState), or replaces the current entry. */
+export function navigate(path, replace = false) {
+  if (replace) history.replaceState(null, '', path);
+  else history.pushState(null, '', path);
+  render();
+}
+
+function setTitle(t) { document.title = t ? `${t} · Runnel` : 'Runnel'; }
+
+async function render() {
+  const seq = ++renderSeq;
+  for (const fn of cleanups.splice(0)) try { fn(); } catch { /* page already gone */ }
+  const path = location.pathname;
+  const query = new URLSearchParams(location.search);
+  drawHeader(path);
+  if (!session.token && path !== '/signin') {
+    navigate('/signin?next=' + encodeURIComponent(path + location.search), true);
+    return;
+  }
+  if (session.token && !session.me) {
+    try {
+      session.me = await api('GET', '/me');
+    } catch (e) {
+      if (seq === renderSeq) mount(main, errorBox(e));
+      return;
+    }
+    drawHeader(path);
+  }
+  const m = match(path);
+  if (!m) {
+    setTitle('Not found');
+    mount(main, h('section.page', h('h1', 'Not found'), h('p', 'No page at ', h('code', path), '. ', h('a', {href: '/pipelines'}, 'Go to pipelines'), '.')));
+    return;
+  }
+  const ctx = {
+    params: m.params, query, main, view: m.view, navigate, setTitle,
+    onCleanup: (fn) => cleanups.push(fn),
+    get current() { return seq === renderSeq; },
+  };
+  try {
+    if (typeof m.page === 'function') {
+      await m.page(ctx);
+    } else {
+      const mod = await import('./pages/' + m.page);
+      if (seq !== renderSeq) return;
+      await mod.default(ctx);
+    }
+  } catch (e) {
+    if (seq !== renderSeq) return;
+    if (e instanceof ApiError && e.status === 401) return; // signed out: the listener redirects
+    console.error(e);
+    mount(main, h('section.page', errorBox(e)));
+  }
+  if (seq === renderSeq && !query.has('line')) main.focus({preventScroll: true});
+}
+
+let connState = 'closed';
+onState((s) => {
+  connState = s;
+  const dot = document.getElementById('conn');
+  if (dot) { dot.className = 'conn ' + s; dot.title = 'Live updates: ' + s; }
+});
+
+function drawHeader(path) {
+  const header = document.getElementById('top');
+  const links = nav.map(([href, label]) => h('a', {href, 'aria-current': path.startsWith(href) ? 'page' : null}, label));
+  const me = session.me;
+  mount(header,
+    h('a.brand', {href: '/pipelines', 'aria-label': 'Runnel home'}, h('img', {src: '/assets/favicon.svg', alt: '', width: 22, height: 22}), 'Runnel'),
+    session.token ? h('nav.main-nav', {'aria-label': 'Main'}, links) : null,
+    h('div.spacer'),
+    session.token ? h('div.who',
+      h('span#conn', {class: 'conn ' + connState, title: 'Live updates: ' + connState, role: 'img', 'aria-label': 'live updates'}),
+      me ? h('span.subject', {title: `role ${me.role}`}, me.subject) : null,
+      h('button.btn.small', {type: 'button', onclick: signOut}, 'Sign out')) : null);
+}
+
+function signOut() {
+  closeAll();
+  session.signOut();
+}
+
+window.addEventListener('runnel:signedout', () => {
+  closeAll();
+  if (location.pathname !== '/signin') navigate('/signin?next=' + encodeURIComponent(location.pathname + location.search), true);
+});
+
+async function signInPage(ctx) {
+  setTitle('Sign in');
+  const input = h('input', {type: 'password', name: 'token', autocomplete: 'off', required: true, spellcheck: 'false', placeholder: 'rnl_…', 'aria-describedby': 'token-hint'});
+  const msg = h('div', {'aria-live': 'polite'});
+  const form = h('form.card.signin', {
+    onsubmit: async (e) => {
+      e.preventDefault();
+      const token = input.value.trim();
+      mount(msg);
+      try {
+        const me = await api('GET', '/me', undefined, {token});
+        session.signIn(token, me);
+        const next = ctx.query.get('next');
+        navigate(next && next.startsWith('/') && !next.startsWith('//') && !next.startsWith('/signin') ? next : '/pipelines', true);
+      } catch (err) {
+        mount(msg, errorBox(err.status === 401 ? new Error('That token was not accepted: check it, or ask an admin for a new one.') : err));
+        input.select();
+      }
+    },
+  },
+  h('h1', 'Sign in to Runnel'),
+  h('div.field', h('label', {for: 'token'}, 'API token'), Object.assign(input, {id: 'token'}),
+    h('small.hint#token-hint', 'A user or admin token. The server prints the admin token on its first start (or set one with --admin-token). It is kept in this tab only, until you sign out or close it.')),
+  msg,
+  h('button.btn.primary', {type: 'submit'}, 'Sign in'));
+  mount(ctx.main, h('section.page.narrow', form));
+  input.focus();
+}
+
+// Same-origin links go through the router, unless opened elsewhere.
+document.addEventListener('click', (e) => {
+  const a = e.target.closest('a[href]');
+  if (!a || e.defaultPrevented || e.button !== 0 || e.metaKey || e.ctrlKey || e.shiftKey || e.altKey) return;
+  if (a.target || a.hasAttribute('download') || a.origin !== location.origin || a.getAttribute('href').startsWith('#')) return;
+  if (!a.pathname.startsWith('/') || a.pathname.startsWith('/api/') || a.pathname.startsWith('/assets/')) return;
+  e.preventDefault();
+  if (a.pathname + a.search === location.pathname + location.search && !a.hash) return;
+  navigate(a.pathname + a.search);
+});
+window.addEventListener('popstate', render);
+
+render();
