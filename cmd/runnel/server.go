@@ -46,6 +46,7 @@ import (
 	"github.com/runnel-ci/runnel/internal/streamrpc"
 	"github.com/runnel-ci/runnel/internal/trigger/configext"
 	"github.com/runnel-ci/runnel/internal/trigger/cron"
+	"github.com/runnel-ci/runnel/internal/web"
 )
 
 // serverConfig is `runnel server`'s configuration, from flags and RUNNEL_* env.
@@ -534,7 +535,7 @@ func startServer(parent context.Context, cfg serverConfig, stdout, stderr io.Wri
 			return fail(fmt.Errorf("listen (gRPC): %w", err))
 		}
 	}
-	handler := api.New(api.Config{Store: st, Runs: runControl{s: sched, cronMin: cfg.CronMinInterval}, Agents: sched, Secrets: keyring, Artifacts: artifacts, Catalog: catalog, Logger: log, LogCapBytes: cfg.LogCapBytes, ExternalURL: cfg.ExternalURL, Git: defs, Events: hub, Approvals: sched, Images: images}).Handler()
+	handler := api.New(api.Config{Store: st, Runs: runControl{s: sched, cronMin: cfg.CronMinInterval}, Agents: sched, Secrets: keyring, Artifacts: artifacts, Catalog: catalog, Logger: log, LogCapBytes: cfg.LogCapBytes, ExternalURL: cfg.ExternalURL, Git: defs, Events: hub, Approvals: sched, Images: images, UI: web.New()}).Handler()
 	ln, err := net.Listen("tcp", cfg.Addr)
 	if err != nil {
 		if grpcLn != nil {

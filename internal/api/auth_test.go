@@ -153,3 +153,42 @@ func TestAuthTouchOncePerMinute(t *testing.T) {
 		t.Fatalf("last used %v after a minute, want %v", got, e.clock.Now())
 	}
 }
+
+// TestMe: GET /api/v1/me describes the caller's token.
+func TestMe(t *testing.T) {
+	e := newEnv(t)
+	admin := e.addToken("root", "admin_root", "admin", nil)
+	tokenID := func(subject string) string {
+		t.Helper()
+		toks, err := e.st.ListTokens(context.Background())
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, tok := range toks {
+			if tok.Subject == subject {
+				return tok.ID
+			}
+		}
+		t.Fatalf("no token of %s", subject)
+		return ""
+	}
+
+	got := e.do("GET", "/api/v1/me", nil, withToken(admin)).must(t, http.StatusOK).detail()
+	want := map[string]any{"subject": "admin_root", "role": "admin", "tokenId": tokenID("admin_root")}
+	if !sameJSON(got, want) {
+		t.Errorf("admin: %v, want %v", got, want)
+	}
+
+	got = e.do("GET", "/api/v1/me", nil).must(t, http.StatusOK).detail()
+	want = map[string]any{"subject": "user_alice", "role": "user", "tokenId": tokenID("user_alice")}
+	if !sameJSON(got, want) {
+		t.Errorf("user: %v, want %v", got, want)
+	}
+
+	r := e.do("GET", "/api/v1/me", nil, withToken("")).mustErr(t, http.StatusUnauthorized, "header Authorization: missing")
+	if r.header.Get("WWW-Authenticate") == "" {
+		t.Errorf("401 without WWW-Authenticate")
+	}
+	agent := e.addToken("agent-1", "agent_1", "agent", nil)
+	e.do("GET", "/api/v1/me", nil, withToken(agent)).mustErr(t, http.StatusForbidden, "agent tokens")
+}

@@ -55,7 +55,7 @@ func gitError(p *store.Pipeline, err error) error {
 // getGitSpec answers GET …/spec for a Git-backed pipeline: the file at the
 // head of the default branch, whose commit is the headCommitSha a save
 // passes back.
-func (s *Server) getGitSpec(w http.ResponseWriter, r *http.Request, p *store.Pipeline) error {
+func (s *Server) getGitSpec(w http.ResponseWriter, r *http.Request, p *store.Pipeline, render bool) error {
 	repo, err := s.git.RepoOf(r.Context(), p)
 	if err != nil {
 		return gitError(p, err)
@@ -79,10 +79,15 @@ func (s *Server) getGitSpec(w http.ResponseWriter, r *http.Request, p *store.Pip
 	if !json.Valid(obj) || len(bytes.TrimSpace(obj)) == 0 || bytes.TrimSpace(obj)[0] != '{' {
 		return errorf(http.StatusUnprocessableEntity, "%s at commit %s does not hold a definition object", f.Path, f.Commit)
 	}
-	s.ok(w, http.StatusOK, specJSON{
+	out := specJSON{
 		Spec: json.RawMessage(obj), Format: format, HeadCommitSHA: f.Commit, CommitSHA: f.Commit,
 		Source: "git", File: f.Path, Branch: gitdef.BranchOf(p),
-	})
+	}
+	if render {
+		text := string(f.Content)
+		out.Text = &text
+	}
+	s.ok(w, http.StatusOK, out)
 	return nil
 }
 
@@ -104,6 +109,7 @@ func fileContent(raw json.RawMessage, format string) ([]byte, error) {
 // repository (saveMode direct) or opens a pull request with it (pr).
 func (s *Server) saveGitSpec(w http.ResponseWriter, r *http.Request, p *store.Pipeline, b *saveBody, format string, canonical json.RawMessage) error {
 	ctx := r.Context()
+	var err error
 	if b.RequestID != "" && p.SaveMode != "pr" {
 		// A retried save answers what the first one did, instead of
 		// conflicting with its own push.
@@ -116,7 +122,13 @@ func (s *Server) saveGitSpec(w http.ResponseWriter, r *http.Request, p *store.Pi
 			return err
 		}
 	}
-	content, err := fileContent(b.Spec, format)
+	// Text as written is committed as written, comments and all.
+	var content []byte
+	if b.Text != nil {
+		content = []byte(*b.Text)
+	} else {
+		content, err = fileContent(b.Spec, format)
+	}
 	if err != nil {
 		return errorf(http.StatusBadRequest, "body.spec: cannot be written as %s: %v", format, err)
 	}

@@ -174,6 +174,10 @@ type specJSON struct {
 	Source string `json:"source,omitempty"`
 	File   string `json:"file,omitempty"`
 	Branch string `json:"branch,omitempty"`
+	// Text is the definition as text in its format, with ?render=text: the
+	// file as committed for a Git-backed pipeline, else the stored spec
+	// rendered (YAML keeps the stored key order; comments are not stored).
+	Text *string `json:"text,omitempty"`
 }
 
 // specError is one problem of a spec, positioned in the spec as sent.

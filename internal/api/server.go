@@ -33,6 +33,7 @@ import (
 	"github.com/runnel-ci/runnel/internal/gitdef"
 	"github.com/runnel-ci/runnel/internal/spec"
 	"github.com/runnel-ci/runnel/internal/store"
+	"github.com/runnel-ci/runnel/internal/web"
 )
 
 // Config is what the API needs. Store and Runs are required.
@@ -79,6 +80,9 @@ type Config struct {
 	// Images is the image build service (seed 002: /v1/repositories,
 	// /v1/builds and /api/v1/image-…); nil: those routes answer 503.
 	Images ImageService
+	// UI serves the web UI on every GET path outside the API (see
+	// web.IsUIPath); nil: none.
+	UI http.Handler
 }
 
 // Defaults of Config.
@@ -111,6 +115,8 @@ type Server struct {
 	slowAfter time.Duration
 	// images is Config.Images (nil: image routes answer 503).
 	images ImageService
+	// ui is Config.UI (nil: no web UI, every other path is a 404 envelope).
+	ui http.Handler
 
 	// touched remembers when each token's last-used time was last written, so
 	// an active client costs one write a minute instead of one per request.
@@ -145,6 +151,7 @@ func New(cfg Config) *Server {
 		approvals:   cfg.Approvals,
 		slowAfter:   cmp.Or(cfg.StreamSlowAfter, wsSlowAfter),
 		images:      cfg.Images,
+		ui:          cfg.UI,
 	}
 	if s.catalog == nil {
 		s.catalog = action.Builtins()
@@ -193,6 +200,8 @@ func (s *Server) routes() []route {
 		{method: "GET", path: "/api/v1/openapi.json", public: true, h: s.openAPI},
 		// Authenticates itself: browsers send the token as a subprotocol.
 		{method: "GET", path: "/api/v1/ws", public: true, h: s.websocketHandler},
+
+		{method: "GET", path: "/api/v1/me", h: s.me},
 
 		{method: "POST", path: "/api/v1/pipelines", h: s.createPipeline},
 		{method: "GET", path: "/api/v1/pipelines", h: s.listPipelines},
@@ -498,6 +507,10 @@ func (s *Server) outer(mux *http.ServeMux) http.Handler {
 			return
 		}
 		if _, pattern := mux.Handler(r); pattern == "" {
+			if s.ui != nil && web.IsUIPath(r.URL.Path) {
+				s.ui.ServeHTTP(rec, r)
+				return
+			}
 			s.unmatched(rec, r, mux)
 			return
 		}
@@ -613,6 +626,14 @@ func requestIDFrom(ctx context.Context) string {
 // healthz says the process serves; it touches nothing else.
 func (s *Server) healthz(w http.ResponseWriter, r *http.Request) error {
 	s.ok(w, http.StatusOK, map[string]string{"status": "ok"})
+	return nil
+}
+
+// me describes the caller: the web UI shows who is signed in and offers
+// admin-only controls to admins.
+func (s *Server) me(w http.ResponseWriter, r *http.Request) error {
+	p := principalFrom(r.Context())
+	s.ok(w, http.StatusOK, map[string]string{"subject": p.Subject, "role": p.Role, "tokenId": p.TokenID})
 	return nil
 }
 

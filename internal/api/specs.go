@@ -24,8 +24,30 @@ var specRejected = map[string]string{"content": contentRejected}
 
 // specBody is the body of POST …/spec/validate.
 type specBody struct {
-	Spec   json.RawMessage `json:"spec"`
-	Format string          `json:"format"`
+	Spec json.RawMessage `json:"spec"`
+	// Text is the definition as written, in format, instead of spec: the
+	// web UI's editor sends what the user typed, and errors then point at its
+	// lines. The server parses it exactly as it parses a definition file.
+	Text   *string `json:"text"`
+	Format string  `json:"format"`
+}
+
+// source returns the definition to parse: the text as written, or the spec
+// object. Exactly one of them must be sent.
+func (b *specBody) source() (data []byte, text bool, err error) {
+	if b.Text == nil {
+		if err := checkSpecObject(b.Spec); err != nil {
+			return nil, false, err
+		}
+		return bytes.TrimSpace(b.Spec), false, nil
+	}
+	if !isNull(b.Spec) {
+		return nil, true, errorf(http.StatusBadRequest, "body: send the definition either as spec (an object) or as text (as written), not both")
+	}
+	if len(*b.Text) > spec.MaxFileSize {
+		return nil, true, errorf(http.StatusBadRequest, "body.text: %d bytes; definitions are limited to %d MiB", len(*b.Text), spec.MaxFileSize>>20)
+	}
+	return []byte(*b.Text), true, nil
 }
 
 // saveBody is the body of POST …/spec/save.
@@ -79,10 +101,11 @@ func checkSpecObject(raw json.RawMessage) error {
 	return errorf(http.StatusBadRequest, "body.spec: must be a JSON object (namespace, version, jobs or stages), got %s", kind)
 }
 
-// specErrors parses and validates a spec object. Positions are in the spec
-// as sent: line 1, column 1 is its opening brace.
-func (s *Server) specErrors(raw json.RawMessage) (*spec.Pipeline, []specError) {
-	p, err := spec.Parse(bytes.TrimSpace(raw), spec.Options{File: "spec", Catalog: s.catalog})
+// specErrors parses and validates a definition: a spec object (positions are
+// in the spec as sent: line 1, column 1 is its opening brace) or a text as
+// written (positions in the text).
+func (s *Server) specErrors(data []byte) (*spec.Pipeline, []specError) {
+	p, err := spec.Parse(data, spec.Options{File: "spec", Catalog: s.catalog})
 	if err == nil {
 		return p, s.cronErrors(p)
 	}
@@ -126,15 +149,21 @@ func (s *Server) parseSpec(raw json.RawMessage) (json.RawMessage, string, error)
 	if err := checkSpecObject(raw); err != nil {
 		return nil, "", err
 	}
-	p, errs := s.specErrors(raw)
+	return s.parseDefinition(bytes.TrimSpace(raw), "body.spec")
+}
+
+// parseDefinition is parseSpec for a spec object or a text as written; field
+// names the body field in errors.
+func (s *Server) parseDefinition(data []byte, field string) (json.RawMessage, string, error) {
+	p, errs := s.specErrors(data)
 	if len(errs) > 0 {
-		return nil, "", invalidSpec(errs)
+		return nil, "", invalidSpec(field, errs)
 	}
 	canonical, err := json.Marshal(p)
 	if err != nil {
 		// Only a value JSON cannot hold could do this, and it came from the
 		// client's definition: theirs to fix, not a server fault.
-		return nil, "", errorf(http.StatusBadRequest, "body.spec: the definition cannot be stored as JSON: %v", err)
+		return nil, "", errorf(http.StatusBadRequest, "%s: the definition cannot be stored as JSON: %v", field, err)
 	}
 	sum := sha256.Sum256(canonical)
 	return canonical, hex.EncodeToString(sum[:]), nil
@@ -142,7 +171,7 @@ func (s *Server) parseSpec(raw json.RawMessage) (json.RawMessage, string, error)
 
 // invalidSpec is the 400 for an invalid definition: every problem in the
 // envelope's errors, the first one and the count in the message.
-func invalidSpec(errs []specError) error {
+func invalidSpec(field string, errs []specError) error {
 	first := errs[0]
 	where := first.Path
 	if first.Line > 0 {
@@ -160,13 +189,13 @@ func invalidSpec(errs []specError) error {
 	}
 	return &apiError{
 		status: http.StatusBadRequest,
-		msg:    fmt.Sprintf("body.spec: invalid definition: %s%s%s", where, first.Message, more),
+		msg:    fmt.Sprintf("%s: invalid definition: %s%s%s", field, where, first.Message, more),
 		errors: errs,
 	}
 }
 
 func (s *Server) getSpec(w http.ResponseWriter, r *http.Request) error {
-	q, err := parseQuery(r.URL.RawQuery, "version")
+	q, err := parseQuery(r.URL.RawQuery, "version", "render")
 	if err != nil {
 		return err
 	}
@@ -174,12 +203,18 @@ func (s *Server) getSpec(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
+	render := q.has("render")
+	if render {
+		if err := checkEnum("query parameter render", q.str("render"), "text"); err != nil {
+			return err
+		}
+	}
 	p, err := s.loadPipeline(r)
 	if err != nil {
 		return err
 	}
 	if version == 0 && s.gitBacked(p) {
-		return s.getGitSpec(w, r, p)
+		return s.getGitSpec(w, r, p, render)
 	}
 	sv, err := s.st.GetSpec(r.Context(), p.ID, int(version))
 	if errors.Is(err, store.ErrNotFound) {
@@ -195,10 +230,19 @@ func (s *Server) getSpec(w http.ResponseWriter, r *http.Request) error {
 	if version == 0 {
 		head = sv.CommitSHA // the head as read with the spec, not a moment before
 	}
-	s.ok(w, http.StatusOK, specJSON{
+	out := specJSON{
 		Spec: sv.Spec, Format: sv.Format, HeadCommitSHA: head, Version: sv.Version, CommitSHA: sv.CommitSHA,
 		CommitMessage: sv.CommitMessage, Editor: sv.Editor, CreatedAt: isoTime(sv.CreatedAt),
-	})
+	}
+	if render {
+		b, err := fileContent(sv.Spec, sv.Format)
+		if err != nil {
+			return fmt.Errorf("render spec of pipeline %s as %s: %w", p.ID, sv.Format, err)
+		}
+		text := string(b)
+		out.Text = &text
+	}
+	s.ok(w, http.StatusOK, out)
 	return nil
 }
 
@@ -217,13 +261,14 @@ func (s *Server) validateSpec(w http.ResponseWriter, r *http.Request) error {
 	if _, err := checkFormat(b.Format); err != nil {
 		return err
 	}
-	if err := checkSpecObject(b.Spec); err != nil {
+	data, _, err = b.source()
+	if err != nil {
 		return err
 	}
 	if _, err := s.loadPipeline(r); err != nil {
 		return err
 	}
-	_, errs := s.specErrors(b.Spec)
+	_, errs := s.specErrors(data)
 	s.ok(w, http.StatusOK, validateJSON{Valid: len(errs) == 0, Errors: append([]specError{}, errs...)})
 	return nil
 }
@@ -258,14 +303,19 @@ func (s *Server) saveSpec(w http.ResponseWriter, r *http.Request) error {
 	if err := checkPrincipal("body.editor", b.Editor); err != nil {
 		return err
 	}
-	if err := checkSpecObject(b.Spec); err != nil {
+	def, isText, err := b.source()
+	if err != nil {
 		return err
 	}
 	p, err := s.loadPipeline(r)
 	if err != nil {
 		return err
 	}
-	canonical, sha, err := s.parseSpec(b.Spec)
+	field := "body.spec"
+	if isText {
+		field = "body.text"
+	}
+	canonical, sha, err := s.parseDefinition(def, field)
 	if err != nil {
 		return err
 	}

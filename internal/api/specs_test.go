@@ -260,3 +260,193 @@ func TestCreatePipelineWithSpec(t *testing.T) {
 		t.Errorf("an invalid inline spec left a pipeline: %v", l)
 	}
 }
+
+// goodSpecText is goodSpec as written in a pipeline.yaml file, with comments
+// and blank lines.
+const goodSpecText = `# The demo pipeline, as written.
+namespace: demo.pipeline
+version: v1
+
+jobs:
+  - name: build # one job
+    steps:
+      - name: compile
+        uses: actions/go-build@v1
+        args:
+          go_version: "1.25"
+      - name: test
+        run: go test ./...
+`
+
+// typoSpecText has a typo on line 7 (a leading blank line and a comment
+// above count): stepz instead of steps.
+const typoSpecText = "\n" + `# a comment that a re-rendering would drop
+namespace: demo.pipeline
+version: v1
+jobs:
+  - name: build
+    stepz:
+      - name: test
+        run: go test ./...
+`
+
+// specErrorAt returns the first error of a list whose path mentions frag.
+func specErrorAt(t *testing.T, errs []any, frag string) map[string]any {
+	t.Helper()
+	for _, x := range errs {
+		m := x.(map[string]any)
+		if p, _ := m["path"].(string); strings.Contains(p, frag) {
+			return m
+		}
+	}
+	t.Fatalf("no error with a path mentioning %q: %v", frag, errs)
+	return nil
+}
+
+// TestSpecValidateText: the definition as written, in text, is checked
+// as a definition file is, with positions in the text.
+func TestSpecValidateText(t *testing.T) {
+	e := newEnv(t)
+	pid := e.createPipeline("build", nil)
+	path := "/api/v1/pipelines/" + pid + "/spec/validate"
+
+	ok := e.do("POST", path, map[string]any{"text": goodSpecText, "format": "yaml"}).must(t, 200).detail()
+	if ok["valid"] != true || len(ok["errors"].([]any)) != 0 {
+		t.Errorf("valid text: %v", ok)
+	}
+
+	bad := e.do("POST", path, map[string]any{"text": typoSpecText, "format": "yaml"}).must(t, 200).detail()
+	errs, _ := bad["errors"].([]any)
+	if bad["valid"] != false || len(errs) == 0 {
+		t.Fatalf("text with a typo: %v", bad)
+	}
+	typo := specErrorAt(t, errs, "stepz")
+	if typo["line"] != 7.0 || typo["column"] == 0.0 || typo["message"] == "" {
+		t.Errorf("typo error %v: want line 7 of the text as sent", typo)
+	}
+
+	// Both forms at once are refused, on validate and on save.
+	both := map[string]any{"spec": goodSpec, "text": goodSpecText}
+	const bothMsg = "body: send the definition either as spec (an object) or as text (as written), not both"
+	e.do("POST", path, both).mustErr(t, 400, bothMsg)
+	e.do("POST", "/api/v1/pipelines/"+pid+"/spec/save", both).mustErr(t, 400, bothMsg)
+	// Validation saves nothing.
+	if h := e.do("GET", "/api/v1/pipelines/"+pid, nil).must(t, 200).detail()["headVersion"]; h != 0.0 {
+		t.Errorf("validate saved a version: %v", h)
+	}
+}
+
+// TestSpecSaveText: a definition saved as text is stored as the same
+// canonical spec object as the equivalent spec, and hashes the same.
+func TestSpecSaveText(t *testing.T) {
+	e := newEnv(t)
+	pid := e.createPipeline("text", nil)
+	other := e.createPipeline("object", nil)
+	save := "/api/v1/pipelines/" + pid + "/spec/save"
+
+	v1 := e.saveSpec(pid, map[string]any{"text": goodSpecText, "format": "yaml", "requestId": "text-1"})
+	if v1["version"] != 1.0 || v1["format"] != "yaml" || v1["replayed"] != false {
+		t.Fatalf("text save: %v", v1)
+	}
+	sha1 := v1["headCommitSha"].(string)
+	obj := e.saveSpec(other, map[string]any{"spec": goodSpec, "format": "yaml"})
+	if obj["headCommitSha"] != sha1 {
+		t.Errorf("text save hashed %s, the equivalent spec object %v", sha1, obj["headCommitSha"])
+	}
+	got := e.do("GET", "/api/v1/pipelines/"+pid+"/spec", nil).must(t, 200).detail()
+	gotObj := e.do("GET", "/api/v1/pipelines/"+other+"/spec", nil).must(t, 200).detail()
+	if got["headCommitSha"] != sha1 || got["version"] != 1.0 || got["format"] != "yaml" {
+		t.Errorf("get spec: %v", got)
+	}
+	a, _ := json.Marshal(got["spec"])
+	b, _ := json.Marshal(gotObj["spec"])
+	if string(a) != string(b) {
+		t.Errorf("spec saved as text:\n%s\nsaved as an object:\n%s", a, b)
+	}
+	if _, ok := got["spec"].(map[string]any); !ok {
+		t.Errorf("the stored spec is not an object: %v", got["spec"])
+	}
+
+	// An invalid text: 400, positions in the text, nothing saved.
+	r := e.do("POST", save, map[string]any{"text": typoSpecText}).mustErr(t, 400)
+	if !strings.HasPrefix(r.errMsg(), "body.text: invalid definition") {
+		t.Errorf("errMsg %q, want it to start with body.text: invalid definition", r.errMsg())
+	}
+	errs, _ := r.env["errors"].([]any)
+	if len(errs) == 0 {
+		t.Fatalf("no errors: %s", r.body)
+	}
+	// The first problem is the job left without steps, on its own line (6)
+	// of the text as sent; the message says where.
+	first := errs[0].(map[string]any)
+	if first["path"] != "jobs[0]" || first["line"] != 6.0 || first["column"] != 5.0 {
+		t.Errorf("errors[0] = %v, want jobs[0] at line 6, column 5 of the text", first)
+	}
+	if want := "body.text: invalid definition: jobs[0] (line 6, column 5): "; !strings.HasPrefix(r.errMsg(), want) {
+		t.Errorf("errMsg %q, want it to start with %q", r.errMsg(), want)
+	}
+	if typo := specErrorAt(t, errs, "stepz"); typo["line"] != 7.0 {
+		t.Errorf("typo error %v, want line 7", typo)
+	}
+	if h := e.do("GET", "/api/v1/pipelines/"+pid, nil).must(t, 200).detail()["headVersion"]; h != 1.0 {
+		t.Errorf("headVersion %v after an invalid text, want 1", h)
+	}
+
+	// A change based on the head, then a stale one: 409.
+	v2text := strings.Replace(goodSpecText, "go test ./...", "go test -race ./...", 1)
+	v2 := e.saveSpec(pid, map[string]any{"text": v2text, "expectedHeadCommitSha": sha1})
+	sha2 := v2["headCommitSha"].(string)
+	if v2["version"] != 2.0 || sha2 == sha1 {
+		t.Fatalf("second text save: %v", v2)
+	}
+	r = e.do("POST", save, map[string]any{"text": goodSpecText, "expectedHeadCommitSha": sha1})
+	r.mustErr(t, 409, "body.expectedHeadCommitSha: stale: the pipeline's head is now "+sha2)
+	if r.env["currentHeadCommitSha"] != sha2 {
+		t.Errorf("currentHeadCommitSha = %v, want %s", r.env["currentHeadCommitSha"], sha2)
+	}
+	// A replay of the first text save answers its result.
+	replay := e.saveSpec(pid, map[string]any{"text": goodSpecText, "format": "yaml", "requestId": "text-1"})
+	if replay["version"] != 1.0 || replay["replayed"] != true || replay["headCommitSha"] != sha1 {
+		t.Errorf("replay: %v", replay)
+	}
+}
+
+// TestSpecRenderText: GET …/spec?render=text adds the definition as YAML
+// text, in the definition's key order, that saves back to the same hash.
+func TestSpecRenderText(t *testing.T) {
+	e := newEnv(t)
+	pid := e.createPipeline("render", nil)
+	other := e.createPipeline("again", nil)
+	sha := e.saveSpec(pid, map[string]any{"spec": goodSpec, "format": "yaml"})["headCommitSha"].(string)
+
+	plain := e.do("GET", "/api/v1/pipelines/"+pid+"/spec", nil).must(t, 200).detail()
+	if _, has := plain["text"]; has {
+		t.Errorf("text without render: %v", plain)
+	}
+	got := e.do("GET", "/api/v1/pipelines/"+pid+"/spec?render=text", nil).must(t, 200).detail()
+	text, _ := got["text"].(string)
+	if text == "" {
+		t.Fatalf("render=text: no text: %v", got)
+	}
+	if got["headCommitSha"] != sha || got["spec"] == nil {
+		t.Errorf("render=text: %v", got)
+	}
+	ns, ver, jobs := strings.Index(text, "namespace:"), strings.Index(text, "version:"), strings.Index(text, "jobs:")
+	if ns < 0 || ver < 0 || jobs < 0 || ns >= ver || ver >= jobs {
+		t.Errorf("key order in the text: want namespace, version, jobs:\n%s", text)
+	}
+	if strings.HasPrefix(strings.TrimSpace(text), "{") {
+		t.Errorf("the text is not YAML:\n%s", text)
+	}
+	// It parses back to the same definition.
+	again := e.saveSpec(other, map[string]any{"text": text, "format": "yaml"})
+	if again["headCommitSha"] != sha {
+		t.Errorf("the rendered text saves as %v, want %s:\n%s", again["headCommitSha"], sha, text)
+	}
+	// An older version renders too.
+	if v := e.do("GET", "/api/v1/pipelines/"+pid+"/spec?version=1&render=text", nil).must(t, 200).detail(); v["text"] != text {
+		t.Errorf("version 1 rendered: %v", v["text"])
+	}
+
+	e.do("GET", "/api/v1/pipelines/"+pid+"/spec?render=xml", nil).mustErr(t, 400, "query parameter render")
+}

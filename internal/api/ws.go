@@ -55,6 +55,10 @@ type wsParams struct {
 	StepRunID  string `json:"stepRunId,omitempty"`
 	// FromSeq resumes a run's status stream or a step's log after that seq.
 	FromSeq int64 `json:"fromSeq,omitempty"`
+	// Batch asks the logs channel for "lines" messages (data: an array of
+	// lines, in order) instead of one "line" message per line: a browser
+	// catching up on a long log spends its time per message.
+	Batch bool `json:"batch,omitempty"`
 }
 
 // key identifies a subscription within a connection (fromSeq aside).
@@ -296,6 +300,9 @@ func parseWSRequest(b []byte) (wsRequest, string) {
 	if req.Action == "subscribe" && req.Channel == "logs" && p.StepRunID == "" {
 		return wsRequest{Channel: req.Channel, Params: p}, "params.stepRunId: required for the logs channel"
 	}
+	if p.Batch && req.Channel != "logs" {
+		return wsRequest{Channel: req.Channel, Params: p}, "params.batch: only the logs channel sends lines in batches"
+	}
 	if req.Action == "subscribe" && req.Channel == "status" && p.StepRunID != "" {
 		return wsRequest{Channel: req.Channel, Params: p}, "params.stepRunId: the status channel follows a run (runId), a pipeline (pipelineId) or a project (projectId)"
 	}
@@ -357,6 +364,8 @@ func (c *wsConn) stream(ctx context.Context, key, channel string, p wsParams) {
 	}
 	var err error
 	switch {
+	case channel == "logs" && p.Batch:
+		err = c.tailBatches(ctx, p)
 	case channel == "logs":
 		err = c.s.events.TailLogs(ctx, p.StepRunID, p.FromSeq, func(l store.LogLine) error {
 			return c.send(ctx, wsMessage{Channel: channel, Type: "line", Params: p, Data: logLineJSON{
@@ -384,6 +393,38 @@ func (c *wsConn) stream(ctx context.Context, key, channel string, p wsParams) {
 		c.s.log.LogAttrs(ctx, slog.LevelError, "websocket stream failed", slog.String("channel", channel), slog.Any("error", err))
 		c.fail(channel, p, "the stream failed on the server; subscribe again to resume")
 	}
+}
+
+// wsBatchBytes bounds the message text of one "lines" message.
+const wsBatchBytes = 256 << 10
+
+// tailBatches serves a logs subscription with batch: the source's pages,
+// split so that no message carries much more than wsBatchBytes of text.
+func (c *wsConn) tailBatches(ctx context.Context, p wsParams) error {
+	send := func(lines []store.LogLine) error {
+		for len(lines) > 0 {
+			n, size := 0, 0
+			for n < len(lines) && (n == 0 || size+len(lines[n].Message) <= wsBatchBytes) {
+				size += len(lines[n].Message)
+				n++
+			}
+			out := make([]logLineJSON, n)
+			for i, l := range lines[:n] {
+				out[i] = logLineJSON{Seq: l.Seq, Time: isoTime(l.Time), Level: l.Level, Message: l.Message}
+			}
+			if err := c.send(ctx, wsMessage{Channel: "logs", Type: "lines", Params: p, Data: out}); err != nil {
+				return err
+			}
+			lines = lines[n:]
+		}
+		return nil
+	}
+	if bs, ok := c.s.events.(event.LogBatchSource); ok {
+		return bs.TailLogBatches(ctx, p.StepRunID, p.FromSeq, send)
+	}
+	return c.s.events.TailLogs(ctx, p.StepRunID, p.FromSeq, func(l store.LogLine) error {
+		return send([]store.LogLine{l})
+	})
 }
 
 // closeAll ends every subscription.

@@ -287,6 +287,7 @@ func FuzzWSRequest(f *testing.F) {
 		`{"action":"subscribe","channel":"nope"}`, `{"action":"\u0000"}`, `{"action":"subscribe"`, `[]`, `null`,
 		`{"action":"subscribe","channel":"logs","params":{"stepRunId":"x","fromSeq":-1}}`, `{} {}`,
 		`{"action":"subscribe","channel":"logs","params":{"stepRunId":"x","fromSeq":1e400}}`,
+		`{"action":"subscribe","channel":"logs","params":{"stepRunId":"sr_x","fromSeq":2,"batch":true}}`,
 	} {
 		f.Add([]byte(s))
 	}
@@ -303,4 +304,146 @@ func FuzzWSRequest(f *testing.F) {
 			t.Fatalf("accepted %s as %+v", b, req)
 		}
 	})
+}
+
+// finishStep marks wsEnv's step as done, so that its log ends.
+func finishStep(t *testing.T, e *env, stepID string) {
+	t.Helper()
+	err := e.st.UpdateRunTx(context.Background(), "run_ws", func(tx store.RunTx) error {
+		tree, err := tx.Tree()
+		if err != nil {
+			return err
+		}
+		for _, steps := range tree.Steps {
+			for _, s := range steps {
+				if s.ID == stepID {
+					s.Status = "success"
+					return tx.UpdateStep(s)
+				}
+			}
+		}
+		return fmt.Errorf("step %s not in run_ws", stepID)
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+}
+
+// wsReadBatches subscribes to a finished step's log with batch and reads
+// until the end: it returns the seqs received, in order, after checking
+// each line's text, and the number of lines messages.
+func wsReadBatches(t *testing.T, e *env, stepID string, fromSeq int) (seqs []int, messages int) {
+	t.Helper()
+	c := wsDial(t, e)
+	params := map[string]any{"stepRunId": stepID, "batch": true}
+	if fromSeq > 0 {
+		params["fromSeq"] = fromSeq
+	}
+	wsWrite(t, c, map[string]any{"action": "subscribe", "channel": "logs", "params": params})
+	for {
+		ctx, cancel := context.WithTimeout(t.Context(), 10*time.Second)
+		_, b, err := c.Read(ctx)
+		cancel()
+		if err != nil {
+			t.Fatalf("after %d lines: %v", len(seqs), err)
+		}
+		var m struct {
+			Channel string          `json:"channel"`
+			Type    string          `json:"type"`
+			Params  wsParams        `json:"params"`
+			Data    json.RawMessage `json:"data"`
+		}
+		if err := json.Unmarshal(b, &m); err != nil {
+			t.Fatal(err)
+		}
+		switch m.Type {
+		case "subscribed":
+			continue
+		case "end":
+			if messages == 0 && len(seqs) > 0 {
+				t.Errorf("lines without a lines message")
+			}
+			t.Logf("fromSeq %d: %d lines in %d messages", fromSeq, len(seqs), messages)
+			return seqs, messages
+		case "lines":
+		default:
+			t.Fatalf("got a %s message, want lines then end: %.300s", m.Type, b)
+		}
+		messages++
+		if m.Channel != "logs" || m.Params.StepRunID != stepID || !m.Params.Batch {
+			t.Errorf("lines message for %s %+v", m.Channel, m.Params)
+		}
+		var lines []struct {
+			Seq     int    `json:"seq"`
+			Level   string `json:"level"`
+			Time    string `json:"time"`
+			Message string `json:"message"`
+		}
+		if err := json.Unmarshal(m.Data, &lines); err != nil {
+			t.Fatalf("lines data is not an array of lines: %v: %.300s", err, m.Data)
+		}
+		if len(lines) == 0 {
+			t.Errorf("an empty lines message")
+		}
+		for _, l := range lines {
+			if !strings.HasPrefix(l.Message, fmt.Sprintf("line-%d ", l.Seq)) || l.Level != "info" || l.Time == "" {
+				t.Fatalf("line %d: %+v", l.Seq, l)
+			}
+			seqs = append(seqs, l.Seq)
+		}
+	}
+}
+
+// TestWebSocketLogBatches: a logs subscription with batch gets the log as
+// "lines" messages, each an array of lines, in order without gaps or
+// repeats, from fromSeq on, then "end" for a finished step; other channels
+// refuse batch.
+func TestWebSocketLogBatches(t *testing.T) {
+	const lines = 1200
+	e, stepID := wsEnv(t, lines)
+	finishStep(t, e, stepID)
+
+	check := func(seqs []int, from int) {
+		t.Helper()
+		if len(seqs) != lines-from {
+			t.Errorf("fromSeq %d: %d lines, want %d", from, len(seqs), lines-from)
+		}
+		for i, s := range seqs {
+			if s != from+i+1 {
+				t.Fatalf("fromSeq %d: line %d has seq %d, want %d (a gap or a repeat)", from, i, s, from+i+1)
+			}
+		}
+	}
+	seqs, messages := wsReadBatches(t, e, stepID, 0)
+	check(seqs, 0)
+	if messages >= lines/100 {
+		t.Errorf("%d lines came in %d messages: not batched", len(seqs), messages)
+	}
+	seqs, _ = wsReadBatches(t, e, stepID, 1000)
+	check(seqs, 1000)
+	seqs, messages = wsReadBatches(t, e, stepID, lines)
+	check(seqs, lines)
+	if messages != 0 {
+		t.Errorf("fromSeq at the end: %d lines messages, want none", messages)
+	}
+
+	// Only the logs channel batches.
+	c := wsDial(t, e)
+	if err := c.Write(t.Context(), websocket.MessageText, []byte(`{"action":"subscribe","channel":"status","params":{"runId":"run_ws","batch":true}}`)); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(t.Context(), 5*time.Second)
+	defer cancel()
+	_, b, err := c.Read(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var m wsMessage
+	if err := json.Unmarshal(b, &m); err != nil {
+		t.Fatal(err)
+	}
+	msg, _ := m.Data.(map[string]any)["message"].(string)
+	if m.Type != "error" || msg != "params.batch: only the logs channel sends lines in batches" {
+		t.Errorf("status with batch: got %s", b)
+	}
 }

@@ -27,6 +27,13 @@ type Filter struct {
 // goroutine, until ctx ends (returning ctx's error), send fails (returning
 // its error), or the stream is complete (nil). Unknown runs and steps are
 // store.ErrNotFound; a consumer whose send blocks too long gets ErrTooSlow.
+// LogBatchSource is a Source that can hand over a step's log lines a page
+// at a time: TailLogs's stream in the same order, with the same ending, but
+// in slices (never empty), so a gateway can send a batch per message.
+type LogBatchSource interface {
+	TailLogBatches(ctx context.Context, stepRunID string, fromSeq int64, send func([]store.LogLine) error) error
+}
+
 type Source interface {
 	// WatchRun streams the run's events with Seq > fromSeq: the recorded
 	// ones first, then new ones as they commit on any replica, each once,

@@ -291,6 +291,19 @@ func finalStep(status string) bool {
 // report its final status, so once the status read before a read of the
 // lines is final, that read has the last of them.
 func (h *Hub) TailLogs(ctx context.Context, stepRunID string, fromSeq int64, send func(store.LogLine) error) error {
+	return h.TailLogBatches(ctx, stepRunID, fromSeq, func(lines []store.LogLine) error {
+		for _, l := range lines {
+			if err := send(l); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+}
+
+// TailLogBatches implements LogBatchSource: TailLogs a page of lines at a
+// time.
+func (h *Hub) TailLogBatches(ctx context.Context, stepRunID string, fromSeq int64, send func([]store.LogLine) error) error {
 	wake, release := h.register("s:" + stepRunID)
 	defer release()
 	cursor := fromSeq
@@ -303,11 +316,11 @@ func (h *Hub) TailLogs(ctx context.Context, stepRunID string, fromSeq int64, sen
 		if err != nil {
 			return err
 		}
-		for _, l := range lines {
-			if err := send(l); err != nil {
+		if len(lines) > 0 {
+			if err := send(lines); err != nil {
 				return err
 			}
-			cursor = l.Seq
+			cursor = lines[len(lines)-1].Seq
 		}
 		if len(lines) == page {
 			continue
