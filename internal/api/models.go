@@ -175,8 +175,9 @@ type specJSON struct {
 	File   string `json:"file,omitempty"`
 	Branch string `json:"branch,omitempty"`
 	// Text is the definition as text in its format, with ?render=text: the
-	// file as committed for a Git-backed pipeline, else the stored spec
-	// rendered (YAML keeps the stored key order; comments are not stored).
+	// file as committed for a Git-backed pipeline, the text as written for a
+	// version saved as text, else the stored spec rendered (YAML in the
+	// stored key order).
 	Text *string `json:"text,omitempty"`
 }
 

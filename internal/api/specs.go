@@ -32,6 +32,13 @@ type specBody struct {
 	Format string  `json:"format"`
 }
 
+func textOf(t *string) string {
+	if t == nil {
+		return ""
+	}
+	return *t
+}
+
 // source returns the definition to parse: the text as written, or the spec
 // object. Exactly one of them must be sent.
 func (b *specBody) source() (data []byte, text bool, err error) {
@@ -234,7 +241,9 @@ func (s *Server) getSpec(w http.ResponseWriter, r *http.Request) error {
 		Spec: sv.Spec, Format: sv.Format, HeadCommitSHA: head, Version: sv.Version, CommitSHA: sv.CommitSHA,
 		CommitMessage: sv.CommitMessage, Editor: sv.Editor, CreatedAt: isoTime(sv.CreatedAt),
 	}
-	if render {
+	if render && sv.Text != "" {
+		out.Text = &sv.Text
+	} else if render {
 		b, err := fileContent(sv.Spec, sv.Format)
 		if err != nil {
 			return fmt.Errorf("render spec of pipeline %s as %s: %w", p.ID, sv.Format, err)
@@ -340,6 +349,7 @@ func (s *Server) saveSpec(w http.ResponseWriter, r *http.Request) error {
 		CommitMessage: b.CommitMessage,
 		Editor:        subjectOr(r, b.Editor),
 		RequestID:     reqID,
+		Text:          textOf(b.Text),
 		CreatedAt:     s.now().UTC(),
 	}
 	saved, replayed, err := s.st.SaveSpec(r.Context(), sv, b.ExpectedHeadCommitSHA)

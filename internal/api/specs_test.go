@@ -450,3 +450,28 @@ func TestSpecRenderText(t *testing.T) {
 
 	e.do("GET", "/api/v1/pipelines/"+pid+"/spec?render=xml", nil).mustErr(t, 400, "query parameter render")
 }
+
+// TestSpecTextKeptAsWritten: a definition saved as text comes back as written,
+// comments and layout included; a change of comments alone is a new version
+// with the same headCommitSha (which hashes the parsed definition).
+func TestSpecTextKeptAsWritten(t *testing.T) {
+	e := newEnv(t)
+	pid := e.createPipeline("as-written", nil)
+	text := "\n# built on every push\nnamespace: demo.kept\nversion: v1\njobs:\n  - name: build   # the only job\n    steps:\n      - run: echo hi\n"
+	first := e.saveSpec(pid, map[string]any{"text": text, "format": "yaml"})
+	got := e.do("GET", "/api/v1/pipelines/"+pid+"/spec?render=text", nil).must(t, 200).detail()
+	if got["text"] != text {
+		t.Fatalf("render=text: %q, want the text as written %q", got["text"], text)
+	}
+	edited := strings.Replace(text, "# the only job", "# still the only job", 1)
+	second := e.saveSpec(pid, map[string]any{"text": edited, "format": "yaml", "expectedHeadCommitSha": first["headCommitSha"]})
+	if second["headCommitSha"] != first["headCommitSha"] || second["version"] != float64(2) {
+		t.Fatalf("comment-only save: %v after %v", second, first)
+	}
+	if got := e.do("GET", "/api/v1/pipelines/"+pid+"/spec?render=text", nil).must(t, 200).detail(); got["text"] != edited {
+		t.Fatalf("after the comment change: %q", got["text"])
+	}
+	if got := e.do("GET", "/api/v1/pipelines/"+pid+"/spec?version=1&render=text", nil).must(t, 200).detail(); got["text"] != text {
+		t.Fatalf("version 1: %q", got["text"])
+	}
+}

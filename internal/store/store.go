@@ -94,8 +94,12 @@ type SpecVersion struct {
 	// CommitSHA is the content hash of Spec (hex SHA-256 of the canonical JSON).
 	CommitSHA string
 	// Spec is the structured definition as canonical JSON.
-	Spec          json.RawMessage
-	Format        string // json | yaml | yml: how the author wrote it
+	Spec   json.RawMessage
+	Format string // json | yaml | yml: how the author wrote it
+	// Text is the definition as written, when it was saved as text ("" when
+	// saved as a spec object). Spec and CommitSHA are derived from it;
+	// a change of comments or layout alone keeps the CommitSHA.
+	Text          string
 	CommitMessage string
 	Editor        string
 	RequestID     string

@@ -285,9 +285,9 @@ func (s *Store) SaveSpec(ctx context.Context, sv *store.SpecVersion, expectedHea
 			return fmt.Errorf("%s: %w", op, &store.HeadConflictError{Current: head})
 		}
 		saved.Version = version + 1
-		if _, err := s.exec(ctx, tx, `INSERT INTO spec_versions (`+specCols+`) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+		if _, err := s.exec(ctx, tx, `INSERT INTO spec_versions (`+specCols+`) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
 			saved.PipelineID, saved.Version, saved.CommitSHA, spec, saved.Format, saved.CommitMessage,
-			saved.Editor, saved.RequestID, micros(saved.CreatedAt)); err != nil {
+			saved.Editor, saved.RequestID, micros(saved.CreatedAt), saved.Text); err != nil {
 			return err
 		}
 		_, err = s.exec(ctx, tx, `UPDATE pipelines SET head_version = ?, head_commit_sha = ? WHERE id = ?`,

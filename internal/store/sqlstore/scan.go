@@ -118,7 +118,7 @@ func scanPipeline(sc scanner) (*store.Pipeline, error) {
 	return &p, nil
 }
 
-const specCols = `pipeline_id, version, commit_sha, spec, format, commit_message, editor, request_id, created_at`
+const specCols = `pipeline_id, version, commit_sha, spec, format, commit_message, editor, request_id, created_at, source_text`
 
 func scanSpec(sc scanner) (*store.SpecVersion, error) {
 	var (
@@ -127,7 +127,7 @@ func scanSpec(sc scanner) (*store.SpecVersion, error) {
 		created int64
 	)
 	if err := sc.Scan(&sv.PipelineID, &sv.Version, &sv.CommitSHA, &spec, &sv.Format, &sv.CommitMessage,
-		&sv.Editor, &sv.RequestID, &created); err != nil {
+		&sv.Editor, &sv.RequestID, &created, &sv.Text); err != nil {
 		return nil, err
 	}
 	sv.Spec = fromRawJSON(spec)

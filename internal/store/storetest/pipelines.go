@@ -141,11 +141,21 @@ func testSpecs(t *testing.T, open func(t *testing.T) store.Store) {
 		if replayed || v1.Version != 1 || v1.CommitSHA != hex.EncodeToString(sum[:]) {
 			t.Fatalf("v1 = %+v replayed=%v; want version 1 with the spec's SHA-256", v1, replayed)
 		}
+		text := "# the definition as written\nv: 2 # kept\n"
 		v2, _, err := f.st.SaveSpec(f.ctx, &store.SpecVersion{PipelineID: p.ID, Spec: json.RawMessage(`{"v":2}`),
-			CommitSHA: "sha2", Format: "json", RequestID: "req-2", CreatedAt: at(2)}, v1.CommitSHA)
+			CommitSHA: "sha2", Format: "json", Text: text, RequestID: "req-2", CreatedAt: at(2)}, v1.CommitSHA)
 		noErr(t, "SaveSpec v2 on head v1", err)
 		if v2.Version != 2 || v2.CommitSHA != "sha2" {
 			t.Fatalf("v2 = %+v, want version 2 sha2", v2)
+		}
+		// The text as written comes back as written; a version saved as an
+		// object has none.
+		for v, want := range map[int]string{2: text, 1: ""} {
+			got, err := f.st.GetSpec(f.ctx, p.ID, v)
+			noErr(t, "GetSpec", err)
+			if got.Text != want {
+				t.Fatalf("version %d text %q, want %q", v, got.Text, want)
+			}
 		}
 		got, err := f.st.GetPipeline(f.ctx, p.ID)
 		noErr(t, "GetPipeline", err)
