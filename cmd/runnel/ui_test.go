@@ -278,6 +278,9 @@ func TestWebUI(t *testing.T) {
 			chromedp.Click(`.page .row button.btn.primary`, chromedp.ByQuery),
 			waitJS(`document.querySelector('.toast')?.textContent.includes('Saved version 1')`))
 		b.shot("editor")
+		// Reopened, the definition is the text as written, comment included.
+		b.open("/pipelines/" + pipelineID + "/definition")
+		b.run("reopen", 20*time.Second, waitJS(`document.querySelector('.editor textarea')?.value.includes('# who to greet')`))
 		// Someone else saves meanwhile: saving again shows the conflict and keeps the text.
 		var spec map[string]any
 		c.do("GET", "/api/v1/pipelines/"+pipelineID+"/spec", nil, &spec)
@@ -300,7 +303,7 @@ func TestWebUI(t *testing.T) {
 		}
 		b.run("load theirs", 20*time.Second,
 			chromedp.Click(`//button[text()="Discard mine and load theirs"]`, chromedp.BySearch),
-			waitJS(`document.querySelector('.editor textarea').value.includes('default: team') && !document.querySelector('.alert.warn')`))
+			waitJS(`document.querySelector('.editor textarea').value.includes('who: team') && !document.querySelector('.alert.warn')`))
 	})
 
 	step("trigger with variables and watch the log", func(t *testing.T) {

@@ -139,6 +139,14 @@ export function dialog(title, body, buttons = [['Cancel', null], ['OK', 'ok', 'p
       h('div.actions', buttons.map(([label, value, cls]) =>
         h(`button.btn${cls ? '.' + cls : ''}`, {value: value ?? '', type: 'submit'}, label))));
     const dlg = h('dialog', {'aria-label': title}, form);
+    // Enter in a one-line input means the action (the last button), where the
+    // form's implicit default would be the first one, Cancel.
+    form.addEventListener('keydown', (e) => {
+      if (e.key === 'Enter' && e.target.tagName === 'INPUT' && !['checkbox', 'radio', 'button', 'submit'].includes(e.target.type)) {
+        e.preventDefault();
+        form.requestSubmit([...form.querySelectorAll('.actions button')].pop());
+      }
+    });
     document.body.append(dlg);
     dlg.addEventListener('close', () => {
       const v = dlg.returnValue;
@@ -147,6 +155,39 @@ export function dialog(title, body, buttons = [['Cancel', null], ['OK', 'ok', 'p
     });
     dlg.showModal();
   });
+}
+
+/**
+ * A dialog whose OK runs action(); errors stay in the dialog. Resolves true
+ * when action succeeded, null when cancelled.
+ */
+export function formDialog(title, body, okLabel, action, cls = 'primary') {
+  const msg = h('div', {'aria-live': 'polite'});
+  const done = dialog(title, [body, msg], [['Cancel', null], [okLabel, 'ok', cls]]);
+  const form = msg.closest('form');
+  const dlg = form.closest('dialog');
+  const cancel = form.querySelector('button[value=""]');
+  if (cancel) cancel.formNoValidate = true;
+  let busy = false;
+  form.addEventListener('submit', async (e) => {
+    const btn = e.submitter;
+    if (!btn || btn.value !== 'ok') return;
+    e.preventDefault();
+    if (busy) return;
+    busy = true;
+    btn.disabled = true;
+    mount(msg);
+    try {
+      await action();
+      dlg.close('ok');
+    } catch (err) {
+      mount(msg, errorBox(err));
+    } finally {
+      busy = false;
+      btn.disabled = false;
+    }
+  });
+  return done.then((v) => (v === 'ok' ? true : null));
 }
 
 export const confirm = (title, message, action = 'OK', cls = 'primary') =>

@@ -207,6 +207,8 @@ export class LogView {
   render() {
     const n = this.msgs.length;
     const height = n * ROW;
+    const digits = String(this.lastSeq || 1).length;
+    if (digits !== this.digits) { this.digits = digits; this.view.style.setProperty('--ln', `${Math.max(4, digits) + 2}ch`); }
     if (this.spacer.offsetHeight !== height) this.spacer.style.height = height + 'px';
     this.updateCounts();
     if (this.follow && n) {

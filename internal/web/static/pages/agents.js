@@ -1,7 +1,7 @@
 // Agents: the machines that run jobs, and (admins only) the registration
 // tokens new agents join with.
 
-import {h, mount, badge, when, toast, dialog, confirm, errorBox, copy, field} from '../lib/dom.js';
+import {h, mount, badge, when, toast, dialog, confirm, errorBox, copy, field, formDialog} from '../lib/dom.js';
 import {get, post, put, del, session} from '../lib/api.js';
 
 const STATUSES = ['online', 'offline', 'disabled'];
@@ -315,45 +315,4 @@ function keepFocus(box, fn) {
   const key = box.contains(document.activeElement) ? document.activeElement.dataset?.focusKey : null;
   fn();
   if (key) box.querySelector(`[data-focus-key="${CSS.escape(key)}"]`)?.focus();
-}
-
-/**
- * A dialog whose OK runs action(); errors stay in the dialog. Resolves true
- * when action succeeded, null when cancelled.
- */
-function formDialog(title, body, okLabel, action, cls = 'primary') {
-  const msg = h('div', {'aria-live': 'polite'});
-  const done = dialog(title, [body, msg], [['Cancel', null], [okLabel, 'ok', cls]]);
-  const form = msg.closest('form');
-  const dlg = form.closest('dialog');
-  const cancel = form.querySelector('button[value=""]');
-  const ok = form.querySelector('button[value="ok"]');
-  if (cancel) cancel.formNoValidate = true;
-  // Enter in a one-line input means OK (the implicit default button would be Cancel).
-  form.addEventListener('keydown', (e) => {
-    if (e.key === 'Enter' && e.target.tagName === 'INPUT' && !['checkbox', 'radio', 'button', 'submit'].includes(e.target.type)) {
-      e.preventDefault();
-      form.requestSubmit(ok);
-    }
-  });
-  let busy = false;
-  form.addEventListener('submit', async (e) => {
-    const btn = e.submitter;
-    if (!btn || btn.value !== 'ok') return;
-    e.preventDefault();
-    if (busy) return;
-    busy = true;
-    btn.disabled = true;
-    mount(msg);
-    try {
-      await action();
-      dlg.close('ok');
-    } catch (err) {
-      mount(msg, errorBox(err));
-    } finally {
-      busy = false;
-      btn.disabled = false;
-    }
-  });
-  return done.then((v) => (v === 'ok' ? true : null));
 }

@@ -199,8 +199,7 @@ export default async function render(ctx) {
     conflict,
     problems,
     h('div.editor', gutter, h('div.code', bands, ta)),
-    h('p.hint', 'Tab indents; Escape then Tab leaves the editor; Ctrl+S saves. ',
-      format === 'yaml' && doc?.source !== 'git' ? 'Definitions stored by Runnel keep their structure, not comments.' : '')));
+    h('p.hint', 'Tab indents; Escape then Tab leaves the editor; Ctrl+S saves. The text is kept as written, comments included.')));
   drawGutter();
   validate();
 }
