@@ -22,7 +22,7 @@ export function h(tag, attrs, ...children) {
     if (v === false || v == null) continue;
     if (k.startsWith('on') && typeof v === 'function') el.addEventListener(k.slice(2), v);
     else if (k === 'class' || k === 'className') el.className = [el.className, v].filter(Boolean).join(' ');
-    else if (k === 'value') el.value = v;
+    else if (k === 'value') { if ('defaultValue' in el) el.defaultValue = v; el.value = v; } // the default too: form.reset() keeps it
     else if (k === 'checked') el.checked = !!v;
     else if (v === true) el.setAttribute(k, '');
     else el.setAttribute(k, String(v));
