@@ -12,9 +12,11 @@ import (
 	"testing"
 	"time"
 
+	cdpbrowser "github.com/chromedp/cdproto/browser"
 	"github.com/chromedp/cdproto/emulation"
 	"github.com/chromedp/cdproto/runtime"
 	"github.com/chromedp/chromedp"
+	"github.com/chromedp/chromedp/kb"
 )
 
 // The web UI, driven in a real headless Chromium against a real `runnel
@@ -328,6 +330,27 @@ func TestWebUI(t *testing.T) {
 			t.Fatalf("ANSI rendering: %+v", ansi)
 		}
 		b.shot("run")
+		// Timestamps toggle; the download is the whole stored log as text.
+		dl := t.TempDir()
+		b.run("timestamps", 20*time.Second,
+			chromedp.Click(`//button[text()="Timestamps"]`, chromedp.BySearch),
+			waitJS(`document.querySelectorAll('.log-line .ts').length === 2 && /^\d\d:\d\d:\d\d\.\d{3}$/.test(document.querySelector('.log-line .ts').textContent)`),
+			chromedp.Click(`//button[text()="Timestamps"]`, chromedp.BySearch),
+			waitJS(`document.querySelectorAll('.log-line .ts').length === 0`),
+			cdpbrowser.SetDownloadBehavior(cdpbrowser.SetDownloadBehaviorBehaviorAllow).WithDownloadPath(dl),
+			chromedp.Click(`//button[contains(., "Download")]`, chromedp.BySearch))
+		var got []byte
+		waitFor(t, 20*time.Second, "the downloaded log", func() bool {
+			files, _ := filepath.Glob(filepath.Join(dl, "*.log"))
+			if len(files) != 1 {
+				return false
+			}
+			got, _ = os.ReadFile(files[0])
+			return len(got) > 0
+		})
+		if want := "\x1b[32mgreen\x1b[0m and plain\nhello, browser\n"; string(got) != want {
+			t.Fatalf("downloaded log %q, want %q", got, want)
+		}
 		b.run("runs list", 20*time.Second,
 			chromedp.Click(`.crumbs a[href^="/pipelines/pl_"]`, chromedp.ByQuery),
 			waitJS(`document.querySelector('tbody a[href^="/runs/"]')?.textContent === '#1'`))
@@ -566,6 +589,28 @@ func TestWebUI(t *testing.T) {
 			t.Errorf("the run page scrolls sideways on a phone")
 		}
 		b.shot("phone-run-dark")
+	})
+
+	step("keyboard only", func(t *testing.T) {
+		b.t = t
+		b.open("/pipelines/" + pipelineID)
+		// Tab to the Run button, Enter; the dialog's first field has the
+		// focus; type, Enter runs (not Cancel).
+		var focused string
+		for i := 0; i < 40 && !strings.Contains(focused, "Run"); i++ {
+			b.run("tab", 5*time.Second, chromedp.KeyEvent(kb.Tab), chromedp.Evaluate(`document.activeElement.textContent`, &focused))
+		}
+		if !strings.Contains(focused, "Run") {
+			t.Fatalf("Tab never reached the Run button (last: %q)", focused)
+		}
+		b.run("run from the keyboard", 60*time.Second,
+			chromedp.KeyEvent(kb.Enter),
+			waitJS(`document.activeElement?.name === 'who'`),
+			chromedp.Evaluate(`document.activeElement.select()`, nil),
+			chromedp.KeyEvent("keys"),
+			chromedp.KeyEvent(kb.Enter),
+			waitJS(`location.pathname.startsWith('/runs/')`),
+			waitJS(`document.querySelector('.log-view')?.textContent.includes('hello, keys')`))
 	})
 
 	step("sign out", func(t *testing.T) {
