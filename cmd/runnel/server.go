@@ -727,6 +727,11 @@ type runControl struct {
 // schedules are saved.
 func (r runControl) CronMinInterval() time.Duration { return r.cronMin }
 
+// JobNeeds lets the run detail show which jobs each job waits for.
+func (r runControl) JobNeeds(ctx context.Context, run *store.Run) (map[string][]string, error) {
+	return r.s.JobNeeds(ctx, run)
+}
+
 func (r runControl) Trigger(ctx context.Context, pipelineID string, req api.TriggerRequest) (*store.Run, bool, error) {
 	// A conversion, not a field-by-field copy: a field added to one struct
 	// and not the other fails to compile instead of being dropped.

@@ -423,6 +423,20 @@ func TestWebUI(t *testing.T) {
 		b.run("gate shown", 60*time.Second,
 			waitJS(`document.querySelector('.approval')?.textContent.includes('Ship it?')`),
 			waitJS(`[...document.querySelectorAll('.job .reason')].some(e => e.textContent.includes('waiting for the approval'))`))
+		b.run("the job graph says what ship waits for", 10*time.Second,
+			waitJS(`[...document.querySelectorAll('.job')].some(j => j.textContent.includes('ship') && j.querySelector('.needs')?.textContent === '↳ after build')`))
+		var withNeeds struct {
+			Stages []struct {
+				Jobs []struct {
+					Key   string   `json:"key"`
+					Needs []string `json:"needs"`
+				} `json:"jobs"`
+			} `json:"stages"`
+		}
+		c.do("GET", "/api/v1/pipelines/runs/"+runID, nil, &withNeeds)
+		if jobs := withNeeds.Stages[0].Jobs; len(jobs) != 2 || len(jobs[0].Needs) != 0 || len(jobs[1].Needs) != 1 || jobs[1].Needs[0] != "default/build" {
+			t.Fatalf("needs in the run detail: %+v", withNeeds)
+		}
 		b.shot("run-approval")
 		b.run("approve", 60*time.Second,
 			chromedp.SendKeys(`.approval input`, "looks good", chromedp.ByQuery),

@@ -37,6 +37,13 @@ type RunControl interface {
 	Resume(ctx context.Context, runID, operator, reason string) (*store.Run, error)
 }
 
+// JobNeeder is implemented by a RunControl that can say which jobs each job
+// of a run waits for (the plan's needs, by job key); the run detail shows
+// them. Without it jobs carry no needs.
+type JobNeeder interface {
+	JobNeeds(ctx context.Context, run *store.Run) (map[string][]string, error)
+}
+
 // ArtifactSource is what the API needs of the artifact service (package
 // artifact implements it).
 type ArtifactSource interface {

@@ -278,19 +278,21 @@ type stageJSON struct {
 }
 
 type jobJSON struct {
-	JobRunID       string            `json:"jobRunId"`
-	Key            string            `json:"key"`
-	Name           string            `json:"name"`
-	Status         string            `json:"status"`
-	Attempt        int               `json:"attempt"`
-	AllowedFailure bool              `json:"allowedFailure"`
-	Reason         string            `json:"reason"`
-	AgentID        string            `json:"agentId"`
-	Outputs        map[string]string `json:"outputs"`
-	QueuedAt       *string           `json:"queuedAt"`
-	StartedAt      *string           `json:"startedAt"`
-	EndedAt        *string           `json:"endedAt"`
-	Steps          []stepJSON        `json:"steps"`
+	JobRunID       string `json:"jobRunId"`
+	Key            string `json:"key"`
+	Name           string `json:"name"`
+	Status         string `json:"status"`
+	Attempt        int    `json:"attempt"`
+	AllowedFailure bool   `json:"allowedFailure"`
+	Reason         string `json:"reason"`
+	AgentID        string `json:"agentId"`
+	// Needs are the keys of the jobs this one waits for (the plan's needs).
+	Needs     []string          `json:"needs"`
+	Outputs   map[string]string `json:"outputs"`
+	QueuedAt  *string           `json:"queuedAt"`
+	StartedAt *string           `json:"startedAt"`
+	EndedAt   *string           `json:"endedAt"`
+	Steps     []stepJSON        `json:"steps"`
 }
 
 type stepJSON struct {
@@ -340,6 +342,7 @@ func toRunDetailJSON(tree *store.RunTree, timeline []*store.TimelineEntry) runDe
 			Reason:         j.Reason,
 			AgentID:        j.AgentID,
 			Outputs:        outputs,
+			Needs:          []string{},
 			QueuedAt:       isoPtr(j.QueuedAt),
 			StartedAt:      isoPtr(j.StartedAt),
 			EndedAt:        isoPtr(j.EndedAt),

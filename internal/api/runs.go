@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"errors"
 	"fmt"
+	"log/slog"
 	"net/http"
 	"strings"
 	"time"
@@ -136,6 +137,21 @@ func (s *Server) runDetail(r *http.Request, id string) (runDetailJSON, error) {
 		return runDetailJSON{}, fmt.Errorf("get the timeline of run %s: %w", id, err)
 	}
 	d := toRunDetailJSON(tree, timeline)
+	if jn, ok := s.runs.(JobNeeder); ok {
+		// The graph's edges; a run whose definition cannot be planned again
+		// (it failed before planning) shows its jobs without them.
+		if needs, err := jn.JobNeeds(r.Context(), tree.Run); err == nil {
+			for i := range d.Stages {
+				for k := range d.Stages[i].Jobs {
+					if n := needs[d.Stages[i].Jobs[k].Key]; n != nil {
+						d.Stages[i].Jobs[k].Needs = n
+					}
+				}
+			}
+		} else {
+			s.log.LogAttrs(r.Context(), slog.LevelDebug, "run detail without needs", slog.String("run_id", id), slog.Any("error", err))
+		}
+	}
 	d.Definition = &runDefinitionJSON{Source: "store", SpecVersion: tree.Run.SpecVersion}
 	if tree.Run.SpecVersion == 0 {
 		rd, err := s.st.GetRunDefinition(r.Context(), id)

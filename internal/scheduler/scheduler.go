@@ -387,6 +387,42 @@ func (s *Scheduler) planFor(ctx context.Context, run *store.Run) (*plan.Plan, er
 	if pl != nil {
 		return pl, nil
 	}
+	pl, err := s.buildPlan(ctx, run)
+	if err != nil {
+		return nil, err
+	}
+	s.mu.Lock()
+	s.plans[run.ID] = pl
+	s.mu.Unlock()
+	return pl, nil
+}
+
+// JobNeeds returns, for each job of the run (by key), the keys of the jobs
+// it needs; jobs without needs are absent. A run being driven uses its
+// cached plan; any other run's plan is rebuilt and not kept.
+func (s *Scheduler) JobNeeds(ctx context.Context, run *store.Run) (map[string][]string, error) {
+	s.mu.Lock()
+	pl := s.plans[run.ID]
+	s.mu.Unlock()
+	if pl == nil {
+		var err error
+		if pl, err = s.buildPlan(ctx, run); err != nil {
+			return nil, err
+		}
+	}
+	out := map[string][]string{}
+	for _, st := range pl.Stages {
+		for _, j := range st.Jobs {
+			if len(j.Needs) > 0 {
+				out[j.ID] = append([]string(nil), j.Needs...)
+			}
+		}
+	}
+	return out, nil
+}
+
+// buildPlan plans a stored run from its definition.
+func (s *Scheduler) buildPlan(ctx context.Context, run *store.Run) (*plan.Plan, error) {
 	p, err := s.st.GetPipeline(ctx, run.PipelineID)
 	if err != nil {
 		return nil, err
@@ -409,17 +445,10 @@ func (s *Scheduler) planFor(ctx context.Context, run *store.Run) (*plan.Plan, er
 			return nil, fmt.Errorf("run %s: definition version %d: %w", run.ID, run.SpecVersion, err)
 		}
 	}
-	pl, err = plan.New(plan.Input{
+	return plan.New(plan.Input{
 		Spec: def, Pipeline: pipelineCtx(p, def), Run: expr.Run{ID: run.ID, Number: run.Number},
 		Trigger: triggerCtx(run), Variables: run.Variables,
 	})
-	if err != nil {
-		return nil, err
-	}
-	s.mu.Lock()
-	s.plans[run.ID] = pl
-	s.mu.Unlock()
-	return pl, nil
 }
 
 func (s *Scheduler) forget(runID string) {

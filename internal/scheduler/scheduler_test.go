@@ -418,3 +418,44 @@ func TestUnacknowledgedClaim(t *testing.T) {
 		t.Fatalf("claim after release: %+v %v", c2, err)
 	}
 }
+
+// TestJobNeeds: the run detail's graph edges, matrix expanded, for a run
+// being driven and for a finished one (planned again, not cached).
+func TestJobNeeds(t *testing.T) {
+	e := newEnv(t, 5*time.Second, "agent-needs")
+	id := e.pipeline(`namespace: t
+jobs:
+  - name: build
+    matrix: {go: ["1.25", "1.26"]}
+    steps: [{run: 'true'}]
+  - name: test
+    needs: build
+    steps: [{run: 'true'}]
+  - name: ship
+    needs: [test]
+    steps: [{run: 'true'}]
+`)
+	run, _, err := e.sched.Trigger(context.Background(), id, scheduler.TriggerRequest{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := map[string][]string{
+		"default/test": {"default/build[go=1.25]", "default/build[go=1.26]"},
+		"default/ship": {"default/test"},
+	}
+	check := func(when string) {
+		t.Helper()
+		got, err := e.sched.JobNeeds(context.Background(), run)
+		if err != nil {
+			t.Fatalf("%s: %v", when, err)
+		}
+		if fmt.Sprint(got) != fmt.Sprint(want) {
+			t.Fatalf("%s: needs %v, want %v", when, got, want)
+		}
+	}
+	check("while running")
+	if tree := e.wait(run.ID, 30*time.Second); tree.Run.Status != "success" {
+		t.Fatalf("run: %s", describe(tree))
+	}
+	check("after the end")
+}

@@ -252,6 +252,7 @@ export default async function render(ctx) {
   };
 
   const drawGraph = () => {
+    const nameOf = new Map(jobs().map((j) => [j.key, j.name]));
     mount(graphEl, run.stages.map((st) => h('section.stage', {'aria-label': `Stage ${st.name}`},
       h('h3', statusIcon(stageStatus(st)), st.name),
       st.jobs.map((j) => {
@@ -262,6 +263,7 @@ export default async function render(ctx) {
         },
         h('div.jname', statusIcon(j.status), h('span.n', j.name), j.startedAt ? h('span.muted', j.endedAt ? span(j.startedAt, j.endedAt) : h('span', {'data-start': j.startedAt}, span(j.startedAt))) : null),
         h('div.jmeta',
+          j.needs?.length ? h('span.needs', {title: 'needs ' + j.needs.join(', ')}, '↳ after ' + j.needs.map((k) => nameOf.get(k) || k).join(', ')) : null,
           mx.length ? h('span', mx.map(([k, v]) => h('span.chip', `${k}=${v}`))) : null,
           j.attempt > 1 ? h('span', `attempt ${j.attempt}`) : null,
           j.agentId ? h('span', {title: 'agent'}, `⚙ ${j.agentId}`) : null,
@@ -288,6 +290,7 @@ export default async function render(ctx) {
         h('dt', 'key'), h('dd', h('code', j.key)),
         mx.length ? [h('dt', 'matrix'), h('dd', mx.map(([k, v]) => h('span.chip', `${k}=${v}`)))] : null,
         h('dt', 'attempt'), h('dd', String(j.attempt || 1)),
+        j.needs?.length ? [h('dt', 'needs'), h('dd', j.needs.map((k) => h('div', h('code', k))))] : null,
         j.agentId ? [h('dt', 'agent'), h('dd', h('a', {href: '/agents'}, j.agentId))] : null,
         j.queuedAt ? [h('dt', 'queued'), h('dd', when(j.queuedAt))] : null,
         j.startedAt ? [h('dt', 'started'), h('dd', when(j.startedAt))] : null,
