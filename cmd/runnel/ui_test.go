@@ -454,6 +454,19 @@ func TestWebUI(t *testing.T) {
 		}
 	})
 
+	step("a retried job", func(t *testing.T) {
+		b.t = t
+		flaky := c.createPipeline("flaky-ui", `{"namespace":"demo.flaky","version":"v1","jobs":[{"name":"flaky","retry":{"max":1,"delay":"1s"},"steps":[{"name":"try","run":"echo attempt $RUNNEL_JOB_ATTEMPT; sleep 1; test $RUNNEL_JOB_ATTEMPT -ge 2"}]}]}`)
+		runID := c.trigger(flaky, "")
+		b.open("/runs/" + runID)
+		// The first attempt fails; the page follows the job into its second
+		// attempt (new step runs) and shows that attempt's log.
+		b.run("attempt 2", 60*time.Second,
+			waitJS(`document.querySelector('.job .jmeta')?.textContent.includes('attempt 2')`),
+			waitJS(`document.querySelector('.run-head .badge')?.textContent.includes('success')`),
+			waitJS(`document.querySelector('.log-view')?.textContent.includes('attempt 2')`))
+	})
+
 	step("a 200000-line log", func(t *testing.T) {
 		b.t = t
 		big := c.createPipeline("big-log", `{"namespace":"demo.big","version":"v1","jobs":[{"name":"print","steps":[{"name":"lines","run":"seq 1 200000 | sed 's/^/line /'"}]}]}`)

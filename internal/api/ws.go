@@ -83,7 +83,7 @@ type wsConn struct {
 	stop context.CancelCauseFunc
 
 	mu       sync.Mutex
-	subs     map[string]context.CancelFunc
+	subs     map[string]*wsSub
 	slowOnce sync.Once
 }
 
@@ -120,7 +120,7 @@ func (s *Server) websocketHandler(w http.ResponseWriter, r *http.Request) error 
 	c.SetReadLimit(64 << 10)
 	ctx, stop := context.WithCancelCause(r.Context())
 	conn := &wsConn{s: s, c: c, out: make(chan wsMessage, wsQueue), ctx: ctx, stop: stop,
-		subs: map[string]context.CancelFunc{}}
+		subs: map[string]*wsSub{}}
 	s.log.LogAttrs(ctx, slog.LevelInfo, "websocket connected", slog.String("subject", p.Subject))
 	go conn.readLoop()
 	conn.writeLoop()
@@ -316,14 +316,14 @@ func (c *wsConn) handle(req wsRequest) {
 	switch req.Action {
 	case "unsubscribe":
 		c.mu.Lock()
-		cancel, ok := c.subs[key]
+		sub, ok := c.subs[key]
 		delete(c.subs, key)
 		c.mu.Unlock()
 		if !ok {
 			c.fail(req.Channel, p, "not subscribed with these params")
 			return
 		}
-		cancel()
+		sub.cancel()
 		_ = c.send(c.ctx, wsMessage{Channel: req.Channel, Type: "unsubscribed", Params: p})
 		return
 	}
@@ -339,26 +339,36 @@ func (c *wsConn) handle(req wsRequest) {
 		return
 	}
 	ctx, cancel := context.WithCancel(c.ctx)
-	c.subs[key] = cancel
+	sub := &wsSub{cancel: cancel}
+	c.subs[key] = sub
 	c.mu.Unlock()
 	if req.Channel == "logs" || p.RunID != "" {
 		// History first: nothing can be missed. A Watch says "subscribed"
 		// once it is registered.
 		_ = c.send(ctx, wsMessage{Channel: req.Channel, Type: "subscribed", Params: p})
 	}
-	go c.stream(ctx, key, req.Channel, p)
+	go c.stream(ctx, sub, key, req.Channel, p)
 }
 
-// stream runs one subscription.
-func (c *wsConn) stream(ctx context.Context, key, channel string, p wsParams) {
-	defer func() {
-		c.mu.Lock()
-		if cancel, ok := c.subs[key]; ok {
-			cancel()
-			delete(c.subs, key)
-		}
-		c.mu.Unlock()
-	}()
+// wsSub is one subscription of a connection.
+type wsSub struct{ cancel context.CancelFunc }
+
+// release removes sub from the connection's subscriptions, unless it is
+// already gone or replaced by a newer subscription with the same key.
+func (c *wsConn) release(key string, sub *wsSub) {
+	c.mu.Lock()
+	if c.subs[key] == sub {
+		delete(c.subs, key)
+	}
+	c.mu.Unlock()
+}
+
+// stream runs one subscription. It releases its key before its last message
+// ("end" or "error"), so a client may subscribe again with the same params
+// as soon as that message arrives (to follow a retried step, say) without
+// being refused as a duplicate or having the new subscription cancelled.
+func (c *wsConn) stream(ctx context.Context, sub *wsSub, key, channel string, p wsParams) {
+	defer sub.cancel()
 	sendEvent := func(e *store.RunEvent) error {
 		return c.send(ctx, wsMessage{Channel: channel, Type: e.Type, Params: p, Data: eventData(e)})
 	}
@@ -377,6 +387,7 @@ func (c *wsConn) stream(ctx context.Context, key, channel string, p wsParams) {
 		ready := func() { _ = c.send(ctx, wsMessage{Channel: channel, Type: "subscribed", Params: p}) }
 		err = c.s.events.Watch(ctx, event.Filter{ProjectID: p.ProjectID, PipelineID: p.PipelineID}, ready, sendEvent)
 	}
+	c.release(key, sub)
 	switch {
 	case err == nil:
 		_ = c.send(ctx, wsMessage{Channel: channel, Type: "end", Params: p})
@@ -430,8 +441,8 @@ func (c *wsConn) tailBatches(ctx context.Context, p wsParams) error {
 // closeAll ends every subscription.
 func (c *wsConn) closeAll() {
 	c.mu.Lock()
-	for _, cancel := range c.subs {
-		cancel()
+	for _, sub := range c.subs {
+		sub.cancel()
 	}
 	clear(c.subs)
 	c.mu.Unlock()

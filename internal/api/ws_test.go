@@ -447,3 +447,46 @@ func TestWebSocketLogBatches(t *testing.T) {
 		t.Errorf("status with batch: got %s", b)
 	}
 }
+
+// TestWebSocketResubscribeAfterEnd: the same connection may subscribe again
+// with the same params the moment "end" arrives (the UI does, to follow a
+// retried step): every round streams, none is refused as a duplicate or cut
+// short. (The stream releases its params before sending "end"; before it did,
+// a quick enough client could race the release, a window this loop only
+// rarely hits.)
+func TestWebSocketResubscribeAfterEnd(t *testing.T) {
+	e, stepID := wsEnv(t, 3)
+	finishStep(t, e, stepID)
+	c := wsDial(t, e)
+	ctx, cancel := context.WithTimeout(t.Context(), 20*time.Second)
+	defer cancel()
+	sub := []byte(`{"action":"subscribe","channel":"logs","params":{"stepRunId":"` + stepID + `","fromSeq":1}}`)
+	for round := range 50 {
+		if err := c.Write(ctx, websocket.MessageText, sub); err != nil {
+			t.Fatal(err)
+		}
+		var lines int
+		for ended := false; !ended; {
+			_, b, err := c.Read(ctx)
+			if err != nil {
+				t.Fatalf("round %d: %v", round, err)
+			}
+			var m wsMessage
+			if err := json.Unmarshal(b, &m); err != nil {
+				t.Fatal(err)
+			}
+			switch m.Type {
+			case "subscribed":
+			case "line":
+				lines++
+			case "end":
+				ended = true
+			default:
+				t.Fatalf("round %d: %s", round, b)
+			}
+		}
+		if lines != 2 {
+			t.Fatalf("round %d: %d lines after seq 1, want 2", round, lines)
+		}
+	}
+}

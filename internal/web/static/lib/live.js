@@ -64,8 +64,10 @@ function connect() {
       if (m.data.seq <= sub.lastSeq) return; // already delivered before a reconnect
       sub.lastSeq = m.data.seq;
     }
+    // An ended stream is forgotten before its handler runs, so the handler
+    // may subscribe again with the same params (a retried step).
+    if (m.type === 'end' && subs.get(keyOf(m.channel, m.params || {})) === sub) subs.delete(keyOf(m.channel, m.params || {}));
     sub.handler(m);
-    if (m.type === 'end') subs.delete(keyOf(m.channel, m.params || {}));
   };
   sock.onclose = () => {
     if (ws !== sock) return;

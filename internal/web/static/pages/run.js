@@ -106,6 +106,10 @@ export default async function render(ctx) {
       const st = jobs().flatMap((j) => j.steps).find((x) => x.stepRunId === d.stepRunId);
       if (st) Object.assign(st, pick(d, ['status', 'exitCode', 'startedAt', 'endedAt']), d.reason ? {error: d.reason} : {});
       else known = false;
+      if (d.stepRunId === openedStep && logEnded && !isFinal(d.status)) {
+        view.setStatus('live');
+        followLog(d.stepRunId); // a retry: the step runs again
+      }
     } else if (d.jobRunId) {
       const j = jobs().find((x) => x.jobRunId === d.jobRunId);
       if (j) {
@@ -164,12 +168,28 @@ export default async function render(ctx) {
     if (abort.signal.aborted) return;
     if (pendingLine && view.goToSeq(pendingLine)) pendingLine = 0;
     view.setStatus(isFinal(s.status) ? 'complete' : 'live');
-    logSub = subscribe('logs', {stepRunId: s.stepRunId, batch: true}, (m) => {
+    followLog(s.stepRunId);
+  };
+
+  // followLog streams the step's lines after the last one shown. A stream
+  // ends when the step is final; a retry runs the same step again (same id,
+  // its lines appended), so apply() follows it again then.
+  let logEnded = false;
+  const followLog = (stepRunId) => {
+    logSub?.();
+    logEnded = false;
+    logSub = subscribe('logs', {stepRunId, batch: true}, (m) => {
       if (m.type === 'lines' || m.type === 'line') {
         view.append(m.type === 'lines' ? m.data : [m.data]);
         if (pendingLine && view.goToSeq(pendingLine)) pendingLine = 0;
-      } else if (m.type === 'end') view.setStatus('complete');
-      else if (m.type === 'error') view.setStatus(m.data?.message || 'stream error');
+      } else if (m.type === 'end') {
+        logEnded = true;
+        logSub = null;
+        view.setStatus('complete');
+        // The step may already be running again (its retry's status came first).
+        const st = run && jobs().flatMap((j) => j.steps).find((x) => x.stepRunId === stepRunId);
+        if (st && !isFinal(st.status) && stepRunId === openedStep) { view.setStatus('live'); followLog(stepRunId); }
+      } else if (m.type === 'error') view.setStatus(m.data?.message || 'stream error');
       else if (m.type === 'reconnected') view.setStatus('live (reconnected)');
     }, {fromSeq: view.lastSeq});
   };
