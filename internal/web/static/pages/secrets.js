@@ -132,16 +132,9 @@ async function secretsPage(ctx) {
     if (ok) { toast(`${s.name}: value replaced`, 'success'); load(); }
   }
 
-  async function deleteSecret(s) {
-    if (!(await confirm(`Delete ${s.name}?`,
-      `Jobs claimed from now on no longer get it (${s.scope} ${s.scope === 'pipeline' ? pipelineName(s.pipelineId) || s.pipelineId : s.projectId}).`, 'Delete', 'danger'))) return;
-    try {
-      await del(`/secrets/${encodeURIComponent(s.secretId)}`);
-      toast(`${s.name} deleted`, 'success');
-    } catch (err) {
-      toast(err.message, 'error');
-    }
-    load();
+  function deleteSecret(s) {
+    return confirmDelete(s.name, `Jobs claimed from now on no longer get it (${s.scope} ${s.scope === 'pipeline' ? pipelineName(s.pipelineId) || s.pipelineId : s.projectId}).`,
+      `/secrets/${encodeURIComponent(s.secretId)}`, load);
   }
 
   // ---- create ----
@@ -283,16 +276,9 @@ async function credentialsPage(ctx) {
     if (ok) { toast(`${c.name}: ${ssh ? 'key' : 'token'} replaced`, 'success'); load(); }
   }
 
-  async function deleteCredential(c) {
-    if (!(await confirm(`Delete ${c.name}?`,
-      'Jobs claimed from now on no longer get it; checkouts and image builds that name it fail.', 'Delete', 'danger'))) return;
-    try {
-      await del(`/credentials/${encodeURIComponent(c.credentialId)}`);
-      toast(`${c.name} deleted`, 'success');
-    } catch (err) {
-      toast(err.message, 'error');
-    }
-    load();
+  function deleteCredential(c) {
+    return confirmDelete(c.name, 'Jobs claimed from now on no longer get it; checkouts and image builds that name it fail.',
+      `/credentials/${encodeURIComponent(c.credentialId)}`, load);
   }
 
   function createForm() {
@@ -418,4 +404,16 @@ function valueInput(label, required) {
     value: () => (toggle.checked ? multi.value : one.value),
     clear: () => { one.value = ''; multi.value = ''; },
   };
+}
+
+/** Asks, deletes path, says so, then reloads the list (also after a failure). */
+async function confirmDelete(name, consequence, path, reload) {
+  if (!(await confirm(`Delete ${name}?`, consequence, 'Delete', 'danger'))) return;
+  try {
+    await del(path);
+    toast(`${name} deleted`, 'success');
+  } catch (err) {
+    toast(err.message, 'error');
+  }
+  reload();
 }
