@@ -55,7 +55,7 @@ func (u ArtifactUpload) Run(ctx context.Context, call Call, rt *Runtime) (map[st
 	if err != nil {
 		return nil, err
 	}
-	if !artifactName.MatchString(name) {
+	if !artifactName().MatchString(name) {
 		return nil, fmt.Errorf("args.name: must be 1-100 letters, digits, '.', '_' or '-', starting with a letter or digit, got %q", name)
 	}
 	raw, err := a.stringList("paths", nil)
@@ -155,7 +155,7 @@ func (d ArtifactDownload) Run(ctx context.Context, call Call, rt *Runtime) (map[
 	if err != nil {
 		return nil, err
 	}
-	if !artifactName.MatchString(name) {
+	if !artifactName().MatchString(name) {
 		return nil, fmt.Errorf("args.name: must be 1-100 letters, digits, '.', '_' or '-', starting with a letter or digit, got %q", name)
 	}
 	dir, err := a.str("path", ".")

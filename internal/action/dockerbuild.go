@@ -12,6 +12,7 @@ import (
 	"path"
 	"regexp"
 	"strings"
+	"sync"
 	"time"
 	"unicode"
 
@@ -702,7 +703,7 @@ func (notInWorkspace) Is(target error) bool { return target == fs.ErrNotExist }
 
 // pushDigest finds the manifest digest in a push's status text
 // ("1: digest: sha256:… size: 528").
-var pushDigest = regexp.MustCompile(`digest: (sha256:[0-9a-f]{64})`)
+var pushDigest = sync.OnceValue(func() *regexp.Regexp { return regexp.MustCompile(`digest: (sha256:[0-9a-f]{64})`) })
 
 // dockerPushTag pushes one tag and returns the digest of its manifest.
 func dockerPushTag(ctx context.Context, cli *client.Client, tag, auth string, logf func(string)) (string, error) {
@@ -713,7 +714,7 @@ func dockerPushTag(ctx context.Context, cli *client.Client, tag, auth string, lo
 	}
 	var digest string
 	err = followEngineStream(ctx, resp, func(line string) {
-		if m := pushDigest.FindStringSubmatch(line); m != nil && digest == "" {
+		if m := pushDigest().FindStringSubmatch(line); m != nil && digest == "" {
 			digest = m[1]
 		}
 		logf(line)

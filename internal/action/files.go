@@ -11,6 +11,7 @@ import (
 	"path"
 	"regexp"
 	"strings"
+	"sync"
 
 	"github.com/bmatcuk/doublestar/v4"
 )
@@ -19,7 +20,7 @@ import (
 // packing workspace files matched by glob patterns into a gzip-compressed
 // tar archive with workspace-relative names, and unpacking one.
 
-var artifactName = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$`)
+var artifactName = sync.OnceValue(func() *regexp.Regexp { return regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$`) })
 
 // checkPatterns validates glob patterns relative to the workspace.
 func checkPatterns(name string, patterns []string) ([]string, error) {

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"regexp"
 	"strings"
+	"sync"
 
 	"github.com/runnel-ci/runnel/internal/spec"
 )
@@ -17,10 +18,10 @@ var goBuildScript string
 var (
 	// goVersionArg is what go_version accepts: 1.25, 1.25.3, 1.26rc1, with an
 	// optional "go" prefix.
-	goVersionArg = regexp.MustCompile(`^[0-9]+\.[0-9]+(\.[0-9]+|rc[0-9]+|beta[0-9]+)?$`)
+	goVersionArg = sync.OnceValue(func() *regexp.Regexp { return regexp.MustCompile(`^[0-9]+\.[0-9]+(\.[0-9]+|rc[0-9]+|beta[0-9]+)?$`) })
 	// goTarget is the shape of a GOOS or GOARCH value; the go command itself
 	// says which combinations exist.
-	goTarget = regexp.MustCompile(`^[a-z0-9]+$`)
+	goTarget = sync.OnceValue(func() *regexp.Regexp { return regexp.MustCompile(`^[a-z0-9]+$`) })
 )
 
 // GoBuild is actions/go-build@v1: `go build` with the Go toolchain installed on
@@ -81,7 +82,7 @@ func (g GoBuild) Prepare(call Call) (Exec, error) {
 		if err != nil {
 			return Exec{}, err
 		}
-		if v != "" && !goTarget.MatchString(v) {
+		if v != "" && !goTarget().MatchString(v) {
 			return Exec{}, fmt.Errorf("args.%s: must be a Go target name of lowercase letters and digits (see `go tool dist list`), got %q", name, v)
 		}
 		env["INPUT_"+strings.ToUpper(name)] = v
@@ -90,7 +91,7 @@ func (g GoBuild) Prepare(call Call) (Exec, error) {
 	if err != nil {
 		return Exec{}, fmt.Errorf("%w (a YAML number loses digits: 1.20 reads as 1.2)", err)
 	}
-	if v := strings.TrimPrefix(version, "go"); version != "" && !goVersionArg.MatchString(v) {
+	if v := strings.TrimPrefix(version, "go"); version != "" && !goVersionArg().MatchString(v) {
 		return Exec{}, fmt.Errorf(`args.go_version: must be a Go version such as "1.25" or "1.25.3", got %q`, version)
 	}
 	version = strings.TrimPrefix(version, "go")

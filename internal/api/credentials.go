@@ -11,6 +11,7 @@ import (
 	"regexp"
 	"strconv"
 	"strings"
+	"sync"
 	"unicode/utf8"
 
 	"github.com/runnel-ci/runnel/internal/store"
@@ -21,8 +22,10 @@ var (
 	credentialKinds  = []string{"github", "gitlab", "gitea", "bitbucket", "basic", "ssh"}
 	// hostPortRe: a host name or IPv4 address, optionally with a port; no
 	// scheme, user or path.
-	hostPortRe = regexp.MustCompile(`^[A-Za-z0-9]([A-Za-z0-9.-]{0,252}[A-Za-z0-9])?(:[0-9]{1,5})?$`)
-	usernameRe = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._@+-]{0,99}$`)
+	hostPortRe = sync.OnceValue(func() *regexp.Regexp {
+		return regexp.MustCompile(`^[A-Za-z0-9]([A-Za-z0-9.-]{0,252}[A-Za-z0-9])?(:[0-9]{1,5})?$`)
+	})
+	usernameRe = sync.OnceValue(func() *regexp.Regexp { return regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._@+-]{0,99}$`) })
 	// defaultHosts and defaultUsers per kind: what the forges expect with an
 	// access token.
 	defaultHosts = map[string]string{"github": "github.com", "gitlab": "gitlab.com", "bitbucket": "bitbucket.org"}
@@ -223,7 +226,7 @@ func checkHost(h string) error {
 	if strings.Contains(h, "@") {
 		return bad("has a user part (give it in username)")
 	}
-	if !hostPortRe.MatchString(h) || strings.Contains(h, "..") {
+	if !hostPortRe().MatchString(h) || strings.Contains(h, "..") {
 		return bad("is not a host name (letters, digits, '.' and '-')")
 	}
 	if _, port, ok := strings.Cut(h, ":"); ok {
@@ -303,7 +306,7 @@ func (f *credentialFields) check() error {
 	if f.Username == "" {
 		return errorf(http.StatusBadRequest, "body.username: required for kind %s", f.Kind)
 	}
-	if !usernameRe.MatchString(f.Username) {
+	if !usernameRe().MatchString(f.Username) {
 		return errorf(http.StatusBadRequest, "body.username: %q is not a user name; use 1 to 100 letters, digits, '.', '_', '@', '+' or '-', starting with a letter or digit", f.Username)
 	}
 	if f.ProjectID != "" {

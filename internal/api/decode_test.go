@@ -72,7 +72,7 @@ func TestNewID(t *testing.T) {
 	seen := map[string]bool{}
 	for range 1000 {
 		id := newID("pl_")
-		if !idPattern.MatchString(id) || len(id) != 23 || seen[id] {
+		if !idPattern().MatchString(id) || len(id) != 23 || seen[id] {
 			t.Fatalf("bad or repeated id %q", id)
 		}
 		seen[id] = true

@@ -635,7 +635,7 @@ func (s *Server) triggerBuild(r *http.Request, b *buildTriggerBody) (*imagebuild
 // like one names no build.
 func buildID(r *http.Request, param string) (string, error) {
 	id := r.PathValue(param)
-	if !idPattern.MatchString(id) || !strings.HasPrefix(id, runID.prefix) {
+	if !idPattern().MatchString(id) || !strings.HasPrefix(id, runID.prefix) {
 		return "", errorf(http.StatusNotFound, "build %s not found", id)
 	}
 	return id, nil

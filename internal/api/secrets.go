@@ -8,6 +8,7 @@ import (
 	"regexp"
 	"strconv"
 	"strings"
+	"sync"
 	"unicode/utf8"
 
 	"github.com/runnel-ci/runnel/internal/mask"
@@ -21,7 +22,7 @@ type Sealer interface {
 
 var (
 	secretIDKind   = idKind{"secretId", "sec_", "secret"}
-	secretNameRe   = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]{0,127}$`)
+	secretNameRe   = sync.OnceValue(func() *regexp.Regexp { return regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]{0,127}$`) })
 	maxSecretBytes = 64 << 10
 )
 
@@ -56,7 +57,7 @@ type secretBody struct {
 }
 
 func checkSecretName(v string) error {
-	if !secretNameRe.MatchString(v) {
+	if !secretNameRe().MatchString(v) {
 		return errorf(http.StatusBadRequest, "body.name: %q is not a secret name; use letters, digits and '_', starting with a letter or '_' (at most 128), as for an environment variable", v)
 	}
 	return nil
@@ -215,7 +216,7 @@ func (s *Server) listSecrets(w http.ResponseWriter, r *http.Request) error {
 		f = store.SecretFilter{Scope: "project", ScopeID: q.str("projectId")}
 	case q.has("pipelineId"):
 		// An empty ScopeID would match every pipeline's secrets.
-		if id := q.str("pipelineId"); !idPattern.MatchString(id) || !strings.HasPrefix(id, pipelineID.prefix) {
+		if id := q.str("pipelineId"); !idPattern().MatchString(id) || !strings.HasPrefix(id, pipelineID.prefix) {
 			return errorf(http.StatusBadRequest, "query parameter pipelineId: %q is not a pipeline id; pipeline ids are pl_ followed by 10 to 40 lowercase letters and digits", id)
 		}
 		f = store.SecretFilter{Scope: "pipeline", ScopeID: q.str("pipelineId")}

@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"net/http"
 	"regexp"
+	"sync"
 
 	"github.com/runnel-ci/runnel/internal/spec"
 	"github.com/runnel-ci/runnel/internal/store"
@@ -282,7 +283,7 @@ func (s *Server) validateSpec(w http.ResponseWriter, r *http.Request) error {
 	return nil
 }
 
-var shaPattern = regexp.MustCompile(`^[0-9a-f]{1,64}$`)
+var shaPattern = sync.OnceValue(func() *regexp.Regexp { return regexp.MustCompile(`^[0-9a-f]{1,64}$`) })
 
 func (s *Server) saveSpec(w http.ResponseWriter, r *http.Request) error {
 	if _, err := pathID(r, pipelineID); err != nil {
@@ -300,7 +301,7 @@ func (s *Server) saveSpec(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	if b.ExpectedHeadCommitSHA != "" && !shaPattern.MatchString(b.ExpectedHeadCommitSHA) {
+	if b.ExpectedHeadCommitSHA != "" && !shaPattern().MatchString(b.ExpectedHeadCommitSHA) {
 		return errorf(http.StatusBadRequest, "body.expectedHeadCommitSha: must be the lowercase hex headCommitSha that GET …/spec returned, got %q", b.ExpectedHeadCommitSHA)
 	}
 	if err := checkText("body.commitMessage", b.CommitMessage, 4096, true); err != nil {

@@ -6,6 +6,7 @@ import (
 	"io"
 	"regexp"
 	"strings"
+	"sync"
 	"unicode/utf8"
 )
 
@@ -15,7 +16,7 @@ const MaxOutputFileSize = 1 << 20
 
 // outputKey is the syntax of an output name. It is stricter than what a shell
 // accepts in a file so that names are usable in expressions as-is.
-var outputKey = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_-]*$`)
+var outputKey = sync.OnceValue(func() *regexp.Regexp { return regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_-]*$`) })
 
 // ParseOutputs reads the file a step wrote through $RUNNEL_OUTPUT and returns
 // the outputs it declares, plus warnings for what it ignored. Every backend
@@ -94,7 +95,7 @@ func ParseOutputs(r io.Reader) (map[string]string, []string) {
 				malformed(n, "heredoc for %q is not closed by a line %q; the rest of the file is ignored", clip(key, 60), clip(delim, 60))
 				return outputs, warnings
 			}
-			if !outputKey.MatchString(key) {
+			if !outputKey().MatchString(key) {
 				// The body is skipped with its header, for the same reason.
 				malformed(n, "invalid key %q (want [A-Za-z_][A-Za-z0-9_-]*)", clip(key, 60))
 			} else {
@@ -103,7 +104,7 @@ func ParseOutputs(r io.Reader) (map[string]string, []string) {
 			i = end
 		case eq >= 0:
 			key, value := line[:eq], line[eq+1:]
-			if !outputKey.MatchString(key) {
+			if !outputKey().MatchString(key) {
 				malformed(n, "invalid key %q (want [A-Za-z_][A-Za-z0-9_-]*)", clip(key, 60))
 				continue
 			}

@@ -10,6 +10,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -569,8 +570,8 @@ func pluginStep(bs *backend.Step, image string, st *spec.Step, scoped *expr.Env)
 }
 
 var (
-	unsafeEnvChars = regexp.MustCompile(`[^A-Za-z0-9_]`)
-	unsafeIDChars  = regexp.MustCompile(`[^A-Za-z0-9._-]+`)
+	unsafeEnvChars = sync.OnceValue(func() *regexp.Regexp { return regexp.MustCompile(`[^A-Za-z0-9_]`) })
+	unsafeIDChars  = sync.OnceValue(func() *regexp.Regexp { return regexp.MustCompile(`[^A-Za-z0-9._-]+`) })
 )
 
 // standardEnv is what every step learns about its run through RUNNEL_*.
@@ -599,7 +600,7 @@ func standardEnv(req JobRequest, st *spec.Step, index int) map[string]string {
 		m["RUNNEL_REPO_URL"] = req.RepoURL
 	}
 	for _, k := range req.Job.MatrixKeys {
-		m["RUNNEL_MATRIX_"+strings.ToUpper(unsafeEnvChars.ReplaceAllString(k, "_"))] = spec.MatrixString(req.Job.Matrix[k])
+		m["RUNNEL_MATRIX_"+strings.ToUpper(unsafeEnvChars().ReplaceAllString(k, "_"))] = spec.MatrixString(req.Job.Matrix[k])
 	}
 	return m
 }
@@ -620,7 +621,7 @@ func evalString(s string, env *expr.Env) (string, error) {
 func BackendID(runID, jobID string, attempt int) string {
 	h := fnv.New32a()
 	h.Write([]byte(jobID))
-	slug := strings.Trim(unsafeIDChars.ReplaceAllString(jobID, "-"), "-.")
+	slug := strings.Trim(unsafeIDChars().ReplaceAllString(jobID, "-"), "-.")
 	if len(slug) > 40 {
 		slug = slug[:40]
 	}

@@ -6,6 +6,7 @@ import (
 	"path"
 	"regexp"
 	"strings"
+	"sync"
 	"unicode/utf8"
 
 	"github.com/bmatcuk/doublestar/v4"
@@ -68,10 +69,10 @@ func fieldErr(field, format string, args ...any) *FieldError {
 
 // Docker's rule for a path component of an image name, lower case.
 var (
-	componentPattern = regexp.MustCompile(`^[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*$`)
-	tagPattern       = regexp.MustCompile(`^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$`)
-	forgeNamePattern = regexp.MustCompile(`^[A-Za-z0-9_.-]+(/[A-Za-z0-9_.-]+)*$`)
-	hostPattern      = regexp.MustCompile(`^[A-Za-z0-9.-]+(:[0-9]{1,5})?$`)
+	componentPattern = sync.OnceValue(func() *regexp.Regexp { return regexp.MustCompile(`^[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*$`) })
+	tagPattern       = sync.OnceValue(func() *regexp.Regexp { return regexp.MustCompile(`^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$`) })
+	forgeNamePattern = sync.OnceValue(func() *regexp.Regexp { return regexp.MustCompile(`^[A-Za-z0-9_.-]+(/[A-Za-z0-9_.-]+)*$`) })
+	hostPattern      = sync.OnceValue(func() *regexp.Regexp { return regexp.MustCompile(`^[A-Za-z0-9.-]+(:[0-9]{1,5})?$`) })
 )
 
 // CheckNamespace checks a namespace: it is the first path component of the
@@ -80,7 +81,7 @@ func CheckNamespace(field, v string) error {
 	if v == "" {
 		return fieldErr(field, "required")
 	}
-	if len(v) > maxNamespaceLen || !componentPattern.MatchString(v) {
+	if len(v) > maxNamespaceLen || !componentPattern().MatchString(v) {
 		return fieldErr(field, "must be 1 to %d lower-case letters and digits, separated by single '.', '_', '__' or dashes (it is part of the image name); got %q", maxNamespaceLen, v)
 	}
 	return nil
@@ -91,7 +92,7 @@ func CheckRepoName(field, v string) error {
 	if v == "" {
 		return fieldErr(field, "required")
 	}
-	if len(v) > maxRepoNameLen || !componentPattern.MatchString(v) {
+	if len(v) > maxRepoNameLen || !componentPattern().MatchString(v) {
 		return fieldErr(field, "must be 1 to %d lower-case letters and digits, separated by single '.', '_', '__' or dashes (it is part of the image name); got %q", maxRepoNameLen, v)
 	}
 	return nil
@@ -143,19 +144,19 @@ func CheckSource(prefix string, s *store.ImageSource) error {
 		if s.Namespace == "" {
 			return fieldErr(f("code_repo_namespace"), "required with code_repo_client %s: the user or group owning the repository", s.Client)
 		}
-		if len(s.Namespace) > 255 || !forgeNamePattern.MatchString(s.Namespace) || strings.Contains(s.Namespace, "..") {
+		if len(s.Namespace) > 255 || !forgeNamePattern().MatchString(s.Namespace) || strings.Contains(s.Namespace, "..") {
 			return fieldErr(f("code_repo_namespace"), "must be a user or group name (letters, digits, '.', '_', '-', and '/' between subgroups); got %q", s.Namespace)
 		}
 		if s.Name == "" {
 			return fieldErr(f("code_repo_name"), "required with code_repo_client %s: the repository's name", s.Client)
 		}
 		s.Name = strings.TrimSuffix(s.Name, ".git")
-		if len(s.Name) > 255 || !forgeNamePattern.MatchString(s.Name) || strings.Contains(s.Name, "/") || strings.Contains(s.Name, "..") {
+		if len(s.Name) > 255 || !forgeNamePattern().MatchString(s.Name) || strings.Contains(s.Name, "/") || strings.Contains(s.Name, "..") {
 			return fieldErr(f("code_repo_name"), "must be a repository name (letters, digits, '.', '_', '-'); got %q", s.Name)
 		}
 		if s.Host != "" {
 			h := strings.ToLower(s.Host)
-			if len(h) > maxHostLen || !hostPattern.MatchString(h) {
+			if len(h) > maxHostLen || !hostPattern().MatchString(h) {
 				return fieldErr(f("code_repo_host"), "must be a host name with an optional port (no scheme, no path), e.g. git.example.com; got %q", s.Host)
 			}
 			s.Host = h
@@ -165,13 +166,13 @@ func CheckSource(prefix string, s *store.ImageSource) error {
 	default:
 		return fieldErr(f("code_repo_client"), "%q is not supported; accepted: %s", s.Client, strings.Join(Clients, ", "))
 	}
-	if s.CredentialID != "" && !credentialPattern.MatchString(s.CredentialID) {
+	if s.CredentialID != "" && !credentialPattern().MatchString(s.CredentialID) {
 		return fieldErr(f("code_repo_credential"), "must be a credential id (cred_…, from /api/v1/credentials); got %q", s.CredentialID)
 	}
 	return nil
 }
 
-var credentialPattern = regexp.MustCompile(`^cred_[a-z0-9]{10,40}$`)
+var credentialPattern = sync.OnceValue(func() *regexp.Regexp { return regexp.MustCompile(`^cred_[a-z0-9]{10,40}$`) })
 
 func checkCloneURL(field, raw string) error {
 	if len(raw) > maxCloneURLLen || strings.ContainsFunc(raw, func(r rune) bool { return r <= ' ' || r == 0x7f }) {
@@ -267,7 +268,7 @@ func CheckTagConfigs(prefix string, in []TagConfigInput, buildConfigID int64) ([
 		if c.DockerRepoTag == "" {
 			return nil, fieldErr(f("docker_repo_tag"), "required: the image tag this config builds, e.g. latest")
 		}
-		if !tagPattern.MatchString(c.DockerRepoTag) {
+		if !tagPattern().MatchString(c.DockerRepoTag) {
 			return nil, fieldErr(f("docker_repo_tag"), "must be an image tag: 1 to 128 letters, digits, '_', '.' or '-', not starting with '.' or '-'; got %q", c.DockerRepoTag)
 		}
 		if j, dup := tags[c.DockerRepoTag]; dup {
@@ -368,7 +369,9 @@ func ContextPath(p string) string {
 	return rel
 }
 
-var registryPattern = regexp.MustCompile(`^(?:localhost|[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?)*|\[[0-9A-Fa-f:.]+\])(?::[0-9]{1,5})?$`)
+var registryPattern = sync.OnceValue(func() *regexp.Regexp {
+	return regexp.MustCompile(`^(?:localhost|[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?)*|\[[0-9A-Fa-f:.]+\])(?::[0-9]{1,5})?$`)
+})
 
 // CheckRegistry checks the server's registry: host[:port] without scheme or
 // path, where the host has a dot or a port, or is localhost (what Docker
@@ -378,7 +381,7 @@ func CheckRegistry(v string) error {
 	if strings.HasPrefix(v, "[") {
 		hasPort = strings.Contains(v, "]:")
 	}
-	if !registryPattern.MatchString(v) || !(hasPort || strings.Contains(host, ".") || host == "localhost" || strings.HasPrefix(v, "[")) {
+	if !registryPattern().MatchString(v) || !(hasPort || strings.Contains(host, ".") || host == "localhost" || strings.HasPrefix(v, "[")) {
 		return fmt.Errorf("must be a registry host[:port] without scheme or path, such as registry.example.com or 127.0.0.1:5000, got %q", v)
 	}
 	return nil

@@ -7,6 +7,7 @@ import (
 	"math"
 	"regexp"
 	"slices"
+	"sync"
 	"time"
 
 	"github.com/runnel-ci/runnel/internal/action"
@@ -500,29 +501,29 @@ func (s *Scheduler) touchLocalAgents(ctx context.Context) {
 }
 
 var (
-	secretRefRe     = regexp.MustCompile(`\bsecrets\.([A-Za-z_][A-Za-z0-9_]*)`)
-	secretDynamicRe = regexp.MustCompile(`\bsecrets\s*\[`)
+	secretRefRe     = sync.OnceValue(func() *regexp.Regexp { return regexp.MustCompile(`\bsecrets\.([A-Za-z_][A-Za-z0-9_]*)`) })
+	secretDynamicRe = sync.OnceValue(func() *regexp.Regexp { return regexp.MustCompile(`\bsecrets\s*\[`) })
 )
 
 // secretRefs lists the secret names a serialised job request refers to;
 // "*" when it indexes the secrets context dynamically (secrets[...]).
 func secretRefs(request []byte) map[string]bool {
 	out := map[string]bool{}
-	if secretDynamicRe.Match(request) {
+	if secretDynamicRe().Match(request) {
 		out["*"] = true
 	}
-	for _, m := range secretRefRe.FindAllSubmatch(request, -1) {
+	for _, m := range secretRefRe().FindAllSubmatch(request, -1) {
 		out[string(m[1])] = true
 	}
 	return out
 }
 
-var credentialRefRe = regexp.MustCompile(`\bcred_[a-z0-9]{10,40}\b`)
+var credentialRefRe = sync.OnceValue(func() *regexp.Regexp { return regexp.MustCompile(`\bcred_[a-z0-9]{10,40}\b`) })
 
 // credentialRefs lists the credential ids a serialised job request names.
 func credentialRefs(request []byte) []string {
 	var out []string
-	for _, m := range credentialRefRe.FindAll(request, -1) {
+	for _, m := range credentialRefRe().FindAll(request, -1) {
 		if !slices.Contains(out, string(m)) {
 			out = append(out, string(m))
 		}

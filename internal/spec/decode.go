@@ -44,13 +44,13 @@ func joinPath(base, field string) string {
 }
 
 func keyPath(base, key string) string {
-	if simpleKey.MatchString(key) {
+	if simpleKey().MatchString(key) {
 		return joinPath(base, key)
 	}
 	return base + "[" + strconv.Quote(key) + "]"
 }
 
-var simpleKey = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_-]*$`)
+var simpleKey = sync.OnceValue(func() *regexp.Regexp { return regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_-]*$`) })
 
 func indexPath(base string, i int) string { return base + "[" + strconv.Itoa(i) + "]" }
 

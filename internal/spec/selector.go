@@ -4,11 +4,12 @@ import (
 	"fmt"
 	"regexp"
 	"strings"
+	"sync"
 )
 
 var (
-	labelKeyRe = regexp.MustCompile(`^[A-Za-z0-9]([A-Za-z0-9._/-]*[A-Za-z0-9])?$`)
-	labelValRe = regexp.MustCompile(`^[A-Za-z0-9._-]*$`)
+	labelKeyRe = sync.OnceValue(func() *regexp.Regexp { return regexp.MustCompile(`^[A-Za-z0-9]([A-Za-z0-9._/-]*[A-Za-z0-9])?$`) })
+	labelValRe = sync.OnceValue(func() *regexp.Regexp { return regexp.MustCompile(`^[A-Za-z0-9._-]*$`) })
 )
 
 // SelectorOp is the operator of a label selector.
@@ -31,7 +32,7 @@ type Selector struct {
 	Values []string
 }
 
-var setSelectorRe = regexp.MustCompile(`^([^\s!=()]+)\s+(in|notin)\s*\(([^()]*)\)$`)
+var setSelectorRe = sync.OnceValue(func() *regexp.Regexp { return regexp.MustCompile(`^([^\s!=()]+)\s+(in|notin)\s*\(([^()]*)\)$`) })
 
 // ParseSelector parses key=value, key==value, key!=value, key in (a,b),
 // key notin (a,b), key and !key.
@@ -43,16 +44,16 @@ func ParseSelector(s string) (Selector, error) {
 	if s == "" {
 		return fail("empty")
 	}
-	if m := setSelectorRe.FindStringSubmatch(s); m != nil {
+	if m := setSelectorRe().FindStringSubmatch(s); m != nil {
 		sel := Selector{Key: m[1], Op: SelectorOp(m[2])}
 		for _, v := range strings.Split(m[3], ",") {
 			v = strings.TrimSpace(v)
-			if v == "" || !labelValRe.MatchString(v) {
+			if v == "" || !labelValRe().MatchString(v) {
 				return fail(fmt.Sprintf("bad value %q in the list", v))
 			}
 			sel.Values = append(sel.Values, v)
 		}
-		if !labelKeyRe.MatchString(sel.Key) {
+		if !labelKeyRe().MatchString(sel.Key) {
 			return fail(fmt.Sprintf("bad key %q", sel.Key))
 		}
 		return sel, nil
@@ -73,11 +74,11 @@ func ParseSelector(s string) (Selector, error) {
 	default:
 		sel = Selector{Key: s, Op: OpExists}
 	}
-	if !labelKeyRe.MatchString(sel.Key) {
+	if !labelKeyRe().MatchString(sel.Key) {
 		return fail(fmt.Sprintf("bad key %q", sel.Key))
 	}
 	for _, v := range sel.Values {
-		if !labelValRe.MatchString(v) {
+		if !labelValRe().MatchString(v) {
 			return fail(fmt.Sprintf("bad value %q", v))
 		}
 	}

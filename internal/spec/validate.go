@@ -7,6 +7,7 @@ import (
 	"slices"
 	"sort"
 	"strings"
+	"sync"
 	"time"
 	_ "time/tzdata" // time zones must resolve on hosts without a zoneinfo database
 
@@ -27,11 +28,11 @@ const (
 )
 
 var (
-	namespaceRe = regexp.MustCompile(`^[A-Za-z0-9._-]+$`)
-	nameRe      = regexp.MustCompile(`^[A-Za-z0-9_][A-Za-z0-9_.-]*$`)
-	identRe     = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_-]*$`)
-	envKeyRe    = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]*$`)
-	hostnameRe  = regexp.MustCompile(`^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$`)
+	namespaceRe = sync.OnceValue(func() *regexp.Regexp { return regexp.MustCompile(`^[A-Za-z0-9._-]+$`) })
+	nameRe      = sync.OnceValue(func() *regexp.Regexp { return regexp.MustCompile(`^[A-Za-z0-9_][A-Za-z0-9_.-]*$`) })
+	identRe     = sync.OnceValue(func() *regexp.Regexp { return regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_-]*$`) })
+	envKeyRe    = sync.OnceValue(func() *regexp.Regexp { return regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]*$`) })
+	hostnameRe  = sync.OnceValue(func() *regexp.Regexp { return regexp.MustCompile(`^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$`) })
 )
 
 // Every context name; the scopes below pick from it.
@@ -69,7 +70,7 @@ func (v *validator) validate() {
 	switch {
 	case p.Namespace == "":
 		v.errorf("namespace", "namespace is required, e.g. namespace: demo.pipeline (letters, digits, '.', '_' and '-')")
-	case !namespaceRe.MatchString(p.Namespace):
+	case !namespaceRe().MatchString(p.Namespace):
 		v.errorf("namespace", "invalid namespace %q: use letters, digits, '.', '_' and '-' only", p.Namespace)
 	}
 	if p.Version != "" && p.Version != "v1" {
@@ -78,7 +79,7 @@ func (v *validator) validate() {
 	declared := p.Variables.Names()
 	for _, vr := range p.Variables {
 		vp := keyPath("variables", vr.Name)
-		if !identRe.MatchString(vr.Name) {
+		if !identRe().MatchString(vr.Name) {
 			v.errorf(vp, "invalid variable name %q: start with a letter or '_', then letters, digits, '_' or '-'", vr.Name)
 		}
 		if len(vr.Options) > 0 && vr.Default != "" && !contains(vr.Options, vr.Default) {
@@ -145,7 +146,7 @@ func (v *validator) checkName(path, what, name string) {
 		v.errorf(path, "a %s needs a name", what)
 	case len(name) > maxNameLen:
 		v.errorf(path, "%s name is longer than %d characters", what, maxNameLen)
-	case !nameRe.MatchString(name):
+	case !nameRe().MatchString(name):
 		v.errorf(path, "invalid %s name %q: use letters, digits, '_', '.' and '-', starting with a letter, digit or '_'", what, name)
 	}
 }
@@ -289,7 +290,7 @@ func (v *validator) checkFilter(fp string, f *Filter) {
 func (v *validator) checkEnv(path string, env map[string]string, scope expr.Scope) {
 	for _, k := range sortedKeys(env) {
 		kp := keyPath(path, k)
-		if !envKeyRe.MatchString(k) {
+		if !envKeyRe().MatchString(k) {
 			v.errorf(kp, "invalid environment variable name %q: letters, digits and '_', not starting with a digit", k)
 		}
 		v.checkTemplate(kp, env[k], scope)
@@ -499,7 +500,7 @@ func (v *validator) checkJob(jp string, j *Job, jobNames, declared []string) {
 	svcNames := map[string]bool{}
 	for k, s := range j.Services {
 		sp := indexPath(jp+".services", k)
-		if !hostnameRe.MatchString(s.Name) {
+		if !hostnameRe().MatchString(s.Name) {
 			v.errorf(sp+".name", "invalid service name %q: it becomes a host name, so use lower-case letters, digits and '-'", s.Name)
 		} else if svcNames[s.Name] {
 			v.errorf(sp+".name", "duplicate service name %q", s.Name)
@@ -540,7 +541,7 @@ func (v *validator) checkJob(jp string, j *Job, jobNames, declared []string) {
 	outScope.Steps = before
 	for _, k := range sortedKeys(j.Outputs) {
 		kp := keyPath(jp+".outputs", k)
-		if !identRe.MatchString(k) {
+		if !identRe().MatchString(k) {
 			v.errorf(kp, "invalid output name %q: start with a letter or '_', then letters, digits, '_' or '-'", k)
 		}
 		v.checkTemplate(kp, j.Outputs[k], outScope)
@@ -555,7 +556,7 @@ func (v *validator) checkMatrix(mp string, m *Matrix) []string {
 	axisNames := map[string]bool{}
 	for _, a := range m.Axes {
 		ap := keyPath(mp, a.Name)
-		if !identRe.MatchString(a.Name) {
+		if !identRe().MatchString(a.Name) {
 			v.errorf(ap, "invalid matrix axis name %q: start with a letter or '_', then letters, digits, '_' or '-'", a.Name)
 		}
 		if len(a.Values) == 0 {
@@ -576,7 +577,7 @@ func (v *validator) checkMatrix(mp string, m *Matrix) []string {
 	}
 	for i, inc := range m.Include {
 		for k := range inc {
-			if !identRe.MatchString(k) {
+			if !identRe().MatchString(k) {
 				v.errorf(keyPath(indexPath(mp+".include", i), k), "invalid matrix key %q", k)
 			}
 		}
@@ -728,10 +729,10 @@ func joinArgsPath(base, p string) string {
 
 // CheckLabel validates an agent label key and value (the rules of runsOn).
 func CheckLabel(k, val string) error {
-	if !labelKeyRe.MatchString(k) {
+	if !labelKeyRe().MatchString(k) {
 		return fmt.Errorf("invalid label key %q: letters, digits, '.', '_', '-' and '/'", k)
 	}
-	if !labelValRe.MatchString(val) {
+	if !labelValRe().MatchString(val) {
 		return fmt.Errorf("invalid label value %q for %s: letters, digits, '.', '_' and '-'", val, k)
 	}
 	return nil

@@ -88,7 +88,7 @@ const (
 var ErrUnreachable = errors.New("Docker is unreachable") //nolint:staticcheck // a proper noun
 
 // validID is the syntax of job and step IDs (see backend.Job.ID).
-var validID = regexp.MustCompile(`^[A-Za-z0-9._-]+$`)
+var validID = sync.OnceValue(func() *regexp.Regexp { return regexp.MustCompile(`^[A-Za-z0-9._-]+$`) })
 
 var _ backend.Backend = (*Backend)(nil)
 
@@ -159,7 +159,7 @@ func New(opts Options) (*Backend, error) {
 		sum := sha256.Sum256([]byte(host + "\x00" + root))
 		owner = hex.EncodeToString(sum[:8])
 	}
-	if !validID.MatchString(owner) {
+	if !validID().MatchString(owner) {
 		return nil, fmt.Errorf("new docker backend: invalid owner %q", owner)
 	}
 	b := &Backend{owner: owner, host: opts.Host, grace: opts.GracePeriod, log: opts.Logger, jobs: map[string]*jobState{}}
@@ -258,7 +258,7 @@ func (b *Backend) name(jobID, suffix string) string {
 }
 
 func checkID(kind, id string) error {
-	if !validID.MatchString(id) || id == "." || id == ".." {
+	if !validID().MatchString(id) || id == "." || id == ".." {
 		return fmt.Errorf("invalid %s ID %q: want [A-Za-z0-9._-]+", kind, id)
 	}
 	return nil
@@ -389,10 +389,10 @@ func (b *Backend) startService(ctx context.Context, cli *client.Client, job *bac
 	return nil
 }
 
-var serviceNameRe = regexp.MustCompile(`^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$`)
+var serviceNameRe = sync.OnceValue(func() *regexp.Regexp { return regexp.MustCompile(`^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$`) })
 
 func checkServiceName(name string) error {
-	if !serviceNameRe.MatchString(name) {
+	if !serviceNameRe().MatchString(name) {
 		return fmt.Errorf("invalid service name %q: lower-case letters, digits and '-'", name)
 	}
 	return nil

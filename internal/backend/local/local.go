@@ -44,7 +44,7 @@ const (
 const destroyGrace = 2 * time.Second
 
 // validID is the syntax of job and step IDs: they become path components.
-var validID = regexp.MustCompile(`^[A-Za-z0-9._-]+$`)
+var validID = sync.OnceValue(func() *regexp.Regexp { return regexp.MustCompile(`^[A-Za-z0-9._-]+$`) })
 
 var _ backend.Backend = (*Backend)(nil)
 
@@ -145,7 +145,7 @@ func New(opts Options) (*Backend, error) {
 
 // jobDir returns <Root>/<id> after checking that id is a safe path component.
 func (b *Backend) jobDir(id string) (string, error) {
-	if !validID.MatchString(id) || id == "." || id == ".." {
+	if !validID().MatchString(id) || id == "." || id == ".." {
 		return "", fmt.Errorf("invalid job ID %q: want [A-Za-z0-9._-]+, not \".\" or \"..\"", id)
 	}
 	return filepath.Join(b.root, id), nil
@@ -191,7 +191,7 @@ func (b *Backend) RunStep(ctx context.Context, job *backend.Job, step *backend.S
 	if err != nil {
 		return fail(err)
 	}
-	if !validID.MatchString(step.ID) || step.ID == "." || step.ID == ".." {
+	if !validID().MatchString(step.ID) || step.ID == "." || step.ID == ".." {
 		return fail(fmt.Errorf("invalid step ID %q: want [A-Za-z0-9._-]+", step.ID))
 	}
 	if step.Image != "" {

@@ -2,10 +2,12 @@
 // CDEvents (https://cdevents.dev, spec v0.5.1) and sends them as CloudEvents
 // over HTTP in binary mode.
 //
-// Events are built with the CDEvents Go SDK (github.com/cdevents/sdk-go,
-// package pkg/api/v05), which validates each one against the spec's JSON
-// schemas before it is rendered as a CloudEvent. The event types produced are
-// those of spec v0.5.1:
+// Events are built from this package's own types (model.go) and checked
+// against the spec's rules before they are rendered as CloudEvents; the tests
+// hold every event built to the CDEvents Go SDK (github.com/cdevents/sdk-go,
+// pkg/api/v05): its struct rules, the spec's JSON schemas, and the SDK's own
+// rendering of the same event. The event types produced are those of spec
+// v0.5.1:
 //
 //	dev.cdevents.pipelinerun.queued.0.3.0
 //	dev.cdevents.pipelinerun.started.0.3.0
@@ -93,6 +95,7 @@
 package cdevent
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -104,12 +107,6 @@ import (
 	"strings"
 	"time"
 	"unicode"
-
-	cdevents "github.com/cdevents/sdk-go/pkg/api"
-	cdeventsv05 "github.com/cdevents/sdk-go/pkg/api/v05"
-	cloudevents "github.com/cloudevents/sdk-go/v2"
-	"github.com/cloudevents/sdk-go/v2/binding"
-	cehttp "github.com/cloudevents/sdk-go/v2/protocol/http"
 
 	"github.com/runnel-ci/runnel/internal/store"
 )
@@ -170,9 +167,9 @@ var jobStatuses = map[string]bool{ // status → final
 	"success": true, "failed": true, "cancelled": true, "skipped": true,
 }
 
-// Build returns the CDEvent for e as a CloudEvent, validated by the CDEvents
-// SDK, or ok=false when e maps to no CDEvent (see the package doc).
-func Build(cfg Config, e *store.RunEvent, pipelineName string) (ev *cloudevents.Event, ok bool, err error) {
+// Build returns the CDEvent for e as a CloudEvent, checked against the
+// spec's rules, or ok=false when e maps to no CDEvent (see the package doc).
+func Build(cfg Config, e *store.RunEvent, pipelineName string) (ev *Event, ok bool, err error) {
 	if e == nil {
 		return nil, false, errors.New("cdevent: nil run event")
 	}
@@ -184,7 +181,7 @@ func Build(cfg Config, e *store.RunEvent, pipelineName string) (ev *cloudevents.
 		return nil, false, err
 	}
 	b := builder{cfg: cfg, e: e, sc: sc, what: what, pipelineName: pipelineName}
-	var cd cdevents.CDEventV04
+	var cd *cdEvent
 	if e.Type == store.EventRunStatus {
 		cd, err = b.run()
 	} else {
@@ -193,16 +190,9 @@ func Build(cfg Config, e *store.RunEvent, pipelineName string) (ev *cloudevents.
 	if err != nil || cd == nil {
 		return nil, false, err
 	}
-	cd.SetId(fmt.Sprintf("%s-%d", e.RunID, e.Seq))
-	cd.SetSource(cfg.Source)
-	cd.SetTimestamp(e.Time.UTC())
-	ce, err := cdevents.AsCloudEvent(cd)
+	ce, err := cd.cloudEvent()
 	if err != nil {
-		return nil, false, fmt.Errorf("cdevent: %s: %s: %v", what, cd.GetType(), err)
-	}
-	ce.SetTime(e.Time.UTC())
-	if err := ce.Validate(); err != nil {
-		return nil, false, fmt.Errorf("cdevent: %s: invalid CloudEvent: %v", what, err)
+		return nil, false, fmt.Errorf("cdevent: %s: %v", what, err)
 	}
 	return ce, true, nil
 }
@@ -253,7 +243,13 @@ func (b *builder) checkStatuses(known map[string]bool, kind string) (final, prev
 	return final, prevFinal, nil
 }
 
-func (b *builder) run() (cdevents.CDEventV04, error) {
+// event is a CDEvent of type typ about subjectID, with the id and time of
+// the recorded event b.e.
+func (b *builder) event(typ, subjectID string, c any) *cdEvent {
+	return newEvent(typ, fmt.Sprintf("%s-%d", b.e.RunID, b.e.Seq), b.cfg.Source, subjectID, b.e.Time, c)
+}
+
+func (b *builder) run() (*cdEvent, error) {
 	sc := b.sc
 	final, prevFinal, err := b.checkStatuses(runStatuses, "run")
 	if err != nil {
@@ -266,59 +262,35 @@ func (b *builder) run() (cdevents.CDEventV04, error) {
 	if name == "" {
 		name = sc.PipelineID
 	}
-	link := b.cfg.RunURL(b.e.RunID)
+	c := &pipelineRunContent{PipelineName: name, URI: b.cfg.RunURL(b.e.RunID)}
 	switch {
 	case sc.Status == "pending" && sc.Previous == "":
-		ev, err := cdeventsv05.NewPipelineRunQueuedEvent()
-		if err != nil {
-			return nil, b.sdkErr(err)
-		}
-		ev.SetSubjectId(b.e.RunID)
-		ev.SetSubjectPipelineName(name)
-		ev.SetSubjectUri(link)
-		return ev, nil
+		return b.event(TypePipelineRunQueued, b.e.RunID, c), nil
 	case sc.Status == "running" && (sc.Previous == "" || sc.Previous == "pending"):
-		ev, err := cdeventsv05.NewPipelineRunStartedEvent()
-		if err != nil {
-			return nil, b.sdkErr(err)
-		}
-		ev.SetSubjectId(b.e.RunID)
-		ev.SetSubjectPipelineName(name)
-		ev.SetSubjectUri(link)
-		return ev, nil
+		return b.event(TypePipelineRunStarted, b.e.RunID, c), nil
 	case final && !prevFinal:
-		var outcome, errs string
 		switch sc.Status {
 		case "success":
-			outcome, errs = OutcomeSuccess, sc.Reason
+			c.Outcome, c.Errors = OutcomeSuccess, sc.Reason
 		case "partial":
-			outcome, errs = OutcomeSuccess, PartialErrors
+			c.Outcome, c.Errors = OutcomeSuccess, PartialErrors
 			if sc.Reason != "" {
-				errs += ": " + sc.Reason
+				c.Errors += ": " + sc.Reason
 			}
 		case "failed":
-			outcome, errs = OutcomeFailure, sc.Reason
+			c.Outcome, c.Errors = OutcomeFailure, sc.Reason
 			if sc.SystemError {
-				outcome = OutcomeError
+				c.Outcome = OutcomeError
 			}
 		case "cancelled":
-			outcome, errs = OutcomeCancel, sc.Reason
+			c.Outcome, c.Errors = OutcomeCancel, sc.Reason
 		}
-		ev, err := cdeventsv05.NewPipelineRunFinishedEvent()
-		if err != nil {
-			return nil, b.sdkErr(err)
-		}
-		ev.SetSubjectId(b.e.RunID)
-		ev.SetSubjectPipelineName(name)
-		ev.SetSubjectUri(link)
-		ev.SetSubjectOutcome(outcome)
-		ev.SetSubjectErrors(errs)
-		return ev, nil
+		return b.event(TypePipelineRunFinished, b.e.RunID, c), nil
 	}
 	return nil, nil
 }
 
-func (b *builder) job() (cdevents.CDEventV04, error) {
+func (b *builder) job() (*cdEvent, error) {
 	sc := b.sc
 	final, _, err := b.checkStatuses(jobStatuses, "job")
 	if err != nil {
@@ -349,35 +321,16 @@ func (b *builder) job() (cdevents.CDEventV04, error) {
 	if sc.Attempt < 0 {
 		return nil, fmt.Errorf("cdevent: %s: invalid attempt %d", b.what, sc.Attempt)
 	}
-	id := TaskRunID(sc.JobRunID, sc.Attempt)
-	ref := &cdevents.Reference{Id: b.e.RunID, Source: b.cfg.Source}
-	link := b.cfg.RunURL(b.e.RunID)
+	c := &taskRunContent{
+		TaskName:    sc.Key,
+		PipelineRun: &reference{ID: b.e.RunID, Source: b.cfg.Source},
+		URI:         b.cfg.RunURL(b.e.RunID),
+	}
 	if outcome == "" {
-		ev, err := cdeventsv05.NewTaskRunStartedEvent()
-		if err != nil {
-			return nil, b.sdkErr(err)
-		}
-		ev.SetSubjectId(id)
-		ev.SetSubjectTaskName(sc.Key)
-		ev.SetSubjectPipelineRun(ref)
-		ev.SetSubjectUri(link)
-		return ev, nil
+		return b.event(TypeTaskRunStarted, TaskRunID(sc.JobRunID, sc.Attempt), c), nil
 	}
-	ev, err := cdeventsv05.NewTaskRunFinishedEvent()
-	if err != nil {
-		return nil, b.sdkErr(err)
-	}
-	ev.SetSubjectId(id)
-	ev.SetSubjectTaskName(sc.Key)
-	ev.SetSubjectPipelineRun(ref)
-	ev.SetSubjectUri(link)
-	ev.SetSubjectOutcome(outcome)
-	ev.SetSubjectErrors(sc.Reason)
-	return ev, nil
-}
-
-func (b *builder) sdkErr(err error) error {
-	return fmt.Errorf("cdevent: %s: %v", b.what, err)
+	c.Outcome, c.Errors = outcome, sc.Reason
+	return b.event(TypeTaskRunFinished, TaskRunID(sc.JobRunID, sc.Attempt), c), nil
 }
 
 // TaskRunID is the subject id of the taskrun events of an attempt of a job
@@ -392,7 +345,9 @@ func TaskRunID(jobRunID string, attempt int) string {
 // DefaultTimeout bounds a Send whose Sender has no Timeout.
 const DefaultTimeout = 10 * time.Second
 
-// Sender posts CloudEvents in HTTP binary mode.
+// Sender posts CloudEvents in the binary content mode of the CloudEvents
+// HTTP protocol binding 1.0: the attributes in ce-* headers, the data as the
+// body with its Content-Type.
 type Sender struct {
 	// HTTP is the client used (its redirect policy is replaced: redirects
 	// are never followed); nil: a client with Timeout.
@@ -405,7 +360,7 @@ type Sender struct {
 // naming the sink (with any password in the URL redacted) and the HTTP
 // status. A password in the sink URL is sent as HTTP basic authentication.
 // Redirects are not followed (a 3xx answer is an error).
-func (s *Sender) Send(ctx context.Context, sink string, ev *cloudevents.Event) error {
+func (s *Sender) Send(ctx context.Context, sink string, ev *Event) error {
 	shown := RedactURL(sink)
 	if ev == nil {
 		return fmt.Errorf("cdevent: send to %s: nil event", shown)
@@ -436,13 +391,11 @@ func (s *Sender) Send(ctx context.Context, sink string, ev *cloudevents.Event) e
 	parent := ctx
 	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, u.String(), nil)
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, u.String(), bytes.NewReader(ev.data))
 	if err != nil {
 		return fmt.Errorf("%s: %v", what, redactErr(err, sink, shown))
 	}
-	if err := cehttp.WriteRequest(binding.WithForceBinary(ctx), binding.ToMessage(ev), req); err != nil {
-		return fmt.Errorf("%s: encode request: %v", what, err)
-	}
+	setBinaryHeaders(req.Header, ev)
 	resp, err := client.Do(req)
 	if err != nil {
 		var ue *url.Error
@@ -524,4 +477,22 @@ func printable(s string) string {
 		return r
 	}, s)
 	return strings.TrimSpace(s)
+}
+
+// setBinaryHeaders writes ev's attributes as the binary mode's headers.
+// Values are written as they are, as the CloudEvents Go SDK writes them (its
+// receivers do not percent-decode): ids, types and run ids are printable
+// ASCII, and a source or a package URL with a '%' arrives unchanged.
+func setBinaryHeaders(h http.Header, ev *Event) {
+	h.Set("Ce-Specversion", CloudEventsVersion)
+	h.Set("Ce-Id", ev.id)
+	h.Set("Ce-Source", ev.source)
+	h.Set("Ce-Type", ev.typ)
+	if ev.subject != "" {
+		h.Set("Ce-Subject", ev.subject)
+	}
+	if !ev.time.IsZero() {
+		h.Set("Ce-Time", ev.time.UTC().Format(time.RFC3339Nano))
+	}
+	h.Set("Content-Type", ev.DataContentType())
 }

@@ -1,15 +1,11 @@
 package cdevent
 
 import (
-	"encoding/json"
 	"errors"
 	"fmt"
 	"net/url"
 	"strings"
 
-	cdevents "github.com/cdevents/sdk-go/pkg/api"
-	cdeventsv05 "github.com/cdevents/sdk-go/pkg/api/v05"
-	cloudevents "github.com/cloudevents/sdk-go/v2"
 	"github.com/package-url/packageurl-go"
 
 	"github.com/runnel-ci/runnel/internal/store"
@@ -84,7 +80,7 @@ const (
 )
 
 // BuildEvents returns the build and artifact CDEvents of an image build's run
-// event e, in order, as CloudEvents validated by the CDEvents SDK (see the
+// event e, in order, as CloudEvents checked against the spec's rules (see the
 // package doc, "Image builds"):
 //
 //   - run.status, Status pending, Previous "": build.queued
@@ -104,7 +100,7 @@ const (
 // Errors name the event and say why; they are not transient (the same
 // event and build always fail the same way). artifact.packaged requires a
 // change, so a success with a digest but no b.Commit is an error.
-func BuildEvents(cfg Config, e *store.RunEvent, b ImageBuild) ([]*cloudevents.Event, error) {
+func BuildEvents(cfg Config, e *store.RunEvent, b ImageBuild) ([]*Event, error) {
 	if e == nil {
 		return nil, errors.New("cdevent: nil run event")
 	}
@@ -121,32 +117,18 @@ func BuildEvents(cfg Config, e *store.RunEvent, b ImageBuild) ([]*cloudevents.Ev
 		return nil, err
 	}
 	base := fmt.Sprintf("%s-%d", e.RunID, e.Seq)
-	var cds []cdevents.CDEventV04
+	event := func(typ, idSuffix, subjectID string, c any) *cdEvent {
+		return newEvent(typ, base+idSuffix, cfg.Source, subjectID, e.Time, c)
+	}
+	var cds []*cdEvent
 	switch {
 	case sc.Status == "pending" && sc.Previous == "":
-		ev, err := cdeventsv05.NewBuildQueuedEvent()
-		if err != nil {
-			return nil, bl.sdkErr(err)
-		}
-		ev.SetId(base + buildIDSuffix)
-		ev.SetSubjectId(e.RunID)
-		cds = append(cds, ev)
+		cds = append(cds, event(TypeBuildQueued, buildIDSuffix, e.RunID, &buildContent{}))
 	case sc.Status == "running" && (sc.Previous == "" || sc.Previous == "pending"):
-		ev, err := cdeventsv05.NewBuildStartedEvent()
-		if err != nil {
-			return nil, bl.sdkErr(err)
-		}
-		ev.SetId(base + buildIDSuffix)
-		ev.SetSubjectId(e.RunID)
-		cds = append(cds, ev)
+		cds = append(cds, event(TypeBuildStarted, buildIDSuffix, e.RunID, &buildContent{}))
 	case final && !prevFinal:
-		ev, err := cdeventsv05.NewBuildFinishedEvent()
-		if err != nil {
-			return nil, bl.sdkErr(err)
-		}
-		ev.SetId(base + buildIDSuffix)
-		ev.SetSubjectId(e.RunID)
-		cds = append(cds, ev)
+		finished := &buildContent{}
+		cds = append(cds, event(TypeBuildFinished, buildIDSuffix, e.RunID, finished))
 		if (sc.Status != "success" && sc.Status != "partial") || b.Digest == "" {
 			break
 		}
@@ -154,106 +136,29 @@ func BuildEvents(cfg Config, e *store.RunEvent, b ImageBuild) ([]*cloudevents.Ev
 			return nil, fmt.Errorf("cdevent: %s: %s: image build without a repository", what, TypeBuildFinished)
 		}
 		purl := b.PURL()
-		ev.SetSubjectArtifactId(purl)
+		finished.ArtifactID = purl
 		if b.Commit == "" {
 			return nil, fmt.Errorf("cdevent: %s: %s: image build without a source commit (the event's change)", what, TypeArtifactPackaged)
 		}
-		change := &cdevents.Reference{Id: b.Commit}
+		change := &reference{ID: b.Commit}
 		if b.SourceURL != "" {
 			if _, err := url.Parse(b.SourceURL); err == nil {
 				change.Source = b.SourceURL
 			}
 		}
-		pk, err := cdeventsv05.NewArtifactPackagedEvent()
-		if err != nil {
-			return nil, bl.sdkErr(err)
-		}
-		pk.SetId(base + packagedIDSuffix)
-		pk.SetSubjectId(purl)
-		pk.SetSubjectChange(change)
-		pb, err := cdeventsv05.NewArtifactPublishedEvent()
-		if err != nil {
-			return nil, bl.sdkErr(err)
-		}
-		pb.SetId(base + publishedIDSuffix)
-		pb.SetSubjectId(purl)
-		cds = append(cds, pk, pb)
+		cds = append(cds,
+			event(TypeArtifactPackaged, packagedIDSuffix, purl, &artifactPackagedContent{Change: change}),
+			event(TypeArtifactPublished, publishedIDSuffix, purl, &emptyContent{}))
 	default:
 		return nil, nil
 	}
-	out := make([]*cloudevents.Event, 0, len(cds))
+	out := make([]*Event, 0, len(cds))
 	for _, cd := range cds {
-		cd.SetSource(cfg.Source)
-		cd.SetSubjectSource(cfg.Source)
-		cd.SetTimestamp(e.Time.UTC())
-		ce, err := asCloudEvent(cd)
+		ce, err := cd.cloudEvent()
 		if err != nil {
-			return nil, fmt.Errorf("cdevent: %s: %s: %v", what, cd.GetType(), err)
-		}
-		ce.SetTime(e.Time.UTC())
-		if err := ce.Validate(); err != nil {
-			return nil, fmt.Errorf("cdevent: %s: %s: invalid CloudEvent: %v", what, cd.GetType(), err)
+			return nil, fmt.Errorf("cdevent: %s: %v", what, err)
 		}
 		out = append(out, ce)
 	}
 	return out, nil
-}
-
-// asCloudEvent is cdevents.AsCloudEvent, but for a build.finished event
-// without an artifactId (see validate).
-func asCloudEvent(cd cdevents.CDEventV04) (*cloudevents.Event, error) {
-	if !noArtifactID(cd) {
-		return cdevents.AsCloudEvent(cd)
-	}
-	if err := validate(cd); err != nil {
-		return nil, fmt.Errorf("cannot validate CDEvent %w", err)
-	}
-	// As AsCloudEvent renders it.
-	ce := cloudevents.NewEvent()
-	ce.SetID(cd.GetId())
-	ce.SetSource(cd.GetSource())
-	ce.SetSubject(cd.GetSubjectId())
-	ce.SetType(cd.GetType().String())
-	if err := ce.SetData(cloudevents.ApplicationJSON, cd); err != nil {
-		return nil, err
-	}
-	return &ce, nil
-}
-
-func noArtifactID(cd cdevents.CDEventReader) bool {
-	bf, ok := cd.(*cdeventsv05.BuildFinishedEvent)
-	return ok && bf.Subject.Content.ArtifactId == ""
-}
-
-// validate is cdevents.Validate, except that it accepts a build.finished
-// event without an artifactId. The SDK (v0.5.1) tags that field
-// `validate:"purl"` without omitempty, so its struct validation rejects the
-// empty string although the spec's schema makes artifactId optional (and
-// omitempty leaves it out of the JSON). Such an event is checked by
-// cdevents.Validate with a placeholder package URL in artifactId (every
-// other field's struct and schema checks), then as it is against the
-// event's JSON schema.
-func validate(cd cdevents.CDEventReader) error {
-	if !noArtifactID(cd) {
-		return cdevents.Validate(cd)
-	}
-	bf := cd.(*cdeventsv05.BuildFinishedEvent)
-	probe := *bf
-	probe.SetSubjectArtifactId("pkg:generic/placeholder")
-	if err := cdevents.Validate(&probe); err != nil {
-		return err
-	}
-	_, sch, err := bf.GetSchema()
-	if err != nil {
-		return err
-	}
-	raw, err := json.Marshal(bf)
-	if err != nil {
-		return err
-	}
-	var v any
-	if err := json.Unmarshal(raw, &v); err != nil {
-		return err
-	}
-	return sch.Validate(v)
 }
