@@ -4,7 +4,7 @@ GO ?= go
 .PHONY: build test test-short vet fmt fuzz bench schema generate
 
 build:
-	$(GO) build -o bin/runnel ./cmd/runnel
+	CGO_ENABLED=0 $(GO) build -o bin/runnel ./cmd/runnel
 
 # All tests, with the race detector. They need git and go. .ci/run sets
 # RUNNEL_TEST_ALL=1, which will make suites needing outside services

@@ -41,7 +41,9 @@ func run(rounds, steps int) error {
 	}
 	defer os.RemoveAll(dir)
 	bin := filepath.Join(dir, "runnel")
-	if out, err := exec.Command("go", "build", "-o", bin, "./cmd/runnel").CombinedOutput(); err != nil {
+	build := exec.Command("go", "build", "-o", bin, "./cmd/runnel")
+	build.Env = append(os.Environ(), "CGO_ENABLED=0")
+	if out, err := build.CombinedOutput(); err != nil {
 		return fmt.Errorf("build: %v\n%s", err, out)
 	}
 	write := func(name, content string) string {

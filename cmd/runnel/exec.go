@@ -196,11 +196,9 @@ func cmdExec(args []string, stdout, stderr io.Writer) int {
 
 	// Artifacts live for this run; caches as long as the work directory
 	// (kept with --workdir, so a later exec restores them).
-	artifacts, err := os.MkdirTemp(root, ".artifacts-")
-	if err != nil {
-		fmt.Fprintln(stderr, "runnel exec:", err)
-		return exitFailed
-	}
+	// The artifacts directory is made by the first upload (most runs have
+	// none); its name is the run's, so a kept --workdir never mixes runs.
+	artifacts := filepath.Join(root, ".artifacts-"+runID)
 	defer os.RemoveAll(artifacts)
 	files := &artifact.Dir{Artifacts: artifacts, Caches: filepath.Join(root, ".caches")}
 	r := &engine.Runner{

@@ -9,6 +9,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -846,5 +847,45 @@ func TestCleanupStale(t *testing.T) {
 	gone, _ := New(Options{Root: filepath.Join(root, "missing")})
 	if err := gone.CleanupStale(context.Background()); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// TestPIDWindow: a job's leftovers are looked for among the PIDs allocated
+// since its setup when nothing else can be, and among all processes when the
+// window cannot be trusted.
+func TestPIDWindow(t *testing.T) {
+	b := newBackend(t, Options{})
+	w := newPIDWindow(b.self)
+	if !w.ok {
+		t.Fatal("no PID window: /proc/self, /proc/sys/kernel/ns_last_pid or /proc/stat unreadable")
+	}
+	cmd := exec.Command("sleep", "30")
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = cmd.Process.Kill(); _ = cmd.Wait() })
+	pid := cmd.Process.Pid
+
+	pids, all := b.candidates(w)
+	if all {
+		t.Fatalf("candidates(window of %d forks) looks at every process", maxNarrowedScan)
+	}
+	if !slices.Contains(pids, pid) || slices.Contains(pids, b.self) {
+		t.Errorf("candidates = %v: want %d (started after the window), not runnel's own %d", pids, pid, b.self)
+	}
+	for _, p := range pids {
+		if p <= w.after {
+			t.Errorf("candidate %d is not after the window's start %d", p, w.after)
+		}
+	}
+
+	busy := w
+	busy.forks -= maxNarrowedScan + 1 // more forks since than the window trusts
+	wrapped := w
+	wrapped.after += 1 << 22 // the counter is now below the window's start
+	for name, win := range map[string]pidWindow{"unknown": {}, "busy host": busy, "counter wrapped": wrapped} {
+		if _, all := b.candidates(win); !all {
+			t.Errorf("%s: candidates narrowed the scan; want every process", name)
+		}
 	}
 }

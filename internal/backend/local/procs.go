@@ -33,15 +33,98 @@ type proc struct {
 // pollInterval is how often killJobProcesses checks whether processes are gone.
 const pollInterval = 10 * time.Millisecond
 
+// pidWindow is the PIDs a job's processes can have: those allocated after
+// its SetupJob (above after), as long as the PID counter did not wrap
+// meanwhile. The zero value means every PID.
+type pidWindow struct {
+	after int    // the namespace's last PID when the job was set up
+	forks uint64 // processes and threads created on the host until then
+	ok    bool
+}
+
+// maxNarrowedScan bounds the forks a narrowed scan trusts and the PIDs it
+// opens one by one; a busier job lists /proc instead.
+const maxNarrowedScan = 256
+
+// newPIDWindow reads where PIDs stand now; its ok is false when that cannot
+// be known: /proc/sys/kernel/ns_last_pid or the fork count of /proc/stat
+// unreadable, or /proc not the /proc of runnel's own PID namespace (its PIDs
+// would not compare with the counter).
+func newPIDWindow(self int) pidWindow {
+	if link, err := os.Readlink("/proc/self"); err != nil || link != strconv.Itoa(self) {
+		return pidWindow{}
+	}
+	data, err := os.ReadFile("/proc/sys/kernel/ns_last_pid")
+	if err != nil {
+		return pidWindow{}
+	}
+	last, err := strconv.Atoi(strings.TrimSpace(string(data)))
+	if err != nil || last <= 0 {
+		return pidWindow{}
+	}
+	forks, ok := forkCount()
+	return pidWindow{after: last, forks: forks, ok: ok}
+}
+
+// forkCount is the "processes" line of /proc/stat: forks since boot.
+func forkCount() (uint64, bool) {
+	data, err := os.ReadFile("/proc/stat")
+	if err != nil {
+		return 0, false
+	}
+	for line := range strings.Lines(string(data)) {
+		if v, ok := strings.CutPrefix(line, "processes "); ok {
+			n, err := strconv.ParseUint(strings.TrimSpace(v), 10, 64)
+			return n, err == nil
+		}
+	}
+	return 0, false
+}
+
+// candidates returns the PIDs to look at for processes of a job whose
+// window is w, or all=true when every process must be looked at. The window
+// holds every PID of the job while the counter has not wrapped since w was
+// taken. It cannot have with at most maxNarrowedScan forks on the whole host
+// since then: the counter moves one PID per fork, plus the PIDs in use it
+// skips, and going around needs far more than that. Busier hosts and longer
+// jobs (more forks), an unknown window, or a counter found below its start
+// list every process.
+func (b *Backend) candidates(w pidWindow) (pids []int, all bool) {
+	if !w.ok {
+		return nil, true
+	}
+	now := newPIDWindow(b.self)
+	if !now.ok || now.after < w.after || now.forks < w.forks ||
+		now.forks-w.forks > maxNarrowedScan || now.after-w.after > 4*maxNarrowedScan {
+		return nil, true
+	}
+	for pid := w.after + 1; pid <= now.after; pid++ {
+		if pid != b.self {
+			pids = append(pids, pid)
+		}
+	}
+	return pids, false
+}
+
 // killJobProcesses stops every process whose environment carries the marker
 // of the job directory dir: SIGTERM, up to destroyGrace for them to exit, then SIGKILL until none
 // is left. Processes that cleared their environment, or run as another user
-// whose environ we cannot read, are not found.
-func (b *Backend) killJobProcesses(dir string) error {
+// whose environ we cannot read, are not found. Only PIDs allocated inside
+// the window w are looked at, when it is known and the counter has not
+// wrapped: a job's processes cannot have others, and a short job then costs
+// a handful of reads instead of one per process on the host.
+func (b *Backend) killJobProcesses(dir string, w pidWindow) error {
 	marker := []byte(markerVar + "=" + dir)
 	seen := map[int]proc{} // everything signalled, to reap those that are ours
+	scan := func() ([]proc, error) {
+		pids, all := b.candidates(w)
+		if all {
+			return b.scan(marker)
+		}
+		return b.scanPIDs(marker, pids), nil
+	}
 
-	live, err := b.scan(marker)
+	live, err := scan()
 	if err != nil {
 		return err
 	}
@@ -63,7 +146,7 @@ func (b *Backend) killJobProcesses(dir string) error {
 	for len(live) > 0 && time.Now().Before(deadline) {
 		time.Sleep(pollInterval)
 		b.reap(seen)
-		if live, err = b.scan(marker); err != nil {
+		if live, err = scan(); err != nil {
 			return err
 		}
 		// Newcomers (forked by a dying parent) get the same SIGTERM first.
@@ -82,7 +165,7 @@ func (b *Backend) killJobProcesses(dir string) error {
 		signal(live, syscall.SIGKILL)
 		time.Sleep(pollInterval)
 		b.reap(seen)
-		if live, err = b.scan(marker); err != nil {
+		if live, err = scan(); err != nil {
 			return err
 		}
 	}
@@ -118,13 +201,22 @@ func (b *Backend) scan(marker []byte) ([]proc, error) {
 	if err != nil {
 		return nil, fmt.Errorf("list processes: %w", err)
 	}
-	var found []proc
+	pids := make([]int, 0, len(entries))
 	for _, e := range entries {
 		pid, err := strconv.Atoi(e.Name())
 		if err != nil || pid == b.self {
 			continue
 		}
-		env, err := os.ReadFile("/proc/" + e.Name() + "/environ")
+		pids = append(pids, pid)
+	}
+	return b.scanPIDs(marker, pids), nil
+}
+
+// scanPIDs is scan over the given PIDs only.
+func (b *Backend) scanPIDs(marker []byte, pids []int) []proc {
+	var found []proc
+	for _, pid := range pids {
+		env, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/environ")
 		if err != nil || !hasEntry(env, marker) {
 			continue // gone, not ours to read, or not of this job
 		}
@@ -134,7 +226,7 @@ func (b *Backend) scan(marker []byte) ([]proc, error) {
 		}
 		found = append(found, p)
 	}
-	return found, nil
+	return found
 }
 
 // hasEntry reports whether the NUL-separated environ block contains entry.
@@ -196,11 +288,11 @@ func (b *Backend) CleanupStale(ctx context.Context) error {
 		// Twice, a moment apart: a process caught between fork and exec
 		// can show an empty environment in /proc for an instant, and
 		// would be missed by a single scan.
-		if err := b.killJobProcesses(dir); err != nil {
+		if err := b.killJobProcesses(dir, pidWindow{}); err != nil {
 			errs = append(errs, err)
 		}
 		time.Sleep(50 * time.Millisecond)
-		if err := b.killJobProcesses(dir); err != nil {
+		if err := b.killJobProcesses(dir, pidWindow{}); err != nil {
 			errs = append(errs, err)
 		}
 		if err := removeTree(dir); err != nil {

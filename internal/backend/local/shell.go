@@ -62,6 +62,39 @@ func interpreter(shell, script, path string) ([]string, error) {
 	return argv, nil
 }
 
+// scriptPlaceholder stands for the script in the argv templates that
+// Backend.interpreter caches.
+const scriptPlaceholder = "\x00script\x00"
+
+// interpreter is the package's interpreter with the interpreter's path looked
+// up once per shell and PATH: a lookup stats every PATH directory up to the
+// one that has it, for every step. forget drops a cached entry (its program
+// could not be started).
+func (b *Backend) interpreter(shell, script, path string) (argv []string, forget func(), err error) {
+	key := shell + "\x00" + path
+	b.mu.Lock()
+	tmpl, ok := b.interpreters[key]
+	b.mu.Unlock()
+	if !ok {
+		if tmpl, err = interpreter(shell, scriptPlaceholder, path); err != nil {
+			return nil, nil, err
+		}
+		b.mu.Lock()
+		b.interpreters[key] = tmpl
+		b.mu.Unlock()
+	}
+	argv = make([]string, len(tmpl))
+	for i, a := range tmpl {
+		argv[i] = strings.ReplaceAll(a, scriptPlaceholder, script)
+	}
+	forget = func() {
+		b.mu.Lock()
+		delete(b.interpreters, key)
+		b.mu.Unlock()
+	}
+	return argv, forget, nil
+}
+
 // lookPath finds an executable like exec.LookPath, but in the given PATH value.
 // Names containing a slash are returned as they are (relative ones resolve
 // against the working directory when started). Empty PATH entries, which mean
