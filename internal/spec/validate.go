@@ -59,6 +59,30 @@ type validator struct {
 	lines   [][]byte
 	catalog ActionCatalog
 	errs    ErrorList
+	// templates and conditions hold what each distinct text parsed to: a
+	// matrix or a generated definition repeats the same texts in every job,
+	// and compiling an expression is most of checking one.
+	templates  map[string]parsed[*expr.Template]
+	conditions map[string]parsed[*expr.Condition]
+}
+
+// parsed is the result of parsing one text.
+type parsed[T any] struct {
+	v   T
+	err error
+}
+
+// memo returns what parse gives for s, parsing each distinct s once.
+func memo[T any](m *map[string]parsed[T], s string, parse func(string) (T, error)) (T, error) {
+	if r, ok := (*m)[s]; ok {
+		return r.v, r.err
+	}
+	if *m == nil {
+		*m = map[string]parsed[T]{}
+	}
+	v, err := parse(s)
+	(*m)[s] = parsed[T]{v, err}
+	return v, err
 }
 
 func (v *validator) errorf(path, format string, args ...any) {
@@ -312,7 +336,7 @@ func (v *validator) checkTemplate(path, s string, scope expr.Scope) bool {
 	if !strings.Contains(s, "${{") {
 		return true
 	}
-	t, err := expr.ParseTemplate(s)
+	t, err := memo(&v.templates, s, expr.ParseTemplate)
 	if err != nil {
 		v.exprError(path, err)
 		return false
@@ -328,7 +352,7 @@ func (v *validator) checkCondition(path, s string, scope expr.Scope) {
 	if s == "" {
 		return
 	}
-	c, err := expr.ParseCondition(s)
+	c, err := memo(&v.conditions, s, expr.ParseCondition)
 	if err != nil {
 		v.exprError(path, err)
 		return
