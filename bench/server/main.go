@@ -75,11 +75,17 @@ type config struct {
 	logLevel     string
 	only         map[string]bool
 	timeout      time.Duration
+	// closed loop
+	loopClients  []int
+	loopDuration time.Duration
+	loopWarmup   time.Duration
+	loopCapacity int
+	compare      string
 }
 
 func main() {
 	var cfg config
-	var caps, only string
+	var caps, only, loopClients string
 	flag.StringVar(&cfg.bin, "bin", "", "runnel binary to measure (default: build ./cmd/runnel into a temporary directory)")
 	flag.IntVar(&cfg.starts, "starts", 10, "server starts for the startup median (after one untimed start)")
 	flag.IntVar(&cfg.latencyRuns, "latency-runs", 300, "sequential triggers measured for trigger → first step")
@@ -94,7 +100,12 @@ func main() {
 	flag.IntVar(&cfg.workers, "workers", 64, "worker pool of the open-loop test (bounds requests in flight)")
 	flag.DurationVar(&cfg.idle, "idle", 5*time.Second, "idle time before the idle RSS is read")
 	flag.StringVar(&cfg.logLevel, "log-level", "error", "--log-level of the measured servers")
-	flag.StringVar(&only, "only", "startup,latency,read,throughput,sqlite,postgres", "which measurements to run (idle RSS comes with latency; throughput runs on the databases listed: sqlite, postgres)")
+	flag.StringVar(&only, "only", "startup,latency,read,throughput,closedloop,sqlite,postgres", "which measurements to run (idle RSS comes with latency; throughput and closedloop run on the databases listed: sqlite, postgres)")
+	flag.StringVar(&loopClients, "loop-clients", "1,4,16", "comma-separated client counts of the closed-loop test")
+	flag.DurationVar(&cfg.loopDuration, "loop-duration", 20*time.Second, "measured window of each closed-loop test")
+	flag.DurationVar(&cfg.loopWarmup, "loop-warmup", 2*time.Second, "closed-loop warm-up before the window")
+	flag.IntVar(&cfg.loopCapacity, "loop-capacity", 0, "--embedded-agent-capacity of the closed-loop servers (0: the server's default)")
+	flag.StringVar(&cfg.compare, "compare", "", "a second runnel binary (an earlier build) measured in the closed-loop test right after the first, on a server of its own, for a before/after in one run")
 	flag.DurationVar(&cfg.timeout, "timeout", 30*time.Minute, "upper bound of the whole benchmark")
 	flag.Parse()
 	for _, s := range strings.Split(caps, ",") {
@@ -104,6 +115,14 @@ func main() {
 			os.Exit(2)
 		}
 		cfg.capacities = append(cfg.capacities, n)
+	}
+	for _, s := range strings.Split(loopClients, ",") {
+		n, err := strconv.Atoi(strings.TrimSpace(s))
+		if err != nil || n < 1 {
+			fmt.Fprintf(os.Stderr, "bench: -loop-clients %q: want positive integers\n", loopClients)
+			os.Exit(2)
+		}
+		cfg.loopClients = append(cfg.loopClients, n)
 	}
 	cfg.only = map[string]bool{}
 	for _, s := range strings.Split(only, ",") {
@@ -132,7 +151,9 @@ func run(ctx context.Context, cfg config) error {
 	if cfg.bin == "" {
 		cfg.bin = filepath.Join(dir, "runnel")
 		fmt.Fprintln(os.Stderr, "building ./cmd/runnel …")
-		if out, err := exec.CommandContext(ctx, "go", "build", "-o", cfg.bin, "./cmd/runnel").CombinedOutput(); err != nil {
+		build := exec.CommandContext(ctx, "go", "build", "-o", cfg.bin, "./cmd/runnel")
+		build.Env = append(os.Environ(), "CGO_ENABLED=0") // as make build
+		if out, err := build.CombinedOutput(); err != nil {
 			return fmt.Errorf("build: %v\n%s", err, out)
 		}
 	}
@@ -165,6 +186,18 @@ func run(ctx context.Context, cfg config) error {
 			rows = append(rows, row{"throughput, PostgreSQL", "skipped (-postgres empty)", "≥ 100 runs/s, no error"})
 		default:
 			if err := add(b.throughput(ctx, "PostgreSQL", cfg.postgres)); err != nil {
+				return err
+			}
+		}
+	}
+	if cfg.only["closedloop"] {
+		if cfg.only["sqlite"] {
+			if err := add(b.closedLoop(ctx, "SQLite", "")); err != nil {
+				return err
+			}
+		}
+		if cfg.only["postgres"] && cfg.postgres != "" {
+			if err := add(b.closedLoop(ctx, "PostgreSQL", cfg.postgres)); err != nil {
 				return err
 			}
 		}
@@ -733,17 +766,25 @@ type server struct {
 // GET /readyz answers 200 (the "ready" log line is not printed at
 // --log-level error, so the port is chosen here).
 func (b *bench) startServer(ctx context.Context, dsn string, capacity int) (*server, error) {
+	return b.startServerBin(ctx, b.cfg.bin, dsn, capacity)
+}
+
+// startServerBin is startServer with the binary bin; a capacity of 0 leaves
+// --embedded-agent-capacity at its default.
+func (b *bench) startServerBin(ctx context.Context, bin, dsn string, capacity int) (*server, error) {
 	port, err := freePort()
 	if err != nil {
 		return nil, err
 	}
 	addr := fmt.Sprintf("127.0.0.1:%d", port)
-	args := []string{"server", "--addr", addr, "--data-dir", b.dataDir(), "--admin-token", token,
-		"--embedded-agent-capacity", strconv.Itoa(capacity), "--log-level", b.cfg.logLevel}
+	args := []string{"server", "--addr", addr, "--data-dir", b.dataDir(), "--admin-token", token, "--log-level", b.cfg.logLevel}
+	if capacity > 0 {
+		args = append(args, "--embedded-agent-capacity", strconv.Itoa(capacity))
+	}
 	if dsn != "" {
 		args = append(args, "--database", dsn)
 	}
-	cmd := exec.Command(b.cfg.bin, args...)
+	cmd := exec.Command(bin, args...)
 	pipe, err := cmd.StderrPipe()
 	if err != nil {
 		return nil, err

@@ -100,6 +100,9 @@ type serverConfig struct {
 	// are refused); RegistryCredential the credential they log in with.
 	Registry           string
 	RegistryCredential string
+	// PprofAddr serves Go's profiler (net/http/pprof) on its own listener
+	// ("": off).
+	PprofAddr string
 }
 
 func (c *serverConfig) flags(fs *flag.FlagSet) {
@@ -143,6 +146,7 @@ func (c *serverConfig) flags(fs *flag.FlagSet) {
 	fs.IntVar(&c.NotifyAttempts, "notify-attempts", envInt("RUNNEL_NOTIFY_ATTEMPTS", 5), "attempts of a failing notification channel (1s apart, doubling) before its failure is recorded on the run (RUNNEL_NOTIFY_ATTEMPTS)")
 	fs.StringVar(&c.Registry, "registry", os.Getenv("RUNNEL_REGISTRY"), "container registry `host[:port]` that image builds (/v1/repositories, /v1/builds) push to (RUNNEL_REGISTRY); without it builds are refused")
 	fs.StringVar(&c.RegistryCredential, "registry-credential", os.Getenv("RUNNEL_REGISTRY_CREDENTIAL"), "`id or name` of a credential (/api/v1/credentials: kind basic or a token kind, not limited to a project) image builds log in to --registry with (RUNNEL_REGISTRY_CREDENTIAL); looked up when a build starts; default: push anonymously")
+	fs.StringVar(&c.PprofAddr, "pprof-addr", os.Getenv("RUNNEL_PPROF_ADDR"), "serve Go's profiler (/debug/pprof/) on this `address`, e.g. 127.0.0.1:6060, for diagnosing CPU and memory use (RUNNEL_PPROF_ADDR); unauthenticated: bind it to loopback; default off")
 	fs.BoolVar(&c.CronCatchUp, "cron-catch-up", envBool("RUNNEL_CRON_CATCH_UP", true), "after downtime that missed ticks of a cron schedule, run once for the latest missed tick; false skips to the next tick (RUNNEL_CRON_CATCH_UP)")
 }
 
@@ -606,6 +610,26 @@ func startServer(parent context.Context, cfg serverConfig, stdout, stderr io.Wri
 		defer scancel()
 		return httpSrv.Shutdown(sctx)
 	})
+	if cfg.PprofAddr != "" {
+		pln, err := net.Listen("tcp", cfg.PprofAddr)
+		if err != nil {
+			cancel()
+			_ = g.Wait()
+			return fail(fmt.Errorf("--pprof-addr: %w", err))
+		}
+		psrv := &http.Server{Handler: pprofHandler(), ReadHeaderTimeout: 10 * time.Second}
+		g.Go(func() error {
+			if err := psrv.Serve(pln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+				return err
+			}
+			return nil
+		})
+		g.Go(func() error {
+			<-gctx.Done()
+			return psrv.Close()
+		})
+		log.Info("profiler listening", "addr", "http://"+pln.Addr().String()+"/debug/pprof/")
+	}
 	grpcAddr := ""
 	if grpcSrv != nil {
 		grpcAddr = grpcLn.Addr().String()

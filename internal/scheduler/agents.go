@@ -95,6 +95,17 @@ func (s *Scheduler) StepStatus(ctx context.Context, c *Claim, r engine.StepRepor
 	return nil
 }
 
+// sameStepReport reports whether a and b hold the same report: status,
+// exit code, error and times.
+func sameStepReport(a, b *store.StepRun) bool {
+	eqTime := func(x, y *time.Time) bool { // as stored: to the microsecond
+		return (x == nil) == (y == nil) && (x == nil || x.Truncate(time.Microsecond).Equal(y.Truncate(time.Microsecond)))
+	}
+	eqInt := func(x, y *int) bool { return (x == nil) == (y == nil) && (x == nil || *x == *y) }
+	return a.Status == b.Status && a.Error == b.Error && eqInt(a.ExitCode, b.ExitCode) &&
+		eqTime(a.StartedAt, b.StartedAt) && eqTime(a.EndedAt, b.EndedAt)
+}
+
 func applyReport(st *store.StepRun, r engine.StepReport) {
 	st.Status = string(r.Status)
 	st.ExitCode = r.ExitCode
@@ -322,7 +333,11 @@ func (s *Scheduler) finishTx(ctx context.Context, tx store.RunTx, tree *store.Ru
 			break
 		}
 		st := tree.Steps[job.ID][i]
+		before := *st
 		applyReport(st, r)
+		if sameStepReport(&before, st) {
+			continue // reported already, as it happened
+		}
 		if err := tx.UpdateStep(st); err != nil {
 			return false, err
 		}

@@ -7,6 +7,7 @@ import (
 
 	"github.com/runnel-ci/runnel/internal/event/notify"
 	"github.com/runnel-ci/runnel/internal/expr"
+	"github.com/runnel-ci/runnel/internal/spec"
 	"github.com/runnel-ci/runnel/internal/store"
 )
 
@@ -35,11 +36,21 @@ type NotifyChannel struct {
 // Notification evaluates the notify rules of a finished run (its own
 // definition, with the run-level contexts and the pipeline's secrets).
 func (s *Scheduler) Notification(ctx context.Context, runID string) (*Notification, error) {
+	// Most definitions have no notify rules: find that out before reading
+	// what a message needs.
+	run, err := s.st.GetRun(ctx, runID)
+	if err != nil {
+		return nil, err
+	}
+	pl, planErr := s.planOf(ctx, run)
+	if planErr == nil && !notifyMatches(pl.Spec.Notify, run.Status) {
+		return &Notification{}, nil
+	}
 	tree, err := s.st.GetRunTree(ctx, runID)
 	if err != nil {
 		return nil, err
 	}
-	run := tree.Run
+	run = tree.Run
 	p, err := s.st.GetPipeline(ctx, run.PipelineID)
 	if err != nil {
 		return nil, err
@@ -57,8 +68,7 @@ func (s *Scheduler) Notification(ctx context.Context, runID string) (*Notificati
 	for _, j := range tree.Jobs {
 		n.Message.Jobs = append(n.Message.Jobs, notify.Job{Key: j.Key, Name: j.Name, Stage: j.Stage, Status: j.Status, Reason: j.Reason})
 	}
-	pl, err := s.planFor(ctx, run)
-	if err != nil {
+	if planErr != nil {
 		// A run whose definition never planned has no rules to act on.
 		return n, nil
 	}
@@ -115,6 +125,16 @@ func (s *Scheduler) Notification(ctx context.Context, runID string) (*Notificati
 		}
 	}
 	return n, nil
+}
+
+// notifyMatches reports whether any rule applies to a run ending in status.
+func notifyMatches(rules []spec.NotifyRule, status string) bool {
+	for _, r := range rules {
+		if notify.Matches(r.On, status) {
+			return true
+		}
+	}
+	return false
 }
 
 // RecordNotification adds a notification's outcome to the run: an event

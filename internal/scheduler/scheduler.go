@@ -318,21 +318,41 @@ func (s *Scheduler) Trigger(ctx context.Context, pipelineID string, req TriggerR
 			}
 		}
 	}
+	// The run's first evaluation (its first jobs queued) happens in the
+	// transaction that creates it: one write instead of two, and no second
+	// read of what was just written.
+	var (
+		advanced *store.Run
+		started  bool
+	)
+	nr.Then = func(tx store.RunTx) error {
+		tree, err := tx.Tree()
+		if err != nil {
+			return err
+		}
+		// The plan is the one planFor would rebuild, now that the number is
+		// known: cache it and spare the evaluation a parse.
+		pl.Base.Run.Number = tree.Run.Number
+		s.mu.Lock()
+		s.plans[runID] = pl
+		s.mu.Unlock()
+		if started, err = s.advanceTx(ctx, tx, tree); err != nil {
+			return err
+		}
+		advanced = tree.Run
+		return nil
+	}
 	created, replayed, err := s.st.CreateRun(ctx, nr)
 	if err != nil || replayed {
+		if err != nil {
+			s.forget(runID)
+		}
 		return created, replayed, err
 	}
-	// The plan is the one planFor would rebuild, now that the number is known:
-	// cache it and spare the first advance a parse.
-	pl.Base.Run.Number = created.Number
-	s.mu.Lock()
-	s.plans[created.ID] = pl
-	s.mu.Unlock()
-	if err := s.advance(ctx, created.ID); err != nil {
-		return created, false, err
+	if started {
+		s.wake()
 	}
-	run, err = s.st.GetRun(ctx, created.ID)
-	return run, false, err
+	return advanced, false, nil
 }
 
 // setTrigger records the trigger context on the run; its commit becomes the
@@ -401,14 +421,9 @@ func (s *Scheduler) planFor(ctx context.Context, run *store.Run) (*plan.Plan, er
 // it needs; jobs without needs are absent. A run being driven uses its
 // cached plan; any other run's plan is rebuilt and not kept.
 func (s *Scheduler) JobNeeds(ctx context.Context, run *store.Run) (map[string][]string, error) {
-	s.mu.Lock()
-	pl := s.plans[run.ID]
-	s.mu.Unlock()
-	if pl == nil {
-		var err error
-		if pl, err = s.buildPlan(ctx, run); err != nil {
-			return nil, err
-		}
+	pl, err := s.planOf(ctx, run)
+	if err != nil {
+		return nil, err
 	}
 	out := map[string][]string{}
 	for _, st := range pl.Stages {
@@ -419,6 +434,18 @@ func (s *Scheduler) JobNeeds(ctx context.Context, run *store.Run) (map[string][]
 		}
 	}
 	return out, nil
+}
+
+// planOf returns the plan of a run being driven (cached), or plans any
+// other run without keeping its plan: only the runs being driven are kept.
+func (s *Scheduler) planOf(ctx context.Context, run *store.Run) (*plan.Plan, error) {
+	s.mu.Lock()
+	pl := s.plans[run.ID]
+	s.mu.Unlock()
+	if pl != nil {
+		return pl, nil
+	}
+	return s.buildPlan(ctx, run)
 }
 
 // buildPlan plans a stored run from its definition.
@@ -507,7 +534,9 @@ func (s *Scheduler) advance(ctx context.Context, runID string) error {
 // jobs were queued.
 func (s *Scheduler) advanceTx(ctx context.Context, tx store.RunTx, tree *store.RunTree) (bool, error) {
 	run := tree.Run
-	now := s.now().UTC()
+	// To the microsecond, as stored: a run returned from memory equals the
+	// run read back.
+	now := s.now().UTC().Truncate(time.Microsecond)
 	if run.Status == string(engine.RunPaused) || run.EndedAt != nil {
 		return false, nil
 	}

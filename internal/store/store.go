@@ -356,6 +356,12 @@ type NewRun struct {
 	// Definition, when set, is the definition the run was planned from
 	// (Run.SpecVersion is then 0).
 	Definition *RunDefinition
+	// Then, when set, runs in CreateRun's transaction once the run is
+	// stored, with the new run locked as in UpdateRunTx: the run is created
+	// and its first decisions taken (jobs queued) in one transaction. Its
+	// error rolls the creation back. It may run again when the transaction
+	// is retried; it does not run for a replayed request.
+	Then func(tx RunTx) error
 }
 
 // RunDefinition is the definition a run was planned from when it did not

@@ -115,7 +115,17 @@ func (s *Store) CreateRun(ctx context.Context, nr *store.NewRun) (*store.Run, bo
 		if err := s.createRunEvents(ctx, tx, er, &run, nr); err != nil {
 			return err
 		}
-		return s.setPipelineStatus(ctx, tx, run.PipelineID, &run)
+		if err := s.setPipelineStatus(ctx, tx, run.PipelineID, &run); err != nil {
+			return err
+		}
+		if nr.Then == nil {
+			return nil
+		}
+		// The rows are this transaction's own: no other one can lock them
+		// before it commits.
+		rt := &runTx{s: s, ctx: ctx, tx: tx, runID: run.ID, pipelineID: run.PipelineID, number: run.Number, er: er,
+			known: map[string]known{}}
+		return nr.Then(rt)
 	})
 	switch {
 	case err == nil && replay != nil:
@@ -333,10 +343,11 @@ func (s *Store) GetRunTree(ctx context.Context, id string) (*store.RunTree, erro
 	if !s.d.postgres {
 		opts = nil // a SQLite read transaction is a snapshot already (WAL)
 	}
-	tx, err := s.r.BeginTx(ctx, opts)
+	tx, end, err := s.begin(ctx, s.r, opts)
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", op, err)
 	}
+	defer end()
 	defer func() { _ = tx.Rollback() }()
 	t, err := s.loadTree(ctx, tx, id)
 	if errors.Is(err, sql.ErrNoRows) {

@@ -20,6 +20,7 @@ import (
 	"runtime"
 	"slices"
 	"strings"
+	"sync"
 	"time"
 
 	// Database drivers, registered as "pgx" and "sqlite".
@@ -66,6 +67,10 @@ type Store struct {
 	now  func() time.Time
 	// sinks are the server's CDEvents sinks (Options.EventSinks).
 	sinks []string
+	// stmts are the prepared statements of w and r, on SQLite only (see
+	// stmtCache); txPools says which pool each open transaction is on.
+	stmts   map[*sql.DB]*stmtCache
+	txPools sync.Map // *sql.Tx → *sql.DB
 }
 
 // Open connects to the database named by dsn and migrates it. A dsn starting
@@ -153,6 +158,7 @@ func (s *Store) openSQLite(path string) error {
 	r.SetMaxOpenConns(n)
 	r.SetMaxIdleConns(n)
 	s.w, s.r, s.d = w, r, sqliteDialect
+	s.stmts = map[*sql.DB]*stmtCache{w: newStmtCache(w), r: newStmtCache(r)}
 	return nil
 }
 
@@ -169,6 +175,9 @@ func (s *Store) Ping(ctx context.Context) error {
 
 // Close closes the pools.
 func (s *Store) Close() error {
+	for _, c := range s.stmts {
+		c.close()
+	}
 	return errors.Join(s.w.Close(), s.r.Close())
 }
 
@@ -211,10 +220,11 @@ func (s *Store) writeTx(ctx context.Context, retry bool, fn func(tx *sql.Tx) err
 }
 
 func (s *Store) tryTx(ctx context.Context, fn func(tx *sql.Tx) error) (err error) {
-	tx, err := s.w.BeginTx(ctx, nil)
+	tx, end, err := s.begin(ctx, s.w, nil)
 	if err != nil {
 		return err
 	}
+	defer end()
 	defer func() {
 		if err != nil {
 			_ = tx.Rollback()
@@ -234,15 +244,51 @@ type querier interface {
 }
 
 func (s *Store) query(ctx context.Context, q querier, query string, args ...any) (*sql.Rows, error) {
-	return q.QueryContext(ctx, s.d.rebind(query), args...)
+	query = s.d.rebind(query)
+	if st := s.stmt(ctx, q, query); st != nil {
+		return st.QueryContext(ctx, args...)
+	}
+	return q.QueryContext(ctx, query, args...)
 }
 
 func (s *Store) queryRow(ctx context.Context, q querier, query string, args ...any) *sql.Row {
-	return q.QueryRowContext(ctx, s.d.rebind(query), args...)
+	query = s.d.rebind(query)
+	if st := s.stmt(ctx, q, query); st != nil {
+		return st.QueryRowContext(ctx, args...)
+	}
+	return q.QueryRowContext(ctx, query, args...)
 }
 
 func (s *Store) exec(ctx context.Context, q querier, query string, args ...any) (sql.Result, error) {
-	return q.ExecContext(ctx, s.d.rebind(query), args...)
+	query = s.d.rebind(query)
+	if st := s.stmt(ctx, q, query); st != nil {
+		return st.ExecContext(ctx, args...)
+	}
+	return q.ExecContext(ctx, query, args...)
+}
+
+// stmt returns the prepared statement that runs query on q, or nil when it
+// is to run unprepared (PostgreSQL, a transaction meeting the query for the
+// first time, a failed preparation: the unprepared run then reports the
+// error, if it is the query's).
+func (s *Store) stmt(ctx context.Context, q querier, query string) *sql.Stmt {
+	c, inTx := s.cacheFor(q)
+	if c == nil {
+		return nil
+	}
+	if !inTx {
+		st, err := c.get(ctx, query)
+		if err != nil {
+			return nil
+		}
+		return st
+	}
+	st := c.lookup(query)
+	if st == nil {
+		c.prepareLater(query)
+		return nil
+	}
+	return q.(*sql.Tx).StmtContext(ctx, st)
 }
 
 // lockRows runs a locking SELECT (… FOR UPDATE) and reads every row, so that
