@@ -18,6 +18,7 @@ import (
 	"time"
 
 	"github.com/runnel-ci/runnel/internal/action"
+	"github.com/runnel-ci/runnel/internal/agentcmd"
 	"github.com/runnel-ci/runnel/internal/artifact"
 	"github.com/runnel-ci/runnel/internal/backend/local"
 	"github.com/runnel-ci/runnel/internal/engine"
@@ -203,7 +204,7 @@ func cmdExec(args []string, stdout, stderr io.Writer) int {
 	files := &artifact.Dir{Artifacts: artifacts, Caches: filepath.Join(root, ".caches")}
 	r := &engine.Runner{
 		Storage:     files.Bind,
-		Executor:    &engine.Executor{Backend: be, Actions: registry, Docker: dockerEngine()},
+		Executor:    &engine.Executor{Backend: be, Actions: registry, Docker: agentcmd.DockerEngine()},
 		Concurrency: cfg.parallel,
 		Observer:    out,
 		ExtraEnv:    cfg.env.m,

@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"io"
 	"os"
+
+	"github.com/runnel-ci/runnel/internal/agentcmd"
 )
 
 // Exit codes shared by the subcommands.
@@ -47,7 +49,7 @@ func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	case "server":
 		return cmdServer(args[1:], stdout, stderr)
 	case "agent":
-		return cmdAgent(args[1:], stdout, stderr)
+		return agentcmd.Main("runnel agent", args[1:], stdout, stderr, version)
 	case "exec":
 		return cmdExec(args[1:], stdout, stderr)
 	case "validate":

@@ -17,7 +17,7 @@ import (
 	"os/signal"
 	"path/filepath"
 	"runtime"
-	"strconv"
+	"runtime/debug"
 	"strings"
 	"syscall"
 	"time"
@@ -29,11 +29,13 @@ import (
 
 	"github.com/runnel-ci/runnel/internal/action"
 	"github.com/runnel-ci/runnel/internal/agent"
+	"github.com/runnel-ci/runnel/internal/agentcmd"
 	"github.com/runnel-ci/runnel/internal/agentrpc"
 	"github.com/runnel-ci/runnel/internal/api"
 	"github.com/runnel-ci/runnel/internal/artifact"
 	"github.com/runnel-ci/runnel/internal/bus"
 	"github.com/runnel-ci/runnel/internal/engine"
+	"github.com/runnel-ci/runnel/internal/envflag"
 	"github.com/runnel-ci/runnel/internal/event"
 	"github.com/runnel-ci/runnel/internal/event/cdevent"
 	"github.com/runnel-ci/runnel/internal/event/notify"
@@ -177,7 +179,7 @@ func (c *serverConfig) validate() error {
 	if c.AgentCapacity < 0 {
 		return errors.New("--embedded-agent-capacity must be 0 or more")
 	}
-	if err := checkBackendKind(c.AgentBackend); err != nil {
+	if err := agentcmd.CheckBackendKind(c.AgentBackend); err != nil {
 		return fmt.Errorf("--embedded-agent-backend %v", err)
 	}
 	if c.LeaseDuration < time.Second {
@@ -316,35 +318,10 @@ func pipelineCredential(r secret.Resolver, haveKeys bool) gitdef.CredentialOpene
 	}
 }
 
-func envOr(k, def string) string {
-	if v := os.Getenv(k); v != "" {
-		return v
-	}
-	return def
-}
-
-func envInt(k string, def int) int {
-	if v, err := strconv.Atoi(os.Getenv(k)); err == nil {
-		return v
-	}
-	return def
-}
-
-// envBool reads a boolean (1, t, true, 0, f, false…); def when unset or
-// not a boolean.
-func envBool(k string, def bool) bool {
-	if v, err := strconv.ParseBool(os.Getenv(k)); err == nil {
-		return v
-	}
-	return def
-}
-
-func envDuration(k string, def time.Duration) time.Duration {
-	if v, err := time.ParseDuration(os.Getenv(k)); err == nil {
-		return v
-	}
-	return def
-}
+func envOr(k, def string) string                            { return envflag.Or(k, def) }
+func envInt(k string, def int) int                          { return envflag.Int(k, def) }
+func envBool(k string, def bool) bool                       { return envflag.Bool(k, def) }
+func envDuration(k string, def time.Duration) time.Duration { return envflag.Duration(k, def) }
 
 func cmdServer(args []string, stdout, stderr io.Writer) int {
 	var cfg serverConfig
@@ -511,7 +488,7 @@ func startServer(parent context.Context, cfg serverConfig, stdout, stderr io.Wri
 	}
 	if cfg.AgentCapacity > 0 {
 		labels, _ := scheduler.ParseLabels(cfg.AgentLabels)
-		labels = withPlatformLabels(labels)
+		labels = agentcmd.WithPlatformLabels(labels)
 		host, _ := os.Hostname()
 		if err := sched.RegisterLocalAgent(ctx, &store.Agent{ID: agentID, Name: "embedded@" + host, Kind: "embedded",
 			ReportedLabels: labels, Capacity: cfg.AgentCapacity, Version: version, Hostname: host,
@@ -580,7 +557,7 @@ func startServer(parent context.Context, cfg serverConfig, stdout, stderr io.Wri
 		g.Go(func() error { return sweepDeliveries(gctx, st, cfg.WebhookDeliveryRetention, log) })
 	}
 	if cfg.AgentCapacity > 0 {
-		be, err := newBackend(cfg.AgentBackend, filepath.Join(cfg.DataDir, "workspaces"), 0, log)
+		be, err := agentcmd.NewBackend(cfg.AgentBackend, filepath.Join(cfg.DataDir, "workspaces"), 0, log)
 		if err != nil {
 			ln.Close()
 			if grpcLn != nil {
@@ -595,7 +572,7 @@ func startServer(parent context.Context, cfg serverConfig, stdout, stderr io.Wri
 		}
 		ag := &agent.Agent{ID: agentID, Capacity: cfg.AgentCapacity, Logger: log,
 			Source:   scheduler.LocalSource{S: sched, AgentID: agentID},
-			Executor: &engine.Executor{Backend: be, Actions: catalog, Docker: dockerEngine()}}
+			Executor: &engine.Executor{Backend: be, Actions: catalog, Docker: agentcmd.DockerEngine()}}
 		g.Go(func() error { return ag.Run(gctx) })
 	}
 	g.Go(func() error {
@@ -650,6 +627,10 @@ func startServer(parent context.Context, cfg serverConfig, stdout, stderr io.Wri
 		<-gctx.Done()
 		return bb.Close()
 	})
+	// Start-up leaves garbage behind (parsing the migrations alone allocates
+	// over 10 MB): hand it back to the system now rather than minutes later,
+	// so a server at rest holds what it uses.
+	debug.FreeOSMemory()
 	addr := ln.Addr().String()
 	log.Info("runnel server ready", "addr", "http://"+addr, "grpc_addr", grpcAddr, "data_dir", cfg.DataDir, "database", dbKind(dsn), "blob_url", redactURL(blobURL), "embedded_agent_capacity", cfg.AgentCapacity)
 	return &server{Addr: addr, GRPCAddr: grpcAddr, st: st, bucket: bucket, group: g, stop: cancel}, nil
@@ -724,20 +705,6 @@ func embeddedAgentID(dataDir string) (string, error) {
 		return "", fmt.Errorf("embedded agent id: %w", err)
 	}
 	return id, nil
-}
-
-// withPlatformLabels adds os and arch (GOOS, GOARCH) unless given.
-func withPlatformLabels(labels map[string]string) map[string]string {
-	if labels == nil {
-		labels = map[string]string{}
-	}
-	if _, ok := labels["os"]; !ok {
-		labels["os"] = runtime.GOOS
-	}
-	if _, ok := labels["arch"]; !ok {
-		labels["arch"] = runtime.GOARCH
-	}
-	return labels
 }
 
 // runControl adapts the scheduler to the API's RunControl, and tells the API

@@ -140,27 +140,48 @@ func (d *Deliverer) round(ctx context.Context) (int, error) {
 	}
 	sem := make(chan struct{}, d.o.Parallel)
 	var (
-		wg   sync.WaitGroup
-		mu   sync.Mutex
-		done int
+		wg      sync.WaitGroup
+		mu      sync.Mutex
+		done    int
+		settled []int64
 	)
+	batch, batching := d.o.Store.(batchSettler)
 	for _, dl := range ds {
 		sem <- struct{}{}
 		wg.Go(func() {
 			defer func() { <-sem }()
-			if d.deliver(ctx, dl) {
-				mu.Lock()
+			ok, remove := d.deliver(ctx, dl, batching)
+			mu.Lock()
+			if ok {
 				done++
-				mu.Unlock()
 			}
+			if remove {
+				settled = append(settled, dl.ID)
+			}
+			mu.Unlock()
 		})
 	}
 	wg.Wait()
+	if len(settled) > 0 {
+		if err := batch.DeliveriesDone(ctx, settled); err != nil && ctx.Err() == nil {
+			d.log.Warn("event delivery: settle delivered events", "count", len(settled), "err", err)
+		}
+	}
 	return done, nil
 }
 
-// deliver attempts one entry and settles it; it reports success.
-func (d *Deliverer) deliver(ctx context.Context, dl *store.Delivery) bool {
+// batchSettler is a DeliveryStore that removes settled entries in one
+// transaction per round (the SQL store): one write for a round's events
+// instead of one each. Until it commits, the entries stay leased to this
+// replica; a crash before it only repeats their delivery (at least once).
+type batchSettler interface {
+	DeliveriesDone(ctx context.Context, ids []int64) error
+}
+
+// deliver attempts one entry and settles it; it reports success, and, when
+// batch is set, leaves the removal of a settled entry to the caller
+// (remove).
+func (d *Deliverer) deliver(ctx context.Context, dl *store.Delivery, batch bool) (ok, remove bool) {
 	e := dl.Event
 	sctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	err := d.send(sctx, dl)
@@ -171,21 +192,27 @@ func (d *Deliverer) deliver(ctx context.Context, dl *store.Delivery) bool {
 			d.log.Error("event delivery: dropped an event that can never be delivered", "sink", cdevent.RedactURL(dl.Sink),
 				"run_id", e.RunID, "seq", e.Seq, "type", e.Type, "err", err)
 		}
+		if batch {
+			return err == nil, true
+		}
 		if err := d.o.Store.DeliveryDone(ctx, dl.ID); err != nil && ctx.Err() == nil {
 			d.log.Warn("event delivery: settle a delivered event", "delivery_id", dl.ID, "err", err)
 		}
-		return err == nil
+		return err == nil, false
 	}
 	if ctx.Err() != nil {
-		return false // shutting down: the lease ends and another try follows
+		return false, false // shutting down: the lease ends and another try follows
 	}
 	if now.Sub(dl.CreatedAt) > d.o.MaxAge {
 		d.log.Error("event delivery: giving up on an event after retrying for too long", "sink", cdevent.RedactURL(dl.Sink),
 			"run_id", e.RunID, "seq", e.Seq, "type", e.Type, "attempts", dl.Attempts+1, "err", err)
+		if batch {
+			return false, true
+		}
 		if err := d.o.Store.DeliveryDone(ctx, dl.ID); err != nil {
 			d.log.Warn("event delivery: drop an event", "delivery_id", dl.ID, "err", err)
 		}
-		return false
+		return false, false
 	}
 	backoff := time.Second << min(dl.Attempts, 20)
 	backoff = min(backoff, d.o.MaxBackoff)
@@ -194,7 +221,7 @@ func (d *Deliverer) deliver(ctx context.Context, dl *store.Delivery) bool {
 	if err := d.o.Store.DeliveryFailed(ctx, dl.ID, now.Add(backoff), err.Error()); err != nil {
 		d.log.Warn("event delivery: record a failed attempt", "delivery_id", dl.ID, "err", err)
 	}
-	return false
+	return false, false
 }
 
 // errUndeliverable marks an entry that no retry can deliver (its event

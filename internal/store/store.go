@@ -314,6 +314,8 @@ type Events interface {
 	// DeliveryDone removes a delivered entry (a missing one is not an error:
 	// another replica may have delivered it after this one's lease ended).
 	DeliveryDone(ctx context.Context, id int64) error
+	// DeliveriesDone is DeliveryDone of several entries at once.
+	DeliveriesDone(ctx context.Context, ids []int64) error
 	// DeliveryFailed counts an attempt, keeps errMsg and makes the entry due
 	// again at next (the lease ends).
 	DeliveryFailed(ctx context.Context, id int64, next time.Time, errMsg string) error

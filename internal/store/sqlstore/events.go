@@ -307,6 +307,31 @@ func (s *Store) DeliveryDone(ctx context.Context, id int64) error {
 	return nil
 }
 
+// DeliveriesDone removes delivered entries, in one transaction (missing ones
+// are not an error).
+func (s *Store) DeliveriesDone(ctx context.Context, ids []int64) error {
+	const chunk = 64
+	err := s.writeTx(ctx, true, func(tx *sql.Tx) error {
+		for rest := ids; len(rest) > 0; {
+			n := min(len(rest), chunk)
+			args := make([]any, n)
+			for i, id := range rest[:n] {
+				args[i] = id
+			}
+			if _, err := s.exec(ctx, tx, `DELETE FROM event_outbox WHERE id IN (`+
+				strings.TrimSuffix(strings.Repeat("?, ", n), ", ")+`)`, args...); err != nil {
+				return err
+			}
+			rest = rest[n:]
+		}
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("%d event deliveries done: %w", len(ids), err)
+	}
+	return nil
+}
+
 // DeliveryFailed reschedules an outbox entry after a failed attempt.
 func (s *Store) DeliveryFailed(ctx context.Context, id int64, next time.Time, errMsg string) error {
 	if len(errMsg) > 2000 {

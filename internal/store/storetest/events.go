@@ -195,6 +195,37 @@ func testEvents(t *testing.T, open func(t *testing.T) store.Store) {
 			"run.status pending<-", "job.status queued<-pending", "job.status running<-queued"})
 	})
 
+	t.Run("DeliveriesDone", func(t *testing.T) {
+		t.Parallel()
+		f := newFx(t, open)
+		p := f.pipeline("proj", "p")
+		p.EventSinks = []string{"http://sink-a.example/events"}
+		noErr(t, "UpdatePipeline", f.st.UpdatePipeline(f.ctx, p))
+		var runs []string
+		for range 70 { // more than one statement's worth
+			runs = append(runs, f.run(p.ID, 1, 1).Run.ID)
+		}
+		extra := f.run(p.ID, 1, 1).Run.ID
+		ds, err := f.st.ClaimDeliveries(f.ctx, time.Now().UTC(), time.Minute, 1000)
+		noErr(t, "ClaimDeliveries", err)
+		var ids []int64
+		for _, d := range ds {
+			if d.Event.RunID != extra {
+				ids = append(ids, d.ID)
+			}
+		}
+		if len(ids) != len(runs) {
+			t.Fatalf("claimed %d deliveries of the %d runs, want one each", len(ids), len(runs))
+		}
+		noErr(t, "DeliveriesDone", f.st.DeliveriesDone(f.ctx, append(ids, ids[0], 1<<40)))
+		n, err := f.st.PendingDeliveries(f.ctx)
+		noErr(t, "PendingDeliveries", err)
+		if n != 1 {
+			t.Fatalf("%d deliveries pending after DeliveriesDone, want the other run's 1", n)
+		}
+		noErr(t, "DeliveriesDone of none", f.st.DeliveriesDone(f.ctx, nil))
+	})
+
 	t.Run("Outbox", func(t *testing.T) {
 		t.Parallel()
 		f := newFx(t, open)

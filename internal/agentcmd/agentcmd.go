@@ -1,4 +1,9 @@
-package main
+// Package agentcmd is the agent command: `runnel agent` in the all-in-one
+// binary and the lean `runnel-agent` binary built for agent hosts (which
+// links none of the server's packages: a third of the size, and half the
+// memory at rest). It also builds the backends every agent uses, the
+// server's embedded one included.
+package agentcmd
 
 import (
 	"context"
@@ -30,7 +35,15 @@ import (
 	"github.com/runnel-ci/runnel/internal/backend/docker"
 	"github.com/runnel-ci/runnel/internal/backend/local"
 	"github.com/runnel-ci/runnel/internal/engine"
+	"github.com/runnel-ci/runnel/internal/envflag"
 	"github.com/runnel-ci/runnel/internal/scheduler"
+)
+
+// Exit codes, as the other commands'.
+const (
+	exitOK      = 0
+	exitFailed  = 1
+	exitInvalid = 2
 )
 
 // agentConfig is `runnel agent`'s configuration, from flags and RUNNEL_AGENT_* env.
@@ -50,17 +63,17 @@ type agentConfig struct {
 
 func (c *agentConfig) flags(fs *flag.FlagSet) {
 	host, _ := os.Hostname()
-	fs.StringVar(&c.Server, "server", envOr("RUNNEL_AGENT_SERVER", "127.0.0.1:9090"), "the server's gRPC `address` host:port; several, comma-separated, for failover between replicas (RUNNEL_AGENT_SERVER)")
+	fs.StringVar(&c.Server, "server", envflag.Or("RUNNEL_AGENT_SERVER", "127.0.0.1:9090"), "the server's gRPC `address` host:port; several, comma-separated, for failover between replicas (RUNNEL_AGENT_SERVER)")
 	fs.StringVar(&c.Token, "token", os.Getenv("RUNNEL_AGENT_TOKEN"), "registration `token` (POST /api/v1/registration-tokens), used when the work dir holds no identity yet (RUNNEL_AGENT_TOKEN)")
-	fs.StringVar(&c.Name, "name", envOr("RUNNEL_AGENT_NAME", host), "the agent's `name` in the agent list (RUNNEL_AGENT_NAME)")
+	fs.StringVar(&c.Name, "name", envflag.Or("RUNNEL_AGENT_NAME", host), "the agent's `name` in the agent list (RUNNEL_AGENT_NAME)")
 	fs.StringVar(&c.Labels, "labels", os.Getenv("RUNNEL_AGENT_LABELS"), "labels jobs select the agent by, `k=v,…` (RUNNEL_AGENT_LABELS); os and arch are added")
-	fs.IntVar(&c.Capacity, "capacity", envInt("RUNNEL_AGENT_CAPACITY", runtime.NumCPU()), "jobs run at once (RUNNEL_AGENT_CAPACITY)")
-	fs.StringVar(&c.WorkDir, "workdir", envOr("RUNNEL_AGENT_WORKDIR", "./runnel-agent"), "`directory` for the agent's identity and job workspaces (RUNNEL_AGENT_WORKDIR)")
-	fs.StringVar(&c.Backend, "backend", envOr("RUNNEL_AGENT_BACKEND", "auto"), "where steps run: local (processes on this machine), docker (containers; DOCKER_HOST selects the daemon) or auto (docker for jobs with an image, services or docker:// steps, local for the others) (RUNNEL_AGENT_BACKEND)")
+	fs.IntVar(&c.Capacity, "capacity", envflag.Int("RUNNEL_AGENT_CAPACITY", runtime.NumCPU()), "jobs run at once (RUNNEL_AGENT_CAPACITY)")
+	fs.StringVar(&c.WorkDir, "workdir", envflag.Or("RUNNEL_AGENT_WORKDIR", "./runnel-agent"), "`directory` for the agent's identity and job workspaces (RUNNEL_AGENT_WORKDIR)")
+	fs.StringVar(&c.Backend, "backend", envflag.Or("RUNNEL_AGENT_BACKEND", "auto"), "where steps run: local (processes on this machine), docker (containers; DOCKER_HOST selects the daemon) or auto (docker for jobs with an image, services or docker:// steps, local for the others) (RUNNEL_AGENT_BACKEND)")
 	fs.BoolVar(&c.TLS, "tls", os.Getenv("RUNNEL_AGENT_TLS") == "true", "connect with TLS, verifying the server with the system's roots (RUNNEL_AGENT_TLS=true)")
 	fs.StringVar(&c.TLSCA, "tls-ca", os.Getenv("RUNNEL_AGENT_TLS_CA"), "connect with TLS, verifying the server with this PEM CA `file` (RUNNEL_AGENT_TLS_CA)")
-	fs.DurationVar(&c.GracePeriod, "grace-period", envDuration("RUNNEL_AGENT_GRACE_PERIOD", 10*time.Second), "time between SIGTERM and SIGKILL when a step is stopped (RUNNEL_AGENT_GRACE_PERIOD)")
-	fs.StringVar(&c.LogLevel, "log-level", envOr("RUNNEL_LOG_LEVEL", "info"), "debug, info, warn or error (RUNNEL_LOG_LEVEL)")
+	fs.DurationVar(&c.GracePeriod, "grace-period", envflag.Duration("RUNNEL_AGENT_GRACE_PERIOD", 10*time.Second), "time between SIGTERM and SIGKILL when a step is stopped (RUNNEL_AGENT_GRACE_PERIOD)")
+	fs.StringVar(&c.LogLevel, "log-level", envflag.Or("RUNNEL_LOG_LEVEL", "info"), "debug, info, warn or error (RUNNEL_LOG_LEVEL)")
 }
 
 func (c *agentConfig) servers() []string {
@@ -91,7 +104,7 @@ func (c *agentConfig) validate() error {
 	if c.WorkDir == "" {
 		return errors.New("--workdir must not be empty")
 	}
-	if err := checkBackendKind(c.Backend); err != nil {
+	if err := CheckBackendKind(c.Backend); err != nil {
 		return fmt.Errorf("--backend %v", err)
 	}
 	if c.GracePeriod < 0 {
@@ -105,13 +118,16 @@ func (c *agentConfig) validate() error {
 	return nil
 }
 
-func cmdAgent(args []string, stdout, stderr io.Writer) int {
+// Main runs the agent command with args (after the command name); prog is
+// how the user called it ("runnel agent", "runnel-agent") and version the
+// binary's, reported to the server. It returns the exit status.
+func Main(prog string, args []string, stdout, stderr io.Writer, version string) int {
 	var cfg agentConfig
-	fs := flag.NewFlagSet("agent", flag.ContinueOnError)
+	fs := flag.NewFlagSet(prog, flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	cfg.flags(fs)
 	fs.Usage = func() {
-		fmt.Fprintln(stderr, "Usage: runnel agent --server HOST:PORT --token TOKEN [flags]\n\nRuns jobs for a Runnel server. The first start registers with the token and keeps\nthe agent's identity in --workdir; later starts reuse it.\n\nFlags:")
+		fmt.Fprintf(stderr, "Usage: %s --server HOST:PORT --token TOKEN [flags]\n\nRuns jobs for a Runnel server. The first start registers with the token and keeps\nthe agent's identity in --workdir; later starts reuse it.\n\nFlags:\n", prog)
 		fs.PrintDefaults()
 	}
 	if err := fs.Parse(args); err != nil {
@@ -121,23 +137,23 @@ func cmdAgent(args []string, stdout, stderr io.Writer) int {
 		return exitInvalid
 	}
 	if fs.NArg() > 0 {
-		fmt.Fprintf(stderr, "runnel agent: unexpected argument %q\n", fs.Arg(0))
+		fmt.Fprintf(stderr, "%s: unexpected argument %q\n", prog, fs.Arg(0))
 		return exitInvalid
 	}
 	if err := cfg.validate(); err != nil {
-		fmt.Fprintln(stderr, "runnel agent:", err)
+		fmt.Fprintf(stderr, "%s: %v\n", prog, err)
 		return exitInvalid
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	if err := runAgent(ctx, cfg, stderr); err != nil {
-		fmt.Fprintln(stderr, "runnel agent:", err)
+	if err := runAgent(ctx, cfg, stderr, version); err != nil {
+		fmt.Fprintf(stderr, "%s: %v\n", prog, err)
 		return exitFailed
 	}
 	return exitOK
 }
 
-func runAgent(ctx context.Context, cfg agentConfig, stderr io.Writer) error {
+func runAgent(ctx context.Context, cfg agentConfig, stderr io.Writer, version string) error {
 	level := map[string]slog.Level{"debug": slog.LevelDebug, "info": slog.LevelInfo, "warn": slog.LevelWarn, "error": slog.LevelError}[cfg.LogLevel]
 	log := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: level}))
 	if err := os.MkdirAll(cfg.WorkDir, 0o700); err != nil {
@@ -159,9 +175,9 @@ func runAgent(ctx context.Context, cfg agentConfig, stderr io.Writer) error {
 		}
 	}
 	labels, _ := scheduler.ParseLabels(cfg.Labels)
-	labels = withPlatformLabels(labels)
+	labels = WithPlatformLabels(labels)
 	host, _ := os.Hostname()
-	be, err := newBackend(cfg.Backend, filepath.Join(cfg.WorkDir, "workspaces"), cfg.GracePeriod, log)
+	be, err := NewBackend(cfg.Backend, filepath.Join(cfg.WorkDir, "workspaces"), cfg.GracePeriod, log)
 	if err != nil {
 		return err
 	}
@@ -192,7 +208,7 @@ func runAgent(ctx context.Context, cfg agentConfig, stderr io.Writer) error {
 	}
 	catalog := action.Builtins()
 	ag := &agent.Agent{ID: client.AgentID(), Capacity: cfg.Capacity, Source: client, Logger: log,
-		Executor: &engine.Executor{Backend: be, Actions: catalog, Docker: dockerEngine()}}
+		Executor: &engine.Executor{Backend: be, Actions: catalog, Docker: DockerEngine()}}
 	err = ag.Run(ctx)
 	log.Info("runnel agent stopped")
 	return err
@@ -201,7 +217,8 @@ func runAgent(ctx context.Context, cfg agentConfig, stderr io.Writer) error {
 // Backend kinds of --backend and --embedded-agent-backend.
 var backendKinds = []string{"local", "docker", "auto"}
 
-func checkBackendKind(kind string) error {
+// CheckBackendKind checks a --backend value.
+func CheckBackendKind(kind string) error {
 	for _, k := range backendKinds {
 		if kind == k {
 			return nil
@@ -210,16 +227,16 @@ func checkBackendKind(kind string) error {
 	return fmt.Errorf("%q: want local, docker or auto", kind)
 }
 
-// staleBackend is a backend that cleans up after a crashed predecessor.
-type staleBackend interface {
+// StaleBackend is a backend that cleans up after a crashed predecessor.
+type StaleBackend interface {
 	backend.Backend
 	CleanupStale(ctx context.Context) error
 }
 
-// newBackend builds the backend of kind (see backendKinds) keeping its files
+// NewBackend builds the backend of kind (see backendKinds) keeping its files
 // under root. Docker is not contacted here: auto works without it for jobs
 // that need no containers.
-func newBackend(kind, root string, grace time.Duration, log *slog.Logger) (staleBackend, error) {
+func NewBackend(kind, root string, grace time.Duration, log *slog.Logger) (StaleBackend, error) {
 	newLocal := func() (*local.Backend, error) {
 		return local.New(local.Options{Root: root, GracePeriod: grace, Logger: log})
 	}
@@ -242,14 +259,28 @@ func newBackend(kind, root string, grace time.Duration, log *slog.Logger) (stale
 		}
 		return auto.New(lb, db, log), nil
 	}
-	return nil, checkBackendKind(kind)
+	return nil, CheckBackendKind(kind)
 }
 
-// dockerEngine returns a function opening (once) a client of the Docker
+// DockerEngine returns a function opening (once) a client of the Docker
 // engine named by the DOCKER_* environment, for native actions that build
 // images. The engine is contacted only when such a step runs.
-func dockerEngine() func() (*dockerclient.Client, error) {
+func DockerEngine() func() (*dockerclient.Client, error) {
 	return sync.OnceValues(func() (*dockerclient.Client, error) {
 		return dockerclient.New(dockerclient.FromEnv)
 	})
+}
+
+// WithPlatformLabels adds os and arch (GOOS, GOARCH) unless given.
+func WithPlatformLabels(labels map[string]string) map[string]string {
+	if labels == nil {
+		labels = map[string]string{}
+	}
+	if _, ok := labels["os"]; !ok {
+		labels["os"] = runtime.GOOS
+	}
+	if _, ok := labels["arch"]; !ok {
+		labels["arch"] = runtime.GOARCH
+	}
+	return labels
 }
