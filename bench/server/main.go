@@ -81,6 +81,7 @@ type config struct {
 	loopWarmup   time.Duration
 	loopCapacity int
 	compare      string
+	agentBin     string
 }
 
 func main() {
@@ -100,7 +101,8 @@ func main() {
 	flag.IntVar(&cfg.workers, "workers", 64, "worker pool of the open-loop test (bounds requests in flight)")
 	flag.DurationVar(&cfg.idle, "idle", 5*time.Second, "idle time before the idle RSS is read")
 	flag.StringVar(&cfg.logLevel, "log-level", "error", "--log-level of the measured servers")
-	flag.StringVar(&only, "only", "startup,latency,read,throughput,closedloop,sqlite,postgres", "which measurements to run (idle RSS comes with latency; throughput and closedloop run on the databases listed: sqlite, postgres)")
+	flag.StringVar(&cfg.agentBin, "agent-bin", "", "runnel-agent binary for the idle measurement (default: build ./cmd/runnel-agent)")
+	flag.StringVar(&only, "only", "startup,latency,read,idle,throughput,closedloop,sqlite,postgres", "which measurements to run (idle RSS comes with latency; throughput and closedloop run on the databases listed: sqlite, postgres)")
 	flag.StringVar(&loopClients, "loop-clients", "1,4,16", "comma-separated client counts of the closed-loop test")
 	flag.DurationVar(&cfg.loopDuration, "loop-duration", 20*time.Second, "measured window of each closed-loop test")
 	flag.DurationVar(&cfg.loopWarmup, "loop-warmup", 2*time.Second, "closed-loop warm-up before the window")
@@ -166,6 +168,11 @@ func run(ctx context.Context, cfg config) error {
 	}
 	if cfg.only["startup"] {
 		if err := add(b.startup(ctx)); err != nil {
+			return err
+		}
+	}
+	if cfg.only["idle"] {
+		if err := add(b.idleMemory(ctx)); err != nil {
 			return err
 		}
 	}
@@ -757,6 +764,7 @@ func createDatabase(ctx context.Context, admin string) (string, func(), error) {
 type server struct {
 	cmd    *exec.Cmd
 	base   string // http://127.0.0.1:PORT
+	grpc   string // 127.0.0.1:PORT of its gRPC listener
 	client *http.Client
 	exited chan struct{}
 	tail   *tail
@@ -777,7 +785,12 @@ func (b *bench) startServerBin(ctx context.Context, bin, dsn string, capacity in
 		return nil, err
 	}
 	addr := fmt.Sprintf("127.0.0.1:%d", port)
-	args := []string{"server", "--addr", addr, "--data-dir", b.dataDir(), "--admin-token", token, "--log-level", b.cfg.logLevel}
+	gport, err := freePort()
+	if err != nil {
+		return nil, err
+	}
+	grpcAddr := fmt.Sprintf("127.0.0.1:%d", gport)
+	args := []string{"server", "--addr", addr, "--grpc-addr", grpcAddr, "--data-dir", b.dataDir(), "--admin-token", token, "--log-level", b.cfg.logLevel}
 	if capacity > 0 {
 		args = append(args, "--embedded-agent-capacity", strconv.Itoa(capacity))
 	}
@@ -792,7 +805,7 @@ func (b *bench) startServerBin(ctx context.Context, bin, dsn string, capacity in
 	if err := cmd.Start(); err != nil {
 		return nil, err
 	}
-	s := &server{cmd: cmd, base: "http://" + addr, client: newClient(16), exited: make(chan struct{}), tail: &tail{}}
+	s := &server{cmd: cmd, base: "http://" + addr, grpc: grpcAddr, client: newClient(16), exited: make(chan struct{}), tail: &tail{}}
 	go func() {
 		sc := bufio.NewScanner(pipe)
 		sc.Buffer(make([]byte, 64<<10), 1<<20)

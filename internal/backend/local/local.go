@@ -240,11 +240,10 @@ func (b *Backend) RunStep(ctx context.Context, job *backend.Job, step *backend.S
 		defer scriptFile.Close()
 	}
 	// $RUNNEL_OUTPUT is not created in advance: `>>` creates it, and a step
-	// that publishes nothing costs no file.
+	// that publishes nothing costs no file. It is named after the step and
+	// removed once read, so a step never finds another's (a job's steps
+	// have distinct ids, and a new attempt gets a new job directory).
 	outputPath := filepath.Join(tmp, step.ID+".output")
-	if err := os.Remove(outputPath); err != nil && !errors.Is(err, os.ErrNotExist) {
-		return fail(fmt.Errorf("reset output file: %w", err))
-	}
 	env, err := stepEnv(b.baseEnv, step.Env, map[string]string{
 		"RUNNEL_WORKSPACE": ws,
 		"RUNNEL_OUTPUT":    outputPath,
@@ -266,6 +265,7 @@ func (b *Backend) RunStep(ctx context.Context, job *backend.Job, step *backend.S
 		forget() // the interpreter may have moved: look it up again next time
 	}
 	if err != nil {
+		_ = os.Remove(outputPath)
 		return backend.Result{ExitCode: code}, fmt.Errorf("run step %s: %w", step.ID, err)
 	}
 
@@ -282,6 +282,7 @@ func (b *Backend) RunStep(ctx context.Context, job *backend.Job, step *backend.S
 	if errors.Is(err, os.ErrNotExist) {
 		return res, nil // the step published nothing
 	}
+	defer os.Remove(outputPath)
 	if err != nil {
 		say("cannot read $RUNNEL_OUTPUT: %v", err)
 		return res, nil
@@ -397,6 +398,9 @@ func (b *Backend) stop(pgid int, proc *os.Process, waitDone <-chan error) error 
 	return <-waitDone
 }
 
+// copyBufs are copyOutput's read buffers, one per running step.
+var copyBufs = sync.Pool{New: func() any { b := make([]byte, 32<<10); return &b }}
+
 // copyOutput copies the pipe to out until EOF or until RunStep sets a read
 // deadline (main process gone, OutputDrain over); then it closes detached and
 // keeps reading into nowhere until EOF or until DestroyJob closes the pipe.
@@ -405,7 +409,9 @@ func (b *Backend) stop(pgid int, proc *os.Process, waitDone <-chan error) error 
 func (b *Backend) copyOutput(p *drainedPipe, out io.Writer, detached chan<- struct{}, jobID, stepID string) {
 	defer close(p.done)
 	defer p.r.Close()
-	buf := make([]byte, 32<<10)
+	bp := copyBufs.Get().(*[]byte)
+	defer copyBufs.Put(bp)
+	buf := *bp
 	attached := true
 	var writeErr error
 	for {
