@@ -110,22 +110,8 @@ func main() {
 	flag.StringVar(&cfg.compare, "compare", "", "a second runnel binary (an earlier build) measured in the closed-loop test right after the first, on a server of its own, for a before/after in one run")
 	flag.DurationVar(&cfg.timeout, "timeout", 30*time.Minute, "upper bound of the whole benchmark")
 	flag.Parse()
-	for _, s := range strings.Split(caps, ",") {
-		n, err := strconv.Atoi(strings.TrimSpace(s))
-		if err != nil || n < 1 {
-			fmt.Fprintf(os.Stderr, "bench: -capacities %q: want positive integers\n", caps)
-			os.Exit(2)
-		}
-		cfg.capacities = append(cfg.capacities, n)
-	}
-	for _, s := range strings.Split(loopClients, ",") {
-		n, err := strconv.Atoi(strings.TrimSpace(s))
-		if err != nil || n < 1 {
-			fmt.Fprintf(os.Stderr, "bench: -loop-clients %q: want positive integers\n", loopClients)
-			os.Exit(2)
-		}
-		cfg.loopClients = append(cfg.loopClients, n)
-	}
+	cfg.capacities = positiveInts("-capacities", caps)
+	cfg.loopClients = positiveInts("-loop-clients", loopClients)
 	cfg.only = map[string]bool{}
 	for _, s := range strings.Split(only, ",") {
 		cfg.only[strings.TrimSpace(s)] = true
@@ -139,6 +125,21 @@ func main() {
 		fmt.Fprintln(os.Stderr, "bench:", err)
 		os.Exit(1)
 	}
+}
+
+// positiveInts parses a flag's comma-separated list of positive integers,
+// or exits saying what is wrong.
+func positiveInts(name, list string) []int {
+	var out []int
+	for _, s := range strings.Split(list, ",") {
+		n, err := strconv.Atoi(strings.TrimSpace(s))
+		if err != nil || n < 1 {
+			fmt.Fprintf(os.Stderr, "bench: %s %q: want positive integers\n", name, list)
+			os.Exit(2)
+		}
+		out = append(out, n)
+	}
+	return out
 }
 
 // row is one line of the result table.

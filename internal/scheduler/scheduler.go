@@ -401,18 +401,16 @@ func triggerCtx(r *store.Run) expr.Trigger {
 // deterministic: the same spec version, variables and trigger give the same
 // plan on every replica.
 func (s *Scheduler) planFor(ctx context.Context, run *store.Run) (*plan.Plan, error) {
-	s.mu.Lock()
-	pl := s.plans[run.ID]
-	s.mu.Unlock()
-	if pl != nil {
-		return pl, nil
-	}
-	pl, err := s.buildPlan(ctx, run)
+	pl, err := s.planOf(ctx, run)
 	if err != nil {
 		return nil, err
 	}
 	s.mu.Lock()
-	s.plans[run.ID] = pl
+	if cur := s.plans[run.ID]; cur != nil {
+		pl = cur
+	} else {
+		s.plans[run.ID] = pl
+	}
 	s.mu.Unlock()
 	return pl, nil
 }
