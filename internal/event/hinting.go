@@ -16,17 +16,54 @@ type Hinting struct {
 }
 
 func (s Hinting) CreateRun(ctx context.Context, nr *store.NewRun) (*store.Run, bool, error) {
+	var steps []string
+	if then := nr.Then; then != nil {
+		c := *nr
+		c.Then = func(tx store.RunTx) error {
+			steps = steps[:0] // the transaction may be retried
+			return then(hintingTx{RunTx: tx, steps: &steps})
+		}
+		nr = &c
+	}
 	r, replayed, err := s.Store.CreateRun(ctx, nr)
 	if err == nil && !replayed {
 		s.Hub.Hint("r:" + r.ID)
+		s.hintSteps(steps)
 	}
 	return r, replayed, err
 }
 
 func (s Hinting) UpdateRunTx(ctx context.Context, runID string, fn func(tx store.RunTx) error) error {
-	err := s.Store.UpdateRunTx(ctx, runID, fn)
+	var steps []string
+	err := s.Store.UpdateRunTx(ctx, runID, func(tx store.RunTx) error {
+		steps = steps[:0]
+		return fn(hintingTx{RunTx: tx, steps: &steps})
+	})
 	if err == nil {
 		s.Hub.Hint("r:" + runID)
+		s.hintSteps(steps)
+	}
+	return err
+}
+
+// hintSteps wakes the log streams of steps a run transaction wrote: a
+// final status written there (a job's result, a skip) ends them.
+func (s Hinting) hintSteps(ids []string) {
+	for _, id := range ids {
+		s.Hub.Hint("s:" + id)
+	}
+}
+
+// hintingTx is a RunTx that notes the steps it writes.
+type hintingTx struct {
+	store.RunTx
+	steps *[]string
+}
+
+func (t hintingTx) UpdateStep(st *store.StepRun) error {
+	err := t.RunTx.UpdateStep(st)
+	if err == nil {
+		*t.steps = append(*t.steps, st.ID)
 	}
 	return err
 }
