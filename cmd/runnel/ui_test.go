@@ -124,6 +124,14 @@ func clearField(sel string) chromedp.Action {
 	return chromedp.Evaluate(fmt.Sprintf(`(el => { el.value = ''; el.dispatchEvent(new Event('input', {bubbles: true})); })(document.querySelector(%q))`, sel), nil)
 }
 
+// clickJS clicks the element sel selects as a user would, looked up and
+// clicked in one step in the page (an element the page redraws between a
+// lookup and a click by node id cannot be missed).
+func clickJS(sel string) chromedp.Action {
+	return chromedp.Poll(fmt.Sprintf(`(el => el ? (el.click(), true) : false)(document.querySelector(%q))`, sel), nil,
+		chromedp.WithPollingInterval(50*time.Millisecond))
+}
+
 // waitJS polls a JavaScript expression until it is truthy.
 func waitJS(expr string) chromedp.Action {
 	return chromedp.Poll(expr, nil, chromedp.WithPollingInterval(50*time.Millisecond))
@@ -352,7 +360,10 @@ func TestWebUI(t *testing.T) {
 			t.Fatalf("downloaded log %q, want %q", got, want)
 		}
 		b.run("runs list", 20*time.Second,
-			chromedp.Click(`.crumbs a[href^="/pipelines/pl_"]`, chromedp.ByQuery),
+			// Clicked in the page, not through a node id: the finished run's
+			// page redraws its header when its status stream ends, which may
+			// be at this moment.
+			clickJS(`.crumbs a[href^="/pipelines/pl_"]`),
 			waitJS(`document.querySelector('tbody a[href^="/runs/"]')?.textContent === '#1'`))
 		b.shot("pipeline-runs")
 		b.open("/pipelines")
