@@ -70,6 +70,7 @@ import (
 
 	_ "github.com/jackc/pgx/v5/stdlib" // database/sql driver "pgx", to read stored queue times
 
+	"github.com/runnel-ci/runnel"
 	"github.com/runnel-ci/runnel/internal/agentpb"
 	"github.com/runnel-ci/runnel/internal/agentrpc"
 	"github.com/runnel-ci/runnel/internal/engine"
@@ -606,9 +607,9 @@ func work(ctx context.Context, c *agentrpc.Client, events chan<- receipt) {
 			r.err = fmt.Errorf("acknowledge: %w", err)
 			c.Abandon(cl)
 		} else {
-			res := engine.JobResult{Status: engine.JobSuccess}
+			res := engine.JobResult{Status: runnel.JobSuccess}
 			for _, st := range cl.Steps {
-				res.Steps = append(res.Steps, engine.StepReport{Index: st.Index, Name: st.Name, Status: engine.StepSuccess,
+				res.Steps = append(res.Steps, engine.StepReport{Index: st.Index, Name: st.Name, Status: runnel.StepSuccess,
 					ExitCode: &zero, Started: at, Ended: time.Now()})
 			}
 			if err := c.Complete(ctx, cl, res); err != nil {

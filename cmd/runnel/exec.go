@@ -17,6 +17,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/runnel-ci/runnel"
 	"github.com/runnel-ci/runnel/internal/action"
 	"github.com/runnel-ci/runnel/internal/agentcmd"
 	"github.com/runnel-ci/runnel/internal/artifact"
@@ -126,7 +127,7 @@ func cmdExec(args []string, stdout, stderr io.Writer) int {
 	}
 
 	runID := "exec-" + randomHex(4)
-	trigger := expr.Trigger{Type: "manual", Event: "manual", Actor: currentUser()}
+	trigger := runnel.Trigger{Type: "manual", Event: "manual", Actor: currentUser()}
 	repoURL := ""
 	if gi, ok := findGit(filepath.Dir(cfg.file)); ok {
 		trigger.Ref, trigger.Branch, trigger.Commit = gi.Ref, gi.Branch, gi.Commit
@@ -227,7 +228,7 @@ func cmdExec(args []string, stdout, stderr io.Writer) int {
 	close(flushDone)
 	out.Summary(res)
 	switch res.Status {
-	case engine.RunSuccess, engine.RunPartial:
+	case runnel.RunSuccess, runnel.RunPartial:
 		return exitOK
 	default:
 		return exitFailed

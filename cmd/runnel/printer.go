@@ -10,6 +10,7 @@ import (
 	"text/tabwriter"
 	"time"
 
+	"github.com/runnel-ci/runnel"
 	"github.com/runnel-ci/runnel/internal/engine"
 	"github.com/runnel-ci/runnel/internal/plan"
 )
@@ -52,7 +53,7 @@ func (p *jsonPrinter) Event(e engine.Event) {
 
 type jsonStep struct {
 	Name       string            `json:"name"`
-	Status     engine.StepStatus `json:"status"`
+	Status     runnel.StepStatus `json:"status"`
 	ExitCode   *int              `json:"exitCode,omitempty"`
 	DurationMS int64             `json:"durationMs"`
 	Error      string            `json:"error,omitempty"`
@@ -62,7 +63,7 @@ type jsonJob struct {
 	ID         string           `json:"id"`
 	Name       string           `json:"name"`
 	Stage      string           `json:"stage"`
-	Status     engine.JobStatus `json:"status"`
+	Status     runnel.JobStatus `json:"status"`
 	Attempts   int              `json:"attempts"`
 	Reason     string           `json:"reason,omitempty"`
 	DurationMS int64            `json:"durationMs"`
@@ -74,7 +75,7 @@ func (p *jsonPrinter) Summary(r engine.RunResult) {
 	defer p.mu.Unlock()
 	out := struct {
 		Type       string           `json:"type"`
-		Status     engine.RunStatus `json:"status"`
+		Status     runnel.RunStatus `json:"status"`
 		DurationMS int64            `json:"durationMs"`
 		Jobs       []jsonJob        `json:"jobs"`
 	}{Type: "summary", Status: r.Status, DurationMS: r.Ended.Sub(r.Started).Milliseconds(), Jobs: []jsonJob{}}
@@ -159,11 +160,11 @@ func (p *textPrinter) Event(e engine.Event) {
 		fmt.Fprintf(p.w, "%s %s\n", p.paint(cCyan, prefix), msg)
 	case engine.EventStep:
 		switch {
-		case e.StepStatus == engine.StepRunning:
+		case e.StepStatus == runnel.StepRunning:
 			fmt.Fprintf(p.w, "%s %s\n", p.paint(cCyan, "["+e.JobName+"]"), p.paint(cDim, "▶ "+e.StepName))
 		case e.StepStatus.Terminal():
 			line := fmt.Sprintf("%s %s", symbol(string(e.StepStatus)), e.StepName)
-			if e.StepStatus != engine.StepSuccess {
+			if e.StepStatus != runnel.StepSuccess {
 				line += " (" + string(e.StepStatus)
 				if e.ExitCode != nil && *e.ExitCode != 0 {
 					line += fmt.Sprintf(", exit code %d", *e.ExitCode)

@@ -27,6 +27,7 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials"
 
+	"github.com/runnel-ci/runnel"
 	"github.com/runnel-ci/runnel/internal/action"
 	"github.com/runnel-ci/runnel/internal/agent"
 	"github.com/runnel-ci/runnel/internal/agentcmd"
@@ -529,10 +530,7 @@ func startServer(parent context.Context, cfg serverConfig, stdout, stderr io.Wri
 	g, gctx := errgroup.WithContext(ctx)
 	g.Go(func() error { return sched.Run(gctx) })
 	crons := cron.NewService(cron.Options{Store: st, MinInterval: cfg.CronMinInterval,
-		CatchUp: cfg.CronCatchUp, Logger: log,
-		Trigger: func(ctx context.Context, pipelineID string, req cron.TriggerRequest) (*store.Run, bool, error) {
-			return sched.Trigger(ctx, pipelineID, scheduler.TriggerRequest(req))
-		}})
+		CatchUp: cfg.CronCatchUp, Logger: log, Trigger: sched.Trigger})
 	g.Go(func() error { return crons.Run(gctx) })
 	g.Go(func() error { return artifacts.Run(gctx) })
 	g.Go(func() error { return hub.Run(gctx) })
@@ -662,7 +660,7 @@ func ensureAdminToken(ctx context.Context, st store.Store, value string, stdout 
 		} else if !errors.Is(err, store.ErrNotFound) {
 			return fmt.Errorf("look up admin token: %w", err)
 		}
-		err := st.CreateToken(ctx, &store.APIToken{ID: scheduler.NewID("tok"), Name: "admin (--admin-token)", Subject: "admin", Role: "admin", Hash: sum[:], CreatedAt: time.Now().UTC()})
+		err := st.CreateToken(ctx, &store.APIToken{ID: runnel.NewID("tok"), Name: "admin (--admin-token)", Subject: "admin", Role: "admin", Hash: sum[:], CreatedAt: time.Now().UTC()})
 		if errors.Is(err, store.ErrConflict) {
 			// Another replica starting at the same moment stored it first.
 			if _, gerr := st.TokenByHash(ctx, sum[:]); gerr == nil {
@@ -686,7 +684,7 @@ func ensureAdminToken(ctx context.Context, st store.Store, value string, stdout 
 	}
 	tok := "rnl_" + hex.EncodeToString(b)
 	sum := sha256.Sum256([]byte(tok))
-	if err := st.CreateToken(ctx, &store.APIToken{ID: scheduler.NewID("tok"), Name: "admin (generated)", Subject: "admin", Role: "admin", Hash: sum[:], CreatedAt: time.Now().UTC()}); err != nil {
+	if err := st.CreateToken(ctx, &store.APIToken{ID: runnel.NewID("tok"), Name: "admin (generated)", Subject: "admin", Role: "admin", Hash: sum[:], CreatedAt: time.Now().UTC()}); err != nil {
 		return err
 	}
 	fmt.Fprintf(stdout, "Generated an admin API token (shown only this once; only its hash is stored):\n\n    %s\n\nUse it as: curl -H 'Authorization: Bearer %s' …\n\n", tok, tok)
@@ -700,7 +698,7 @@ func embeddedAgentID(dataDir string) (string, error) {
 	if b, err := os.ReadFile(path); err == nil && len(strings.TrimSpace(string(b))) > 0 {
 		return strings.TrimSpace(string(b)), nil
 	}
-	id := scheduler.NewID("agent")
+	id := runnel.NewID("agent")
 	if err := os.WriteFile(path, []byte(id+"\n"), 0o600); err != nil {
 		return "", fmt.Errorf("embedded agent id: %w", err)
 	}
@@ -723,10 +721,8 @@ func (r runControl) JobNeeds(ctx context.Context, run *store.Run) (map[string][]
 	return r.s.JobNeeds(ctx, run)
 }
 
-func (r runControl) Trigger(ctx context.Context, pipelineID string, req api.TriggerRequest) (*store.Run, bool, error) {
-	// A conversion, not a field-by-field copy: a field added to one struct
-	// and not the other fails to compile instead of being dropped.
-	return r.s.Trigger(ctx, pipelineID, scheduler.TriggerRequest(req))
+func (r runControl) Trigger(ctx context.Context, pipelineID string, req runnel.TriggerRequest) (*store.Run, bool, error) {
+	return r.s.Trigger(ctx, pipelineID, req)
 }
 
 func (r runControl) Stop(ctx context.Context, runID, operator, reason string) (*store.Run, error) {

@@ -17,6 +17,7 @@ import (
 	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
 
+	"github.com/runnel-ci/runnel"
 	"github.com/runnel-ci/runnel/internal/action"
 	"github.com/runnel-ci/runnel/internal/agentpb"
 	"github.com/runnel-ci/runnel/internal/agentrpc"
@@ -70,10 +71,10 @@ func newEnv(t *testing.T, lease time.Duration) *env {
 // regToken stores a registration token and returns its value.
 func (e *env) regToken(maxUses int, expires *time.Time) string {
 	e.t.Helper()
-	value := "rnlr_" + scheduler.NewID("t")
+	value := "rnlr_" + runnel.NewID("t")
 	sum := sha256.Sum256([]byte(value))
 	if err := e.st.CreateRegistrationToken(context.Background(), &store.RegistrationToken{
-		ID: scheduler.NewID("rt"), Name: "test", Hash: sum[:], CreatedAt: time.Now().UTC(), MaxUses: maxUses, ExpiresAt: expires,
+		ID: runnel.NewID("rt"), Name: "test", Hash: sum[:], CreatedAt: time.Now().UTC(), MaxUses: maxUses, ExpiresAt: expires,
 	}); err != nil {
 		e.t.Fatal(err)
 	}
@@ -117,7 +118,7 @@ func (e *env) trigger(yaml string) string {
 	}
 	canonical, _ := json.Marshal(def)
 	sum := sha256.Sum256(canonical)
-	id := scheduler.NewID("pl")
+	id := runnel.NewID("pl")
 	now := time.Now().UTC()
 	if err := e.st.CreatePipeline(ctx, &store.Pipeline{ID: id, ProjectID: "p", Name: id, SaveMode: "direct", CreatedAt: now, UpdatedAt: now}); err != nil {
 		e.t.Fatal(err)
@@ -125,7 +126,7 @@ func (e *env) trigger(yaml string) string {
 	if _, _, err := e.st.SaveSpec(ctx, &store.SpecVersion{PipelineID: id, CommitSHA: hex.EncodeToString(sum[:]), Spec: canonical, Format: "yaml", CreatedAt: now}, ""); err != nil {
 		e.t.Fatal(err)
 	}
-	run, _, err := e.sched.Trigger(ctx, id, scheduler.TriggerRequest{})
+	run, _, err := e.sched.Trigger(ctx, id, runnel.TriggerRequest{})
 	if err != nil {
 		e.t.Fatal(err)
 	}
@@ -177,7 +178,7 @@ func TestRegisterAndAuth(t *testing.T) {
 	wantCode(t, "unknown token", err, codes.Unauthenticated, "unknown or revoked")
 	// A user API token is not an agent token.
 	sum := sha256.Sum256([]byte("a-user-token-0123456789"))
-	if err := e.st.CreateToken(bg, &store.APIToken{ID: scheduler.NewID("tok"), Name: "u", Subject: "u", Role: "user", Hash: sum[:], CreatedAt: time.Now()}); err != nil {
+	if err := e.st.CreateToken(bg, &store.APIToken{ID: runnel.NewID("tok"), Name: "u", Subject: "u", Role: "user", Hash: sum[:], CreatedAt: time.Now()}); err != nil {
 		t.Fatal(err)
 	}
 	_, err = e.rpc.Claim(metadata.AppendToOutgoingContext(bg, "authorization", "Bearer a-user-token-0123456789"), &agentpb.ClaimRequest{WaitMs: 10})

@@ -22,6 +22,7 @@ import (
 	"google.golang.org/grpc/resolver/manual"
 	"google.golang.org/grpc/status"
 
+	"github.com/runnel-ci/runnel"
 	"github.com/runnel-ci/runnel/internal/agentpb"
 	"github.com/runnel-ci/runnel/internal/engine"
 	"github.com/runnel-ci/runnel/internal/scheduler"
@@ -403,7 +404,7 @@ func (c *Client) claimFrom(ctx context.Context, j *agentpb.Job) (*scheduler.Clai
 		reason := "the agent cannot decode the job: " + err.Error()
 		c.log.Error("cannot run a claimed job", "job_run_id", jr.ID, "err", err)
 		ierr := c.retry(ctx, func(ctx context.Context) error {
-			_, err := c.rpc.Complete(ctx, &agentpb.CompleteRequest{Lease: l, Result: &agentpb.JobResult{Status: string(engine.JobFailed), Reason: reason}}, grpc.WaitForReady(true))
+			_, err := c.rpc.Complete(ctx, &agentpb.CompleteRequest{Lease: l, Result: &agentpb.JobResult{Status: string(runnel.JobFailed), Reason: reason}}, grpc.WaitForReady(true))
 			return err
 		})
 		if ierr != nil {

@@ -21,6 +21,7 @@ import (
 	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
 
+	"github.com/runnel-ci/runnel"
 	"github.com/runnel-ci/runnel/internal/action"
 	"github.com/runnel-ci/runnel/internal/agentpb"
 	"github.com/runnel-ci/runnel/internal/engine"
@@ -273,7 +274,7 @@ func (s *Server) Register(ctx context.Context, req *agentpb.RegisterRequest) (*a
 	if err != nil {
 		return nil, err
 	}
-	id := scheduler.NewID("agent")
+	id := runnel.NewID("agent")
 	b := make([]byte, 24)
 	_, _ = rand.Read(b)
 	tok := "rnla_" + hex.EncodeToString(b)
@@ -281,7 +282,7 @@ func (s *Server) Register(ctx context.Context, req *agentpb.RegisterRequest) (*a
 	now := s.now().UTC()
 	a := agentFromInfo(id, req.Info, labels)
 	a.CreatedAt = now
-	at := &store.APIToken{ID: scheduler.NewID("tok"), Name: "agent " + a.Name, Subject: id, Role: "agent", Hash: sum[:], CreatedAt: now}
+	at := &store.APIToken{ID: runnel.NewID("tok"), Name: "agent " + a.Name, Subject: id, Role: "agent", Hash: sum[:], CreatedAt: now}
 	regSum := sha256.Sum256([]byte(req.RegistrationToken))
 	err = s.st.RegisterAgent(ctx, regSum[:], now, a, at)
 	switch {
@@ -568,11 +569,11 @@ func (s *Server) Interrupt(ctx context.Context, req *agentpb.InterruptRequest) (
 	return &agentpb.InterruptResponse{}, nil
 }
 
-var stepStatuses = map[string]engine.StepStatus{}
+var stepStatuses = map[string]runnel.StepStatus{}
 
 func init() {
-	for _, st := range []engine.StepStatus{engine.StepPending, engine.StepQueued, engine.StepRunning, engine.StepSuccess,
-		engine.StepFailed, engine.StepCancelled, engine.StepTimeout, engine.StepSkipped} {
+	for _, st := range []runnel.StepStatus{runnel.StepPending, runnel.StepQueued, runnel.StepRunning, runnel.StepSuccess,
+		runnel.StepFailed, runnel.StepCancelled, runnel.StepTimeout, runnel.StepSkipped} {
 		stepStatuses[string(st)] = st
 	}
 }
@@ -618,10 +619,10 @@ func resultFromPB(p *agentpb.JobResult) (engine.JobResult, error) {
 	if p == nil {
 		return engine.JobResult{}, status.Error(codes.InvalidArgument, "result: missing")
 	}
-	var st engine.JobStatus
+	var st runnel.JobStatus
 	switch p.Status {
-	case string(engine.JobSuccess), string(engine.JobFailed), string(engine.JobCancelled):
-		st = engine.JobStatus(p.Status)
+	case string(runnel.JobSuccess), string(runnel.JobFailed), string(runnel.JobCancelled):
+		st = runnel.JobStatus(p.Status)
 	default:
 		return engine.JobResult{}, status.Errorf(codes.InvalidArgument, "result.status %q: want success, failed or cancelled", p.Status)
 	}

@@ -2,22 +2,11 @@ package api
 
 import (
 	"context"
-	"github.com/runnel-ci/runnel/internal/expr"
 	"io"
 
+	"github.com/runnel-ci/runnel"
 	"github.com/runnel-ci/runnel/internal/store"
 )
-
-// TriggerRequest is a trigger as the API receives it.
-type TriggerRequest struct {
-	Variables   map[string]string
-	TriggeredBy string
-	RequestID   string
-	// TriggerType is manual for the API, event for webhooks.
-	TriggerType string
-	// Trigger is the trigger context of an event (nil for manual runs).
-	Trigger *expr.Trigger
-}
 
 // RunControl is what the API needs from the scheduler (package scheduler
 // implements it). Errors wrap the store sentinels: store.ErrNotFound,
@@ -27,7 +16,7 @@ type RunControl interface {
 	// Trigger plans and creates a run of the pipeline's head spec and starts it.
 	// The same RequestID for the same pipeline returns the same run
 	// (replayed=true), also under concurrent requests.
-	Trigger(ctx context.Context, pipelineID string, req TriggerRequest) (run *store.Run, replayed bool, err error)
+	Trigger(ctx context.Context, pipelineID string, req runnel.TriggerRequest) (run *store.Run, replayed bool, err error)
 	// Stop cancels a run: running steps are stopped (process group killed),
 	// nothing new starts except units whose condition runs on cancellation.
 	Stop(ctx context.Context, runID, operator, reason string) (*store.Run, error)

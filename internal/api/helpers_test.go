@@ -19,6 +19,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/runnel-ci/runnel"
 	"github.com/runnel-ci/runnel/internal/secret"
 	"github.com/runnel-ci/runnel/internal/store"
 	"github.com/runnel-ci/runnel/internal/store/sqlstore"
@@ -428,7 +429,7 @@ func (f *recordingRuns) Calls() []string {
 	return append([]string(nil), f.calls...)
 }
 
-func (f *recordingRuns) Trigger(ctx context.Context, pipelineID string, req TriggerRequest) (*store.Run, bool, error) {
+func (f *recordingRuns) Trigger(ctx context.Context, pipelineID string, req runnel.TriggerRequest) (*store.Run, bool, error) {
 	f.record("trigger %s by=%s req=%s type=%s vars=%v", pipelineID, req.TriggeredBy, req.RequestID, req.TriggerType, req.Variables)
 	if f.triggerErr != nil {
 		return nil, false, f.triggerErr

@@ -9,6 +9,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/runnel-ci/runnel"
 	"github.com/runnel-ci/runnel/internal/store"
 )
 
@@ -74,7 +75,7 @@ func (s *Server) trigger(w http.ResponseWriter, r *http.Request) error {
 	if vars == nil {
 		vars = map[string]string{}
 	}
-	run, replayed, err := s.runs.Trigger(r.Context(), p.ID, TriggerRequest{
+	run, replayed, err := s.runs.Trigger(r.Context(), p.ID, runnel.TriggerRequest{
 		Variables:   vars,
 		TriggeredBy: subjectOr(r, b.TriggeredBy),
 		RequestID:   reqID,

@@ -5,18 +5,19 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/runnel-ci/runnel"
 	"github.com/runnel-ci/runnel/internal/action"
 	"github.com/runnel-ci/runnel/internal/scheduler"
 	"github.com/runnel-ci/runnel/internal/store"
 )
 
 // schedulerControl adapts the real scheduler to RunControl: its Trigger
-// takes scheduler.TriggerRequest, a struct with the same fields (cmd/runnel
+// takes runnel.TriggerRequest, a struct with the same fields (cmd/runnel
 // needs the same few lines).
 type schedulerControl struct{ *scheduler.Scheduler }
 
-func (c schedulerControl) Trigger(ctx context.Context, pipelineID string, req TriggerRequest) (*store.Run, bool, error) {
-	return c.Scheduler.Trigger(ctx, pipelineID, scheduler.TriggerRequest(req))
+func (c schedulerControl) Trigger(ctx context.Context, pipelineID string, req runnel.TriggerRequest) (*store.Run, bool, error) {
+	return c.Scheduler.Trigger(ctx, pipelineID, runnel.TriggerRequest(req))
 }
 
 // newSchedulerEnv is an API on the real store and the real scheduler (no

@@ -2,8 +2,6 @@ package api
 
 import (
 	"context"
-	"crypto/rand"
-	"encoding/base32"
 	"errors"
 	"fmt"
 	"net/http"
@@ -15,6 +13,7 @@ import (
 	"unicode"
 	"unicode/utf8"
 
+	"github.com/runnel-ci/runnel"
 	"github.com/runnel-ci/runnel/internal/store"
 )
 
@@ -53,17 +52,9 @@ func pathID(r *http.Request, k idKind) (string, error) {
 	return id, nil
 }
 
-// lowerBase32 is base32 with the lowercase alphabet a-z2-7: ids stay inside
-// idPattern and are safe in URLs and file names.
-var lowerBase32 = base32.NewEncoding("abcdefghijklmnopqrstuvwxyz234567").WithPadding(base32.NoPadding)
-
-// newID returns prefix + 20 random base32 characters (100 bits of
-// crypto/rand): collisions are not a practical concern, and ids reveal
-// nothing about creation order or count.
+// newID is runnel.NewID for a prefix written with its underscore ("pl_").
 func newID(prefix string) string {
-	var b [13]byte
-	_, _ = rand.Read(b[:]) // crypto/rand.Read never fails (it panics instead, per its doc)
-	return prefix + lowerBase32.EncodeToString(b[:])[:20]
+	return runnel.NewID(strings.TrimSuffix(prefix, "_"))
 }
 
 // Field checks. Each returns nil or a 400 naming the field (as body.name) and

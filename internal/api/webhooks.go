@@ -11,7 +11,7 @@ import (
 	"net/http"
 	"strings"
 
-	"github.com/runnel-ci/runnel/internal/expr"
+	"github.com/runnel-ci/runnel"
 	"github.com/runnel-ci/runnel/internal/imagebuild"
 	"github.com/runnel-ci/runnel/internal/spec"
 	"github.com/runnel-ci/runnel/internal/store"
@@ -146,7 +146,7 @@ func (s *Server) receiveWebhook(w http.ResponseWriter, r *http.Request) error {
 	}
 
 	tc := ev.Trigger
-	run, replayed, err := s.runs.Trigger(ctx, pid, TriggerRequest{
+	run, replayed, err := s.runs.Trigger(ctx, pid, runnel.TriggerRequest{
 		Variables:   matched.Variables,
 		TriggeredBy: "webhook:" + provider,
 		// Derived from the delivery: replicas receiving the same delivery
@@ -244,7 +244,7 @@ func (s *Server) openWebhookSecret(ctx context.Context, pid string) (string, err
 // stored head's. A definition that cannot be read or is not valid matches,
 // so that the run the scheduler starts fails with the reason in the history
 // instead of the delivery vanishing.
-func (s *Server) eventTriggers(ctx context.Context, pid string, t expr.Trigger) ([]spec.Trigger, string, error) {
+func (s *Server) eventTriggers(ctx context.Context, pid string, t runnel.Trigger) ([]spec.Trigger, string, error) {
 	if s.git == nil {
 		return s.headTriggers(ctx, pid)
 	}

@@ -38,6 +38,7 @@ import (
 	_ "gocloud.dev/blob/fileblob"
 	_ "gocloud.dev/blob/s3blob"
 
+	"github.com/runnel-ci/runnel"
 	"github.com/runnel-ci/runnel/internal/action"
 	"github.com/runnel-ci/runnel/internal/scheduler"
 	"github.com/runnel-ci/runnel/internal/store"
@@ -243,7 +244,7 @@ func (j *jobStorage) UploadArtifact(ctx context.Context, name string, r io.Reade
 	if err := s.st.CheckLease(ctx, j.job.JobRunID, j.job.LeaseID); err != nil {
 		return action.ArtifactInfo{}, fmt.Errorf("%s: %w", op, err)
 	}
-	id := scheduler.NewID("art")
+	id := runnel.NewID("art")
 	key := "artifacts/" + j.job.RunID + "/" + id
 	size, sum, err := s.write(ctx, key, r, s.maxArtifact, "artifact "+strconv.Quote(name))
 	if err != nil {
@@ -354,7 +355,7 @@ func (j *jobStorage) SaveCache(ctx context.Context, key string, r io.Reader) err
 	} else if !errors.Is(err, store.ErrNotFound) {
 		return fmt.Errorf("%s: %w", op, err)
 	}
-	id := scheduler.NewID("cac")
+	id := runnel.NewID("cac")
 	blobKey := "caches/" + j.job.PipelineID + "/" + id
 	size, sum, err := s.write(ctx, blobKey, r, s.maxCache, "cache "+strconv.Quote(key))
 	if err != nil {

@@ -18,6 +18,7 @@ import (
 
 	"gocloud.dev/blob"
 
+	"github.com/runnel-ci/runnel"
 	"github.com/runnel-ci/runnel/internal/action"
 	"github.com/runnel-ci/runnel/internal/scheduler"
 	"github.com/runnel-ci/runnel/internal/store"
@@ -87,7 +88,7 @@ func newFx(t *testing.T, tweak func(*Options)) *fx {
 
 func (f *fx) pipeline(name string) *store.Pipeline {
 	f.t.Helper()
-	p := &store.Pipeline{ID: scheduler.NewID("pl"), ProjectID: "proj", Name: name}
+	p := &store.Pipeline{ID: runnel.NewID("pl"), ProjectID: "proj", Name: name}
 	if err := f.st.CreatePipeline(f.ctx, p); err != nil {
 		f.t.Fatalf("CreatePipeline: %v", err)
 	}
@@ -99,12 +100,12 @@ func (f *fx) pipeline(name string) *store.Pipeline {
 func (f *fx) claimedRun(pipelineID string, keys ...string) (*store.Run, []*store.JobRun, []scheduler.JobRef) {
 	f.t.Helper()
 	now := time.Now().UTC()
-	run := &store.Run{ID: scheduler.NewID("run"), PipelineID: pipelineID, Status: "running", CreatedAt: now}
+	run := &store.Run{ID: runnel.NewID("run"), PipelineID: pipelineID, Status: "running", CreatedAt: now}
 	nr := &store.NewRun{Run: run}
 	for i, k := range keys {
 		// Queued in order, so that they are claimed in order.
 		queued := now.Add(time.Duration(i-len(keys)) * time.Millisecond)
-		nr.Jobs = append(nr.Jobs, &store.JobRun{ID: scheduler.NewID("jr"), RunID: run.ID, Key: k, Index: i, Status: "queued",
+		nr.Jobs = append(nr.Jobs, &store.JobRun{ID: runnel.NewID("jr"), RunID: run.ID, Key: k, Index: i, Status: "queued",
 			Attempt: 1, QueuedAt: &queued})
 	}
 	if _, _, err := f.st.CreateRun(f.ctx, nr); err != nil {

@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/runnel-ci/runnel"
 	"github.com/runnel-ci/runnel/internal/action"
 	"github.com/runnel-ci/runnel/internal/backend/auto"
 	"github.com/runnel-ci/runnel/internal/backend/docker"
@@ -127,7 +128,7 @@ jobs:
 	res := r.Run(context.Background(), context.Background(), pl)
 	t.Logf("run took %s", time.Since(start))
 	// partial: the slow step times out, tolerated by continueOnError.
-	if res.Status != engine.RunPartial {
+	if res.Status != runnel.RunPartial {
 		for _, j := range res.Jobs {
 			t.Logf("job %s: %s %s\n%s", j.Job.Name, j.Status, j.Reason, logs.text(j.Job.Name))
 		}
@@ -148,7 +149,7 @@ jobs:
 			t.Errorf("log of contained lacks %q:\n%s", want, out)
 		}
 	}
-	if got := c.Steps[5].Status; got != engine.StepTimeout {
+	if got := c.Steps[5].Status; got != runnel.StepTimeout {
 		t.Errorf("slow step: %s", got)
 	}
 	// The timeout counts from the step's start, container creation included:
@@ -186,7 +187,7 @@ jobs:
 	if took := time.Since(start); took > 15*time.Second {
 		t.Errorf("took %s", took)
 	}
-	if res.Status != engine.RunCancelled || res.Jobs[0].Steps[0].Status != engine.StepCancelled {
+	if res.Status != runnel.RunCancelled || res.Jobs[0].Steps[0].Status != runnel.StepCancelled {
 		t.Fatalf("run %s, step %s", res.Status, res.Jobs[0].Steps[0].Status)
 	}
 	if left := testdocker.Leftovers(t, testdocker.Connect(t), db.Owner(), ""); len(left) != 0 {
@@ -206,7 +207,7 @@ jobs:
     steps: [{run: echo never}]
 `)
 	res := r.Run(context.Background(), context.Background(), pl)
-	if res.Status != engine.RunFailed || !strings.Contains(res.Jobs[0].Reason, `image "runnel-test/absent:1" is not present and pullPolicy is never`) {
+	if res.Status != runnel.RunFailed || !strings.Contains(res.Jobs[0].Reason, `image "runnel-test/absent:1" is not present and pullPolicy is never`) {
 		t.Fatalf("run %s: %q", res.Status, res.Jobs[0].Reason)
 	}
 }
@@ -220,7 +221,7 @@ jobs:
     steps: [{name: p, uses: "docker://runnel-test/plugin:1", args: {x: 1}}]
 `)
 	res := newRunner(t, nil).Run(context.Background(), context.Background(), pl)
-	if res.Status != engine.RunFailed || !strings.Contains(res.Jobs[0].Reason, "needs the docker backend") {
+	if res.Status != runnel.RunFailed || !strings.Contains(res.Jobs[0].Reason, "needs the docker backend") {
 		t.Fatalf("run %s: %q", res.Status, res.Jobs[0].Reason)
 	}
 }

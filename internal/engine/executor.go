@@ -16,6 +16,7 @@ import (
 
 	"github.com/moby/moby/client"
 
+	"github.com/runnel-ci/runnel"
 	"github.com/runnel-ci/runnel/internal/action"
 	"github.com/runnel-ci/runnel/internal/backend"
 	"github.com/runnel-ci/runnel/internal/expr"
@@ -89,7 +90,7 @@ type JobRequest struct {
 type StepReport struct {
 	Index    int
 	Name     string
-	Status   StepStatus
+	Status   runnel.StepStatus
 	ExitCode *int
 	Started  time.Time
 	Ended    time.Time
@@ -114,7 +115,7 @@ type JobReporter interface {
 
 // JobResult is the outcome of one attempt.
 type JobResult struct {
-	Status JobStatus
+	Status runnel.JobStatus
 	// AllowedFailure: a step failed but continueOnError let the job go on.
 	AllowedFailure bool
 	Outputs        map[string]string
@@ -183,9 +184,9 @@ func (x *Executor) execute(ctx context.Context, req JobRequest, rep JobReporter)
 	defer stopWatch()
 
 	steps := j.Spec.Steps
-	res := JobResult{Status: JobSuccess, Steps: make([]StepReport, len(steps))}
+	res := JobResult{Status: runnel.JobSuccess, Steps: make([]StepReport, len(steps))}
 	for i, st := range steps {
-		res.Steps[i] = StepReport{Index: i, Name: st.Name, Status: StepPending}
+		res.Steps[i] = StepReport{Index: i, Name: st.Name, Status: runnel.StepPending}
 	}
 	bj := &backend.Job{ID: req.BackendID, Name: j.Name, PullPolicy: j.Spec.PullPolicy, Plugins: j.Spec.PluginImages()}
 	env := req.Env
@@ -197,10 +198,10 @@ func (x *Executor) execute(ctx context.Context, req JobRequest, rep JobReporter)
 		jobEnv = map[string]string{}
 	}
 	failJob := func(msg string) JobResult {
-		res.Status, res.Reason = JobFailed, msg
+		res.Status, res.Reason = runnel.JobFailed, msg
 		for i := range res.Steps {
 			if !res.Steps[i].Status.Terminal() {
-				res.Steps[i].Status = StepSkipped
+				res.Steps[i].Status = runnel.StepSkipped
 				rep.StepStatus(res.Steps[i])
 			}
 		}
@@ -251,18 +252,18 @@ func (x *Executor) execute(ctx context.Context, req JobRequest, rep JobReporter)
 		isCancelled := cancelled.Load() || hard.Err() != nil
 		if timedOut || errors.Is(context.Cause(jobCtx), errJobTimeout) {
 			timedOut = true
-			sr.Status = StepSkipped
+			sr.Status = runnel.StepSkipped
 			rep.StepStatus(*sr)
 			continue
 		}
 		if hard.Err() != nil {
 			// Stopped at once: nothing else runs, always() included.
-			sr.Status = StepCancelled
+			sr.Status = runnel.StepCancelled
 			rep.StepStatus(*sr)
 			continue
 		}
 		if isCancelled && !cond.RunsWhenCancelled() {
-			sr.Status = StepCancelled
+			sr.Status = runnel.StepCancelled
 			rep.StepStatus(*sr)
 			continue
 		}
@@ -275,17 +276,17 @@ func (x *Executor) execute(ctx context.Context, req JobRequest, rep JobReporter)
 			continue
 		}
 		if !run {
-			sr.Status = StepSkipped
-			env.Steps[st.Name] = expr.StepResult{Outcome: string(StepSkipped), Outputs: map[string]string{}}
+			sr.Status = runnel.StepSkipped
+			env.Steps[st.Name] = expr.StepResult{Outcome: string(runnel.StepSkipped), Outputs: map[string]string{}}
 			rep.StepStatus(*sr)
 			continue
 		}
 		x.runStep(ctx, jobCtx, req, bj, files, st, sr, &env, cond, rep, clock, &after)
 		env.Steps[st.Name] = expr.StepResult{Outcome: string(sr.Status), Outputs: nonNil(sr.Outputs)}
 		switch sr.Status {
-		case StepSuccess:
-		case StepCancelled:
-		case StepTimeout:
+		case runnel.StepSuccess:
+		case runnel.StepCancelled:
+		case runnel.StepTimeout:
 			if cause := context.Cause(jobCtx); errors.Is(cause, errJobTimeout) {
 				timedOut = true
 			}
@@ -302,21 +303,21 @@ func (x *Executor) execute(ctx context.Context, req JobRequest, rep JobReporter)
 	x.runAfterHooks(hard, after, succeeded, rep, clock)
 	switch {
 	case timedOut:
-		res.Status, res.Reason = JobFailed, fmt.Sprintf("job timed out after %s", j.Timeout)
+		res.Status, res.Reason = runnel.JobFailed, fmt.Sprintf("job timed out after %s", j.Timeout)
 	case jobFailed:
-		res.Status = JobFailed
+		res.Status = runnel.JobFailed
 		res.Reason = firstFailure(res.Steps, steps)
 	case cancelled.Load() || hard.Err() != nil:
-		res.Status, res.Reason = JobCancelled, "cancelled"
+		res.Status, res.Reason = runnel.JobCancelled, "cancelled"
 	default:
-		res.Status, res.AllowedFailure = JobSuccess, allowed
+		res.Status, res.AllowedFailure = runnel.JobSuccess, allowed
 	}
-	if res.Status == JobSuccess && len(j.Spec.Outputs) > 0 {
+	if res.Status == runnel.JobSuccess && len(j.Spec.Outputs) > 0 {
 		res.Outputs = map[string]string{}
 		for _, k := range sortedKeys(j.Spec.Outputs) {
 			v, err := evalString(j.Spec.Outputs[k], &env)
 			if err != nil {
-				res.Status, res.Reason = JobFailed, fmt.Sprintf("outputs.%s: %v", k, err)
+				res.Status, res.Reason = runnel.JobFailed, fmt.Sprintf("outputs.%s: %v", k, err)
 				break
 			}
 			res.Outputs[k] = v
@@ -341,7 +342,7 @@ func firstFailure(steps []StepReport, defs []spec.Step) string {
 			continue
 		}
 		switch s.Status {
-		case StepFailed:
+		case runnel.StepFailed:
 			if s.Error != "" {
 				return fmt.Sprintf("step %s failed: %s", s.Name, s.Error)
 			}
@@ -349,7 +350,7 @@ func firstFailure(steps []StepReport, defs []spec.Step) string {
 				return fmt.Sprintf("step %s failed with exit code %d", s.Name, *s.ExitCode)
 			}
 			return fmt.Sprintf("step %s failed", s.Name)
-		case StepTimeout:
+		case runnel.StepTimeout:
 			return fmt.Sprintf("step %s timed out", s.Name)
 		}
 	}
@@ -369,7 +370,7 @@ func (x *Executor) fail(rep JobReporter, sr *StepReport, clock Clock, msg string
 		sr.Started = now
 	}
 	sr.Ended = now
-	sr.Status = StepFailed
+	sr.Status = runnel.StepFailed
 	sr.Error = msg
 	rep.StepLog(sr.Index, now, LevelError, "runnel: "+msg)
 	rep.StepStatus(*sr)
@@ -377,7 +378,7 @@ func (x *Executor) fail(rep JobReporter, sr *StepReport, clock Clock, msg string
 
 func (x *Executor) runStep(ctx, jobCtx context.Context, req JobRequest, bj *backend.Job, files *jobFiles, st *spec.Step, sr *StepReport, env *expr.Env, cond *expr.Condition, rep JobReporter, clock Clock, after *[]afterHook) {
 	sr.Started = clock.Now()
-	sr.Status = StepRunning
+	sr.Status = runnel.StepRunning
 	rep.StepStatus(*sr)
 
 	bs, nc, err := x.prepareStep(req, st, sr.Index, env)
@@ -417,11 +418,11 @@ func (x *Executor) runStep(ctx, jobCtx context.Context, req JobRequest, bj *back
 		cause := context.Cause(stepCtx)
 		switch {
 		case errors.Is(cause, errStepTimeout):
-			sr.Status, sr.Error = StepTimeout, fmt.Sprintf("timed out after %s", st.Timeout)
+			sr.Status, sr.Error = runnel.StepTimeout, fmt.Sprintf("timed out after %s", st.Timeout)
 		case errors.Is(cause, errJobTimeout):
-			sr.Status, sr.Error = StepTimeout, fmt.Sprintf("the job timed out after %s", req.Job.Timeout)
+			sr.Status, sr.Error = runnel.StepTimeout, fmt.Sprintf("the job timed out after %s", req.Job.Timeout)
 		default:
-			sr.Status, sr.Error = StepCancelled, "cancelled"
+			sr.Status, sr.Error = runnel.StepCancelled, "cancelled"
 		}
 		rep.StepLog(sr.Index, sr.Ended, LevelError, "runnel: "+sr.Error)
 		if runErr == nil {
@@ -432,7 +433,7 @@ func (x *Executor) runStep(ctx, jobCtx context.Context, req JobRequest, bj *back
 		return
 	}
 	if runErr != nil {
-		sr.Status, sr.Error = StepFailed, runErr.Error()
+		sr.Status, sr.Error = runnel.StepFailed, runErr.Error()
 		rep.StepLog(sr.Index, sr.Ended, LevelError, "runnel: "+runErr.Error())
 		rep.StepStatus(*sr)
 		return
@@ -441,9 +442,9 @@ func (x *Executor) runStep(ctx, jobCtx context.Context, req JobRequest, bj *back
 	sr.ExitCode = &code
 	sr.Outputs = result.Outputs
 	if code == 0 {
-		sr.Status = StepSuccess
+		sr.Status = runnel.StepSuccess
 	} else {
-		sr.Status = StepFailed
+		sr.Status = runnel.StepFailed
 		if st.ContinueOnError {
 			rep.StepLog(sr.Index, sr.Ended, LevelWarn, fmt.Sprintf("runnel: exit code %d; continuing (continueOnError)", code))
 		}

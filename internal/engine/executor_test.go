@@ -6,6 +6,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/runnel-ci/runnel"
 	"github.com/runnel-ci/runnel/internal/action"
 	"github.com/runnel-ci/runnel/internal/backend/local"
 	"github.com/runnel-ci/runnel/internal/engine"
@@ -20,7 +21,7 @@ func planFor(t *testing.T, src string) *plan.Plan {
 	if err != nil {
 		t.Fatal(err)
 	}
-	pl, err := plan.New(plan.Input{Spec: p, Run: expr.Run{ID: "r", Number: 1}, Trigger: expr.Trigger{Type: "manual"}})
+	pl, err := plan.New(plan.Input{Spec: p, Run: expr.Run{ID: "r", Number: 1}, Trigger: runnel.Trigger{Type: "manual"}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -72,14 +73,14 @@ jobs:
 	if time.Since(start) > 10*time.Second {
 		t.Fatalf("took %s", time.Since(start))
 	}
-	if res.Status != engine.RunCancelled {
+	if res.Status != runnel.RunCancelled {
 		t.Fatalf("run %s", res.Status)
 	}
 	j := res.Jobs[0]
-	if j.Status != engine.JobCancelled || strings.Contains(j.Reason, "timed out") {
+	if j.Status != runnel.JobCancelled || strings.Contains(j.Reason, "timed out") {
 		t.Fatalf("job %s: %s", j.Status, j.Reason)
 	}
-	want := []engine.StepStatus{engine.StepCancelled, engine.StepCancelled, engine.StepCancelled}
+	want := []runnel.StepStatus{runnel.StepCancelled, runnel.StepCancelled, runnel.StepCancelled}
 	for i, s := range j.Steps {
 		if s.Status != want[i] {
 			t.Errorf("step %s = %s, want %s", s.Name, s.Status, want[i])
@@ -103,7 +104,7 @@ jobs:
       - {name: real, run: "exit 7"}
 `)
 	res := newRunner(t, nil).Run(context.Background(), context.Background(), pl)
-	if res.Status != engine.RunFailed || res.Jobs[0].Reason != "step real failed with exit code 7" {
+	if res.Status != runnel.RunFailed || res.Jobs[0].Reason != "step real failed with exit code 7" {
 		t.Fatalf("%s: %q", res.Status, res.Jobs[0].Reason)
 	}
 }

@@ -2,6 +2,7 @@ package engine
 
 import (
 	"context"
+	"github.com/runnel-ci/runnel"
 	"github.com/runnel-ci/runnel/internal/action"
 	"maps"
 	"sync"
@@ -31,18 +32,18 @@ type Event struct {
 	Time  time.Time `json:"time"`
 	RunID string    `json:"runId"`
 	// Run
-	RunStatus RunStatus `json:"runStatus,omitempty"`
+	RunStatus runnel.RunStatus `json:"runStatus,omitempty"`
 	// Job
-	JobID     string    `json:"jobId,omitempty"`
-	JobName   string    `json:"job,omitempty"`
-	Stage     string    `json:"stage,omitempty"`
-	JobStatus JobStatus `json:"jobStatus,omitempty"`
-	Attempt   int       `json:"attempt,omitempty"`
+	JobID     string           `json:"jobId,omitempty"`
+	JobName   string           `json:"job,omitempty"`
+	Stage     string           `json:"stage,omitempty"`
+	JobStatus runnel.JobStatus `json:"jobStatus,omitempty"`
+	Attempt   int              `json:"attempt,omitempty"`
 	// Step
-	StepIndex  *int       `json:"stepIndex,omitempty"`
-	StepName   string     `json:"step,omitempty"`
-	StepStatus StepStatus `json:"stepStatus,omitempty"`
-	ExitCode   *int       `json:"exitCode,omitempty"`
+	StepIndex  *int              `json:"stepIndex,omitempty"`
+	StepName   string            `json:"step,omitempty"`
+	StepStatus runnel.StepStatus `json:"stepStatus,omitempty"`
+	ExitCode   *int              `json:"exitCode,omitempty"`
 	// Log
 	Level   string `json:"level,omitempty"`
 	Message string `json:"message,omitempty"`
@@ -68,7 +69,7 @@ type Runner struct {
 
 // RunResult is the outcome of a run.
 type RunResult struct {
-	Status  RunStatus
+	Status  runnel.RunStatus
 	Started time.Time
 	Ended   time.Time
 	Jobs    []JobSummary
@@ -77,7 +78,7 @@ type RunResult struct {
 // JobSummary is a job's final state and its steps, in plan order.
 type JobSummary struct {
 	Job      *plan.Job
-	Status   JobStatus
+	Status   runnel.JobStatus
 	Attempts int
 	Reason   string
 	Started  time.Time
@@ -121,17 +122,17 @@ func (r *Runner) Run(ctx, hard context.Context, p *plan.Plan) RunResult {
 	summaries := map[string]*JobSummary{}
 	for _, st := range p.Stages {
 		for _, j := range st.Jobs {
-			summaries[j.ID] = &JobSummary{Job: j, Status: JobPending}
+			summaries[j.ID] = &JobSummary{Job: j, Status: runnel.JobPending}
 		}
 	}
-	emit(Event{Type: EventRun, RunStatus: RunRunning})
+	emit(Event{Type: EventRun, RunStatus: runnel.RunRunning})
 	if envErr != nil {
 		// The pipeline env could not be evaluated: nothing can run.
 		for _, s := range summaries {
-			s.Status, s.Reason = JobFailed, envErr.Error()
-			emit(Event{Type: EventJob, JobID: s.Job.ID, JobName: s.Job.Name, Stage: s.Job.Stage, JobStatus: JobFailed, Reason: s.Reason})
+			s.Status, s.Reason = runnel.JobFailed, envErr.Error()
+			emit(Event{Type: EventJob, JobID: s.Job.ID, JobName: s.Job.Name, Stage: s.Job.Stage, JobStatus: runnel.JobFailed, Reason: s.Reason})
 		}
-		res.Status, res.Ended = RunFailed, clock.Now()
+		res.Status, res.Ended = runnel.RunFailed, clock.Now()
 		res.Jobs = r.ordered(p, summaries)
 		emit(Event{Type: EventRun, RunStatus: res.Status, Reason: envErr.Error()})
 		return res
@@ -153,9 +154,9 @@ func (r *Runner) Run(ctx, hard context.Context, p *plan.Plan) RunResult {
 			s := summaries[sk.Job.ID]
 			s.Status, s.Reason = sk.Status, sk.Reason
 			for i, st := range sk.Job.Spec.Steps {
-				stepStatus := StepSkipped
-				if sk.Status == JobCancelled {
-					stepStatus = StepCancelled
+				stepStatus := runnel.StepSkipped
+				if sk.Status == runnel.JobCancelled {
+					stepStatus = runnel.StepCancelled
 				}
 				s.Steps = append(s.Steps, StepReport{Index: i, Name: st.Name, Status: stepStatus})
 			}
@@ -178,19 +179,19 @@ func (r *Runner) Run(ctx, hard context.Context, p *plan.Plan) RunResult {
 			s := summaries[j.ID]
 			s.Attempts = js.Attempt
 			startedAfterCancel := state.Cancelled
-			emit(Event{Type: EventJob, JobID: j.ID, JobName: j.Name, Stage: j.Stage, JobStatus: JobQueued, Attempt: js.Attempt})
+			emit(Event{Type: EventJob, JobID: j.ID, JobName: j.Name, Stage: j.Stage, JobStatus: runnel.JobQueued, Attempt: js.Attempt})
 			go func() {
 				select {
 				case sem <- struct{}{}:
 				case <-hard.Done():
-					done <- jobDone{id: j.ID, result: JobResult{Status: JobCancelled, Reason: "cancelled before it started"}}
+					done <- jobDone{id: j.ID, result: JobResult{Status: runnel.JobCancelled, Reason: "cancelled before it started"}}
 					return
 				}
 				defer func() { <-sem }()
 				if s.Started.IsZero() {
 					s.Started = clock.Now()
 				}
-				emit(Event{Type: EventJob, JobID: j.ID, JobName: j.Name, Stage: j.Stage, JobStatus: JobRunning, Attempt: req.Env.Job.Attempt})
+				emit(Event{Type: EventJob, JobID: j.ID, JobName: j.Name, Stage: j.Stage, JobStatus: runnel.JobRunning, Attempt: req.Env.Job.Attempt})
 				rep := &jobReporter{emit: emit, job: j, attempt: req.Env.Job.Attempt}
 				jobCtx := ctx
 				if startedAfterCancel {
@@ -228,9 +229,9 @@ func (r *Runner) Run(ctx, hard context.Context, p *plan.Plan) RunResult {
 			s.Status, s.Reason = js.Status, js.Reason
 			j := p.Jobs[jd.id]
 			if retry {
-				emit(Event{Type: EventJob, JobID: j.ID, JobName: j.Name, Stage: j.Stage, JobStatus: JobFailed, Attempt: js.Attempt,
+				emit(Event{Type: EventJob, JobID: j.ID, JobName: j.Name, Stage: j.Stage, JobStatus: runnel.JobFailed, Attempt: js.Attempt,
 					Reason: jd.result.Reason + "; retrying in " + j.RetryWait.String()})
-				emit(Event{Type: EventJob, JobID: j.ID, JobName: j.Name, Stage: j.Stage, JobStatus: JobPending, Attempt: js.Attempt})
+				emit(Event{Type: EventJob, JobID: j.ID, JobName: j.Name, Stage: j.Stage, JobStatus: runnel.JobPending, Attempt: js.Attempt})
 				continue
 			}
 			emit(Event{Type: EventJob, JobID: j.ID, JobName: j.Name, Stage: j.Stage, JobStatus: js.Status, Attempt: js.Attempt, Reason: js.Reason})

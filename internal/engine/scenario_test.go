@@ -11,6 +11,7 @@ import (
 
 	"github.com/goccy/go-yaml"
 
+	"github.com/runnel-ci/runnel"
 	"github.com/runnel-ci/runnel/internal/action"
 	"github.com/runnel-ci/runnel/internal/backend/local"
 	"github.com/runnel-ci/runnel/internal/engine"
@@ -24,7 +25,7 @@ import (
 type scenario struct {
 	Pipeline  any               `yaml:"pipeline"`
 	Variables map[string]string `yaml:"variables"`
-	Trigger   expr.Trigger      `yaml:"trigger"`
+	Trigger   runnel.Trigger    `yaml:"trigger"`
 	// CancelOn cancels the run when a log line contains this text.
 	CancelOn string `yaml:"cancelOn"`
 	Expect   struct {

@@ -3,13 +3,14 @@ package engine
 import (
 	"time"
 
+	"github.com/runnel-ci/runnel"
 	"github.com/runnel-ci/runnel/internal/expr"
 	"github.com/runnel-ci/runnel/internal/plan"
 )
 
 // JobState is what the run-level state machine knows about one job.
 type JobState struct {
-	Status JobStatus
+	Status runnel.JobStatus
 	// Attempt counts the attempts started so far (1 after the first start).
 	Attempt int
 	// AllowedFailure is set when the job finished with failures that
@@ -39,7 +40,7 @@ type State struct {
 func NewState(p *plan.Plan, env map[string]string) *State {
 	s := &State{Plan: p, Env: env, Jobs: make(map[string]*JobState, len(p.Jobs))}
 	for id := range p.Jobs {
-		s.Jobs[id] = &JobState{Status: JobPending}
+		s.Jobs[id] = &JobState{Status: runnel.JobPending}
 	}
 	return s
 }
@@ -47,7 +48,7 @@ func NewState(p *plan.Plan, env map[string]string) *State {
 // Skip is a decision to not run a job.
 type Skip struct {
 	Job    *plan.Job
-	Status JobStatus // skipped or cancelled
+	Status runnel.JobStatus // skipped or cancelled
 	Reason string
 }
 
@@ -62,7 +63,7 @@ type Decision struct {
 	WakeAt time.Time
 	// Done is set when every job is terminal; Status is then the run's result.
 	Done   bool
-	Status RunStatus
+	Status runnel.RunStatus
 }
 
 // Next advances the state machine: stages in order, jobs of the current stage as
@@ -79,7 +80,7 @@ func (s *State) Next(now time.Time) Decision {
 				continue
 			}
 			stageDone = false
-			if js.Status != JobPending {
+			if js.Status != runnel.JobPending {
 				continue
 			}
 			if !js.RetryAt.IsZero() && js.RetryAt.After(now) && !s.Cancelled {
@@ -93,8 +94,8 @@ func (s *State) Next(now time.Time) Decision {
 			}
 			if js.Attempt > 0 && s.Cancelled {
 				// A retry waiting while the run is cancelled does not start.
-				js.Status, js.Reason = JobFailed, "run cancelled before the retry started"
-				d.Skipped = append(d.Skipped, Skip{Job: j, Status: JobFailed, Reason: js.Reason})
+				js.Status, js.Reason = runnel.JobFailed, "run cancelled before the retry started"
+				d.Skipped = append(d.Skipped, Skip{Job: j, Status: runnel.JobFailed, Reason: js.Reason})
 				continue
 			}
 			start, status, reason := s.decide(j, earlierFailed)
@@ -103,7 +104,7 @@ func (s *State) Next(now time.Time) Decision {
 				d.Skipped = append(d.Skipped, Skip{Job: j, Status: status, Reason: reason})
 				continue
 			}
-			js.Status = JobQueued
+			js.Status = runnel.JobQueued
 			js.Attempt++
 			js.RetryAt = time.Time{}
 			d.Start = append(d.Start, j)
@@ -116,7 +117,7 @@ func (s *State) Next(now time.Time) Decision {
 			}
 		}
 		for _, j := range st.Jobs {
-			if js := s.Jobs[j.ID]; js.Status == JobFailed && !js.AllowedFailure {
+			if js := s.Jobs[j.ID]; js.Status == runnel.JobFailed && !js.AllowedFailure {
 				earlierFailed = true
 			}
 		}
@@ -145,39 +146,39 @@ func (s *State) needsDone(j *plan.Job) bool {
 }
 
 // decide evaluates a ready job's condition.
-func (s *State) decide(j *plan.Job, earlierFailed bool) (start bool, status JobStatus, reason string) {
+func (s *State) decide(j *plan.Job, earlierFailed bool) (start bool, status runnel.JobStatus, reason string) {
 	failed, notOK := earlierFailed, false
 	for _, n := range j.Needs {
 		ns := s.Jobs[n]
 		switch {
-		case ns.Status == JobFailed && !ns.AllowedFailure:
+		case ns.Status == runnel.JobFailed && !ns.AllowedFailure:
 			failed, notOK = true, true
-		case ns.Status == JobCancelled || ns.Status == JobSkipped:
+		case ns.Status == runnel.JobCancelled || ns.Status == runnel.JobSkipped:
 			notOK = true
 		}
 	}
 	if s.Cancelled && !j.If.RunsWhenCancelled() {
-		return false, JobCancelled, "the run was cancelled before the job started"
+		return false, runnel.JobCancelled, "the run was cancelled before the job started"
 	}
 	if !j.If.UsesStatusFunction() {
 		if failed {
-			return false, JobSkipped, "an earlier job failed (use if: always() or failure() to run anyway)"
+			return false, runnel.JobSkipped, "an earlier job failed (use if: always() or failure() to run anyway)"
 		}
 		if notOK {
-			return false, JobSkipped, "a job it needs did not succeed"
+			return false, runnel.JobSkipped, "a job it needs did not succeed"
 		}
 	}
 	env := s.JobEnv(j)
 	env.Status = expr.Status{Failed: failed, Cancelled: s.Cancelled, Incomplete: notOK && !failed}
 	ok, err := j.If.Eval(&env)
 	if err != nil {
-		return false, JobFailed, "evaluating if: " + err.Error()
+		return false, runnel.JobFailed, "evaluating if: " + err.Error()
 	}
 	if !ok {
 		if j.If.String() == "" {
-			return false, JobSkipped, "an earlier job failed"
+			return false, runnel.JobSkipped, "an earlier job failed"
 		}
-		return false, JobSkipped, "condition is false: " + j.If.String()
+		return false, runnel.JobSkipped, "condition is false: " + j.If.String()
 	}
 	return true, "", ""
 }
@@ -191,13 +192,13 @@ func (s *State) JobEnv(j *plan.Job) expr.Env {
 	if len(j.NeedNames) > 0 {
 		env.Needs = make(map[string]expr.NeedResult, len(j.NeedNames))
 		for name, ids := range j.NeedNames {
-			nr := expr.NeedResult{Outputs: map[string]string{}, Result: string(JobSuccess)}
+			nr := expr.NeedResult{Outputs: map[string]string{}, Result: string(runnel.JobSuccess)}
 			for _, id := range ids {
 				ns := s.Jobs[id]
 				for k, v := range ns.Outputs {
 					nr.Outputs[k] = v
 				}
-				if ns.Status != JobSuccess {
+				if ns.Status != runnel.JobSuccess {
 					nr.Result = string(ns.Status)
 				}
 			}
@@ -214,8 +215,8 @@ func (s *State) JobEnv(j *plan.Job) expr.Env {
 
 // Started records that a queued job began running.
 func (s *State) Started(id string) {
-	if js := s.Jobs[id]; js != nil && js.Status == JobQueued {
-		js.Status = JobRunning
+	if js := s.Jobs[id]; js != nil && js.Status == runnel.JobQueued {
+		js.Status = runnel.JobRunning
 	}
 }
 
@@ -227,16 +228,16 @@ func (s *State) Finish(id string, r JobResult, now time.Time) (retry bool) {
 	js.Outputs = r.Outputs
 	js.Reason = r.Reason
 	switch r.Status {
-	case JobFailed:
+	case runnel.JobFailed:
 		if !s.Cancelled && js.Attempt <= j.RetryMax {
-			js.Status = JobPending
+			js.Status = runnel.JobPending
 			js.RetryAt = now.Add(j.RetryWait)
 			return true
 		}
-		js.Status = JobFailed
+		js.Status = runnel.JobFailed
 		js.AllowedFailure = j.Spec.ContinueOnError
-	case JobSuccess:
-		js.Status = JobSuccess
+	case runnel.JobSuccess:
+		js.Status = runnel.JobSuccess
 		js.AllowedFailure = r.AllowedFailure
 	default:
 		js.Status = r.Status
@@ -248,23 +249,23 @@ func (s *State) Finish(id string, r JobResult, now time.Time) (retry bool) {
 // condition asks to run on cancellation (always(), cancelled()).
 func (s *State) Cancel() { s.Cancelled = true }
 
-func (s *State) result() RunStatus {
+func (s *State) result() runnel.RunStatus {
 	if s.Cancelled {
-		return RunCancelled
+		return runnel.RunCancelled
 	}
 	partial := false
 	for _, js := range s.Jobs {
 		switch {
-		case js.Status == JobFailed && !js.AllowedFailure:
-			return RunFailed
-		case js.Status == JobCancelled:
-			return RunCancelled
+		case js.Status == runnel.JobFailed && !js.AllowedFailure:
+			return runnel.RunFailed
+		case js.Status == runnel.JobCancelled:
+			return runnel.RunCancelled
 		case js.AllowedFailure:
 			partial = true
 		}
 	}
 	if partial {
-		return RunPartial
+		return runnel.RunPartial
 	}
-	return RunSuccess
+	return runnel.RunSuccess
 }

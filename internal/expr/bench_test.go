@@ -1,10 +1,14 @@
 package expr
 
-import "testing"
+import (
+	"testing"
+
+	"github.com/runnel-ci/runnel"
+)
 
 func benchEnv() *Env {
 	return &Env{
-		Trigger:   Trigger{Branch: "main", Ref: "refs/heads/main", Event: "push"},
+		Trigger:   runnel.Trigger{Branch: "main", Ref: "refs/heads/main", Event: "push"},
 		Run:       Run{ID: "r1", Number: 42},
 		Variables: map[string]string{"region": "eu-west-1"},
 		Steps:     map[string]StepResult{"go-build": {Outputs: map[string]string{"bin": "/out/app"}, Outcome: "success"}},

@@ -2,6 +2,7 @@ package expr
 
 import (
 	"fmt"
+	"github.com/runnel-ci/runnel"
 	"github.com/runnel-ci/runnel/internal/textdist"
 	"reflect"
 	"slices"
@@ -40,7 +41,7 @@ func AllContexts() []string { return slices.Clone(allContexts) }
 // structFields are the fields of the struct-typed contexts, from their expr
 // tags, so the lists in messages cannot drift from env.go.
 var structFields = map[string][]string{
-	"trigger":  exprFields(Trigger{}),
+	"trigger":  exprFields(runnel.Trigger{}),
 	"pipeline": exprFields(Pipeline{}),
 	"run":      exprFields(Run{}),
 	"job":      exprFields(Job{}),

@@ -1,40 +1,13 @@
 package expr
 
+import "github.com/runnel-ci/runnel"
+
 // The contexts below are the compile-time environment of every expression
 // (see newConfig): expr-lang reads their `expr` tags for the names users
 // write, and checks types against them.
 
-// Trigger is the `trigger` context: what started the run.
-type Trigger struct {
-	Type   string `expr:"type" json:"type"`     // manual | cron | event
-	Ref    string `expr:"ref" json:"ref"`       // refs/heads/main, refs/tags/v1
-	Branch string `expr:"branch" json:"branch"` // main
-	Tag    string `expr:"tag" json:"tag"`
-	Commit string `expr:"commit" json:"commit"`
-	Event  string `expr:"event" json:"event"` // push, tag, pull_request, manual, cron
-	Actor  string `expr:"actor" json:"actor"`
-	// Before and After are the commits a push moved the ref between.
-	Before string `expr:"before" json:"before,omitempty"`
-	After  string `expr:"after" json:"after,omitempty"`
-	// Author and Message describe the head commit.
-	Author  string `expr:"author" json:"author,omitempty"`
-	Message string `expr:"message" json:"message,omitempty"`
-	// PullRequest is set for pull/merge request events.
-	PullRequest PullRequest `expr:"pull_request" json:"pull_request"`
-	// Provider is the forge that sent the event (github, gitlab, gitea,
-	// bitbucket); Action its action (opened, synchronize, …).
-	Provider string `expr:"provider" json:"provider,omitempty"`
-	Action   string `expr:"action" json:"action,omitempty"`
-}
-
-// PullRequest is trigger.pull_request.
-type PullRequest struct {
-	Number int64  `expr:"number" json:"number"`
-	Title  string `expr:"title" json:"title,omitempty"`
-	Head   string `expr:"head" json:"head"` // source branch
-	Base   string `expr:"base" json:"base"` // target branch
-	URL    string `expr:"url" json:"url,omitempty"`
-}
+// The `trigger` context is the vocabulary's Trigger: what started
+// the run.
 
 // Pipeline is the `pipeline` context.
 type Pipeline struct {
@@ -89,7 +62,7 @@ type Status struct {
 // simply empty at evaluation time; which contexts a given field may use is
 // decided by the static check (see Scope), not by Env.
 type Env struct {
-	Trigger   Trigger               `expr:"trigger" json:"trigger"`
+	Trigger   runnel.Trigger        `expr:"trigger" json:"trigger"`
 	Variables map[string]string     `expr:"variables" json:"variables,omitempty"`
 	Env       map[string]string     `expr:"env" json:"env,omitempty"`
 	Matrix    map[string]any        `expr:"matrix" json:"matrix,omitempty"`

@@ -5,11 +5,13 @@ import (
 	"reflect"
 	"strings"
 	"testing"
+
+	"github.com/runnel-ci/runnel"
 )
 
 func testEnv() *Env {
 	return &Env{
-		Trigger:   Trigger{Type: "event", Ref: "refs/heads/main", Branch: "main", Commit: "abc123", Event: "push", Actor: "ada"},
+		Trigger:   runnel.Trigger{Type: "event", Ref: "refs/heads/main", Branch: "main", Commit: "abc123", Event: "push", Actor: "ada"},
 		Variables: map[string]string{"region": "eu-west-1", "count": "3", "empty": ""},
 		Env:       map[string]string{"HOME": "/home/ci"},
 		Matrix:    map[string]any{"os": "linux", "go": 1.26, "n": 3, "list": []any{"a", "b"}},
@@ -867,7 +869,7 @@ func TestTriggerPullRequest(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	s, err := tpl.Eval(&Env{Trigger: Trigger{Before: "abc", PullRequest: PullRequest{Number: 7, Base: "main"}}})
+	s, err := tpl.Eval(&Env{Trigger: runnel.Trigger{Before: "abc", PullRequest: runnel.PullRequest{Number: 7, Base: "main"}}})
 	if err != nil || s != "7:main:abc" {
 		t.Fatalf("%q %v", s, err)
 	}

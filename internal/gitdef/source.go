@@ -9,8 +9,8 @@ import (
 	"strings"
 	"time"
 
+	"github.com/runnel-ci/runnel"
 	"github.com/runnel-ci/runnel/internal/action"
-	"github.com/runnel-ci/runnel/internal/expr"
 	"github.com/runnel-ci/runnel/internal/store"
 	"github.com/runnel-ci/runnel/internal/trigger/configext"
 )
@@ -76,7 +76,7 @@ func (s *Source) RepoOf(ctx context.Context, p *store.Pipeline) (Repo, error) {
 }
 
 // Definition implements scheduler.DefinitionSource.
-func (s *Source) Definition(ctx context.Context, p *store.Pipeline, t expr.Trigger, vars map[string]string) (*store.RunDefinition, error) {
+func (s *Source) Definition(ctx context.Context, p *store.Pipeline, t runnel.Trigger, vars map[string]string) (*store.RunDefinition, error) {
 	if s.Extension != nil && s.Extension.Endpoint != "" {
 		link := ""
 		if s.RunLink != nil {

@@ -27,7 +27,7 @@ import (
 
 	"github.com/bmatcuk/doublestar/v4"
 
-	"github.com/runnel-ci/runnel/internal/expr"
+	"github.com/runnel-ci/runnel"
 	"github.com/runnel-ci/runnel/internal/gitdef"
 	"github.com/runnel-ci/runnel/internal/scheduler"
 	"github.com/runnel-ci/runnel/internal/spec"
@@ -71,7 +71,7 @@ type Store interface {
 
 // Runs starts runs (the scheduler).
 type Runs interface {
-	Trigger(ctx context.Context, pipelineID string, req scheduler.TriggerRequest) (*store.Run, bool, error)
+	Trigger(ctx context.Context, pipelineID string, req runnel.TriggerRequest) (*store.Run, bool, error)
 }
 
 // Options configure a Service.
@@ -217,7 +217,7 @@ func (s *Service) CreateRepository(ctx context.Context, in RepositoryInput) (*st
 	now := s.o.Clock().UTC()
 	full := in.Namespace + "/" + in.Name
 	p := &store.Pipeline{
-		ID: scheduler.NewID("pl"), ProjectID: in.Namespace, Name: "image build " + in.Name,
+		ID: runnel.NewID("pl"), ProjectID: in.Namespace, Name: "image build " + in.Name,
 		Description: "Builds the image " + full + " (managed by the image build service: change it through its build config)",
 		Metadata:    map[string]any{ManagedKey: full}, CreatedBy: in.CreatedBy, CreatedAt: now, UpdatedAt: now,
 	}
@@ -516,7 +516,7 @@ func (s *Service) TriggerBuild(ctx context.Context, req BuildRequest) (*Build, e
 		return nil, fmt.Errorf("tag: image repository %s/%s has no tag config for tag %q (its tags: %s): %w",
 			r.Namespace, r.Name, req.Tag, strings.Join(tags, ", "), store.ErrNotFound)
 	}
-	t := expr.Trigger{}
+	t := runnel.Trigger{}
 	if req.Commit != "" {
 		t.Commit = req.Commit
 		if !IsPattern(tc.CodeRepoTypeValue) {
@@ -537,7 +537,7 @@ func (s *Service) TriggerBuild(ctx context.Context, req BuildRequest) (*Build, e
 	return s.start(ctx, r, tc, t, "manual", req.By, req.RequestID)
 }
 
-func setRef(t *expr.Trigger, kind, name string) {
+func setRef(t *runnel.Trigger, kind, name string) {
 	if kind == "tag" {
 		t.Ref, t.Tag = "refs/tags/"+name, name
 	} else {
@@ -595,7 +595,7 @@ func VersionTag(mode int, created time.Time, commit string) string {
 }
 
 // start triggers the run of one build.
-func (s *Service) start(ctx context.Context, r *store.ImageRepository, tc *store.ImageTagConfig, t expr.Trigger, typ, by, requestID string) (*Build, error) {
+func (s *Service) start(ctx context.Context, r *store.ImageRepository, tc *store.ImageTagConfig, t runnel.Trigger, typ, by, requestID string) (*Build, error) {
 	if err := s.ensureSpec(ctx, r); err != nil {
 		return nil, err
 	}
@@ -620,7 +620,7 @@ func (s *Service) start(ctx context.Context, r *store.ImageRepository, tc *store
 		VarContext:       ContextPath(tc.BuildContextPath),
 		VarTags:          strings.Join(refs, " "),
 	}
-	run, _, err := s.o.Runs.Trigger(ctx, r.PipelineID, scheduler.TriggerRequest{
+	run, _, err := s.o.Runs.Trigger(ctx, r.PipelineID, runnel.TriggerRequest{
 		Variables: vars, TriggeredBy: by, RequestID: requestID, TriggerType: typ, Trigger: &t,
 	})
 	if err != nil {
@@ -676,7 +676,7 @@ func (s *Service) Push(ctx context.Context, pipelineID string, ev *webhook.Event
 			inactive = append(inactive, tc.DockerRepoTag)
 			continue
 		}
-		bt := expr.Trigger{Commit: t.Commit, Provider: t.Provider, Actor: t.Actor, Author: t.Author, Message: t.Message,
+		bt := runnel.Trigger{Commit: t.Commit, Provider: t.Provider, Actor: t.Actor, Author: t.Author, Message: t.Message,
 			Before: t.Before, After: t.After, Event: t.Event}
 		setRef(&bt, kind, name)
 		b, err := s.start(ctx, r, tc, bt, "event", "webhook:"+provider,
@@ -999,7 +999,7 @@ func SkipManaged(next scheduler.DefinitionSource) scheduler.DefinitionSource {
 
 type skipManaged struct{ next scheduler.DefinitionSource }
 
-func (s skipManaged) Definition(ctx context.Context, p *store.Pipeline, t expr.Trigger, vars map[string]string) (*store.RunDefinition, error) {
+func (s skipManaged) Definition(ctx context.Context, p *store.Pipeline, t runnel.Trigger, vars map[string]string) (*store.RunDefinition, error) {
 	if _, ok := p.Metadata[ManagedKey]; ok {
 		return nil, nil
 	}

@@ -9,6 +9,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/runnel-ci/runnel"
 	"github.com/runnel-ci/runnel/internal/expr"
 	"github.com/runnel-ci/runnel/internal/spec"
 )
@@ -22,7 +23,7 @@ type Input struct {
 	Spec     *spec.Pipeline
 	Pipeline expr.Pipeline
 	Run      expr.Run
-	Trigger  expr.Trigger
+	Trigger  runnel.Trigger
 	// Variables override the definition's variable defaults.
 	Variables map[string]string
 	// Secrets are made available to the secrets context.

@@ -4,6 +4,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/runnel-ci/runnel"
 	"github.com/runnel-ci/runnel/internal/expr"
 	"github.com/runnel-ci/runnel/internal/plan"
 	"github.com/runnel-ci/runnel/internal/spec"
@@ -73,7 +74,7 @@ stages:
   - name: ship
     jobs: [{name: deploy, timeout: 5m, retry: {max: 2, delay: 3s}, steps: [{run: x}]}]
 `)
-	p, err := plan.New(plan.Input{Spec: def, Run: expr.Run{ID: "r", Number: 7}, Trigger: expr.Trigger{Type: "manual"}})
+	p, err := plan.New(plan.Input{Spec: def, Run: expr.Run{ID: "r", Number: 7}, Trigger: runnel.Trigger{Type: "manual"}})
 	if err != nil {
 		t.Fatal(err)
 	}

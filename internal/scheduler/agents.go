@@ -10,6 +10,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/runnel-ci/runnel"
 	"github.com/runnel-ci/runnel/internal/action"
 	"github.com/runnel-ci/runnel/internal/engine"
 	"github.com/runnel-ci/runnel/internal/store"
@@ -78,7 +79,7 @@ func (s *Scheduler) Heartbeat(ctx context.Context, c *Claim) (cancelled bool, er
 	if err != nil {
 		return false, err
 	}
-	return run.Status == string(engine.RunCancelled), nil
+	return run.Status == string(runnel.RunCancelled), nil
 }
 
 // StepStatus records a step's status change.
@@ -147,7 +148,7 @@ func (s *Scheduler) LoadClaim(ctx context.Context, runID, jobRunID, leaseID stri
 		if j.ID != jobRunID {
 			continue
 		}
-		if j.Status != string(engine.JobRunning) || j.LeaseID == "" || j.LeaseID != leaseID {
+		if j.Status != string(runnel.JobRunning) || j.LeaseID == "" || j.LeaseID != leaseID {
 			return nil, fmt.Errorf("job run %s: %w", jobRunID, store.ErrLeaseLost)
 		}
 		return &Claim{PipelineID: tree.Run.PipelineID, Job: j, Steps: tree.Steps[j.ID]}, nil
@@ -298,7 +299,7 @@ func (s *Scheduler) finishTx(ctx context.Context, tx store.RunTx, tree *store.Ru
 	if job == nil {
 		return false, fmt.Errorf("complete job %s: %w", jobRunID, store.ErrNotFound)
 	}
-	if job.Status != string(engine.JobRunning) || job.LeaseID != leaseID {
+	if job.Status != string(runnel.JobRunning) || job.LeaseID != leaseID {
 		return false, fmt.Errorf("complete job %s: %w", jobRunID, store.ErrLeaseLost)
 	}
 	pl, err := s.planFor(ctx, tree.Run)
@@ -371,12 +372,12 @@ func (s *Scheduler) interrupt(ctx context.Context, j *store.JobRun, reason strin
 				cur = x
 			}
 		}
-		if cur == nil || cur.Status != string(engine.JobRunning) || cur.LeaseID != j.LeaseID {
+		if cur == nil || cur.Status != string(runnel.JobRunning) || cur.LeaseID != j.LeaseID {
 			return nil // already handled (another replica, or the agent reported after all)
 		}
-		res := engine.JobResult{Status: engine.JobFailed, Reason: reason}
+		res := engine.JobResult{Status: runnel.JobFailed, Reason: reason}
 		for _, st := range tree.Steps[cur.ID] {
-			r := engine.StepReport{Index: st.Index, Name: st.Name, Status: engine.StepStatus(st.Status), ExitCode: st.ExitCode, Error: st.Error}
+			r := engine.StepReport{Index: st.Index, Name: st.Name, Status: runnel.StepStatus(st.Status), ExitCode: st.ExitCode, Error: st.Error}
 			if st.StartedAt != nil {
 				r.Started = *st.StartedAt
 			}
@@ -384,10 +385,10 @@ func (s *Scheduler) interrupt(ctx context.Context, j *store.JobRun, reason strin
 				r.Ended = *st.EndedAt
 			}
 			switch r.Status {
-			case engine.StepRunning:
-				r.Status, r.Error, r.Ended = engine.StepFailed, reason, s.now().UTC()
-			case engine.StepPending, engine.StepQueued:
-				r.Status = engine.StepSkipped
+			case runnel.StepRunning:
+				r.Status, r.Error, r.Ended = runnel.StepFailed, reason, s.now().UTC()
+			case runnel.StepPending, runnel.StepQueued:
+				r.Status = runnel.StepSkipped
 			}
 			res.Steps = append(res.Steps, r)
 		}

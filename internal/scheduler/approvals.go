@@ -8,7 +8,7 @@ import (
 	"strings"
 	"time"
 
-	"github.com/runnel-ci/runnel/internal/engine"
+	"github.com/runnel-ci/runnel"
 	"github.com/runnel-ci/runnel/internal/plan"
 	"github.com/runnel-ci/runnel/internal/spec"
 	"github.com/runnel-ci/runnel/internal/store"
@@ -140,7 +140,7 @@ func (s *Scheduler) checkGates(tx store.RunTx, runID string, stopped bool, gates
 			return gateVerdict{rejected: "the run was stopped before " + gateNameOf(g) + " was requested", cancel: true}, nil
 		}
 		if i < 0 {
-			a := &store.Approval{ID: NewID("apr"), RunID: runID, Scope: g.scope, Target: g.target, Message: g.a.Message,
+			a := &store.Approval{ID: runnel.NewID("apr"), RunID: runID, Scope: g.scope, Target: g.target, Message: g.a.Message,
 				Approvers: g.a.Approvers, Status: "pending", RequestedAt: now}
 			if d := time.Duration(g.a.Timeout); d > 0 {
 				t := now.Add(d)
@@ -210,7 +210,7 @@ func (s *Scheduler) gateStarts(tx store.RunTx, tree *store.RunTree, pl *plan.Pla
 			}
 			loaded = true
 		}
-		v, err := s.checkGates(tx, tree.Run.ID, tree.Run.Status == string(engine.RunCancelled), gates, &list, now)
+		v, err := s.checkGates(tx, tree.Run.ID, tree.Run.Status == string(runnel.RunCancelled), gates, &list, now)
 		if err != nil {
 			return nil, false, err
 		}
@@ -219,18 +219,18 @@ func (s *Scheduler) gateStarts(tx store.RunTx, tree *store.RunTree, pl *plan.Pla
 		case v.open:
 			open = append(open, pj)
 		case v.rejected != "":
-			j.Status, j.Reason, j.EndedAt = string(engine.JobFailed), v.rejected, &now
+			j.Status, j.Reason, j.EndedAt = string(runnel.JobFailed), v.rejected, &now
 			if v.cancel {
-				j.Status = string(engine.JobCancelled)
+				j.Status = string(runnel.JobCancelled)
 			}
 			if err := tx.UpdateJob(j); err != nil {
 				return nil, false, err
 			}
 			for _, st := range tree.Steps[j.ID] {
-				if !engine.StepStatus(st.Status).Terminal() {
-					st.Status = string(engine.StepSkipped)
+				if !runnel.StepStatus(st.Status).Terminal() {
+					st.Status = string(runnel.StepSkipped)
 					if v.cancel {
-						st.Status = string(engine.StepCancelled)
+						st.Status = string(runnel.StepCancelled)
 					}
 					if err := tx.UpdateStep(st); err != nil {
 						return nil, false, err
@@ -303,7 +303,7 @@ func (s *Scheduler) DecideApproval(ctx context.Context, id string, approve bool,
 			}
 			return fmt.Errorf("approval %s is already %s%s: %w", id, cur.Status, by, store.ErrConflict)
 		}
-		if tree.Run.EndedAt != nil || tree.Run.Status == string(engine.RunCancelled) {
+		if tree.Run.EndedAt != nil || tree.Run.Status == string(runnel.RunCancelled) {
 			return fmt.Errorf("approval %s: run %s is %s; its gates can no longer be decided: %w", id, tree.Run.ID, tree.Run.Status, store.ErrConflict)
 		}
 		if cur.TimeoutAt != nil && !now.Before(*cur.TimeoutAt) {

@@ -3,7 +3,7 @@ package scheduler
 import (
 	"context"
 
-	"github.com/runnel-ci/runnel/internal/engine"
+	"github.com/runnel-ci/runnel"
 	"github.com/runnel-ci/runnel/internal/store"
 )
 
@@ -18,13 +18,13 @@ func (s *Scheduler) Stop(ctx context.Context, runID, operator, reason string) (*
 			return err
 		}
 		run := tree.Run
-		switch engine.RunStatus(run.Status) {
-		case engine.RunPending, engine.RunRunning, engine.RunPaused:
+		switch runnel.RunStatus(run.Status) {
+		case runnel.RunPending, runnel.RunRunning, runnel.RunPaused:
 		default:
 			return conflict("run %s is already %s; only a pending, running or paused run can be stopped", runID, run.Status)
 		}
 		now := s.now().UTC()
-		run.Status = string(engine.RunCancelled)
+		run.Status = string(runnel.RunCancelled)
 		run.Reason = "stopped"
 		if operator != "" {
 			run.Reason += " by " + operator
@@ -36,7 +36,7 @@ func (s *Scheduler) Stop(ctx context.Context, runID, operator, reason string) (*
 			return err
 		}
 		for _, j := range tree.Jobs {
-			if j.Status == string(engine.JobRunning) {
+			if j.Status == string(runnel.JobRunning) {
 				running = append(running, j.ID)
 			}
 		}
@@ -72,21 +72,21 @@ func (s *Scheduler) Pause(ctx context.Context, runID, operator, reason string) (
 			return err
 		}
 		run := tree.Run
-		if run.Status != string(engine.RunRunning) && run.Status != string(engine.RunPending) {
+		if run.Status != string(runnel.RunRunning) && run.Status != string(runnel.RunPending) {
 			return conflict("run %s is %s; only a pending or running run can be paused", runID, run.Status)
 		}
 		now := s.now().UTC()
 		// Queued jobs that no agent took yet go back to pending: they are
 		// decided again on resume.
 		for _, j := range tree.Jobs {
-			if j.Status == string(engine.JobQueued) {
-				j.Status, j.Attempt, j.QueuedAt, j.Request = string(engine.JobPending), j.Attempt-1, nil, nil
+			if j.Status == string(runnel.JobQueued) {
+				j.Status, j.Attempt, j.QueuedAt, j.Request = string(runnel.JobPending), j.Attempt-1, nil, nil
 				if err := tx.UpdateJob(j); err != nil {
 					return err
 				}
 			}
 		}
-		run.Status = string(engine.RunPaused)
+		run.Status = string(runnel.RunPaused)
 		if err := tx.AppendTimeline(&store.TimelineEntry{RunID: runID, Time: now, Action: "paused", Operator: operator, Reason: reason}); err != nil {
 			return err
 		}
@@ -110,11 +110,11 @@ func (s *Scheduler) Resume(ctx context.Context, runID, operator, reason string) 
 			return err
 		}
 		run := tree.Run
-		if run.Status != string(engine.RunPaused) {
+		if run.Status != string(runnel.RunPaused) {
 			return conflict("run %s is %s; only a paused run can be resumed", runID, run.Status)
 		}
 		now := s.now().UTC()
-		run.Status = string(engine.RunRunning)
+		run.Status = string(runnel.RunRunning)
 		if err := tx.AppendTimeline(&store.TimelineEntry{RunID: runID, Time: now, Action: "resumed", Operator: operator, Reason: reason}); err != nil {
 			return err
 		}

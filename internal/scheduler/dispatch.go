@@ -8,7 +8,7 @@ import (
 	"strings"
 	"time"
 
-	"github.com/runnel-ci/runnel/internal/engine"
+	"github.com/runnel-ci/runnel"
 	"github.com/runnel-ci/runnel/internal/store"
 )
 
@@ -297,7 +297,7 @@ func (s *Scheduler) onCancel(ctx context.Context, runID string) {
 	}
 	var ids []string
 	for _, j := range tree.Jobs {
-		if j.Status != string(engine.JobRunning) {
+		if j.Status != string(runnel.JobRunning) {
 			continue
 		}
 		ids = append(ids, j.ID)

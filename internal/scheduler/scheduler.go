@@ -9,7 +9,6 @@ package scheduler
 
 import (
 	"context"
-	"crypto/rand"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -18,6 +17,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/runnel-ci/runnel"
 	"github.com/runnel-ci/runnel/internal/action"
 	"github.com/runnel-ci/runnel/internal/bus"
 	"github.com/runnel-ci/runnel/internal/engine"
@@ -70,7 +70,7 @@ type DefinitionSource interface {
 	// Definition returns the definition for a run of p started by t, or nil
 	// (and no error) for the pipeline's stored head version. An error fails
 	// the run, with the error as its reason.
-	Definition(ctx context.Context, p *store.Pipeline, t expr.Trigger, vars map[string]string) (*store.RunDefinition, error)
+	Definition(ctx context.Context, p *store.Pipeline, t runnel.Trigger, vars map[string]string) (*store.RunDefinition, error)
 }
 
 // StorageBinder gives a claimed job its artifact and cache storage
@@ -170,17 +170,6 @@ func New(o Options) *Scheduler {
 // LeaseDuration is the lease granted per claim.
 func (s *Scheduler) LeaseDuration() time.Duration { return s.lease }
 
-// NewID returns a random id with a prefix, e.g. run_… .
-func NewID(prefix string) string {
-	const alphabet = "abcdefghijklmnopqrstuvwxyz234567"
-	b := make([]byte, 20)
-	_, _ = rand.Read(b)
-	for i := range b {
-		b[i] = alphabet[b[i]&31]
-	}
-	return prefix + "_" + string(b)
-}
-
 func invalid(format string, args ...any) error {
 	return fmt.Errorf("%s: %w", fmt.Sprintf(format, args...), store.ErrInvalid)
 }
@@ -189,20 +178,9 @@ func conflict(format string, args ...any) error {
 	return fmt.Errorf("%s: %w", fmt.Sprintf(format, args...), store.ErrConflict)
 }
 
-// TriggerRequest starts a run.
-type TriggerRequest struct {
-	Variables   map[string]string
-	TriggeredBy string
-	RequestID   string
-	TriggerType string // manual | cron | event
-	// Trigger, when set, is the trigger context (webhook events, cron ticks);
-	// its Type is TriggerType. Commit becomes the run's commit.
-	Trigger *expr.Trigger
-}
-
 // Trigger plans a run of the pipeline's head definition, stores it and starts
 // it. A RequestID already used for the pipeline returns that run (replayed).
-func (s *Scheduler) Trigger(ctx context.Context, pipelineID string, req TriggerRequest) (*store.Run, bool, error) {
+func (s *Scheduler) Trigger(ctx context.Context, pipelineID string, req runnel.TriggerRequest) (*store.Run, bool, error) {
 	p, err := s.st.GetPipeline(ctx, pipelineID)
 	if err != nil {
 		return nil, false, err
@@ -210,12 +188,12 @@ func (s *Scheduler) Trigger(ctx context.Context, pipelineID string, req TriggerR
 	if req.TriggerType == "" {
 		req.TriggerType = "manual"
 	}
-	runID := NewID("run")
+	runID := runnel.NewID("run")
 	run := &store.Run{
-		ID: runID, PipelineID: pipelineID, Status: string(engine.RunPending), TriggerType: req.TriggerType,
+		ID: runID, PipelineID: pipelineID, Status: string(runnel.RunPending), TriggerType: req.TriggerType,
 		TriggeredBy: req.TriggeredBy, RequestID: req.RequestID, CreatedAt: s.now().UTC(),
 	}
-	tc := expr.Trigger{}
+	tc := runnel.Trigger{}
 	if req.Trigger != nil {
 		tc = *req.Trigger
 	}
@@ -305,15 +283,15 @@ func (s *Scheduler) Trigger(ctx context.Context, pipelineID string, req TriggerR
 				runsOn = json.RawMessage(k)
 			}
 			jr := &store.JobRun{
-				ID: NewID("jr"), RunID: runID, Key: j.ID, Name: j.Name, Stage: j.Stage, StageIndex: j.StageIndex,
-				Index: i, Status: string(engine.JobPending), RunsOn: runsOn,
+				ID: runnel.NewID("jr"), RunID: runID, Key: j.ID, Name: j.Name, Stage: j.Stage, StageIndex: j.StageIndex,
+				Index: i, Status: string(runnel.JobPending), RunsOn: runsOn,
 			}
 			i++
 			nr.Jobs = append(nr.Jobs, jr)
 			for k, step := range j.Spec.Steps {
 				nr.Steps[jr.ID] = append(nr.Steps[jr.ID], &store.StepRun{
-					ID: NewID("sr"), JobRunID: jr.ID, Index: k, Name: step.Name, Uses: step.Uses, Run: step.Run,
-					Status: string(engine.StepPending),
+					ID: runnel.NewID("sr"), JobRunID: jr.ID, Index: k, Name: step.Name, Uses: step.Uses, Run: step.Run,
+					Status: string(runnel.StepPending),
 				})
 			}
 		}
@@ -357,7 +335,7 @@ func (s *Scheduler) Trigger(ctx context.Context, pipelineID string, req TriggerR
 
 // setTrigger records the trigger context on the run; its commit becomes the
 // run's.
-func setTrigger(run *store.Run, tc expr.Trigger) error {
+func setTrigger(run *store.Run, tc runnel.Trigger) error {
 	b, err := json.Marshal(tc)
 	if err != nil {
 		return fmt.Errorf("trigger %s: encode the trigger context: %w", run.PipelineID, err)
@@ -369,12 +347,12 @@ func setTrigger(run *store.Run, tc expr.Trigger) error {
 // failedRun stores a run that failed before it could be planned (its
 // definition could not be read or is not valid), so that the failure and its
 // reason show in the pipeline's history like any other run's.
-func (s *Scheduler) failedRun(ctx context.Context, run *store.Run, tc expr.Trigger, rd *store.RunDefinition, reason string) (*store.Run, bool, error) {
+func (s *Scheduler) failedRun(ctx context.Context, run *store.Run, tc runnel.Trigger, rd *store.RunDefinition, reason string) (*store.Run, bool, error) {
 	if err := setTrigger(run, tc); err != nil {
 		return nil, false, err
 	}
 	now := s.now().UTC()
-	run.Status, run.Reason, run.EndedAt = string(engine.RunFailed), reason, &now
+	run.Status, run.Reason, run.EndedAt = string(runnel.RunFailed), reason, &now
 	s.log.Warn("run failed before it started", "pipeline", run.PipelineID, "run", run.ID, "reason", reason)
 	return s.st.CreateRun(ctx, &store.NewRun{Run: run, Definition: rd})
 }
@@ -383,9 +361,9 @@ func pipelineCtx(p *store.Pipeline, def *spec.Pipeline) expr.Pipeline {
 	return expr.Pipeline{ID: p.ID, Name: p.Name, Namespace: def.Namespace}
 }
 
-func triggerCtx(r *store.Run) expr.Trigger {
+func triggerCtx(r *store.Run) runnel.Trigger {
 	if len(r.Trigger) > 0 {
-		var t expr.Trigger
+		var t runnel.Trigger
 		if err := json.Unmarshal(r.Trigger, &t); err == nil {
 			t.Type = r.TriggerType
 			if t.Event == "" {
@@ -394,7 +372,7 @@ func triggerCtx(r *store.Run) expr.Trigger {
 			return t
 		}
 	}
-	return expr.Trigger{Type: r.TriggerType, Event: r.TriggerType, Actor: r.TriggeredBy, Commit: r.Commit}
+	return runnel.Trigger{Type: r.TriggerType, Event: r.TriggerType, Actor: r.TriggeredBy, Commit: r.Commit}
 }
 
 // planFor rebuilds (or recalls) the plan of a stored run. Planning is
@@ -498,7 +476,7 @@ func rebuild(pl *plan.Plan, tree *store.RunTree) (*engine.State, error) {
 		if js == nil {
 			return nil, fmt.Errorf("run %s: stored job %q is not in the plan", tree.Run.ID, j.Key)
 		}
-		js.Status = engine.JobStatus(j.Status)
+		js.Status = runnel.JobStatus(j.Status)
 		js.Attempt = j.Attempt
 		js.AllowedFailure = j.AllowedFailure
 		js.Outputs = j.Outputs
@@ -507,7 +485,7 @@ func rebuild(pl *plan.Plan, tree *store.RunTree) (*engine.State, error) {
 			js.RetryAt = *j.RetryAt
 		}
 	}
-	st.Cancelled = tree.Run.Status == string(engine.RunCancelled)
+	st.Cancelled = tree.Run.Status == string(runnel.RunCancelled)
 	return st, nil
 }
 
@@ -535,7 +513,7 @@ func (s *Scheduler) advanceTx(ctx context.Context, tx store.RunTx, tree *store.R
 	// To the microsecond, as stored: a run returned from memory equals the
 	// run read back.
 	now := s.now().UTC().Truncate(time.Microsecond)
-	if run.Status == string(engine.RunPaused) || run.EndedAt != nil {
+	if run.Status == string(runnel.RunPaused) || run.EndedAt != nil {
 		return false, nil
 	}
 	pl, err := s.planFor(ctx, run)
@@ -549,9 +527,9 @@ func (s *Scheduler) advanceTx(ctx context.Context, tx store.RunTx, tree *store.R
 	// changed: the run row must be written. A re-evaluation that decides
 	// nothing (the periodic sweep, most wake-ups) writes nothing.
 	changed := false
-	if run.Status == string(engine.RunPending) {
+	if run.Status == string(runnel.RunPending) {
 		changed = true
-		run.Status = string(engine.RunRunning)
+		run.Status = string(runnel.RunRunning)
 		run.StartedAt = &now
 		if err := tx.AppendTimeline(&store.TimelineEntry{RunID: run.ID, Time: now, Action: "started"}); err != nil {
 			return false, err
@@ -568,12 +546,12 @@ func (s *Scheduler) advanceTx(ctx context.Context, tx store.RunTx, tree *store.R
 		if err := tx.UpdateJob(j); err != nil {
 			return false, err
 		}
-		stepStatus := engine.StepSkipped
-		if sk.Status == engine.JobCancelled {
-			stepStatus = engine.StepCancelled
+		stepStatus := runnel.StepSkipped
+		if sk.Status == runnel.JobCancelled {
+			stepStatus = runnel.StepCancelled
 		}
 		for _, st := range tree.Steps[j.ID] {
-			if !engine.StepStatus(st.Status).Terminal() {
+			if !runnel.StepStatus(st.Status).Terminal() {
 				st.Status = string(stepStatus)
 				if err := tx.UpdateStep(st); err != nil {
 					return false, err
@@ -605,14 +583,14 @@ func (s *Scheduler) advanceTx(ctx context.Context, tx store.RunTx, tree *store.R
 		if err != nil {
 			return false, err
 		}
-		j.Status, j.Attempt, j.Request, j.QueuedAt, j.RetryAt = string(engine.JobQueued), js.Attempt, b, &now, nil
+		j.Status, j.Attempt, j.Request, j.QueuedAt, j.RetryAt = string(runnel.JobQueued), js.Attempt, b, &now, nil
 		j.StartedAt, j.EndedAt, j.AgentID, j.LeaseID, j.LeaseExpiresAt, j.Reason = nil, nil, "", "", nil, ""
 		if err := tx.UpdateJob(j); err != nil {
 			return false, err
 		}
 		for _, st := range tree.Steps[j.ID] {
-			if js.Attempt > 1 || st.Status != string(engine.StepPending) {
-				*st = store.StepRun{ID: st.ID, JobRunID: st.JobRunID, Index: st.Index, Name: st.Name, Uses: st.Uses, Run: st.Run, Status: string(engine.StepPending), LogBytes: st.LogBytes}
+			if js.Attempt > 1 || st.Status != string(runnel.StepPending) {
+				*st = store.StepRun{ID: st.ID, JobRunID: st.JobRunID, Index: st.Index, Name: st.Name, Uses: st.Uses, Run: st.Run, Status: string(runnel.StepPending), LogBytes: st.LogBytes}
 				if err := tx.UpdateStep(st); err != nil {
 					return false, err
 				}
@@ -625,8 +603,8 @@ func (s *Scheduler) advanceTx(ctx context.Context, tx store.RunTx, tree *store.R
 	if d.Done {
 		changed = true
 		status := d.Status
-		if run.Status == string(engine.RunCancelled) {
-			status = engine.RunCancelled
+		if run.Status == string(runnel.RunCancelled) {
+			status = runnel.RunCancelled
 		}
 		run.Status = string(status)
 		run.EndedAt = &now
@@ -652,14 +630,14 @@ func (s *Scheduler) failRunTx(tx store.RunTx, tree *store.RunTree, reason string
 	now := s.now().UTC()
 	run := tree.Run
 	for _, j := range tree.Jobs {
-		if !engine.JobStatus(j.Status).Terminal() && j.Status != string(engine.JobRunning) {
-			j.Status, j.Reason, j.EndedAt = string(engine.JobFailed), reason, &now
+		if !runnel.JobStatus(j.Status).Terminal() && j.Status != string(runnel.JobRunning) {
+			j.Status, j.Reason, j.EndedAt = string(runnel.JobFailed), reason, &now
 			if err := tx.UpdateJob(j); err != nil {
 				return err
 			}
 		}
 	}
-	run.Status, run.Reason, run.EndedAt = string(engine.RunFailed), reason, &now
+	run.Status, run.Reason, run.EndedAt = string(runnel.RunFailed), reason, &now
 	if err := tx.AppendTimeline(&store.TimelineEntry{RunID: run.ID, Time: now, Action: "finished", Reason: reason}); err != nil {
 		return err
 	}

@@ -13,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/runnel-ci/runnel"
 	"github.com/runnel-ci/runnel/internal/action"
 	"github.com/runnel-ci/runnel/internal/agent"
 	"github.com/runnel-ci/runnel/internal/backend/local"
@@ -71,7 +72,7 @@ func (e *env) pipeline(yaml string) string {
 	}
 	canonical, _ := json.Marshal(def)
 	sum := sha256.Sum256(canonical)
-	id := scheduler.NewID("pl")
+	id := runnel.NewID("pl")
 	now := time.Now().UTC()
 	if err := e.st.CreatePipeline(ctx, &store.Pipeline{ID: id, ProjectID: "p", Name: id, SaveMode: "direct", CreatedAt: now, UpdatedAt: now}); err != nil {
 		e.t.Fatal(err)
@@ -159,7 +160,7 @@ stages:
     jobs:
       - {name: c, steps: [{name: s, run: "exit 3", continueOnError: true}]}
 `)
-	run, replayed, err := e.sched.Trigger(context.Background(), id, scheduler.TriggerRequest{Variables: map[string]string{"who": "you"}, TriggeredBy: "tester"})
+	run, replayed, err := e.sched.Trigger(context.Background(), id, runnel.TriggerRequest{Variables: map[string]string{"who": "you"}, TriggeredBy: "tester"})
 	if err != nil || replayed {
 		t.Fatal(err, replayed)
 	}
@@ -206,7 +207,7 @@ func TestTriggerIdempotent(t *testing.T) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			r, _, err := e.sched.Trigger(context.Background(), id, scheduler.TriggerRequest{RequestID: "req-1"})
+			r, _, err := e.sched.Trigger(context.Background(), id, runnel.TriggerRequest{RequestID: "req-1"})
 			errs[i] = err
 			if r != nil {
 				ids[i] = r.ID
@@ -228,11 +229,11 @@ func TestTriggerIdempotent(t *testing.T) {
 func TestTriggerErrors(t *testing.T) {
 	e := newEnv(t, 5*time.Second, "")
 	id := e.pipeline("namespace: t\nvariables: {env: {options: [a, b], default: a}}\njobs: [{name: a, steps: [{run: 'true'}]}]")
-	_, _, err := e.sched.Trigger(context.Background(), id, scheduler.TriggerRequest{Variables: map[string]string{"env": "c"}})
+	_, _, err := e.sched.Trigger(context.Background(), id, runnel.TriggerRequest{Variables: map[string]string{"env": "c"}})
 	if !errors.Is(err, store.ErrInvalid) || !strings.Contains(err.Error(), `"c" is not one of a, b`) {
 		t.Fatalf("bad variable: %v", err)
 	}
-	_, _, err = e.sched.Trigger(context.Background(), "pl_nope", scheduler.TriggerRequest{})
+	_, _, err = e.sched.Trigger(context.Background(), "pl_nope", runnel.TriggerRequest{})
 	if !errors.Is(err, store.ErrNotFound) {
 		t.Fatalf("unknown pipeline: %v", err)
 	}
@@ -252,7 +253,7 @@ stages:
     jobs: [{name: never, steps: [{name: s, run: "echo never"}]}]
 `)
 	ctx := context.Background()
-	run, _, err := e.sched.Trigger(ctx, id, scheduler.TriggerRequest{})
+	run, _, err := e.sched.Trigger(ctx, id, runnel.TriggerRequest{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -313,7 +314,7 @@ func TestRetryAndLostAgent(t *testing.T) {
 	e := newEnv(t, 1*time.Second, "")
 	id := e.pipeline("namespace: t\njobs: [{name: a, retry: {max: 1}, steps: [{name: s, run: 'true'}]}]")
 	ctx := context.Background()
-	run, _, err := e.sched.Trigger(ctx, id, scheduler.TriggerRequest{})
+	run, _, err := e.sched.Trigger(ctx, id, runnel.TriggerRequest{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -334,7 +335,7 @@ func TestRetryAndLostAgent(t *testing.T) {
 		t.Fatalf("after restart: %s", describe(tree))
 	}
 	// The dead agent's late report is rejected.
-	if err := e.sched.Complete(ctx, c, engine.JobResult{Status: engine.JobSuccess}); !errors.Is(err, store.ErrLeaseLost) {
+	if err := e.sched.Complete(ctx, c, engine.JobResult{Status: runnel.JobSuccess}); !errors.Is(err, store.ErrLeaseLost) {
 		t.Fatalf("late report: %v", err)
 	}
 	// Claimed again by an agent that then vanishes: its lease expires and the
@@ -364,7 +365,7 @@ func TestRequestRoundTrip(t *testing.T) {
 	e := newEnv(t, 5*time.Second, "")
 	id := e.pipeline("namespace: t\njobs: [{name: a, matrix: {go: ['1.25', 2]}, timeout: 3m, env: {A: x}, steps: [{name: s, run: 'echo ${{ matrix.go }}', if: 'always()'}]}]")
 	ctx := context.Background()
-	if _, _, err := e.sched.Trigger(ctx, id, scheduler.TriggerRequest{}); err != nil {
+	if _, _, err := e.sched.Trigger(ctx, id, runnel.TriggerRequest{}); err != nil {
 		t.Fatal(err)
 	}
 	cctx, cancel := context.WithTimeout(ctx, 5*time.Second)
@@ -387,7 +388,7 @@ func TestUnacknowledgedClaim(t *testing.T) {
 	e := newEnv(t, 1*time.Second, "")
 	id := e.pipeline("namespace: t\njobs: [{name: a, steps: [{name: s, run: 'true'}]}]")
 	ctx := context.Background()
-	run, _, err := e.sched.Trigger(ctx, id, scheduler.TriggerRequest{})
+	run, _, err := e.sched.Trigger(ctx, id, runnel.TriggerRequest{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -435,7 +436,7 @@ jobs:
     needs: [test]
     steps: [{run: 'true'}]
 `)
-	run, _, err := e.sched.Trigger(context.Background(), id, scheduler.TriggerRequest{})
+	run, _, err := e.sched.Trigger(context.Background(), id, runnel.TriggerRequest{})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -12,22 +12,24 @@ package store
 import (
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"time"
+
+	"github.com/runnel-ci/runnel"
 )
 
-// Domain errors. Implementations wrap them (errors.Is works); the API maps them
-// to HTTP statuses, and only there.
+// The domain errors of the vocabulary (package runnel), named here too because
+// the store's contract is written in them: implementations wrap them
+// (errors.Is works), and the transports map them to statuses at their edges.
 var (
-	ErrNotFound = errors.New("not found")
-	ErrConflict = errors.New("conflict")
-	ErrInvalid  = errors.New("invalid")
+	ErrNotFound = runnel.ErrNotFound
+	ErrConflict = runnel.ErrConflict
+	ErrInvalid  = runnel.ErrInvalid
 	// ErrLeaseLost: the caller's lease on a job run expired or was reassigned;
 	// its report is rejected (fencing).
-	ErrLeaseLost = errors.New("lease lost")
+	ErrLeaseLost = runnel.ErrLeaseLost
 	// ErrForbidden: the caller may not do this (not an approver).
-	ErrForbidden = errors.New("forbidden")
+	ErrForbidden = runnel.ErrForbidden
 )
 
 // HeadConflictError is returned (wrapping ErrConflict) when a spec save names
@@ -116,7 +118,7 @@ type Run struct {
 	TriggeredBy string
 	RequestID   string
 	// Trigger is the trigger context the run was started with (JSON of
-	// expr.Trigger: event, ref, branch, commit, pull request…); nil for
+	// runnel.Trigger: event, ref, branch, commit, pull request…); nil for
 	// runs from before it was recorded.
 	Trigger     json.RawMessage
 	Variables   map[string]string

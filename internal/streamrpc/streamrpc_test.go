@@ -22,6 +22,7 @@ import (
 	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
 
+	"github.com/runnel-ci/runnel"
 	"github.com/runnel-ci/runnel/internal/action"
 	"github.com/runnel-ci/runnel/internal/agentpb"
 	"github.com/runnel-ci/runnel/internal/agentrpc"
@@ -203,10 +204,10 @@ func newEnv(t *testing.T, tokens func(store.Tokens) store.Tokens) *env {
 // token stores an API token of the role and returns a context carrying it.
 func (e *env) token(role string, expires *time.Time) context.Context {
 	e.t.Helper()
-	value := "rnl_" + scheduler.NewID("t")
+	value := "rnl_" + runnel.NewID("t")
 	sum := sha256.Sum256([]byte(value))
 	if err := e.st.CreateToken(context.Background(), &store.APIToken{
-		ID: scheduler.NewID("tok"), Name: role + " token", Subject: role + "-subject", Role: role, Hash: sum[:],
+		ID: runnel.NewID("tok"), Name: role + " token", Subject: role + "-subject", Role: role, Hash: sum[:],
 		CreatedAt: time.Now().UTC(), ExpiresAt: expires,
 	}); err != nil {
 		e.t.Fatal(err)

@@ -19,7 +19,7 @@ import (
 
 	"github.com/go-fed/httpsig"
 
-	"github.com/runnel-ci/runnel/internal/expr"
+	"github.com/runnel-ci/runnel"
 )
 
 const testSecret = "s3cr3t-Shared-Key-4f9a"
@@ -156,7 +156,7 @@ func sampleRequest() Request {
 		PipelineID: "pl_1", PipelineName: "web", ProjectID: "acme",
 		RepoURL: "https://git.example.com/acme/web.git", DefaultBranch: "main", ConfigPath: ".runnel/web.yaml",
 		RunNumber: 7,
-		Trigger: expr.Trigger{Type: "event", Event: "push", Ref: "refs/heads/main", Branch: "main",
+		Trigger: runnel.Trigger{Type: "event", Event: "push", Ref: "refs/heads/main", Branch: "main",
 			Commit: "abc123", Actor: "alice"},
 		Created: time.Unix(1700000000, 0),
 	})
@@ -501,14 +501,14 @@ func TestNewRequestJSON(t *testing.T) {
 	}
 	tests := []struct {
 		name    string
-		trigger expr.Trigger
+		trigger runnel.Trigger
 		vars    map[string]string
 		want    map[string]any
 		absent  []string
 	}{
 		{
 			name: "push",
-			trigger: expr.Trigger{Type: "event", Event: "push", Ref: "refs/heads/feature/x", Branch: "feature/x",
+			trigger: runnel.Trigger{Type: "event", Event: "push", Ref: "refs/heads/feature/x", Branch: "feature/x",
 				Commit: "c0ffee", Before: "bada55", After: "c0ffee", Actor: "octocat", Author: "Octo Cat",
 				Message: "fix things", Provider: "github"},
 			vars: map[string]string{"DEPLOY": "no"},
@@ -522,7 +522,7 @@ func TestNewRequestJSON(t *testing.T) {
 		},
 		{
 			name: "tag",
-			trigger: expr.Trigger{Type: "event", Event: "tag", Ref: "refs/tags/v1.2.0", Tag: "v1.2.0",
+			trigger: runnel.Trigger{Type: "event", Event: "tag", Ref: "refs/tags/v1.2.0", Tag: "v1.2.0",
 				Commit: "7a6", Actor: "octocat"},
 			want: map[string]any{
 				"build.event": "tag", "build.ref": "refs/tags/v1.2.0", "build.source": "v1.2.0", "build.target": "v1.2.0",
@@ -531,9 +531,9 @@ func TestNewRequestJSON(t *testing.T) {
 		},
 		{
 			name: "pull request",
-			trigger: expr.Trigger{Type: "event", Event: "pull_request", Ref: "refs/pull/5/head", Branch: "topic",
+			trigger: runnel.Trigger{Type: "event", Event: "pull_request", Ref: "refs/pull/5/head", Branch: "topic",
 				Commit: "feed", After: "feed", Action: "opened",
-				PullRequest: expr.PullRequest{Number: 5, Title: "Add topic", Head: "topic", Base: "develop"}},
+				PullRequest: runnel.PullRequest{Number: 5, Title: "Add topic", Head: "topic", Base: "develop"}},
 			want: map[string]any{
 				"build.event": "pull_request", "build.action": "opened", "build.ref": "refs/pull/5/head",
 				"build.source": "topic", "build.target": "develop", "build.title": "Add topic",
@@ -543,13 +543,13 @@ func TestNewRequestJSON(t *testing.T) {
 		},
 		{
 			name: "pull request without a ref on gitlab",
-			trigger: expr.Trigger{Type: "event", Event: "pull_request", Provider: "gitlab", Commit: "feed",
-				PullRequest: expr.PullRequest{Number: 8, Head: "topic", Base: "main"}},
+			trigger: runnel.Trigger{Type: "event", Event: "pull_request", Provider: "gitlab", Commit: "feed",
+				PullRequest: runnel.PullRequest{Number: 8, Head: "topic", Base: "main"}},
 			want: map[string]any{"build.event": "pull_request", "build.ref": "refs/merge-requests/8/head"},
 		},
 		{
 			name:    "cron",
-			trigger: expr.Trigger{Type: "cron", Event: "cron", Actor: "cron"},
+			trigger: runnel.Trigger{Type: "cron", Event: "cron", Actor: "cron"},
 			want: map[string]any{
 				"build.event": "cron", "build.trigger": "@cron", "build.cron": "cron", "build.ref": "refs/heads/main",
 				"build.source": "main", "build.target": "main", "build.after": "",
@@ -557,7 +557,7 @@ func TestNewRequestJSON(t *testing.T) {
 		},
 		{
 			name:    "manual",
-			trigger: expr.Trigger{Type: "manual", Event: "manual", Actor: "alice", Commit: "1234"},
+			trigger: runnel.Trigger{Type: "manual", Event: "manual", Actor: "alice", Commit: "1234"},
 			vars:    map[string]string{"TARGET": "staging", "DEBUG": "1"},
 			want: map[string]any{
 				"build.event": "custom", "build.trigger": "alice", "build.sender": "alice", "build.ref": "refs/heads/main",
@@ -568,7 +568,7 @@ func TestNewRequestJSON(t *testing.T) {
 		},
 		{
 			name:    "manual on a branch",
-			trigger: expr.Trigger{Type: "manual", Event: "manual", Actor: "alice", Branch: "release"},
+			trigger: runnel.Trigger{Type: "manual", Event: "manual", Actor: "alice", Branch: "release"},
 			want: map[string]any{
 				"build.event": "custom", "build.ref": "refs/heads/release", "build.source": "release", "build.target": "release",
 			},
@@ -620,7 +620,7 @@ func TestNewRequestJSON(t *testing.T) {
 
 func TestNewRequestWithoutRepoURL(t *testing.T) {
 	r := NewRequest(Source{PipelineID: "pl_1", PipelineName: "nightly", ProjectID: "proj_3",
-		Trigger: expr.Trigger{Type: "manual"}})
+		Trigger: runnel.Trigger{Type: "manual"}})
 	if r.Repo.Namespace != "proj_3" || r.Repo.Name != "nightly" || r.Repo.Slug != "proj_3/nightly" {
 		t.Errorf("repo = %+v", r.Repo)
 	}

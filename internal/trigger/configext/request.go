@@ -7,7 +7,7 @@ import (
 	"strings"
 	"time"
 
-	"github.com/runnel-ci/runnel/internal/expr"
+	"github.com/runnel-ci/runnel"
 )
 
 // Request is the body of a config extension request, as Drone's
@@ -109,7 +109,7 @@ type Source struct {
 	PipelineID, PipelineName, ProjectID string
 	RepoURL, DefaultBranch, ConfigPath  string // ConfigPath: the pipeline file path
 	RunNumber                           int64
-	Trigger                             expr.Trigger
+	Trigger                             runnel.Trigger
 	Variables                           map[string]string
 	Created                             time.Time
 	Link                                string // URL of the run in Runnel's API ("" if unknown)
@@ -253,7 +253,7 @@ func newRepo(s Source) Repo {
 }
 
 // droneEvent is the Drone event name of a Runnel trigger.
-func droneEvent(t expr.Trigger) string {
+func droneEvent(t runnel.Trigger) string {
 	switch {
 	case t.Type == "cron" || t.Event == "cron":
 		return EventCron

@@ -6,7 +6,7 @@ import (
 	"log/slog"
 	"time"
 
-	"github.com/runnel-ci/runnel/internal/expr"
+	"github.com/runnel-ci/runnel"
 	"github.com/runnel-ci/runnel/internal/store"
 )
 
@@ -18,23 +18,11 @@ type Store interface {
 	store.CronState
 }
 
-// TriggerRequest is the run a tick asks for. Its fields are those of
-// scheduler.TriggerRequest, so cmd converts one into the other; the package
-// does not import the scheduler, so that the API can use the schedule logic
-// without knowing it.
-type TriggerRequest struct {
-	Variables   map[string]string
-	TriggeredBy string
-	RequestID   string
-	TriggerType string
-	Trigger     *expr.Trigger
-}
-
 // TriggerFunc starts a run of the pipeline's head definition: the
 // scheduler's Trigger. The same RequestID for the same pipeline must return
 // the same run (replayed), also under concurrent calls: that is what makes
 // several replicas start one run per tick.
-type TriggerFunc func(ctx context.Context, pipelineID string, req TriggerRequest) (*store.Run, bool, error)
+type TriggerFunc func(ctx context.Context, pipelineID string, req runnel.TriggerRequest) (*store.Run, bool, error)
 
 // Clock tells the time and waits; tests use a fake one.
 type Clock interface {
@@ -311,12 +299,12 @@ func (s *Service) fire(ctx context.Context, a *active, now time.Time) {
 		s.log.Warn("cron: missed ticks; running once for the latest of them (catch-up)",
 			append(attrs, "missed", n)...)
 	}
-	run, replayed, err := s.trigger(ctx, a.PipelineID, TriggerRequest{
+	run, replayed, err := s.trigger(ctx, a.PipelineID, runnel.TriggerRequest{
 		Variables:   a.Variables,
 		TriggeredBy: "cron",
 		RequestID:   RequestID(a.PipelineID, a.Key, tick),
 		TriggerType: "cron",
-		Trigger:     &expr.Trigger{Type: "cron", Event: "cron", Actor: "cron"},
+		Trigger:     &runnel.Trigger{Type: "cron", Event: "cron", Actor: "cron"},
 	})
 	switch {
 	case ctx.Err() != nil:

@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/runnel-ci/runnel"
 	"github.com/runnel-ci/runnel/internal/action"
 	"github.com/runnel-ci/runnel/internal/scheduler"
 	"github.com/runnel-ci/runnel/internal/spec"
@@ -128,7 +129,7 @@ func ts(s string) time.Time {
 // not empty, a head spec.
 func (f *fx) pipeline(yaml, cronExpr, tz string) string {
 	f.t.Helper()
-	id := scheduler.NewID("pl")
+	id := runnel.NewID("pl")
 	now := time.Now().UTC()
 	if err := f.st.CreatePipeline(f.ctx, &store.Pipeline{ID: id, ProjectID: "p", Name: id, SaveMode: "direct",
 		TriggerCronExpression: cronExpr, TriggerTimezone: tz, CreatedAt: now, UpdatedAt: now}); err != nil {
@@ -161,8 +162,8 @@ func (f *fx) start(o cron.Options) func() {
 	if o.Reload == 0 {
 		o.Reload = time.Hour
 	}
-	o.Trigger = func(ctx context.Context, pipelineID string, req cron.TriggerRequest) (*store.Run, bool, error) {
-		run, replayed, err := f.sched.Trigger(ctx, pipelineID, scheduler.TriggerRequest(req))
+	o.Trigger = func(ctx context.Context, pipelineID string, req runnel.TriggerRequest) (*store.Run, bool, error) {
+		run, replayed, err := f.sched.Trigger(ctx, pipelineID, runnel.TriggerRequest(req))
 		if err == nil {
 			f.mu.Lock()
 			f.fired = append(f.fired, firing{at: f.clock.Now(), requestID: req.RequestID, replayed: replayed, runID: run.ID})

@@ -10,7 +10,7 @@ import (
 	"strconv"
 	"strings"
 
-	"github.com/runnel-ci/runnel/internal/expr"
+	"github.com/runnel-ci/runnel"
 )
 
 // Kinds of Event.
@@ -31,7 +31,7 @@ type Event struct {
 	// so that the same payload sent again is still recognised.
 	DeliveryID string
 	// Trigger is the run's trigger context (Type is left to the caller).
-	Trigger expr.Trigger
+	Trigger runnel.Trigger
 	// Deleted: the push deleted the branch or tag; nothing is left to build.
 	Deleted bool
 	// ChangedPaths are the files the push changed (added, modified or
@@ -247,10 +247,10 @@ func parseGitHub(h http.Header, body []byte) (*Event, error) {
 			pr.Number = p.Number
 		}
 		ev = &Event{Kind: KindPullRequest}
-		ev.Trigger = expr.Trigger{
+		ev.Trigger = runnel.Trigger{
 			Ref: "refs/pull/" + strconv.FormatInt(pr.Number, 10) + "/head", Branch: pr.Head.Ref, Commit: pr.Head.SHA,
 			After: pr.Head.SHA, Actor: p.Sender.Login, Action: p.Action,
-			PullRequest: expr.PullRequest{Number: pr.Number, Title: pr.Title, Head: pr.Head.Ref, Base: pr.Base.Ref, URL: pr.HTMLURL},
+			PullRequest: runnel.PullRequest{Number: pr.Number, Title: pr.Title, Head: pr.Head.Ref, Base: pr.Base.Ref, URL: pr.HTMLURL},
 		}
 	case "":
 		return nil, fmt.Errorf("%w: header X-GitHub-Event is missing", ErrPayload)
@@ -333,11 +333,11 @@ func parseGitLab(h http.Header, body []byte) (*Event, error) {
 			break
 		}
 		ev = &Event{Kind: KindPullRequest}
-		ev.Trigger = expr.Trigger{
+		ev.Trigger = runnel.Trigger{
 			Ref: "refs/merge-requests/" + strconv.FormatInt(a.IID, 10) + "/head", Branch: a.SourceBranch,
 			Commit: a.LastCommit.ID, After: a.LastCommit.ID, Actor: p.User.Username, Action: a.Action,
 			Author: a.LastCommit.Author.Name, Message: a.LastCommit.Message,
-			PullRequest: expr.PullRequest{Number: a.IID, Title: a.Title, Head: a.SourceBranch, Base: a.TargetBranch, URL: a.URL},
+			PullRequest: runnel.PullRequest{Number: a.IID, Title: a.Title, Head: a.SourceBranch, Base: a.TargetBranch, URL: a.URL},
 		}
 	case "":
 		return nil, fmt.Errorf("%w: header X-Gitlab-Event is missing", ErrPayload)
@@ -420,10 +420,10 @@ func parseGitea(h http.Header, body []byte) (*Event, error) {
 			pr.Number = p.Number
 		}
 		ev = &Event{Kind: KindPullRequest}
-		ev.Trigger = expr.Trigger{
+		ev.Trigger = runnel.Trigger{
 			Ref: "refs/pull/" + strconv.FormatInt(pr.Number, 10) + "/head", Branch: pr.Head.Ref, Commit: pr.Head.SHA,
 			After: pr.Head.SHA, Actor: p.Sender.Login, Action: p.Action,
-			PullRequest: expr.PullRequest{Number: pr.Number, Title: pr.Title, Head: pr.Head.Ref, Base: pr.Base.Ref, URL: pr.HTMLURL},
+			PullRequest: runnel.PullRequest{Number: pr.Number, Title: pr.Title, Head: pr.Head.Ref, Base: pr.Base.Ref, URL: pr.HTMLURL},
 		}
 	case "":
 		return nil, fmt.Errorf("%w: header X-Gitea-Event is missing", ErrPayload)
@@ -551,10 +551,10 @@ func parseBitbucket(h http.Header, body []byte) (*Event, error) {
 		}
 		pr := p.PR
 		ev = &Event{Kind: KindPullRequest}
-		ev.Trigger = expr.Trigger{
+		ev.Trigger = runnel.Trigger{
 			Ref: "refs/heads/" + pr.Source.Branch.Name, Branch: pr.Source.Branch.Name, Commit: pr.Source.Commit.Hash,
 			After: pr.Source.Commit.Hash, Actor: p.Actor.name(), Action: strings.TrimPrefix(name, "pullrequest:"),
-			PullRequest: expr.PullRequest{Number: pr.ID, Title: pr.Title, Head: pr.Source.Branch.Name, Base: pr.Destination.Branch.Name, URL: pr.Links.HTML.Href},
+			PullRequest: runnel.PullRequest{Number: pr.ID, Title: pr.Title, Head: pr.Source.Branch.Name, Base: pr.Destination.Branch.Name, URL: pr.Links.HTML.Href},
 		}
 	case "":
 		return nil, fmt.Errorf("%w: header X-Event-Key is missing", ErrPayload)

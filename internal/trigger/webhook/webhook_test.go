@@ -9,7 +9,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/runnel-ci/runnel/internal/expr"
+	"github.com/runnel-ci/runnel"
 	"github.com/runnel-ci/runnel/internal/spec"
 )
 
@@ -107,129 +107,129 @@ func TestParse(t *testing.T) {
 	}{
 		{"github push", "github", hdr("X-GitHub-Event", "push", "X-GitHub-Delivery", "72d3162e-cc78-11e3-81ab-4c9367dc0958"), "github/push.json", Event{
 			Kind: KindPush, DeliveryID: "72d3162e-cc78-11e3-81ab-4c9367dc0958",
-			Trigger: expr.Trigger{Ref: "refs/heads/main", Branch: "main", Commit: "0d1a26e67d8f5eaf1f6ba5c57fc3c7d91ac0fd1c", Event: "push",
+			Trigger: runnel.Trigger{Ref: "refs/heads/main", Branch: "main", Commit: "0d1a26e67d8f5eaf1f6ba5c57fc3c7d91ac0fd1c", Event: "push",
 				Actor: "baxterthehacker", Before: "6113728f27ae82c7b1a177c8d03f9e96e0adf246", After: "0d1a26e67d8f5eaf1f6ba5c57fc3c7d91ac0fd1c",
 				Author: "Baxter T. Hacker", Message: "Update the server\n\nFixes #12", Provider: "github"},
 			ChangedPaths: []string{"README.md", "cmd/old/main.go", "cmd/server/main.go", "docs/index.md"},
 		}},
 		{"github tag", "github", hdr("X-GitHub-Event", "push", "X-GitHub-Delivery", "d1"), "github/tag.json", Event{
 			Kind: KindTag, DeliveryID: "d1",
-			Trigger: expr.Trigger{Ref: "refs/tags/v1.4.0", Tag: "v1.4.0", Commit: "0d1a26e67d8f5eaf1f6ba5c57fc3c7d91ac0fd1c", Event: "tag",
+			Trigger: runnel.Trigger{Ref: "refs/tags/v1.4.0", Tag: "v1.4.0", Commit: "0d1a26e67d8f5eaf1f6ba5c57fc3c7d91ac0fd1c", Event: "tag",
 				Actor: "baxterthehacker", Before: zeroSHA, After: "0d1a26e67d8f5eaf1f6ba5c57fc3c7d91ac0fd1c",
 				Author: "Baxter T. Hacker", Message: "Update the server\n\nFixes #12", Provider: "github"},
 			ChangedPaths: []string{},
 		}},
 		{"github delete", "github", hdr("X-GitHub-Event", "push", "X-GitHub-Delivery", "d2"), "github/delete.json", Event{
 			Kind: KindPush, DeliveryID: "d2", Deleted: true,
-			Trigger: expr.Trigger{Ref: "refs/heads/feature/old", Branch: "feature/old", Commit: zeroSHA, Event: "push",
+			Trigger: runnel.Trigger{Ref: "refs/heads/feature/old", Branch: "feature/old", Commit: zeroSHA, Event: "push",
 				Actor: "baxterthehacker", Before: "0d1a26e67d8f5eaf1f6ba5c57fc3c7d91ac0fd1c", After: zeroSHA, Provider: "github"},
 			ChangedPaths: []string{},
 		}},
 		{"github pr opened", "github", hdr("X-GitHub-Event", "pull_request", "X-GitHub-Delivery", "d3"), "github/pr_opened.json", Event{
 			Kind: KindPullRequest, DeliveryID: "d3",
-			Trigger: expr.Trigger{Ref: "refs/pull/42/head", Branch: "changes", Commit: "0d1a26e67d8f5eaf1f6ba5c57fc3c7d91ac0fd1c", Event: "pull_request",
+			Trigger: runnel.Trigger{Ref: "refs/pull/42/head", Branch: "changes", Commit: "0d1a26e67d8f5eaf1f6ba5c57fc3c7d91ac0fd1c", Event: "pull_request",
 				Actor: "octocat", After: "0d1a26e67d8f5eaf1f6ba5c57fc3c7d91ac0fd1c", Provider: "github", Action: "opened",
-				PullRequest: expr.PullRequest{Number: 42, Title: "Update the README with new information", Head: "changes", Base: "main",
+				PullRequest: runnel.PullRequest{Number: 42, Title: "Update the README with new information", Head: "changes", Base: "main",
 					URL: "https://github.com/baxterthehacker/public-repo/pull/42"}},
 		}},
 		{"github pr closed", "github", hdr("X-GitHub-Event", "pull_request", "X-GitHub-Delivery", "d4"), "github/pr_closed.json", Event{
-			Kind: KindIgnored, DeliveryID: "d4", Trigger: expr.Trigger{Provider: "github"},
+			Kind: KindIgnored, DeliveryID: "d4", Trigger: runnel.Trigger{Provider: "github"},
 			Reason: `pull request action "closed" does not start runs (accepted: opened, synchronize, reopened)`,
 		}},
 		{"github ping", "github", hdr("X-GitHub-Event", "ping", "X-GitHub-Delivery", "d5"), "github/ping.json", Event{
-			Kind: KindPing, DeliveryID: "d5", Trigger: expr.Trigger{Provider: "github"},
+			Kind: KindPing, DeliveryID: "d5", Trigger: runnel.Trigger{Provider: "github"},
 		}},
 		{"github issues", "github", hdr("X-GitHub-Event", "issues", "X-GitHub-Delivery", "d6"), "github/ping.json", Event{
-			Kind: KindIgnored, DeliveryID: "d6", Trigger: expr.Trigger{Provider: "github"},
+			Kind: KindIgnored, DeliveryID: "d6", Trigger: runnel.Trigger{Provider: "github"},
 			Reason: `GitHub event "issues" does not start runs (accepted: push, pull_request, ping)`,
 		}},
 
 		{"gitlab push", "gitlab", hdr("X-Gitlab-Event", "Push Hook", "X-Gitlab-Event-UUID", "13792a34-cac6-4fda-95a8-c58e00a3954e"), "gitlab/push.json", Event{
 			Kind: KindPush, DeliveryID: "13792a34-cac6-4fda-95a8-c58e00a3954e",
-			Trigger: expr.Trigger{Ref: "refs/heads/main", Branch: "main", Commit: "da1560886d4f094c3e6c9ef40349f7d38b5d27d7", Event: "push",
+			Trigger: runnel.Trigger{Ref: "refs/heads/main", Branch: "main", Commit: "da1560886d4f094c3e6c9ef40349f7d38b5d27d7", Event: "push",
 				Actor: "jsmith", Before: "95790bf891e76fee5e1747ab589903a6a1f80f22", After: "da1560886d4f094c3e6c9ef40349f7d38b5d27d7",
 				Author: "GitLab dev user", Message: "fixed readme", Provider: "gitlab"},
 			ChangedPaths: []string{"CHANGELOG", "app/controller/application.rb"},
 		}},
 		{"gitlab tag", "gitlab", hdr("X-Gitlab-Event", "Tag Push Hook", "Idempotency-Key", "k1"), "gitlab/tag.json", Event{
 			Kind: KindTag, DeliveryID: "k1",
-			Trigger: expr.Trigger{Ref: "refs/tags/v1.0.0", Tag: "v1.0.0", Commit: "82b3d5ae55f7080f1e6022629cdb57bfae7cccc7", Event: "tag",
+			Trigger: runnel.Trigger{Ref: "refs/tags/v1.0.0", Tag: "v1.0.0", Commit: "82b3d5ae55f7080f1e6022629cdb57bfae7cccc7", Event: "tag",
 				Actor: "jsmith", Before: zeroSHA, After: "82b3d5ae55f7080f1e6022629cdb57bfae7cccc7", Provider: "gitlab"},
 			ChangedPaths: []string{},
 		}},
 		{"gitlab delete", "gitlab", hdr("X-Gitlab-Event", "Push Hook", "X-Gitlab-Event-UUID", "u2"), "gitlab/delete.json", Event{
 			Kind: KindPush, DeliveryID: "u2", Deleted: true,
-			Trigger: expr.Trigger{Ref: "refs/heads/feature/old", Branch: "feature/old", Commit: zeroSHA, Event: "push",
+			Trigger: runnel.Trigger{Ref: "refs/heads/feature/old", Branch: "feature/old", Commit: zeroSHA, Event: "push",
 				Actor: "jsmith", Before: "da1560886d4f094c3e6c9ef40349f7d38b5d27d7", After: zeroSHA, Provider: "gitlab"},
 			ChangedPaths: []string{},
 		}},
 		{"gitlab mr open", "gitlab", hdr("X-Gitlab-Event", "Merge Request Hook", "X-Gitlab-Event-UUID", "u3"), "gitlab/mr_open.json", Event{
 			Kind: KindPullRequest, DeliveryID: "u3",
-			Trigger: expr.Trigger{Ref: "refs/merge-requests/1/head", Branch: "ms-viewport", Commit: "da1560886d4f094c3e6c9ef40349f7d38b5d27d7",
+			Trigger: runnel.Trigger{Ref: "refs/merge-requests/1/head", Branch: "ms-viewport", Commit: "da1560886d4f094c3e6c9ef40349f7d38b5d27d7",
 				Event: "pull_request", Actor: "root", After: "da1560886d4f094c3e6c9ef40349f7d38b5d27d7", Author: "GitLab dev user",
 				Message: "fixed readme", Provider: "gitlab", Action: "open",
-				PullRequest: expr.PullRequest{Number: 1, Title: "MS-Viewport", Head: "ms-viewport", Base: "main", URL: "http://example.com/diaspora/diaspora/-/merge_requests/1"}},
+				PullRequest: runnel.PullRequest{Number: 1, Title: "MS-Viewport", Head: "ms-viewport", Base: "main", URL: "http://example.com/diaspora/diaspora/-/merge_requests/1"}},
 		}},
 		{"gitlab mr merge", "gitlab", hdr("X-Gitlab-Event", "Merge Request Hook", "X-Gitlab-Event-UUID", "u4"), "gitlab/mr_merge.json", Event{
-			Kind: KindIgnored, DeliveryID: "u4", Trigger: expr.Trigger{Provider: "gitlab"},
+			Kind: KindIgnored, DeliveryID: "u4", Trigger: runnel.Trigger{Provider: "gitlab"},
 			Reason: `merge request action "merge" does not start runs (accepted: open, update, reopen)`,
 		}},
 
 		{"gitea push", "gitea", hdr("X-Gitea-Event", "push", "X-Gitea-Delivery", "f6266f16-1bf3-46a5-9ea4-602e06ead473"), "gitea/push.json", Event{
 			Kind: KindPush, DeliveryID: "f6266f16-1bf3-46a5-9ea4-602e06ead473",
-			Trigger: expr.Trigger{Ref: "refs/heads/develop", Branch: "develop", Commit: "bffeb74224043ba2feb48d137756c8a9331c449a", Event: "push",
+			Trigger: runnel.Trigger{Ref: "refs/heads/develop", Branch: "develop", Commit: "bffeb74224043ba2feb48d137756c8a9331c449a", Event: "push",
 				Actor: "gitea", Before: "28e1879d029cb852e4844d9c718537df08844e03", After: "bffeb74224043ba2feb48d137756c8a9331c449a",
 				Author: "Gitea", Message: "Webhooks Yay!\n", Provider: "gitea"},
 			ChangedPaths: []string{"go.mod", "web/app.js"},
 		}},
 		{"gitea tag", "gitea", hdr("X-Gitea-Event", "push", "X-Gitea-Delivery", "g1"), "gitea/tag.json", Event{
 			Kind: KindTag, DeliveryID: "g1",
-			Trigger: expr.Trigger{Ref: "refs/tags/v2.0.0", Tag: "v2.0.0", Commit: "bffeb74224043ba2feb48d137756c8a9331c449a", Event: "tag",
+			Trigger: runnel.Trigger{Ref: "refs/tags/v2.0.0", Tag: "v2.0.0", Commit: "bffeb74224043ba2feb48d137756c8a9331c449a", Event: "tag",
 				Actor: "gitea", Before: zeroSHA, After: "bffeb74224043ba2feb48d137756c8a9331c449a", Author: "Gitea", Message: "Webhooks Yay!\n", Provider: "gitea"},
 			ChangedPaths: []string{},
 		}},
 		{"gitea delete", "gitea", hdr("X-Gitea-Event", "push", "X-Gitea-Delivery", "g2"), "gitea/delete.json", Event{
 			Kind: KindPush, DeliveryID: "g2", Deleted: true,
-			Trigger: expr.Trigger{Ref: "refs/heads/feature/old", Branch: "feature/old", Commit: zeroSHA, Event: "push",
+			Trigger: runnel.Trigger{Ref: "refs/heads/feature/old", Branch: "feature/old", Commit: zeroSHA, Event: "push",
 				Actor: "gitea", Before: "bffeb74224043ba2feb48d137756c8a9331c449a", After: zeroSHA, Provider: "gitea"},
 			ChangedPaths: []string{},
 		}},
 		{"gitea create", "gitea", hdr("X-Gitea-Event", "create", "X-Gitea-Delivery", "g3"), "gitea/create.json", Event{
-			Kind: KindIgnored, DeliveryID: "g3", Trigger: expr.Trigger{Provider: "gitea"},
+			Kind: KindIgnored, DeliveryID: "g3", Trigger: runnel.Trigger{Provider: "gitea"},
 			Reason: `Gitea create event for tag "v2.0.0": runs start from the push event Gitea sends for it too`,
 		}},
 		{"gitea pr opened", "gitea", hdr("X-Gitea-Event", "pull_request", "X-Gitea-Delivery", "g4"), "gitea/pr_opened.json", Event{
 			Kind: KindPullRequest, DeliveryID: "g4",
-			Trigger: expr.Trigger{Ref: "refs/pull/7/head", Branch: "feature/health", Commit: "4f8a2d6b1c5e3f7a9b0d2c4e6f8a1b3c5d7e9f0a", Event: "pull_request",
+			Trigger: runnel.Trigger{Ref: "refs/pull/7/head", Branch: "feature/health", Commit: "4f8a2d6b1c5e3f7a9b0d2c4e6f8a1b3c5d7e9f0a", Event: "pull_request",
 				Actor: "alice", After: "4f8a2d6b1c5e3f7a9b0d2c4e6f8a1b3c5d7e9f0a", Provider: "gitea", Action: "opened",
-				PullRequest: expr.PullRequest{Number: 7, Title: "Add a health endpoint", Head: "feature/health", Base: "main", URL: "http://localhost:3000/gitea/webhooks/pulls/7"}},
+				PullRequest: runnel.PullRequest{Number: 7, Title: "Add a health endpoint", Head: "feature/health", Base: "main", URL: "http://localhost:3000/gitea/webhooks/pulls/7"}},
 		}},
 
 		{"bitbucket push", "bitbucket", hdr("X-Event-Key", "repo:push", "X-Request-UUID", "0f3d2a6c-7b1e-4b8e-9f1a-2c3d4e5f6a7b"), "bitbucket/push.json", Event{
 			Kind: KindPush, DeliveryID: "0f3d2a6c-7b1e-4b8e-9f1a-2c3d4e5f6a7b",
-			Trigger: expr.Trigger{Ref: "refs/heads/main", Branch: "main", Commit: "709d658dc5b6d6afcd46049c2f332ee3f515a67d", Event: "push",
+			Trigger: runnel.Trigger{Ref: "refs/heads/main", Branch: "main", Commit: "709d658dc5b6d6afcd46049c2f332ee3f515a67d", Event: "push",
 				Actor: "emma", Before: "1e65c05c1d5171631d92438a13901ca7dae9618c", After: "709d658dc5b6d6afcd46049c2f332ee3f515a67d",
 				Author: "Emma Lopez", Message: "Fix the retry loop\n", Provider: "bitbucket"},
 		}},
 		{"bitbucket tag", "bitbucket", hdr("X-Event-Key", "repo:push", "X-Hook-UUID", "h1"), "bitbucket/tag.json", Event{
 			Kind: KindTag, DeliveryID: "h1",
-			Trigger: expr.Trigger{Ref: "refs/tags/v3.1.0", Tag: "v3.1.0", Commit: "709d658dc5b6d6afcd46049c2f332ee3f515a67d", Event: "tag",
+			Trigger: runnel.Trigger{Ref: "refs/tags/v3.1.0", Tag: "v3.1.0", Commit: "709d658dc5b6d6afcd46049c2f332ee3f515a67d", Event: "tag",
 				Actor: "emma", After: "709d658dc5b6d6afcd46049c2f332ee3f515a67d",
 				Author: "Emma Lopez <emma@example.com>", Message: "Fix the retry loop\n", Provider: "bitbucket"},
 		}},
 		{"bitbucket delete", "bitbucket", hdr("X-Event-Key", "repo:push", "X-Request-UUID", "b2"), "bitbucket/delete.json", Event{
 			Kind: KindPush, DeliveryID: "b2", Deleted: true,
-			Trigger: expr.Trigger{Ref: "refs/heads/feature/old", Branch: "feature/old", Event: "push",
+			Trigger: runnel.Trigger{Ref: "refs/heads/feature/old", Branch: "feature/old", Event: "push",
 				Actor: "emma", Before: "709d658dc5b6d6afcd46049c2f332ee3f515a67d", Provider: "bitbucket"},
 		}},
 		{"bitbucket pr created", "bitbucket", hdr("X-Event-Key", "pullrequest:created", "X-Request-UUID", "b3"), "bitbucket/pr_created.json", Event{
 			Kind: KindPullRequest, DeliveryID: "b3",
-			Trigger: expr.Trigger{Ref: "refs/heads/feature/backoff", Branch: "feature/backoff", Commit: "d3adb33fc0de", Event: "pull_request",
+			Trigger: runnel.Trigger{Ref: "refs/heads/feature/backoff", Branch: "feature/backoff", Commit: "d3adb33fc0de", Event: "pull_request",
 				Actor: "emma", After: "d3adb33fc0de", Provider: "bitbucket", Action: "created",
-				PullRequest: expr.PullRequest{Number: 17, Title: "Retry with backoff", Head: "feature/backoff", Base: "main", URL: "https://bitbucket.org/team/service/pull-requests/17"}},
+				PullRequest: runnel.PullRequest{Number: 17, Title: "Retry with backoff", Head: "feature/backoff", Base: "main", URL: "https://bitbucket.org/team/service/pull-requests/17"}},
 		}},
 		{"bitbucket fulfilled", "bitbucket", hdr("X-Event-Key", "pullrequest:fulfilled", "X-Request-UUID", "b4"), "bitbucket/pr_created.json", Event{
-			Kind: KindIgnored, DeliveryID: "b4", Trigger: expr.Trigger{Provider: "bitbucket"},
+			Kind: KindIgnored, DeliveryID: "b4", Trigger: runnel.Trigger{Provider: "bitbucket"},
 			Reason: `Bitbucket event "pullrequest:fulfilled" does not start runs (accepted: repo:push, pullrequest:created, pullrequest:updated)`,
 		}},
 	}
@@ -290,11 +290,11 @@ func filter(inc []string, exc ...string) *spec.Filter {
 
 func TestMatch(t *testing.T) {
 	push := func(branch string, paths ...string) *Event {
-		return &Event{Kind: KindPush, Trigger: expr.Trigger{Branch: branch}, ChangedPaths: paths}
+		return &Event{Kind: KindPush, Trigger: runnel.Trigger{Branch: branch}, ChangedPaths: paths}
 	}
-	tag := &Event{Kind: KindTag, Trigger: expr.Trigger{Tag: "v1.2.0"}}
-	pr := &Event{Kind: KindPullRequest, Trigger: expr.Trigger{Branch: "feature/x", PullRequest: expr.PullRequest{Base: "main"}}}
-	unknownPaths := &Event{Kind: KindPush, Trigger: expr.Trigger{Branch: "main"}}
+	tag := &Event{Kind: KindTag, Trigger: runnel.Trigger{Tag: "v1.2.0"}}
+	pr := &Event{Kind: KindPullRequest, Trigger: runnel.Trigger{Branch: "feature/x", PullRequest: runnel.PullRequest{Base: "main"}}}
+	unknownPaths := &Event{Kind: KindPush, Trigger: runnel.Trigger{Branch: "main"}}
 	cron := spec.Trigger{Type: "cron", Cron: "@daily"}
 
 	cases := []struct {

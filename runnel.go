@@ -1,0 +1,176 @@
+// Package runnel is Runnel's vocabulary: the words every part of the program
+// shares. The statuses of runs, jobs and steps, how a run was started and the
+// request that starts one, identifiers, and the domain errors (which the
+// transports map to HTTP statuses and gRPC codes at their edges, and nowhere
+// else). It imports nothing of the project and does no I/O; everything may
+// import it.
+package runnel
+
+import (
+	"crypto/rand"
+	"errors"
+)
+
+// RunStatus is the status of a pipeline run.
+type RunStatus string
+
+// Run statuses, as the pipeline model enumerates them.
+const (
+	RunPending   RunStatus = "pending"
+	RunRunning   RunStatus = "running"
+	RunSuccess   RunStatus = "success"
+	RunFailed    RunStatus = "failed"
+	RunCancelled RunStatus = "cancelled"
+	RunPaused    RunStatus = "paused"
+	RunPartial   RunStatus = "partial"
+)
+
+// Terminal reports whether the run has ended.
+func (s RunStatus) Terminal() bool {
+	return s == RunSuccess || s == RunFailed || s == RunCancelled || s == RunPartial
+}
+
+// Known reports whether s is a run status.
+func (s RunStatus) Known() bool {
+	switch s {
+	case RunPending, RunRunning, RunSuccess, RunFailed, RunCancelled, RunPaused, RunPartial:
+		return true
+	}
+	return false
+}
+
+// JobStatus is the status of a job run.
+type JobStatus string
+
+// Job run statuses. The model's enumeration (pending queued running success
+// failed cancelled) has no word for a job that never ran because its
+// condition was false, so a job run has skipped too, as a step run has.
+const (
+	JobPending   JobStatus = "pending"
+	JobQueued    JobStatus = "queued"
+	JobRunning   JobStatus = "running"
+	JobSuccess   JobStatus = "success"
+	JobFailed    JobStatus = "failed"
+	JobCancelled JobStatus = "cancelled"
+	JobSkipped   JobStatus = "skipped"
+)
+
+// Terminal reports whether the job has ended.
+func (s JobStatus) Terminal() bool {
+	return s == JobSuccess || s == JobFailed || s == JobCancelled || s == JobSkipped
+}
+
+// Known reports whether s is a job status.
+func (s JobStatus) Known() bool {
+	switch s {
+	case JobPending, JobQueued, JobRunning, JobSuccess, JobFailed, JobCancelled, JobSkipped:
+		return true
+	}
+	return false
+}
+
+// StepStatus is the status of a step run.
+type StepStatus string
+
+// Step run statuses, as the pipeline model enumerates them.
+const (
+	StepPending   StepStatus = "pending"
+	StepQueued    StepStatus = "queued"
+	StepRunning   StepStatus = "running"
+	StepSuccess   StepStatus = "success"
+	StepFailed    StepStatus = "failed"
+	StepCancelled StepStatus = "cancelled"
+	StepTimeout   StepStatus = "timeout"
+	StepSkipped   StepStatus = "skipped"
+)
+
+// Terminal reports whether the step has ended.
+func (s StepStatus) Terminal() bool {
+	switch s {
+	case StepSuccess, StepFailed, StepCancelled, StepTimeout, StepSkipped:
+		return true
+	}
+	return false
+}
+
+// How a run was started: a run's TriggerType and trigger.type in
+// expressions.
+const (
+	TriggerManual = "manual" // the API or the UI
+	TriggerCron   = "cron"   // a schedule of the definition
+	TriggerEvent  = "event"  // a forge's webhook delivery
+)
+
+// Trigger is what started a run, as expressions see it (trigger.*) and as
+// it is stored with the run.
+type Trigger struct {
+	Type   string `expr:"type" json:"type"`     // TriggerManual, TriggerCron or TriggerEvent
+	Ref    string `expr:"ref" json:"ref"`       // refs/heads/main, refs/tags/v1
+	Branch string `expr:"branch" json:"branch"` // main
+	Tag    string `expr:"tag" json:"tag"`
+	Commit string `expr:"commit" json:"commit"`
+	Event  string `expr:"event" json:"event"` // push, tag, pull_request, manual, cron
+	Actor  string `expr:"actor" json:"actor"`
+	// Before and After are the commits a push moved the ref between.
+	Before string `expr:"before" json:"before,omitempty"`
+	After  string `expr:"after" json:"after,omitempty"`
+	// Author and Message describe the head commit.
+	Author  string `expr:"author" json:"author,omitempty"`
+	Message string `expr:"message" json:"message,omitempty"`
+	// PullRequest is set for pull/merge request events.
+	PullRequest PullRequest `expr:"pull_request" json:"pull_request"`
+	// Provider is the forge that sent the event (github, gitlab, gitea,
+	// bitbucket); Action its action (opened, synchronize, …).
+	Provider string `expr:"provider" json:"provider,omitempty"`
+	Action   string `expr:"action" json:"action,omitempty"`
+}
+
+// PullRequest is trigger.pull_request.
+type PullRequest struct {
+	Number int64  `expr:"number" json:"number"`
+	Title  string `expr:"title" json:"title,omitempty"`
+	Head   string `expr:"head" json:"head"` // source branch
+	Base   string `expr:"base" json:"base"` // target branch
+	URL    string `expr:"url" json:"url,omitempty"`
+}
+
+// TriggerRequest starts a run: what every trigger (the API, cron,
+// webhooks, image builds) hands to the scheduler.
+type TriggerRequest struct {
+	Variables   map[string]string
+	TriggeredBy string
+	// RequestID makes the request idempotent: the same id for the same
+	// pipeline returns the run it started.
+	RequestID   string
+	TriggerType string // TriggerManual, TriggerCron or TriggerEvent
+	// Trigger, when set, is the trigger context (webhook events, cron
+	// ticks); its Type is TriggerType. Commit becomes the run's commit.
+	Trigger *Trigger
+}
+
+// NewID returns a random identifier with a prefix: prefix_ and 20 lower-case
+// base32 characters (100 bits), e.g. run_7dq2…. Every id Runnel makes has
+// this form.
+func NewID(prefix string) string {
+	const alphabet = "abcdefghijklmnopqrstuvwxyz234567"
+	b := make([]byte, 20)
+	_, _ = rand.Read(b)
+	for i := range b {
+		b[i] = alphabet[b[i]&31]
+	}
+	return prefix + "_" + string(b)
+}
+
+// The domain errors. Wrap them with what failed and why
+// (fmt.Errorf("pipeline %s: %w", id, runnel.ErrNotFound)); the HTTP API and
+// the gRPC services map them to statuses and codes.
+var (
+	ErrNotFound = errors.New("not found")
+	ErrConflict = errors.New("conflict")
+	ErrInvalid  = errors.New("invalid")
+	// ErrLeaseLost: the caller's lease on a job run expired or was
+	// reassigned.
+	ErrLeaseLost = errors.New("lease lost")
+	// ErrForbidden: the caller may not do this.
+	ErrForbidden = errors.New("forbidden")
+)
