@@ -93,6 +93,19 @@ func (s StepStatus) Terminal() bool {
 	return false
 }
 
+// ApprovalStatus is the status of an approval gate.
+type ApprovalStatus string
+
+// Approval statuses: waiting for a decision, decided, or ended without one
+// (its timeout passed; the run was stopped).
+const (
+	ApprovalPending   ApprovalStatus = "pending"
+	ApprovalApproved  ApprovalStatus = "approved"
+	ApprovalRejected  ApprovalStatus = "rejected"
+	ApprovalExpired   ApprovalStatus = "expired"
+	ApprovalCancelled ApprovalStatus = "cancelled"
+)
+
 // How a run was started: a run's TriggerType and trigger.type in
 // expressions.
 const (

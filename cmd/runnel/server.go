@@ -657,11 +657,11 @@ func ensureAdminToken(ctx context.Context, st store.Store, value string, stdout 
 		sum := sha256.Sum256([]byte(value))
 		if _, err := st.TokenByHash(ctx, sum[:]); err == nil {
 			return nil
-		} else if !errors.Is(err, store.ErrNotFound) {
+		} else if !errors.Is(err, runnel.ErrNotFound) {
 			return fmt.Errorf("look up admin token: %w", err)
 		}
 		err := st.CreateToken(ctx, &store.APIToken{ID: runnel.NewID("tok"), Name: "admin (--admin-token)", Subject: "admin", Role: "admin", Hash: sum[:], CreatedAt: time.Now().UTC()})
-		if errors.Is(err, store.ErrConflict) {
+		if errors.Is(err, runnel.ErrConflict) {
 			// Another replica starting at the same moment stored it first.
 			if _, gerr := st.TokenByHash(ctx, sum[:]); gerr == nil {
 				return nil

@@ -12,6 +12,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/runnel-ci/runnel"
 	"github.com/runnel-ci/runnel/internal/action"
 	"github.com/runnel-ci/runnel/internal/engine"
 	"github.com/runnel-ci/runnel/internal/scheduler"
@@ -141,7 +142,7 @@ func (a *Agent) execute(agentCtx context.Context, c *scheduler.Claim, log *slog.
 			case <-t.C:
 				cancelled, err := a.Source.Heartbeat(hard, c)
 				switch {
-				case errors.Is(err, store.ErrLeaseLost):
+				case errors.Is(err, runnel.ErrLeaseLost):
 					log.Warn("lease lost: stopping the job", "job_run_id", c.Job.ID)
 					leaseLost = true
 					cancelHard()

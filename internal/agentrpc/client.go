@@ -344,7 +344,7 @@ func sourceError(err error) error {
 	}
 	st := status.Convert(err)
 	if st.Code() == codes.Aborted {
-		return fmt.Errorf("%s: %w", st.Message(), store.ErrLeaseLost)
+		return fmt.Errorf("%s: %w", st.Message(), runnel.ErrLeaseLost)
 	}
 	return fmt.Errorf("%s: %s", st.Code(), st.Message())
 }
@@ -437,7 +437,7 @@ func (c *Client) Heartbeat(ctx context.Context, cl *scheduler.Claim) (bool, erro
 	})
 	if err != nil {
 		err = sourceError(err)
-		if errors.Is(err, store.ErrLeaseLost) {
+		if errors.Is(err, runnel.ErrLeaseLost) {
 			c.forget(cl.Job.ID)
 		}
 		return false, err

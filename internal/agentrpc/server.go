@@ -184,7 +184,7 @@ func (s *Server) authenticate(ctx context.Context) (string, error) {
 		return e.agentID, nil
 	}
 	t, err := s.st.TokenByHash(ctx, sum[:])
-	if errors.Is(err, store.ErrNotFound) || (err == nil && subtle.ConstantTimeCompare(t.Hash, sum[:]) != 1) {
+	if errors.Is(err, runnel.ErrNotFound) || (err == nil && subtle.ConstantTimeCompare(t.Hash, sum[:]) != 1) {
 		return "", status.Error(codes.Unauthenticated, "unknown or revoked agent token (was the agent deleted? register again with a registration token)")
 	}
 	if err != nil {
@@ -215,13 +215,13 @@ func grpcError(err error) error {
 		return err
 	}
 	switch {
-	case errors.Is(err, store.ErrLeaseLost):
+	case errors.Is(err, runnel.ErrLeaseLost):
 		return status.Error(codes.Aborted, err.Error())
-	case errors.Is(err, store.ErrNotFound):
+	case errors.Is(err, runnel.ErrNotFound):
 		return status.Error(codes.NotFound, err.Error())
-	case errors.Is(err, store.ErrInvalid):
+	case errors.Is(err, runnel.ErrInvalid):
 		return status.Error(codes.InvalidArgument, err.Error())
-	case errors.Is(err, store.ErrConflict):
+	case errors.Is(err, runnel.ErrConflict):
 		return status.Error(codes.FailedPrecondition, err.Error())
 	case errors.Is(err, context.Canceled):
 		return status.Error(codes.Canceled, err.Error())
@@ -286,7 +286,7 @@ func (s *Server) Register(ctx context.Context, req *agentpb.RegisterRequest) (*a
 	regSum := sha256.Sum256([]byte(req.RegistrationToken))
 	err = s.st.RegisterAgent(ctx, regSum[:], now, a, at)
 	switch {
-	case errors.Is(err, store.ErrNotFound):
+	case errors.Is(err, runnel.ErrNotFound):
 		return nil, status.Error(codes.Unauthenticated, "unknown or deleted registration token")
 	case errors.Is(err, store.ErrRegistrationRejected):
 		return nil, status.Error(codes.PermissionDenied, err.Error())
@@ -359,7 +359,7 @@ func (s *Server) Connect(req *agentpb.ConnectRequest, stream grpc.ServerStreamin
 			}
 		case <-t.C:
 			if err := s.st.TouchAgent(ctx, id, s.now().UTC()); err != nil {
-				if errors.Is(err, store.ErrNotFound) {
+				if errors.Is(err, runnel.ErrNotFound) {
 					return status.Error(codes.Unauthenticated, "the agent was deleted")
 				}
 				s.log.Warn("record agent as seen", "agent_id", id, "err", err)
@@ -481,7 +481,7 @@ func (s *Server) ExtendLease(ctx context.Context, req *agentpb.ExtendLeaseReques
 		return nil, err
 	}
 	cancelled, err := s.sched.Heartbeat(ctx, c)
-	if errors.Is(err, store.ErrLeaseLost) {
+	if errors.Is(err, runnel.ErrLeaseLost) {
 		s.dropClaim(req.Lease.LeaseId)
 	}
 	if err != nil {
@@ -619,10 +619,9 @@ func resultFromPB(p *agentpb.JobResult) (engine.JobResult, error) {
 	if p == nil {
 		return engine.JobResult{}, status.Error(codes.InvalidArgument, "result: missing")
 	}
-	var st runnel.JobStatus
-	switch p.Status {
-	case string(runnel.JobSuccess), string(runnel.JobFailed), string(runnel.JobCancelled):
-		st = runnel.JobStatus(p.Status)
+	st := runnel.JobStatus(p.Status)
+	switch st {
+	case runnel.JobSuccess, runnel.JobFailed, runnel.JobCancelled:
 	default:
 		return engine.JobResult{}, status.Errorf(codes.InvalidArgument, "result.status %q: want success, failed or cancelled", p.Status)
 	}

@@ -11,10 +11,10 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
+	"github.com/runnel-ci/runnel"
 	"github.com/runnel-ci/runnel/internal/action"
 	"github.com/runnel-ci/runnel/internal/agentpb"
 	"github.com/runnel-ci/runnel/internal/scheduler"
-	"github.com/runnel-ci/runnel/internal/store"
 )
 
 // chunkSize is the size of the data messages of artifact and cache streams.
@@ -208,7 +208,7 @@ func clientStorageError(err error) error {
 	case codes.AlreadyExists:
 		return fmt.Errorf("%s: %w", st.Message(), action.ErrArtifactExists)
 	case codes.Aborted:
-		return fmt.Errorf("%s: %w", st.Message(), store.ErrLeaseLost)
+		return fmt.Errorf("%s: %w", st.Message(), runnel.ErrLeaseLost)
 	case codes.Canceled:
 		return context.Canceled
 	}

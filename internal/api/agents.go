@@ -12,6 +12,7 @@ import (
 	"slices"
 	"time"
 
+	"github.com/runnel-ci/runnel"
 	"github.com/runnel-ci/runnel/internal/spec"
 	"github.com/runnel-ci/runnel/internal/store"
 )
@@ -220,7 +221,7 @@ func (s *Server) updateAgent(w http.ResponseWriter, r *http.Request) error {
 		disabled = *b.Disabled
 	}
 	updated, err := s.st.UpdateAgentAdmin(r.Context(), a.ID, labels, disabled)
-	if errors.Is(err, store.ErrNotFound) {
+	if errors.Is(err, runnel.ErrNotFound) {
 		return errorf(http.StatusNotFound, "agent %s not found", a.ID)
 	}
 	if err != nil {
@@ -246,7 +247,7 @@ func (s *Server) deleteAgent(w http.ResponseWriter, r *http.Request) error {
 		return errorf(http.StatusConflict, "agent %s is the in-process agent of a server and comes back with it; disable it with PUT {\"disabled\": true}, or start that server with --embedded-agent-capacity 0", a.ID)
 	}
 	if err := s.st.DeleteAgent(r.Context(), a.ID); err != nil {
-		if errors.Is(err, store.ErrNotFound) {
+		if errors.Is(err, runnel.ErrNotFound) {
 			return errorf(http.StatusNotFound, "agent %s not found", a.ID)
 		}
 		return fmt.Errorf("delete agent %s: %w", a.ID, err)
@@ -373,7 +374,7 @@ func (s *Server) deleteRegistrationToken(w http.ResponseWriter, r *http.Request)
 		return err
 	}
 	if err := s.st.DeleteRegistrationToken(r.Context(), id); err != nil {
-		if errors.Is(err, store.ErrNotFound) {
+		if errors.Is(err, runnel.ErrNotFound) {
 			return errorf(http.StatusNotFound, "registration token %s not found", id)
 		}
 		return fmt.Errorf("delete registration token %s: %w", id, err)

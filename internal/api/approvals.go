@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net/http"
 
+	"github.com/runnel-ci/runnel"
 	"github.com/runnel-ci/runnel/internal/store"
 )
 
@@ -41,7 +42,7 @@ func toApprovalJSON(a *store.Approval) approvalJSON {
 		approvers = []string{}
 	}
 	return approvalJSON{ApprovalID: a.ID, RunID: a.RunID, Scope: a.Scope, Target: a.Target, Message: a.Message,
-		Approvers: approvers, Status: a.Status, RequestedAt: isoTime(a.RequestedAt), TimeoutAt: isoPtr(a.TimeoutAt),
+		Approvers: approvers, Status: string(a.Status), RequestedAt: isoTime(a.RequestedAt), TimeoutAt: isoPtr(a.TimeoutAt),
 		DecidedBy: a.DecidedBy, DecidedAt: isoPtr(a.DecidedAt), Comment: a.Comment}
 }
 
@@ -95,7 +96,7 @@ func (s *Server) decide(approve bool) handlerFunc {
 		p := principalFrom(r.Context())
 		a, err := s.approvals.DecideApproval(r.Context(), id, approve, p.Subject, p.Role, b.Comment)
 		if err != nil {
-			if errors.Is(err, store.ErrConflict) || errors.Is(err, store.ErrNotFound) || errors.Is(err, store.ErrForbidden) {
+			if errors.Is(err, runnel.ErrConflict) || errors.Is(err, runnel.ErrNotFound) || errors.Is(err, runnel.ErrForbidden) {
 				return err
 			}
 			return fmt.Errorf("decide approval %s: %w", id, err)

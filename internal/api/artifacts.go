@@ -8,6 +8,7 @@ import (
 	"strconv"
 	"strings"
 
+	"github.com/runnel-ci/runnel"
 	"github.com/runnel-ci/runnel/internal/store"
 )
 
@@ -52,7 +53,7 @@ func (s *Server) listArtifacts(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	if _, err := s.st.GetRun(r.Context(), rid); errors.Is(err, store.ErrNotFound) {
+	if _, err := s.st.GetRun(r.Context(), rid); errors.Is(err, runnel.ErrNotFound) {
 		return errorf(http.StatusNotFound, "run %s not found", rid)
 	} else if err != nil {
 		return fmt.Errorf("get run %s: %w", rid, err)
@@ -93,9 +94,9 @@ func (s *Server) downloadArtifact(w http.ResponseWriter, r *http.Request) error 
 	if err == nil && a.RunID != rid {
 		// Another run's artifact is reported exactly like a missing one.
 		rc.Close()
-		err = store.ErrNotFound
+		err = runnel.ErrNotFound
 	}
-	if errors.Is(err, store.ErrNotFound) {
+	if errors.Is(err, runnel.ErrNotFound) {
 		return errorf(http.StatusNotFound, "artifact %s not found in run %s", aid, rid)
 	}
 	if err != nil {

@@ -10,6 +10,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/runnel-ci/runnel"
 	"github.com/runnel-ci/runnel/internal/store"
 )
 
@@ -73,7 +74,7 @@ func (s *Server) authenticate(r *http.Request) (principal, error) {
 	}
 	sum := sha256.Sum256([]byte(token))
 	t, err := s.st.TokenByHash(r.Context(), sum[:])
-	if errors.Is(err, store.ErrNotFound) {
+	if errors.Is(err, runnel.ErrNotFound) {
 		return principal{}, unauthorized("header Authorization: unknown or revoked token")
 	}
 	if err != nil {

@@ -14,6 +14,7 @@ import (
 	"sync"
 	"unicode/utf8"
 
+	"github.com/runnel-ci/runnel"
 	"github.com/runnel-ci/runnel/internal/store"
 )
 
@@ -270,7 +271,7 @@ func (s *Server) createCredential(w http.ResponseWriter, r *http.Request) error 
 		ProjectID: f.ProjectID, CreatedBy: principalFrom(r.Context()).Subject, CreatedAt: now, UpdatedAt: now}
 	c.Ciphertext, c.KeyID = seal.Seal(c.ID, []byte(secretValue))
 	if err := s.st.CreateCredential(r.Context(), c); err != nil {
-		if errors.Is(err, store.ErrConflict) {
+		if errors.Is(err, runnel.ErrConflict) {
 			return errorf(http.StatusConflict, "body.name: a credential named %q exists (names are unique on the server); change it with PUT /api/v1/credentials/{credentialId}", c.Name)
 		}
 		return fmt.Errorf("create credential: %w", err)
@@ -409,9 +410,9 @@ func (s *Server) updateCredential(w http.ResponseWriter, r *http.Request) error 
 	c.UpdatedAt = s.now().UTC()
 	if err := s.st.UpdateCredential(r.Context(), c); err != nil {
 		switch {
-		case errors.Is(err, store.ErrNotFound):
+		case errors.Is(err, runnel.ErrNotFound):
 			return errorf(http.StatusNotFound, "credential %s not found", c.ID)
-		case errors.Is(err, store.ErrConflict):
+		case errors.Is(err, runnel.ErrConflict):
 			return errorf(http.StatusConflict, "body.name: a credential named %q exists (names are unique on the server)", c.Name)
 		}
 		return fmt.Errorf("update credential %s: %w", c.ID, err)
@@ -426,7 +427,7 @@ func (s *Server) deleteCredential(w http.ResponseWriter, r *http.Request) error 
 		return err
 	}
 	if err := s.st.DeleteCredential(r.Context(), id); err != nil {
-		if errors.Is(err, store.ErrNotFound) {
+		if errors.Is(err, runnel.ErrNotFound) {
 			return errorf(http.StatusNotFound, "credential %s not found", id)
 		}
 		return fmt.Errorf("delete credential %s: %w", id, err)

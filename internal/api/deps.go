@@ -9,9 +9,9 @@ import (
 )
 
 // RunControl is what the API needs from the scheduler (package scheduler
-// implements it). Errors wrap the store sentinels: store.ErrNotFound,
-// store.ErrInvalid (bad variables: the message says which and why),
-// store.ErrConflict (illegal transition: the message names the current status).
+// implements it). Errors wrap the store sentinels: runnel.ErrNotFound,
+// runnel.ErrInvalid (bad variables: the message says which and why),
+// runnel.ErrConflict (illegal transition: the message names the current status).
 type RunControl interface {
 	// Trigger plans and creates a run of the pipeline's head spec and starts it.
 	// The same RequestID for the same pipeline returns the same run
@@ -38,7 +38,7 @@ type JobNeeder interface {
 type ArtifactSource interface {
 	// ListArtifacts lists a run's artifacts by name.
 	ListArtifacts(ctx context.Context, runID string) ([]*store.Artifact, error)
-	// OpenArtifact opens an artifact's bytes; store.ErrNotFound when the id
+	// OpenArtifact opens an artifact's bytes; runnel.ErrNotFound when the id
 	// is unknown or its bytes are gone. The caller closes the reader.
 	OpenArtifact(ctx context.Context, artifactID string) (store.Artifact, io.ReadCloser, error)
 }

@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"strings"
 
+	"github.com/runnel-ci/runnel"
 	"github.com/runnel-ci/runnel/internal/imagebuild"
 	"github.com/runnel-ci/runnel/internal/store"
 )
@@ -90,13 +91,13 @@ func mapError(err error) *apiError {
 			msg:         fmt.Sprintf("body.expectedHeadCommitSha: stale: the pipeline's head is now %s; load the spec again, reapply your change and save with that head", head.Current),
 			currentHead: head.Current,
 		}
-	case errors.Is(err, store.ErrNotFound):
+	case errors.Is(err, runnel.ErrNotFound):
 		return &apiError{status: http.StatusNotFound, msg: domainMsg(err)}
-	case errors.Is(err, store.ErrConflict), errors.Is(err, store.ErrLeaseLost):
+	case errors.Is(err, runnel.ErrConflict), errors.Is(err, runnel.ErrLeaseLost):
 		return &apiError{status: http.StatusConflict, msg: domainMsg(err)}
-	case errors.Is(err, store.ErrForbidden):
+	case errors.Is(err, runnel.ErrForbidden):
 		return &apiError{status: http.StatusForbidden, msg: domainMsg(err)}
-	case errors.Is(err, store.ErrInvalid):
+	case errors.Is(err, runnel.ErrInvalid):
 		return &apiError{status: http.StatusBadRequest, msg: domainMsg(err)}
 	case errors.Is(err, context.Canceled):
 		return &apiError{status: statusClientClosedRequest, msg: "request cancelled", cause: err}
@@ -112,7 +113,7 @@ func mapError(err error) *apiError {
 // "not found" stays: "get run run_x: not found" needs it to make sense.
 func domainMsg(err error) string {
 	msg := err.Error()
-	for _, sentinel := range []error{store.ErrConflict, store.ErrInvalid, store.ErrLeaseLost, store.ErrForbidden} {
+	for _, sentinel := range []error{runnel.ErrConflict, runnel.ErrInvalid, runnel.ErrLeaseLost, runnel.ErrForbidden} {
 		if trimmed, ok := strings.CutSuffix(msg, ": "+sentinel.Error()); ok && trimmed != "" {
 			return trimmed
 		}

@@ -11,6 +11,7 @@ import (
 
 	"github.com/goccy/go-yaml"
 
+	"github.com/runnel-ci/runnel"
 	"github.com/runnel-ci/runnel/internal/gitdef"
 	gitforge "github.com/runnel-ci/runnel/internal/gitdef/forge"
 	"github.com/runnel-ci/runnel/internal/store"
@@ -46,7 +47,7 @@ func gitError(p *store.Pipeline, err error) error {
 		return errorf(http.StatusConflict, "%v", err)
 	case errors.As(err, &fe):
 		return errorf(http.StatusBadGateway, "%v", err)
-	case errors.Is(err, store.ErrNotFound):
+	case errors.Is(err, runnel.ErrNotFound):
 		return errorf(http.StatusBadRequest, "body.credentialId: %v", err)
 	}
 	return errorf(http.StatusBadGateway, "%v", err)
@@ -118,7 +119,7 @@ func (s *Server) saveGitSpec(w http.ResponseWriter, r *http.Request, p *store.Pi
 			out.SaveMode, out.CommitSHA, out.Branch = "direct", sv.CommitSHA, gitdef.BranchOf(p)
 			s.ok(w, http.StatusOK, out)
 			return nil
-		} else if !errors.Is(err, store.ErrNotFound) {
+		} else if !errors.Is(err, runnel.ErrNotFound) {
 			return err
 		}
 	}

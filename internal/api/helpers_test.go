@@ -476,12 +476,12 @@ func (f *recordingRuns) transition(ctx context.Context, action, runID, operator,
 		run := tree.Run
 		ok := false
 		for _, s := range from {
-			ok = ok || run.Status == s
+			ok = ok || run.Status == runnel.RunStatus(s)
 		}
 		if !ok {
 			return fmt.Errorf("run %s is %s: %w", runID, run.Status, store.ErrConflict)
 		}
-		run.Status = to
+		run.Status = runnel.RunStatus(to)
 		if to == "cancelled" {
 			now := f.now()
 			run.EndedAt = &now

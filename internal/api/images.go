@@ -22,6 +22,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/runnel-ci/runnel"
 	"github.com/runnel-ci/runnel/internal/imagebuild"
 	"github.com/runnel-ci/runnel/internal/store"
 	"github.com/runnel-ci/runnel/internal/trigger/webhook"
@@ -604,7 +605,7 @@ func (s *Server) createRepository(r *http.Request, ns string, b *repositoryBody)
 		TagConfigs: tagConfigInputs(bc.TagConfigs),
 		CreatedBy:  principalFrom(r.Context()).Subject,
 	})
-	if errors.Is(err, store.ErrConflict) {
+	if errors.Is(err, runnel.ErrConflict) {
 		if _, gerr := svc.GetRepository(r.Context(), ns, b.RepoName); gerr == nil {
 			return nil, &apiError{status: http.StatusConflict, msg: domainMsg(err), code: "resource_already_exist", field: "repo_name"}
 		}

@@ -10,6 +10,7 @@ import (
 	"net/url"
 	"time"
 
+	"github.com/runnel-ci/runnel"
 	"github.com/runnel-ci/runnel/internal/spec"
 	"github.com/runnel-ci/runnel/internal/store"
 	"github.com/runnel-ci/runnel/internal/trigger/cron"
@@ -125,7 +126,7 @@ func (s *Server) nextStart(ctx context.Context, p *store.Pipeline) (*time.Time, 
 	var triggers []spec.Trigger
 	if p.HeadVersion > 0 {
 		sv, err := s.st.GetSpec(ctx, p.ID, 0)
-		if err != nil && !errors.Is(err, store.ErrNotFound) {
+		if err != nil && !errors.Is(err, runnel.ErrNotFound) {
 			return nil, fmt.Errorf("get head spec of pipeline %s: %w", p.ID, err)
 		}
 		if sv != nil {
@@ -224,7 +225,7 @@ func (s *Server) checkPipelineCredential(ctx context.Context, p *store.Pipeline)
 		return nil
 	}
 	c, err := s.st.GetCredential(ctx, p.CredentialID)
-	if errors.Is(err, store.ErrNotFound) {
+	if errors.Is(err, runnel.ErrNotFound) {
 		return errorf(http.StatusBadRequest, "body.credentialId: no credential %q (see GET /api/v1/credentials)", p.CredentialID)
 	}
 	if err != nil {
@@ -318,7 +319,7 @@ func (s *Server) createPipeline(w http.ResponseWriter, r *http.Request) error {
 	}
 
 	if err := s.st.CreatePipeline(r.Context(), p); err != nil {
-		if errors.Is(err, store.ErrConflict) {
+		if errors.Is(err, runnel.ErrConflict) {
 			return errorf(http.StatusConflict, "body.name: project %q already has a pipeline named %q", p.ProjectID, p.Name)
 		}
 		return fmt.Errorf("create pipeline: %w", err)
@@ -369,7 +370,7 @@ func (s *Server) loadPipeline(r *http.Request) (*store.Pipeline, error) {
 		return nil, err
 	}
 	p, err := s.st.GetPipeline(r.Context(), id)
-	if errors.Is(err, store.ErrNotFound) {
+	if errors.Is(err, runnel.ErrNotFound) {
 		return nil, errorf(http.StatusNotFound, "pipeline %s not found", id)
 	}
 	if err != nil {
@@ -500,9 +501,9 @@ func (s *Server) updatePipeline(w http.ResponseWriter, r *http.Request) error {
 	p.UpdatedAt = s.now().UTC()
 	if err := s.st.UpdatePipeline(r.Context(), p); err != nil {
 		switch {
-		case errors.Is(err, store.ErrNotFound):
+		case errors.Is(err, runnel.ErrNotFound):
 			return errorf(http.StatusNotFound, "pipeline %s not found", p.ID)
-		case errors.Is(err, store.ErrConflict):
+		case errors.Is(err, runnel.ErrConflict):
 			return errorf(http.StatusConflict, "body.name: project %q already has a pipeline named %q", p.ProjectID, p.Name)
 		}
 		return fmt.Errorf("update pipeline %s: %w", p.ID, err)
@@ -531,9 +532,9 @@ func (s *Server) deletePipeline(w http.ResponseWriter, r *http.Request) error {
 	}
 	if err := s.st.DeletePipeline(r.Context(), id); err != nil {
 		switch {
-		case errors.Is(err, store.ErrNotFound):
+		case errors.Is(err, runnel.ErrNotFound):
 			return errorf(http.StatusNotFound, "pipeline %s not found", id)
-		case errors.Is(err, store.ErrConflict):
+		case errors.Is(err, runnel.ErrConflict):
 			return errorf(http.StatusConflict, "pipeline %s has an active run (pending, running or paused); stop it before deleting the pipeline", id)
 		}
 		return fmt.Errorf("delete pipeline %s: %w", id, err)

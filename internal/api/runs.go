@@ -82,14 +82,14 @@ func (s *Server) trigger(w http.ResponseWriter, r *http.Request) error {
 		TriggerType: "manual",
 	})
 	if err != nil {
-		if errors.Is(err, store.ErrInvalid) || errors.Is(err, store.ErrNotFound) || errors.Is(err, store.ErrConflict) {
+		if errors.Is(err, runnel.ErrInvalid) || errors.Is(err, runnel.ErrNotFound) || errors.Is(err, runnel.ErrConflict) {
 			// RunControl's message says what is wrong (a variable and what it
 			// accepts, a definition that no longer plans).
 			return err
 		}
 		return fmt.Errorf("trigger pipeline %s: %w", p.ID, err)
 	}
-	s.ok(w, http.StatusOK, triggerJSON{RunID: run.ID, PipelineID: run.PipelineID, Number: run.Number, Status: run.Status, Replayed: replayed})
+	s.ok(w, http.StatusOK, triggerJSON{RunID: run.ID, PipelineID: run.PipelineID, Number: run.Number, Status: string(run.Status), Replayed: replayed})
 	return nil
 }
 
@@ -112,7 +112,7 @@ func (s *Server) listRuns(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	runs, total, err := s.st.ListRuns(r.Context(), store.RunFilter{PipelineID: p.ID, Status: status, Offset: pg.offset(), Limit: pg.size})
+	runs, total, err := s.st.ListRuns(r.Context(), store.RunFilter{PipelineID: p.ID, Status: runnel.RunStatus(status), Offset: pg.offset(), Limit: pg.size})
 	if err != nil {
 		return fmt.Errorf("list runs of pipeline %s: %w", p.ID, err)
 	}
@@ -127,7 +127,7 @@ func (s *Server) listRuns(w http.ResponseWriter, r *http.Request) error {
 // runDetail reads a run's tree and timeline.
 func (s *Server) runDetail(r *http.Request, id string) (runDetailJSON, error) {
 	tree, err := s.st.GetRunTree(r.Context(), id)
-	if errors.Is(err, store.ErrNotFound) {
+	if errors.Is(err, runnel.ErrNotFound) {
 		return runDetailJSON{}, errorf(http.StatusNotFound, "run %s not found", id)
 	}
 	if err != nil {
@@ -159,7 +159,7 @@ func (s *Server) runDetail(r *http.Request, id string) (runDetailJSON, error) {
 		switch {
 		case err == nil:
 			d.Definition = &runDefinitionJSON{Source: rd.Source, File: rd.File, CommitSHA: rd.CommitSHA, Content: string(rd.Content)}
-		case errors.Is(err, store.ErrNotFound):
+		case errors.Is(err, runnel.ErrNotFound):
 			// Failed before any definition was read.
 			d.Definition = nil
 		default:
@@ -211,7 +211,7 @@ func (s *Server) control(action string) handlerFunc {
 			return err
 		}
 		run, err := s.st.GetRun(r.Context(), rid)
-		if errors.Is(err, store.ErrNotFound) || (err == nil && run.PipelineID != pid) {
+		if errors.Is(err, runnel.ErrNotFound) || (err == nil && run.PipelineID != pid) {
 			// A run of another pipeline is reported exactly like a missing one:
 			// the path names a run that does not exist under this pipeline.
 			return errorf(http.StatusNotFound, "run %s not found in pipeline %s", rid, pid)
@@ -229,7 +229,7 @@ func (s *Server) control(action string) handlerFunc {
 			_, err = s.runs.Resume(r.Context(), rid, op, b.Reason)
 		}
 		if err != nil {
-			if errors.Is(err, store.ErrConflict) || errors.Is(err, store.ErrNotFound) || errors.Is(err, store.ErrInvalid) {
+			if errors.Is(err, runnel.ErrConflict) || errors.Is(err, runnel.ErrNotFound) || errors.Is(err, runnel.ErrInvalid) {
 				// RunControl's message names the run and its current status.
 				return err
 			}
@@ -303,7 +303,7 @@ func (s *Server) stepLogs(w http.ResponseWriter, r *http.Request) error {
 	lq.Offset = int(offset)
 
 	tree, err := s.st.GetRunTree(r.Context(), rid)
-	if errors.Is(err, store.ErrNotFound) {
+	if errors.Is(err, runnel.ErrNotFound) {
 		return errorf(http.StatusNotFound, "run %s not found", rid)
 	}
 	if err != nil {

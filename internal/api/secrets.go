@@ -11,6 +11,7 @@ import (
 	"sync"
 	"unicode/utf8"
 
+	"github.com/runnel-ci/runnel"
 	"github.com/runnel-ci/runnel/internal/mask"
 	"github.com/runnel-ci/runnel/internal/store"
 )
@@ -177,7 +178,7 @@ func (s *Server) createSecret(w http.ResponseWriter, r *http.Request) error {
 		}
 		x.Scope, x.ScopeID = "project", b.ProjectID
 	case b.PipelineID != "":
-		if _, err := s.st.GetPipeline(r.Context(), b.PipelineID); errors.Is(err, store.ErrNotFound) {
+		if _, err := s.st.GetPipeline(r.Context(), b.PipelineID); errors.Is(err, runnel.ErrNotFound) {
 			return errorf(http.StatusNotFound, "body.pipelineId: pipeline %s not found", b.PipelineID)
 		} else if err != nil {
 			return fmt.Errorf("get pipeline %s: %w", b.PipelineID, err)
@@ -190,7 +191,7 @@ func (s *Server) createSecret(w http.ResponseWriter, r *http.Request) error {
 	x.CreatedAt, x.UpdatedAt = now, now
 	x.Ciphertext, x.KeyID = seal.Seal(x.ID, []byte(b.Value))
 	if err := s.st.CreateSecret(r.Context(), x); err != nil {
-		if errors.Is(err, store.ErrConflict) {
+		if errors.Is(err, runnel.ErrConflict) {
 			return errorf(http.StatusConflict, "body.name: the %s %s already has a secret named %s; change it with PUT /api/v1/secrets/{secretId}", x.Scope, x.ScopeID, x.Name)
 		}
 		return fmt.Errorf("create secret: %w", err)
@@ -292,9 +293,9 @@ func (s *Server) updateSecret(w http.ResponseWriter, r *http.Request) error {
 	x.UpdatedAt = s.now().UTC()
 	if err := s.st.UpdateSecret(r.Context(), x); err != nil {
 		switch {
-		case errors.Is(err, store.ErrNotFound):
+		case errors.Is(err, runnel.ErrNotFound):
 			return errorf(http.StatusNotFound, "secret %s not found", x.ID)
-		case errors.Is(err, store.ErrConflict):
+		case errors.Is(err, runnel.ErrConflict):
 			return errorf(http.StatusConflict, "body.name: the %s %s already has a secret named %s", x.Scope, x.ScopeID, x.Name)
 		}
 		return fmt.Errorf("update secret %s: %w", x.ID, err)
@@ -309,7 +310,7 @@ func (s *Server) deleteSecret(w http.ResponseWriter, r *http.Request) error {
 		return err
 	}
 	if err := s.st.DeleteSecret(r.Context(), id); err != nil {
-		if errors.Is(err, store.ErrNotFound) {
+		if errors.Is(err, runnel.ErrNotFound) {
 			return errorf(http.StatusNotFound, "secret %s not found", id)
 		}
 		return fmt.Errorf("delete secret %s: %w", id, err)

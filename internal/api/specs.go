@@ -11,6 +11,7 @@ import (
 	"regexp"
 	"sync"
 
+	"github.com/runnel-ci/runnel"
 	"github.com/runnel-ci/runnel/internal/spec"
 	"github.com/runnel-ci/runnel/internal/store"
 	"github.com/runnel-ci/runnel/internal/trigger/cron"
@@ -225,7 +226,7 @@ func (s *Server) getSpec(w http.ResponseWriter, r *http.Request) error {
 		return s.getGitSpec(w, r, p, render)
 	}
 	sv, err := s.st.GetSpec(r.Context(), p.ID, int(version))
-	if errors.Is(err, store.ErrNotFound) {
+	if errors.Is(err, runnel.ErrNotFound) {
 		if version == 0 {
 			return errorf(http.StatusNotFound, "pipeline %s has no saved definition yet; save one with POST /api/v1/pipelines/%s/spec/save", p.ID, p.ID)
 		}
@@ -360,7 +361,7 @@ func (s *Server) saveSpec(w http.ResponseWriter, r *http.Request) error {
 			return &apiError{status: http.StatusConflict, msg: "body.expectedHeadCommitSha: pipeline " + p.ID +
 				" has no saved definition yet; leave expectedHeadCommitSha out for the first save"}
 		}
-		if errors.As(err, &head) || errors.Is(err, store.ErrConflict) || errors.Is(err, store.ErrNotFound) {
+		if errors.As(err, &head) || errors.Is(err, runnel.ErrConflict) || errors.Is(err, runnel.ErrNotFound) {
 			return err
 		}
 		return fmt.Errorf("save spec of pipeline %s: %w", p.ID, err)

@@ -14,7 +14,6 @@ import (
 	"unicode/utf8"
 
 	"github.com/runnel-ci/runnel"
-	"github.com/runnel-ci/runnel/internal/store"
 )
 
 // Ids are a short lowercase prefix naming the kind, "_", and lowercase base32
@@ -231,7 +230,7 @@ func loadByPath[T any](r *http.Request, k idKind, get func(ctx context.Context, 
 		return zero, err
 	}
 	v, err := get(r.Context(), id)
-	if errors.Is(err, store.ErrNotFound) {
+	if errors.Is(err, runnel.ErrNotFound) {
 		return zero, errorf(http.StatusNotFound, "%s %s not found", k.noun, id)
 	}
 	if err != nil {

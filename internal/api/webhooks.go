@@ -101,7 +101,7 @@ func (s *Server) receiveWebhook(w http.ResponseWriter, r *http.Request) error {
 	case err == nil:
 		s.ok(w, http.StatusOK, s.deliveryJSON(ctx, ev.Kind, prev, true))
 		return nil
-	case !errors.Is(err, store.ErrNotFound):
+	case !errors.Is(err, runnel.ErrNotFound):
 		return fmt.Errorf("webhook %s/%s: %w", provider, deliveryID, err)
 	}
 
@@ -215,13 +215,13 @@ func boundedDeliveryID(id string) string {
 // openWebhookSecret returns the pipeline's webhook secret in clear: 404 for an
 // unknown pipeline, 401 when it has no secret, 503 without a key.
 func (s *Server) openWebhookSecret(ctx context.Context, pid string) (string, error) {
-	if _, err := s.st.GetPipeline(ctx, pid); errors.Is(err, store.ErrNotFound) {
+	if _, err := s.st.GetPipeline(ctx, pid); errors.Is(err, runnel.ErrNotFound) {
 		return "", errorf(http.StatusNotFound, "pipeline %s not found", pid)
 	} else if err != nil {
 		return "", fmt.Errorf("get pipeline %s: %w", pid, err)
 	}
 	hook, err := s.st.GetWebhookSecret(ctx, pid)
-	if errors.Is(err, store.ErrNotFound) {
+	if errors.Is(err, runnel.ErrNotFound) {
 		return "", errorf(http.StatusUnauthorized, "pipeline %s has no webhook secret: set one with POST /api/v1/pipelines/%s/webhook/rotate (or webhookSecret on the pipeline) and give it to the forge", pid, pid)
 	}
 	if err != nil {
@@ -274,7 +274,7 @@ func (s *Server) eventTriggers(ctx context.Context, pid string, t runnel.Trigger
 // reason not to start a run (no definition, an invalid one).
 func (s *Server) headTriggers(ctx context.Context, pid string) ([]spec.Trigger, string, error) {
 	sv, err := s.st.GetSpec(ctx, pid, 0)
-	if errors.Is(err, store.ErrNotFound) {
+	if errors.Is(err, runnel.ErrNotFound) {
 		return nil, fmt.Sprintf("pipeline %s has no definition yet: save one with POST /api/v1/pipelines/%s/spec/save", pid, pid), nil
 	}
 	if err != nil {
@@ -355,7 +355,7 @@ func (s *Server) setWebhookSecret(ctx context.Context, pid, secret string) (*sto
 	hook := &store.PipelineWebhook{PipelineID: pid, CreatedAt: now, UpdatedAt: now}
 	hook.Ciphertext, hook.KeyID = seal.Seal(hook.SealID(), []byte(secret))
 	if err := s.st.SetWebhookSecret(ctx, hook); err != nil {
-		if errors.Is(err, store.ErrNotFound) {
+		if errors.Is(err, runnel.ErrNotFound) {
 			return nil, errorf(http.StatusNotFound, "pipeline %s not found", pid)
 		}
 		return nil, fmt.Errorf("set the webhook secret of pipeline %s: %w", pid, err)
@@ -369,7 +369,7 @@ func (s *Server) webhookSecretSet(ctx context.Context, pid string) (bool, error)
 	switch {
 	case err == nil:
 		return true, nil
-	case errors.Is(err, store.ErrNotFound):
+	case errors.Is(err, runnel.ErrNotFound):
 		return false, nil
 	}
 	return false, fmt.Errorf("get the webhook secret of pipeline %s: %w", pid, err)

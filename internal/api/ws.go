@@ -15,6 +15,7 @@ import (
 
 	"github.com/coder/websocket"
 
+	"github.com/runnel-ci/runnel"
 	"github.com/runnel-ci/runnel/internal/event"
 	"github.com/runnel-ci/runnel/internal/store"
 )
@@ -391,7 +392,7 @@ func (c *wsConn) stream(ctx context.Context, sub *wsSub, key, channel string, p 
 	switch {
 	case err == nil:
 		_ = c.send(ctx, wsMessage{Channel: channel, Type: "end", Params: p})
-	case errors.Is(err, store.ErrNotFound):
+	case errors.Is(err, runnel.ErrNotFound):
 		what := "run " + p.RunID
 		if channel == "logs" {
 			what = "step run " + p.StepRunID

@@ -202,7 +202,7 @@ func (s *Service) ListArtifacts(ctx context.Context, runID string) ([]*store.Art
 
 // OpenArtifact opens an artifact by id for download. An unknown id, or an
 // artifact whose bytes are gone (retention is removing it), wraps
-// store.ErrNotFound. The reader fails at the end if the bytes read do not
+// runnel.ErrNotFound. The reader fails at the end if the bytes read do not
 // match the recorded size and digest.
 func (s *Service) OpenArtifact(ctx context.Context, artifactID string) (store.Artifact, io.ReadCloser, error) {
 	a, err := s.st.GetArtifactByID(ctx, artifactID)
@@ -211,7 +211,7 @@ func (s *Service) OpenArtifact(ctx context.Context, artifactID string) (store.Ar
 	}
 	rc, err := s.open(ctx, a.BlobKey, a.Size, a.SHA256)
 	if gcerrors.Code(err) == gcerrors.NotFound {
-		return store.Artifact{}, nil, fmt.Errorf("artifact %s: its contents were deleted: %w", artifactID, store.ErrNotFound)
+		return store.Artifact{}, nil, fmt.Errorf("artifact %s: its contents were deleted: %w", artifactID, runnel.ErrNotFound)
 	}
 	if err != nil {
 		return store.Artifact{}, nil, fmt.Errorf("open artifact %s: %w", artifactID, err)
@@ -260,7 +260,7 @@ func (j *jobStorage) UploadArtifact(ctx context.Context, name string, r io.Reade
 	replaced, err := j.insert(ctx, func(ctx context.Context) (string, error) { return s.st.PutArtifact(ctx, a) })
 	if err != nil {
 		s.deleteBlob(ctx, key)
-		if errors.Is(err, store.ErrConflict) {
+		if errors.Is(err, runnel.ErrConflict) {
 			holder := "another job"
 			if other, gerr := s.st.GetArtifact(ctx, j.job.RunID, name); gerr == nil && other.JobKey != j.job.JobKey {
 				holder = "job " + other.JobKey
@@ -291,7 +291,7 @@ func (j *jobStorage) DownloadArtifact(ctx context.Context, name string) (io.Read
 	// (and delete the blob) between reading the row and opening the blob.
 	for try := 0; ; try++ {
 		a, err := s.st.GetArtifact(ctx, j.job.RunID, name)
-		if errors.Is(err, store.ErrNotFound) {
+		if errors.Is(err, runnel.ErrNotFound) {
 			return nil, action.ArtifactInfo{}, fmt.Errorf("artifact %q: %w", name, action.ErrNoArtifact)
 		}
 		if err != nil {
@@ -315,10 +315,10 @@ func (j *jobStorage) DownloadArtifact(ctx context.Context, name string) (io.Read
 func (j *jobStorage) RestoreCache(ctx context.Context, keys []string) (string, io.ReadCloser, error) {
 	s := j.s
 	if len(keys) == 0 {
-		return "", nil, fmt.Errorf("restore cache: no key given: %w", store.ErrInvalid)
+		return "", nil, fmt.Errorf("restore cache: no key given: %w", runnel.ErrInvalid)
 	}
 	c, err := s.st.FindCache(ctx, j.job.PipelineID, keys[0], keys[1:])
-	if errors.Is(err, store.ErrNotFound) {
+	if errors.Is(err, runnel.ErrNotFound) {
 		return "", nil, fmt.Errorf("cache %q: %w", keys[0], action.ErrCacheMiss)
 	}
 	if err != nil {
@@ -352,7 +352,7 @@ func (j *jobStorage) SaveCache(ctx context.Context, key string, r io.Reader) err
 	// A taken key is refused before anything is uploaded.
 	if _, err := s.st.FindCache(ctx, j.job.PipelineID, key, nil); err == nil {
 		return fmt.Errorf("%s: %w", op, action.ErrCacheExists)
-	} else if !errors.Is(err, store.ErrNotFound) {
+	} else if !errors.Is(err, runnel.ErrNotFound) {
 		return fmt.Errorf("%s: %w", op, err)
 	}
 	id := runnel.NewID("cac")
@@ -367,7 +367,7 @@ func (j *jobStorage) SaveCache(ctx context.Context, key string, r io.Reader) err
 	_, err = j.insert(ctx, func(ctx context.Context) (string, error) { return "", s.st.PutCache(ctx, c) })
 	if err != nil {
 		s.deleteBlob(ctx, blobKey)
-		if errors.Is(err, store.ErrConflict) {
+		if errors.Is(err, runnel.ErrConflict) {
 			return fmt.Errorf("%s: %w", op, action.ErrCacheExists)
 		}
 		return fmt.Errorf("%s: %w", op, err)
@@ -385,8 +385,8 @@ func (e *TooLargeError) Error() string {
 	return fmt.Sprintf("%s is larger than the server's limit of %s", e.What, formatBytes(e.Limit))
 }
 
-// Unwrap makes the error a store.ErrInvalid: the input is at fault.
-func (e *TooLargeError) Unwrap() error { return store.ErrInvalid }
+// Unwrap makes the error a runnel.ErrInvalid: the input is at fault.
+func (e *TooLargeError) Unwrap() error { return runnel.ErrInvalid }
 
 // write streams r to a new blob at key, at most limit bytes, and returns its
 // size and hex SHA-256. On any failure nothing is left at key.
@@ -433,10 +433,10 @@ func (s *Service) deleteBlob(ctx context.Context, key string) {
 // without / or \ (a name becomes a file name in downloads).
 func checkName(name string) error {
 	if err := checkText(name, maxNameBytes); err != nil {
-		return fmt.Errorf("artifact name %q: %v: %w", name, err, store.ErrInvalid)
+		return fmt.Errorf("artifact name %q: %v: %w", name, err, runnel.ErrInvalid)
 	}
 	if strings.ContainsAny(name, `/\`) || name == "." || name == ".." {
-		return fmt.Errorf("artifact name %q: must not contain / or \\ nor be . or ..: %w", name, store.ErrInvalid)
+		return fmt.Errorf("artifact name %q: must not contain / or \\ nor be . or ..: %w", name, runnel.ErrInvalid)
 	}
 	return nil
 }
@@ -444,7 +444,7 @@ func checkName(name string) error {
 // checkKey accepts cache keys: 1 to 512 bytes of printable UTF-8.
 func checkKey(key string) error {
 	if err := checkText(key, maxKeyBytes); err != nil {
-		return fmt.Errorf("cache key %q: %v: %w", key, err, store.ErrInvalid)
+		return fmt.Errorf("cache key %q: %v: %w", key, err, runnel.ErrInvalid)
 	}
 	return nil
 }

@@ -10,7 +10,7 @@ import (
 	"gocloud.dev/blob"
 	"gocloud.dev/gcerrors"
 
-	"github.com/runnel-ci/runnel/internal/store"
+	"github.com/runnel-ci/runnel"
 )
 
 // Run is the retention sweeper: at once, then every minute, it deletes
@@ -96,7 +96,7 @@ func (s *Service) remove(ctx context.Context, key string, deleteRow func() error
 		s.logErr(ctx, "delete blob", err, append(attrs, "blob_key", key)...)
 		return false
 	}
-	if err := deleteRow(); err != nil && !errors.Is(err, store.ErrNotFound) {
+	if err := deleteRow(); err != nil && !errors.Is(err, runnel.ErrNotFound) {
 		s.logErr(ctx, "delete record", err, attrs...)
 		return false
 	}

@@ -26,7 +26,7 @@ type Filter struct {
 // Each method calls send for every item in order, from the calling
 // goroutine, until ctx ends (returning ctx's error), send fails (returning
 // its error), or the stream is complete (nil). Unknown runs and steps are
-// store.ErrNotFound; a consumer whose send blocks too long gets ErrTooSlow.
+// runnel.ErrNotFound; a consumer whose send blocks too long gets ErrTooSlow.
 // LogBatchSource is a Source that can hand over a step's log lines a page
 // at a time: TailLogs's stream in the same order, with the same ending, but
 // in slices (never empty), so a gateway can send a batch per message.

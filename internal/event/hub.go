@@ -325,7 +325,7 @@ func (h *Hub) TailLogBatches(ctx context.Context, stepRunID string, fromSeq int6
 		if len(lines) == page {
 			continue
 		}
-		if finalStep(st.Status) {
+		if finalStep(string(st.Status)) {
 			return nil
 		}
 		if err := h.wait(ctx, wake); err != nil {

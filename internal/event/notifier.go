@@ -10,6 +10,7 @@ import (
 	"net/url"
 	"strings"
 
+	"github.com/runnel-ci/runnel"
 	"github.com/runnel-ci/runnel/internal/event/notify"
 	"github.com/runnel-ci/runnel/internal/scheduler"
 	"github.com/runnel-ci/runnel/internal/store"
@@ -79,7 +80,7 @@ type notificationRecord struct {
 // Notify implements Notifier for the Deliverer.
 func (n *Notifier) Notify(ctx context.Context, e *store.RunEvent, attempt int) error {
 	note, err := n.o.Source.Notification(ctx, e.RunID)
-	if errors.Is(err, store.ErrNotFound) {
+	if errors.Is(err, runnel.ErrNotFound) {
 		return nil // the run was deleted
 	}
 	if err != nil {

@@ -4,15 +4,15 @@ import (
 	"context"
 	"errors"
 
+	"github.com/runnel-ci/runnel"
 	"github.com/runnel-ci/runnel/internal/event/cdevent"
-	"github.com/runnel-ci/runnel/internal/store"
 )
 
 // ImageBuild tells the event deliverer whether a run is an image build and
 // what it built (event.ImageBuilds), for the build and artifact CDEvents.
 func (s *Service) ImageBuild(ctx context.Context, runID string) (*cdevent.ImageBuild, bool, error) {
 	b, err := s.GetBuild(ctx, runID)
-	if errors.Is(err, store.ErrNotFound) {
+	if errors.Is(err, runnel.ErrNotFound) {
 		return nil, false, nil
 	}
 	if err != nil {

@@ -121,7 +121,7 @@ func (s *Service) registryCredential(ctx context.Context) (string, error) {
 	if err == nil {
 		return c.ID, s.checkRegistryCredential(c)
 	}
-	if !errors.Is(err, store.ErrNotFound) {
+	if !errors.Is(err, runnel.ErrNotFound) {
 		return "", err
 	}
 	all, err := s.o.Store.ListCredentials(ctx, "")
@@ -227,11 +227,11 @@ func (s *Service) CreateRepository(ctx context.Context, in RepositoryInput) (*st
 		TagConfigs: configs, CreatedBy: in.CreatedBy, CreatedAt: now, UpdatedAt: now,
 	}
 	if err := s.o.Store.CreateImageRepository(ctx, r, p); err != nil {
-		if errors.Is(err, store.ErrConflict) {
+		if errors.Is(err, runnel.ErrConflict) {
 			if _, gerr := s.o.Store.GetImageRepository(ctx, in.Namespace, in.Name); gerr == nil {
-				return nil, fmt.Errorf("image repository %s already exists: %w", full, store.ErrConflict)
+				return nil, fmt.Errorf("image repository %s already exists: %w", full, runnel.ErrConflict)
 			}
-			return nil, fmt.Errorf("namespace %s already has a pipeline named %q (image repositories keep their builds in one): rename it or choose another repo_name: %w", in.Namespace, p.Name, store.ErrConflict)
+			return nil, fmt.Errorf("namespace %s already has a pipeline named %q (image repositories keep their builds in one): rename it or choose another repo_name: %w", in.Namespace, p.Name, runnel.ErrConflict)
 		}
 		return nil, err
 	}
@@ -250,7 +250,7 @@ func (s *Service) checkCredential(ctx context.Context, field, id, namespace stri
 		return nil
 	}
 	c, err := s.o.Store.GetCredential(ctx, id)
-	if errors.Is(err, store.ErrNotFound) {
+	if errors.Is(err, runnel.ErrNotFound) {
 		return fieldErr(field, "credential %s does not exist", id)
 	}
 	if err != nil {
@@ -265,14 +265,14 @@ func (s *Service) checkCredential(ctx context.Context, field, id, namespace stri
 // GetRepository returns a repository.
 func (s *Service) GetRepository(ctx context.Context, namespace, name string) (*store.ImageRepository, error) {
 	r, err := s.o.Store.GetImageRepository(ctx, namespace, name)
-	if errors.Is(err, store.ErrNotFound) {
+	if errors.Is(err, runnel.ErrNotFound) {
 		return nil, notFoundRepo(namespace, name)
 	}
 	return r, err
 }
 
 func notFoundRepo(namespace, name string) error {
-	return fmt.Errorf("image repository %s/%s not found: %w", namespace, name, store.ErrNotFound)
+	return fmt.Errorf("image repository %s/%s not found: %w", namespace, name, runnel.ErrNotFound)
 }
 
 // ListRepositories lists repositories ("" every namespace).
@@ -330,15 +330,15 @@ func (s *Service) UpdateBuildConfig(ctx context.Context, namespace, name string,
 }
 
 // DeleteRepository removes a repository with its pipeline and builds; a
-// build still active → store.ErrConflict.
+// build still active → runnel.ErrConflict.
 func (s *Service) DeleteRepository(ctx context.Context, namespace, name string) error {
 	r, err := s.GetRepository(ctx, namespace, name)
 	if err != nil {
 		return err
 	}
 	if err := s.o.Store.DeletePipeline(ctx, r.PipelineID); err != nil {
-		if errors.Is(err, store.ErrConflict) {
-			return fmt.Errorf("image repository %s/%s has a build in progress: stop it or wait for it to end: %w", namespace, name, store.ErrConflict)
+		if errors.Is(err, runnel.ErrConflict) {
+			return fmt.Errorf("image repository %s/%s has a build in progress: stop it or wait for it to end: %w", namespace, name, runnel.ErrConflict)
 		}
 		return err
 	}
@@ -514,7 +514,7 @@ func (s *Service) TriggerBuild(ctx context.Context, req BuildRequest) (*Build, e
 	}
 	if tc == nil {
 		return nil, fmt.Errorf("tag: image repository %s/%s has no tag config for tag %q (its tags: %s): %w",
-			r.Namespace, r.Name, req.Tag, strings.Join(tags, ", "), store.ErrNotFound)
+			r.Namespace, r.Name, req.Tag, strings.Join(tags, ", "), runnel.ErrNotFound)
 	}
 	t := runnel.Trigger{}
 	if req.Commit != "" {
@@ -644,7 +644,7 @@ type PushResult struct {
 // and delivery id) starts none again.
 func (s *Service) Push(ctx context.Context, pipelineID string, ev *webhook.Event, provider, deliveryID string) (res *PushResult, managed bool, err error) {
 	r, err := s.o.Store.ImageRepositoryByPipeline(ctx, pipelineID)
-	if errors.Is(err, store.ErrNotFound) {
+	if errors.Is(err, runnel.ErrNotFound) {
 		return nil, false, nil
 	}
 	if err != nil {
@@ -786,7 +786,7 @@ func buildFrom(r *store.ImageRepository, tree *store.RunTree) *Build {
 		CreatedBy: run.TriggeredBy, AutoCreated: run.TriggerType == "event" || run.TriggerType == "cron",
 		DockerRepoTag: v[VarTag], DockerRepoVersion: v[VarVersionTag], DockerfileLocation: v[VarDockerfileLoc],
 		BuildContextPath: v[VarContextPath], BuildCacheEnabled: v[VarCache] != "false",
-		RunStatus: run.Status, CreatedAt: run.CreatedAt, EndedAt: run.EndedAt,
+		RunStatus: string(run.Status), CreatedAt: run.CreatedAt, EndedAt: run.EndedAt,
 	}
 	b.TagConfigID, _ = strconv.ParseInt(v[VarTagConfigID], 10, 64)
 	if b.Commit == "" {
@@ -807,7 +807,7 @@ func buildFrom(r *store.ImageRepository, tree *store.RunTree) *Build {
 	if status == "running" && started == nil {
 		status = "pending"
 	}
-	b.Status = StatusLetter(status, started != nil)
+	b.Status = StatusLetter(string(status), started != nil)
 	total, at := 0, 0
 	var failure string
 	for _, j := range tree.Jobs {
@@ -872,15 +872,15 @@ func buildFrom(r *store.ImageRepository, tree *store.RunTree) *Build {
 // build is not found.
 func (s *Service) GetBuild(ctx context.Context, id string) (*Build, error) {
 	tree, err := s.o.Store.GetRunTree(ctx, id)
-	if errors.Is(err, store.ErrNotFound) {
-		return nil, fmt.Errorf("build %s not found: %w", id, store.ErrNotFound)
+	if errors.Is(err, runnel.ErrNotFound) {
+		return nil, fmt.Errorf("build %s not found: %w", id, runnel.ErrNotFound)
 	}
 	if err != nil {
 		return nil, err
 	}
 	r, err := s.o.Store.ImageRepositoryByPipeline(ctx, tree.Run.PipelineID)
-	if errors.Is(err, store.ErrNotFound) {
-		return nil, fmt.Errorf("build %s not found (run %s is not an image build): %w", id, id, store.ErrNotFound)
+	if errors.Is(err, runnel.ErrNotFound) {
+		return nil, fmt.Errorf("build %s not found (run %s is not an image build): %w", id, id, runnel.ErrNotFound)
 	}
 	if err != nil {
 		return nil, err
@@ -889,7 +889,7 @@ func (s *Service) GetBuild(ctx context.Context, id string) (*Build, error) {
 }
 
 // ListBuilds lists builds newest first, with the number matching in all.
-// An unknown namespace or repository (when named) → store.ErrNotFound.
+// An unknown namespace or repository (when named) → runnel.ErrNotFound.
 func (s *Service) ListBuilds(ctx context.Context, f store.ImageBuildFilter) ([]*Build, int, error) {
 	if f.Namespace != "" {
 		if err := CheckNamespace("namespace", f.Namespace); err != nil {
@@ -923,9 +923,9 @@ func (s *Service) ListBuilds(ctx context.Context, f store.ImageBuildFilter) ([]*
 		}
 		if n == 0 {
 			if f.RepoName == "" {
-				return nil, 0, fmt.Errorf("namespace %s has no image repositories: %w", f.Namespace, store.ErrNotFound)
+				return nil, 0, fmt.Errorf("namespace %s has no image repositories: %w", f.Namespace, runnel.ErrNotFound)
 			}
-			return nil, 0, fmt.Errorf("no image repository is named %s: %w", f.RepoName, store.ErrNotFound)
+			return nil, 0, fmt.Errorf("no image repository is named %s: %w", f.RepoName, runnel.ErrNotFound)
 		}
 	}
 	runs, total, err := s.o.Store.ListImageBuilds(ctx, f)

@@ -11,6 +11,7 @@ import (
 
 	"github.com/bmatcuk/doublestar/v4"
 
+	"github.com/runnel-ci/runnel"
 	"github.com/runnel-ci/runnel/internal/store"
 )
 
@@ -48,7 +49,7 @@ const (
 
 // FieldError is bad input: Field is where, in the seed's snake_case names
 // (build_config.tag_configs[1].docker_repo_tag), Msg what is wrong and what
-// is accepted. It wraps store.ErrInvalid.
+// is accepted. It wraps runnel.ErrInvalid.
 type FieldError struct {
 	Field string
 	Msg   string
@@ -61,7 +62,7 @@ func (e *FieldError) Error() string {
 	return e.Field + ": " + e.Msg
 }
 
-func (e *FieldError) Unwrap() error { return store.ErrInvalid }
+func (e *FieldError) Unwrap() error { return runnel.ErrInvalid }
 
 func fieldErr(field, format string, args ...any) *FieldError {
 	return &FieldError{Field: field, Msg: fmt.Sprintf(format, args...)}

@@ -70,7 +70,7 @@ func (s *Scheduler) prepareClaim(ctx context.Context, j *store.JobRun) (*Claim, 
 }
 
 // Heartbeat renews the claim's lease and tells whether the run was stopped.
-// store.ErrLeaseLost means the job was taken away: the agent must stop it.
+// runnel.ErrLeaseLost means the job was taken away: the agent must stop it.
 func (s *Scheduler) Heartbeat(ctx context.Context, c *Claim) (cancelled bool, err error) {
 	if _, err := s.st.ExtendLease(ctx, c.Job.ID, c.Job.LeaseID, s.lease); err != nil {
 		return false, err
@@ -79,13 +79,13 @@ func (s *Scheduler) Heartbeat(ctx context.Context, c *Claim) (cancelled bool, er
 	if err != nil {
 		return false, err
 	}
-	return run.Status == string(runnel.RunCancelled), nil
+	return run.Status == runnel.RunCancelled, nil
 }
 
 // StepStatus records a step's status change.
 func (s *Scheduler) StepStatus(ctx context.Context, c *Claim, r engine.StepReport) error {
 	if r.Index < 0 || r.Index >= len(c.Steps) {
-		return fmt.Errorf("step status: job run %s has no step %d: %w", c.Job.ID, r.Index, store.ErrInvalid)
+		return fmt.Errorf("step status: job run %s has no step %d: %w", c.Job.ID, r.Index, runnel.ErrInvalid)
 	}
 	st := *c.Steps[r.Index]
 	applyReport(&st, r)
@@ -108,7 +108,7 @@ func sameStepReport(a, b *store.StepRun) bool {
 }
 
 func applyReport(st *store.StepRun, r engine.StepReport) {
-	st.Status = string(r.Status)
+	st.Status = r.Status
 	st.ExitCode = r.ExitCode
 	st.Error = r.Error
 	if !r.Started.IsZero() {
@@ -122,7 +122,7 @@ func applyReport(st *store.StepRun, r engine.StepReport) {
 }
 
 // AppendLogs stores log lines of one step, capped per step, if the claim
-// still holds its lease (store.ErrLeaseLost otherwise).
+// still holds its lease (runnel.ErrLeaseLost otherwise).
 func (s *Scheduler) AppendLogs(ctx context.Context, c *Claim, step int, lines []store.LogLine) error {
 	_, err := s.AppendStepLogs(ctx, c, step, lines)
 	return err
@@ -131,14 +131,14 @@ func (s *Scheduler) AppendLogs(ctx context.Context, c *Claim, step int, lines []
 // AppendStepLogs is AppendLogs returning the lines as stored.
 func (s *Scheduler) AppendStepLogs(ctx context.Context, c *Claim, step int, lines []store.LogLine) ([]store.LogLine, error) {
 	if step < 0 || step >= len(c.Steps) {
-		return nil, fmt.Errorf("append logs: job run %s has no step %d: %w", c.Job.ID, step, store.ErrInvalid)
+		return nil, fmt.Errorf("append logs: job run %s has no step %d: %w", c.Job.ID, step, runnel.ErrInvalid)
 	}
 	return s.st.AppendStepLogs(ctx, c.Job.LeaseID, c.Steps[step].ID, lines, s.logCap)
 }
 
 // LoadClaim rebuilds the claim of a job run from the database, for reports
 // that reach a replica other than the one that handed the job out. It fails
-// with store.ErrLeaseLost when the job no longer holds leaseID.
+// with runnel.ErrLeaseLost when the job no longer holds leaseID.
 func (s *Scheduler) LoadClaim(ctx context.Context, runID, jobRunID, leaseID string) (*Claim, error) {
 	tree, err := s.st.GetRunTree(ctx, runID)
 	if err != nil {
@@ -148,12 +148,12 @@ func (s *Scheduler) LoadClaim(ctx context.Context, runID, jobRunID, leaseID stri
 		if j.ID != jobRunID {
 			continue
 		}
-		if j.Status != string(runnel.JobRunning) || j.LeaseID == "" || j.LeaseID != leaseID {
-			return nil, fmt.Errorf("job run %s: %w", jobRunID, store.ErrLeaseLost)
+		if j.Status != runnel.JobRunning || j.LeaseID == "" || j.LeaseID != leaseID {
+			return nil, fmt.Errorf("job run %s: %w", jobRunID, runnel.ErrLeaseLost)
 		}
 		return &Claim{PipelineID: tree.Run.PipelineID, Job: j, Steps: tree.Steps[j.ID]}, nil
 	}
-	return nil, fmt.Errorf("run %s has no job run %s: %w", runID, jobRunID, store.ErrNotFound)
+	return nil, fmt.Errorf("run %s has no job run %s: %w", runID, jobRunID, runnel.ErrNotFound)
 }
 
 // forgetClaim drops the in-process cancellation channel of a claim.
@@ -179,7 +179,7 @@ func (s *Scheduler) HandBack(ctx context.Context, agentID, reason string, keep [
 		s.forgetClaim(j.ID)
 		if !j.Acked {
 			// Never acknowledged, so never run: back in the queue as it was.
-			if err := s.st.ReleaseJob(ctx, j.ID, j.LeaseID); err != nil && !errors.Is(err, store.ErrLeaseLost) {
+			if err := s.st.ReleaseJob(ctx, j.ID, j.LeaseID); err != nil && !errors.Is(err, runnel.ErrLeaseLost) {
 				return out, fmt.Errorf("hand back job run %s: %w", j.ID, err)
 			}
 			s.kickDispatcher()
@@ -239,9 +239,9 @@ func (l LocalSource) LeaseDuration() time.Duration { return l.S.LeaseDuration() 
 // RegisterLocalAgent records an agent of this process (creating or updating
 // its record) and keeps its last-seen time fresh while Run runs.
 func (s *Scheduler) RegisterLocalAgent(ctx context.Context, a *store.Agent) error {
-	if _, err := s.st.GetAgent(ctx, a.ID); errors.Is(err, store.ErrNotFound) {
+	if _, err := s.st.GetAgent(ctx, a.ID); errors.Is(err, runnel.ErrNotFound) {
 		a.CreatedAt = s.now().UTC()
-		if err := s.st.CreateAgent(ctx, a); err != nil && !errors.Is(err, store.ErrConflict) {
+		if err := s.st.CreateAgent(ctx, a); err != nil && !errors.Is(err, runnel.ErrConflict) {
 			return err
 		}
 	} else if err != nil {
@@ -297,10 +297,10 @@ func (s *Scheduler) finishTx(ctx context.Context, tx store.RunTx, tree *store.Ru
 		}
 	}
 	if job == nil {
-		return false, fmt.Errorf("complete job %s: %w", jobRunID, store.ErrNotFound)
+		return false, fmt.Errorf("complete job %s: %w", jobRunID, runnel.ErrNotFound)
 	}
-	if job.Status != string(runnel.JobRunning) || job.LeaseID != leaseID {
-		return false, fmt.Errorf("complete job %s: %w", jobRunID, store.ErrLeaseLost)
+	if job.Status != runnel.JobRunning || job.LeaseID != leaseID {
+		return false, fmt.Errorf("complete job %s: %w", jobRunID, runnel.ErrLeaseLost)
 	}
 	pl, err := s.planFor(ctx, tree.Run)
 	if err != nil {
@@ -318,7 +318,7 @@ func (s *Scheduler) finishTx(ctx context.Context, tx store.RunTx, tree *store.Ru
 	}
 	retry := state.Finish(job.Key, res, now)
 	js.Attempt = attempt
-	job.Status, job.AllowedFailure, job.Outputs, job.Reason = string(js.Status), js.AllowedFailure, js.Outputs, js.Reason
+	job.Status, job.AllowedFailure, job.Outputs, job.Reason = js.Status, js.AllowedFailure, js.Outputs, js.Reason
 	job.LeaseID, job.LeaseExpiresAt = "", nil
 	if retry {
 		at := js.RetryAt
@@ -372,7 +372,7 @@ func (s *Scheduler) interrupt(ctx context.Context, j *store.JobRun, reason strin
 				cur = x
 			}
 		}
-		if cur == nil || cur.Status != string(runnel.JobRunning) || cur.LeaseID != j.LeaseID {
+		if cur == nil || cur.Status != runnel.JobRunning || cur.LeaseID != j.LeaseID {
 			return nil // already handled (another replica, or the agent reported after all)
 		}
 		res := engine.JobResult{Status: runnel.JobFailed, Reason: reason}
@@ -420,7 +420,7 @@ func (s *Scheduler) sweepRuns(ctx context.Context) error {
 		return fmt.Errorf("sweep runs: %w", err)
 	}
 	for _, r := range runs {
-		if err := s.advance(ctx, r.ID); err != nil && !errors.Is(err, store.ErrNotFound) {
+		if err := s.advance(ctx, r.ID); err != nil && !errors.Is(err, runnel.ErrNotFound) {
 			s.log.Error("advance run", "run_id", r.ID, "err", err)
 		}
 	}
@@ -489,7 +489,7 @@ func (s *Scheduler) expireLeases(ctx context.Context) {
 			// The agent never acknowledged the claim, so it never ran
 			// anything: the job goes back to the queue as it was.
 			s.log.Warn("claim not acknowledged in time: job back in the queue", "job_run_id", j.ID, "agent_id", j.AgentID)
-			if err := s.st.ReleaseJob(ctx, j.ID, j.LeaseID); err != nil && !errors.Is(err, store.ErrLeaseLost) {
+			if err := s.st.ReleaseJob(ctx, j.ID, j.LeaseID); err != nil && !errors.Is(err, runnel.ErrLeaseLost) {
 				s.log.Error("put an unacknowledged job back", "job_run_id", j.ID, "err", err)
 			}
 			s.kickDispatcher()

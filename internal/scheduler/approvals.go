@@ -100,7 +100,7 @@ func recordApproval(tx store.RunTx, typ string, a *store.Approval, action, opera
 		return err
 	}
 	b, err := json.Marshal(approvalData{ApprovalID: a.ID, Scope: a.Scope, Target: a.Target, Message: a.Message,
-		Approvers: a.Approvers, Status: a.Status, By: a.DecidedBy, Comment: a.Comment, TimeoutAt: a.TimeoutAt})
+		Approvers: a.Approvers, Status: string(a.Status), By: a.DecidedBy, Comment: a.Comment, TimeoutAt: a.TimeoutAt})
 	if err != nil {
 		return err
 	}
@@ -210,7 +210,7 @@ func (s *Scheduler) gateStarts(tx store.RunTx, tree *store.RunTree, pl *plan.Pla
 			}
 			loaded = true
 		}
-		v, err := s.checkGates(tx, tree.Run.ID, tree.Run.Status == string(runnel.RunCancelled), gates, &list, now)
+		v, err := s.checkGates(tx, tree.Run.ID, tree.Run.Status == runnel.RunCancelled, gates, &list, now)
 		if err != nil {
 			return nil, false, err
 		}
@@ -219,18 +219,18 @@ func (s *Scheduler) gateStarts(tx store.RunTx, tree *store.RunTree, pl *plan.Pla
 		case v.open:
 			open = append(open, pj)
 		case v.rejected != "":
-			j.Status, j.Reason, j.EndedAt = string(runnel.JobFailed), v.rejected, &now
+			j.Status, j.Reason, j.EndedAt = runnel.JobFailed, v.rejected, &now
 			if v.cancel {
-				j.Status = string(runnel.JobCancelled)
+				j.Status = runnel.JobCancelled
 			}
 			if err := tx.UpdateJob(j); err != nil {
 				return nil, false, err
 			}
 			for _, st := range tree.Steps[j.ID] {
 				if !runnel.StepStatus(st.Status).Terminal() {
-					st.Status = string(runnel.StepSkipped)
+					st.Status = runnel.StepSkipped
 					if v.cancel {
-						st.Status = string(runnel.StepCancelled)
+						st.Status = runnel.StepCancelled
 					}
 					if err := tx.UpdateStep(st); err != nil {
 						return nil, false, err
@@ -290,21 +290,21 @@ func (s *Scheduler) DecideApproval(ctx context.Context, id string, approve bool,
 		}
 		i := slices.IndexFunc(list, func(x *store.Approval) bool { return x.ID == id })
 		if i < 0 {
-			return fmt.Errorf("approval %s: %w", id, store.ErrNotFound)
+			return fmt.Errorf("approval %s: %w", id, runnel.ErrNotFound)
 		}
 		cur := list[i]
 		if !mayDecide(cur.Approvers, subject, role) {
-			return fmt.Errorf("approval %s: only %s may decide, not %s: %w", id, strings.Join(cur.Approvers, ", "), subject, store.ErrForbidden)
+			return fmt.Errorf("approval %s: only %s may decide, not %s: %w", id, strings.Join(cur.Approvers, ", "), subject, runnel.ErrForbidden)
 		}
 		if cur.Status != "pending" {
 			by := ""
 			if cur.DecidedBy != "" {
 				by = " by " + cur.DecidedBy
 			}
-			return fmt.Errorf("approval %s is already %s%s: %w", id, cur.Status, by, store.ErrConflict)
+			return fmt.Errorf("approval %s is already %s%s: %w", id, cur.Status, by, runnel.ErrConflict)
 		}
-		if tree.Run.EndedAt != nil || tree.Run.Status == string(runnel.RunCancelled) {
-			return fmt.Errorf("approval %s: run %s is %s; its gates can no longer be decided: %w", id, tree.Run.ID, tree.Run.Status, store.ErrConflict)
+		if tree.Run.EndedAt != nil || tree.Run.Status == runnel.RunCancelled {
+			return fmt.Errorf("approval %s: run %s is %s; its gates can no longer be decided: %w", id, tree.Run.ID, tree.Run.Status, runnel.ErrConflict)
 		}
 		if cur.TimeoutAt != nil && !now.Before(*cur.TimeoutAt) {
 			cur.Status, cur.DecidedBy, cur.DecidedAt = "expired", "runnel", &now
@@ -329,7 +329,7 @@ func (s *Scheduler) DecideApproval(ctx context.Context, id string, approve bool,
 		s.log.Warn("advance after an approval decision", "run_id", a.RunID, "err", err)
 	}
 	if expired {
-		return nil, fmt.Errorf("approval %s expired at %s before this decision: %w", id, out.TimeoutAt.Format(time.RFC3339), store.ErrConflict)
+		return nil, fmt.Errorf("approval %s expired at %s before this decision: %w", id, out.TimeoutAt.Format(time.RFC3339), runnel.ErrConflict)
 	}
 	return out, nil
 }

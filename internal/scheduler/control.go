@@ -24,7 +24,7 @@ func (s *Scheduler) Stop(ctx context.Context, runID, operator, reason string) (*
 			return conflict("run %s is already %s; only a pending, running or paused run can be stopped", runID, run.Status)
 		}
 		now := s.now().UTC()
-		run.Status = string(runnel.RunCancelled)
+		run.Status = runnel.RunCancelled
 		run.Reason = "stopped"
 		if operator != "" {
 			run.Reason += " by " + operator
@@ -36,7 +36,7 @@ func (s *Scheduler) Stop(ctx context.Context, runID, operator, reason string) (*
 			return err
 		}
 		for _, j := range tree.Jobs {
-			if j.Status == string(runnel.JobRunning) {
+			if j.Status == runnel.JobRunning {
 				running = append(running, j.ID)
 			}
 		}
@@ -72,21 +72,21 @@ func (s *Scheduler) Pause(ctx context.Context, runID, operator, reason string) (
 			return err
 		}
 		run := tree.Run
-		if run.Status != string(runnel.RunRunning) && run.Status != string(runnel.RunPending) {
+		if run.Status != runnel.RunRunning && run.Status != runnel.RunPending {
 			return conflict("run %s is %s; only a pending or running run can be paused", runID, run.Status)
 		}
 		now := s.now().UTC()
 		// Queued jobs that no agent took yet go back to pending: they are
 		// decided again on resume.
 		for _, j := range tree.Jobs {
-			if j.Status == string(runnel.JobQueued) {
-				j.Status, j.Attempt, j.QueuedAt, j.Request = string(runnel.JobPending), j.Attempt-1, nil, nil
+			if j.Status == runnel.JobQueued {
+				j.Status, j.Attempt, j.QueuedAt, j.Request = runnel.JobPending, j.Attempt-1, nil, nil
 				if err := tx.UpdateJob(j); err != nil {
 					return err
 				}
 			}
 		}
-		run.Status = string(runnel.RunPaused)
+		run.Status = runnel.RunPaused
 		if err := tx.AppendTimeline(&store.TimelineEntry{RunID: runID, Time: now, Action: "paused", Operator: operator, Reason: reason}); err != nil {
 			return err
 		}
@@ -110,11 +110,11 @@ func (s *Scheduler) Resume(ctx context.Context, runID, operator, reason string) 
 			return err
 		}
 		run := tree.Run
-		if run.Status != string(runnel.RunPaused) {
+		if run.Status != runnel.RunPaused {
 			return conflict("run %s is %s; only a paused run can be resumed", runID, run.Status)
 		}
 		now := s.now().UTC()
-		run.Status = string(runnel.RunRunning)
+		run.Status = runnel.RunRunning
 		if err := tx.AppendTimeline(&store.TimelineEntry{RunID: runID, Time: now, Action: "resumed", Operator: operator, Reason: reason}); err != nil {
 			return err
 		}

@@ -265,7 +265,7 @@ func (s *Scheduler) takeWaiter(sig string) *waiter {
 func (s *Scheduler) claimFor(ctx context.Context, agentID string, routes []string) (*Claim, error) {
 	for {
 		j, err := s.st.ClaimJob(ctx, agentID, routes, s.ackTimeout())
-		if errors.Is(err, store.ErrNotFound) {
+		if errors.Is(err, runnel.ErrNotFound) {
 			return nil, nil
 		}
 		if err != nil {
@@ -290,14 +290,14 @@ func (s *Scheduler) claimFor(ctx context.Context, agentID string, routes []strin
 func (s *Scheduler) onCancel(ctx context.Context, runID string) {
 	tree, err := s.st.GetRunTree(ctx, runID)
 	if err != nil {
-		if !errors.Is(err, store.ErrNotFound) {
+		if !errors.Is(err, runnel.ErrNotFound) {
 			s.log.Warn("look up a stopped run", "run_id", runID, "err", err)
 		}
 		return
 	}
 	var ids []string
 	for _, j := range tree.Jobs {
-		if j.Status != string(runnel.JobRunning) {
+		if j.Status != runnel.JobRunning {
 			continue
 		}
 		ids = append(ids, j.ID)

@@ -43,7 +43,7 @@ func (s *Scheduler) Notification(ctx context.Context, runID string) (*Notificati
 		return nil, err
 	}
 	pl, planErr := s.planOf(ctx, run)
-	if planErr == nil && !notifyMatches(pl.Spec.Notify, run.Status) {
+	if planErr == nil && !notifyMatches(pl.Spec.Notify, string(run.Status)) {
 		return &Notification{}, nil
 	}
 	tree, err := s.st.GetRunTree(ctx, runID)
@@ -58,7 +58,7 @@ func (s *Scheduler) Notification(ctx context.Context, runID string) (*Notificati
 	n := &Notification{Message: notify.Message{
 		DeliveryID: run.ID + ".notify",
 		Pipeline:   notify.Pipeline{ID: p.ID, Name: p.Name},
-		Run: notify.Run{ID: run.ID, Number: run.Number, Status: run.Status, Reason: run.Reason,
+		Run: notify.Run{ID: run.ID, Number: run.Number, Status: string(run.Status), Reason: run.Reason,
 			TriggerType: run.TriggerType, TriggeredBy: run.TriggeredBy, Commit: run.Commit,
 			Branch: triggerCtx(run).Branch, CreatedAt: run.CreatedAt, StartedAt: run.StartedAt, EndedAt: run.EndedAt},
 	}}
@@ -66,7 +66,7 @@ func (s *Scheduler) Notification(ctx context.Context, runID string) (*Notificati
 		n.Message.Run.URL = s.runLink(run.ID)
 	}
 	for _, j := range tree.Jobs {
-		n.Message.Jobs = append(n.Message.Jobs, notify.Job{Key: j.Key, Name: j.Name, Stage: j.Stage, Status: j.Status, Reason: j.Reason})
+		n.Message.Jobs = append(n.Message.Jobs, notify.Job{Key: j.Key, Name: j.Name, Stage: j.Stage, Status: string(j.Status), Reason: j.Reason})
 	}
 	if planErr != nil {
 		// A run whose definition never planned has no rules to act on.
@@ -102,7 +102,7 @@ func (s *Scheduler) Notification(ctx context.Context, runID string) (*Notificati
 		return v, ""
 	}
 	for i, r := range pl.Spec.Notify {
-		if !notify.Matches(r.On, run.Status) {
+		if !notify.Matches(r.On, string(run.Status)) {
 			continue
 		}
 		at := fmt.Sprintf("notify[%d]", i)

@@ -171,11 +171,11 @@ func New(o Options) *Scheduler {
 func (s *Scheduler) LeaseDuration() time.Duration { return s.lease }
 
 func invalid(format string, args ...any) error {
-	return fmt.Errorf("%s: %w", fmt.Sprintf(format, args...), store.ErrInvalid)
+	return fmt.Errorf("%s: %w", fmt.Sprintf(format, args...), runnel.ErrInvalid)
 }
 
 func conflict(format string, args ...any) error {
-	return fmt.Errorf("%s: %w", fmt.Sprintf(format, args...), store.ErrConflict)
+	return fmt.Errorf("%s: %w", fmt.Sprintf(format, args...), runnel.ErrConflict)
 }
 
 // Trigger plans a run of the pipeline's head definition, stores it and starts
@@ -190,7 +190,7 @@ func (s *Scheduler) Trigger(ctx context.Context, pipelineID string, req runnel.T
 	}
 	runID := runnel.NewID("run")
 	run := &store.Run{
-		ID: runID, PipelineID: pipelineID, Status: string(runnel.RunPending), TriggerType: req.TriggerType,
+		ID: runID, PipelineID: pipelineID, Status: runnel.RunPending, TriggerType: req.TriggerType,
 		TriggeredBy: req.TriggeredBy, RequestID: req.RequestID, CreatedAt: s.now().UTC(),
 	}
 	tc := runnel.Trigger{}
@@ -248,7 +248,7 @@ func (s *Scheduler) Trigger(ctx context.Context, pipelineID string, req runnel.T
 		}
 	} else {
 		sv, err := s.st.GetSpec(ctx, pipelineID, 0)
-		if errors.Is(err, store.ErrNotFound) {
+		if errors.Is(err, runnel.ErrNotFound) {
 			return nil, false, invalid("pipeline %s has no definition yet: save one with POST /api/v1/pipelines/%s/spec/save", pipelineID, pipelineID)
 		}
 		if err != nil {
@@ -284,14 +284,14 @@ func (s *Scheduler) Trigger(ctx context.Context, pipelineID string, req runnel.T
 			}
 			jr := &store.JobRun{
 				ID: runnel.NewID("jr"), RunID: runID, Key: j.ID, Name: j.Name, Stage: j.Stage, StageIndex: j.StageIndex,
-				Index: i, Status: string(runnel.JobPending), RunsOn: runsOn,
+				Index: i, Status: runnel.JobPending, RunsOn: runsOn,
 			}
 			i++
 			nr.Jobs = append(nr.Jobs, jr)
 			for k, step := range j.Spec.Steps {
 				nr.Steps[jr.ID] = append(nr.Steps[jr.ID], &store.StepRun{
 					ID: runnel.NewID("sr"), JobRunID: jr.ID, Index: k, Name: step.Name, Uses: step.Uses, Run: step.Run,
-					Status: string(runnel.StepPending),
+					Status: runnel.StepPending,
 				})
 			}
 		}
@@ -352,7 +352,7 @@ func (s *Scheduler) failedRun(ctx context.Context, run *store.Run, tc runnel.Tri
 		return nil, false, err
 	}
 	now := s.now().UTC()
-	run.Status, run.Reason, run.EndedAt = string(runnel.RunFailed), reason, &now
+	run.Status, run.Reason, run.EndedAt = runnel.RunFailed, reason, &now
 	s.log.Warn("run failed before it started", "pipeline", run.PipelineID, "run", run.ID, "reason", reason)
 	return s.st.CreateRun(ctx, &store.NewRun{Run: run, Definition: rd})
 }
@@ -485,7 +485,7 @@ func rebuild(pl *plan.Plan, tree *store.RunTree) (*engine.State, error) {
 			js.RetryAt = *j.RetryAt
 		}
 	}
-	st.Cancelled = tree.Run.Status == string(runnel.RunCancelled)
+	st.Cancelled = tree.Run.Status == runnel.RunCancelled
 	return st, nil
 }
 
@@ -513,7 +513,7 @@ func (s *Scheduler) advanceTx(ctx context.Context, tx store.RunTx, tree *store.R
 	// To the microsecond, as stored: a run returned from memory equals the
 	// run read back.
 	now := s.now().UTC().Truncate(time.Microsecond)
-	if run.Status == string(runnel.RunPaused) || run.EndedAt != nil {
+	if run.Status == runnel.RunPaused || run.EndedAt != nil {
 		return false, nil
 	}
 	pl, err := s.planFor(ctx, run)
@@ -527,9 +527,9 @@ func (s *Scheduler) advanceTx(ctx context.Context, tx store.RunTx, tree *store.R
 	// changed: the run row must be written. A re-evaluation that decides
 	// nothing (the periodic sweep, most wake-ups) writes nothing.
 	changed := false
-	if run.Status == string(runnel.RunPending) {
+	if run.Status == runnel.RunPending {
 		changed = true
-		run.Status = string(runnel.RunRunning)
+		run.Status = runnel.RunRunning
 		run.StartedAt = &now
 		if err := tx.AppendTimeline(&store.TimelineEntry{RunID: run.ID, Time: now, Action: "started"}); err != nil {
 			return false, err
@@ -542,7 +542,7 @@ func (s *Scheduler) advanceTx(ctx context.Context, tx store.RunTx, tree *store.R
 	}
 	for _, sk := range d.Skipped {
 		j := jobs[sk.Job.ID]
-		j.Status, j.Reason, j.EndedAt = string(sk.Status), sk.Reason, &now
+		j.Status, j.Reason, j.EndedAt = sk.Status, sk.Reason, &now
 		if err := tx.UpdateJob(j); err != nil {
 			return false, err
 		}
@@ -552,7 +552,7 @@ func (s *Scheduler) advanceTx(ctx context.Context, tx store.RunTx, tree *store.R
 		}
 		for _, st := range tree.Steps[j.ID] {
 			if !runnel.StepStatus(st.Status).Terminal() {
-				st.Status = string(stepStatus)
+				st.Status = stepStatus
 				if err := tx.UpdateStep(st); err != nil {
 					return false, err
 				}
@@ -583,14 +583,14 @@ func (s *Scheduler) advanceTx(ctx context.Context, tx store.RunTx, tree *store.R
 		if err != nil {
 			return false, err
 		}
-		j.Status, j.Attempt, j.Request, j.QueuedAt, j.RetryAt = string(runnel.JobQueued), js.Attempt, b, &now, nil
+		j.Status, j.Attempt, j.Request, j.QueuedAt, j.RetryAt = runnel.JobQueued, js.Attempt, b, &now, nil
 		j.StartedAt, j.EndedAt, j.AgentID, j.LeaseID, j.LeaseExpiresAt, j.Reason = nil, nil, "", "", nil, ""
 		if err := tx.UpdateJob(j); err != nil {
 			return false, err
 		}
 		for _, st := range tree.Steps[j.ID] {
-			if js.Attempt > 1 || st.Status != string(runnel.StepPending) {
-				*st = store.StepRun{ID: st.ID, JobRunID: st.JobRunID, Index: st.Index, Name: st.Name, Uses: st.Uses, Run: st.Run, Status: string(runnel.StepPending), LogBytes: st.LogBytes}
+			if js.Attempt > 1 || st.Status != runnel.StepPending {
+				*st = store.StepRun{ID: st.ID, JobRunID: st.JobRunID, Index: st.Index, Name: st.Name, Uses: st.Uses, Run: st.Run, Status: runnel.StepPending, LogBytes: st.LogBytes}
 				if err := tx.UpdateStep(st); err != nil {
 					return false, err
 				}
@@ -603,10 +603,10 @@ func (s *Scheduler) advanceTx(ctx context.Context, tx store.RunTx, tree *store.R
 	if d.Done {
 		changed = true
 		status := d.Status
-		if run.Status == string(runnel.RunCancelled) {
+		if run.Status == runnel.RunCancelled {
 			status = runnel.RunCancelled
 		}
-		run.Status = string(status)
+		run.Status = status
 		run.EndedAt = &now
 		if err := tx.AppendTimeline(&store.TimelineEntry{RunID: run.ID, Time: now, Action: "finished", Reason: string(status)}); err != nil {
 			return false, err
@@ -630,14 +630,14 @@ func (s *Scheduler) failRunTx(tx store.RunTx, tree *store.RunTree, reason string
 	now := s.now().UTC()
 	run := tree.Run
 	for _, j := range tree.Jobs {
-		if !runnel.JobStatus(j.Status).Terminal() && j.Status != string(runnel.JobRunning) {
-			j.Status, j.Reason, j.EndedAt = string(runnel.JobFailed), reason, &now
+		if !runnel.JobStatus(j.Status).Terminal() && j.Status != runnel.JobRunning {
+			j.Status, j.Reason, j.EndedAt = runnel.JobFailed, reason, &now
 			if err := tx.UpdateJob(j); err != nil {
 				return err
 			}
 		}
 	}
-	run.Status, run.Reason, run.EndedAt = string(runnel.RunFailed), reason, &now
+	run.Status, run.Reason, run.EndedAt = runnel.RunFailed, reason, &now
 	if err := tx.AppendTimeline(&store.TimelineEntry{RunID: run.ID, Time: now, Action: "finished", Reason: reason}); err != nil {
 		return err
 	}

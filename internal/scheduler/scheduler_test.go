@@ -115,7 +115,7 @@ func describe(tree *store.RunTree) string {
 func jobStatuses(tree *store.RunTree) map[string]string {
 	m := map[string]string{}
 	for _, j := range tree.Jobs {
-		m[j.Key] = j.Status
+		m[j.Key] = string(j.Status)
 	}
 	return m
 }

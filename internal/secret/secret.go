@@ -24,6 +24,7 @@ import (
 	"os"
 	"strings"
 
+	"github.com/runnel-ci/runnel"
 	"github.com/runnel-ci/runnel/internal/action"
 	"github.com/runnel-ci/runnel/internal/store"
 )
@@ -271,7 +272,7 @@ func (r Resolver) Credentials(ctx context.Context, pipelineID string, ids []stri
 	out := map[string]action.Credential{}
 	for _, id := range ids {
 		c, err := r.Store.GetCredential(ctx, id)
-		if errors.Is(err, store.ErrNotFound) {
+		if errors.Is(err, runnel.ErrNotFound) {
 			continue
 		}
 		if err != nil {

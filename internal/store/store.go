@@ -113,7 +113,7 @@ type Run struct {
 	ID          string
 	PipelineID  string
 	Number      int64
-	Status      string // pending running success failed cancelled paused partial
+	Status      runnel.RunStatus
 	TriggerType string // manual | cron | event
 	TriggeredBy string
 	RequestID   string
@@ -143,7 +143,7 @@ type JobRun struct {
 	StageIndex int
 	// Index orders jobs within the run (plan order).
 	Index          int
-	Status         string // pending queued running success failed cancelled skipped
+	Status         runnel.JobStatus
 	Attempt        int
 	AllowedFailure bool
 	Outputs        map[string]string
@@ -176,7 +176,7 @@ type StepRun struct {
 	// Uses or Run summarise what the step does.
 	Uses      string
 	Run       string
-	Status    string // pending queued running success failed cancelled timeout skipped
+	Status    runnel.StepStatus
 	ExitCode  *int
 	Error     string
 	StartedAt *time.Time
@@ -340,7 +340,7 @@ type APIToken struct {
 // RunFilter selects runs to list, newest first.
 type RunFilter struct {
 	PipelineID string
-	Status     string
+	Status     runnel.RunStatus
 	Offset     int
 	Limit      int
 }
@@ -546,7 +546,7 @@ type Approval struct {
 	// Approvers may decide (token subjects, or role:<role>); empty: anyone
 	// with a user or admin token.
 	Approvers   []string
-	Status      string // pending approved rejected expired
+	Status      runnel.ApprovalStatus
 	RequestedAt time.Time
 	TimeoutAt   *time.Time
 	DecidedBy   string

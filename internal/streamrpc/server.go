@@ -23,6 +23,7 @@ import (
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
+	"github.com/runnel-ci/runnel"
 	"github.com/runnel-ci/runnel/internal/event"
 	"github.com/runnel-ci/runnel/internal/store"
 	"github.com/runnel-ci/runnel/internal/streampb"
@@ -167,7 +168,7 @@ func (s *Server) streamError(ctx context.Context, err, sent error, rpc, what str
 		return nil
 	}
 	switch {
-	case errors.Is(err, store.ErrNotFound):
+	case errors.Is(err, runnel.ErrNotFound):
 		return status.Errorf(codes.NotFound, "%s: not found", what)
 	case errors.Is(err, event.ErrTooSlow):
 		return status.Error(codes.ResourceExhausted, err.Error())
@@ -223,7 +224,7 @@ func (s *Server) authenticate(ctx context.Context) (*store.APIToken, error) {
 	}
 	sum := sha256.Sum256([]byte(tok))
 	t, err := s.tokens.TokenByHash(ctx, sum[:])
-	if errors.Is(err, store.ErrNotFound) || (err == nil && subtle.ConstantTimeCompare(t.Hash, sum[:]) != 1) {
+	if errors.Is(err, runnel.ErrNotFound) || (err == nil && subtle.ConstantTimeCompare(t.Hash, sum[:]) != 1) {
 		return nil, status.Error(codes.Unauthenticated, "metadata authorization: unknown or revoked API token")
 	}
 	if err != nil {

@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/runnel-ci/runnel"
 	"github.com/runnel-ci/runnel/internal/store"
 )
 
@@ -61,7 +62,7 @@ func benchRun(pipelineID string, jobs int, status string) *store.NewRun {
 	now := time.Now().UTC()
 	for i := range jobs {
 		j := &store.JobRun{ID: benchID("jr"), Key: fmt.Sprintf("build/j%d", i), Name: "j", Index: i,
-			Status: status, Attempt: 1, Request: []byte(`{"image":"golang:1.26","script":["go test ./..."]}`)}
+			Status: runnel.JobStatus(status), Attempt: 1, Request: []byte(`{"image":"golang:1.26","script":["go test ./..."]}`)}
 		if status == "queued" {
 			j.QueuedAt = &now
 		}

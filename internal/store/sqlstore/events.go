@@ -130,21 +130,21 @@ func (s *Store) emit(ctx context.Context, tx *sql.Tx, er *eventRun, typ string, 
 
 // runChange is the StatusChange of a run.
 func runChange(r *store.Run, prev string) *store.StatusChange {
-	return &store.StatusChange{Status: r.Status, Previous: prev, Reason: r.Reason,
+	return &store.StatusChange{Status: string(r.Status), Previous: prev, Reason: r.Reason,
 		StartedAt: r.StartedAt, EndedAt: r.EndedAt}
 }
 
 // jobChange is the StatusChange of a job run (status as events tell it).
 func jobChange(j *store.JobRun, prev string) *store.StatusChange {
 	return &store.StatusChange{JobRunID: j.ID, Key: j.Key, Name: j.Name, Stage: j.Stage,
-		Status: publicJobStatus(j.Status, j.Acked), Previous: prev, Attempt: j.Attempt, AgentID: j.AgentID,
+		Status: publicJobStatus(string(j.Status), j.Acked), Previous: prev, Attempt: j.Attempt, AgentID: j.AgentID,
 		Reason: j.Reason, StartedAt: j.StartedAt, EndedAt: j.EndedAt}
 }
 
 // stepChange is the StatusChange of a step run.
 func stepChange(jobRunID string, st *store.StepRun, prev string) *store.StatusChange {
 	return &store.StatusChange{JobRunID: jobRunID, StepRunID: st.ID, StepIndex: st.Index, Name: st.Name,
-		Status: st.Status, Previous: prev, Reason: st.Error, ExitCode: st.ExitCode,
+		Status: string(st.Status), Previous: prev, Reason: st.Error, ExitCode: st.ExitCode,
 		StartedAt: st.StartedAt, EndedAt: st.EndedAt}
 }
 

@@ -10,6 +10,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/runnel-ci/runnel"
 	"github.com/runnel-ci/runnel/internal/store"
 )
 
@@ -309,7 +310,7 @@ func (s *Store) UpdateStep(ctx context.Context, leaseID string, st *store.StepRu
 	}
 	err = s.writeTx(ctx, true, func(tx *sql.Tx) error {
 		var er *eventRun
-		if prevStatus != st.Status {
+		if runnel.StepStatus(prevStatus) != st.Status {
 			var err error
 			if er, err = s.lockEventRun(ctx, tx, runID); err != nil {
 				return err
@@ -332,12 +333,12 @@ func (s *Store) UpdateStep(ctx context.Context, leaseID string, st *store.StepRu
 		}
 		if er == nil {
 			// Changed since it was read: retried with the run locked.
-			prevStatus = cur.Status
+			prevStatus = string(cur.Status)
 			return errStepChanged
 		}
 		after := *st
 		after.Index, after.Name = cur.Index, cur.Name
-		return s.emitStatus(ctx, tx, er, store.EventStepStatus, stepChange(jobRunID, &after, cur.Status))
+		return s.emitStatus(ctx, tx, er, store.EventStepStatus, stepChange(jobRunID, &after, string(cur.Status)))
 	})
 	if errors.Is(err, errStepChanged) {
 		return s.UpdateStep(ctx, leaseID, st)

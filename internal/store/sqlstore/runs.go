@@ -10,6 +10,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/runnel-ci/runnel"
 	"github.com/runnel-ci/runnel/internal/store"
 )
 
@@ -574,11 +575,11 @@ func (t *runTx) Tree() (*store.RunTree, error) {
 	if err != nil {
 		return nil, fmt.Errorf("run %s: tree: %w", t.runID, err)
 	}
-	t.known[tree.Run.ID] = known{status: tree.Run.Status, ended: tree.Run.EndedAt != nil}
+	t.known[tree.Run.ID] = known{status: string(tree.Run.Status), ended: tree.Run.EndedAt != nil}
 	for _, j := range tree.Jobs {
-		t.known[j.ID] = known{status: j.Status, acked: j.Acked}
+		t.known[j.ID] = known{status: string(j.Status), acked: j.Acked}
 		for _, st := range tree.Steps[j.ID] {
-			t.known[st.ID] = known{status: st.Status, jobRunID: j.ID}
+			t.known[st.ID] = known{status: string(st.Status), jobRunID: j.ID}
 		}
 	}
 	return tree, nil
@@ -614,8 +615,8 @@ func (t *runTx) UpdateRun(r *store.Run) error {
 	}
 	// A status change, or the end time of a run whose final status was set
 	// before its last job ended (a stop).
-	t.known[r.ID] = known{status: r.Status, ended: r.EndedAt != nil}
-	if prev != r.Status || k.ended != (r.EndedAt != nil) {
+	t.known[r.ID] = known{status: string(r.Status), ended: r.EndedAt != nil}
+	if runnel.RunStatus(prev) != r.Status || k.ended != (r.EndedAt != nil) {
 		sc := runChange(r, prev)
 		if r.Status == "failed" {
 			if sc.SystemError, err = t.s.systemError(t.ctx, t.tx, r.ID); err != nil {
@@ -667,8 +668,8 @@ func (t *runTx) UpdateJob(j *store.JobRun) error {
 	if !ok {
 		return fmt.Errorf("%s: not a job of run %s: %w", op, t.runID, store.ErrNotFound)
 	}
-	t.known[c.ID] = known{status: c.Status, acked: c.Acked}
-	if prev := publicJobStatus(k.status, k.acked); prev != publicJobStatus(c.Status, c.Acked) {
+	t.known[c.ID] = known{status: string(c.Status), acked: c.Acked}
+	if prev := publicJobStatus(k.status, k.acked); prev != publicJobStatus(string(c.Status), c.Acked) {
 		if err := t.emit(store.EventJobStatus, jobChange(&c, prev)); err != nil {
 			return fmt.Errorf("%s: %w", op, err)
 		}
@@ -706,8 +707,8 @@ func (t *runTx) UpdateStep(st *store.StepRun) error {
 	if !ok {
 		return fmt.Errorf("%s: not a step of run %s: %w", op, t.runID, store.ErrNotFound)
 	}
-	t.known[st.ID] = known{status: st.Status, jobRunID: jobRunID}
-	if prev != st.Status {
+	t.known[st.ID] = known{status: string(st.Status), jobRunID: jobRunID}
+	if runnel.StepStatus(prev) != st.Status {
 		if err := t.emit(store.EventStepStatus, stepChange(jobRunID, st, prev)); err != nil {
 			return fmt.Errorf("%s: %w", op, err)
 		}

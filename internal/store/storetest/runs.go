@@ -8,6 +8,7 @@ import (
 	"sync"
 	"testing"
 
+	"github.com/runnel-ci/runnel"
 	"github.com/runnel-ci/runnel/internal/store"
 )
 
@@ -453,7 +454,7 @@ func testRunTx(t *testing.T, open func(t *testing.T) store.Store) {
 				if err != nil {
 					return err
 				}
-				tr.Run.Status = status
+				tr.Run.Status = runnel.RunStatus(status)
 				if started != nil {
 					tr.Run.StartedAt = ptr(at(*started))
 				}

@@ -13,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/runnel-ci/runnel"
 	"github.com/runnel-ci/runnel/internal/store"
 )
 
@@ -197,7 +198,7 @@ func (f *fx) setRunStatus(runID, status string) {
 		if err != nil {
 			return err
 		}
-		tr.Run.Status = status
+		tr.Run.Status = runnel.RunStatus(status)
 		return tx.UpdateRun(tr.Run)
 	})
 	if err != nil {

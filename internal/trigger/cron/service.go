@@ -218,7 +218,7 @@ func (s *Service) load(ctx context.Context, now time.Time, prev []*active) ([]*a
 		if st == nil || st.Schedule != def {
 			st, err = s.st.StartCronSchedule(ctx, &store.CronTick{PipelineID: e.PipelineID, ScheduleKey: e.Key,
 				Schedule: def, LastTick: now.UTC()})
-			if errors.Is(err, store.ErrNotFound) {
+			if errors.Is(err, runnel.ErrNotFound) {
 				continue // deleted meanwhile
 			}
 			if err != nil {
@@ -247,7 +247,7 @@ func (s *Service) pipelineSchedules(ctx context.Context, p *store.Pipeline) ([]E
 	if p.HeadVersion > 0 {
 		sv, err := s.st.GetSpec(ctx, p.ID, 0)
 		switch {
-		case errors.Is(err, store.ErrNotFound):
+		case errors.Is(err, runnel.ErrNotFound):
 		case err != nil:
 			return nil, err
 		default:
@@ -309,7 +309,7 @@ func (s *Service) fire(ctx context.Context, a *active, now time.Time) {
 	switch {
 	case ctx.Err() != nil:
 		return
-	case errors.Is(err, store.ErrNotFound) || errors.Is(err, store.ErrInvalid) || errors.Is(err, store.ErrConflict):
+	case errors.Is(err, runnel.ErrNotFound) || errors.Is(err, runnel.ErrInvalid) || errors.Is(err, runnel.ErrConflict):
 		// The pipeline cannot run this tick (no definition saved, variables
 		// it rejects…): trying again would fail the same way.
 		s.log.Warn("cron: tick not run", append(attrs, "err", err)...)
