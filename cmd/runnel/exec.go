@@ -127,7 +127,7 @@ func cmdExec(args []string, stdout, stderr io.Writer) int {
 	}
 
 	runID := "exec-" + randomHex(4)
-	trigger := runnel.Trigger{Type: "manual", Event: "manual", Actor: currentUser()}
+	trigger := runnel.Trigger{Type: runnel.TriggerManual, Event: runnel.TriggerManual, Actor: currentUser()}
 	repoURL := ""
 	if gi, ok := findGit(filepath.Dir(cfg.file)); ok {
 		trigger.Ref, trigger.Branch, trigger.Commit = gi.Ref, gi.Branch, gi.Commit

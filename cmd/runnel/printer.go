@@ -127,12 +127,12 @@ func (p *textPrinter) paint(c, s string) string {
 }
 
 func (p *textPrinter) statusColor(s string) string {
-	switch s {
-	case "success":
+	switch s { // a run's, a job's or a step's
+	case string(runnel.StepSuccess):
 		return cGreen
-	case "failed", "timeout":
+	case string(runnel.StepFailed), string(runnel.StepTimeout):
 		return cRed
-	case "cancelled", "partial", "skipped":
+	case string(runnel.StepCancelled), string(runnel.RunPartial), string(runnel.StepSkipped):
 		return cYellow
 	}
 	return cDim
@@ -155,7 +155,7 @@ func (p *textPrinter) Event(e engine.Event) {
 		}
 		msg := e.Message
 		if e.Level != engine.LevelInfo {
-			msg = p.paint(p.statusColor(map[string]string{engine.LevelError: "failed", engine.LevelWarn: "partial"}[e.Level]), msg)
+			msg = p.paint(p.statusColor(map[string]string{engine.LevelError: string(runnel.RunFailed), engine.LevelWarn: string(runnel.RunPartial)}[e.Level]), msg)
 		}
 		fmt.Fprintf(p.w, "%s %s\n", p.paint(cCyan, prefix), msg)
 	case engine.EventStep:
@@ -187,14 +187,14 @@ func (p *textPrinter) Event(e engine.Event) {
 }
 
 func symbol(status string) string {
-	switch status {
-	case "success":
+	switch status { // a run's, a job's or a step's
+	case string(runnel.StepSuccess):
 		return "✓"
-	case "failed", "timeout":
+	case string(runnel.StepFailed), string(runnel.StepTimeout):
 		return "✗"
-	case "skipped":
+	case string(runnel.StepSkipped):
 		return "○"
-	case "cancelled":
+	case string(runnel.StepCancelled):
 		return "⊘"
 	}
 	return "•"

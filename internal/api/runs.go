@@ -27,7 +27,8 @@ type controlBody struct {
 }
 
 // runStatuses are the PipelineRun statuses a list can filter by.
-var runStatuses = []string{"pending", "running", "success", "failed", "cancelled", "paused", "partial"}
+var runStatuses = []string{string(runnel.RunPending), string(runnel.RunRunning), string(runnel.RunSuccess), string(runnel.RunFailed),
+	string(runnel.RunCancelled), string(runnel.RunPaused), string(runnel.RunPartial)}
 
 func (s *Server) trigger(w http.ResponseWriter, r *http.Request) error {
 	if _, err := pathID(r, pipelineID); err != nil {
@@ -79,7 +80,7 @@ func (s *Server) trigger(w http.ResponseWriter, r *http.Request) error {
 		Variables:   vars,
 		TriggeredBy: subjectOr(r, b.TriggeredBy),
 		RequestID:   reqID,
-		TriggerType: "manual",
+		TriggerType: runnel.TriggerManual,
 	})
 	if err != nil {
 		if errors.Is(err, runnel.ErrInvalid) || errors.Is(err, runnel.ErrNotFound) || errors.Is(err, runnel.ErrConflict) {

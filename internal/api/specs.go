@@ -134,7 +134,7 @@ func (s *Server) specErrors(data []byte) (*spec.Pipeline, []specError) {
 func (s *Server) cronErrors(p *spec.Pipeline) []specError {
 	var out []specError
 	for i, t := range p.Triggers {
-		if t.Type != "cron" || t.Cron == "" {
+		if t.Type != runnel.TriggerCron || t.Cron == "" {
 			continue
 		}
 		path := fmt.Sprintf("triggers[%d].cron", i)

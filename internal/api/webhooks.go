@@ -152,7 +152,7 @@ func (s *Server) receiveWebhook(w http.ResponseWriter, r *http.Request) error {
 		// Derived from the delivery: replicas receiving the same delivery
 		// at once start one run.
 		RequestID:   "webhook:" + provider + ":" + deliveryID,
-		TriggerType: "event",
+		TriggerType: runnel.TriggerEvent,
 		Trigger:     &tc,
 	})
 	if err != nil {
@@ -255,7 +255,7 @@ func (s *Server) eventTriggers(ctx context.Context, pid string, t runnel.Trigger
 	if !s.gitBacked(p) && s.git.Extension == nil {
 		return s.headTriggers(ctx, pid)
 	}
-	t.Type = "event"
+	t.Type = runnel.TriggerEvent
 	rd, err := s.git.Definition(ctx, p, t, nil)
 	if err != nil {
 		return nil, "", nil // no filter: the run fails with the reason

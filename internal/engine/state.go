@@ -209,7 +209,7 @@ func (s *State) JobEnv(j *plan.Job) expr.Env {
 	if attempt == 0 {
 		attempt = 1
 	}
-	env.Job = expr.Job{Name: j.Base, Stage: j.Stage, Attempt: attempt, Status: "success"}
+	env.Job = expr.Job{Name: j.Base, Stage: j.Stage, Attempt: attempt, Status: string(runnel.JobSuccess)}
 	return env
 }
 

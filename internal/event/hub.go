@@ -9,6 +9,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/runnel-ci/runnel"
 	"github.com/runnel-ci/runnel/internal/bus"
 	"github.com/runnel-ci/runnel/internal/store"
 )
@@ -225,7 +226,7 @@ func RunOver(e *store.RunEvent) bool {
 		return false
 	}
 	switch sc.Status {
-	case "success", "failed", "cancelled", "partial":
+	case string(runnel.RunSuccess), string(runnel.RunFailed), string(runnel.RunCancelled), string(runnel.RunPartial):
 		return sc.EndedAt != nil
 	}
 	return false
@@ -278,14 +279,6 @@ func (h *Hub) learnJob(e *store.RunEvent, runID string) {
 	h.mu.Unlock()
 }
 
-// finalStep reports whether a step status is final.
-func finalStep(status string) bool {
-	switch status {
-	case "success", "failed", "cancelled", "timeout", "skipped":
-		return true
-	}
-	return false
-}
 
 // TailLogs implements Source. Agents store a step's lines before they
 // report its final status, so once the status read before a read of the
@@ -325,7 +318,7 @@ func (h *Hub) TailLogBatches(ctx context.Context, stepRunID string, fromSeq int6
 		if len(lines) == page {
 			continue
 		}
-		if finalStep(string(st.Status)) {
+		if st.Status.Terminal() {
 			return nil
 		}
 		if err := h.wait(ctx, wake); err != nil {

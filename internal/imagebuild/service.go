@@ -534,7 +534,7 @@ func (s *Service) TriggerBuild(ctx context.Context, req BuildRequest) (*Build, e
 		}
 		t.Commit = sha
 	}
-	return s.start(ctx, r, tc, t, "manual", req.By, req.RequestID)
+	return s.start(ctx, r, tc, t, runnel.TriggerManual, req.By, req.RequestID)
 }
 
 func setRef(t *runnel.Trigger, kind, name string) {
@@ -679,7 +679,7 @@ func (s *Service) Push(ctx context.Context, pipelineID string, ev *webhook.Event
 		bt := runnel.Trigger{Commit: t.Commit, Provider: t.Provider, Actor: t.Actor, Author: t.Author, Message: t.Message,
 			Before: t.Before, After: t.After, Event: t.Event}
 		setRef(&bt, kind, name)
-		b, err := s.start(ctx, r, tc, bt, "event", "webhook:"+provider,
+		b, err := s.start(ctx, r, tc, bt, runnel.TriggerEvent, "webhook:"+provider,
 			fmt.Sprintf("webhook:%s:%s:%d", provider, deliveryID, tc.ID))
 		if err != nil {
 			return nil, true, fmt.Errorf("build tag %s of %s/%s: %w", tc.DockerRepoTag, r.Namespace, r.Name, err)
@@ -751,16 +751,16 @@ const (
 // running → B, success and partial → S, failed → F, cancelled → C; a paused
 // run is B once started, W before.
 func StatusLetter(status string, started bool) string {
-	switch status {
-	case "running":
+	switch runnel.RunStatus(status) {
+	case runnel.RunRunning:
 		return StatusBuilding
-	case "success", "partial":
+	case runnel.RunSuccess, runnel.RunPartial:
 		return StatusSuccess
-	case "failed":
+	case runnel.RunFailed:
 		return StatusFailed
-	case "cancelled":
+	case runnel.RunCancelled:
 		return StatusCancelled
-	case "paused":
+	case runnel.RunPaused:
 		if started {
 			return StatusBuilding
 		}
@@ -783,7 +783,7 @@ func buildFrom(r *store.ImageRepository, tree *store.RunTree) *Build {
 	b := &Build{
 		ID: run.ID, PipelineID: run.PipelineID, RunNumber: run.Number, Repository: r,
 		CodeRepoType: v[VarCodeRepoType], CodeRepoTypeValue: v[VarCodeRepoValue], Commit: v[VarCommit],
-		CreatedBy: run.TriggeredBy, AutoCreated: run.TriggerType == "event" || run.TriggerType == "cron",
+		CreatedBy: run.TriggeredBy, AutoCreated: run.TriggerType == runnel.TriggerEvent || run.TriggerType == runnel.TriggerCron,
 		DockerRepoTag: v[VarTag], DockerRepoVersion: v[VarVersionTag], DockerfileLocation: v[VarDockerfileLoc],
 		BuildContextPath: v[VarContextPath], BuildCacheEnabled: v[VarCache] != "false",
 		RunStatus: string(run.Status), CreatedAt: run.CreatedAt, EndedAt: run.EndedAt,
@@ -796,7 +796,7 @@ func buildFrom(r *store.ImageRepository, tree *store.RunTree) *Build {
 	// agent took its job (a claim it acknowledged, or one that ended).
 	var started *time.Time
 	for _, j := range tree.Jobs {
-		if j.StartedAt != nil && (j.Acked || (j.Status != "running" && j.Status != "queued" && j.Status != "pending")) {
+		if j.StartedAt != nil && (j.Acked || (j.Status != runnel.JobRunning && j.Status != runnel.JobQueued && j.Status != runnel.JobPending)) {
 			if started == nil || j.StartedAt.Before(*started) {
 				started = j.StartedAt
 			}
@@ -804,8 +804,8 @@ func buildFrom(r *store.ImageRepository, tree *store.RunTree) *Build {
 	}
 	b.StartedAt = started
 	status := run.Status
-	if status == "running" && started == nil {
-		status = "pending"
+	if status == runnel.RunRunning && started == nil {
+		status = runnel.RunPending
 	}
 	b.Status = StatusLetter(string(status), started != nil)
 	total, at := 0, 0
@@ -820,10 +820,10 @@ func buildFrom(r *store.ImageRepository, tree *store.RunTree) *Build {
 		for _, st := range tree.Steps[j.ID] {
 			b.Steps = append(b.Steps, st)
 			total++
-			if st.Status != "pending" && st.Status != "queued" {
+			if st.Status != runnel.StepPending && st.Status != runnel.StepQueued {
 				at = total
 			}
-			if failure == "" && (st.Status == "failed" || st.Status == "timeout") {
+			if failure == "" && (st.Status == runnel.StepFailed || st.Status == runnel.StepTimeout) {
 				failure = st.Name + ": " + st.Error
 				if st.Error == "" {
 					failure = fmt.Sprintf("step %s failed", st.Name)
@@ -833,7 +833,7 @@ func buildFrom(r *store.ImageRepository, tree *store.RunTree) *Build {
 				}
 			}
 		}
-		if failure == "" && j.Status == "failed" && j.Reason != "" {
+		if failure == "" && j.Status == runnel.JobFailed && j.Reason != "" {
 			failure = j.Reason
 		}
 	}

@@ -40,10 +40,10 @@ func cancelGates(tx store.RunTx, runID, operator string, now time.Time) error {
 		return err
 	}
 	for _, a := range list {
-		if a.Status != "pending" {
+		if a.Status != runnel.ApprovalPending {
 			continue
 		}
-		a.Status, a.DecidedBy, a.DecidedAt, a.Comment = "cancelled", cmpOr(operator, "runnel"), &now, "the run was stopped"
+		a.Status, a.DecidedBy, a.DecidedAt, a.Comment = runnel.ApprovalCancelled, cmpOr(operator, "runnel"), &now, "the run was stopped"
 		if err := recordApproval(tx, EventApprovalCancelled, a, "approval_cancelled", a.DecidedBy, gateName(a)+" cancelled: the run was stopped", now); err != nil {
 			return err
 		}
@@ -141,7 +141,7 @@ func (s *Scheduler) checkGates(tx store.RunTx, runID string, stopped bool, gates
 		}
 		if i < 0 {
 			a := &store.Approval{ID: runnel.NewID("apr"), RunID: runID, Scope: g.scope, Target: g.target, Message: g.a.Message,
-				Approvers: g.a.Approvers, Status: "pending", RequestedAt: now}
+				Approvers: g.a.Approvers, Status: runnel.ApprovalPending, RequestedAt: now}
 			if d := time.Duration(g.a.Timeout); d > 0 {
 				t := now.Add(d)
 				a.TimeoutAt = &t
@@ -157,17 +157,17 @@ func (s *Scheduler) checkGates(tx store.RunTx, runID string, stopped bool, gates
 			i = len(*list) - 1
 		}
 		a := (*list)[i]
-		if a.Status == "pending" && a.TimeoutAt != nil && !now.Before(*a.TimeoutAt) {
-			a.Status, a.DecidedBy, a.DecidedAt = "expired", "runnel", &now
+		if a.Status == runnel.ApprovalPending && a.TimeoutAt != nil && !now.Before(*a.TimeoutAt) {
+			a.Status, a.DecidedBy, a.DecidedAt = runnel.ApprovalExpired, "runnel", &now
 			a.Comment = fmt.Sprintf("no decision within %s", a.TimeoutAt.Sub(a.RequestedAt).Round(time.Second))
 			if err := recordApproval(tx, EventApprovalExpired, a, "approval_expired", "runnel", gateName(a)+" expired: "+a.Comment, now); err != nil {
 				return gateVerdict{}, err
 			}
 		}
 		switch a.Status {
-		case "approved":
+		case runnel.ApprovalApproved:
 			continue
-		case "pending":
+		case runnel.ApprovalPending:
 			v := gateVerdict{waitFor: fmt.Sprintf("waiting for %s (requested %s)", gateName(a), a.RequestedAt.UTC().Format(time.RFC3339))}
 			if a.Message != "" {
 				v.waitFor += ": " + a.Message
@@ -176,9 +176,9 @@ func (s *Scheduler) checkGates(tx store.RunTx, runID string, stopped bool, gates
 				v.wakeAt = *a.TimeoutAt
 			}
 			return v, nil
-		case "expired":
+		case runnel.ApprovalExpired:
 			return gateVerdict{rejected: gateName(a) + " expired: " + a.Comment}, nil
-		case "cancelled":
+		case runnel.ApprovalCancelled:
 			return gateVerdict{rejected: gateName(a) + " was cancelled: " + a.Comment, cancel: true}, nil
 		default:
 			why := gateName(a) + " was rejected by " + a.DecidedBy
@@ -296,7 +296,7 @@ func (s *Scheduler) DecideApproval(ctx context.Context, id string, approve bool,
 		if !mayDecide(cur.Approvers, subject, role) {
 			return fmt.Errorf("approval %s: only %s may decide, not %s: %w", id, strings.Join(cur.Approvers, ", "), subject, runnel.ErrForbidden)
 		}
-		if cur.Status != "pending" {
+		if cur.Status != runnel.ApprovalPending {
 			by := ""
 			if cur.DecidedBy != "" {
 				by = " by " + cur.DecidedBy
@@ -307,7 +307,7 @@ func (s *Scheduler) DecideApproval(ctx context.Context, id string, approve bool,
 			return fmt.Errorf("approval %s: run %s is %s; its gates can no longer be decided: %w", id, tree.Run.ID, tree.Run.Status, runnel.ErrConflict)
 		}
 		if cur.TimeoutAt != nil && !now.Before(*cur.TimeoutAt) {
-			cur.Status, cur.DecidedBy, cur.DecidedAt = "expired", "runnel", &now
+			cur.Status, cur.DecidedBy, cur.DecidedAt = runnel.ApprovalExpired, "runnel", &now
 			cur.Comment = fmt.Sprintf("no decision within %s", cur.TimeoutAt.Sub(cur.RequestedAt).Round(time.Second))
 			expired = true
 			out = cur
@@ -315,9 +315,9 @@ func (s *Scheduler) DecideApproval(ctx context.Context, id string, approve bool,
 		}
 		cur.DecidedBy, cur.DecidedAt, cur.Comment = subject, &now, comment
 		typ, action := EventApprovalApproved, "approved"
-		cur.Status = "approved"
+		cur.Status = runnel.ApprovalApproved
 		if !approve {
-			typ, action, cur.Status = EventApprovalRejected, "rejected", "rejected"
+			typ, action, cur.Status = EventApprovalRejected, "rejected", runnel.ApprovalRejected
 		}
 		out = cur
 		return recordApproval(tx, typ, cur, action, subject, gateName(cur)+" "+action+optional(": ", comment), now)

@@ -186,7 +186,7 @@ func (s *Scheduler) Trigger(ctx context.Context, pipelineID string, req runnel.T
 		return nil, false, err
 	}
 	if req.TriggerType == "" {
-		req.TriggerType = "manual"
+		req.TriggerType = runnel.TriggerManual
 	}
 	runID := runnel.NewID("run")
 	run := &store.Run{

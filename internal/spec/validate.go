@@ -13,6 +13,7 @@ import (
 
 	"github.com/robfig/cron/v3"
 
+	"github.com/runnel-ci/runnel"
 	"github.com/runnel-ci/runnel/internal/expr"
 )
 
@@ -48,7 +49,7 @@ var (
 
 // Accepted enumerations.
 var (
-	TriggerTypes  = []string{"manual", "cron", "event"}
+	TriggerTypes  = []string{runnel.TriggerManual, runnel.TriggerCron, runnel.TriggerEvent}
 	TriggerEvents = []string{"push", "tag", "pull_request"}
 	NotifyOn      = []string{"success", "failure", "cancelled", "partial", "always"}
 )
@@ -240,7 +241,7 @@ func (v *validator) checkTriggers(declared []string) {
 				v.errorf(tp+".type", "unknown trigger type %q%s; accepted: %s", t.Type, didYouMean(t.Type, TriggerTypes), quoteList(TriggerTypes))
 			}
 		}
-		if t.Type == "cron" {
+		if t.Type == runnel.TriggerCron {
 			if t.Cron == "" {
 				v.errorf(tp, "a cron trigger needs cron: an expression such as \"0 4 * * *\"")
 			} else if _, err := ParseCron(t.Cron); err != nil {
@@ -259,7 +260,7 @@ func (v *validator) checkTriggers(declared []string) {
 				v.errorf(tp+".timezone", "timezone applies only to triggers of type cron")
 			}
 		}
-		if t.Type != "event" {
+		if t.Type != runnel.TriggerEvent {
 			if len(t.Events) > 0 || t.Branches != nil || t.Tags != nil || t.Paths != nil {
 				v.errorf(tp, "events, branches, tags and paths apply only to triggers of type event")
 			}

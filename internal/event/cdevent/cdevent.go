@@ -108,6 +108,7 @@ import (
 	"time"
 	"unicode"
 
+	"github.com/runnel-ci/runnel"
 	"github.com/runnel-ci/runnel/internal/store"
 )
 
@@ -157,14 +158,16 @@ func (c Config) RunURL(runID string) string {
 	return strings.TrimRight(c.APIBase, "/") + RunPath + url.PathEscape(runID)
 }
 
-var runStatuses = map[string]bool{ // status → final
-	"pending": false, "running": false, "paused": false,
-	"success": true, "failed": true, "cancelled": true, "partial": true,
+// runStatus and jobStatus tell whether a status of a run's or job's events
+// is final, and whether it is one at all.
+func runStatus(s string) (final, known bool) {
+	st := runnel.RunStatus(s)
+	return st.Terminal(), st.Known()
 }
 
-var jobStatuses = map[string]bool{ // status → final
-	"pending": false, "queued": false, "running": false,
-	"success": true, "failed": true, "cancelled": true, "skipped": true,
+func jobStatus(s string) (final, known bool) {
+	st := runnel.JobStatus(s)
+	return st.Terminal(), st.Known()
 }
 
 // Build returns the CDEvent for e as a CloudEvent, checked against the
@@ -228,15 +231,15 @@ type builder struct {
 	pipelineName string
 }
 
-func (b *builder) checkStatuses(known map[string]bool, kind string) (final, prevFinal bool, err error) {
-	final, ok := known[b.sc.Status]
+func (b *builder) checkStatuses(status func(string) (final, known bool), kind string) (final, prevFinal bool, err error) {
+	final, ok := status(b.sc.Status)
 	if !ok {
 		return false, false, fmt.Errorf("cdevent: %s: unknown %s status %q", b.what, kind, b.sc.Status)
 	}
 	if b.sc.Previous == "" {
 		return final, false, nil
 	}
-	prevFinal, ok = known[b.sc.Previous]
+	prevFinal, ok = status(b.sc.Previous)
 	if !ok {
 		return false, false, fmt.Errorf("cdevent: %s: unknown previous %s status %q", b.what, kind, b.sc.Previous)
 	}
@@ -251,7 +254,7 @@ func (b *builder) event(typ, subjectID string, c any) *cdEvent {
 
 func (b *builder) run() (*cdEvent, error) {
 	sc := b.sc
-	final, prevFinal, err := b.checkStatuses(runStatuses, "run")
+	final, prevFinal, err := b.checkStatuses(runStatus, "run")
 	if err != nil {
 		return nil, err
 	}
@@ -264,25 +267,25 @@ func (b *builder) run() (*cdEvent, error) {
 	}
 	c := &pipelineRunContent{PipelineName: name, URI: b.cfg.RunURL(b.e.RunID)}
 	switch {
-	case sc.Status == "pending" && sc.Previous == "":
+	case sc.Status == string(runnel.RunPending) && sc.Previous == "":
 		return b.event(TypePipelineRunQueued, b.e.RunID, c), nil
-	case sc.Status == "running" && (sc.Previous == "" || sc.Previous == "pending"):
+	case sc.Status == string(runnel.RunRunning) && (sc.Previous == "" || sc.Previous == string(runnel.RunPending)):
 		return b.event(TypePipelineRunStarted, b.e.RunID, c), nil
 	case final && !prevFinal:
-		switch sc.Status {
-		case "success":
+		switch runnel.RunStatus(sc.Status) {
+		case runnel.RunSuccess:
 			c.Outcome, c.Errors = OutcomeSuccess, sc.Reason
-		case "partial":
+		case runnel.RunPartial:
 			c.Outcome, c.Errors = OutcomeSuccess, PartialErrors
 			if sc.Reason != "" {
 				c.Errors += ": " + sc.Reason
 			}
-		case "failed":
+		case runnel.RunFailed:
 			c.Outcome, c.Errors = OutcomeFailure, sc.Reason
 			if sc.SystemError {
 				c.Outcome = OutcomeError
 			}
-		case "cancelled":
+		case runnel.RunCancelled:
 			c.Outcome, c.Errors = OutcomeCancel, sc.Reason
 		}
 		return b.event(TypePipelineRunFinished, b.e.RunID, c), nil
@@ -292,23 +295,24 @@ func (b *builder) run() (*cdEvent, error) {
 
 func (b *builder) job() (*cdEvent, error) {
 	sc := b.sc
-	final, _, err := b.checkStatuses(jobStatuses, "job")
+	final, _, err := b.checkStatuses(jobStatus, "job")
 	if err != nil {
 		return nil, err
 	}
+	st, prev := runnel.JobStatus(sc.Status), runnel.JobStatus(sc.Previous)
 	var outcome string
 	switch {
-	case sc.Status == "running" && sc.Previous != "running":
-	case sc.Previous == "running" && final && sc.Status != "skipped":
-		switch sc.Status {
-		case "success":
+	case st == runnel.JobRunning && prev != runnel.JobRunning:
+	case prev == runnel.JobRunning && final && st != runnel.JobSkipped:
+		switch st {
+		case runnel.JobSuccess:
 			outcome = OutcomeSuccess
-		case "failed":
+		case runnel.JobFailed:
 			outcome = OutcomeFailure
-		case "cancelled":
+		case runnel.JobCancelled:
 			outcome = OutcomeCancel
 		}
-	case sc.Previous == "running" && (sc.Status == "pending" || sc.Status == "queued"):
+	case prev == runnel.JobRunning && (st == runnel.JobPending || st == runnel.JobQueued):
 		// This attempt failed and the job is retried: pending until its
 		// retry delay passes, or queued at once.
 		outcome = OutcomeFailure

@@ -8,6 +8,7 @@ import (
 
 	"github.com/package-url/packageurl-go"
 
+	"github.com/runnel-ci/runnel"
 	"github.com/runnel-ci/runnel/internal/store"
 )
 
@@ -112,7 +113,7 @@ func BuildEvents(cfg Config, e *store.RunEvent, b ImageBuild) ([]*Event, error) 
 		return nil, err
 	}
 	bl := builder{cfg: cfg, e: e, sc: sc, what: what}
-	final, prevFinal, err := bl.checkStatuses(runStatuses, "run")
+	final, prevFinal, err := bl.checkStatuses(runStatus, "run")
 	if err != nil {
 		return nil, err
 	}
@@ -122,14 +123,14 @@ func BuildEvents(cfg Config, e *store.RunEvent, b ImageBuild) ([]*Event, error) 
 	}
 	var cds []*cdEvent
 	switch {
-	case sc.Status == "pending" && sc.Previous == "":
+	case sc.Status == string(runnel.RunPending) && sc.Previous == "":
 		cds = append(cds, event(TypeBuildQueued, buildIDSuffix, e.RunID, &buildContent{}))
-	case sc.Status == "running" && (sc.Previous == "" || sc.Previous == "pending"):
+	case sc.Status == string(runnel.RunRunning) && (sc.Previous == "" || sc.Previous == string(runnel.RunPending)):
 		cds = append(cds, event(TypeBuildStarted, buildIDSuffix, e.RunID, &buildContent{}))
 	case final && !prevFinal:
 		finished := &buildContent{}
 		cds = append(cds, event(TypeBuildFinished, buildIDSuffix, e.RunID, finished))
-		if (sc.Status != "success" && sc.Status != "partial") || b.Digest == "" {
+		if (sc.Status != string(runnel.RunSuccess) && sc.Status != string(runnel.RunPartial)) || b.Digest == "" {
 			break
 		}
 		if strings.Trim(b.Repository, "/") == "" {

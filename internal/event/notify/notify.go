@@ -24,14 +24,8 @@ import (
 	"time"
 	"unicode"
 	"unicode/utf8"
-)
 
-// Run statuses a notification is sent for (the final ones).
-const (
-	StatusSuccess   = "success"
-	StatusFailed    = "failed"
-	StatusCancelled = "cancelled"
-	StatusPartial   = "partial"
+	"github.com/runnel-ci/runnel"
 )
 
 // Matches reports whether a rule's on list covers a run's final status.
@@ -41,9 +35,8 @@ const (
 // statuses. A status that is not final (pending, running, paused, …) is
 // never matched.
 func Matches(on []string, status string) bool {
-	switch status {
-	case StatusSuccess, StatusFailed, StatusCancelled, StatusPartial:
-	default:
+	st := runnel.RunStatus(status)
+	if !st.Terminal() {
 		return false
 	}
 	for _, o := range on {
@@ -51,10 +44,10 @@ func Matches(on []string, status string) bool {
 		case "always":
 			return true
 		case "failure":
-			if status == StatusFailed {
+			if st == runnel.RunFailed {
 				return true
 			}
-		case StatusSuccess, StatusCancelled, StatusPartial:
+		case string(runnel.RunSuccess), string(runnel.RunCancelled), string(runnel.RunPartial):
 			if o == status {
 				return true
 			}
@@ -116,7 +109,7 @@ type Job struct {
 func (m *Message) failedJobs() []Job {
 	var out []Job
 	for _, j := range m.Jobs {
-		if j.Status == StatusFailed {
+		if j.Status == string(runnel.JobFailed) {
 			out = append(out, j)
 		}
 	}

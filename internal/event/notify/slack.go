@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"net/http"
 	"strings"
+
+	"github.com/runnel-ci/runnel"
 )
 
 // maxSlackJobs bounds how many failed jobs a Slack message lists.
@@ -39,10 +41,10 @@ type slackField struct {
 
 // slackColor is the attachment colour for a run status.
 func slackColor(status string) string {
-	switch status {
-	case StatusSuccess:
+	switch runnel.RunStatus(status) {
+	case runnel.RunSuccess:
 		return "good"
-	case StatusFailed:
+	case runnel.RunFailed:
 		return "danger"
 	default:
 		return "warning"

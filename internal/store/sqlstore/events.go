@@ -10,6 +10,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/runnel-ci/runnel"
 	"github.com/runnel-ci/runnel/internal/store"
 )
 
@@ -54,19 +55,13 @@ func (s *Store) lockEventRun(ctx context.Context, tx *sql.Tx, runID string) (*ev
 }
 
 // finalRun reports whether a run status is final.
-func finalRun(status string) bool {
-	switch status {
-	case "success", "failed", "cancelled", "partial":
-		return true
-	}
-	return false
-}
+func finalRun(status string) bool { return runnel.RunStatus(status).Terminal() }
 
 // publicJobStatus is a job's status as events tell it: a claim the agent has
 // not acknowledged yet may still go back to the queue, so it is "queued".
 func publicJobStatus(status string, acked bool) string {
-	if status == "running" && !acked {
-		return "queued"
+	if status == string(runnel.JobRunning) && !acked {
+		return string(runnel.JobQueued)
 	}
 	return status
 }
@@ -82,7 +77,7 @@ func (s *Store) outboxSinks(er *eventRun, typ string, sc *store.StatusChange) []
 			out = append(out, store.NotifySink)
 		}
 	case store.EventJobStatus:
-		cd = sc.Status != sc.Previous && (sc.Status == "running" || sc.Previous == "running")
+		cd = sc.Status != sc.Previous && (sc.Status == string(runnel.JobRunning) || sc.Previous == string(runnel.JobRunning))
 	}
 	if cd {
 		for _, sink := range append(slices.Clone(s.sinks), er.sinks...) {

@@ -275,7 +275,7 @@ func (s *Store) ExtendLease(ctx context.Context, jobRunID, leaseID string, d tim
 		if wasAcked {
 			return nil
 		}
-		return s.emitStatus(ctx, tx, er, store.EventJobStatus, jobChange(j, "queued"))
+		return s.emitStatus(ctx, tx, er, store.EventJobStatus, jobChange(j, string(runnel.JobQueued)))
 	})
 	if err != nil {
 		return time.Time{}, fmt.Errorf("%s: %w", op, err)

@@ -41,7 +41,7 @@ func (s *Store) CreateRun(ctx context.Context, nr *store.NewRun) (*store.Run, bo
 	op = fmt.Sprintf("create run %s of pipeline %s", run.ID, run.PipelineID)
 	now := s.nowUTC()
 	if run.Status == "" {
-		run.Status = "pending"
+		run.Status = runnel.RunPending
 	}
 	run.CreatedAt = orNow(run.CreatedAt, now)
 	vars, err := encodeJSON(op, run.Variables)
@@ -149,13 +149,13 @@ func (s *Store) CreateRun(ctx context.Context, nr *store.NewRun) (*store.Run, bo
 // status other than pending.
 func (s *Store) createRunEvents(ctx context.Context, tx *sql.Tx, er *eventRun, run *store.Run, nr *store.NewRun) error {
 	queued := *run
-	queued.Status, queued.Reason, queued.StartedAt, queued.EndedAt = "pending", "", nil, nil
+	queued.Status, queued.Reason, queued.StartedAt, queued.EndedAt = runnel.RunPending, "", nil, nil
 	if err := s.emitStatus(ctx, tx, er, store.EventRunStatus, runChange(&queued, "")); err != nil {
 		return err
 	}
-	if run.Status != "pending" {
-		sc := runChange(run, "pending")
-		if run.Status == "failed" {
+	if run.Status != runnel.RunPending {
+		sc := runChange(run, string(runnel.RunPending))
+		if run.Status == runnel.RunFailed {
 			sc.SystemError = !slices.ContainsFunc(nr.Jobs, func(j *store.JobRun) bool { return j.StartedAt != nil })
 		}
 		if err := s.emitStatus(ctx, tx, er, store.EventRunStatus, sc); err != nil {
@@ -163,8 +163,8 @@ func (s *Store) createRunEvents(ctx context.Context, tx *sql.Tx, er *eventRun, r
 		}
 	}
 	for _, j := range nr.Jobs {
-		if j.Status != "" && j.Status != "pending" {
-			if err := s.emitStatus(ctx, tx, er, store.EventJobStatus, jobChange(j, "pending")); err != nil {
+		if j.Status != "" && j.Status != runnel.JobPending {
+			if err := s.emitStatus(ctx, tx, er, store.EventJobStatus, jobChange(j, string(runnel.JobPending))); err != nil {
 				return err
 			}
 		}
@@ -190,7 +190,7 @@ func (s *Store) newRunRows(op string, run *store.Run, nr *store.NewRun, now time
 		c := *j
 		c.RunID = run.ID
 		if c.Status == "" {
-			c.Status = "pending"
+			c.Status = runnel.JobPending
 		}
 		row, err := jobRow(op, &c, now)
 		if err != nil {
@@ -212,7 +212,7 @@ func (s *Store) newRunRows(op string, run *store.Run, nr *store.NewRun, now time
 			}
 			status := st.Status
 			if status == "" {
-				status = "pending"
+				status = runnel.StepPending
 			}
 			steps = append(steps, []any{st.ID, jobID, st.Index, st.Name, st.Uses, st.Run, status,
 				nullInt(st.ExitCode), st.Error, nullMicros(st.StartedAt), nullMicros(st.EndedAt), int64(0)})
@@ -236,7 +236,7 @@ func jobRow(op string, j *store.JobRun, now time.Time) ([]any, error) {
 		return nil, err
 	}
 	queued := j.QueuedAt
-	if j.Status == "queued" && queued == nil {
+	if j.Status == runnel.JobQueued && queued == nil {
 		queued = &now
 	}
 	return []any{j.ID, j.RunID, j.Key, j.Name, j.Stage, j.StageIndex, j.Index, j.Status, j.Attempt,
@@ -618,7 +618,7 @@ func (t *runTx) UpdateRun(r *store.Run) error {
 	t.known[r.ID] = known{status: string(r.Status), ended: r.EndedAt != nil}
 	if runnel.RunStatus(prev) != r.Status || k.ended != (r.EndedAt != nil) {
 		sc := runChange(r, prev)
-		if r.Status == "failed" {
+		if r.Status == runnel.RunFailed {
 			if sc.SystemError, err = t.s.systemError(t.ctx, t.tx, r.ID); err != nil {
 				return fmt.Errorf("%s: %w", op, err)
 			}

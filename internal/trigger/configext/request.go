@@ -255,9 +255,9 @@ func newRepo(s Source) Repo {
 // droneEvent is the Drone event name of a Runnel trigger.
 func droneEvent(t runnel.Trigger) string {
 	switch {
-	case t.Type == "cron" || t.Event == "cron":
+	case t.Type == runnel.TriggerCron || t.Event == runnel.TriggerCron:
 		return EventCron
-	case t.Type == "manual" || t.Event == "manual":
+	case t.Type == runnel.TriggerManual || t.Event == runnel.TriggerManual:
 		return EventCustom
 	}
 	switch t.Event {

@@ -6,6 +6,7 @@ import (
 	"strconv"
 	"time"
 
+	"github.com/runnel-ci/runnel"
 	"github.com/runnel-ci/runnel/internal/spec"
 	"github.com/runnel-ci/runnel/internal/store"
 )
@@ -66,7 +67,7 @@ func PipelineSchedules(p *store.Pipeline, triggers []spec.Trigger) (entries []En
 		entries = append(entries, Entry{PipelineID: p.ID, Key: key, Schedule: s, Variables: vars})
 	}
 	for i, t := range triggers {
-		if t.Type == "cron" && t.Cron != "" {
+		if t.Type == runnel.TriggerCron && t.Cron != "" {
 			add(strconv.Itoa(i), t.Cron, t.Timezone, t.Variables)
 		}
 	}

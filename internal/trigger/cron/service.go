@@ -303,8 +303,8 @@ func (s *Service) fire(ctx context.Context, a *active, now time.Time) {
 		Variables:   a.Variables,
 		TriggeredBy: "cron",
 		RequestID:   RequestID(a.PipelineID, a.Key, tick),
-		TriggerType: "cron",
-		Trigger:     &runnel.Trigger{Type: "cron", Event: "cron", Actor: "cron"},
+		TriggerType: runnel.TriggerCron,
+		Trigger:     &runnel.Trigger{Type: runnel.TriggerCron, Event: runnel.TriggerCron, Actor: "cron"},
 	})
 	switch {
 	case ctx.Err() != nil:

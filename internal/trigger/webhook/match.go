@@ -9,12 +9,13 @@ import (
 
 	"github.com/bmatcuk/doublestar/v4"
 
+	"github.com/runnel-ci/runnel"
 	"github.com/runnel-ci/runnel/internal/spec"
 )
 
 // matchAll is the trigger a definition without event triggers gets: every
 // push, tag and pull request.
-var matchAll = spec.Trigger{Type: "event"}
+var matchAll = spec.Trigger{Type: runnel.TriggerEvent}
 
 // Match returns the first `type: event` trigger of triggers that ev
 // satisfies, or nil and a reason naming, for every event trigger, why not.
@@ -45,7 +46,7 @@ func Match(triggers []spec.Trigger, ev *Event) (matched *spec.Trigger, reason st
 	var reasons []string
 	for i := range triggers {
 		t := &triggers[i]
-		if t.Type != "event" {
+		if t.Type != runnel.TriggerEvent {
 			continue
 		}
 		why := matchOne(t, ev)
