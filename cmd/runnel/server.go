@@ -634,6 +634,9 @@ func startServer(parent context.Context, cfg serverConfig, stdout, stderr io.Wri
 	return &server{Addr: addr, GRPCAddr: grpcAddr, st: st, bucket: bucket, group: g, stop: cancel}, nil
 }
 
+// The artifact service is the storage the scheduler binds claimed jobs to.
+var _ scheduler.StorageBinder = (*artifact.Service)(nil)
+
 // redactURL hides a password in a URL's user info for the log.
 func redactURL(raw string) string {
 	u, err := url.Parse(raw)

@@ -33,7 +33,6 @@ import (
 	"github.com/runnel-ci/runnel/internal/gitdef"
 	"github.com/runnel-ci/runnel/internal/spec"
 	"github.com/runnel-ci/runnel/internal/store"
-	"github.com/runnel-ci/runnel/internal/web"
 )
 
 // Config is what the API needs. Store and Runs are required.
@@ -81,7 +80,7 @@ type Config struct {
 	// /v1/builds and /api/v1/image-…); nil: those routes answer 503.
 	Images ImageService
 	// UI serves the web UI on every GET path outside the API (see
-	// web.IsUIPath); nil: none.
+	// isUIPath); nil: none.
 	UI http.Handler
 }
 
@@ -507,7 +506,7 @@ func (s *Server) outer(mux *http.ServeMux) http.Handler {
 			return
 		}
 		if _, pattern := mux.Handler(r); pattern == "" {
-			if s.ui != nil && web.IsUIPath(r.URL.Path) {
+			if s.ui != nil && isUIPath(r.URL.Path) {
 				s.ui.ServeHTTP(rec, r)
 				return
 			}
@@ -650,4 +649,15 @@ func (s *Server) readyz(w http.ResponseWriter, r *http.Request) error {
 	}
 	s.ok(w, http.StatusOK, map[string]string{"status": "ready"})
 	return nil
+}
+
+// isUIPath says whether a path belongs to the UI rather than to the API: the
+// API owns /api/, /v1/ and the health probes, and the UI everything else.
+func isUIPath(p string) bool {
+	for _, prefix := range []string{"/api/", "/v1/"} {
+		if strings.HasPrefix(p, prefix) || p == strings.TrimSuffix(prefix, "/") {
+			return false
+		}
+	}
+	return p != "/healthz" && p != "/readyz"
 }

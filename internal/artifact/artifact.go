@@ -40,8 +40,8 @@ import (
 
 	"github.com/runnel-ci/runnel"
 	"github.com/runnel-ci/runnel/internal/action"
-	"github.com/runnel-ci/runnel/internal/scheduler"
 	"github.com/runnel-ci/runnel/internal/store"
+	"github.com/runnel-ci/runnel/internal/worker"
 )
 
 // Store is what the service needs of the database (store.Store has it).
@@ -188,12 +188,10 @@ func OpenBucket(ctx context.Context, rawURL string) (*blob.Bucket, error) {
 	return b, nil
 }
 
-// Bind gives a claimed job its storage (scheduler.StorageBinder).
-func (s *Service) Bind(job scheduler.JobRef) action.Storage {
+// Bind gives a claimed job its storage (the scheduler's StorageBinder).
+func (s *Service) Bind(job worker.JobRef) action.Storage {
 	return &jobStorage{s: s, job: job}
 }
-
-var _ scheduler.StorageBinder = (*Service)(nil)
 
 // ListArtifacts lists a run's artifacts by name (empty for an unknown run).
 func (s *Service) ListArtifacts(ctx context.Context, runID string) ([]*store.Artifact, error) {
@@ -231,7 +229,7 @@ func (s *Service) open(ctx context.Context, key string, size int64, sum string) 
 // jobStorage is action.Storage for one claimed job.
 type jobStorage struct {
 	s   *Service
-	job scheduler.JobRef
+	job worker.JobRef
 }
 
 // UploadArtifact stores the run's artifact name from r.

@@ -20,9 +20,9 @@ import (
 
 	"github.com/runnel-ci/runnel"
 	"github.com/runnel-ci/runnel/internal/action"
-	"github.com/runnel-ci/runnel/internal/scheduler"
 	"github.com/runnel-ci/runnel/internal/store"
 	"github.com/runnel-ci/runnel/internal/store/sqlstore"
+	"github.com/runnel-ci/runnel/internal/worker"
 )
 
 // clock is a settable clock for the service; the store keeps real time
@@ -58,7 +58,7 @@ type fx struct {
 	run    *store.Run
 	// jobs are the run's two job runs, claimed: refs[i] holds their leases.
 	jobs []*store.JobRun
-	refs []scheduler.JobRef
+	refs []worker.JobRef
 }
 
 func newFx(t *testing.T, tweak func(*Options)) *fx {
@@ -97,7 +97,7 @@ func (f *fx) pipeline(name string) *store.Pipeline {
 
 // claimedRun creates a run of the pipeline with one queued job per key and
 // claims them all.
-func (f *fx) claimedRun(pipelineID string, keys ...string) (*store.Run, []*store.JobRun, []scheduler.JobRef) {
+func (f *fx) claimedRun(pipelineID string, keys ...string) (*store.Run, []*store.JobRun, []worker.JobRef) {
 	f.t.Helper()
 	now := time.Now().UTC()
 	run := &store.Run{ID: runnel.NewID("run"), PipelineID: pipelineID, Status: "running", CreatedAt: now}
@@ -112,21 +112,21 @@ func (f *fx) claimedRun(pipelineID string, keys ...string) (*store.Run, []*store
 		f.t.Fatalf("CreateRun: %v", err)
 	}
 	var jobs []*store.JobRun
-	var refs []scheduler.JobRef
+	var refs []worker.JobRef
 	for range keys {
 		j, err := f.st.ClaimJob(f.ctx, "agent", []string{""}, time.Hour)
 		if err != nil {
 			f.t.Fatalf("ClaimJob: %v", err)
 		}
 		jobs = append(jobs, j)
-		refs = append(refs, scheduler.JobRef{PipelineID: pipelineID, RunID: run.ID, JobRunID: j.ID, JobKey: j.Key, LeaseID: j.LeaseID})
+		refs = append(refs, worker.JobRef{PipelineID: pipelineID, RunID: run.ID, JobRunID: j.ID, JobKey: j.Key, LeaseID: j.LeaseID})
 	}
 	return run, jobs, refs
 }
 
 // reclaim takes a job back and claims it again: a later attempt, with a new
 // lease.
-func (f *fx) reclaim(ref scheduler.JobRef) scheduler.JobRef {
+func (f *fx) reclaim(ref worker.JobRef) worker.JobRef {
 	f.t.Helper()
 	err := f.st.UpdateRunTx(f.ctx, ref.RunID, func(tx store.RunTx) error {
 		tr, err := tx.Tree()

@@ -14,6 +14,7 @@ import (
 	"github.com/runnel-ci/runnel/internal/action"
 	"github.com/runnel-ci/runnel/internal/engine"
 	"github.com/runnel-ci/runnel/internal/store"
+	"github.com/runnel-ci/runnel/internal/worker"
 )
 
 // Claim is a job handed to an agent under a lease.
@@ -553,5 +554,5 @@ func (s *Scheduler) Storage(c *Claim) action.Storage {
 	if s.storage == nil {
 		return nil
 	}
-	return s.storage.Bind(JobRef{PipelineID: c.PipelineID, RunID: c.Job.RunID, JobRunID: c.Job.ID, JobKey: c.Job.Key, LeaseID: c.Job.LeaseID})
+	return s.storage.Bind(worker.JobRef{PipelineID: c.PipelineID, RunID: c.Job.RunID, JobRunID: c.Job.ID, JobKey: c.Job.Key, LeaseID: c.Job.LeaseID})
 }

@@ -25,6 +25,7 @@ import (
 	"github.com/runnel-ci/runnel/internal/plan"
 	"github.com/runnel-ci/runnel/internal/spec"
 	"github.com/runnel-ci/runnel/internal/store"
+	"github.com/runnel-ci/runnel/internal/worker"
 )
 
 // Defaults.
@@ -76,18 +77,7 @@ type DefinitionSource interface {
 // StorageBinder gives a claimed job its artifact and cache storage
 // (artifact.Service implements it).
 type StorageBinder interface {
-	Bind(job JobRef) action.Storage
-}
-
-// JobRef names a claimed job for storage: writes check that LeaseID still
-// holds the job run.
-type JobRef struct {
-	PipelineID string
-	RunID      string
-	JobRunID   string
-	// JobKey is the plan's job id ("stage/job[k=v]"), the same across attempts.
-	JobKey  string
-	LeaseID string
+	Bind(job worker.JobRef) action.Storage
 }
 
 // SecretSource resolves secret values and credentials (secret.Resolver

@@ -178,14 +178,3 @@ func acceptsGzip(r *http.Request) bool {
 	}
 	return false
 }
-
-// IsUIPath says whether a path belongs to the UI rather than to the API: the
-// API owns /api/, /v1/ and the health probes, and the UI everything else.
-func IsUIPath(p string) bool {
-	for _, prefix := range []string{"/api/", "/v1/"} {
-		if strings.HasPrefix(p, prefix) || p == strings.TrimSuffix(prefix, "/") {
-			return false
-		}
-	}
-	return p != "/healthz" && p != "/readyz"
-}

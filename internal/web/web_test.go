@@ -139,15 +139,3 @@ func TestNoInlineScriptOrStyle(t *testing.T) {
 		}
 	}
 }
-
-func TestIsUIPath(t *testing.T) {
-	for path, want := range map[string]bool{
-		"/": true, "/pipelines": true, "/runs/run_1": true, "/assets/app.js": true, "/apix": true, "/v1x": true,
-		"/api/v1/pipelines": false, "/api": false, "/api/": false, "/v1/builds": false, "/v1": false,
-		"/healthz": false, "/readyz": false,
-	} {
-		if got := IsUIPath(path); got != want {
-			t.Errorf("IsUIPath(%q) = %v, want %v", path, got, want)
-		}
-	}
-}
