@@ -161,6 +161,18 @@ type TriggerRequest struct {
 	Trigger *Trigger
 }
 
+// Credential is a source-code credential opened for one job (or one read of
+// a repository): Secret is the access token, or the SSH private key for kind
+// ssh. It never leaves the process that opened it unmasked: see
+// docs/security.md.
+type Credential struct {
+	ID       string
+	Kind     string // github gitlab gitea bitbucket basic ssh
+	Host     string
+	Username string
+	Secret   string
+}
+
 // NewID returns a random identifier with a prefix: prefix_ and 20 lower-case
 // base32 characters (100 bits), e.g. run_7dq2…. Every id Runnel makes has
 // this form.

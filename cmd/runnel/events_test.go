@@ -323,6 +323,17 @@ func TestLiveStreams(t *testing.T) {
 		}
 	}
 	msgs = ws.wait("the run's end", 30*time.Second, func(m []wsMsg) bool { return has(m, "status", "end", "runId", runID) })
+	// The pipeline watch follows the replica's feed of every event, which
+	// may deliver the last ones a moment after the run's own stream ended.
+	msgs = ws.wait("the pipeline watch's last event", 30*time.Second, func(m []wsMsg) bool {
+		n := 0
+		for _, x := range m {
+			if x.Channel == "status" && strings.Contains(x.Type, ".") && x.Params["runId"] != runID && x.Data["runId"] == runID {
+				n++
+			}
+		}
+		return n >= len(gRun)
+	})
 	var wsLive, wsRun []string
 	for _, m := range msgs {
 		if m.Channel != "status" || !strings.Contains(m.Type, ".") {

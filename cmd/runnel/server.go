@@ -303,7 +303,7 @@ func sweepDeliveries(ctx context.Context, st store.Store, retention time.Duratio
 // pipelineCredential opens the credential a pipeline names for its
 // repository, if the pipeline's project may use it.
 func pipelineCredential(r secret.Resolver, haveKeys bool) gitdef.CredentialOpener {
-	return func(ctx context.Context, pipelineID, id string) (*action.Credential, error) {
+	return func(ctx context.Context, pipelineID, id string) (*runnel.Credential, error) {
 		if !haveKeys {
 			return nil, fmt.Errorf("credential %s: this server has no secrets key to open it with (see docs/security.md)", id)
 		}

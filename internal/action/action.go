@@ -8,6 +8,7 @@ import (
 	"sort"
 	"sync"
 
+	"github.com/runnel-ci/runnel"
 	"github.com/runnel-ci/runnel/internal/spec"
 )
 
@@ -20,17 +21,7 @@ type Call struct {
 	// map[string]any.
 	Args map[string]any
 	// Credentials the job may use, by id (those its definition names).
-	Credentials map[string]Credential
-}
-
-// Credential is a source-code credential opened for one job: Secret is the
-// access token, or the SSH private key for kind ssh.
-type Credential struct {
-	ID       string
-	Kind     string // github gitlab gitea bitbucket basic ssh
-	Host     string
-	Username string
-	Secret   string
+	Credentials map[string]runnel.Credential
 }
 
 // Exec is what a backend runs for an action call.

@@ -26,12 +26,13 @@ import (
 	"github.com/google/go-containerregistry/pkg/v1/remote"
 	"github.com/moby/moby/client"
 
+	"github.com/runnel-ci/runnel"
 	"github.com/runnel-ci/runnel/internal/testdocker"
 	"github.com/runnel-ci/runnel/internal/workspace"
 )
 
 func TestDockerBuildArgs(t *testing.T) {
-	creds := map[string]Credential{
+	creds := map[string]runnel.Credential{
 		"cred_ghcr":   {ID: "cred_ghcr", Kind: "basic", Host: "ghcr.io", Username: "u", Secret: "s"},
 		"cred_nohost": {ID: "cred_nohost", Kind: "basic", Username: "u", Secret: "s"},
 		"cred_ssh":    {ID: "cred_ssh", Kind: "ssh", Secret: "KEY"},
@@ -113,7 +114,7 @@ func TestDockerBuildNormalisedTags(t *testing.T) {
 		t.Errorf("tags %v inContext %q; want docker.io/library/app:latest and a Dockerfile outside the context", p.tags, p.inContext)
 	}
 	// A credential for a host without a port is good for every port of it.
-	creds := map[string]Credential{"c": {Kind: "basic", Host: "127.0.0.1", Username: "u", Secret: "s"}}
+	creds := map[string]runnel.Credential{"c": {Kind: "basic", Host: "127.0.0.1", Username: "u", Secret: "s"}}
 	p, err = DockerBuild{}.plan(Call{Args: map[string]any{"tags": "app", "registry": "127.0.0.1:5000", "push": true, "credential": "c"}, Credentials: creds})
 	if err != nil {
 		t.Fatal(err)
@@ -164,7 +165,7 @@ func (e *dockerBuildEnv) write(files map[string]string) {
 }
 
 // run runs the action; the images it built are removed when the test ends.
-func (e *dockerBuildEnv) run(args map[string]any, creds map[string]Credential) (map[string]string, error) {
+func (e *dockerBuildEnv) run(args map[string]any, creds map[string]runnel.Credential) (map[string]string, error) {
 	e.t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
@@ -173,7 +174,7 @@ func (e *dockerBuildEnv) run(args map[string]any, creds map[string]Credential) (
 
 // runCtx runs the action with ctx, calling onLine (when not nil) with each
 // log line.
-func (e *dockerBuildEnv) runCtx(ctx context.Context, args map[string]any, creds map[string]Credential, onLine func(string)) (map[string]string, error) {
+func (e *dockerBuildEnv) runCtx(ctx context.Context, args map[string]any, creds map[string]runnel.Credential, onLine func(string)) (map[string]string, error) {
 	e.t.Helper()
 	e.mu.Lock()
 	e.log = nil
@@ -321,7 +322,7 @@ func TestDockerBuildPush(t *testing.T) {
 	reg := newBasicAuthRegistry(t, false)
 	e.write(dockerBuildFiles)
 	repo := "runnel-docker-build-" + randomName(t)
-	creds := map[string]Credential{
+	creds := map[string]runnel.Credential{
 		// A host without a port: good for every port of it.
 		"cred_reg": {ID: "cred_reg", Kind: "basic", Host: "127.0.0.1", Username: reg.user, Secret: reg.pass},
 		"cred_bad": {ID: "cred_bad", Kind: "basic", Host: reg.host, Username: reg.user, Secret: "wrong"},

@@ -11,6 +11,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/runnel-ci/runnel"
 	"github.com/runnel-ci/runnel/internal/backend"
 )
 
@@ -338,15 +339,15 @@ func TestGitCheckoutCredential(t *testing.T) {
 	defer srv.Close()
 	host := strings.TrimPrefix(srv.URL, "http://")
 	url := srv.URL + "/repo.git"
-	cred := Credential{ID: "cred_test0000000", Kind: "basic", Host: host, Username: "bot", Secret: token}
+	cred := runnel.Credential{ID: "cred_test0000000", Kind: "basic", Host: host, Username: "bot", Secret: token}
 
 	res, out := r.run(GitCheckout{}, map[string]any{"repo": url, "path": "anon"}, nil)
 	if res.ExitCode == 0 {
 		t.Fatalf("fetch without a credential should fail:\n%s", out)
 	}
-	run := func(c Credential, path string) (backend.Result, string) {
+	run := func(c runnel.Credential, path string) (backend.Result, string) {
 		ex, err := GitCheckout{}.Prepare(Call{Args: map[string]any{"repo": url, "path": path, "credential": c.ID},
-			Credentials: map[string]Credential{c.ID: c}})
+			Credentials: map[string]runnel.Credential{c.ID: c}})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -368,14 +369,14 @@ func TestGitCheckoutCredential(t *testing.T) {
 	other := cred
 	other.Host = "git.elsewhere.invalid"
 	if _, err := (GitCheckout{}).Prepare(Call{Args: map[string]any{"repo": url, "credential": other.ID},
-		Credentials: map[string]Credential{other.ID: other}}); err == nil || !strings.Contains(err.Error(), "is for git.elsewhere.invalid, but the repository is on") {
+		Credentials: map[string]runnel.Credential{other.ID: other}}); err == nil || !strings.Contains(err.Error(), "is for git.elsewhere.invalid, but the repository is on") {
 		t.Errorf("a credential for another host: %v", err)
 	}
 	// A token is not sent over plain http:// except to this machine.
 	remote := cred
 	remote.Host = "git.example.com"
 	if _, err := (GitCheckout{}).Prepare(Call{Args: map[string]any{"repo": "http://git.example.com/r.git", "credential": remote.ID},
-		Credentials: map[string]Credential{remote.ID: remote}}); err == nil || !strings.Contains(err.Error(), "plain http://") {
+		Credentials: map[string]runnel.Credential{remote.ID: remote}}); err == nil || !strings.Contains(err.Error(), "plain http://") {
 		t.Errorf("a token over plain http: %v", err)
 	}
 	for repo, want := range map[string]string{"ssh://git@h.example:2222/x.git": "h.example:2222", "git@h.example:team/x.git": "h.example",
@@ -400,10 +401,10 @@ func TestGitCheckoutCredential(t *testing.T) {
 	if err := os.WriteFile(filepath.Join(bin, "ssh"), []byte(fakeSSH), 0o755); err != nil {
 		t.Fatal(err)
 	}
-	sshCred := Credential{ID: "cred_ssh00000000", Kind: "ssh", Username: "git",
+	sshCred := runnel.Credential{ID: "cred_ssh00000000", Kind: "ssh", Username: "git",
 		Secret: "-----BEGIN OPENSSH PRIVATE KEY-----\nTESTKEYMATERIAL\n-----END OPENSSH PRIVATE KEY-----\n"}
 	ex, err := GitCheckout{}.Prepare(Call{Args: map[string]any{"repo": "ssh://git@localhost" + repo.bare, "path": "ssh", "credential": sshCred.ID},
-		Credentials: map[string]Credential{sshCred.ID: sshCred}})
+		Credentials: map[string]runnel.Credential{sshCred.ID: sshCred}})
 	if err != nil {
 		t.Fatal(err)
 	}

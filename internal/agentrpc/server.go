@@ -22,7 +22,6 @@ import (
 	"google.golang.org/grpc/status"
 
 	"github.com/runnel-ci/runnel"
-	"github.com/runnel-ci/runnel/internal/action"
 	"github.com/runnel-ci/runnel/internal/agentpb"
 	"github.com/runnel-ci/runnel/internal/engine"
 	"github.com/runnel-ci/runnel/internal/scheduler"
@@ -644,7 +643,7 @@ func resultToPB(r engine.JobResult) *agentpb.JobResult {
 	return p
 }
 
-func credentialsToPB(m map[string]action.Credential) map[string]*agentpb.Credential {
+func credentialsToPB(m map[string]runnel.Credential) map[string]*agentpb.Credential {
 	if len(m) == 0 {
 		return nil
 	}
@@ -655,13 +654,13 @@ func credentialsToPB(m map[string]action.Credential) map[string]*agentpb.Credent
 	return out
 }
 
-func credentialsFromPB(m map[string]*agentpb.Credential) map[string]action.Credential {
+func credentialsFromPB(m map[string]*agentpb.Credential) map[string]runnel.Credential {
 	if len(m) == 0 {
 		return nil
 	}
-	out := make(map[string]action.Credential, len(m))
+	out := make(map[string]runnel.Credential, len(m))
 	for id, c := range m {
-		out[id] = action.Credential{ID: c.GetId(), Kind: c.GetKind(), Host: c.GetHost(), Username: c.GetUsername(), Secret: c.GetSecret()}
+		out[id] = runnel.Credential{ID: c.GetId(), Kind: c.GetKind(), Host: c.GetHost(), Username: c.GetUsername(), Secret: c.GetSecret()}
 	}
 	return out
 }

@@ -16,8 +16,8 @@ import (
 	"gocloud.dev/blob"
 
 	"github.com/runnel-ci/runnel/internal/artifact"
-	"github.com/runnel-ci/runnel/internal/scheduler"
 	"github.com/runnel-ci/runnel/internal/store"
+	"github.com/runnel-ci/runnel/internal/worker"
 )
 
 // artifactEnv is an API server with a real artifact service (SQLite and a
@@ -47,7 +47,7 @@ func newArtifactEnv(t *testing.T) *artifactEnv {
 
 // claimedRun creates a run of a new pipeline with one claimed job per key
 // and returns the run id and the jobs' storage.
-func (e *artifactEnv) claimedRun(pipelineName string, keys ...string) (string, []scheduler.JobRef) {
+func (e *artifactEnv) claimedRun(pipelineName string, keys ...string) (string, []worker.JobRef) {
 	e.t.Helper()
 	ctx := context.Background()
 	pid := e.createPipeline(pipelineName, nil)
@@ -61,18 +61,18 @@ func (e *artifactEnv) claimedRun(pipelineName string, keys ...string) (string, [
 	if _, _, err := e.st.CreateRun(ctx, nr); err != nil {
 		e.t.Fatalf("CreateRun: %v", err)
 	}
-	var refs []scheduler.JobRef
+	var refs []worker.JobRef
 	for range keys {
 		j, err := e.st.ClaimJob(ctx, "agent-1", []string{""}, time.Hour)
 		if err != nil {
 			e.t.Fatalf("ClaimJob: %v", err)
 		}
-		refs = append(refs, scheduler.JobRef{PipelineID: pid, RunID: runID, JobRunID: j.ID, JobKey: j.Key, LeaseID: j.LeaseID})
+		refs = append(refs, worker.JobRef{PipelineID: pid, RunID: runID, JobRunID: j.ID, JobKey: j.Key, LeaseID: j.LeaseID})
 	}
 	return runID, refs
 }
 
-func (e *artifactEnv) upload(ref scheduler.JobRef, name string, data []byte) {
+func (e *artifactEnv) upload(ref worker.JobRef, name string, data []byte) {
 	e.t.Helper()
 	if _, err := e.svc.Bind(ref).UploadArtifact(context.Background(), name, bytes.NewReader(data)); err != nil {
 		e.t.Fatalf("UploadArtifact %s: %v", name, err)

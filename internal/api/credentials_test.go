@@ -19,6 +19,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/runnel-ci/runnel"
 	"github.com/runnel-ci/runnel/internal/action"
 	"github.com/runnel-ci/runnel/internal/scheduler"
 	"github.com/runnel-ci/runnel/internal/secret"
@@ -573,7 +574,7 @@ func TestCredentialsReachOnlyTheirProject(t *testing.T) {
 	}
 
 	a := claim(pA)
-	want := map[string]action.Credential{
+	want := map[string]runnel.Credential{
 		credA:   {ID: credA, Kind: "gitlab", Host: "git.example.com", Username: "oauth2", Secret: tokA},
 		credAll: {ID: credAll, Kind: "github", Host: "git.example.com", Username: "x-access-token", Secret: tokAll},
 	}

@@ -76,7 +76,7 @@ type JobRequest struct {
 
 	// Credentials the job may use, by id (opened by the scheduler at claim
 	// time; never serialised with the request).
-	Credentials map[string]action.Credential
+	Credentials map[string]runnel.Credential
 	// Storage keeps the run's artifacts and the pipeline's caches (bound to
 	// the claim by the agent; never serialised). nil: none.
 	Storage action.Storage

@@ -26,7 +26,7 @@ import (
 	gitssh "github.com/go-git/go-git/v5/plumbing/transport/ssh"
 	"github.com/go-git/go-git/v5/storage/memory"
 
-	"github.com/runnel-ci/runnel/internal/action"
+	"github.com/runnel-ci/runnel"
 )
 
 // MaxFileSize bounds a definition file read from a repository.
@@ -55,7 +55,7 @@ func (e *HeadMovedError) Error() string {
 // Repo is a repository and the credential to reach it with (nil: none).
 type Repo struct {
 	URL        string
-	Credential *action.Credential
+	Credential *runnel.Credential
 }
 
 func (r Repo) auth() (transport.AuthMethod, error) {

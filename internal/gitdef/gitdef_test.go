@@ -9,7 +9,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/runnel-ci/runnel/internal/action"
+	"github.com/runnel-ci/runnel"
 	"github.com/runnel-ci/runnel/internal/gitdef"
 	"github.com/runnel-ci/runnel/internal/testgit"
 )
@@ -20,7 +20,7 @@ func setup(t *testing.T) (*testgit.Server, gitdef.Repo) {
 	t.Helper()
 	srv := testgit.New(t)
 	url := srv.Init(t, "app", map[string]string{file: "version: v1 # one\n", "README": "hi\n"})
-	cred := &action.Credential{ID: "cred_test", Kind: "basic", Username: srv.User, Secret: srv.Password}
+	cred := &runnel.Credential{ID: "cred_test", Kind: "basic", Username: srv.User, Secret: srv.Password}
 	return srv, gitdef.Repo{URL: url, Credential: cred}
 }
 
@@ -79,9 +79,9 @@ func TestReadErrors(t *testing.T) {
 		{"missing repo", gitdef.Repo{URL: srv.URL + "/other.git", Credential: repo.Credential}, gitdef.ReadRequest{Ref: "main", Path: file}, gitdef.ErrNotFound, "not found"},
 		{"commit not on branch", repo, gitdef.ReadRequest{Ref: "main", Commit: strings.Repeat("ab", 20), Path: file}, gitdef.ErrNotFound, "is not on refs/heads/main"},
 		{"no credential", gitdef.Repo{URL: repo.URL}, gitdef.ReadRequest{Ref: "main", Path: file}, gitdef.ErrAccess, "asks for authentication (no credential)"},
-		{"wrong password", gitdef.Repo{URL: repo.URL, Credential: &action.Credential{ID: "cred_bad", Kind: "basic", Username: srv.User, Secret: "wrong-password"}},
+		{"wrong password", gitdef.Repo{URL: repo.URL, Credential: &runnel.Credential{ID: "cred_bad", Kind: "basic", Username: srv.User, Secret: "wrong-password"}},
 			gitdef.ReadRequest{Ref: "main", Path: file}, gitdef.ErrAccess, "cred_bad"},
-		{"credential for another host", gitdef.Repo{URL: repo.URL, Credential: &action.Credential{ID: "cred_gh", Kind: "github", Host: "github.com", Secret: "x"}},
+		{"credential for another host", gitdef.Repo{URL: repo.URL, Credential: &runnel.Credential{ID: "cred_gh", Kind: "github", Host: "github.com", Secret: "x"}},
 			gitdef.ReadRequest{Ref: "main", Path: file}, nil, "is for github.com"},
 		{"directory", repo, gitdef.ReadRequest{Ref: "main", Path: ".runnel"}, nil, "not a regular file"},
 	} {
@@ -248,7 +248,7 @@ func TestResolve(t *testing.T) {
 	if _, err := repo.Resolve(ctx(t), "refs/heads/nope"); !errors.Is(err, gitdef.ErrNotFound) || !strings.Contains(err.Error(), "has no refs/heads/nope") {
 		t.Errorf("missing branch: %v", err)
 	}
-	repo.Credential = &action.Credential{ID: "cred_bad", Kind: "basic", Username: srv.User, Secret: "wrong"}
+	repo.Credential = &runnel.Credential{ID: "cred_bad", Kind: "basic", Username: srv.User, Secret: "wrong"}
 	if _, err := repo.Resolve(ctx(t), "refs/heads/main"); !errors.Is(err, gitdef.ErrAccess) {
 		t.Errorf("wrong password: %v", err)
 	}

@@ -10,7 +10,6 @@ import (
 	"time"
 
 	"github.com/runnel-ci/runnel"
-	"github.com/runnel-ci/runnel/internal/action"
 	"github.com/runnel-ci/runnel/internal/store"
 	"github.com/runnel-ci/runnel/internal/trigger/configext"
 )
@@ -23,7 +22,7 @@ const DefaultReadTimeout = 60 * time.Second
 
 // CredentialOpener opens a credential for a pipeline; one the pipeline may
 // not use is an error saying so.
-type CredentialOpener func(ctx context.Context, pipelineID, credentialID string) (*action.Credential, error)
+type CredentialOpener func(ctx context.Context, pipelineID, credentialID string) (*runnel.Credential, error)
 
 // Source finds the definition of a new run (scheduler.DefinitionSource): the
 // configuration extension's answer when one is configured and answers, else

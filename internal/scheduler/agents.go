@@ -327,9 +327,7 @@ func (s *Scheduler) finishTx(ctx context.Context, tx store.RunTx, tree *store.Ru
 	} else {
 		job.EndedAt = &now
 	}
-	if err := tx.UpdateJob(job); err != nil {
-		return false, err
-	}
+	// The steps' last reports first: a job's events end after its steps'.
 	for i, r := range res.Steps {
 		if i >= len(tree.Steps[job.ID]) {
 			break
@@ -343,6 +341,9 @@ func (s *Scheduler) finishTx(ctx context.Context, tx store.RunTx, tree *store.Ru
 		if err := tx.UpdateStep(st); err != nil {
 			return false, err
 		}
+	}
+	if err := tx.UpdateJob(job); err != nil {
+		return false, err
 	}
 	if timelineAction != "" {
 		if err := tx.AppendTimeline(&store.TimelineEntry{RunID: tree.Run.ID, JobRunID: job.ID, Time: now, Action: timelineAction, Reason: res.Reason}); err != nil {

@@ -86,7 +86,7 @@ type SecretSource interface {
 	ForPipeline(ctx context.Context, pipelineID string) (map[string]string, error)
 	// Credentials opens the credentials ids that a job of the pipeline
 	// names; one it may not use (unknown, another project's) is left out.
-	Credentials(ctx context.Context, pipelineID string, ids []string) (map[string]action.Credential, error)
+	Credentials(ctx context.Context, pipelineID string, ids []string) (map[string]runnel.Credential, error)
 }
 
 // Scheduler implements run control (trigger, stop, pause, resume) and the job

@@ -25,7 +25,6 @@ import (
 	"strings"
 
 	"github.com/runnel-ci/runnel"
-	"github.com/runnel-ci/runnel/internal/action"
 	"github.com/runnel-ci/runnel/internal/store"
 )
 
@@ -264,12 +263,12 @@ type Resolver struct {
 // jobs may use: those of no project or of the pipeline's project. Others
 // (unknown, deleted, another project's) are left out; the step that names
 // one fails with a message saying so.
-func (r Resolver) Credentials(ctx context.Context, pipelineID string, ids []string) (map[string]action.Credential, error) {
+func (r Resolver) Credentials(ctx context.Context, pipelineID string, ids []string) (map[string]runnel.Credential, error) {
 	p, err := r.Store.GetPipeline(ctx, pipelineID)
 	if err != nil {
 		return nil, err
 	}
-	out := map[string]action.Credential{}
+	out := map[string]runnel.Credential{}
 	for _, id := range ids {
 		c, err := r.Store.GetCredential(ctx, id)
 		if errors.Is(err, runnel.ErrNotFound) {
@@ -285,7 +284,7 @@ func (r Resolver) Credentials(ctx context.Context, pipelineID string, ids []stri
 		if err != nil {
 			return nil, err
 		}
-		out[c.ID] = action.Credential{ID: c.ID, Kind: c.Kind, Host: c.Host, Username: c.Username, Secret: string(v)}
+		out[c.ID] = runnel.Credential{ID: c.ID, Kind: c.Kind, Host: c.Host, Username: c.Username, Secret: string(v)}
 	}
 	return out, nil
 }
