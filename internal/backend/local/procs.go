@@ -213,18 +213,51 @@ func (b *Backend) scan(marker []byte) ([]proc, error) {
 }
 
 // scanPIDs is scan over the given PIDs only.
+//
+// A process in the middle of execve shows an empty environment for an
+// instant (the new image's is not set up yet): such a process is read again
+// a few times, so a job's process caught exec'ing (a daemon's `exec sleep`)
+// is not missed by the one scan that finds nothing. Kernel threads (children
+// of kthreadd, PID 2) have no environment and are not waited for.
 func (b *Backend) scanPIDs(marker []byte, pids []int) []proc {
 	var found []proc
+	var unsure []int
 	for _, pid := range pids {
 		env, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/environ")
-		if err != nil || !hasEntry(env, marker) {
-			continue // gone, not ours to read, or not of this job
+		if err != nil {
+			continue // gone, or not ours to read
+		}
+		if len(env) == 0 {
+			if p, err := readStat(pid); err == nil && !p.zombie && pid != 2 && p.ppid != 2 {
+				unsure = append(unsure, pid)
+			}
+			continue
+		}
+		if !hasEntry(env, marker) {
+			continue // not of this job
 		}
 		p, err := readStat(pid)
 		if err != nil || p.zombie {
 			continue
 		}
 		found = append(found, p)
+	}
+	for try := 0; len(unsure) > 0 && try < 5; try++ {
+		time.Sleep(2 * time.Millisecond)
+		var again []int
+		for _, pid := range unsure {
+			env, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/environ")
+			switch {
+			case err != nil:
+			case len(env) == 0:
+				again = append(again, pid)
+			case hasEntry(env, marker):
+				if p, err := readStat(pid); err == nil && !p.zombie {
+					found = append(found, p)
+				}
+			}
+		}
+		unsure = again
 	}
 	return found
 }
