@@ -9,6 +9,7 @@ package runnel
 import (
 	"crypto/rand"
 	"errors"
+	"time"
 )
 
 // RunStatus is the status of a pipeline run.
@@ -184,6 +185,15 @@ func NewID(prefix string) string {
 		b[i] = alphabet[b[i]&31]
 	}
 	return prefix + "_" + string(b)
+}
+
+// LogLine is one line of a step's log: as an agent reports it (Seq 0), as
+// it is stored and streamed (Seq numbers a step's lines from 1).
+type LogLine struct {
+	Seq     int64
+	Time    time.Time
+	Level   string
+	Message string
 }
 
 // The domain errors. Wrap them with what failed and why

@@ -602,7 +602,7 @@ func work(ctx context.Context, c *agentrpc.Client, events chan<- receipt) {
 			sleep(ctx, 100*time.Millisecond)
 			continue
 		}
-		r := receipt{runID: cl.Job.RunID, jobID: cl.Job.ID, at: at}
+		r := receipt{runID: cl.RunID, jobID: cl.JobRunID, at: at}
 		if _, err := c.Heartbeat(ctx, cl); err != nil {
 			r.err = fmt.Errorf("acknowledge: %w", err)
 			c.Abandon(cl)

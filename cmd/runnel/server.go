@@ -31,7 +31,7 @@ import (
 	"github.com/runnel-ci/runnel/internal/action"
 	"github.com/runnel-ci/runnel/internal/agent"
 	"github.com/runnel-ci/runnel/internal/agentcmd"
-	"github.com/runnel-ci/runnel/internal/agentrpc"
+	"github.com/runnel-ci/runnel/internal/agentserver"
 	"github.com/runnel-ci/runnel/internal/api"
 	"github.com/runnel-ci/runnel/internal/artifact"
 	"github.com/runnel-ci/runnel/internal/bus"
@@ -50,6 +50,7 @@ import (
 	"github.com/runnel-ci/runnel/internal/trigger/configext"
 	"github.com/runnel-ci/runnel/internal/trigger/cron"
 	"github.com/runnel-ci/runnel/internal/web"
+	"github.com/runnel-ci/runnel/internal/worker"
 )
 
 // serverConfig is `runnel server`'s configuration, from flags and RUNNEL_* env.
@@ -165,7 +166,7 @@ func (c *serverConfig) validate() error {
 	if (c.GRPCTLSCert == "") != (c.GRPCTLSKey == "") {
 		return errors.New("--grpc-tls-cert and --grpc-tls-key go together")
 	}
-	if _, err := scheduler.ParseLabels(c.AgentLabels); err != nil {
+	if _, err := worker.ParseLabels(c.AgentLabels); err != nil {
 		return fmt.Errorf("--embedded-agent-labels: %v", err)
 	}
 	if c.OfflineAfter < time.Second {
@@ -475,7 +476,7 @@ func startServer(parent context.Context, cfg serverConfig, stdout, stderr io.Wri
 		base := strings.TrimRight(cfg.ExternalURL, "/")
 		runLink = func(runID string) string { return base + "/api/v1/pipelines/runs/" + runID }
 	}
-	sched := scheduler.New(scheduler.Options{RunLink: runLink, Store: st, Catalog: catalog, Logger: log, LeaseDuration: cfg.LeaseDuration,
+	sched := scheduler.New(scheduler.Options{Store: st, Catalog: catalog, Logger: log, LeaseDuration: cfg.LeaseDuration,
 		LogCapBytes: cfg.LogCapBytes, Bus: b, OfflineAfter: cfg.OfflineAfter,
 		Secrets: resolver, Storage: artifacts, Definitions: imagebuild.SkipManaged(defs)})
 	images := imagebuild.New(imagebuild.Options{Store: st, Runs: sched, Catalog: catalog, Registry: cfg.Registry,
@@ -488,7 +489,7 @@ func startServer(parent context.Context, cfg serverConfig, stdout, stderr io.Wri
 		return fail(err)
 	}
 	if cfg.AgentCapacity > 0 {
-		labels, _ := scheduler.ParseLabels(cfg.AgentLabels)
+		labels, _ := worker.ParseLabels(cfg.AgentLabels)
 		labels = agentcmd.WithPlatformLabels(labels)
 		host, _ := os.Hostname()
 		if err := sched.RegisterLocalAgent(ctx, &store.Agent{ID: agentID, Name: "embedded@" + host, Kind: "embedded",
@@ -500,7 +501,7 @@ func startServer(parent context.Context, cfg serverConfig, stdout, stderr io.Wri
 	var grpcLn net.Listener
 	var grpcSrv *grpc.Server
 	if cfg.GRPCAddr != "" && cfg.GRPCAddr != "off" {
-		as := agentrpc.NewServer(agentrpc.ServerOptions{Store: st, Scheduler: sched, Logger: log})
+		as := agentserver.NewServer(agentserver.ServerOptions{Store: st, Scheduler: sched, Logger: log})
 		opts := as.GRPCOptions()
 		if cfg.GRPCTLSCert != "" {
 			creds, err := credentials.NewServerTLSFromFile(cfg.GRPCTLSCert, cfg.GRPCTLSKey)
@@ -547,7 +548,7 @@ func startServer(parent context.Context, cfg serverConfig, stdout, stderr io.Wri
 		mailer = &notify.Mailer{Addr: cfg.SMTPAddr, From: cfg.SMTPFrom, Username: cfg.SMTPUsername,
 			Password: cfg.SMTPPassword, TLS: cfg.SMTPTLS}
 	}
-	notifier := event.NewNotifier(event.NotifierOptions{Source: sched, Events: st0, Mailer: mailer, MaxAttempts: cfg.NotifyAttempts, Logger: log})
+	notifier := event.NewNotifier(event.NotifierOptions{Store: st, Plans: sched, Secrets: resolver, RunLink: runLink, Mailer: mailer, MaxAttempts: cfg.NotifyAttempts, Logger: log})
 	deliverer := event.NewDeliverer(event.DelivererOptions{Store: st0, Logger: log, MaxAge: cfg.EventMaxAge, Notifier: notifier, Images: images,
 		CDEvents: cdevent.Config{Source: source, APIBase: strings.TrimRight(cfg.ExternalURL, "/")}})
 	g.Go(func() error { return deliverer.Run(gctx) })

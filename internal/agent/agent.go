@@ -15,29 +15,28 @@ import (
 	"github.com/runnel-ci/runnel"
 	"github.com/runnel-ci/runnel/internal/action"
 	"github.com/runnel-ci/runnel/internal/engine"
-	"github.com/runnel-ci/runnel/internal/scheduler"
-	"github.com/runnel-ci/runnel/internal/store"
+	"github.com/runnel-ci/runnel/internal/worker"
 )
 
 // Source is where an agent gets work and reports it: scheduler.LocalSource
 // for the server's embedded agent, agentrpc.Client for a remote agent.
 type Source interface {
 	// Claim blocks until a job for this agent is leased to it, or ctx ends.
-	Claim(ctx context.Context) (*scheduler.Claim, error)
-	Heartbeat(ctx context.Context, c *scheduler.Claim) (cancelled bool, err error)
-	StepStatus(ctx context.Context, c *scheduler.Claim, r engine.StepReport) error
-	AppendLogs(ctx context.Context, c *scheduler.Claim, step int, lines []store.LogLine) error
-	Complete(ctx context.Context, c *scheduler.Claim, res engine.JobResult) error
+	Claim(ctx context.Context) (*worker.Claim, error)
+	Heartbeat(ctx context.Context, c *worker.Claim) (cancelled bool, err error)
+	StepStatus(ctx context.Context, c *worker.Claim, r engine.StepReport) error
+	AppendLogs(ctx context.Context, c *worker.Claim, step int, lines []runnel.LogLine) error
+	Complete(ctx context.Context, c *worker.Claim, res engine.JobResult) error
 	// Interrupt hands a job back unfinished (the agent is shutting down): it is
 	// retried if its retry allows, else failed with reason.
-	Interrupt(ctx context.Context, c *scheduler.Claim, reason string) error
+	Interrupt(ctx context.Context, c *worker.Claim, reason string) error
 	// Abandon tells the source the agent drops the claim without a report
 	// (its lease was lost, or it could not acknowledge it).
-	Abandon(c *scheduler.Claim)
+	Abandon(c *worker.Claim)
 	LeaseDuration() time.Duration
 	// Storage binds the claim to the run's artifacts and the pipeline's
 	// caches; nil when there are none.
-	Storage(c *scheduler.Claim) action.Storage
+	Storage(c *worker.Claim) action.Storage
 }
 
 // Agent runs up to Capacity jobs at once.
@@ -93,7 +92,7 @@ func (a *Agent) Run(ctx context.Context) error {
 }
 
 // execute runs one claimed job to its end and reports the result.
-func (a *Agent) execute(agentCtx context.Context, c *scheduler.Claim, log *slog.Logger) {
+func (a *Agent) execute(agentCtx context.Context, c *worker.Claim, log *slog.Logger) {
 	// soft: the run was stopped (always() steps still run); hard: the lease was
 	// lost or the agent shuts down (nothing more runs).
 	soft, cancelSoft := context.WithCancel(context.Background())
@@ -112,7 +111,7 @@ func (a *Agent) execute(agentCtx context.Context, c *scheduler.Claim, log *slog.
 	cancelled, err := a.Source.Heartbeat(ackCtx, c)
 	ackCancel()
 	if err != nil {
-		log.Warn("claim not acknowledged: the job is left to the server", "job_run_id", c.Job.ID, "err", err)
+		log.Warn("claim not acknowledged: the job is left to the server", "job_run_id", c.JobRunID, "err", err)
 		a.Source.Abandon(c)
 		return
 	}
@@ -143,12 +142,12 @@ func (a *Agent) execute(agentCtx context.Context, c *scheduler.Claim, log *slog.
 				cancelled, err := a.Source.Heartbeat(hard, c)
 				switch {
 				case errors.Is(err, runnel.ErrLeaseLost):
-					log.Warn("lease lost: stopping the job", "job_run_id", c.Job.ID)
+					log.Warn("lease lost: stopping the job", "job_run_id", c.JobRunID)
 					leaseLost = true
 					cancelHard()
 					return
 				case err != nil:
-					log.Warn("heartbeat failed", "job_run_id", c.Job.ID, "err", err)
+					log.Warn("heartbeat failed", "job_run_id", c.JobRunID, "err", err)
 				case cancelled:
 					cancelSoft()
 				}
@@ -176,7 +175,7 @@ func (a *Agent) execute(agentCtx context.Context, c *scheduler.Claim, log *slog.
 		// fail, it was interrupted. It goes back to the scheduler.
 		rep.sendHeld()
 		if err := a.Source.Interrupt(ctx, c, "interrupted: the agent shut down"); err != nil {
-			log.Error("hand back an interrupted job", "job_run_id", c.Job.ID, "err", err)
+			log.Error("hand back an interrupted job", "job_run_id", c.JobRunID, "err", err)
 		}
 		return
 	}
@@ -184,7 +183,7 @@ func (a *Agent) execute(agentCtx context.Context, c *scheduler.Claim, log *slog.
 	// held need not travel on its own.
 	rep.dropHeld()
 	if err := a.Source.Complete(ctx, c, res); err != nil {
-		log.Error("report job result", "job_run_id", c.Job.ID, "err", err)
+		log.Error("report job result", "job_run_id", c.JobRunID, "err", err)
 	}
 }
 
@@ -199,7 +198,7 @@ const heldFor = 250 * time.Millisecond
 // less, and its final status is never later than heldFor.
 type reporter struct {
 	a   *Agent
-	c   *scheduler.Claim
+	c   *worker.Claim
 	log *slog.Logger
 
 	// statusMu orders status reports: held, timer and sends.
@@ -208,15 +207,15 @@ type reporter struct {
 	heldTimer *time.Timer
 
 	mu      sync.Mutex
-	pending map[int][]store.LogLine
+	pending map[int][]runnel.LogLine
 	// flushMu serialises flushes, so a step's batches are stored in order.
 	flushMu sync.Mutex
 	stop    chan struct{}
 	wg      sync.WaitGroup
 }
 
-func newReporter(a *Agent, c *scheduler.Claim, log *slog.Logger) *reporter {
-	r := &reporter{a: a, c: c, log: log, pending: map[int][]store.LogLine{}, stop: make(chan struct{})}
+func newReporter(a *Agent, c *worker.Claim, log *slog.Logger) *reporter {
+	r := &reporter{a: a, c: c, log: log, pending: map[int][]runnel.LogLine{}, stop: make(chan struct{})}
 	every := a.FlushInterval
 	if every <= 0 {
 		every = 200 * time.Millisecond
@@ -259,7 +258,7 @@ func (r *reporter) send(s engine.StepReport) {
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	if err := r.a.Source.StepStatus(ctx, r.c, s); err != nil {
-		r.log.Warn("report step status", "job_run_id", r.c.Job.ID, "step", s.Index, "err", err)
+		r.log.Warn("report step status", "job_run_id", r.c.JobRunID, "step", s.Index, "err", err)
 	}
 }
 
@@ -292,7 +291,7 @@ func (r *reporter) dropHeld() {
 
 func (r *reporter) StepLog(step int, t time.Time, level, line string) {
 	r.mu.Lock()
-	r.pending[step] = append(r.pending[step], store.LogLine{Time: t.UTC(), Level: level, Message: line})
+	r.pending[step] = append(r.pending[step], runnel.LogLine{Time: t.UTC(), Level: level, Message: line})
 	n := len(r.pending[step])
 	r.mu.Unlock()
 	if n >= 500 {
@@ -305,13 +304,13 @@ func (r *reporter) flush() {
 	defer r.flushMu.Unlock()
 	r.mu.Lock()
 	batch := r.pending
-	r.pending = map[int][]store.LogLine{}
+	r.pending = map[int][]runnel.LogLine{}
 	r.mu.Unlock()
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	for step, lines := range batch {
 		if err := r.a.Source.AppendLogs(ctx, r.c, step, lines); err != nil {
-			r.log.Warn("store log lines", "job_run_id", r.c.Job.ID, "step", step, "lines", len(lines), "err", err)
+			r.log.Warn("store log lines", "job_run_id", r.c.JobRunID, "step", step, "lines", len(lines), "err", err)
 		}
 	}
 }

@@ -36,7 +36,7 @@ import (
 	"github.com/runnel-ci/runnel/internal/backend/local"
 	"github.com/runnel-ci/runnel/internal/engine"
 	"github.com/runnel-ci/runnel/internal/envflag"
-	"github.com/runnel-ci/runnel/internal/scheduler"
+	"github.com/runnel-ci/runnel/internal/worker"
 )
 
 // Exit codes, as the other commands'.
@@ -95,7 +95,7 @@ func (c *agentConfig) validate() error {
 			return fmt.Errorf("--server %q: %v (want host:port)", s, err)
 		}
 	}
-	if _, err := scheduler.ParseLabels(c.Labels); err != nil {
+	if _, err := worker.ParseLabels(c.Labels); err != nil {
 		return fmt.Errorf("--labels: %v", err)
 	}
 	if c.Capacity < 1 || c.Capacity > 1024 {
@@ -174,7 +174,7 @@ func runAgent(ctx context.Context, cfg agentConfig, stderr io.Writer, version st
 			tlsCfg.RootCAs = pool
 		}
 	}
-	labels, _ := scheduler.ParseLabels(cfg.Labels)
+	labels, _ := worker.ParseLabels(cfg.Labels)
 	labels = WithPlatformLabels(labels)
 	host, _ := os.Hostname()
 	be, err := NewBackend(cfg.Backend, filepath.Join(cfg.WorkDir, "workspaces"), cfg.GracePeriod, log)
@@ -197,7 +197,7 @@ func runAgent(ctx context.Context, cfg agentConfig, stderr io.Writer, version st
 		return err
 	}
 	defer client.Close()
-	log.Info("runnel agent starting", "server", cfg.Server, "labels", scheduler.FormatLabels(labels), "capacity", cfg.Capacity, "workdir", cfg.WorkDir)
+	log.Info("runnel agent starting", "server", cfg.Server, "labels", worker.FormatLabels(labels), "capacity", cfg.Capacity, "workdir", cfg.WorkDir)
 	sctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	if err := client.Start(sctx); err != nil {

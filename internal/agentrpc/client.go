@@ -1,3 +1,7 @@
+// Package agentrpc is the agent's side of the agent.v1 gRPC protocol
+// (proto/runnel/agent/v1): the job source of `runnel agent` and
+// runnel-agent, speaking the worker protocol (package worker) to a server's
+// agentserver. It links nothing of the control plane.
 package agentrpc
 
 import (
@@ -25,9 +29,11 @@ import (
 	"github.com/runnel-ci/runnel"
 	"github.com/runnel-ci/runnel/internal/agentpb"
 	"github.com/runnel-ci/runnel/internal/engine"
-	"github.com/runnel-ci/runnel/internal/scheduler"
-	"github.com/runnel-ci/runnel/internal/store"
+	"github.com/runnel-ci/runnel/internal/worker"
 )
+
+// MaxClaimWait caps how long one Claim call waits on the server.
+const MaxClaimWait = 30 * time.Second
 
 // ClientOptions configure a remote agent's connection.
 type ClientOptions struct {
@@ -279,7 +285,7 @@ func (c *Client) session(ctx context.Context, connected func()) error {
 			c.mu.Lock()
 			c.lease = time.Duration(cd.LeaseDurationMs) * time.Millisecond
 			c.mu.Unlock()
-			c.log.Info("connected", "agent_id", cd.AgentId, "labels", scheduler.FormatLabels(cd.Labels), "disabled", cd.Disabled, "lease", c.lease)
+			c.log.Info("connected", "agent_id", cd.AgentId, "labels", worker.FormatLabels(cd.Labels), "disabled", cd.Disabled, "lease", c.lease)
 			for _, id := range cd.HandedBackJobRunIds {
 				c.log.Warn("the server handed back a job this agent no longer runs", "job_run_id", id)
 			}
@@ -349,12 +355,12 @@ func sourceError(err error) error {
 	return fmt.Errorf("%s: %s", st.Code(), st.Message())
 }
 
-func leaseOf(cl *scheduler.Claim) *agentpb.Lease {
-	return &agentpb.Lease{JobRunId: cl.Job.ID, RunId: cl.Job.RunID, LeaseId: cl.Job.LeaseID}
+func leaseOf(cl *worker.Claim) *agentpb.Lease {
+	return &agentpb.Lease{JobRunId: cl.JobRunID, RunId: cl.RunID, LeaseId: cl.LeaseID}
 }
 
 // Claim waits for the next job (Start must have succeeded).
-func (c *Client) Claim(ctx context.Context) (*scheduler.Claim, error) {
+func (c *Client) Claim(ctx context.Context) (*worker.Claim, error) {
 	select {
 	case <-c.ready:
 	case <-ctx.Done():
@@ -388,27 +394,33 @@ func (c *Client) Claim(ctx context.Context) (*scheduler.Claim, error) {
 	}
 }
 
-func (c *Client) claimFrom(ctx context.Context, j *agentpb.Job) (*scheduler.Claim, error) {
+func (c *Client) claimFrom(ctx context.Context, j *agentpb.Job) (*worker.Claim, error) {
 	l := j.Lease
 	if l == nil {
 		return nil, errors.New("the server sent a job without a lease")
 	}
-	jr := &store.JobRun{ID: l.JobRunId, RunID: l.RunId, LeaseID: l.LeaseId, Key: j.Key, Name: j.Name, Attempt: int(j.Attempt), Request: j.Request}
-	cl := &scheduler.Claim{Job: jr}
+	cl := &worker.Claim{
+		JobRef:  worker.JobRef{RunID: l.RunId, JobRunID: l.JobRunId, JobKey: j.Key, LeaseID: l.LeaseId},
+		Name:    j.Name,
+		Attempt: int(j.Attempt), EncodedRequest: j.Request,
+	}
+	if j.LeaseExpiresAtUnixMs != 0 {
+		cl.LeaseExpiresAt = time.UnixMilli(j.LeaseExpiresAtUnixMs).UTC()
+	}
 	for _, st := range j.Steps {
-		cl.Steps = append(cl.Steps, &store.StepRun{ID: st.Id, JobRunID: jr.ID, Index: int(st.Index), Name: st.Name})
+		cl.Steps = append(cl.Steps, &worker.Step{ID: st.Id, Index: int(st.Index), Name: st.Name})
 	}
 	req, err := engine.DecodeRequest(j.Request)
 	if err != nil {
 		// The job cannot run here (a newer server?): fail it with the reason.
 		reason := "the agent cannot decode the job: " + err.Error()
-		c.log.Error("cannot run a claimed job", "job_run_id", jr.ID, "err", err)
+		c.log.Error("cannot run a claimed job", "job_run_id", cl.JobRunID, "err", err)
 		ierr := c.retry(ctx, func(ctx context.Context) error {
 			_, err := c.rpc.Complete(ctx, &agentpb.CompleteRequest{Lease: l, Result: &agentpb.JobResult{Status: string(runnel.JobFailed), Reason: reason}}, grpc.WaitForReady(true))
 			return err
 		})
 		if ierr != nil {
-			c.log.Error("report an undecodable job", "job_run_id", jr.ID, "err", ierr)
+			c.log.Error("report an undecodable job", "job_run_id", cl.JobRunID, "err", ierr)
 		}
 		return nil, errors.New(reason)
 	}
@@ -421,14 +433,14 @@ func (c *Client) claimFrom(ctx context.Context, j *agentpb.Job) (*scheduler.Clai
 		close(rj.cancel)
 	}
 	c.mu.Lock()
-	c.running[jr.ID] = rj
+	c.running[cl.JobRunID] = rj
 	c.mu.Unlock()
 	cl.Cancelled = rj.cancel
 	return cl, nil
 }
 
 // Heartbeat renews the lease.
-func (c *Client) Heartbeat(ctx context.Context, cl *scheduler.Claim) (bool, error) {
+func (c *Client) Heartbeat(ctx context.Context, cl *worker.Claim) (bool, error) {
 	var resp *agentpb.ExtendLeaseResponse
 	err := c.retry(ctx, func(ctx context.Context) error {
 		var err error
@@ -438,7 +450,7 @@ func (c *Client) Heartbeat(ctx context.Context, cl *scheduler.Claim) (bool, erro
 	if err != nil {
 		err = sourceError(err)
 		if errors.Is(err, runnel.ErrLeaseLost) {
-			c.forget(cl.Job.ID)
+			c.forget(cl.JobRunID)
 		}
 		return false, err
 	}
@@ -446,7 +458,7 @@ func (c *Client) Heartbeat(ctx context.Context, cl *scheduler.Claim) (bool, erro
 }
 
 // StepStatus reports a step's status.
-func (c *Client) StepStatus(ctx context.Context, cl *scheduler.Claim, r engine.StepReport) error {
+func (c *Client) StepStatus(ctx context.Context, cl *worker.Claim, r engine.StepReport) error {
 	return sourceError(c.retry(ctx, func(ctx context.Context) error {
 		_, err := c.rpc.ReportStep(ctx, &agentpb.ReportStepRequest{Lease: leaseOf(cl), Step: stepToPB(r)}, grpc.WaitForReady(true))
 		return err
@@ -454,7 +466,7 @@ func (c *Client) StepStatus(ctx context.Context, cl *scheduler.Claim, r engine.S
 }
 
 // AppendLogs sends a batch of a step's log lines.
-func (c *Client) AppendLogs(ctx context.Context, cl *scheduler.Claim, step int, lines []store.LogLine) error {
+func (c *Client) AppendLogs(ctx context.Context, cl *worker.Claim, step int, lines []runnel.LogLine) error {
 	req := &agentpb.AppendLogsRequest{Lease: leaseOf(cl), Step: int32(step), Lines: make([]*agentpb.LogLine, len(lines))}
 	for i, l := range lines {
 		req.Lines[i] = &agentpb.LogLine{TimeUnixNano: l.Time.UnixNano(), Level: l.Level, Message: l.Message}
@@ -466,8 +478,8 @@ func (c *Client) AppendLogs(ctx context.Context, cl *scheduler.Claim, step int, 
 }
 
 // Complete reports the job's result.
-func (c *Client) Complete(ctx context.Context, cl *scheduler.Claim, res engine.JobResult) error {
-	defer c.forget(cl.Job.ID)
+func (c *Client) Complete(ctx context.Context, cl *worker.Claim, res engine.JobResult) error {
+	defer c.forget(cl.JobRunID)
 	return sourceError(c.retry(ctx, func(ctx context.Context) error {
 		_, err := c.rpc.Complete(ctx, &agentpb.CompleteRequest{Lease: leaseOf(cl), Result: resultToPB(res)}, grpc.WaitForReady(true))
 		return err
@@ -475,8 +487,8 @@ func (c *Client) Complete(ctx context.Context, cl *scheduler.Claim, res engine.J
 }
 
 // Interrupt hands a job back unfinished.
-func (c *Client) Interrupt(ctx context.Context, cl *scheduler.Claim, reason string) error {
-	defer c.forget(cl.Job.ID)
+func (c *Client) Interrupt(ctx context.Context, cl *worker.Claim, reason string) error {
+	defer c.forget(cl.JobRunID)
 	return sourceError(c.retry(ctx, func(ctx context.Context) error {
 		_, err := c.rpc.Interrupt(ctx, &agentpb.InterruptRequest{Lease: leaseOf(cl), Reason: reason}, grpc.WaitForReady(true))
 		return err
@@ -484,14 +496,48 @@ func (c *Client) Interrupt(ctx context.Context, cl *scheduler.Claim, reason stri
 }
 
 // Abandon forgets a claim the agent drops without a report.
-func (c *Client) Abandon(cl *scheduler.Claim) { c.forget(cl.Job.ID) }
+func (c *Client) Abandon(cl *worker.Claim) { c.forget(cl.JobRunID) }
 
 // LeaseDuration is the server's lease, learned when the session opened.
 func (c *Client) LeaseDuration() time.Duration {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if c.lease <= 0 {
-		return scheduler.DefaultLeaseDuration
+		return worker.DefaultLeaseDuration
 	}
 	return c.lease
+}
+
+func stepToPB(r engine.StepReport) *agentpb.StepReport {
+	p := &agentpb.StepReport{Index: int32(r.Index), Name: r.Name, Status: string(r.Status), Error: r.Error, Outputs: r.Outputs}
+	if r.ExitCode != nil {
+		c := int32(*r.ExitCode)
+		p.ExitCode = &c
+	}
+	if !r.Started.IsZero() {
+		p.StartedUnixNano = r.Started.UnixNano()
+	}
+	if !r.Ended.IsZero() {
+		p.EndedUnixNano = r.Ended.UnixNano()
+	}
+	return p
+}
+
+func resultToPB(r engine.JobResult) *agentpb.JobResult {
+	p := &agentpb.JobResult{Status: string(r.Status), AllowedFailure: r.AllowedFailure, Outputs: r.Outputs, Reason: r.Reason}
+	for _, st := range r.Steps {
+		p.Steps = append(p.Steps, stepToPB(st))
+	}
+	return p
+}
+
+func credentialsFromPB(m map[string]*agentpb.Credential) map[string]runnel.Credential {
+	if len(m) == 0 {
+		return nil
+	}
+	out := make(map[string]runnel.Credential, len(m))
+	for id, c := range m {
+		out[id] = runnel.Credential{ID: c.GetId(), Kind: c.GetKind(), Host: c.GetHost(), Username: c.GetUsername(), Secret: c.GetSecret()}
+	}
+	return out
 }

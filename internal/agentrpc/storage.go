@@ -14,47 +14,22 @@ import (
 	"github.com/runnel-ci/runnel"
 	"github.com/runnel-ci/runnel/internal/action"
 	"github.com/runnel-ci/runnel/internal/agentpb"
-	"github.com/runnel-ci/runnel/internal/scheduler"
+	"github.com/runnel-ci/runnel/internal/worker"
 )
 
-// chunkSize is the size of the data messages of artifact and cache streams.
-const chunkSize = 256 << 10
+// ChunkSize is the size of the data messages of artifact and cache streams.
+const ChunkSize = 256 << 10
 
-// storageError maps storage outcomes to gRPC codes (see the proto).
-func storageError(err error) error {
-	switch {
-	case err == nil:
-		return nil
-	case errors.Is(err, action.ErrNoArtifact), errors.Is(err, action.ErrCacheMiss):
-		return status.Error(codes.NotFound, err.Error())
-	case errors.Is(err, action.ErrArtifactExists), errors.Is(err, action.ErrCacheExists):
-		return status.Error(codes.AlreadyExists, err.Error())
-	}
-	return grpcError(err)
-}
-
-// storageFor binds a claim of the calling agent to its storage.
-func (s *Server) storageFor(ctx context.Context, l *agentpb.Lease) (action.Storage, error) {
-	c, err := s.claim(ctx, l)
-	if err != nil {
-		return nil, err
-	}
-	st := s.sched.Storage(c)
-	if st == nil {
-		return nil, status.Error(codes.FailedPrecondition, "the server has no artifact and cache storage configured")
-	}
-	return st, nil
-}
-
-// streamReader reads the data messages of a client stream after its header.
-type streamReader struct {
-	recv func() ([]byte, error)
+// ChunkReader reads the data messages of a stream (after its header, for
+// a client stream): Recv returns the next message's data.
+type ChunkReader struct {
+	Recv func() ([]byte, error)
 	buf  []byte
 }
 
-func (r *streamReader) Read(p []byte) (int, error) {
+func (r *ChunkReader) Read(p []byte) (int, error) {
 	for len(r.buf) == 0 {
-		b, err := r.recv()
+		b, err := r.Recv()
 		if err != nil {
 			return 0, err
 		}
@@ -65,136 +40,16 @@ func (r *streamReader) Read(p []byte) (int, error) {
 	return n, nil
 }
 
-// UploadArtifact stores an artifact streamed by the agent.
-func (s *Server) UploadArtifact(stream grpc.ClientStreamingServer[agentpb.UploadArtifactRequest, agentpb.UploadArtifactResponse]) error {
-	first, err := stream.Recv()
-	if err != nil {
-		return err
-	}
-	h := first.GetHeader()
-	if h == nil {
-		return status.Error(codes.InvalidArgument, "the first message must be the header")
-	}
-	st, err := s.storageFor(stream.Context(), h.Lease)
-	if err != nil {
-		return err
-	}
-	r := &streamReader{recv: func() ([]byte, error) {
-		m, err := stream.Recv()
-		if err != nil {
-			return nil, err
-		}
-		if m.GetHeader() != nil {
-			return nil, status.Error(codes.InvalidArgument, "a second header")
-		}
-		return m.GetData(), nil
-	}}
-	info, err := st.UploadArtifact(stream.Context(), h.Name, r)
-	if err != nil {
-		return storageError(err)
-	}
-	return stream.SendAndClose(&agentpb.UploadArtifactResponse{Info: &agentpb.ArtifactInfo{Name: info.Name, Size: info.Size, Sha256: info.SHA256}})
-}
-
-// DownloadArtifact streams an artifact of the job's run to the agent.
-func (s *Server) DownloadArtifact(req *agentpb.DownloadArtifactRequest, stream grpc.ServerStreamingServer[agentpb.DownloadArtifactResponse]) error {
-	st, err := s.storageFor(stream.Context(), req.Lease)
-	if err != nil {
-		return err
-	}
-	rc, info, err := st.DownloadArtifact(stream.Context(), req.Name)
-	if err != nil {
-		return storageError(err)
-	}
-	defer rc.Close()
-	if err := stream.Send(&agentpb.DownloadArtifactResponse{Msg: &agentpb.DownloadArtifactResponse_Info{Info: &agentpb.ArtifactInfo{Name: info.Name, Size: info.Size, Sha256: info.SHA256}}}); err != nil {
-		return err
-	}
-	return sendChunks(rc, func(b []byte) error {
-		return stream.Send(&agentpb.DownloadArtifactResponse{Msg: &agentpb.DownloadArtifactResponse_Data{Data: b}})
-	})
-}
-
-// RestoreCache streams the cache entry found for the keys.
-func (s *Server) RestoreCache(req *agentpb.RestoreCacheRequest, stream grpc.ServerStreamingServer[agentpb.RestoreCacheResponse]) error {
-	if len(req.Keys) == 0 {
-		return status.Error(codes.InvalidArgument, "keys: at least one")
-	}
-	st, err := s.storageFor(stream.Context(), req.Lease)
-	if err != nil {
-		return err
-	}
-	key, rc, err := st.RestoreCache(stream.Context(), req.Keys)
-	if err != nil {
-		return storageError(err)
-	}
-	defer rc.Close()
-	if err := stream.Send(&agentpb.RestoreCacheResponse{Msg: &agentpb.RestoreCacheResponse_Key{Key: key}}); err != nil {
-		return err
-	}
-	return sendChunks(rc, func(b []byte) error {
-		return stream.Send(&agentpb.RestoreCacheResponse{Msg: &agentpb.RestoreCacheResponse_Data{Data: b}})
-	})
-}
-
-// SaveCache stores a cache entry streamed by the agent.
-func (s *Server) SaveCache(stream grpc.ClientStreamingServer[agentpb.SaveCacheRequest, agentpb.SaveCacheResponse]) error {
-	first, err := stream.Recv()
-	if err != nil {
-		return err
-	}
-	h := first.GetHeader()
-	if h == nil {
-		return status.Error(codes.InvalidArgument, "the first message must be the header")
-	}
-	st, err := s.storageFor(stream.Context(), h.Lease)
-	if err != nil {
-		return err
-	}
-	r := &streamReader{recv: func() ([]byte, error) {
-		m, err := stream.Recv()
-		if err != nil {
-			return nil, err
-		}
-		if m.GetHeader() != nil {
-			return nil, status.Error(codes.InvalidArgument, "a second header")
-		}
-		return m.GetData(), nil
-	}}
-	if err := st.SaveCache(stream.Context(), h.Key, r); err != nil {
-		return storageError(err)
-	}
-	return stream.SendAndClose(&agentpb.SaveCacheResponse{})
-}
-
-func sendChunks(r io.Reader, send func([]byte) error) error {
-	buf := make([]byte, chunkSize)
-	for {
-		n, err := r.Read(buf)
-		if n > 0 {
-			if serr := send(buf[:n]); serr != nil {
-				return serr
-			}
-		}
-		if errors.Is(err, io.EOF) {
-			return nil
-		}
-		if err != nil {
-			return status.Errorf(codes.Internal, "read stored data: %v", err)
-		}
-	}
-}
-
 // remoteStorage is action.Storage over agent.v1 for one claim. Streams are
 // not retried: a failed transfer fails the step (or, for caches, is a
 // warning), which is retried by the job's own retry policy.
 type remoteStorage struct {
 	c  *Client
-	cl *scheduler.Claim
+	cl *worker.Claim
 }
 
 // Storage binds a claim to the server's artifact and cache storage.
-func (c *Client) Storage(cl *scheduler.Claim) action.Storage { return &remoteStorage{c: c, cl: cl} }
+func (c *Client) Storage(cl *worker.Claim) action.Storage { return &remoteStorage{c: c, cl: cl} }
 
 // clientStorageError maps gRPC codes back to the storage errors.
 func clientStorageError(err error) error {
@@ -282,7 +137,7 @@ func cacheSaveError(err error) error {
 // io.EOF (the server ended the stream: its status tells why); a read error
 // as itself.
 func sendAll(src io.Reader, send func([]byte) error) error {
-	buf := make([]byte, chunkSize)
+	buf := make([]byte, ChunkSize)
 	for {
 		n, err := src.Read(buf)
 		if n > 0 {
@@ -363,15 +218,15 @@ func cacheRestoreError(err error) error {
 // streamReadCloser reads data messages of a server stream; Close cancels
 // the stream.
 type streamReadCloser struct {
-	streamReader
+	ChunkReader
 	recv   func() ([]byte, error)
 	cancel context.CancelFunc
 	once   sync.Once
 }
 
 func (s *streamReadCloser) Read(p []byte) (int, error) {
-	if s.streamReader.recv == nil {
-		s.streamReader.recv = func() ([]byte, error) {
+	if s.ChunkReader.Recv == nil {
+		s.ChunkReader.Recv = func() ([]byte, error) {
 			b, err := s.recv()
 			if err != nil && !errors.Is(err, io.EOF) {
 				return nil, clientStorageError(err)
@@ -379,7 +234,7 @@ func (s *streamReadCloser) Read(p []byte) (int, error) {
 			return b, err
 		}
 	}
-	return s.streamReader.Read(p)
+	return s.ChunkReader.Read(p)
 }
 
 func (s *streamReadCloser) Close() error {

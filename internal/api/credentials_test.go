@@ -24,6 +24,7 @@ import (
 	"github.com/runnel-ci/runnel/internal/scheduler"
 	"github.com/runnel-ci/runnel/internal/secret"
 	"github.com/runnel-ci/runnel/internal/store"
+	"github.com/runnel-ci/runnel/internal/worker"
 )
 
 // credEnv is a secretsEnv for credentials: every answer, header and log
@@ -552,7 +553,7 @@ func TestCredentialsReachOnlyTheirProject(t *testing.T) {
 	pA := e.createPipeline("app-a", map[string]any{"projectId": "proj_a", "spec": spec})
 	pB := e.createPipeline("app-b", map[string]any{"projectId": "proj_b", "spec": spec})
 
-	claim := func(pid string) *scheduler.Claim {
+	claim := func(pid string) *worker.Claim {
 		t.Helper()
 		rid := e.do("POST", "/api/v1/pipelines/"+pid+"/trigger", nil).must(t, 200).detail()["runId"].(string)
 		cctx, ccancel := context.WithTimeout(ctx, 10*time.Second)
@@ -561,15 +562,15 @@ func TestCredentialsReachOnlyTheirProject(t *testing.T) {
 		if err != nil || c == nil {
 			t.Fatalf("claim: %v, %v", c, err)
 		}
-		if c.Job.RunID != rid {
-			t.Fatalf("claimed a job of run %s, want %s", c.Job.RunID, rid)
+		if c.RunID != rid {
+			t.Fatalf("claimed a job of run %s, want %s", c.RunID, rid)
 		}
-		if bytes.Contains(c.Job.Request, []byte(tokA)) || bytes.Contains(c.Job.Request, []byte(tokAll)) {
+		if bytes.Contains(c.EncodedRequest, []byte(tokA)) || bytes.Contains(c.EncodedRequest, []byte(tokAll)) {
 			t.Errorf("the stored job request contains a token")
 		}
 		return c
 	}
-	prepare := func(c *scheduler.Claim, cred string) (action.Exec, error) {
+	prepare := func(c *worker.Claim, cred string) (action.Exec, error) {
 		return action.GitCheckout{}.Prepare(action.Call{Args: checkout(cred)["args"].(map[string]any), Credentials: c.Request.Credentials})
 	}
 

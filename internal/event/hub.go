@@ -279,7 +279,6 @@ func (h *Hub) learnJob(e *store.RunEvent, runID string) {
 	h.mu.Unlock()
 }
 
-
 // TailLogs implements Source. Agents store a step's lines before they
 // report its final status, so once the status read before a read of the
 // lines is final, that read has the last of them.

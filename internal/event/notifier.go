@@ -9,28 +9,50 @@ import (
 	"net/http"
 	"net/url"
 	"strings"
+	"time"
 
 	"github.com/runnel-ci/runnel"
 	"github.com/runnel-ci/runnel/internal/event/notify"
-	"github.com/runnel-ci/runnel/internal/scheduler"
+	"github.com/runnel-ci/runnel/internal/plan"
 	"github.com/runnel-ci/runnel/internal/store"
 )
 
-// NotificationSource evaluates a finished run's notify rules and records
-// their outcomes on the run (scheduler.Scheduler implements it).
-type NotificationSource interface {
-	Notification(ctx context.Context, runID string) (*scheduler.Notification, error)
-	RecordNotification(ctx context.Context, runID, typ string, data []byte, reason string) error
+// Event types of notification outcomes.
+const (
+	EventNotificationSent   = "notification.sent"
+	EventNotificationFailed = "notification.failed"
+)
+
+// NotifierStore is what the notifier reads and writes: the finished run, its
+// jobs and pipeline, its events (to skip channels already settled when a
+// delivery is retried), and the outcomes it records on the run.
+type NotifierStore interface {
+	GetRun(ctx context.Context, id string) (*store.Run, error)
+	GetRunTree(ctx context.Context, runID string) (*store.RunTree, error)
+	GetPipeline(ctx context.Context, id string) (*store.Pipeline, error)
+	ListRunEvents(ctx context.Context, runID string, afterSeq int64, limit int) ([]*store.RunEvent, error)
+	UpdateRunTx(ctx context.Context, runID string, fn func(store.RunTx) error) error
 }
 
 // NotifierOptions configure a Notifier.
 type NotifierOptions struct {
-	Source NotificationSource
-	// Events reads the run's events, to skip channels already settled when
-	// a delivery is retried.
-	Events interface {
-		ListRunEvents(ctx context.Context, runID string, afterSeq int64, limit int) ([]*store.RunEvent, error)
+	// Store is the store decorated by Hinting, so that live streams hear of
+	// the outcomes.
+	Store NotifierStore
+	// Plans gives a run's plan (the scheduler, which caches them): the
+	// notify rules and the run-level contexts their templates read.
+	Plans interface {
+		PlanOf(ctx context.Context, run *store.Run) (*plan.Plan, error)
 	}
+	// Secrets opens a pipeline's secrets for templates that name them (nil:
+	// none).
+	Secrets interface {
+		ForPipeline(ctx context.Context, pipelineID string) (map[string]string, error)
+	}
+	// RunLink, when set, gives a run's URL for messages.
+	RunLink func(runID string) string
+	// Now is the clock of timeline entries (nil: time.Now).
+	Now func() time.Time
 	// HTTP sends webhooks and Slack messages (nil: a client with a 30s
 	// timeout).
 	HTTP *http.Client
@@ -61,6 +83,9 @@ func NewNotifier(o NotifierOptions) *Notifier {
 	if o.HTTP == nil {
 		o.HTTP = &http.Client{Timeout: notify.DefaultSMTPTimeout}
 	}
+	if o.Now == nil {
+		o.Now = time.Now
+	}
 	n := &Notifier{o: o, log: o.Logger}
 	if n.log == nil {
 		n.log = slog.New(slog.DiscardHandler)
@@ -79,7 +104,7 @@ type notificationRecord struct {
 
 // Notify implements Notifier for the Deliverer.
 func (n *Notifier) Notify(ctx context.Context, e *store.RunEvent, attempt int) error {
-	note, err := n.o.Source.Notification(ctx, e.RunID)
+	note, err := n.notification(ctx, e.RunID)
 	if errors.Is(err, runnel.ErrNotFound) {
 		return nil // the run was deleted
 	}
@@ -106,7 +131,7 @@ func (n *Notifier) Notify(ctx context.Context, e *store.RunEvent, attempt int) e
 			sendErr = n.send(ctx, ch, note.Message)
 		}
 		if sendErr == nil {
-			if err := n.record(ctx, e.RunID, scheduler.EventNotificationSent, rec, ""); err != nil {
+			if err := n.record(ctx, e.RunID, EventNotificationSent, rec, ""); err != nil {
 				return err
 			}
 			continue
@@ -123,7 +148,7 @@ func (n *Notifier) Notify(ctx context.Context, e *store.RunEvent, attempt int) e
 		rec.Error = sendErr.Error()
 		reason := fmt.Sprintf("%s %s to %s failed after %d attempt(s): %s", ch.Kind, ch.Key, rec.Target, attempt, sendErr)
 		n.log.Warn("notification failed", "run_id", e.RunID, "channel", ch.Key, "target", rec.Target, "attempts", attempt, "err", sendErr)
-		if err := n.record(ctx, e.RunID, scheduler.EventNotificationFailed, rec, reason); err != nil {
+		if err := n.record(ctx, e.RunID, EventNotificationFailed, rec, reason); err != nil {
 			return err
 		}
 	}
@@ -135,7 +160,7 @@ func (n *Notifier) Notify(ctx context.Context, e *store.RunEvent, attempt int) e
 
 var errNotConfigured = errors.New("no SMTP server is configured (--smtp-addr)")
 
-func (n *Notifier) send(ctx context.Context, ch scheduler.NotifyChannel, m notify.Message) error {
+func (n *Notifier) send(ctx context.Context, ch channel, m notify.Message) error {
 	switch ch.Kind {
 	case "webhook":
 		return notify.Webhook(ctx, n.o.HTTP, ch.URL, ch.Secret, m)
@@ -155,7 +180,18 @@ func (n *Notifier) record(ctx context.Context, runID, typ string, rec notificati
 	if err != nil {
 		return err
 	}
-	return n.o.Source.RecordNotification(ctx, runID, typ, b, reason)
+	// An event with the outcome and, for a failure, a timeline entry with
+	// the reason.
+	return n.o.Store.UpdateRunTx(ctx, runID, func(tx store.RunTx) error {
+		if _, err := tx.AddEvent(typ, b); err != nil {
+			return err
+		}
+		if typ == EventNotificationFailed {
+			return tx.AppendTimeline(&store.TimelineEntry{RunID: runID, Time: n.o.Now().UTC(), Action: "notification_failed",
+				Operator: "runnel", Reason: reason})
+		}
+		return nil
+	})
 }
 
 // settled lists the channel keys whose outcome is already recorded.
@@ -163,13 +199,13 @@ func (n *Notifier) settled(ctx context.Context, runID string) (map[string]bool, 
 	out := map[string]bool{}
 	var after int64
 	for {
-		es, err := n.o.Events.ListRunEvents(ctx, runID, after, 1000)
+		es, err := n.o.Store.ListRunEvents(ctx, runID, after, 1000)
 		if err != nil {
 			return nil, err
 		}
 		for _, e := range es {
 			after = e.Seq
-			if e.Type != scheduler.EventNotificationSent && e.Type != scheduler.EventNotificationFailed {
+			if e.Type != EventNotificationSent && e.Type != EventNotificationFailed {
 				continue
 			}
 			var rec notificationRecord
@@ -185,7 +221,7 @@ func (n *Notifier) settled(ctx context.Context, runID string) (map[string]bool, 
 
 // target names where a channel goes without its secret parts: a webhook's
 // host, Slack's host (its path is the secret), the email recipients.
-func target(ch scheduler.NotifyChannel) string {
+func target(ch channel) string {
 	switch ch.Kind {
 	case "email":
 		return strings.Join(ch.To, ", ")

@@ -17,20 +17,27 @@ import (
 	"github.com/runnel-ci/runnel/internal/worker"
 )
 
-// Claim is a job handed to an agent under a lease.
-type Claim struct {
-	// PipelineID of the job's run.
-	PipelineID string
-	Job        *store.JobRun
-	Steps      []*store.StepRun
-	Request    engine.JobRequest
-	// Cancelled is closed when the run is stopped. The scheduler closes it for
-	// claims made in its process; a remote agent's client closes its own copy
-	// when its session hears of the cancellation (Heartbeat tells it too).
-	Cancelled <-chan struct{}
+// claimOf is the claim of job run j of a run of pipelineID, with its steps
+// as stored.
+func claimOf(pipelineID string, j *store.JobRun, steps []*store.StepRun) *worker.Claim {
+	c := &worker.Claim{
+		JobRef:  worker.JobRef{PipelineID: pipelineID, RunID: j.RunID, JobRunID: j.ID, JobKey: j.Key, LeaseID: j.LeaseID},
+		Name:    j.Name,
+		Attempt: j.Attempt, AgentID: j.AgentID, RunsOn: string(j.RunsOn),
+		EncodedRequest: j.Request,
+		Steps:          make([]*worker.Step, len(steps)),
+	}
+	if j.LeaseExpiresAt != nil {
+		c.LeaseExpiresAt = *j.LeaseExpiresAt
+	}
+	for i, st := range steps {
+		c.Steps[i] = &worker.Step{ID: st.ID, Index: st.Index, Name: st.Name, Status: st.Status, ExitCode: st.ExitCode,
+			Error: st.Error, StartedAt: st.StartedAt, EndedAt: st.EndedAt}
+	}
+	return c
 }
 
-func (s *Scheduler) prepareClaim(ctx context.Context, j *store.JobRun) (*Claim, error) {
+func (s *Scheduler) prepareClaim(ctx context.Context, j *store.JobRun) (*worker.Claim, error) {
 	req, err := engine.DecodeRequest(j.Request)
 	if err != nil {
 		return nil, err
@@ -67,16 +74,18 @@ func (s *Scheduler) prepareClaim(ctx context.Context, j *store.JobRun) (*Claim, 
 	s.mu.Lock()
 	s.cancels[j.ID] = ch
 	s.mu.Unlock()
-	return &Claim{PipelineID: tree.Run.PipelineID, Job: j, Steps: tree.Steps[j.ID], Request: req, Cancelled: ch}, nil
+	c := claimOf(tree.Run.PipelineID, j, tree.Steps[j.ID])
+	c.Request, c.Cancelled = req, ch
+	return c, nil
 }
 
 // Heartbeat renews the claim's lease and tells whether the run was stopped.
 // runnel.ErrLeaseLost means the job was taken away: the agent must stop it.
-func (s *Scheduler) Heartbeat(ctx context.Context, c *Claim) (cancelled bool, err error) {
-	if _, err := s.st.ExtendLease(ctx, c.Job.ID, c.Job.LeaseID, s.lease); err != nil {
+func (s *Scheduler) Heartbeat(ctx context.Context, c *worker.Claim) (cancelled bool, err error) {
+	if _, err := s.st.ExtendLease(ctx, c.JobRunID, c.LeaseID, s.lease); err != nil {
 		return false, err
 	}
-	run, err := s.st.GetRun(ctx, c.Job.RunID)
+	run, err := s.st.GetRun(ctx, c.RunID)
 	if err != nil {
 		return false, err
 	}
@@ -84,16 +93,18 @@ func (s *Scheduler) Heartbeat(ctx context.Context, c *Claim) (cancelled bool, er
 }
 
 // StepStatus records a step's status change.
-func (s *Scheduler) StepStatus(ctx context.Context, c *Claim, r engine.StepReport) error {
+func (s *Scheduler) StepStatus(ctx context.Context, c *worker.Claim, r engine.StepReport) error {
 	if r.Index < 0 || r.Index >= len(c.Steps) {
-		return fmt.Errorf("step status: job run %s has no step %d: %w", c.Job.ID, r.Index, runnel.ErrInvalid)
+		return fmt.Errorf("step status: job run %s has no step %d: %w", c.JobRunID, r.Index, runnel.ErrInvalid)
 	}
-	st := *c.Steps[r.Index]
+	cur := c.Steps[r.Index]
+	st := store.StepRun{ID: cur.ID, JobRunID: c.JobRunID, Index: cur.Index, Name: cur.Name, Status: cur.Status,
+		ExitCode: cur.ExitCode, Error: cur.Error, StartedAt: cur.StartedAt, EndedAt: cur.EndedAt}
 	applyReport(&st, r)
-	if err := s.st.UpdateStep(ctx, c.Job.LeaseID, &st); err != nil {
+	if err := s.st.UpdateStep(ctx, c.LeaseID, &st); err != nil {
 		return err
 	}
-	*c.Steps[r.Index] = st
+	cur.Status, cur.ExitCode, cur.Error, cur.StartedAt, cur.EndedAt = st.Status, st.ExitCode, st.Error, st.StartedAt, st.EndedAt
 	return nil
 }
 
@@ -124,23 +135,23 @@ func applyReport(st *store.StepRun, r engine.StepReport) {
 
 // AppendLogs stores log lines of one step, capped per step, if the claim
 // still holds its lease (runnel.ErrLeaseLost otherwise).
-func (s *Scheduler) AppendLogs(ctx context.Context, c *Claim, step int, lines []store.LogLine) error {
+func (s *Scheduler) AppendLogs(ctx context.Context, c *worker.Claim, step int, lines []runnel.LogLine) error {
 	_, err := s.AppendStepLogs(ctx, c, step, lines)
 	return err
 }
 
 // AppendStepLogs is AppendLogs returning the lines as stored.
-func (s *Scheduler) AppendStepLogs(ctx context.Context, c *Claim, step int, lines []store.LogLine) ([]store.LogLine, error) {
+func (s *Scheduler) AppendStepLogs(ctx context.Context, c *worker.Claim, step int, lines []runnel.LogLine) ([]runnel.LogLine, error) {
 	if step < 0 || step >= len(c.Steps) {
-		return nil, fmt.Errorf("append logs: job run %s has no step %d: %w", c.Job.ID, step, runnel.ErrInvalid)
+		return nil, fmt.Errorf("append logs: job run %s has no step %d: %w", c.JobRunID, step, runnel.ErrInvalid)
 	}
-	return s.st.AppendStepLogs(ctx, c.Job.LeaseID, c.Steps[step].ID, lines, s.logCap)
+	return s.st.AppendStepLogs(ctx, c.LeaseID, c.Steps[step].ID, lines, s.logCap)
 }
 
 // LoadClaim rebuilds the claim of a job run from the database, for reports
 // that reach a replica other than the one that handed the job out. It fails
 // with runnel.ErrLeaseLost when the job no longer holds leaseID.
-func (s *Scheduler) LoadClaim(ctx context.Context, runID, jobRunID, leaseID string) (*Claim, error) {
+func (s *Scheduler) LoadClaim(ctx context.Context, runID, jobRunID, leaseID string) (*worker.Claim, error) {
 	tree, err := s.st.GetRunTree(ctx, runID)
 	if err != nil {
 		return nil, err
@@ -152,7 +163,7 @@ func (s *Scheduler) LoadClaim(ctx context.Context, runID, jobRunID, leaseID stri
 		if j.Status != runnel.JobRunning || j.LeaseID == "" || j.LeaseID != leaseID {
 			return nil, fmt.Errorf("job run %s: %w", jobRunID, runnel.ErrLeaseLost)
 		}
-		return &Claim{PipelineID: tree.Run.PipelineID, Job: j, Steps: tree.Steps[j.ID]}, nil
+		return claimOf(tree.Run.PipelineID, j, tree.Steps[j.ID]), nil
 	}
 	return nil, fmt.Errorf("run %s has no job run %s: %w", runID, jobRunID, runnel.ErrNotFound)
 }
@@ -184,7 +195,7 @@ func (s *Scheduler) HandBack(ctx context.Context, agentID, reason string, keep [
 				return out, fmt.Errorf("hand back job run %s: %w", j.ID, err)
 			}
 			s.kickDispatcher()
-		} else if err := s.interrupt(ctx, j, reason, true); err != nil {
+		} else if err := s.interrupt(ctx, j.RunID, j.ID, j.LeaseID, reason, true); err != nil {
 			return out, fmt.Errorf("hand back job run %s: %w", j.ID, err)
 		}
 		out = append(out, j.ID)
@@ -200,7 +211,7 @@ type LocalSource struct {
 }
 
 // Claim waits for a job this agent may take.
-func (l LocalSource) Claim(ctx context.Context) (*Claim, error) {
+func (l LocalSource) Claim(ctx context.Context) (*worker.Claim, error) {
 	for {
 		c, err := l.S.ClaimForAgent(ctx, l.AgentID, time.Minute)
 		switch {
@@ -214,27 +225,27 @@ func (l LocalSource) Claim(ctx context.Context) (*Claim, error) {
 	}
 }
 
-func (l LocalSource) Heartbeat(ctx context.Context, c *Claim) (bool, error) {
+func (l LocalSource) Heartbeat(ctx context.Context, c *worker.Claim) (bool, error) {
 	return l.S.Heartbeat(ctx, c)
 }
-func (l LocalSource) StepStatus(ctx context.Context, c *Claim, r engine.StepReport) error {
+func (l LocalSource) StepStatus(ctx context.Context, c *worker.Claim, r engine.StepReport) error {
 	return l.S.StepStatus(ctx, c, r)
 }
-func (l LocalSource) AppendLogs(ctx context.Context, c *Claim, step int, lines []store.LogLine) error {
+func (l LocalSource) AppendLogs(ctx context.Context, c *worker.Claim, step int, lines []runnel.LogLine) error {
 	return l.S.AppendLogs(ctx, c, step, lines)
 }
-func (l LocalSource) Complete(ctx context.Context, c *Claim, res engine.JobResult) error {
+func (l LocalSource) Complete(ctx context.Context, c *worker.Claim, res engine.JobResult) error {
 	return l.S.Complete(ctx, c, res)
 }
-func (l LocalSource) Interrupt(ctx context.Context, c *Claim, reason string) error {
+func (l LocalSource) Interrupt(ctx context.Context, c *worker.Claim, reason string) error {
 	return l.S.Interrupt(ctx, c, reason)
 }
 
 // Storage binds the claim to the run's artifacts and the pipeline's caches
 // (nil when the server has no storage).
-func (l LocalSource) Storage(c *Claim) action.Storage { return l.S.Storage(c) }
+func (l LocalSource) Storage(c *worker.Claim) action.Storage { return l.S.Storage(c) }
 
-func (l LocalSource) Abandon(c *Claim)             { l.S.forgetClaim(c.Job.ID) }
+func (l LocalSource) Abandon(c *worker.Claim)      { l.S.forgetClaim(c.JobRunID) }
 func (l LocalSource) LeaseDuration() time.Duration { return l.S.LeaseDuration() }
 
 // RegisterLocalAgent records an agent of this process (creating or updating
@@ -259,17 +270,17 @@ func (s *Scheduler) RegisterLocalAgent(ctx context.Context, a *store.Agent) erro
 
 // Complete records a finished attempt and re-evaluates the run: the job is
 // retried, or ends, and what depends on it may start.
-func (s *Scheduler) Complete(ctx context.Context, c *Claim, res engine.JobResult) error {
+func (s *Scheduler) Complete(ctx context.Context, c *worker.Claim, res engine.JobResult) error {
 	s.mu.Lock()
-	delete(s.cancels, c.Job.ID)
+	delete(s.cancels, c.JobRunID)
 	s.mu.Unlock()
 	var started bool
-	err := s.st.UpdateRunTx(ctx, c.Job.RunID, func(tx store.RunTx) error {
+	err := s.st.UpdateRunTx(ctx, c.RunID, func(tx store.RunTx) error {
 		tree, err := tx.Tree()
 		if err != nil {
 			return err
 		}
-		started, err = s.finishTx(ctx, tx, tree, c.Job.ID, c.Job.LeaseID, res, "", false)
+		started, err = s.finishTx(ctx, tx, tree, c.JobRunID, c.LeaseID, res, "", false)
 		return err
 	})
 	if started {
@@ -281,11 +292,11 @@ func (s *Scheduler) Complete(ctx context.Context, c *Claim, res engine.JobResult
 // Interrupt hands back a claimed job that its agent could not finish (the
 // agent is shutting down): it is retried when its retry allows, else failed
 // with reason.
-func (s *Scheduler) Interrupt(ctx context.Context, c *Claim, reason string) error {
+func (s *Scheduler) Interrupt(ctx context.Context, c *worker.Claim, reason string) error {
 	s.mu.Lock()
-	delete(s.cancels, c.Job.ID)
+	delete(s.cancels, c.JobRunID)
 	s.mu.Unlock()
-	return s.interrupt(ctx, c.Job, reason, true)
+	return s.interrupt(ctx, c.RunID, c.JobRunID, c.LeaseID, reason, true)
 }
 
 // finishTx records an attempt's result under the run lock. leaseID must still
@@ -361,25 +372,25 @@ func (s *Scheduler) finishTx(ctx context.Context, tx store.RunTx, tree *store.Ru
 
 // interrupt ends a running attempt whose agent is gone (or whose request is
 // unusable): it is retried when its retry allows, else failed with reason.
-func (s *Scheduler) interrupt(ctx context.Context, j *store.JobRun, reason string, allowRetry bool) error {
+func (s *Scheduler) interrupt(ctx context.Context, runID, jobRunID, leaseID string, reason string, allowRetry bool) error {
 	var started bool
-	err := s.st.UpdateRunTx(ctx, j.RunID, func(tx store.RunTx) error {
+	err := s.st.UpdateRunTx(ctx, runID, func(tx store.RunTx) error {
 		tree, err := tx.Tree()
 		if err != nil {
 			return err
 		}
 		var cur *store.JobRun
 		for _, x := range tree.Jobs {
-			if x.ID == j.ID {
+			if x.ID == jobRunID {
 				cur = x
 			}
 		}
-		if cur == nil || cur.Status != runnel.JobRunning || cur.LeaseID != j.LeaseID {
+		if cur == nil || cur.Status != runnel.JobRunning || cur.LeaseID != leaseID {
 			return nil // already handled (another replica, or the agent reported after all)
 		}
 		res := engine.JobResult{Status: runnel.JobFailed, Reason: reason}
 		for _, st := range tree.Steps[cur.ID] {
-			r := engine.StepReport{Index: st.Index, Name: st.Name, Status: runnel.StepStatus(st.Status), ExitCode: st.ExitCode, Error: st.Error}
+			r := engine.StepReport{Index: st.Index, Name: st.Name, Status: st.Status, ExitCode: st.ExitCode, Error: st.Error}
 			if st.StartedAt != nil {
 				r.Started = *st.StartedAt
 			}
@@ -498,7 +509,7 @@ func (s *Scheduler) expireLeases(ctx context.Context) {
 			continue
 		}
 		s.log.Warn("lease expired: agent lost", "job_run_id", j.ID, "agent_id", j.AgentID)
-		if err := s.interrupt(ctx, j, "agent lost: its lease expired (agent "+j.AgentID+")", true); err != nil {
+		if err := s.interrupt(ctx, j.RunID, j.ID, j.LeaseID, "agent lost: its lease expired (agent "+j.AgentID+")", true); err != nil {
 			s.log.Error("fail job of a lost agent", "job_run_id", j.ID, "err", err)
 		}
 	}
@@ -551,9 +562,9 @@ func credentialRefs(request []byte) []string {
 
 // Storage binds a claim to the run's artifacts and the pipeline's caches; nil
 // when the scheduler has no StorageBinder.
-func (s *Scheduler) Storage(c *Claim) action.Storage {
+func (s *Scheduler) Storage(c *worker.Claim) action.Storage {
 	if s.storage == nil {
 		return nil
 	}
-	return s.storage.Bind(worker.JobRef{PipelineID: c.PipelineID, RunID: c.Job.RunID, JobRunID: c.Job.ID, JobKey: c.Job.Key, LeaseID: c.Job.LeaseID})
+	return s.storage.Bind(c.JobRef)
 }

@@ -10,6 +10,7 @@ import (
 
 	"github.com/runnel-ci/runnel"
 	"github.com/runnel-ci/runnel/internal/store"
+	"github.com/runnel-ci/runnel/internal/worker"
 )
 
 // Bus topics.
@@ -27,7 +28,7 @@ type waiter struct {
 	sig     string
 	// ch receives exactly one value once the dispatcher took the waiter
 	// (taken): the claim, or nil when nothing was claimable after all.
-	ch    chan *Claim
+	ch    chan *worker.Claim
 	taken bool
 	gone  bool
 }
@@ -45,11 +46,11 @@ type waiter struct {
 // until the queue has nothing more for that group. With many idle agents a
 // queued job therefore costs one successful claim and one empty one, not one
 // query per agent.
-func (s *Scheduler) Claim(ctx context.Context, agentID string, labels map[string]string, maxWait time.Duration) (*Claim, error) {
+func (s *Scheduler) Claim(ctx context.Context, agentID string, labels map[string]string, maxWait time.Duration) (*worker.Claim, error) {
 	if agentID == "" {
 		return nil, invalid("claim: no agent id")
 	}
-	w := &waiter{agentID: agentID, labels: labels, sig: labelSignature(labels), ch: make(chan *Claim, 1)}
+	w := &waiter{agentID: agentID, labels: labels, sig: labelSignature(labels), ch: make(chan *worker.Claim, 1)}
 	s.mu.Lock()
 	s.waiters[w.sig] = append(s.waiters[w.sig], w)
 	s.mu.Unlock()
@@ -78,7 +79,7 @@ func (s *Scheduler) Claim(ctx context.Context, agentID string, labels map[string
 		rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
 		defer cancel()
 		if err := s.Release(rctx, c); err != nil {
-			s.log.Warn("release a claim nobody took", "job_run_id", c.Job.ID, "err", err)
+			s.log.Warn("release a claim nobody took", "job_run_id", c.JobRunID, "err", err)
 		}
 		return nil, cause
 	}
@@ -90,7 +91,7 @@ func (s *Scheduler) Claim(ctx context.Context, agentID string, labels map[string
 // included), nothing while it is disabled. A claim that no longer fits the
 // record when it arrives (the agent was disabled or relabelled while it
 // waited) goes back to the queue. (nil, nil): nothing in time.
-func (s *Scheduler) ClaimForAgent(ctx context.Context, agentID string, maxWait time.Duration) (*Claim, error) {
+func (s *Scheduler) ClaimForAgent(ctx context.Context, agentID string, maxWait time.Duration) (*worker.Claim, error) {
 	deadline := time.Now().Add(maxWait)
 	for {
 		left := time.Until(deadline)
@@ -118,12 +119,12 @@ func (s *Scheduler) ClaimForAgent(ctx context.Context, agentID string, maxWait t
 			return c, err
 		}
 		now, err := s.st.GetAgent(ctx, agentID)
-		if err == nil && !now.Disabled && s.Accepts(now.Labels(), string(c.Job.RunsOn)) {
+		if err == nil && !now.Disabled && s.Accepts(now.Labels(), c.RunsOn) {
 			return c, nil
 		}
 		rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
 		if rerr := s.Release(rctx, c); rerr != nil {
-			s.log.Warn("give back a claim", "job_run_id", c.Job.ID, "err", rerr)
+			s.log.Warn("give back a claim", "job_run_id", c.JobRunID, "err", rerr)
 		}
 		cancel()
 		if err != nil {
@@ -147,9 +148,9 @@ func (s *Scheduler) Accepts(labels map[string]string, routeKey string) bool {
 
 // Release puts a claim that was not delivered back in the queue, in its
 // place, without counting an attempt.
-func (s *Scheduler) Release(ctx context.Context, c *Claim) error {
-	s.forgetClaim(c.Job.ID)
-	err := s.st.ReleaseJob(ctx, c.Job.ID, c.Job.LeaseID)
+func (s *Scheduler) Release(ctx context.Context, c *worker.Claim) error {
+	s.forgetClaim(c.JobRunID)
+	err := s.st.ReleaseJob(ctx, c.JobRunID, c.LeaseID)
 	s.kickDispatcher()
 	return err
 }
@@ -262,7 +263,7 @@ func (s *Scheduler) takeWaiter(sig string) *waiter {
 }
 
 // claimFor claims one job for an agent; (nil, nil) when none is claimable.
-func (s *Scheduler) claimFor(ctx context.Context, agentID string, routes []string) (*Claim, error) {
+func (s *Scheduler) claimFor(ctx context.Context, agentID string, routes []string) (*worker.Claim, error) {
 	for {
 		j, err := s.st.ClaimJob(ctx, agentID, routes, s.ackTimeout())
 		if errors.Is(err, runnel.ErrNotFound) {
@@ -278,7 +279,7 @@ func (s *Scheduler) claimFor(ctx context.Context, agentID string, routes []strin
 		// A job whose request cannot be decoded can never run: fail it
 		// rather than hand it out again.
 		s.log.Error("claimed job cannot run", "job_run_id", j.ID, "err", err)
-		if ferr := s.interrupt(ctx, j, "the job cannot be executed: "+err.Error(), false); ferr != nil {
+		if ferr := s.interrupt(ctx, j.RunID, j.ID, j.LeaseID, "the job cannot be executed: "+err.Error(), false); ferr != nil {
 			return nil, ferr
 		}
 	}

@@ -30,7 +30,7 @@ import (
 
 // Defaults.
 const (
-	DefaultLeaseDuration = 30 * time.Second
+	DefaultLeaseDuration = worker.DefaultLeaseDuration
 	DefaultLogCap        = 10 << 20
 )
 
@@ -53,8 +53,6 @@ type Options struct {
 	// PollInterval bounds how late a claimer learns of work whose wake-up
 	// signal was lost (default 1s).
 	PollInterval time.Duration
-	// RunLink, when set, gives a run's URL for notifications.
-	RunLink func(runID string) string
 	// Secrets opens the secrets a pipeline's jobs may use; nil: none.
 	Secrets SecretSource
 	// Storage binds a claimed job to the run's artifacts and the pipeline's
@@ -105,7 +103,6 @@ type Scheduler struct {
 	offlineAfter time.Duration
 	routes       routeCache
 	secrets      SecretSource
-	runLink      func(runID string) string
 	storage      StorageBinder
 	defs         DefinitionSource
 	kick         chan struct{}
@@ -129,7 +126,7 @@ type Scheduler struct {
 func New(o Options) *Scheduler {
 	s := &Scheduler{
 		st: o.Store, catalog: o.Catalog, log: o.Logger, now: o.Now, lease: o.LeaseDuration, logCap: o.LogCapBytes,
-		bus: o.Bus, poll: o.PollInterval, secrets: o.Secrets, runLink: o.RunLink, storage: o.Storage, defs: o.Definitions, offlineAfter: o.OfflineAfter, kick: make(chan struct{}, 1),
+		bus: o.Bus, poll: o.PollInterval, secrets: o.Secrets, storage: o.Storage, defs: o.Definitions, offlineAfter: o.OfflineAfter, kick: make(chan struct{}, 1),
 		waiters: map[string][]*waiter{}, localAgents: map[string]bool{},
 		cancels: map[string]chan struct{}{}, plans: map[string]*plan.Plan{}, timers: map[string]*time.Timer{},
 	}
@@ -254,7 +251,7 @@ func (s *Scheduler) Trigger(ctx context.Context, pipelineID string, req runnel.T
 		return nil, false, err
 	}
 	pl, err := plan.New(plan.Input{
-		Spec: def, Pipeline: pipelineCtx(p, def), Run: expr.Run{ID: runID}, Trigger: triggerCtx(run), Variables: req.Variables,
+		Spec: def, Pipeline: pipelineCtx(p, def), Run: expr.Run{ID: runID}, Trigger: run.TriggerContext(), Variables: req.Variables,
 	})
 	if err != nil {
 		var pe *plan.Error
@@ -351,25 +348,11 @@ func pipelineCtx(p *store.Pipeline, def *spec.Pipeline) expr.Pipeline {
 	return expr.Pipeline{ID: p.ID, Name: p.Name, Namespace: def.Namespace}
 }
 
-func triggerCtx(r *store.Run) runnel.Trigger {
-	if len(r.Trigger) > 0 {
-		var t runnel.Trigger
-		if err := json.Unmarshal(r.Trigger, &t); err == nil {
-			t.Type = r.TriggerType
-			if t.Event == "" {
-				t.Event = r.TriggerType
-			}
-			return t
-		}
-	}
-	return runnel.Trigger{Type: r.TriggerType, Event: r.TriggerType, Actor: r.TriggeredBy, Commit: r.Commit}
-}
-
 // planFor rebuilds (or recalls) the plan of a stored run. Planning is
 // deterministic: the same spec version, variables and trigger give the same
 // plan on every replica.
 func (s *Scheduler) planFor(ctx context.Context, run *store.Run) (*plan.Plan, error) {
-	pl, err := s.planOf(ctx, run)
+	pl, err := s.PlanOf(ctx, run)
 	if err != nil {
 		return nil, err
 	}
@@ -387,7 +370,7 @@ func (s *Scheduler) planFor(ctx context.Context, run *store.Run) (*plan.Plan, er
 // it needs; jobs without needs are absent. A run being driven uses its
 // cached plan; any other run's plan is rebuilt and not kept.
 func (s *Scheduler) JobNeeds(ctx context.Context, run *store.Run) (map[string][]string, error) {
-	pl, err := s.planOf(ctx, run)
+	pl, err := s.PlanOf(ctx, run)
 	if err != nil {
 		return nil, err
 	}
@@ -402,9 +385,10 @@ func (s *Scheduler) JobNeeds(ctx context.Context, run *store.Run) (map[string][]
 	return out, nil
 }
 
-// planOf returns the plan of a run being driven (cached), or plans any
-// other run without keeping its plan: only the runs being driven are kept.
-func (s *Scheduler) planOf(ctx context.Context, run *store.Run) (*plan.Plan, error) {
+// PlanOf returns the plan of a run being driven (cached), or plans any
+// other run from its definition without keeping the plan (plans are
+// deterministic; only the runs being driven are kept).
+func (s *Scheduler) PlanOf(ctx context.Context, run *store.Run) (*plan.Plan, error) {
 	s.mu.Lock()
 	pl := s.plans[run.ID]
 	s.mu.Unlock()
@@ -440,7 +424,7 @@ func (s *Scheduler) buildPlan(ctx context.Context, run *store.Run) (*plan.Plan, 
 	}
 	return plan.New(plan.Input{
 		Spec: def, Pipeline: pipelineCtx(p, def), Run: expr.Run{ID: run.ID, Number: run.Number},
-		Trigger: triggerCtx(run), Variables: run.Variables,
+		Trigger: run.TriggerContext(), Variables: run.Variables,
 	})
 }
 

@@ -415,7 +415,7 @@ func TestUnacknowledgedClaim(t *testing.T) {
 		t.Fatalf("late acknowledgement: %v", err)
 	}
 	c2, err := e.sched.Claim(ctx, "agent_b", nil, 5*time.Second)
-	if err != nil || c2 == nil || c2.Job.Attempt != 1 {
+	if err != nil || c2 == nil || c2.Attempt != 1 {
 		t.Fatalf("claim after release: %+v %v", c2, err)
 	}
 }

@@ -131,6 +131,22 @@ type Run struct {
 	EndedAt   *time.Time
 }
 
+// TriggerContext is the run's trigger context: as recorded, or what the run
+// row says for runs from before it was.
+func (r *Run) TriggerContext() runnel.Trigger {
+	if len(r.Trigger) > 0 {
+		var t runnel.Trigger
+		if err := json.Unmarshal(r.Trigger, &t); err == nil {
+			t.Type = r.TriggerType
+			if t.Event == "" {
+				t.Event = r.TriggerType
+			}
+			return t
+		}
+	}
+	return runnel.Trigger{Type: r.TriggerType, Event: r.TriggerType, Actor: r.TriggeredBy, Commit: r.Commit}
+}
+
 // JobRun is one job (one matrix combination) of a run. It is also the queue
 // entry: a job run in status queued whose RetryAt has passed is claimable.
 type JobRun struct {
@@ -185,13 +201,8 @@ type StepRun struct {
 	LogBytes int64
 }
 
-// LogLine is one line of a step's log.
-type LogLine struct {
-	Seq     int64
-	Time    time.Time
-	Level   string
-	Message string
-}
+// LogLine is the vocabulary's.
+type LogLine = runnel.LogLine
 
 // LogQuery selects log lines; zero values mean no bound.
 type LogQuery struct {

@@ -25,7 +25,7 @@ import (
 	"github.com/runnel-ci/runnel"
 	"github.com/runnel-ci/runnel/internal/action"
 	"github.com/runnel-ci/runnel/internal/agentpb"
-	"github.com/runnel-ci/runnel/internal/agentrpc"
+	"github.com/runnel-ci/runnel/internal/agentserver"
 	"github.com/runnel-ci/runnel/internal/event"
 	"github.com/runnel-ci/runnel/internal/scheduler"
 	"github.com/runnel-ci/runnel/internal/store"
@@ -172,7 +172,7 @@ func newEnv(t *testing.T, tokens func(store.Tokens) store.Tokens) *env {
 		t.Fatal(err)
 	}
 	sched := scheduler.New(scheduler.Options{Store: st, Catalog: action.Builtins()})
-	agentSrv := agentrpc.NewServer(agentrpc.ServerOptions{Store: st, Scheduler: sched})
+	agentSrv := agentserver.NewServer(agentserver.ServerOptions{Store: st, Scheduler: sched})
 	src := newFakeSource()
 	logs := &logBuffer{}
 	var tok store.Tokens = st
