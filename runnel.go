@@ -9,6 +9,7 @@ package runnel
 import (
 	"crypto/rand"
 	"errors"
+	"fmt"
 	"time"
 )
 
@@ -208,4 +209,37 @@ var (
 	ErrLeaseLost = errors.New("lease lost")
 	// ErrForbidden: the caller may not do this.
 	ErrForbidden = errors.New("forbidden")
+	// ErrUnauthenticated: the caller did not prove who it is (a webhook
+	// signature that does not verify, a missing secret to verify it with).
+	ErrUnauthenticated = errors.New("unauthenticated")
+	// ErrUnavailable: this server cannot do it as configured (no secret
+	// key, no registry); another server, or a restart with the setting,
+	// can.
+	ErrUnavailable = errors.New("unavailable")
+	// ErrUpstream: a system Runnel depends on (a forge, a Git server, a
+	// registry) refused or failed.
+	ErrUpstream = errors.New("upstream failure")
+	// ErrUnprocessable: what was found is not usable (a definition file in
+	// a repository that does not hold a definition).
+	ErrUnprocessable = errors.New("unprocessable")
 )
+
+// Error is a domain error whose message is written for the person who reads
+// it: what and where (a field path such as body.name first), and what is
+// accepted. Kind is one of the Err sentinels above (errors.Is works); the
+// edges choose the status or code from it and show Msg as it is.
+type Error struct {
+	Kind error
+	Msg  string
+}
+
+func (e *Error) Error() string { return e.Msg }
+func (e *Error) Unwrap() error { return e.Kind }
+
+// Errorf returns an *Error of kind.
+func Errorf(kind error, format string, args ...any) *Error {
+	return &Error{Kind: kind, Msg: fmt.Sprintf(format, args...)}
+}
+
+// Invalidf is Errorf(ErrInvalid, …): bad input.
+func Invalidf(format string, args ...any) *Error { return Errorf(ErrInvalid, format, args...) }

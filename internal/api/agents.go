@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/runnel-ci/runnel"
+	"github.com/runnel-ci/runnel/internal/check"
 	"github.com/runnel-ci/runnel/internal/spec"
 	"github.com/runnel-ci/runnel/internal/store"
 )
@@ -101,7 +102,7 @@ func (s *Server) listAgents(w http.ResponseWriter, r *http.Request) error {
 	// looks right.
 	want := q.str("status")
 	if q.has("status") {
-		if err := checkEnum("query parameter status", want, agentStatuses...); err != nil {
+		if err := check.Enum("query parameter status", want, agentStatuses...); err != nil {
 			return err
 		}
 	}
@@ -296,7 +297,7 @@ const maxRegistrationUses = 1_000_000
 
 // check validates the body at now and returns the expiry (nil: never).
 func (b *registrationTokenBody) check(now time.Time) (*time.Time, error) {
-	if err := checkText("body.name", b.Name, 200, false); err != nil {
+	if err := check.Text("body.name", b.Name, 200, false); err != nil {
 		return nil, err
 	}
 	if b.MaxUses < 0 || b.MaxUses > maxRegistrationUses {

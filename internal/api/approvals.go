@@ -7,6 +7,7 @@ import (
 	"net/http"
 
 	"github.com/runnel-ci/runnel"
+	"github.com/runnel-ci/runnel/internal/check"
 	"github.com/runnel-ci/runnel/internal/store"
 )
 
@@ -84,7 +85,7 @@ func (s *Server) decide(approve bool) handlerFunc {
 		if _, err := decodeJSON(data, &b, decodeOptions{optional: true}); err != nil {
 			return err
 		}
-		if err := checkText("body.comment", b.Comment, 2000, true); err != nil {
+		if err := check.Text("body.comment", b.Comment, 2000, true); err != nil {
 			return err
 		}
 		if _, err := s.st.GetApproval(r.Context(), id); err != nil {

@@ -15,6 +15,7 @@ import (
 	"unicode/utf8"
 
 	"github.com/runnel-ci/runnel"
+	"github.com/runnel-ci/runnel/internal/check"
 	"github.com/runnel-ci/runnel/internal/store"
 )
 
@@ -252,10 +253,10 @@ func (s *Server) createCredential(w http.ResponseWriter, r *http.Request) error 
 	if err != nil {
 		return err
 	}
-	if err := checkName("body.name", b.Name); err != nil {
+	if err := check.Name("body.name", b.Name); err != nil {
 		return err
 	}
-	if err := checkEnum("body.kind", b.Kind, credentialKinds...); err != nil {
+	if err := check.Enum("body.kind", b.Kind, credentialKinds...); err != nil {
 		return err
 	}
 	f := credentialFields{Kind: b.Kind, Host: b.Host, Username: b.Username, ProjectID: b.ProjectID}
@@ -311,7 +312,7 @@ func (f *credentialFields) check() error {
 		return errorf(http.StatusBadRequest, "body.username: %q is not a user name; use 1 to 100 letters, digits, '.', '_', '@', '+' or '-', starting with a letter or digit", f.Username)
 	}
 	if f.ProjectID != "" {
-		if err := checkProjectID("body.projectId", f.ProjectID); err != nil {
+		if err := check.ProjectID("body.projectId", f.ProjectID); err != nil {
 			return err
 		}
 	}
@@ -324,7 +325,7 @@ func (s *Server) listCredentials(w http.ResponseWriter, r *http.Request) error {
 		return err
 	}
 	if q.has("projectId") {
-		if err := checkProjectID("query parameter projectId", q.str("projectId")); err != nil {
+		if err := check.ProjectID("query parameter projectId", q.str("projectId")); err != nil {
 			return err
 		}
 	}
@@ -379,7 +380,7 @@ func (s *Server) updateCredential(w http.ResponseWriter, r *http.Request) error 
 	}
 	name := c.Name
 	if present["name"] {
-		if err := checkName("body.name", b.Name); err != nil {
+		if err := check.Name("body.name", b.Name); err != nil {
 			return err
 		}
 		name = b.Name

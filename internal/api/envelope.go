@@ -78,6 +78,14 @@ func mapError(err error) *apiError {
 	var head *store.HeadConflictError
 	var fe *imagebuild.FieldError
 	var re *imagebuild.ResolveError
+	var de *runnel.Error
+	if errors.As(err, &de) && err.Error() == de.Msg {
+		// A domain error as written for its reader (not wrapped in more
+		// context): its message is the answer's.
+		if st := kindStatus(de.Kind); st != 0 {
+			return &apiError{status: st, msg: de.Msg}
+		}
+	}
 	switch {
 	case errors.As(err, &fe):
 		return &apiError{status: http.StatusBadRequest, msg: fe.Error(), field: fe.Field}
@@ -99,6 +107,14 @@ func mapError(err error) *apiError {
 		return &apiError{status: http.StatusForbidden, msg: domainMsg(err)}
 	case errors.Is(err, runnel.ErrInvalid):
 		return &apiError{status: http.StatusBadRequest, msg: domainMsg(err)}
+	case errors.Is(err, runnel.ErrUnauthenticated):
+		return &apiError{status: http.StatusUnauthorized, msg: domainMsg(err)}
+	case errors.Is(err, runnel.ErrUnavailable):
+		return &apiError{status: http.StatusServiceUnavailable, msg: domainMsg(err)}
+	case errors.Is(err, runnel.ErrUpstream):
+		return &apiError{status: http.StatusBadGateway, msg: domainMsg(err)}
+	case errors.Is(err, runnel.ErrUnprocessable):
+		return &apiError{status: http.StatusUnprocessableEntity, msg: domainMsg(err)}
 	case errors.Is(err, context.Canceled):
 		return &apiError{status: statusClientClosedRequest, msg: "request cancelled", cause: err}
 	case errors.Is(err, context.DeadlineExceeded):
@@ -108,12 +124,36 @@ func mapError(err error) *apiError {
 	}
 }
 
+// kindStatus is the HTTP status of a domain error kind (0: not one).
+func kindStatus(kind error) int {
+	switch kind {
+	case runnel.ErrNotFound:
+		return http.StatusNotFound
+	case runnel.ErrConflict, runnel.ErrLeaseLost:
+		return http.StatusConflict
+	case runnel.ErrForbidden:
+		return http.StatusForbidden
+	case runnel.ErrInvalid:
+		return http.StatusBadRequest
+	case runnel.ErrUnauthenticated:
+		return http.StatusUnauthorized
+	case runnel.ErrUnavailable:
+		return http.StatusServiceUnavailable
+	case runnel.ErrUpstream:
+		return http.StatusBadGateway
+	case runnel.ErrUnprocessable:
+		return http.StatusUnprocessableEntity
+	}
+	return 0
+}
+
 // domainMsg is a domain error's message without the sentinel's own text
 // that %w wrapping appends ("…: conflict"): the status already says it.
 // "not found" stays: "get run run_x: not found" needs it to make sense.
 func domainMsg(err error) string {
 	msg := err.Error()
-	for _, sentinel := range []error{runnel.ErrConflict, runnel.ErrInvalid, runnel.ErrLeaseLost, runnel.ErrForbidden} {
+	for _, sentinel := range []error{runnel.ErrConflict, runnel.ErrInvalid, runnel.ErrLeaseLost, runnel.ErrForbidden,
+		runnel.ErrUnauthenticated, runnel.ErrUnavailable, runnel.ErrUpstream, runnel.ErrUnprocessable} {
 		if trimmed, ok := strings.CutSuffix(msg, ": "+sentinel.Error()); ok && trimmed != "" {
 			return trimmed
 		}

@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
-	"errors"
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
@@ -13,6 +12,7 @@ import (
 	"time"
 	"unicode/utf8"
 
+	"github.com/runnel-ci/runnel/internal/check"
 	"github.com/runnel-ci/runnel/internal/secret"
 	"github.com/runnel-ci/runnel/internal/store"
 )
@@ -94,17 +94,17 @@ func FuzzDecode(f *testing.F) {
 			switch b := dst.(type) {
 			case *createPipelineBody:
 				check4xx(t, "checkPipelineFields", checkPipelineFields(&b.pipelineBody, func(string) bool { return true }))
-				check4xx(t, "checkPrincipal", checkPrincipal("body.createdBy", b.CreatedBy))
+				check4xx(t, "checkPrincipal", check.Principal("body.createdBy", b.CreatedBy))
 				if !isNull(b.Spec) {
 					check4xx(t, "checkSpecObject", checkSpecObject(b.Spec))
 				}
 			case *saveBody:
 				_, err := checkFormat(b.Format)
 				check4xx(t, "checkFormat", err)
-				check4xx(t, "checkRequestID", checkRequestID("body.requestId", b.RequestID))
+				check4xx(t, "checkRequestID", check.RequestID("body.requestId", b.RequestID))
 				check4xx(t, "checkSpecObject", checkSpecObject(b.Spec))
 			case *controlBody:
-				check4xx(t, "checkText", checkText("body.reason", b.Reason, 1000, true))
+				check4xx(t, "checkText", check.Text("body.reason", b.Reason, 1000, true))
 			case *agentBody:
 				if b.Labels != nil {
 					_, err := checkAgentLabels(*b.Labels)
@@ -116,7 +116,7 @@ func FuzzDecode(f *testing.F) {
 			case *secretUpdateBody:
 				check4xx(t, "checkSecretValue", checkSecretValue(b.Value, rawField(body, "value")))
 			case *credentialBody:
-				check4xx(t, "checkEnum", checkEnum("body.kind", b.Kind, credentialKinds...))
+				check4xx(t, "checkEnum", check.Enum("body.kind", b.Kind, credentialKinds...))
 				f := credentialFields{Kind: b.Kind, Host: b.Host, Username: b.Username, ProjectID: b.ProjectID}
 				check4xx(t, "credentialFields.check", f.check())
 				for _, creating := range []bool{true, false} {
@@ -154,9 +154,10 @@ func check4xx(t *testing.T, what string, err error) {
 	if err == nil {
 		return
 	}
-	var ae *apiError
-	if !errors.As(err, &ae) || ae.status < 400 || ae.status >= 500 || ae.msg == "" {
-		t.Fatalf("%s: %v is not a 4xx apiError with a message", what, err)
+	// As the client gets it: an *apiError, or a domain error mapped.
+	ae := mapError(err)
+	if ae.status < 400 || ae.status >= 500 || ae.msg == "" {
+		t.Fatalf("%s: %v is not a 4xx answer with a message", what, err)
 	}
 	if ae.status == http.StatusBadRequest && !strings.Contains(ae.msg, ":") {
 		t.Fatalf("%s: message %q does not say where", what, ae.msg)

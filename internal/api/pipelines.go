@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/runnel-ci/runnel"
+	"github.com/runnel-ci/runnel/internal/check"
 	"github.com/runnel-ci/runnel/internal/spec"
 	"github.com/runnel-ci/runnel/internal/store"
 	"github.com/runnel-ci/runnel/internal/trigger/cron"
@@ -160,24 +161,24 @@ func checkPipelineFields(b *pipelineBody, present func(string) bool) error {
 		field string
 		check func() error
 	}{
-		{"projectId", func() error { return checkProjectID("body.projectId", b.ProjectID) }},
-		{"name", func() error { return checkName("body.name", b.Name) }},
-		{"description", func() error { return checkText("body.description", b.Description, 4096, true) }},
-		{"repoUrl", func() error { return checkRepoURL("body.repoUrl", b.RepoURL) }},
-		{"defaultBranch", func() error { return checkBranch("body.defaultBranch", b.DefaultBranch) }},
-		{"pipelineFilePath", func() error { return checkRepoPath("body.pipelineFilePath", b.PipelineFilePath) }},
-		{"saveMode", func() error { return checkEnum("body.saveMode", b.SaveMode, "direct", "pr") }},
-		{"prTargetBranch", func() error { return checkBranch("body.prTargetBranch", b.PRTargetBranch) }},
-		{"metadata", func() error { return checkMetadata("body.metadata", b.Metadata) }},
+		{"projectId", func() error { return check.ProjectID("body.projectId", b.ProjectID) }},
+		{"name", func() error { return check.Name("body.name", b.Name) }},
+		{"description", func() error { return check.Text("body.description", b.Description, 4096, true) }},
+		{"repoUrl", func() error { return check.RepoURL("body.repoUrl", b.RepoURL) }},
+		{"defaultBranch", func() error { return check.Branch("body.defaultBranch", b.DefaultBranch) }},
+		{"pipelineFilePath", func() error { return check.RepoPath("body.pipelineFilePath", b.PipelineFilePath) }},
+		{"saveMode", func() error { return check.Enum("body.saveMode", b.SaveMode, "direct", "pr") }},
+		{"prTargetBranch", func() error { return check.Branch("body.prTargetBranch", b.PRTargetBranch) }},
+		{"metadata", func() error { return check.Metadata("body.metadata", b.Metadata) }},
 		{"triggerCronExpression", func() error {
-			return checkText("body.triggerCronExpression", b.TriggerCronExpression, 200, false)
+			return check.Text("body.triggerCronExpression", b.TriggerCronExpression, 200, false)
 		}},
-		{"triggerTimezone", func() error { return checkText("body.triggerTimezone", b.TriggerTimezone, 100, false) }},
+		{"triggerTimezone", func() error { return check.Text("body.triggerTimezone", b.TriggerTimezone, 100, false) }},
 		{"credentialId", func() error {
 			if b.CredentialID == "" {
 				return nil
 			}
-			return checkText("body.credentialId", b.CredentialID, 100, false)
+			return check.Text("body.credentialId", b.CredentialID, 100, false)
 		}},
 		{"eventSinks", func() error { return checkEventSinks("body.eventSinks", b.EventSinks) }},
 	}
@@ -258,7 +259,7 @@ func (s *Server) createPipeline(w http.ResponseWriter, r *http.Request) error {
 	if err := checkPipelineFields(&b.pipelineBody, all); err != nil {
 		return err
 	}
-	if err := checkPrincipal("body.createdBy", b.CreatedBy); err != nil {
+	if err := check.Principal("body.createdBy", b.CreatedBy); err != nil {
 		return err
 	}
 	if err := s.checkWebhookSecretField(present["webhookSecret"], b.WebhookSecret); err != nil {
@@ -409,11 +410,11 @@ func (s *Server) listPipelines(w http.ResponseWriter, r *http.Request) error {
 	}
 	f := store.PipelineFilter{ProjectID: q.str("projectId"), Search: q.str("name"), Offset: pg.offset(), Limit: pg.size}
 	if q.has("projectId") {
-		if err := checkProjectID("query parameter projectId", f.ProjectID); err != nil {
+		if err := check.ProjectID("query parameter projectId", f.ProjectID); err != nil {
 			return err
 		}
 	}
-	if err := checkText("query parameter name", f.Search, 100, false); err != nil {
+	if err := check.Text("query parameter name", f.Search, 100, false); err != nil {
 		return err
 	}
 	items, total, err := s.st.ListPipelines(r.Context(), f)

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/runnel-ci/runnel"
+	"github.com/runnel-ci/runnel/internal/check"
 	"github.com/runnel-ci/runnel/internal/store"
 )
 
@@ -47,17 +48,17 @@ func (s *Server) trigger(w http.ResponseWriter, r *http.Request) error {
 		if k == "" {
 			return errorf(http.StatusBadRequest, "body.variables: names must not be empty")
 		}
-		if err := checkText(field, k, 100, false); err != nil {
+		if err := check.Text(field, k, 100, false); err != nil {
 			return err
 		}
-		if err := checkText(field, v, 64<<10, true); err != nil {
+		if err := check.Text(field, v, 64<<10, true); err != nil {
 			return err
 		}
 	}
-	if err := checkPrincipal("body.triggeredBy", b.TriggeredBy); err != nil {
+	if err := check.Principal("body.triggeredBy", b.TriggeredBy); err != nil {
 		return err
 	}
-	if err := checkRequestID("body.requestId", b.RequestID); err != nil {
+	if err := check.RequestID("body.requestId", b.RequestID); err != nil {
 		return err
 	}
 	p, err := s.loadPipeline(r)
@@ -105,7 +106,7 @@ func (s *Server) listRuns(w http.ResponseWriter, r *http.Request) error {
 	}
 	status := q.str("status")
 	if q.has("status") {
-		if err := checkEnum("query parameter status", status, runStatuses...); err != nil {
+		if err := check.Enum("query parameter status", status, runStatuses...); err != nil {
 			return err
 		}
 	}
@@ -205,10 +206,10 @@ func (s *Server) control(action string) handlerFunc {
 		if _, err := decodeJSON(data, &b, decodeOptions{optional: true}); err != nil {
 			return err
 		}
-		if err := checkText("body.reason", b.Reason, 1000, true); err != nil {
+		if err := check.Text("body.reason", b.Reason, 1000, true); err != nil {
 			return err
 		}
-		if err := checkPrincipal("body.operator", b.Operator); err != nil {
+		if err := check.Principal("body.operator", b.Operator); err != nil {
 			return err
 		}
 		run, err := s.st.GetRun(r.Context(), rid)
@@ -291,7 +292,7 @@ func (s *Server) stepLogs(w http.ResponseWriter, r *http.Request) error {
 	}
 	format := q.str("format")
 	if q.has("format") {
-		if err := checkEnum("query parameter format", format, "json", "text"); err != nil {
+		if err := check.Enum("query parameter format", format, "json", "text"); err != nil {
 			return err
 		}
 	}

@@ -12,6 +12,7 @@ import (
 	"unicode/utf8"
 
 	"github.com/runnel-ci/runnel"
+	"github.com/runnel-ci/runnel/internal/check"
 	"github.com/runnel-ci/runnel/internal/mask"
 	"github.com/runnel-ci/runnel/internal/store"
 )
@@ -173,7 +174,7 @@ func (s *Server) createSecret(w http.ResponseWriter, r *http.Request) error {
 	case b.ProjectID != "" && b.PipelineID != "":
 		return errorf(http.StatusBadRequest, "body: give projectId or pipelineId, not both")
 	case b.ProjectID != "":
-		if err := checkProjectID("body.projectId", b.ProjectID); err != nil {
+		if err := check.ProjectID("body.projectId", b.ProjectID); err != nil {
 			return err
 		}
 		x.Scope, x.ScopeID = "project", b.ProjectID
@@ -211,7 +212,7 @@ func (s *Server) listSecrets(w http.ResponseWriter, r *http.Request) error {
 	case q.has("projectId") && q.has("pipelineId"):
 		return errorf(http.StatusBadRequest, "query: give projectId or pipelineId, not both")
 	case q.has("projectId"):
-		if err := checkProjectID("query parameter projectId", q.str("projectId")); err != nil {
+		if err := check.ProjectID("query parameter projectId", q.str("projectId")); err != nil {
 			return err
 		}
 		f = store.SecretFilter{Scope: "project", ScopeID: q.str("projectId")}

@@ -12,6 +12,7 @@ import (
 	"sync"
 
 	"github.com/runnel-ci/runnel"
+	"github.com/runnel-ci/runnel/internal/check"
 	"github.com/runnel-ci/runnel/internal/spec"
 	"github.com/runnel-ci/runnel/internal/store"
 	"github.com/runnel-ci/runnel/internal/trigger/cron"
@@ -74,7 +75,7 @@ func checkFormat(f string) (string, error) {
 	if f == "" {
 		return "yaml", nil
 	}
-	if err := checkEnum("body.format", f, "json", "yaml", "yml"); err != nil {
+	if err := check.Enum("body.format", f, "json", "yaml", "yml"); err != nil {
 		return "", err
 	}
 	return f, nil
@@ -214,7 +215,7 @@ func (s *Server) getSpec(w http.ResponseWriter, r *http.Request) error {
 	}
 	render := q.has("render")
 	if render {
-		if err := checkEnum("query parameter render", q.str("render"), "text"); err != nil {
+		if err := check.Enum("query parameter render", q.str("render"), "text"); err != nil {
 			return err
 		}
 	}
@@ -305,13 +306,13 @@ func (s *Server) saveSpec(w http.ResponseWriter, r *http.Request) error {
 	if b.ExpectedHeadCommitSHA != "" && !shaPattern().MatchString(b.ExpectedHeadCommitSHA) {
 		return errorf(http.StatusBadRequest, "body.expectedHeadCommitSha: must be the lowercase hex headCommitSha that GET …/spec returned, got %q", b.ExpectedHeadCommitSHA)
 	}
-	if err := checkText("body.commitMessage", b.CommitMessage, 4096, true); err != nil {
+	if err := check.Text("body.commitMessage", b.CommitMessage, 4096, true); err != nil {
 		return err
 	}
-	if err := checkRequestID("body.requestId", b.RequestID); err != nil {
+	if err := check.RequestID("body.requestId", b.RequestID); err != nil {
 		return err
 	}
-	if err := checkPrincipal("body.editor", b.Editor); err != nil {
+	if err := check.Principal("body.editor", b.Editor); err != nil {
 		return err
 	}
 	def, isText, err := b.source()
