@@ -11,6 +11,7 @@ import (
 
 	"github.com/runnel-ci/runnel"
 	"github.com/runnel-ci/runnel/internal/imagebuild"
+	"github.com/runnel-ci/runnel/internal/pipeline"
 	"github.com/runnel-ci/runnel/internal/store"
 )
 
@@ -79,6 +80,14 @@ func mapError(err error) *apiError {
 	var fe *imagebuild.FieldError
 	var re *imagebuild.ResolveError
 	var de *runnel.Error
+	var bad *pipeline.InvalidSpecError
+	var stale *pipeline.StaleHeadError
+	if errors.As(err, &bad) {
+		return &apiError{status: http.StatusBadRequest, msg: bad.Error(), errors: bad.Errors}
+	}
+	if errors.As(err, &stale) {
+		return &apiError{status: http.StatusConflict, msg: stale.Msg, currentHead: stale.Current}
+	}
 	if errors.As(err, &de) && err.Error() == de.Msg {
 		// A domain error as written for its reader (not wrapped in more
 		// context): its message is the answer's.

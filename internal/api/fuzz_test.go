@@ -93,7 +93,7 @@ func FuzzDecode(f *testing.F) {
 			// What decodes then goes through the field checks.
 			switch b := dst.(type) {
 			case *createPipelineBody:
-				check4xx(t, "checkPipelineFields", checkPipelineFields(&b.pipelineBody, func(string) bool { return true }))
+				check4xx(t, "checkPipelineFields", checkPipelineFields(&b.Fields, func(string) bool { return true }))
 				check4xx(t, "checkPrincipal", check.Principal("body.createdBy", b.CreatedBy))
 				if !isNull(b.Spec) {
 					check4xx(t, "checkSpecObject", checkSpecObject(b.Spec))

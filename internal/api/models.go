@@ -7,6 +7,7 @@ import (
 	"slices"
 	"time"
 
+	"github.com/runnel-ci/runnel/internal/pipeline"
 	"github.com/runnel-ci/runnel/internal/store"
 )
 
@@ -182,12 +183,7 @@ type specJSON struct {
 }
 
 // specError is one problem of a spec, positioned in the spec as sent.
-type specError struct {
-	Path    string `json:"path"`
-	Line    int    `json:"line"`
-	Column  int    `json:"column"`
-	Message string `json:"message"`
-}
+type specError = pipeline.SpecError
 
 type validateJSON struct {
 	Valid  bool        `json:"valid"`

@@ -65,7 +65,7 @@ func (s *Server) trigger(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	if p.HeadVersion == 0 && !s.gitBacked(p) && (s.git == nil || s.git.Extension == nil) {
+	if !s.pipelines.HasDefinition(p) {
 		return errorf(http.StatusConflict, "pipeline %s has no saved definition to run; save one with POST /api/v1/pipelines/%s/spec/save", p.ID, p.ID)
 	}
 	reqID := b.RequestID

@@ -31,6 +31,7 @@ import (
 	"github.com/runnel-ci/runnel/internal/action"
 	"github.com/runnel-ci/runnel/internal/event"
 	"github.com/runnel-ci/runnel/internal/gitdef"
+	"github.com/runnel-ci/runnel/internal/pipeline"
 	"github.com/runnel-ci/runnel/internal/spec"
 	"github.com/runnel-ci/runnel/internal/store"
 )
@@ -82,6 +83,10 @@ type Config struct {
 	// UI serves the web UI on every GET path outside the API (see
 	// isUIPath); nil: none.
 	UI http.Handler
+	// Pipelines is the pipeline service; nil: one built from this Config
+	// (Store, Catalog, Git, Secrets, Clock, Logger, and the cron minimum
+	// interval of Runs when it tells one).
+	Pipelines *pipeline.Service
 }
 
 // Defaults of Config.
@@ -116,6 +121,8 @@ type Server struct {
 	images ImageService
 	// ui is Config.UI (nil: no web UI, every other path is a 404 envelope).
 	ui http.Handler
+	// pipelines owns the pipeline and definition rules.
+	pipelines *pipeline.Service
 
 	// touched remembers when each token's last-used time was last written, so
 	// an active client costs one write a minute instead of one per request.
@@ -166,6 +173,17 @@ func New(cfg Config) *Server {
 	}
 	if s.logCap <= 0 {
 		s.logCap = DefaultLogCapBytes
+	}
+	s.pipelines = cfg.Pipelines
+	if s.pipelines == nil {
+		o := pipeline.Options{Store: s.st, Catalog: s.catalog, Git: s.git, Clock: s.now, Logger: s.log}
+		if s.seal != nil {
+			o.Sealer = s.seal
+		}
+		if c, ok := s.runs.(cronPolicy); ok {
+			o.CronMinInterval = c.CronMinInterval()
+		}
+		s.pipelines = pipeline.New(o)
 	}
 	s.handler = s.buildHandler()
 	return s

@@ -16,8 +16,6 @@ package imagebuild
 
 import (
 	"context"
-	"crypto/sha256"
-	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -429,12 +427,10 @@ func (s *Service) ensureSpec(ctx context.Context, r *store.ImageRepository) erro
 	if err != nil {
 		return fmt.Errorf("the generated definition is not valid (a bug): %w", err)
 	}
-	canonical, err := json.Marshal(def)
+	canonical, sha, err := spec.Canonical(def)
 	if err != nil {
 		return err
 	}
-	sum := sha256.Sum256(canonical)
-	sha := hex.EncodeToString(sum[:])
 	for attempt := 0; ; attempt++ {
 		p, err := s.o.Store.GetPipeline(ctx, r.PipelineID)
 		if err != nil {

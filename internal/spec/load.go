@@ -2,6 +2,9 @@ package spec
 
 import (
 	"bytes"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
 	"fmt"
 	"os"
 	"reflect"
@@ -130,4 +133,18 @@ func DecodeJob(data []byte) (*Job, error) {
 		}
 	}
 	return j, nil
+}
+
+// Canonical is a parsed definition's canonical JSON and its content hash
+// (hex SHA-256): the definition marshalled again (the types marshal
+// deterministically), so two definitions that differ only in layout, key
+// order or YAML versus JSON hash the same. Stored versions are kept in this
+// form and the hash is their commit id.
+func Canonical(p *Pipeline) (json.RawMessage, string, error) {
+	b, err := json.Marshal(p)
+	if err != nil {
+		return nil, "", err
+	}
+	sum := sha256.Sum256(b)
+	return b, hex.EncodeToString(sum[:]), nil
 }
