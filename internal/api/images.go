@@ -40,7 +40,9 @@ type ImageService interface {
 	ListBuilds(ctx context.Context, f store.ImageBuildFilter) ([]*imagebuild.Build, int, error)
 	GetBuild(ctx context.Context, id string) (*imagebuild.Build, error)
 	BuildLogs(ctx context.Context, id string, start, end time.Time) ([]imagebuild.LogLine, error)
-	Push(ctx context.Context, pipelineID string, ev *webhook.Event, provider, deliveryID string) (*imagebuild.PushResult, bool, error)
+	// RouteDelivery starts the builds a webhook delivery asks of an image
+	// repository's pipeline (the webhook service calls it).
+	webhook.ImageBuilds
 }
 
 // seedPageSize is the seed's page of builds.

@@ -34,6 +34,7 @@ import (
 	"github.com/runnel-ci/runnel/internal/pipeline"
 	"github.com/runnel-ci/runnel/internal/spec"
 	"github.com/runnel-ci/runnel/internal/store"
+	"github.com/runnel-ci/runnel/internal/trigger/webhook"
 )
 
 // Config is what the API needs. Store and Runs are required.
@@ -87,6 +88,9 @@ type Config struct {
 	// (Store, Catalog, Git, Secrets, Clock, Logger, and the cron minimum
 	// interval of Runs when it tells one).
 	Pipelines *pipeline.Service
+	// Webhooks is the webhook service; nil: one built from this Config
+	// (Store, Runs, Secrets as an Opener, Images, Git, Catalog).
+	Webhooks *webhook.Service
 }
 
 // Defaults of Config.
@@ -123,6 +127,8 @@ type Server struct {
 	ui http.Handler
 	// pipelines owns the pipeline and definition rules.
 	pipelines *pipeline.Service
+	// webhooks handles forge deliveries.
+	webhooks *webhook.Service
 
 	// touched remembers when each token's last-used time was last written, so
 	// an active client costs one write a minute instead of one per request.
@@ -184,6 +190,17 @@ func New(cfg Config) *Server {
 			o.CronMinInterval = c.CronMinInterval()
 		}
 		s.pipelines = pipeline.New(o)
+	}
+	s.webhooks = cfg.Webhooks
+	if s.webhooks == nil {
+		o := webhook.Options{Store: s.st, Runs: s.runs, Git: s.git, Catalog: s.catalog, Clock: s.now, Logger: s.log}
+		if op, ok := s.seal.(webhook.Opener); ok {
+			o.Opener = op
+		}
+		if s.images != nil {
+			o.Images = s.images
+		}
+		s.webhooks = webhook.NewService(o)
 	}
 	s.handler = s.buildHandler()
 	return s

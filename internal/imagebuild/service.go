@@ -1007,3 +1007,17 @@ func Managed(p *store.Pipeline) (string, bool) {
 	v, ok := p.Metadata[ManagedKey].(string)
 	return v, ok
 }
+
+// RouteDelivery is Push for the webhook service: the runs of the builds a
+// delivery started, or why none.
+func (s *Service) RouteDelivery(ctx context.Context, pipelineID string, ev *webhook.Event, provider, deliveryID string) ([]webhook.Run, string, bool, error) {
+	res, managed, err := s.Push(ctx, pipelineID, ev, provider, deliveryID)
+	if err != nil || !managed {
+		return nil, "", managed, err
+	}
+	runs := make([]webhook.Run, 0, len(res.Builds))
+	for _, b := range res.Builds {
+		runs = append(runs, webhook.Run{ID: b.ID, Number: b.RunNumber})
+	}
+	return runs, res.Reason, true, nil
+}

@@ -2,7 +2,9 @@
 // GitLab, Gitea, Bitbucket Cloud): verifying a delivery's signature against
 // the pipeline's secret, parsing its payload into an Event (kind, delivery
 // id, trigger context, changed paths), and matching the event against a
-// definition's `type: event` triggers. It is pure: no store, no HTTP server.
+// definition's `type: event` triggers — all pure — and the Service that
+// handles a delivery end to end (service.go), beside cron.Service: the HTTP
+// API only decodes the request and encodes the Outcome.
 package webhook
 
 import (
