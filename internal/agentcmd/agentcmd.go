@@ -214,50 +214,67 @@ func runAgent(ctx context.Context, cfg agentConfig, stderr io.Writer, version st
 	return err
 }
 
-// Backend kinds of --backend and --embedded-agent-backend.
-var backendKinds = []string{"local", "docker", "auto"}
+// BackendConfig is what a backend is built from.
+type BackendConfig struct {
+	// Root keeps the backend's files (workspaces, job directories).
+	Root        string
+	GracePeriod time.Duration
+	Logger      *slog.Logger
+}
+
+// backends builds each kind of --backend and --embedded-agent-backend, in
+// the order messages list them: adding a backend is a package implementing
+// backend.Stale and one entry here. Docker is not contacted when a backend is
+// built: auto works without it for jobs that need no containers.
+var backends = []struct {
+	kind string
+	new  func(BackendConfig) (backend.Stale, error)
+}{
+	{"local", func(c BackendConfig) (backend.Stale, error) { return newLocal(c) }},
+	{"docker", func(c BackendConfig) (backend.Stale, error) { return newDocker(c) }},
+	{"auto", func(c BackendConfig) (backend.Stale, error) {
+		lb, err := newLocal(c)
+		if err != nil {
+			return nil, err
+		}
+		db, err := newDocker(c)
+		if err != nil {
+			return nil, err
+		}
+		return auto.New(lb, db, c.Logger), nil
+	}},
+}
+
+func newLocal(c BackendConfig) (*local.Backend, error) {
+	return local.New(local.Options{Root: c.Root, GracePeriod: c.GracePeriod, Logger: c.Logger})
+}
+
+func newDocker(c BackendConfig) (*docker.Backend, error) {
+	return docker.New(docker.Options{Root: c.Root, GracePeriod: c.GracePeriod, Logger: c.Logger})
+}
 
 // CheckBackendKind checks a --backend value.
 func CheckBackendKind(kind string) error {
-	for _, k := range backendKinds {
-		if kind == k {
+	kinds := make([]string, len(backends))
+	for i, b := range backends {
+		if kind == b.kind {
 			return nil
 		}
+		kinds[i] = b.kind
 	}
-	return fmt.Errorf("%q: want local, docker or auto", kind)
+	return fmt.Errorf("%q: want %s or %s", kind, strings.Join(kinds[:len(kinds)-1], ", "), kinds[len(kinds)-1])
 }
 
-// StaleBackend is a backend that cleans up after a crashed predecessor.
-type StaleBackend interface {
-	backend.Backend
-	CleanupStale(ctx context.Context) error
-}
-
-// NewBackend builds the backend of kind (see backendKinds) keeping its files
-// under root. Docker is not contacted here: auto works without it for jobs
-// that need no containers.
-func NewBackend(kind, root string, grace time.Duration, log *slog.Logger) (StaleBackend, error) {
-	newLocal := func() (*local.Backend, error) {
-		return local.New(local.Options{Root: root, GracePeriod: grace, Logger: log})
+// NewBackend builds the backend of kind ("" is auto) keeping its files
+// under root.
+func NewBackend(kind, root string, grace time.Duration, log *slog.Logger) (backend.Stale, error) {
+	if kind == "" {
+		kind = "auto"
 	}
-	newDocker := func() (*docker.Backend, error) {
-		return docker.New(docker.Options{Root: root, GracePeriod: grace, Logger: log})
-	}
-	switch kind {
-	case "local":
-		return newLocal()
-	case "docker":
-		return newDocker()
-	case "auto", "":
-		lb, err := newLocal()
-		if err != nil {
-			return nil, err
+	for _, b := range backends {
+		if b.kind == kind {
+			return b.new(BackendConfig{Root: root, GracePeriod: grace, Logger: log})
 		}
-		db, err := newDocker()
-		if err != nil {
-			return nil, err
-		}
-		return auto.New(lb, db, log), nil
 	}
 	return nil, CheckBackendKind(kind)
 }

@@ -21,15 +21,23 @@
 //     removes the workspace unless the backend was told to keep it.
 //
 // Backends that keep state outside the process (processes, directories,
-// containers) also offer CleanupStale(ctx), called once at startup, which
-// removes what an earlier process of the same backend instance left behind
-// when it died without DestroyJob.
+// containers) also offer CleanupStale(ctx) (the Stale interface), called
+// once at startup, which removes what an earlier process of the same backend
+// instance left behind when it died without DestroyJob.
 package backend
 
 import (
 	"context"
 	"io"
 )
+
+// Stale is a Backend that cleans up after a predecessor that died without
+// DestroyJob (see the package documentation). Every backend an agent can be
+// given implements it.
+type Stale interface {
+	Backend
+	CleanupStale(ctx context.Context) error
+}
 
 // Job describes one attempt of a job to a backend.
 type Job struct {

@@ -18,17 +18,10 @@ import (
 	"github.com/runnel-ci/runnel/internal/backend/docker"
 )
 
-// Stale is a backend that can clean up after a predecessor (see
-// backend's package documentation).
-type Stale interface {
-	backend.Backend
-	CleanupStale(ctx context.Context) error
-}
-
 // Backend routes each job to Local or Docker.
 type Backend struct {
-	Local  Stale
-	Docker Stale
+	Local  backend.Stale
+	Docker backend.Stale
 	// Logger receives diagnostics; nil discards them.
 	Logger *slog.Logger
 
@@ -39,7 +32,7 @@ type Backend struct {
 var _ backend.Backend = (*Backend)(nil)
 
 // New returns a Backend over the two.
-func New(local, docker Stale, log *slog.Logger) *Backend {
+func New(local, docker backend.Stale, log *slog.Logger) *Backend {
 	return &Backend{Local: local, Docker: docker, Logger: log}
 }
 
