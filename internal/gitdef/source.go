@@ -10,8 +10,8 @@ import (
 	"time"
 
 	"github.com/runnel-ci/runnel"
+	"github.com/runnel-ci/runnel/internal/gitdef/configext"
 	"github.com/runnel-ci/runnel/internal/store"
-	"github.com/runnel-ci/runnel/internal/trigger/configext"
 )
 
 // DefaultFile is the definition's path when a pipeline names none.
