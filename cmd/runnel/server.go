@@ -43,6 +43,7 @@ import (
 	"github.com/runnel-ci/runnel/internal/gitdef"
 	"github.com/runnel-ci/runnel/internal/gitdef/configext"
 	"github.com/runnel-ci/runnel/internal/imagebuild"
+	"github.com/runnel-ci/runnel/internal/safeurl"
 	"github.com/runnel-ci/runnel/internal/scheduler"
 	"github.com/runnel-ci/runnel/internal/secret"
 	"github.com/runnel-ci/runnel/internal/store"
@@ -231,7 +232,7 @@ func (c *serverConfig) validate() error {
 	for _, sink := range c.EventSinks {
 		u, err := url.Parse(sink)
 		if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
-			return fmt.Errorf("--events-sinks: %q is not an http(s) URL", cdevent.RedactURL(sink))
+			return fmt.Errorf("--events-sinks: %q is not an http(s) URL", safeurl.Redact(sink))
 		}
 	}
 	switch c.SMTPTLS {
@@ -631,21 +632,12 @@ func startServer(parent context.Context, cfg serverConfig, stdout, stderr io.Wri
 	// so a server at rest holds what it uses.
 	debug.FreeOSMemory()
 	addr := ln.Addr().String()
-	log.Info("runnel server ready", "addr", "http://"+addr, "grpc_addr", grpcAddr, "data_dir", cfg.DataDir, "database", dbKind(dsn), "blob_url", redactURL(blobURL), "embedded_agent_capacity", cfg.AgentCapacity)
+	log.Info("runnel server ready", "addr", "http://"+addr, "grpc_addr", grpcAddr, "data_dir", cfg.DataDir, "database", dbKind(dsn), "blob_url", safeurl.Redact(blobURL), "embedded_agent_capacity", cfg.AgentCapacity)
 	return &server{Addr: addr, GRPCAddr: grpcAddr, st: st, bucket: bucket, group: g, stop: cancel}, nil
 }
 
 // The artifact service is the storage the scheduler binds claimed jobs to.
 var _ scheduler.StorageBinder = (*artifact.Service)(nil)
-
-// redactURL hides a password in a URL's user info for the log.
-func redactURL(raw string) string {
-	u, err := url.Parse(raw)
-	if err != nil {
-		return "(unparsable URL)"
-	}
-	return u.Redacted()
-}
 
 func dbKind(dsn string) string {
 	if strings.HasPrefix(dsn, "postgres") {

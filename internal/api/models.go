@@ -3,11 +3,11 @@ package api
 import (
 	"cmp"
 	"encoding/json"
-	"net/url"
 	"slices"
 	"time"
 
 	"github.com/runnel-ci/runnel/internal/pipeline"
+	"github.com/runnel-ci/runnel/internal/safeurl"
 	"github.com/runnel-ci/runnel/internal/store"
 )
 
@@ -101,10 +101,7 @@ func toPipelineJSON(p *store.Pipeline) pipelineJSON {
 func redactedSinks(sinks []string) []string {
 	out := make([]string, 0, len(sinks))
 	for _, s := range sinks {
-		if u, err := url.Parse(s); err == nil {
-			s = u.Redacted()
-		}
-		out = append(out, s)
+		out = append(out, safeurl.Redact(s))
 	}
 	return out
 }

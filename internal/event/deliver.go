@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/runnel-ci/runnel/internal/event/cdevent"
+	"github.com/runnel-ci/runnel/internal/safeurl"
 	"github.com/runnel-ci/runnel/internal/store"
 )
 
@@ -189,7 +190,7 @@ func (d *Deliverer) deliver(ctx context.Context, dl *store.Delivery, batch bool)
 	now := d.o.Now()
 	if err == nil || errors.Is(err, errUndeliverable) {
 		if err != nil {
-			d.log.Error("event delivery: dropped an event that can never be delivered", "sink", cdevent.RedactURL(dl.Sink),
+			d.log.Error("event delivery: dropped an event that can never be delivered", "sink", safeurl.Redact(dl.Sink),
 				"run_id", e.RunID, "seq", e.Seq, "type", e.Type, "err", err)
 		}
 		if batch {
@@ -204,7 +205,7 @@ func (d *Deliverer) deliver(ctx context.Context, dl *store.Delivery, batch bool)
 		return false, false // shutting down: the lease ends and another try follows
 	}
 	if now.Sub(dl.CreatedAt) > d.o.MaxAge {
-		d.log.Error("event delivery: giving up on an event after retrying for too long", "sink", cdevent.RedactURL(dl.Sink),
+		d.log.Error("event delivery: giving up on an event after retrying for too long", "sink", safeurl.Redact(dl.Sink),
 			"run_id", e.RunID, "seq", e.Seq, "type", e.Type, "attempts", dl.Attempts+1, "err", err)
 		if batch {
 			return false, true
@@ -216,7 +217,7 @@ func (d *Deliverer) deliver(ctx context.Context, dl *store.Delivery, batch bool)
 	}
 	backoff := time.Second << min(dl.Attempts, 20)
 	backoff = min(backoff, d.o.MaxBackoff)
-	d.log.Warn("event delivery failed; will retry", "sink", cdevent.RedactURL(dl.Sink), "run_id", e.RunID, "seq", e.Seq,
+	d.log.Warn("event delivery failed; will retry", "sink", safeurl.Redact(dl.Sink), "run_id", e.RunID, "seq", e.Seq,
 		"attempt", dl.Attempts+1, "retry_in", backoff.String(), "err", err)
 	if err := d.o.Store.DeliveryFailed(ctx, dl.ID, now.Add(backoff), err.Error()); err != nil {
 		d.log.Warn("event delivery: record a failed attempt", "delivery_id", dl.ID, "err", err)

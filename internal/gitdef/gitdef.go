@@ -27,6 +27,7 @@ import (
 	"github.com/go-git/go-git/v5/storage/memory"
 
 	"github.com/runnel-ci/runnel"
+	"github.com/runnel-ci/runnel/internal/safeurl"
 )
 
 // MaxFileSize bounds a definition file read from a repository.
@@ -235,7 +236,7 @@ func (r Repo) Resolve(ctx context.Context, ref string) (string, error) {
 		}
 	}
 	if direct == "" {
-		return "", fmt.Errorf("repository %s has no %s: %w", RedactURL(r.URL), ref, ErrNotFound)
+		return "", fmt.Errorf("repository %s has no %s: %w", safeurl.Redact(r.URL), ref, ErrNotFound)
 	}
 	return direct, nil
 }

@@ -5,12 +5,11 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
-	"net/url"
-	"strings"
 	"time"
 
 	"github.com/runnel-ci/runnel"
 	"github.com/runnel-ci/runnel/internal/gitdef/configext"
+	"github.com/runnel-ci/runnel/internal/safeurl"
 	"github.com/runnel-ci/runnel/internal/store"
 )
 
@@ -118,19 +117,9 @@ func (s *Source) Definition(ctx context.Context, p *store.Pipeline, t runnel.Tri
 	f, err := repo.Read(rctx, q)
 	if err != nil {
 		if errors.Is(rctx.Err(), context.DeadlineExceeded) {
-			return nil, fmt.Errorf("reading %s from %s: no answer within %s", q.Path, RedactURL(p.RepoURL), timeout)
+			return nil, fmt.Errorf("reading %s from %s: no answer within %s", q.Path, safeurl.Redact(p.RepoURL), timeout)
 		}
 		return nil, fmt.Errorf("reading the definition: %w", err)
 	}
 	return &store.RunDefinition{Source: "git", File: f.Path, CommitSHA: f.Commit, Content: f.Content}, nil
-}
-
-// RedactURL hides a password in a URL.
-func RedactURL(raw string) string {
-	u, err := url.Parse(raw)
-	if err != nil || u.User == nil {
-		return raw
-	}
-	u.User = url.User(u.User.Username())
-	return strings.Replace(u.String(), u.User.Username()+"@", u.User.Username()+":***@", 1)
 }

@@ -4,6 +4,7 @@ import (
 	"net/url"
 	"strings"
 
+	"github.com/runnel-ci/runnel/internal/safeurl"
 	"github.com/runnel-ci/runnel/internal/store"
 )
 
@@ -57,7 +58,7 @@ func RepoPath(s store.ImageSource) string {
 
 // ShownCloneURL is the clone URL as shown to people and in logs: a user
 // name in it is hidden.
-func ShownCloneURL(s store.ImageSource) string { return redact(CloneURL(s)) }
+func ShownCloneURL(s store.ImageSource) string { return safeurl.Redact(CloneURL(s)) }
 
 // CommitURL is a commit's page on the forge ("" for Simple or no commit).
 func CommitURL(s store.ImageSource, sha string) string {

@@ -12,6 +12,7 @@ import (
 	"github.com/bmatcuk/doublestar/v4"
 
 	"github.com/runnel-ci/runnel"
+	"github.com/runnel-ci/runnel/internal/safeurl"
 	"github.com/runnel-ci/runnel/internal/store"
 )
 
@@ -184,7 +185,7 @@ func checkCloneURL(field, raw string) error {
 	}
 	u, err := url.Parse(raw)
 	if err != nil || u.Host == "" {
-		return fieldErr(field, "must be an http(s):// or ssh:// repository URL, got %q", redact(raw))
+		return fieldErr(field, "must be an http(s):// or ssh:// repository URL, got %q", safeurl.Redact(raw))
 	}
 	switch u.Scheme {
 	case "http", "https", "ssh", "git":
@@ -195,15 +196,6 @@ func checkCloneURL(field, raw string) error {
 		return fieldErr(field, "must not carry a password: store it as a credential (/api/v1/credentials) and name it in code_repo_credential")
 	}
 	return nil
-}
-
-func redact(raw string) string {
-	u, err := url.Parse(raw)
-	if err != nil || u.User == nil {
-		return raw
-	}
-	u.User = url.User("***")
-	return u.String()
 }
 
 // TagConfigInput is a tag config as a request gives it; nil fields take

@@ -17,6 +17,7 @@ import (
 	"github.com/runnel-ci/runnel/internal/check"
 	"github.com/runnel-ci/runnel/internal/gitdef"
 	gitforge "github.com/runnel-ci/runnel/internal/gitdef/forge"
+	"github.com/runnel-ci/runnel/internal/safeurl"
 	"github.com/runnel-ci/runnel/internal/spec"
 	"github.com/runnel-ci/runnel/internal/store"
 	"github.com/runnel-ci/runnel/internal/trigger/cron"
@@ -197,7 +198,7 @@ func gitError(p *store.Pipeline, err error) error {
 	case errors.As(err, &moved):
 		return &StaleHeadError{
 			Msg: fmt.Sprintf("body.expectedHeadCommitSha: stale: branch %s of %s is now at %s; load the spec again, reapply your change and save with that head",
-				moved.Branch, gitdef.RedactURL(p.RepoURL), moved.Current),
+				moved.Branch, safeurl.Redact(p.RepoURL), moved.Current),
 			Current: moved.Current,
 		}
 	case errors.Is(err, context.Canceled):

@@ -109,6 +109,7 @@ import (
 	"unicode"
 
 	"github.com/runnel-ci/runnel"
+	"github.com/runnel-ci/runnel/internal/safeurl"
 	"github.com/runnel-ci/runnel/internal/store"
 )
 
@@ -365,7 +366,7 @@ type Sender struct {
 // status. A password in the sink URL is sent as HTTP basic authentication.
 // Redirects are not followed (a 3xx answer is an error).
 func (s *Sender) Send(ctx context.Context, sink string, ev *Event) error {
-	shown := RedactURL(sink)
+	shown := safeurl.Redact(sink)
 	if ev == nil {
 		return fmt.Errorf("cdevent: send to %s: nil event", shown)
 	}
@@ -417,7 +418,7 @@ func (s *Sender) Send(ctx context.Context, sink string, ev *Event) error {
 	if resp.StatusCode < 200 || resp.StatusCode > 299 {
 		msg := fmt.Sprintf("%s: HTTP %s", what, resp.Status)
 		if loc := resp.Header.Get("Location"); resp.StatusCode >= 300 && resp.StatusCode < 400 && loc != "" {
-			msg += " (redirect to " + RedactURL(loc) + ", not followed)"
+			msg += " (redirect to " + safeurl.Redact(loc) + ", not followed)"
 		}
 		if text := printable(string(body)); text != "" {
 			msg += ": " + redactErrString(text, sink, shown)
@@ -425,34 +426,6 @@ func (s *Sender) Send(ctx context.Context, sink string, ev *Event) error {
 		return errors.New(msg)
 	}
 	return nil
-}
-
-// RedactURL returns raw with the password of its user info, if any,
-// replaced by "xxxxx" (as url.URL.Redacted does), also when raw does not
-// parse as a URL.
-func RedactURL(raw string) string {
-	if u, err := url.Parse(raw); err == nil && (u.User != nil || !strings.Contains(raw, "@")) {
-		return u.Redacted()
-	}
-	i := strings.Index(raw, "://")
-	if i < 0 {
-		i = 0
-	} else {
-		i += 3
-	}
-	end := len(raw)
-	if j := strings.IndexAny(raw[i:], "/?#"); j >= 0 {
-		end = i + j
-	}
-	at := strings.LastIndex(raw[i:end], "@")
-	if at < 0 {
-		return raw
-	}
-	userinfo := raw[i : i+at]
-	if c := strings.Index(userinfo, ":"); c >= 0 {
-		userinfo = userinfo[:c] + ":xxxxx"
-	}
-	return raw[:i] + userinfo + raw[i+at:]
 }
 
 // redactErr hides any copy of the raw sink URL (or of its password) in err.

@@ -229,30 +229,6 @@ func unwrapURLError(err error) error {
 	return err
 }
 
-// redactURL shows a URL without its user info, query and fragment, which may
-// carry credentials. Unparsable URLs are hidden completely.
-func redactURL(raw string) string {
-	u, err := url.Parse(raw)
-	if err != nil || u.Host == "" {
-		return "<invalid URL>"
-	}
-	s := u.Scheme + "://" + u.Host + u.EscapedPath()
-	if u.RawQuery != "" || u.ForceQuery {
-		s += "?…"
-	}
-	return s
-}
-
-// redactURLPath shows only a URL's scheme and host: for URLs whose path is
-// the secret, like a Slack incoming webhook's.
-func redactURLPath(raw string) string {
-	u, err := url.Parse(raw)
-	if err != nil || u.Host == "" {
-		return "<invalid URL>"
-	}
-	return u.Scheme + "://" + u.Host + "/…"
-}
-
 // printable makes an answer's head fit on one line of a log: valid UTF-8,
 // trimmed, with a cut multi-byte character dropped.
 func printable(b []byte) string {

@@ -8,6 +8,7 @@ import (
 	"strings"
 
 	"github.com/runnel-ci/runnel"
+	"github.com/runnel-ci/runnel/internal/safeurl"
 )
 
 // maxSlackJobs bounds how many failed jobs a Slack message lists.
@@ -168,7 +169,7 @@ func Slack(ctx context.Context, hc *http.Client, webhookURL, channel string, m M
 	h := http.Header{}
 	h.Set("Content-Type", "application/json")
 	h.Set("User-Agent", "Runnel")
-	if err := post(ctx, hc, webhookURL, redactURLPath, body, h); err != nil {
+	if err := post(ctx, hc, webhookURL, safeurl.Host, body, h); err != nil {
 		return fmt.Errorf("slack: %w", err)
 	}
 	return nil

@@ -8,6 +8,8 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/http"
+
+	"github.com/runnel-ci/runnel/internal/safeurl"
 )
 
 // EventRunFinished is the event a webhook body and its X-Runnel-Event header
@@ -97,7 +99,7 @@ func Webhook(ctx context.Context, hc *http.Client, url, secret string, m Message
 	if secret != "" {
 		h.Set(HeaderSignature, Signature(secret, body))
 	}
-	if err := post(ctx, hc, url, redactURL, body, h); err != nil {
+	if err := post(ctx, hc, url, safeurl.Origin, body, h); err != nil {
 		return fmt.Errorf("webhook: %w", err)
 	}
 	return nil

@@ -41,10 +41,11 @@ import (
 	"fmt"
 	"io"
 	"net/http"
-	"net/url"
 	"strings"
 	"time"
 	"unicode/utf8"
+
+	"github.com/runnel-ci/runnel/internal/safeurl"
 )
 
 const (
@@ -80,7 +81,7 @@ type response struct {
 
 // Find asks the extension. found=false (and err=nil) means "no configuration: fall back".
 func (c *Client) Find(ctx context.Context, req Request) (data string, found bool, err error) {
-	endpoint := redactURL(c.Endpoint)
+	endpoint := safeurl.Redact(c.Endpoint)
 	if strings.TrimSpace(c.Endpoint) == "" {
 		return "", false, c.errorf(nil, "configext: no endpoint configured")
 	}
@@ -132,7 +133,7 @@ func (c *Client) Find(ctx context.Context, req Request) (data string, found bool
 		return "", false, nil
 	}
 	if res.StatusCode >= 300 && res.StatusCode <= 399 {
-		loc := redactURL(res.Header.Get("Location"))
+		loc := safeurl.Redact(res.Header.Get("Location"))
 		return "", false, c.errorf(nil, "configext: config extension %s answered %s (redirect to %q, not followed)",
 			endpoint, statusText(res.StatusCode), loc)
 	}
@@ -218,15 +219,6 @@ func errorBody(raw []byte) string {
 		cut--
 	}
 	return strings.ToValidUTF8(strings.TrimSpace(s[:cut]), "\uFFFD") + "…"
-}
-
-// redactURL hides a password in a URL meant for an error message.
-func redactURL(raw string) string {
-	u, err := url.Parse(raw)
-	if err != nil || u.User == nil {
-		return raw
-	}
-	return u.Redacted()
 }
 
 // digest is the Digest header value for body (RFC 3230, SHA-256).

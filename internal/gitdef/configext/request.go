@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/runnel-ci/runnel"
+	"github.com/runnel-ci/runnel/internal/safeurl"
 )
 
 // Request is the body of a config extension request, as Drone's
@@ -316,7 +317,7 @@ func parseRepoURL(raw string) repoLocation {
 		loc.clone = u.String()
 		path = u.Path
 		if (scheme == "http" || scheme == "https") && u.Host != "" {
-			ns, name := splitRepoPath(path)
+			ns, name := safeurl.SplitRepoPath(path)
 			if name != "" {
 				web := url.URL{Scheme: scheme, Host: u.Host, Path: "/" + joinPath(ns, name)}
 				loc.link = web.String()
@@ -330,7 +331,7 @@ func parseRepoURL(raw string) repoLocation {
 		loc.clone = raw
 		path = raw
 	}
-	loc.namespace, loc.name = splitRepoPath(path)
+	loc.namespace, loc.name = safeurl.SplitRepoPath(path)
 	return loc
 }
 
@@ -343,24 +344,6 @@ func isSCPLike(s string) bool {
 	}
 	slash := strings.IndexAny(s, `/\`)
 	return slash < 0 || colon < slash
-}
-
-// splitRepoPath splits "/group/sub/name.git/" into ("group/sub", "name").
-func splitRepoPath(p string) (namespace, name string) {
-	var segs []string
-	for seg := range strings.SplitSeq(p, "/") {
-		if seg != "" {
-			segs = append(segs, seg)
-		}
-	}
-	if len(segs) == 0 {
-		return "", ""
-	}
-	last := strings.TrimSuffix(segs[len(segs)-1], ".git")
-	if last == "" {
-		return "", ""
-	}
-	return strings.Join(segs[:len(segs)-1], "/"), last
 }
 
 func joinPath(ns, name string) string {

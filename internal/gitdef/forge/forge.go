@@ -24,6 +24,8 @@ import (
 	"strings"
 	"time"
 	"unicode/utf8"
+
+	"github.com/runnel-ci/runnel/internal/safeurl"
 )
 
 // Supported forge kinds.
@@ -192,7 +194,7 @@ func open(ctx context.Context, hc *http.Client, r Request) (*PullRequest, error)
 	}
 
 	const method = http.MethodPost
-	shownURL := redactURL(endpoint)
+	shownURL := safeurl.Redact(endpoint)
 	req, err := http.NewRequestWithContext(ctx, method, endpoint, bytes.NewReader(body))
 	if err != nil {
 		if inner := errors.Unwrap(err); inner != nil {
@@ -226,7 +228,7 @@ func open(ctx context.Context, hc *http.Client, r Request) (*PullRequest, error)
 		msg, details := forgeMessage(raw)
 		if resp.StatusCode >= 300 && resp.StatusCode <= 399 {
 			if loc := resp.Header.Get("Location"); loc != "" {
-				msg = joinMsg("redirect to "+redactURL(loc)+" not followed", msg)
+				msg = joinMsg("redirect to "+safeurl.Redact(loc)+" not followed", msg)
 			}
 		}
 		e.Message = truncate(redact(msg, r.Token), maxMessageBytes)
@@ -332,10 +334,10 @@ func apiBase(kind string, r Request) (string, error) {
 	b := strings.TrimRight(strings.TrimSpace(r.APIURL), "/")
 	u, err := url.Parse(b)
 	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
-		return "", fmt.Errorf("forge: %s: API URL %q is not an http(s) URL", kind, redactURL(b))
+		return "", fmt.Errorf("forge: %s: API URL %q is not an http(s) URL", kind, safeurl.Redact(b))
 	}
 	if u.RawQuery != "" || u.Fragment != "" {
-		return "", fmt.Errorf("forge: %s: API URL %q must not have a query or fragment", kind, redactURL(b))
+		return "", fmt.Errorf("forge: %s: API URL %q must not have a query or fragment", kind, safeurl.Redact(b))
 	}
 	return b, nil
 }
@@ -391,7 +393,7 @@ func RepoPath(repoURL string) (host, path string, err error) {
 	if s == "" {
 		return "", "", errors.New("repository URL is empty")
 	}
-	shown := redactURL(s)
+	shown := safeurl.Redact(s)
 	var rawPath string
 	if scheme, _, ok := strings.Cut(s, "://"); ok {
 		u, perr := url.Parse(s)
@@ -463,33 +465,6 @@ func validHost(h string) bool {
 		}
 	}
 	return true
-}
-
-// redactURL removes a password or token from a URL's userinfo. Strings that
-// do not parse are returned with everything before an '@' in the authority
-// replaced.
-func redactURL(s string) string {
-	scheme, rest, ok := strings.Cut(s, "://")
-	if !ok {
-		// scp-like user@host:path carries no password.
-		return s
-	}
-	authority, tail, hasTail := strings.Cut(rest, "/")
-	at := strings.LastIndexByte(authority, '@')
-	if at < 0 {
-		return s
-	}
-	user := authority[:at]
-	if name, _, hasPass := strings.Cut(user, ":"); hasPass {
-		user = name + ":" + redacted
-	} else {
-		user = redacted
-	}
-	out := scheme + "://" + user + authority[at:]
-	if hasTail {
-		out += "/" + tail
-	}
-	return out
 }
 
 // redact replaces every occurrence of token in s.

@@ -648,17 +648,3 @@ func TestRepoPath(t *testing.T) {
 		}
 	}
 }
-
-func TestRedactURL(t *testing.T) {
-	tests := map[string]string{
-		"https://user:" + testToken + "@host/o/r": "https://user:[REDACTED]@host/o/r",
-		"https://" + testToken + "@host/o/r":      "https://[REDACTED]@host/o/r",
-		"https://host/o/r":                        "https://host/o/r",
-		"git@host:o/r":                            "git@host:o/r",
-	}
-	for in, want := range tests {
-		if got := redactURL(in); got != want {
-			t.Errorf("redactURL(%q) = %q, want %q", in, got, want)
-		}
-	}
-}
