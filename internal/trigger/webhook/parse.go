@@ -1,6 +1,7 @@
 package webhook
 
 import (
+	"cmp"
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
@@ -186,6 +187,64 @@ type ghPR struct {
 	} `json:"user"`
 }
 
+// ghPush is a push as GitHub sends it; Gitea sends the same shape, naming
+// the pusher by login.
+type ghPush struct {
+	Ref        string       `json:"ref"`
+	Before     string       `json:"before"`
+	After      string       `json:"after"`
+	Deleted    bool         `json:"deleted"`
+	Commits    []fileCommit `json:"commits"`
+	HeadCommit *fileCommit  `json:"head_commit"`
+	Pusher     struct {
+		Name  string `json:"name"`
+		Login string `json:"login"`
+	} `json:"pusher"`
+	Sender struct {
+		Login string `json:"login"`
+	} `json:"sender"`
+}
+
+// event is the push's Event, made by actor.
+func (p *ghPush) event(actor string) (*Event, error) {
+	ev := &Event{}
+	if err := refEvent(ev, p.Ref); err != nil {
+		return nil, err
+	}
+	t := &ev.Trigger
+	t.Before, t.After, t.Commit = p.Before, p.After, p.After
+	t.Actor = actor
+	if hc := p.HeadCommit; hc != nil {
+		t.Message, t.Author = hc.Message, hc.Author.Name
+	}
+	ev.Deleted = p.Deleted || p.After == zeroSHA
+	ev.ChangedPaths = changedPaths(p.Commits)
+	return ev, nil
+}
+
+// ghPREvent is a pull request event as GitHub and Gitea send it.
+type ghPREvent struct {
+	Action      string `json:"action"`
+	Number      int64  `json:"number"`
+	PullRequest ghPR   `json:"pull_request"`
+	Sender      struct {
+		Login string `json:"login"`
+	} `json:"sender"`
+}
+
+// event is the pull request's Event (its action accepted by the caller).
+func (p *ghPREvent) event() *Event {
+	pr := p.PullRequest
+	if pr.Number == 0 {
+		pr.Number = p.Number
+	}
+	return &Event{Kind: KindPullRequest, Trigger: runnel.Trigger{
+		Ref: "refs/pull/" + strconv.FormatInt(pr.Number, 10) + "/head", Branch: pr.Head.Ref, Commit: pr.Head.SHA,
+		After: pr.Head.SHA, Actor: p.Sender.Login, Action: p.Action,
+		PullRequest: runnel.PullRequest{Number: pr.Number, Title: pr.Title, Head: pr.Head.Ref, Base: pr.Base.Ref, URL: pr.HTMLURL},
+	}}
+}
+
 func parseGitHub(h http.Header, body []byte) (*Event, error) {
 	name := h.Get("X-GitHub-Event")
 	id := firstHeader(h, "X-GitHub-Delivery")
@@ -194,47 +253,16 @@ func parseGitHub(h http.Header, body []byte) (*Event, error) {
 	case "ping":
 		ev = &Event{Kind: KindPing}
 	case "push":
-		var p struct {
-			Ref        string       `json:"ref"`
-			Before     string       `json:"before"`
-			After      string       `json:"after"`
-			Deleted    bool         `json:"deleted"`
-			Commits    []fileCommit `json:"commits"`
-			HeadCommit *fileCommit  `json:"head_commit"`
-			Pusher     struct {
-				Name string `json:"name"`
-			} `json:"pusher"`
-			Sender struct {
-				Login string `json:"login"`
-			} `json:"sender"`
-		}
+		var p ghPush
 		if err := decode("github", name, body, &p); err != nil {
 			return nil, err
 		}
-		ev = &Event{}
-		if err := refEvent(ev, p.Ref); err != nil {
+		var err error
+		if ev, err = p.event(cmp.Or(p.Sender.Login, p.Pusher.Name)); err != nil {
 			return nil, err
 		}
-		t := &ev.Trigger
-		t.Before, t.After, t.Commit = p.Before, p.After, p.After
-		t.Actor = p.Sender.Login
-		if t.Actor == "" {
-			t.Actor = p.Pusher.Name
-		}
-		if hc := p.HeadCommit; hc != nil {
-			t.Message, t.Author = hc.Message, hc.Author.Name
-		}
-		ev.Deleted = p.Deleted || p.After == zeroSHA
-		ev.ChangedPaths = changedPaths(p.Commits)
 	case "pull_request":
-		var p struct {
-			Action      string `json:"action"`
-			Number      int64  `json:"number"`
-			PullRequest ghPR   `json:"pull_request"`
-			Sender      struct {
-				Login string `json:"login"`
-			} `json:"sender"`
-		}
+		var p ghPREvent
 		if err := decode("github", name, body, &p); err != nil {
 			return nil, err
 		}
@@ -242,16 +270,7 @@ func parseGitHub(h http.Header, body []byte) (*Event, error) {
 			ev = ignored("pull request action %q does not start runs (accepted: opened, synchronize, reopened)", p.Action)
 			break
 		}
-		pr := p.PullRequest
-		if pr.Number == 0 {
-			pr.Number = p.Number
-		}
-		ev = &Event{Kind: KindPullRequest}
-		ev.Trigger = runnel.Trigger{
-			Ref: "refs/pull/" + strconv.FormatInt(pr.Number, 10) + "/head", Branch: pr.Head.Ref, Commit: pr.Head.SHA,
-			After: pr.Head.SHA, Actor: p.Sender.Login, Action: p.Action,
-			PullRequest: runnel.PullRequest{Number: pr.Number, Title: pr.Title, Head: pr.Head.Ref, Base: pr.Base.Ref, URL: pr.HTMLURL},
-		}
+		ev = p.event()
 	case "":
 		return nil, fmt.Errorf("%w: header X-GitHub-Event is missing", ErrPayload)
 	default:
@@ -356,38 +375,14 @@ func parseGitea(h http.Header, body []byte) (*Event, error) {
 	var ev *Event
 	switch name {
 	case "push":
-		var p struct {
-			Ref        string       `json:"ref"`
-			Before     string       `json:"before"`
-			After      string       `json:"after"`
-			Commits    []fileCommit `json:"commits"`
-			HeadCommit *fileCommit  `json:"head_commit"`
-			Pusher     struct {
-				Login    string `json:"login"`
-				Username string `json:"username"`
-			} `json:"pusher"`
-			Sender struct {
-				Login string `json:"login"`
-			} `json:"sender"`
-		}
+		var p ghPush
 		if err := decode("gitea", name, body, &p); err != nil {
 			return nil, err
 		}
-		ev = &Event{}
-		if err := refEvent(ev, p.Ref); err != nil {
+		var err error
+		if ev, err = p.event(cmp.Or(p.Pusher.Login, p.Sender.Login)); err != nil {
 			return nil, err
 		}
-		t := &ev.Trigger
-		t.Before, t.After, t.Commit = p.Before, p.After, p.After
-		t.Actor = p.Pusher.Login
-		if t.Actor == "" {
-			t.Actor = p.Sender.Login
-		}
-		if hc := p.HeadCommit; hc != nil {
-			t.Message, t.Author = hc.Message, hc.Author.Name
-		}
-		ev.Deleted = p.After == zeroSHA
-		ev.ChangedPaths = changedPaths(p.Commits)
 	case "create":
 		// Gitea sends a push event for the same tag or branch too; starting a
 		// run from both would build it twice.
@@ -400,14 +395,7 @@ func parseGitea(h http.Header, body []byte) (*Event, error) {
 		}
 		ev = ignored("Gitea create event for %s %q: runs start from the push event Gitea sends for it too", p.RefType, p.Ref)
 	case "pull_request":
-		var p struct {
-			Action      string `json:"action"`
-			Number      int64  `json:"number"`
-			PullRequest ghPR   `json:"pull_request"`
-			Sender      struct {
-				Login string `json:"login"`
-			} `json:"sender"`
-		}
+		var p ghPREvent
 		if err := decode("gitea", name, body, &p); err != nil {
 			return nil, err
 		}
@@ -415,16 +403,7 @@ func parseGitea(h http.Header, body []byte) (*Event, error) {
 			ev = ignored("pull request action %q does not start runs (accepted: opened, synchronized, reopened)", p.Action)
 			break
 		}
-		pr := p.PullRequest
-		if pr.Number == 0 {
-			pr.Number = p.Number
-		}
-		ev = &Event{Kind: KindPullRequest}
-		ev.Trigger = runnel.Trigger{
-			Ref: "refs/pull/" + strconv.FormatInt(pr.Number, 10) + "/head", Branch: pr.Head.Ref, Commit: pr.Head.SHA,
-			After: pr.Head.SHA, Actor: p.Sender.Login, Action: p.Action,
-			PullRequest: runnel.PullRequest{Number: pr.Number, Title: pr.Title, Head: pr.Head.Ref, Base: pr.Base.Ref, URL: pr.HTMLURL},
-		}
+		ev = p.event()
 	case "":
 		return nil, fmt.Errorf("%w: header X-Gitea-Event is missing", ErrPayload)
 	default:
