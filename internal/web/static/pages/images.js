@@ -4,11 +4,12 @@
 
 import {h, mount, when, span, toast, confirm, errorBox, copy, field, debounce} from '../lib/dom.js';
 import {get, post, put, del} from '../lib/api.js';
+import {IMAGE_CLIENTS, PATTERNS, WEBHOOK_PROVIDERS} from '../lib/forges.js';
 
-const CLIENTS = ['GitHub', 'GitLab', 'Bitbucket', 'Gitea', 'Simple'];
-const DEFAULT_HOSTS = {GitHub: 'github.com', GitLab: 'gitlab.com', Bitbucket: 'bitbucket.org', Gitea: ''};
-const PROVIDERS = {GitHub: 'github', GitLab: 'gitlab', Gitea: 'gitea', Bitbucket: 'bitbucket'};
-const NAME_PATTERN = '^[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*$';
+const CLIENTS = Object.keys(IMAGE_CLIENTS);
+const DEFAULT_HOSTS = Object.fromEntries(CLIENTS.filter(c => IMAGE_CLIENTS[c].host !== null).map(c => [c, IMAGE_CLIENTS[c].host]));
+const PROVIDERS = Object.fromEntries(CLIENTS.filter(c => IMAGE_CLIENTS[c].provider).map(c => [c, IMAGE_CLIENTS[c].provider]));
+const NAME_PATTERN = PATTERNS.imageName;
 const VERSION_TAGGING = [[0, 'None'], [1, 'Build time (vYYYYMMDD.hhmmss)'], [2, 'Commit id']];
 const BUILD_STATUS = {
   W: ['waiting', 'waiting', '◷'],
@@ -241,7 +242,7 @@ async function detailPage(ctx) {
   function drawSource() {
     const bc = repo.buildConfig || {};
     const code = bc.codeRepoWebhookCode || repo.pipelineId;
-    const providers = PROVIDERS[bc.codeRepoClient] ? [PROVIDERS[bc.codeRepoClient]] : Object.values(PROVIDERS);
+    const providers = PROVIDERS[bc.codeRepoClient] ? [PROVIDERS[bc.codeRepoClient]] : WEBHOOK_PROVIDERS;
     const pathUrl = /^https?:\/\//.test(bc.codeRepoPathUrl || '') ? bc.codeRepoPathUrl : null;
     mount(sourceBox, h('section', {'aria-labelledby': 'src-h'},
       h('h2', {id: 'src-h'}, 'Source and webhook'),
@@ -363,7 +364,7 @@ async function detailPage(ctx) {
     const tcs = repo.buildConfig?.tagConfigs || [];
     const tag = h('select', {name: 'tag'}, tcs.map((t) =>
       h('option', {value: t.dockerRepoTag}, `${t.dockerRepoTag} ← ${t.codeRepoType} ${t.codeRepoTypeValue}`)));
-    const commit = h('input', {type: 'text', name: 'codeCommitId', pattern: '^([0-9a-fA-F]{40}|[0-9a-fA-F]{64})$', autocomplete: 'off', spellcheck: 'false', placeholder: 'head of the branch or tag'});
+    const commit = h('input', {type: 'text', name: 'codeCommitId', pattern: PATTERNS.commit, autocomplete: 'off', spellcheck: 'false', placeholder: 'head of the branch or tag'});
     const commitField = field('Commit (optional)', commit, '');
     const hint = commitField.querySelector('.hint') || commitField.appendChild(h('small.hint'));
     const syncTag = () => {
@@ -541,7 +542,7 @@ function tagConfigFields(tc, prefix, legendText, onRemove) {
   tc = tc || {codeRepoType: 'branch', codeRepoTypeValue: '', dockerRepoTag: '', dockerfileLocation: '/', buildContextPath: '/', isActive: false, buildCacheEnabled: true, versionTagging: 0};
   const type = h('select', {}, ['branch', 'tag'].map((t) => h('option', {value: t, selected: t === tc.codeRepoType}, t)));
   const value = h('input', {type: 'text', required: true, value: tc.codeRepoTypeValue || '', autocomplete: 'off', spellcheck: 'false', placeholder: 'main, release/*, v*'});
-  const tag = h('input', {type: 'text', required: true, maxlength: 128, pattern: '^[A-Za-z0-9_][A-Za-z0-9_.\\-]{0,127}$', value: tc.dockerRepoTag || '', autocomplete: 'off', spellcheck: 'false', placeholder: 'latest'});
+  const tag = h('input', {type: 'text', required: true, maxlength: 128, pattern: PATTERNS.imageTag, value: tc.dockerRepoTag || '', autocomplete: 'off', spellcheck: 'false', placeholder: 'latest'});
   const dockerfile = h('input', {type: 'text', value: tc.dockerfileLocation || '/', autocomplete: 'off', spellcheck: 'false', placeholder: '/'});
   const context = h('input', {type: 'text', value: tc.buildContextPath || '/', autocomplete: 'off', spellcheck: 'false', placeholder: '/'});
   const active = h('input', {type: 'checkbox', checked: !!tc.isActive});

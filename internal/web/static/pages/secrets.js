@@ -5,18 +5,11 @@
 import {h, mount, when, toast, dialog, confirm, errorBox, copy, field, formDialog} from '../lib/dom.js';
 import {get, post, put, del} from '../lib/api.js';
 
-const SECRET_NAME = '^[A-Za-z_][A-Za-z0-9_]{0,127}$';
-const PROJECT_ID = '^[A-Za-z0-9][A-Za-z0-9._\\-]{0,99}$';
-const PIPELINE_ID = '^pl_[a-z0-9]{10,40}$';
+import {CREDENTIAL_KINDS as KINDS, PATTERNS} from '../lib/forges.js';
 
-const KINDS = {
-  github: {label: 'GitHub', host: 'github.com', username: 'x-access-token'},
-  gitlab: {label: 'GitLab', host: 'gitlab.com', username: 'oauth2'},
-  bitbucket: {label: 'Bitbucket', host: 'bitbucket.org', username: 'x-token-auth'},
-  gitea: {label: 'Gitea', host: '', username: ''},
-  basic: {label: 'Basic (user and password or token)', host: '', username: ''},
-  ssh: {label: 'SSH private key', host: '', username: 'git'},
-};
+const SECRET_NAME = PATTERNS.secretName;
+const PROJECT_ID = PATTERNS.projectId;
+const PIPELINE_ID = PATTERNS.pipelineId;
 
 export default async function render(ctx) {
   if (ctx.view === 'credentials') return credentialsPage(ctx);
