@@ -353,7 +353,13 @@ func (s *Server) Run(ctx context.Context) error {
 		serve(g, gctx, s.pprofSrv, s.pprofLn, s.pprofSrv.Close)
 	}
 	if s.grpcSrv != nil {
-		g.Go(func() error { return s.grpcSrv.Serve(s.grpcLn) })
+		g.Go(func() error {
+			// Stopped before it started serving (a short life): not a failure.
+			if err := s.grpcSrv.Serve(s.grpcLn); err != nil && !errors.Is(err, grpc.ErrServerStopped) {
+				return err
+			}
+			return nil
+		})
 		g.Go(func() error {
 			<-gctx.Done()
 			// Long polls and sessions would hold GracefulStop: give them a
