@@ -15,6 +15,7 @@ import (
 	"strings"
 	"sync"
 
+	"github.com/runnel-ci/runnel/internal/check"
 	"github.com/runnel-ci/runnel/internal/textdist"
 )
 
@@ -329,17 +330,7 @@ func readBody(r *http.Request, limit int64) ([]byte, error) {
 }
 
 func tooLarge(limit int64) error {
-	return errorf(http.StatusRequestEntityTooLarge, "body: larger than the limit of %s", formatBytes(limit))
-}
-
-func formatBytes(n int64) string {
-	switch {
-	case n >= 1<<20 && n%(1<<20) == 0:
-		return fmt.Sprintf("%d MiB", n>>20)
-	case n >= 1<<10 && n%(1<<10) == 0:
-		return fmt.Sprintf("%d KiB", n>>10)
-	}
-	return fmt.Sprintf("%d bytes", n)
+	return errorf(http.StatusRequestEntityTooLarge, "body: larger than the limit of %s", check.Bytes(limit))
 }
 
 // query is a request's parsed query string, checked against the parameters a

@@ -111,18 +111,19 @@ func FuzzDecode(f *testing.F) {
 					check4xx(t, "checkAgentLabels", err)
 				}
 			case *secretBody:
-				check4xx(t, "checkSecretName", checkSecretName(b.Name))
-				check4xx(t, "checkSecretValue", checkSecretValue(b.Value, rawField(body, "value")))
+				check4xx(t, "checkSecretName", secret.CheckSecretName(b.Name))
+				check4xx(t, "checkSecretValue", secret.CheckSecretValue(b.Value, rawField(body, "value")))
 			case *secretUpdateBody:
-				check4xx(t, "checkSecretValue", checkSecretValue(b.Value, rawField(body, "value")))
+				check4xx(t, "checkSecretValue", secret.CheckSecretValue(b.Value, rawField(body, "value")))
 			case *credentialBody:
-				check4xx(t, "checkEnum", check.Enum("body.kind", b.Kind, credentialKinds...))
-				f := credentialFields{Kind: b.Kind, Host: b.Host, Username: b.Username, ProjectID: b.ProjectID}
-				check4xx(t, "credentialFields.check", f.check())
+				check4xx(t, "checkEnum", check.Enum("body.kind", b.Kind, secret.CredentialKinds...))
+				f := secret.CredentialFields{Kind: b.Kind, Host: b.Host, Username: b.Username, ProjectID: b.ProjectID}
+				check4xx(t, "credentialFields.check", f.Check())
 				for _, creating := range []bool{true, false} {
-					v, err := checkCredentialSecret(b.Kind, credentialMaterial{b.AccessToken, b.PrivateKey, present, body}, creating)
+					v, err := secret.CheckCredentialSecret(b.Kind, secret.CredentialSecret{AccessToken: b.AccessToken, PrivateKey: b.PrivateKey,
+						AccessTokenJSON: rawField(body, "accessToken"), PrivateKeyJSON: rawField(body, "privateKey")}, presence(present), creating)
 					check4xx(t, "checkCredentialSecret", err)
-					if err == nil && v != "" && (!utf8.ValidString(v) || strings.IndexByte(v, 0) >= 0 || len(v) < minTokenBytes) {
+					if err == nil && v != "" && (!utf8.ValidString(v) || strings.IndexByte(v, 0) >= 0 || len(v) < secret.MinTokenBytes) {
 						t.Fatalf("credential material %q accepted", v)
 					}
 				}

@@ -370,7 +370,7 @@ func (s *Server) textLogs(w http.ResponseWriter, r *http.Request, sid string, lq
 		for _, l := range lines {
 			msg := oneLine.Replace(l.Message)
 			if sent+int64(len(msg))+1 > s.logCap {
-				fmt.Fprintf(bw, "[runnel: download stopped at the %s log cap]\n", formatBytes(s.logCap))
+				fmt.Fprintf(bw, "[runnel: download stopped at the %s log cap]\n", check.Bytes(s.logCap))
 				_ = bw.Flush()
 				return nil
 			}

@@ -2,31 +2,29 @@ package api
 
 import (
 	"encoding/json"
-	"errors"
-	"fmt"
 	"net/http"
-	"regexp"
-	"strconv"
 	"strings"
-	"sync"
-	"unicode/utf8"
 
-	"github.com/runnel-ci/runnel"
 	"github.com/runnel-ci/runnel/internal/check"
-	"github.com/runnel-ci/runnel/internal/mask"
+	"github.com/runnel-ci/runnel/internal/secret"
 	"github.com/runnel-ci/runnel/internal/store"
 )
+
+// Secrets (and credentials, credentials.go): the handlers decode, call the
+// secret service (package secret, which owns the rules) and encode.
 
 // Sealer encrypts secret values for storage (secret.Keyring implements it).
 type Sealer interface {
 	Seal(secretID string, value []byte) (ciphertext []byte, keyID string)
 }
 
-var (
-	secretIDKind   = idKind{"secretId", "sec_", "secret"}
-	secretNameRe   = sync.OnceValue(func() *regexp.Regexp { return regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]{0,127}$`) })
-	maxSecretBytes = 64 << 10
-)
+var secretIDKind = idKind{"secretId", "sec_", "secret"}
+
+// maxSecretBytes and validJSONText are the secret package's rules, by the
+// names this package's tests know them.
+const maxSecretBytes = secret.MaxSecretBytes
+
+func validJSONText(raw []byte) bool { return secret.ValidJSONText(raw) }
 
 // secretJSON is a secret as the API shows it: never its value.
 type secretJSON struct {
@@ -51,40 +49,15 @@ func toSecretJSON(x *store.Secret) secretJSON {
 	return out
 }
 
-type secretBody struct {
-	Name       string `json:"name"`
-	Value      string `json:"value"`
-	ProjectID  string `json:"projectId"`
-	PipelineID string `json:"pipelineId"`
-}
+// secretBody is POST /api/v1/secrets.
+type secretBody = secret.CreateSecretRequest
 
-func checkSecretName(v string) error {
-	if !secretNameRe().MatchString(v) {
-		return errorf(http.StatusBadRequest, "body.name: %q is not a secret name; use letters, digits and '_', starting with a letter or '_' (at most 128), as for an environment variable", v)
-	}
-	return nil
-}
+// secretUpdateBody is PUT /api/v1/secrets/{secretId}: the fields present change.
+type secretUpdateBody = secret.UpdateSecretRequest
 
-// checkSecretValue checks a value; raw is its JSON text in the body.
-func checkSecretValue(v string, raw json.RawMessage) error {
-	switch {
-	case len(v) < mask.MinLen:
-		return errorf(http.StatusBadRequest, "body.value: at least %d bytes: shorter values cannot be masked in logs", mask.MinLen)
-	case len(v) > maxSecretBytes:
-		return errorf(http.StatusBadRequest, "body.value: %s, at most %s", formatBytes(int64(len(v))), formatBytes(int64(maxSecretBytes)))
-	case !utf8.ValidString(v) || !validJSONText(raw):
-		// encoding/json turns invalid UTF-8 (and lone surrogate escapes) into
-		// U+FFFD without an error: without the check on the raw text, the
-		// value stored would silently differ from the one sent.
-		return errorf(http.StatusBadRequest, "body.value: must be valid UTF-8 text (encode binary values, e.g. in base64)")
-	case strings.IndexByte(v, 0) >= 0:
-		return errorf(http.StatusBadRequest, "body.value: contains a NUL character, which no environment variable or argument can hold")
-	case mask.New([]string{v}) == nil:
-		// Masking is per line: a value whose every line is short would be
-		// shown in logs as is.
-		return errorf(http.StatusBadRequest, "body.value: no line of it is at least %d bytes long: shorter lines cannot be masked in logs", mask.MinLen)
-	}
-	return nil
+var secretUpdateRejected = map[string]string{
+	"projectId":  "a secret's scope cannot change; create a new secret and delete this one",
+	"pipelineId": "a secret's scope cannot change; create a new secret and delete this one",
 }
 
 // rawField returns the JSON text of a top-level field of a body that
@@ -95,48 +68,9 @@ func rawField(data []byte, name string) json.RawMessage {
 	return m[name]
 }
 
-// validJSONText reports whether a JSON text is valid UTF-8 and every \u
-// escape of a UTF-16 surrogate is half of a pair.
-func validJSONText(raw []byte) bool {
-	if !utf8.Valid(raw) {
-		return false
-	}
-	for i := 0; i < len(raw); i++ {
-		if raw[i] != '\\' {
-			continue
-		}
-		i++ // the escaped character: "\\" is skipped whole
-		if i >= len(raw) || raw[i] != 'u' {
-			continue
-		}
-		r, ok := hex4(raw[i+1:])
-		if !ok {
-			return false
-		}
-		i += 4
-		switch {
-		case r >= 0xD800 && r < 0xDC00: // high half: a low half must follow
-			if i+6 >= len(raw) || raw[i+1] != '\\' || raw[i+2] != 'u' {
-				return false
-			}
-			lo, ok := hex4(raw[i+3:])
-			if !ok || lo < 0xDC00 || lo >= 0xE000 {
-				return false
-			}
-			i += 6
-		case r >= 0xDC00 && r < 0xE000: // a low half alone
-			return false
-		}
-	}
-	return true
-}
-
-func hex4(b []byte) (rune, bool) {
-	if len(b) < 4 {
-		return 0, false
-	}
-	n, err := strconv.ParseUint(string(b[:4]), 16, 16)
-	return rune(n), err == nil
+// presence is the secret service's view of the fields decodeJSON found.
+func presence(present map[string]bool) secret.Present {
+	return func(field string) bool { return present[field] }
 }
 
 func (s *Server) sealer() (Sealer, error) {
@@ -147,8 +81,7 @@ func (s *Server) sealer() (Sealer, error) {
 }
 
 func (s *Server) createSecret(w http.ResponseWriter, r *http.Request) error {
-	seal, err := s.sealer()
-	if err != nil {
+	if err := s.secrets.Available(); err != nil {
 		return err
 	}
 	data, err := readBody(r, s.maxBody)
@@ -160,42 +93,10 @@ func (s *Server) createSecret(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	if err := checkSecretName(b.Name); err != nil {
+	b.ValueJSON = rawField(data, "value")
+	x, err := s.secrets.CreateSecret(r.Context(), &b, presence(present), principalFrom(r.Context()).Subject)
+	if err != nil {
 		return err
-	}
-	if !present["value"] {
-		return errorf(http.StatusBadRequest, "body.value: required")
-	}
-	if err := checkSecretValue(b.Value, rawField(data, "value")); err != nil {
-		return err
-	}
-	x := &store.Secret{ID: newID("sec_"), Name: b.Name, CreatedBy: principalFrom(r.Context()).Subject}
-	switch {
-	case b.ProjectID != "" && b.PipelineID != "":
-		return errorf(http.StatusBadRequest, "body: give projectId or pipelineId, not both")
-	case b.ProjectID != "":
-		if err := check.ProjectID("body.projectId", b.ProjectID); err != nil {
-			return err
-		}
-		x.Scope, x.ScopeID = "project", b.ProjectID
-	case b.PipelineID != "":
-		if _, err := s.st.GetPipeline(r.Context(), b.PipelineID); errors.Is(err, runnel.ErrNotFound) {
-			return errorf(http.StatusNotFound, "body.pipelineId: pipeline %s not found", b.PipelineID)
-		} else if err != nil {
-			return fmt.Errorf("get pipeline %s: %w", b.PipelineID, err)
-		}
-		x.Scope, x.ScopeID = "pipeline", b.PipelineID
-	default:
-		return errorf(http.StatusBadRequest, "body: give projectId (a secret for every pipeline of the project) or pipelineId (for one pipeline)")
-	}
-	now := s.now().UTC()
-	x.CreatedAt, x.UpdatedAt = now, now
-	x.Ciphertext, x.KeyID = seal.Seal(x.ID, []byte(b.Value))
-	if err := s.st.CreateSecret(r.Context(), x); err != nil {
-		if errors.Is(err, runnel.ErrConflict) {
-			return errorf(http.StatusConflict, "body.name: the %s %s already has a secret named %s; change it with PUT /api/v1/secrets/{secretId}", x.Scope, x.ScopeID, x.Name)
-		}
-		return fmt.Errorf("create secret: %w", err)
 	}
 	w.Header().Set("Location", "/api/v1/secrets/"+x.ID)
 	s.ok(w, http.StatusCreated, toSecretJSON(x))
@@ -223,16 +124,21 @@ func (s *Server) listSecrets(w http.ResponseWriter, r *http.Request) error {
 		}
 		f = store.SecretFilter{Scope: "pipeline", ScopeID: q.str("pipelineId")}
 	}
-	list, err := s.st.ListSecrets(r.Context(), f)
+	list, err := s.secrets.ListSecrets(r.Context(), f)
 	if err != nil {
-		return fmt.Errorf("list secrets: %w", err)
+		return err
 	}
 	s.ok(w, http.StatusOK, wholeList(list, toSecretJSON))
 	return nil
 }
 
+// loadSecret returns the path's secret, or a 404 that names it.
 func (s *Server) loadSecret(r *http.Request) (*store.Secret, error) {
-	return loadByPath(r, secretIDKind, s.st.GetSecret)
+	id, err := pathID(r, secretIDKind)
+	if err != nil {
+		return nil, err
+	}
+	return s.secrets.GetSecret(r.Context(), id)
 }
 
 func (s *Server) getSecret(w http.ResponseWriter, r *http.Request) error {
@@ -247,20 +153,8 @@ func (s *Server) getSecret(w http.ResponseWriter, r *http.Request) error {
 	return nil
 }
 
-// secretUpdateBody is PUT /api/v1/secrets/{secretId}: the fields present change.
-type secretUpdateBody struct {
-	Name  string `json:"name"`
-	Value string `json:"value"`
-}
-
-var secretUpdateRejected = map[string]string{
-	"projectId":  "a secret's scope cannot change; create a new secret and delete this one",
-	"pipelineId": "a secret's scope cannot change; create a new secret and delete this one",
-}
-
 func (s *Server) updateSecret(w http.ResponseWriter, r *http.Request) error {
-	seal, err := s.sealer()
-	if err != nil {
+	if err := s.secrets.Available(); err != nil {
 		return err
 	}
 	x, err := s.loadSecret(r)
@@ -276,30 +170,10 @@ func (s *Server) updateSecret(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	if !present["name"] && !present["value"] {
-		return errorf(http.StatusBadRequest, "body: give name, value or both")
-	}
-	if present["name"] {
-		if err := checkSecretName(b.Name); err != nil {
-			return err
-		}
-		x.Name = b.Name
-	}
-	if present["value"] {
-		if err := checkSecretValue(b.Value, rawField(data, "value")); err != nil {
-			return err
-		}
-		x.Ciphertext, x.KeyID = seal.Seal(x.ID, []byte(b.Value))
-	}
-	x.UpdatedAt = s.now().UTC()
-	if err := s.st.UpdateSecret(r.Context(), x); err != nil {
-		switch {
-		case errors.Is(err, runnel.ErrNotFound):
-			return errorf(http.StatusNotFound, "secret %s not found", x.ID)
-		case errors.Is(err, runnel.ErrConflict):
-			return errorf(http.StatusConflict, "body.name: the %s %s already has a secret named %s", x.Scope, x.ScopeID, x.Name)
-		}
-		return fmt.Errorf("update secret %s: %w", x.ID, err)
+	b.ValueJSON = rawField(data, "value")
+	x, err = s.secrets.UpdateSecret(r.Context(), x, &b, presence(present))
+	if err != nil {
+		return err
 	}
 	s.ok(w, http.StatusOK, toSecretJSON(x))
 	return nil
@@ -310,11 +184,8 @@ func (s *Server) deleteSecret(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	if err := s.st.DeleteSecret(r.Context(), id); err != nil {
-		if errors.Is(err, runnel.ErrNotFound) {
-			return errorf(http.StatusNotFound, "secret %s not found", id)
-		}
-		return fmt.Errorf("delete secret %s: %w", id, err)
+	if err := s.secrets.DeleteSecret(r.Context(), id); err != nil {
+		return err
 	}
 	s.ok(w, http.StatusOK, nil)
 	return nil

@@ -32,6 +32,7 @@ import (
 	"github.com/runnel-ci/runnel/internal/event"
 	"github.com/runnel-ci/runnel/internal/gitdef"
 	"github.com/runnel-ci/runnel/internal/pipeline"
+	"github.com/runnel-ci/runnel/internal/secret"
 	"github.com/runnel-ci/runnel/internal/spec"
 	"github.com/runnel-ci/runnel/internal/store"
 	"github.com/runnel-ci/runnel/internal/trigger/webhook"
@@ -91,6 +92,9 @@ type Config struct {
 	// Webhooks is the webhook service; nil: one built from this Config
 	// (Store, Runs, Secrets as an Opener, Images, Git, Catalog).
 	Webhooks *webhook.Service
+	// SecretService is the secret and credential service; nil: one built
+	// from this Config (Store, Secrets, Clock, Logger).
+	SecretService *secret.Service
 }
 
 // Defaults of Config.
@@ -129,6 +133,8 @@ type Server struct {
 	pipelines *pipeline.Service
 	// webhooks handles forge deliveries.
 	webhooks *webhook.Service
+	// secrets owns the secret and credential rules.
+	secrets *secret.Service
 
 	// touched remembers when each token's last-used time was last written, so
 	// an active client costs one write a minute instead of one per request.
@@ -201,6 +207,14 @@ func New(cfg Config) *Server {
 			o.Images = s.images
 		}
 		s.webhooks = webhook.NewService(o)
+	}
+	s.secrets = cfg.SecretService
+	if s.secrets == nil {
+		o := secret.Options{Store: s.st, Clock: s.now, Logger: s.log}
+		if s.seal != nil {
+			o.Sealer = s.seal
+		}
+		s.secrets = secret.NewService(o)
 	}
 	s.handler = s.buildHandler()
 	return s

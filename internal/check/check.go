@@ -179,3 +179,14 @@ func Enum(field, v string, values ...string) error {
 	}
 	return runnel.Invalidf("%s: must be one of %s; got %q", field, strings.Join(values, ", "), v)
 }
+
+// Bytes writes a size as messages do: 64 KiB, 1 MiB, 70000 bytes.
+func Bytes(n int64) string {
+	switch {
+	case n >= 1<<20 && n%(1<<20) == 0:
+		return fmt.Sprintf("%d MiB", n>>20)
+	case n >= 1<<10 && n%(1<<10) == 0:
+		return fmt.Sprintf("%d KiB", n>>10)
+	}
+	return fmt.Sprintf("%d bytes", n)
+}
