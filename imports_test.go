@@ -45,6 +45,9 @@ var forbidden = []struct {
 		"the scheduler decides; what it reports to is wired in cmd"},
 	{[]string{"internal/api"}, []string{"internal/trigger/cron"},
 		"schedule rules live with the pipeline rules, not in the HTTP layer"},
+	{[]string{"internal/forge"}, []string{"internal/store", "internal/api", "internal/scheduler", "internal/engine", "internal/event", "internal/gitdef",
+		"internal/trigger", "internal/secret", "internal/web", "internal/agentserver", "internal/streamrpc"},
+		"forges speak to forges: what Runnel does with them is its services'"},
 	{[]string{"internal/pipeline", "internal/check"}, []string{"internal/api", "internal/web", "internal/agentserver", "internal/streamrpc", "internal/scheduler", "internal/store/sqlstore"},
 		"services hold the rules; transports call them, never the other way"},
 }

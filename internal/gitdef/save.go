@@ -5,10 +5,12 @@ import (
 	"crypto/rand"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"time"
 
-	"github.com/runnel-ci/runnel/internal/gitdef/forge"
+	"github.com/runnel-ci/runnel/internal/forge"
+	"github.com/runnel-ci/runnel/internal/forge/forges"
 	"github.com/runnel-ci/runnel/internal/store"
 )
 
@@ -77,8 +79,9 @@ func (s *Source) Save(ctx context.Context, p *store.Pipeline, q SaveRequest) (*S
 	}
 
 	c := repo.Credential
-	if c == nil || (c.Kind != forge.KindGitHub && c.Kind != forge.KindGitLab && c.Kind != forge.KindGitea) {
-		return nil, fmt.Errorf("saveMode pr opens a pull request through the forge's API: the pipeline needs a credentialId of kind github, gitlab or gitea: %w", ErrNoForge)
+	if kinds := forges.PullRequestKinds(); c == nil || !slices.Contains(kinds, c.Kind) {
+		return nil, fmt.Errorf("saveMode pr opens a pull request through the forge's API: the pipeline needs a credentialId of kind %s or %s: %w",
+			strings.Join(kinds[:len(kinds)-1], ", "), kinds[len(kinds)-1], ErrNoForge)
 	}
 	target := p.PRTargetBranch
 	if target == "" {
@@ -98,7 +101,7 @@ func (s *Source) Save(ctx context.Context, p *store.Pipeline, q SaveRequest) (*S
 		body += "\n\n"
 	}
 	body += fmt.Sprintf("Saved through Runnel by %s: `%s` of pipeline %s (%s).", author.Name, FileOf(p), p.Name, p.ID)
-	pr, err := forge.Open(ctx, s.ForgeHTTP, forge.Request{
+	pr, err := forges.Open(ctx, s.ForgeHTTP, forge.Request{
 		Kind: c.Kind, RepoURL: p.RepoURL, Token: c.Secret, Head: cr.Branch, Base: target, Title: title, Body: body,
 	})
 	if err != nil {

@@ -15,8 +15,8 @@ import (
 
 	"github.com/runnel-ci/runnel"
 	"github.com/runnel-ci/runnel/internal/check"
+	"github.com/runnel-ci/runnel/internal/forge"
 	"github.com/runnel-ci/runnel/internal/gitdef"
-	gitforge "github.com/runnel-ci/runnel/internal/gitdef/forge"
 	"github.com/runnel-ci/runnel/internal/safeurl"
 	"github.com/runnel-ci/runnel/internal/spec"
 	"github.com/runnel-ci/runnel/internal/store"
@@ -193,7 +193,7 @@ func (s *Service) HasDefinition(p *store.Pipeline) bool {
 // upstream failure — never an internal error, which would blame Runnel.
 func gitError(p *store.Pipeline, err error) error {
 	var moved *gitdef.HeadMovedError
-	var fe *gitforge.Error
+	var fe *forge.Error
 	switch {
 	case errors.As(err, &moved):
 		return &StaleHeadError{

@@ -10,6 +10,7 @@ import (
 	"testing"
 
 	"github.com/runnel-ci/runnel"
+	"github.com/runnel-ci/runnel/internal/forge"
 	"github.com/runnel-ci/runnel/internal/spec"
 )
 
@@ -115,14 +116,14 @@ func TestParse(t *testing.T) {
 		{"github tag", "github", hdr("X-GitHub-Event", "push", "X-GitHub-Delivery", "d1"), "github/tag.json", Event{
 			Kind: KindTag, DeliveryID: "d1",
 			Trigger: runnel.Trigger{Ref: "refs/tags/v1.4.0", Tag: "v1.4.0", Commit: "0d1a26e67d8f5eaf1f6ba5c57fc3c7d91ac0fd1c", Event: "tag",
-				Actor: "baxterthehacker", Before: zeroSHA, After: "0d1a26e67d8f5eaf1f6ba5c57fc3c7d91ac0fd1c",
+				Actor: "baxterthehacker", Before: forge.ZeroSHA, After: "0d1a26e67d8f5eaf1f6ba5c57fc3c7d91ac0fd1c",
 				Author: "Baxter T. Hacker", Message: "Update the server\n\nFixes #12", Provider: "github"},
 			ChangedPaths: []string{},
 		}},
 		{"github delete", "github", hdr("X-GitHub-Event", "push", "X-GitHub-Delivery", "d2"), "github/delete.json", Event{
 			Kind: KindPush, DeliveryID: "d2", Deleted: true,
-			Trigger: runnel.Trigger{Ref: "refs/heads/feature/old", Branch: "feature/old", Commit: zeroSHA, Event: "push",
-				Actor: "baxterthehacker", Before: "0d1a26e67d8f5eaf1f6ba5c57fc3c7d91ac0fd1c", After: zeroSHA, Provider: "github"},
+			Trigger: runnel.Trigger{Ref: "refs/heads/feature/old", Branch: "feature/old", Commit: forge.ZeroSHA, Event: "push",
+				Actor: "baxterthehacker", Before: "0d1a26e67d8f5eaf1f6ba5c57fc3c7d91ac0fd1c", After: forge.ZeroSHA, Provider: "github"},
 			ChangedPaths: []string{},
 		}},
 		{"github pr opened", "github", hdr("X-GitHub-Event", "pull_request", "X-GitHub-Delivery", "d3"), "github/pr_opened.json", Event{
@@ -154,13 +155,13 @@ func TestParse(t *testing.T) {
 		{"gitlab tag", "gitlab", hdr("X-Gitlab-Event", "Tag Push Hook", "Idempotency-Key", "k1"), "gitlab/tag.json", Event{
 			Kind: KindTag, DeliveryID: "k1",
 			Trigger: runnel.Trigger{Ref: "refs/tags/v1.0.0", Tag: "v1.0.0", Commit: "82b3d5ae55f7080f1e6022629cdb57bfae7cccc7", Event: "tag",
-				Actor: "jsmith", Before: zeroSHA, After: "82b3d5ae55f7080f1e6022629cdb57bfae7cccc7", Provider: "gitlab"},
+				Actor: "jsmith", Before: forge.ZeroSHA, After: "82b3d5ae55f7080f1e6022629cdb57bfae7cccc7", Provider: "gitlab"},
 			ChangedPaths: []string{},
 		}},
 		{"gitlab delete", "gitlab", hdr("X-Gitlab-Event", "Push Hook", "X-Gitlab-Event-UUID", "u2"), "gitlab/delete.json", Event{
 			Kind: KindPush, DeliveryID: "u2", Deleted: true,
-			Trigger: runnel.Trigger{Ref: "refs/heads/feature/old", Branch: "feature/old", Commit: zeroSHA, Event: "push",
-				Actor: "jsmith", Before: "da1560886d4f094c3e6c9ef40349f7d38b5d27d7", After: zeroSHA, Provider: "gitlab"},
+			Trigger: runnel.Trigger{Ref: "refs/heads/feature/old", Branch: "feature/old", Commit: forge.ZeroSHA, Event: "push",
+				Actor: "jsmith", Before: "da1560886d4f094c3e6c9ef40349f7d38b5d27d7", After: forge.ZeroSHA, Provider: "gitlab"},
 			ChangedPaths: []string{},
 		}},
 		{"gitlab mr open", "gitlab", hdr("X-Gitlab-Event", "Merge Request Hook", "X-Gitlab-Event-UUID", "u3"), "gitlab/mr_open.json", Event{
@@ -185,13 +186,13 @@ func TestParse(t *testing.T) {
 		{"gitea tag", "gitea", hdr("X-Gitea-Event", "push", "X-Gitea-Delivery", "g1"), "gitea/tag.json", Event{
 			Kind: KindTag, DeliveryID: "g1",
 			Trigger: runnel.Trigger{Ref: "refs/tags/v2.0.0", Tag: "v2.0.0", Commit: "bffeb74224043ba2feb48d137756c8a9331c449a", Event: "tag",
-				Actor: "gitea", Before: zeroSHA, After: "bffeb74224043ba2feb48d137756c8a9331c449a", Author: "Gitea", Message: "Webhooks Yay!\n", Provider: "gitea"},
+				Actor: "gitea", Before: forge.ZeroSHA, After: "bffeb74224043ba2feb48d137756c8a9331c449a", Author: "Gitea", Message: "Webhooks Yay!\n", Provider: "gitea"},
 			ChangedPaths: []string{},
 		}},
 		{"gitea delete", "gitea", hdr("X-Gitea-Event", "push", "X-Gitea-Delivery", "g2"), "gitea/delete.json", Event{
 			Kind: KindPush, DeliveryID: "g2", Deleted: true,
-			Trigger: runnel.Trigger{Ref: "refs/heads/feature/old", Branch: "feature/old", Commit: zeroSHA, Event: "push",
-				Actor: "gitea", Before: "bffeb74224043ba2feb48d137756c8a9331c449a", After: zeroSHA, Provider: "gitea"},
+			Trigger: runnel.Trigger{Ref: "refs/heads/feature/old", Branch: "feature/old", Commit: forge.ZeroSHA, Event: "push",
+				Actor: "gitea", Before: "bffeb74224043ba2feb48d137756c8a9331c449a", After: forge.ZeroSHA, Provider: "gitea"},
 			ChangedPaths: []string{},
 		}},
 		{"gitea create", "gitea", hdr("X-Gitea-Event", "create", "X-Gitea-Delivery", "g3"), "gitea/create.json", Event{

@@ -1,4 +1,4 @@
-package forge
+package forges
 
 import (
 	"context"
@@ -13,6 +13,8 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/runnel-ci/runnel/internal/forge"
 )
 
 const testToken = "tok-S3cr3t-0123456789abcdef"
@@ -50,8 +52,8 @@ func assertNoToken(t *testing.T, err error) {
 	}
 }
 
-func baseRequest(kind, repoURL string) Request {
-	return Request{
+func baseRequest(kind, repoURL string) forge.Request {
+	return forge.Request{
 		Kind:    kind,
 		RepoURL: repoURL,
 		Token:   testToken,
@@ -375,10 +377,10 @@ func TestOpenErrors(t *testing.T) {
 					t.Errorf("error %q does not contain %q", err, s)
 				}
 			}
-			if got := errors.Is(err, ErrAlreadyExists); got != tt.wantExists {
-				t.Errorf("errors.Is(err, ErrAlreadyExists) = %v, want %v", got, tt.wantExists)
+			if got := errors.Is(err, forge.ErrAlreadyExists); got != tt.wantExists {
+				t.Errorf("errors.Is(err, forge.ErrAlreadyExists) = %v, want %v", got, tt.wantExists)
 			}
-			var fe *Error
+			var fe *forge.Error
 			if !errors.As(err, &fe) {
 				t.Fatalf("error %T is not *Error", err)
 			}
@@ -394,12 +396,12 @@ func TestOpenErrorMessageBounded(t *testing.T) {
 	srv := errorServer(t, 500, `{"message":"`+long+`"}`)
 	_, err := Open(context.Background(), srv.Client(), baseRequest("github", srv.URL+"/o/r.git"))
 	assertNoToken(t, err)
-	var fe *Error
+	var fe *forge.Error
 	if !errors.As(err, &fe) {
 		t.Fatalf("error %T is not *Error", err)
 	}
-	if len(fe.Message) > maxMessageBytes+len("…") {
-		t.Errorf("message is %d bytes, want at most ~%d", len(fe.Message), maxMessageBytes)
+	if len(fe.Message) > forge.MaxMessageBytes+len("…") {
+		t.Errorf("message is %d bytes, want at most ~%d", len(fe.Message), forge.MaxMessageBytes)
 	}
 	if !strings.HasSuffix(fe.Message, "…") || !strings.HasPrefix(fe.Message, "éé") {
 		t.Errorf("unexpected truncation: %q", fe.Message[:20])
@@ -413,7 +415,7 @@ func TestOpenResponseTooLarge(t *testing.T) {
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		w.WriteHeader(http.StatusCreated)
 		io.WriteString(w, `{"number":1,"html_url":"https://x/1","pad":"`)
-		io.WriteString(w, strings.Repeat("a", maxResponseBytes+10))
+		io.WriteString(w, strings.Repeat("a", forge.MaxResponseBytes+10))
 		io.WriteString(w, `"}`)
 	}))
 	defer srv.Close()
@@ -501,20 +503,20 @@ func TestOpenValidation(t *testing.T) {
 	ok := baseRequest("github", "https://github.com/o/r.git")
 	tests := []struct {
 		name   string
-		mutate func(*Request)
+		mutate func(*forge.Request)
 		wantIn []string
 	}{
-		{"unknown kind", func(r *Request) { r.Kind = "bitbucket" }, []string{`"bitbucket"`, "github, gitlab, gitea"}},
-		{"empty kind", func(r *Request) { r.Kind = "" }, []string{"kind", "github, gitlab, gitea"}},
-		{"no head", func(r *Request) { r.Head = "" }, []string{"Head"}},
-		{"no base", func(r *Request) { r.Base = " " }, []string{"Base"}},
-		{"no token", func(r *Request) { r.Token = "" }, []string{"Token"}},
-		{"no title", func(r *Request) { r.Title = "" }, []string{"Title"}},
-		{"no repo", func(r *Request) { r.RepoURL = "" }, []string{"RepoURL"}},
-		{"several", func(r *Request) { r.Head, r.Base = "", "" }, []string{"Head", "Base"}},
-		{"bad repo", func(r *Request) { r.RepoURL = "not a url" }, []string{"github", "repository URL"}},
-		{"nested github path", func(r *Request) { r.RepoURL = "https://github.com/a/b/c.git" }, []string{"owner/name"}},
-		{"bad api url", func(r *Request) { r.APIURL = "ftp://example.com" }, []string{"API URL"}},
+		{"unknown kind", func(r *forge.Request) { r.Kind = "bitbucket" }, []string{`"bitbucket"`, "github, gitlab, gitea"}},
+		{"empty kind", func(r *forge.Request) { r.Kind = "" }, []string{"kind", "github, gitlab, gitea"}},
+		{"no head", func(r *forge.Request) { r.Head = "" }, []string{"Head"}},
+		{"no base", func(r *forge.Request) { r.Base = " " }, []string{"Base"}},
+		{"no token", func(r *forge.Request) { r.Token = "" }, []string{"Token"}},
+		{"no title", func(r *forge.Request) { r.Title = "" }, []string{"Title"}},
+		{"no repo", func(r *forge.Request) { r.RepoURL = "" }, []string{"RepoURL"}},
+		{"several", func(r *forge.Request) { r.Head, r.Base = "", "" }, []string{"Head", "Base"}},
+		{"bad repo", func(r *forge.Request) { r.RepoURL = "not a url" }, []string{"github", "repository URL"}},
+		{"nested github path", func(r *forge.Request) { r.RepoURL = "https://github.com/a/b/c.git" }, []string{"owner/name"}},
+		{"bad api url", func(r *forge.Request) { r.APIURL = "ftp://example.com" }, []string{"API URL"}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -608,7 +610,7 @@ func TestRepoPath(t *testing.T) {
 		{"  https://github.com/o/my.repo.git  ", "github.com", "o/my.repo"},
 	}
 	for _, tt := range tests {
-		host, path, err := RepoPath(tt.url)
+		host, path, err := forge.RepoPath(tt.url)
 		if err != nil {
 			t.Errorf("RepoPath(%q): %v", tt.url, err)
 			continue
@@ -643,7 +645,7 @@ func TestRepoPath(t *testing.T) {
 		"https://github.com/o/.git",
 	}
 	for _, u := range bad {
-		if host, path, err := RepoPath(u); err == nil {
+		if host, path, err := forge.RepoPath(u); err == nil {
 			t.Errorf("RepoPath(%q) = %q, %q; want error", u, host, path)
 		}
 	}

@@ -1,13 +1,3 @@
-// Package forge opens pull requests (GitHub, Gitea) and merge requests
-// (GitLab) through the forges' REST APIs.
-//
-// Runnel uses it when a pipeline definition is saved with saveMode "pr": the
-// change is pushed to a new branch first, then [Open] asks the forge to open a
-// request from that branch into the target branch and returns its web URL.
-//
-// Only the standard library is used. Tokens never appear in returned errors,
-// response bodies are read with a size limit, and redirects of the POST are
-// not followed when the package supplies its own HTTP client.
 package forge
 
 import (
@@ -36,10 +26,10 @@ const (
 )
 
 const (
-	// maxResponseBytes bounds how much of a response body is read.
-	maxResponseBytes = 1 << 20
-	// maxMessageBytes bounds the forge message quoted in an error.
-	maxMessageBytes = 512
+	// MaxResponseBytes bounds how much of a response body is read.
+	MaxResponseBytes = 1 << 20
+	// MaxMessageBytes bounds the forge message quoted in an error.
+	MaxMessageBytes = 512
 	// defaultTimeout applies when Open supplies its own client and ctx has
 	// no deadline.
 	defaultTimeout = 30 * time.Second
@@ -47,9 +37,6 @@ const (
 	redacted  = "[REDACTED]"
 	userAgent = "runnel"
 )
-
-// supportedKinds is used in error messages.
-const supportedKinds = "github, gitlab, gitea"
 
 // ErrAlreadyExists is matched (with errors.Is) by the error Open returns
 // when the forge clearly reports that an open pull/merge request for the
@@ -111,76 +98,42 @@ var noRedirectClient = &http.Client{
 	CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
 }
 
-// Open opens the pull/merge request described by r and returns its number
-// and web URL.
-//
-// hc is the HTTP client to use; nil means a client like http.DefaultClient
-// that does not follow redirects, with a 30s timeout (through the context)
-// when ctx has no deadline.
-//
-// An already existing open request for the same head and base is reported as
-// an error matching ErrAlreadyExists when the forge says so clearly; any
-// other non-2xx answer is returned as an *Error carrying the forge's message.
-func Open(ctx context.Context, hc *http.Client, r Request) (*PullRequest, error) {
-	pr, err := open(ctx, hc, r)
-	if err != nil {
-		return nil, scrub(err, r.Token)
-	}
-	return pr, nil
+// Answer is a 2xx answer of the forge to Post.
+type Answer struct {
+	Body                                  []byte
+	kind, method, shownURL, status, token string
 }
 
-func open(ctx context.Context, hc *http.Client, r Request) (*PullRequest, error) {
-	kind, err := normalizeKind(r.Kind)
-	if err != nil {
-		return nil, err
-	}
-	if err := validate(kind, r); err != nil {
-		return nil, err
-	}
-	_, repoPath, err := RepoPath(r.RepoURL)
-	if err != nil {
-		return nil, fmt.Errorf("forge: %s: %w", kind, err)
-	}
-	base, err := apiBase(kind, r)
-	if err != nil {
-		return nil, err
-	}
+// Errorf is an error about the answer, worded as every forge error is
+// ("forge: KIND: POST URL: HTTP STATUS: …").
+func (a *Answer) Errorf(format string, args ...any) error {
+	return fmt.Errorf("forge: %s: %s %s: HTTP %s: "+format, append([]any{a.kind, a.method, a.shownURL, a.status}, args...)...)
+}
 
-	var (
-		endpoint string
-		payload  any
-		header   = http.Header{}
-	)
-	switch kind {
-	case KindGitHub, KindGitea:
-		parts := strings.Split(repoPath, "/")
-		if len(parts) != 2 {
-			return nil, fmt.Errorf("forge: %s: repository path %q must be owner/name", kind, repoPath)
-		}
-		endpoint = base + "/repos/" + url.PathEscape(parts[0]) + "/" + url.PathEscape(parts[1]) + "/pulls"
-		payload = pullPayload{Title: r.Title, Head: r.Head, Base: r.Base, Body: r.Body}
-		if kind == KindGitHub {
-			header.Set("Authorization", "Bearer "+r.Token)
-			header.Set("Accept", "application/vnd.github+json")
-			header.Set("X-GitHub-Api-Version", "2022-11-28")
-		} else {
-			header.Set("Authorization", "token "+r.Token)
-			header.Set("Accept", "application/json")
-		}
-	case KindGitLab:
-		endpoint = base + "/projects/" + url.PathEscape(repoPath) + "/merge_requests"
-		payload = mergePayload{SourceBranch: r.Head, TargetBranch: r.Base, Title: r.Title, Description: r.Body}
-		header.Set("PRIVATE-TOKEN", r.Token)
-		header.Set("Accept", "application/json")
+// PullRequest checks what an implementation read from the answer: a
+// request without a number or web URL is an error that quotes the answer.
+func (a *Answer) PullRequest(number int64, webURL string) (*PullRequest, error) {
+	if number <= 0 || webURL == "" {
+		return nil, fmt.Errorf("forge: %s: %s %s: HTTP %s: response lacks the request number or web URL: %s",
+			a.kind, a.method, a.shownURL, a.status, truncate(redact(compact(a.Body), a.token), MaxMessageBytes))
 	}
+	return &PullRequest{Number: number, URL: webURL}, nil
+}
+
+// Post sends payload as JSON to endpoint with header (the forge's
+// authentication) and returns a 2xx answer. Any other status is an *Error
+// carrying the forge's message, matching ErrAlreadyExists when exists says
+// the message means it. hc nil is a client that follows no redirect, with a
+// 30s timeout when ctx has none. The token is never in what is returned
+// (callers Scrub errors too).
+func Post(ctx context.Context, hc *http.Client, kind, endpoint string, header http.Header, payload any, token string,
+	exists func(status int, msg string, details []string) bool) (*Answer, error) {
 	header.Set("Content-Type", "application/json")
 	header.Set("User-Agent", userAgent)
-
 	body, err := json.Marshal(payload)
 	if err != nil {
 		return nil, fmt.Errorf("forge: %s: encoding request: %w", kind, err)
 	}
-
 	if ctx == nil {
 		ctx = context.Background()
 	}
@@ -192,7 +145,6 @@ func open(ctx context.Context, hc *http.Client, r Request) (*PullRequest, error)
 			defer cancel()
 		}
 	}
-
 	const method = http.MethodPost
 	shownURL := safeurl.Redact(endpoint)
 	req, err := http.NewRequestWithContext(ctx, method, endpoint, bytes.NewReader(body))
@@ -203,7 +155,6 @@ func open(ctx context.Context, hc *http.Client, r Request) (*PullRequest, error)
 		return nil, fmt.Errorf("forge: %s: %s %s: %v", kind, method, shownURL, err)
 	}
 	req.Header = header
-
 	resp, err := hc.Do(req)
 	if err != nil {
 		var ue *url.Error
@@ -213,7 +164,7 @@ func open(ctx context.Context, hc *http.Client, r Request) (*PullRequest, error)
 		return nil, fmt.Errorf("forge: %s: %s %s: %w", kind, method, shownURL, err)
 	}
 	defer resp.Body.Close()
-	raw, readErr := io.ReadAll(io.LimitReader(resp.Body, maxResponseBytes+1))
+	raw, readErr := io.ReadAll(io.LimitReader(resp.Body, MaxResponseBytes+1))
 	// Drain a little more so the connection can be reused; never much.
 	_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, 64<<10))
 
@@ -231,152 +182,18 @@ func open(ctx context.Context, hc *http.Client, r Request) (*PullRequest, error)
 				msg = joinMsg("redirect to "+safeurl.Redact(loc)+" not followed", msg)
 			}
 		}
-		e.Message = truncate(redact(msg, r.Token), maxMessageBytes)
-		e.alreadyExists = alreadyExists(kind, resp.StatusCode, msg, details)
+		e.Message = truncate(redact(msg, token), MaxMessageBytes)
+		e.alreadyExists = exists != nil && exists(resp.StatusCode, msg, details)
 		return nil, e
 	}
+	a := &Answer{Body: raw, kind: kind, method: method, shownURL: shownURL, status: statusText(resp), token: token}
 	if readErr != nil {
-		return nil, fmt.Errorf("forge: %s: %s %s: HTTP %s: reading response: %w", kind, method, shownURL, statusText(resp), readErr)
+		return nil, a.Errorf("reading response: %w", readErr)
 	}
-	if len(raw) > maxResponseBytes {
-		return nil, fmt.Errorf("forge: %s: %s %s: HTTP %s: response larger than %d bytes", kind, method, shownURL, statusText(resp), maxResponseBytes)
+	if len(raw) > MaxResponseBytes {
+		return nil, a.Errorf("response larger than %d bytes", MaxResponseBytes)
 	}
-
-	pr := &PullRequest{}
-	switch kind {
-	case KindGitHub, KindGitea:
-		var out struct {
-			Number  int64  `json:"number"`
-			HTMLURL string `json:"html_url"`
-		}
-		if err := json.Unmarshal(raw, &out); err != nil {
-			return nil, fmt.Errorf("forge: %s: %s %s: HTTP %s: decoding response: %v", kind, method, shownURL, statusText(resp), err)
-		}
-		pr.Number, pr.URL = out.Number, out.HTMLURL
-	case KindGitLab:
-		var out struct {
-			IID    int64  `json:"iid"`
-			WebURL string `json:"web_url"`
-		}
-		if err := json.Unmarshal(raw, &out); err != nil {
-			return nil, fmt.Errorf("forge: %s: %s %s: HTTP %s: decoding response: %v", kind, method, shownURL, statusText(resp), err)
-		}
-		pr.Number, pr.URL = out.IID, out.WebURL
-	}
-	if pr.Number <= 0 || pr.URL == "" {
-		return nil, fmt.Errorf("forge: %s: %s %s: HTTP %s: response lacks the request number or web URL: %s",
-			kind, method, shownURL, statusText(resp), truncate(redact(compact(raw), r.Token), maxMessageBytes))
-	}
-	return pr, nil
-}
-
-type pullPayload struct {
-	Title string `json:"title"`
-	Head  string `json:"head"`
-	Base  string `json:"base"`
-	Body  string `json:"body"`
-}
-
-type mergePayload struct {
-	SourceBranch string `json:"source_branch"`
-	TargetBranch string `json:"target_branch"`
-	Title        string `json:"title"`
-	Description  string `json:"description"`
-}
-
-func normalizeKind(kind string) (string, error) {
-	k := strings.ToLower(strings.TrimSpace(kind))
-	switch k {
-	case KindGitHub, KindGitLab, KindGitea:
-		return k, nil
-	case "":
-		return "", fmt.Errorf("forge: kind is empty (supported: %s)", supportedKinds)
-	}
-	return "", fmt.Errorf("forge: unsupported kind %q (supported: %s)", kind, supportedKinds)
-}
-
-func validate(kind string, r Request) error {
-	var missing []string
-	if strings.TrimSpace(r.Token) == "" {
-		missing = append(missing, "Token")
-	}
-	if strings.TrimSpace(r.Head) == "" {
-		missing = append(missing, "Head")
-	}
-	if strings.TrimSpace(r.Base) == "" {
-		missing = append(missing, "Base")
-	}
-	if strings.TrimSpace(r.Title) == "" {
-		missing = append(missing, "Title")
-	}
-	if strings.TrimSpace(r.RepoURL) == "" {
-		missing = append(missing, "RepoURL")
-	}
-	switch len(missing) {
-	case 0:
-		return nil
-	case 1:
-		return fmt.Errorf("forge: %s: request field %s is empty", kind, missing[0])
-	}
-	return fmt.Errorf("forge: %s: request fields %s are empty", kind, strings.Join(missing, ", "))
-}
-
-// apiBase returns the configured API base (validated, without a trailing
-// slash) or the derived one.
-func apiBase(kind string, r Request) (string, error) {
-	if strings.TrimSpace(r.APIURL) == "" {
-		b, err := APIBase(kind, r.RepoURL)
-		if err != nil {
-			return "", fmt.Errorf("forge: %s: %w", kind, err)
-		}
-		return b, nil
-	}
-	b := strings.TrimRight(strings.TrimSpace(r.APIURL), "/")
-	u, err := url.Parse(b)
-	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
-		return "", fmt.Errorf("forge: %s: API URL %q is not an http(s) URL", kind, safeurl.Redact(b))
-	}
-	if u.RawQuery != "" || u.Fragment != "" {
-		return "", fmt.Errorf("forge: %s: API URL %q must not have a query or fragment", kind, safeurl.Redact(b))
-	}
-	return b, nil
-}
-
-// APIBase returns the API base URL for a kind and repository URL when not
-// configured:
-//
-//   - github: https://api.github.com for github.com, https://HOST/api/v3 for
-//     other hosts (GitHub Enterprise Server);
-//   - gitlab: https://HOST/api/v4;
-//   - gitea: https://HOST/api/v1.
-//
-// An http:// repository URL (e.g. a local test server) keeps http:// and its
-// port; for https:// URLs the port is kept too. For ssh and scp-like URLs the
-// scheme is https:// and the ssh port is dropped.
-func APIBase(kind, repoURL string) (string, error) {
-	k, err := normalizeKind(kind)
-	if err != nil {
-		return "", err
-	}
-	host, _, err := RepoPath(repoURL)
-	if err != nil {
-		return "", err
-	}
-	scheme := "https"
-	if s, _, ok := strings.Cut(strings.TrimSpace(repoURL), "://"); ok && strings.EqualFold(s, "http") {
-		scheme = "http"
-	}
-	switch k {
-	case KindGitHub:
-		if strings.EqualFold(host, "github.com") || strings.EqualFold(host, "www.github.com") {
-			return "https://api.github.com", nil
-		}
-		return scheme + "://" + host + "/api/v3", nil
-	case KindGitLab:
-		return scheme + "://" + host + "/api/v4", nil
-	default: // gitea
-		return scheme + "://" + host + "/api/v1", nil
-	}
+	return a, nil
 }
 
 // RepoPath splits a clone URL into its host and repository path, without a
@@ -475,8 +292,8 @@ func redact(s, token string) string {
 	return strings.ReplaceAll(s, token, redacted)
 }
 
-// scrub guarantees the token does not appear in err's text.
-func scrub(err error, token string) error {
+// Scrub guarantees the token does not appear in err's text.
+func Scrub(err error, token string) error {
 	if token == "" || !strings.Contains(err.Error(), token) {
 		return err
 	}
@@ -619,29 +436,6 @@ func sortedKeys(m map[string]any) []string {
 		}
 	}
 	return keys
-}
-
-func alreadyExists(kind string, status int, msg string, details []string) bool {
-	switch kind {
-	case KindGitHub:
-		if status != http.StatusUnprocessableEntity {
-			return false
-		}
-		for _, d := range details {
-			if strings.Contains(strings.ToLower(d), "a pull request already exists") {
-				return true
-			}
-		}
-		return false
-	case KindGitLab:
-		// GitLab documents 409 Conflict for "Another open merge request
-		// already exists for this source branch"; the text may be
-		// localized, so the status is what counts.
-		return status == http.StatusConflict
-	case KindGitea:
-		return status == http.StatusConflict && strings.Contains(strings.ToLower(msg), "already exists")
-	}
-	return false
 }
 
 // compact collapses whitespace (including newlines) in a non-JSON body.
