@@ -399,6 +399,9 @@ type Store interface {
 	Pipelines
 	Specs
 	Runs
+	Queue
+	Leases
+	Approvals
 	Logs
 	Tokens
 	Agents
@@ -471,7 +474,8 @@ type Specs interface {
 	SpecByRequest(ctx context.Context, pipelineID, requestID string) (*SpecVersion, error)
 }
 
-// Runs manages runs, job runs, step runs, the timeline and the job queue.
+// Runs manages runs, job runs, step runs and the timeline; every decision
+// about a run is written in UpdateRunTx.
 type Runs interface {
 	// CreateRun allocates the run's number (per pipeline, from 1) and stores the
 	// run, its jobs and steps and a "triggered" timeline entry in one
@@ -495,6 +499,15 @@ type Runs interface {
 	// writes through tx. Scheduler decisions for one run are serialised this way.
 	UpdateRunTx(ctx context.Context, runID string, fn func(tx RunTx) error) error
 
+	// Timeline lists a run's timeline, oldest first.
+	Timeline(ctx context.Context, runID string) ([]*TimelineEntry, error)
+	// GetStepRun returns one step run.
+	GetStepRun(ctx context.Context, id string) (*StepRun, error)
+}
+
+// Queue is the job queue: job runs queued by run decisions, claimed by
+// agents under a lease.
+type Queue interface {
 	// QueuedRoutes lists the distinct RunsOn values (as stored; "" for jobs
 	// without runsOn) of claimable job runs (status queued, RetryAt past at
 	// now). It is how a claimer learns which label requirements are waiting
@@ -516,6 +529,11 @@ type Runs interface {
 	// runsOn and whose Reason differs (why it waits, or "" once an agent can
 	// take it). It returns how many rows changed.
 	SetQueuedReason(ctx context.Context, runsOn, reason string) (int, error)
+}
+
+// Leases are the claims agents hold on running job runs: every write on a
+// job's behalf is fenced by its lease.
+type Leases interface {
 	// ExtendLease renews a lease; ErrLeaseLost if it expired or was reassigned.
 	ExtendLease(ctx context.Context, jobRunID, leaseID string, d time.Duration) (time.Time, error)
 	// CheckLease reports whether the job run still holds leaseID (running,
@@ -533,11 +551,11 @@ type Runs interface {
 	// RunningJobsByAgent maps each agent id to the ids of the job runs it
 	// holds (status running), oldest start first.
 	RunningJobsByAgent(ctx context.Context) (map[string][]string, error)
+}
 
-	// Timeline lists a run's timeline, oldest first.
-	Timeline(ctx context.Context, runID string) ([]*TimelineEntry, error)
-	// GetStepRun returns one step run.
-	GetStepRun(ctx context.Context, id string) (*StepRun, error)
+// Approvals reads runs' approval gates (decisions are written in
+// UpdateRunTx).
+type Approvals interface {
 	// ListApprovals lists a run's approval gates in request order; an
 	// unknown run → ErrNotFound.
 	ListApprovals(ctx context.Context, runID string) ([]*Approval, error)
