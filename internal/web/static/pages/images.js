@@ -195,6 +195,72 @@ function createRepoForm(ctx, creds, namespace, close) {
 
 // ======================= detail =======================
 
+// sourceSection shows where a repository builds from and the webhook URLs to
+// register on the forge.
+function sourceSection(repo) {
+  const bc = repo.buildConfig || {};
+  const code = bc.codeRepoWebhookCode || repo.pipelineId;
+  const providers = PROVIDERS[bc.codeRepoClient] ? [PROVIDERS[bc.codeRepoClient]] : WEBHOOK_PROVIDERS;
+  const pathUrl = /^https?:\/\//.test(bc.codeRepoPathUrl || '') ? bc.codeRepoPathUrl : null;
+  return h('section', {'aria-labelledby': 'src-h'},
+    h('h2', {id: 'src-h'}, 'Source and webhook'),
+    h('div.card', h('dl.kv',
+      h('dt', 'Source'),
+      h('dd', h('span.chip', bc.codeRepoClient), ' ',
+        pathUrl ? h('a', {href: pathUrl, target: '_blank', rel: 'noopener noreferrer'}, bc.codeRepoPath) : h('span.mono', bc.codeRepoPath || bc.codeRepoCloneUrl || '')),
+      bc.codeRepoHost ? [h('dt', 'Host'), h('dd', h('code', bc.codeRepoHost))] : null,
+      h('dt', 'Credential'),
+      h('dd', bc.codeRepoCredential ? h('a', {href: '/credentials'}, h('code', bc.codeRepoCredential)) : h('span.muted', 'none (public source)')),
+      h('dt', 'Pipeline'),
+      h('dd', h('a', {href: `/pipelines/${encodeURIComponent(repo.pipelineId || code)}`}, repo.pipelineId || code),
+        h('small.muted', ' — its runs are the builds')),
+      h('dt', providers.length > 1 ? 'Webhook URLs' : 'Webhook URL'),
+      h('dd', providers.map((p) => {
+        const url = `${location.origin}/api/v1/webhooks/${p}/${code}`;
+        return h('div.row', h('code', url),
+          h('button.btn.small', {type: 'button', 'aria-label': `Copy the ${p} webhook URL`, onclick: () => copy(url, 'Webhook URL copied')}, 'Copy'));
+      }))),
+    h('p.hint', 'Register the webhook URL as a push hook in the forge, with a webhook secret: set or rotate the secret on the ',
+      h('a', {href: `/pipelines/${encodeURIComponent(repo.pipelineId || code)}/settings`}, 'pipeline\'s settings'),
+      '. Pushes to a branch or tag an active tag config follows then build it.')));
+}
+
+// buildsTable lists a page of builds, newest first; go(n) shows page n.
+function buildsTable(items, total, page, go) {
+  if (!items.length) return h('div.table-wrap', h('p.empty', page > 1 ? 'No builds on this page.' : 'No builds yet.'));
+  const pages = Math.max(1, Math.ceil(total / PAGE_SIZE));
+  return [
+    h('div.table-wrap', h('table', {'aria-label': 'Builds, newest first'},
+      h('thead', h('tr',
+        h('th', {scope: 'col'}, 'Build'),
+        h('th', {scope: 'col'}, 'Status'),
+        h('th', {scope: 'col'}, 'Tags'),
+        h('th.hide-sm', {scope: 'col'}, 'Commit'),
+        h('th.hide-sm', {scope: 'col'}, 'Started'),
+        h('th.hide-sm', {scope: 'col'}, 'Ended'),
+        h('th', {scope: 'col'}, 'Duration'))),
+      h('tbody', items.map((b) => h('tr',
+        h('td', h('a', {href: `/runs/${encodeURIComponent(b.buildId)}`, title: b.buildId}, `#${b.runNumber ?? ''}`),
+          h('div', h('small.muted', b.autoCreated ? 'push' : b.createdBy || ''))),
+        h('td', buildBadge(b.status), b.detail && b.status === 'F' ? h('div', h('small.muted', b.detail)) : null),
+        h('td', h('code', b.dockerRepoTag), b.dockerRepoVersionTag ? [' ', h('span.chip', b.dockerRepoVersionTag)] : null,
+          h('div', h('small.muted', `${b.codeRepoType} ${b.codeRepoTypeValue}`)),
+          b.imageId ? h('div', h('small.muted.mono', {title: b.imageId}, b.imageId.slice(0, 19) + '…')) : null),
+        h('td.hide-sm', b.codeHeadCommit
+          ? (b.codeCommitHttpUrl && /^https?:\/\//.test(b.codeCommitHttpUrl)
+            ? h('a.mono', {href: b.codeCommitHttpUrl, target: '_blank', rel: 'noopener noreferrer', title: b.codeHeadCommit}, b.codeHeadCommit.slice(0, 10))
+            : h('code', {title: b.codeHeadCommit}, b.codeHeadCommit.slice(0, 10)))
+          : h('span.muted', '—')),
+        h('td.hide-sm', when(b.startedAt)),
+        h('td.hide-sm', when(b.endedAt)),
+        h('td.num', b.startedAt ? span(b.startedAt, b.endedAt) : h('span.muted', '—'))))))),
+    pages > 1 ? h('nav.pager', {'aria-label': 'Build pages'},
+      h('button.btn.small', {type: 'button', disabled: page <= 1, onclick: () => go(page - 1)}, 'Newer'),
+      h('span', `Page ${page} of ${pages}`),
+      h('button.btn.small', {type: 'button', disabled: page >= pages, onclick: () => go(page + 1)}, 'Older')) : null,
+  ];
+}
+
 async function detailPage(ctx) {
   const {namespace: ns, repoName: name} = ctx.params;
   ctx.setTitle(`${ns}/${name}`);
@@ -240,31 +306,7 @@ async function detailPage(ctx) {
   }
 
   function drawSource() {
-    const bc = repo.buildConfig || {};
-    const code = bc.codeRepoWebhookCode || repo.pipelineId;
-    const providers = PROVIDERS[bc.codeRepoClient] ? [PROVIDERS[bc.codeRepoClient]] : WEBHOOK_PROVIDERS;
-    const pathUrl = /^https?:\/\//.test(bc.codeRepoPathUrl || '') ? bc.codeRepoPathUrl : null;
-    mount(sourceBox, h('section', {'aria-labelledby': 'src-h'},
-      h('h2', {id: 'src-h'}, 'Source and webhook'),
-      h('div.card', h('dl.kv',
-        h('dt', 'Source'),
-        h('dd', h('span.chip', bc.codeRepoClient), ' ',
-          pathUrl ? h('a', {href: pathUrl, target: '_blank', rel: 'noopener noreferrer'}, bc.codeRepoPath) : h('span.mono', bc.codeRepoPath || bc.codeRepoCloneUrl || '')),
-        bc.codeRepoHost ? [h('dt', 'Host'), h('dd', h('code', bc.codeRepoHost))] : null,
-        h('dt', 'Credential'),
-        h('dd', bc.codeRepoCredential ? h('a', {href: '/credentials'}, h('code', bc.codeRepoCredential)) : h('span.muted', 'none (public source)')),
-        h('dt', 'Pipeline'),
-        h('dd', h('a', {href: `/pipelines/${encodeURIComponent(repo.pipelineId || code)}`}, repo.pipelineId || code),
-          h('small.muted', ' — its runs are the builds')),
-        h('dt', providers.length > 1 ? 'Webhook URLs' : 'Webhook URL'),
-        h('dd', providers.map((p) => {
-          const url = `${location.origin}/api/v1/webhooks/${p}/${code}`;
-          return h('div.row', h('code', url),
-            h('button.btn.small', {type: 'button', 'aria-label': `Copy the ${p} webhook URL`, onclick: () => copy(url, 'Webhook URL copied')}, 'Copy'));
-        }))),
-      h('p.hint', 'Register the webhook URL as a push hook in the forge, with a webhook secret: set or rotate the secret on the ',
-        h('a', {href: `/pipelines/${encodeURIComponent(repo.pipelineId || code)}/settings`}, 'pipeline\'s settings'),
-        '. Pushes to a branch or tag an active tag config follows then build it.'))));
+    mount(sourceBox, sourceSection(repo));
   }
 
   // ---- tag configs ----
@@ -417,47 +459,11 @@ async function detailPage(ctx) {
     }
     if (!ctx.current || mine !== buildSeq) return;
     const items = list.items || [];
-    mount(buildsBox, buildsTable(items, list.total || 0));
+    mount(buildsBox, buildsTable(items, list.total || 0, buildsPage, (p) => { buildsPage = p; loadBuilds(); }));
     updated.textContent = `updated ${new Date().toLocaleTimeString()}`;
     if (items.some((b) => b.status === 'W' || b.status === 'B')) {
       pollTimer = setTimeout(() => { if (ctx.current) loadBuilds(); }, POLL_MS);
     }
-  }
-
-  function buildsTable(items, total) {
-    if (!items.length) return h('div.table-wrap', h('p.empty', buildsPage > 1 ? 'No builds on this page.' : 'No builds yet.'));
-    const pages = Math.max(1, Math.ceil(total / PAGE_SIZE));
-    const go = (p) => { buildsPage = p; loadBuilds(); };
-    return [
-      h('div.table-wrap', h('table', {'aria-label': 'Builds, newest first'},
-        h('thead', h('tr',
-          h('th', {scope: 'col'}, 'Build'),
-          h('th', {scope: 'col'}, 'Status'),
-          h('th', {scope: 'col'}, 'Tags'),
-          h('th.hide-sm', {scope: 'col'}, 'Commit'),
-          h('th.hide-sm', {scope: 'col'}, 'Started'),
-          h('th.hide-sm', {scope: 'col'}, 'Ended'),
-          h('th', {scope: 'col'}, 'Duration'))),
-        h('tbody', items.map((b) => h('tr',
-          h('td', h('a', {href: `/runs/${encodeURIComponent(b.buildId)}`, title: b.buildId}, `#${b.runNumber ?? ''}`),
-            h('div', h('small.muted', b.autoCreated ? 'push' : b.createdBy || ''))),
-          h('td', buildBadge(b.status), b.detail && b.status === 'F' ? h('div', h('small.muted', b.detail)) : null),
-          h('td', h('code', b.dockerRepoTag), b.dockerRepoVersionTag ? [' ', h('span.chip', b.dockerRepoVersionTag)] : null,
-            h('div', h('small.muted', `${b.codeRepoType} ${b.codeRepoTypeValue}`)),
-            b.imageId ? h('div', h('small.muted.mono', {title: b.imageId}, b.imageId.slice(0, 19) + '…')) : null),
-          h('td.hide-sm', b.codeHeadCommit
-            ? (b.codeCommitHttpUrl && /^https?:\/\//.test(b.codeCommitHttpUrl)
-              ? h('a.mono', {href: b.codeCommitHttpUrl, target: '_blank', rel: 'noopener noreferrer', title: b.codeHeadCommit}, b.codeHeadCommit.slice(0, 10))
-              : h('code', {title: b.codeHeadCommit}, b.codeHeadCommit.slice(0, 10)))
-            : h('span.muted', '—')),
-          h('td.hide-sm', when(b.startedAt)),
-          h('td.hide-sm', when(b.endedAt)),
-          h('td.num', b.startedAt ? span(b.startedAt, b.endedAt) : h('span.muted', '—'))))))),
-      pages > 1 ? h('nav.pager', {'aria-label': 'Build pages'},
-        h('button.btn.small', {type: 'button', disabled: buildsPage <= 1, onclick: () => go(buildsPage - 1)}, 'Newer'),
-        h('span', `Page ${buildsPage} of ${pages}`),
-        h('button.btn.small', {type: 'button', disabled: buildsPage >= pages, onclick: () => go(buildsPage + 1)}, 'Older')) : null,
-    ];
   }
 
   async function deleteRepo() {
