@@ -30,7 +30,7 @@ var forbidden = []struct {
 		"the store knows its model only"},
 	{[]string{"internal/backend"}, []string{"internal/store", "internal/api", "internal/scheduler", "internal/agentrpc", "internal/agent"},
 		"backends run steps and know nothing of the control plane"},
-	{[]string{"internal/agentserver", "internal/streamrpc"}, []string{"internal/api", "internal/store/sqlstore", "internal/web"},
+	{[]string{"internal/agentserver", "internal/streamrpc", "internal/wsgateway"}, []string{"internal/api", "internal/store/sqlstore", "internal/web"},
 		"adapters meet in cmd, never import each other"},
 	{[]string{"internal/artifact"}, []string{"internal/scheduler"},
 		"storage is bound to a claim through the worker protocol (worker.JobRef)"},

@@ -9,15 +9,13 @@ import (
 	"github.com/runnel-ci/runnel/internal/pipeline"
 	"github.com/runnel-ci/runnel/internal/safeurl"
 	"github.com/runnel-ci/runnel/internal/store"
+	"github.com/runnel-ci/runnel/internal/wire"
 )
 
 // The JSON shapes the API sends. Field names are the seed's (camelCase);
 // times are RFC 3339 in UTC with milliseconds, null when unknown.
 
-// isoLayout keeps a fixed width so that times sort as strings.
-const isoLayout = "2006-01-02T15:04:05.000Z07:00"
-
-func isoTime(t time.Time) string { return t.UTC().Format(isoLayout) }
+func isoTime(t time.Time) string { return wire.Time(t) }
 
 func isoPtr(t *time.Time) *string {
 	if t == nil || t.IsZero() {
@@ -371,12 +369,7 @@ func sortStages(stages []stageJSON) {
 	slices.SortStableFunc(stages, func(a, b stageJSON) int { return cmp.Compare(a.Index, b.Index) })
 }
 
-type logLineJSON struct {
-	Seq     int64  `json:"seq"`
-	Time    string `json:"time"`
-	Level   string `json:"level"`
-	Message string `json:"message"`
-}
+type logLineJSON = wire.LogLine
 
 // triggerContext is a run's stored trigger context, nil when it has none.
 func triggerContext(raw json.RawMessage) json.RawMessage {

@@ -12,6 +12,7 @@ import (
 	"github.com/runnel-ci/runnel"
 	"github.com/runnel-ci/runnel/internal/check"
 	"github.com/runnel-ci/runnel/internal/store"
+	"github.com/runnel-ci/runnel/internal/wire"
 )
 
 // triggerBody is the body of POST …/trigger; every field is optional.
@@ -325,7 +326,7 @@ func (s *Server) stepLogs(w http.ResponseWriter, r *http.Request) error {
 	}
 	out := make([]logLineJSON, 0, len(lines))
 	for _, l := range lines {
-		out = append(out, logLineJSON{Seq: l.Seq, Time: isoTime(l.Time), Level: l.Level, Message: l.Message})
+		out = append(out, wire.Line(l))
 	}
 	s.ok(w, http.StatusOK, out)
 	return nil

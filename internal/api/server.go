@@ -13,7 +13,6 @@
 package api
 
 import (
-	"cmp"
 	"context"
 	"crypto/rand"
 	"encoding/hex"
@@ -36,6 +35,7 @@ import (
 	"github.com/runnel-ci/runnel/internal/spec"
 	"github.com/runnel-ci/runnel/internal/store"
 	"github.com/runnel-ci/runnel/internal/trigger/webhook"
+	"github.com/runnel-ci/runnel/internal/wsgateway"
 )
 
 // Config is what the API needs. Store and Runs are required.
@@ -121,10 +121,7 @@ type Server struct {
 	// git reads and writes Git-backed pipelines' definitions (nil: their
 	// specs are the stored versions, as for any pipeline).
 	git       *gitdef.Source
-	events    event.Source
 	approvals ApprovalControl
-	// slowAfter is Config.StreamSlowAfter.
-	slowAfter time.Duration
 	// images is Config.Images (nil: image routes answer 503).
 	images ImageService
 	// ui is Config.UI (nil: no web UI, every other path is a 404 envelope).
@@ -133,6 +130,8 @@ type Server struct {
 	pipelines *pipeline.Service
 	// webhooks handles forge deliveries.
 	webhooks *webhook.Service
+	// gateway serves GET /api/v1/ws (nil without Config.Events).
+	gateway *wsgateway.Gateway
 	// secrets owns the secret and credential rules.
 	secrets *secret.Service
 
@@ -165,9 +164,7 @@ func New(cfg Config) *Server {
 
 		externalURL: cfg.ExternalURL,
 		git:         cfg.Git,
-		events:      cfg.Events,
 		approvals:   cfg.Approvals,
-		slowAfter:   cmp.Or(cfg.StreamSlowAfter, wsSlowAfter),
 		images:      cfg.Images,
 		ui:          cfg.UI,
 	}
@@ -207,6 +204,9 @@ func New(cfg Config) *Server {
 			o.Images = s.images
 		}
 		s.webhooks = webhook.NewService(o)
+	}
+	if cfg.Events != nil {
+		s.gateway = wsgateway.New(cfg.Events, cfg.StreamSlowAfter, s.log)
 	}
 	s.secrets = cfg.SecretService
 	if s.secrets == nil {

@@ -13,12 +13,12 @@ import (
 	"syscall"
 	"testing"
 	"time"
-	"unicode/utf8"
 
 	"github.com/coder/websocket"
 
 	"github.com/runnel-ci/runnel/internal/event"
 	"github.com/runnel-ci/runnel/internal/store"
+	"github.com/runnel-ci/runnel/internal/wsgateway"
 )
 
 // wsEnv is an API server with the event hub over its store, and one run
@@ -137,7 +137,7 @@ func TestWebSocketSlowConsumer(t *testing.T) {
 				fastDone <- fmt.Errorf("the reading client, after %d lines: %w", seq, err)
 				return
 			}
-			var m wsMessage
+			var m wsgateway.Message
 			var data struct {
 				Seq     int    `json:"seq"`
 				Message string `json:"message"`
@@ -188,8 +188,8 @@ func TestWebSocketSlowConsumer(t *testing.T) {
 			t.Fatal(err)
 		}
 		var ce websocket.CloseError
-		if !errors.As(err, &ce) || ce.Code != wsStatusTooSlow || !strings.Contains(ce.Reason, "too slow") {
-			t.Fatalf("the slow client: %v, want a close with code %d saying it was too slow", err, wsStatusTooSlow)
+		if !errors.As(err, &ce) || ce.Code != wsgateway.StatusTooSlow || !strings.Contains(ce.Reason, "too slow") {
+			t.Fatalf("the slow client: %v, want a close with code %d saying it was too slow", err, wsgateway.StatusTooSlow)
 		}
 		break
 	}
@@ -214,7 +214,7 @@ func TestWebSocketProtocol(t *testing.T) {
 	e.do("GET", "/api/v1/ws", nil).mustErr(t, http.StatusUpgradeRequired, "WebSocket")
 	e.do("GET", "/api/v1/ws", nil, withToken("")).mustErr(t, http.StatusUnauthorized)
 	c := wsDial(t, e)
-	read := func() wsMessage {
+	read := func() wsgateway.Message {
 		t.Helper()
 		ctx, cancel := context.WithTimeout(t.Context(), 5*time.Second)
 		defer cancel()
@@ -222,7 +222,7 @@ func TestWebSocketProtocol(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		var m wsMessage
+		var m wsgateway.Message
 		if err := json.Unmarshal(b, &m); err != nil {
 			t.Fatal(err)
 		}
@@ -274,38 +274,6 @@ func TestWebSocketProtocol(t *testing.T) {
 	}
 }
 
-// FuzzWSRequest: any client message is either accepted as a subscription the
-// gateway can serve or refused with a message naming what was wrong; never a
-// panic.
-func FuzzWSRequest(f *testing.F) {
-	for _, s := range []string{
-		`{"action":"subscribe","channel":"status","params":{"runId":"run_x","fromSeq":3}}`,
-		`{"action":"subscribe","channel":"logs","params":{"stepRunId":"sr_x"}}`,
-		`{"action":"unsubscribe","channel":"logs","params":{}}`,
-		`{"action":"subscribe","channel":"status","params":{"projectId":"demo"}}`,
-		`{"action":"subscribe","channel":"status","params":{"stepRunId":"x"}}`,
-		`{"action":"subscribe","channel":"nope"}`, `{"action":"\u0000"}`, `{"action":"subscribe"`, `[]`, `null`,
-		`{"action":"subscribe","channel":"logs","params":{"stepRunId":"x","fromSeq":-1}}`, `{} {}`,
-		`{"action":"subscribe","channel":"logs","params":{"stepRunId":"x","fromSeq":1e400}}`,
-		`{"action":"subscribe","channel":"logs","params":{"stepRunId":"sr_x","fromSeq":2,"batch":true}}`,
-	} {
-		f.Add([]byte(s))
-	}
-	f.Fuzz(func(t *testing.T, b []byte) {
-		req, msg := parseWSRequest(b)
-		if msg != "" {
-			if !utf8.ValidString(msg) || len(msg) > 1000 {
-				t.Fatalf("error message not fit to send: %q", msg)
-			}
-			return
-		}
-		if req.Channel != "status" && req.Channel != "logs" || req.Action != "subscribe" && req.Action != "unsubscribe" ||
-			req.Params.FromSeq < 0 || req.Action == "subscribe" && req.Channel == "logs" && req.Params.StepRunID == "" {
-			t.Fatalf("accepted %s as %+v", b, req)
-		}
-	})
-}
-
 // finishStep marks wsEnv's step as done, so that its log ends.
 func finishStep(t *testing.T, e *env, stepID string) {
 	t.Helper()
@@ -348,10 +316,10 @@ func wsReadBatches(t *testing.T, e *env, stepID string, fromSeq int) (seqs []int
 			t.Fatalf("after %d lines: %v", len(seqs), err)
 		}
 		var m struct {
-			Channel string          `json:"channel"`
-			Type    string          `json:"type"`
-			Params  wsParams        `json:"params"`
-			Data    json.RawMessage `json:"data"`
+			Channel string           `json:"channel"`
+			Type    string           `json:"type"`
+			Params  wsgateway.Params `json:"params"`
+			Data    json.RawMessage  `json:"data"`
 		}
 		if err := json.Unmarshal(b, &m); err != nil {
 			t.Fatal(err)
@@ -438,7 +406,7 @@ func TestWebSocketLogBatches(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	var m wsMessage
+	var m wsgateway.Message
 	if err := json.Unmarshal(b, &m); err != nil {
 		t.Fatal(err)
 	}
@@ -471,7 +439,7 @@ func TestWebSocketResubscribeAfterEnd(t *testing.T) {
 			if err != nil {
 				t.Fatalf("round %d: %v", round, err)
 			}
-			var m wsMessage
+			var m wsgateway.Message
 			if err := json.Unmarshal(b, &m); err != nil {
 				t.Fatal(err)
 			}
