@@ -24,6 +24,85 @@ function tabs(active) {
 
 // ======================= secrets =======================
 
+// secretsTable lists secrets (never their values) with their actions.
+function secretsTable(items, filtered, pipelineName, onReplace, onDelete) {
+  if (!items.length) return h('div.table-wrap', h('p.empty', filtered ? 'No secrets match.' : 'No secrets yet.'));
+  return h('div.table-wrap', h('table', {'aria-label': 'Secrets'},
+    h('thead', h('tr',
+      h('th', {scope: 'col'}, 'Name'),
+      h('th', {scope: 'col'}, 'Scope'),
+      h('th.hide-sm', {scope: 'col'}, 'Created by'),
+      h('th.hide-sm', {scope: 'col'}, 'Updated'),
+      h('th', {scope: 'col'}, 'Actions'))),
+    h('tbody', items.map((s) => h('tr',
+      h('td', h('code', s.name), h('div', h('small.muted.mono', s.secretId))),
+      h('td',
+        h('span.chip', s.scope),
+        ' ',
+        s.scope === 'pipeline'
+          ? h('a', {href: `/pipelines/${encodeURIComponent(s.pipelineId)}`, title: s.pipelineId}, pipelineName(s.pipelineId) || s.pipelineId)
+          : h('span', s.projectId)),
+      h('td.hide-sm', s.createdBy || h('span.muted', '—')),
+      h('td.hide-sm', when(s.updatedAt)),
+      h('td', h('div.row',
+        h('button.btn.small', {type: 'button', onclick: () => onReplace(s)}, 'Replace value'),
+        h('button.btn.small.danger', {type: 'button', onclick: () => onDelete(s)}, 'Delete'))))))));
+}
+
+// secretForm creates a secret in a project or for one pipeline; the
+// filter in use preselects the scope.
+function secretForm(filter, pipelines, projectsList, pipelinesList, onCreated) {
+  const name = h('input', {type: 'text', name: 'name', required: true, pattern: SECRET_NAME, maxlength: 128, autocomplete: 'off', spellcheck: 'false', placeholder: 'DEPLOY_TOKEN'});
+  const val = valueInput('Value', true);
+  const scope = h('select', {name: 'scope'},
+    [['project', 'Project: every pipeline of the project'], ['pipeline', 'Pipeline: one pipeline only']]
+      .map(([v, l]) => h('option', {value: v, selected: v === (filter.scope || 'project')}, l)));
+  const projectId = h('input', {type: 'text', name: 'projectId', pattern: PROJECT_ID, maxlength: 100, autocomplete: 'off', spellcheck: 'false', list: projectsList.id, placeholder: 'demo'});
+  const pipelineId = h('input', {type: 'text', name: 'pipelineId', pattern: PIPELINE_ID, autocomplete: 'off', spellcheck: 'false', list: pipelinesList.id, placeholder: 'pl_…'});
+  if (filter.id) (filter.scope === 'pipeline' ? pipelineId : projectId).value = filter.id;
+  const projectWrap = h('div', field('Project id', projectId, 'The project need not exist yet'));
+  const pipelineWrap = h('div', field('Pipeline id', pipelineId, pipelines.length ? 'Type to pick from the pipelines' : 'The pipeline must exist'));
+  const syncScope = () => {
+    const p = scope.value === 'pipeline';
+    projectWrap.hidden = p; pipelineWrap.hidden = !p;
+    projectId.required = !p; pipelineId.required = p;
+  };
+  scope.addEventListener('change', syncScope);
+  syncScope();
+  const msg = h('div');
+  const submit = h('button.btn.primary', {type: 'submit'}, 'Create secret');
+  const form = h('form.card', {
+    onsubmit: async (e) => {
+      e.preventDefault();
+      mount(msg);
+      const body = {name: name.value.trim(), value: val.value()};
+      if (scope.value === 'pipeline') body.pipelineId = pipelineId.value.trim();
+      else body.projectId = projectId.value.trim();
+      submit.disabled = true;
+      try {
+        const s = await post('/secrets', body);
+        name.value = '';
+        val.clear();
+        toast(`Secret ${s.name} created`, 'success');
+        onCreated();
+      } catch (err) {
+        mount(msg, errorBox(err));
+      } finally {
+        submit.disabled = false;
+      }
+    },
+  },
+  h('div.grid2',
+    field('Name', name, 'Letters, digits and _, not starting with a digit; used as ${{ secrets.NAME }}'),
+    field('Scope', scope),
+    projectWrap, pipelineWrap),
+  val.el,
+  h('p.hint', 'The value is stored encrypted and never shown again. At least 4 bytes (shorter values cannot be masked in logs).'),
+  msg,
+  h('div.actions', submit));
+  return form;
+}
+
 async function secretsPage(ctx) {
   ctx.setTitle('Secrets');
   const q = ctx.query;
@@ -81,34 +160,10 @@ async function secretsPage(ctx) {
     if (!ctx.current) return;
     let items = list.items || [];
     if (filter.scope) items = items.filter((s) => s.scope === filter.scope);
-    mount(listBox, secretsTable(items));
+    mount(listBox, secretsTable(items, !!(filter.scope || filter.id), pipelineName, replaceSecret, deleteSecret));
   }
 
   const pipelineName = (id) => pipelines.find((p) => p.pipelineId === id)?.name;
-
-  function secretsTable(items) {
-    if (!items.length) return h('div.table-wrap', h('p.empty', filter.scope || filter.id ? 'No secrets match.' : 'No secrets yet.'));
-    return h('div.table-wrap', h('table', {'aria-label': 'Secrets'},
-      h('thead', h('tr',
-        h('th', {scope: 'col'}, 'Name'),
-        h('th', {scope: 'col'}, 'Scope'),
-        h('th.hide-sm', {scope: 'col'}, 'Created by'),
-        h('th.hide-sm', {scope: 'col'}, 'Updated'),
-        h('th', {scope: 'col'}, 'Actions'))),
-      h('tbody', items.map((s) => h('tr',
-        h('td', h('code', s.name), h('div', h('small.muted.mono', s.secretId))),
-        h('td',
-          h('span.chip', s.scope),
-          ' ',
-          s.scope === 'pipeline'
-            ? h('a', {href: `/pipelines/${encodeURIComponent(s.pipelineId)}`, title: s.pipelineId}, pipelineName(s.pipelineId) || s.pipelineId)
-            : h('span', s.projectId)),
-        h('td.hide-sm', s.createdBy || h('span.muted', '—')),
-        h('td.hide-sm', when(s.updatedAt)),
-        h('td', h('div.row',
-          h('button.btn.small', {type: 'button', onclick: () => replaceSecret(s)}, 'Replace value'),
-          h('button.btn.small.danger', {type: 'button', onclick: () => deleteSecret(s)}, 'Delete'))))))));
-  }
 
   async function replaceSecret(s) {
     const name = h('input', {type: 'text', value: s.name, required: true, pattern: SECRET_NAME, maxlength: 128, autocomplete: 'off', spellcheck: 'false'});
@@ -130,59 +185,6 @@ async function secretsPage(ctx) {
       `/secrets/${encodeURIComponent(s.secretId)}`, load);
   }
 
-  // ---- create ----
-  function createForm() {
-    const name = h('input', {type: 'text', name: 'name', required: true, pattern: SECRET_NAME, maxlength: 128, autocomplete: 'off', spellcheck: 'false', placeholder: 'DEPLOY_TOKEN'});
-    const val = valueInput('Value', true);
-    const scope = h('select', {name: 'scope'},
-      [['project', 'Project: every pipeline of the project'], ['pipeline', 'Pipeline: one pipeline only']]
-        .map(([v, l]) => h('option', {value: v, selected: v === (filter.scope || 'project')}, l)));
-    const projectId = h('input', {type: 'text', name: 'projectId', pattern: PROJECT_ID, maxlength: 100, autocomplete: 'off', spellcheck: 'false', list: projectsList.id, placeholder: 'demo'});
-    const pipelineId = h('input', {type: 'text', name: 'pipelineId', pattern: PIPELINE_ID, autocomplete: 'off', spellcheck: 'false', list: pipelinesList.id, placeholder: 'pl_…'});
-    if (filter.id) (filter.scope === 'pipeline' ? pipelineId : projectId).value = filter.id;
-    const projectWrap = h('div', field('Project id', projectId, 'The project need not exist yet'));
-    const pipelineWrap = h('div', field('Pipeline id', pipelineId, pipelines.length ? 'Type to pick from the pipelines' : 'The pipeline must exist'));
-    const syncScope = () => {
-      const p = scope.value === 'pipeline';
-      projectWrap.hidden = p; pipelineWrap.hidden = !p;
-      projectId.required = !p; pipelineId.required = p;
-    };
-    scope.addEventListener('change', syncScope);
-    syncScope();
-    const msg = h('div');
-    const submit = h('button.btn.primary', {type: 'submit'}, 'Create secret');
-    const form = h('form.card', {
-      onsubmit: async (e) => {
-        e.preventDefault();
-        mount(msg);
-        const body = {name: name.value.trim(), value: val.value()};
-        if (scope.value === 'pipeline') body.pipelineId = pipelineId.value.trim();
-        else body.projectId = projectId.value.trim();
-        submit.disabled = true;
-        try {
-          const s = await post('/secrets', body);
-          name.value = '';
-          val.clear();
-          toast(`Secret ${s.name} created`, 'success');
-          load();
-        } catch (err) {
-          mount(msg, errorBox(err));
-        } finally {
-          submit.disabled = false;
-        }
-      },
-    },
-    h('div.grid2',
-      field('Name', name, 'Letters, digits and _, not starting with a digit; used as ${{ secrets.NAME }}'),
-      field('Scope', scope),
-      projectWrap, pipelineWrap),
-    val.el,
-    h('p.hint', 'The value is stored encrypted and never shown again. At least 4 bytes (shorter values cannot be masked in logs).'),
-    msg,
-    h('div.actions', submit));
-    return form;
-  }
-
   mount(ctx.main, h('section.page',
     h('div.page-head', h('div.title', h('h1', 'Secrets'),
       h('div.sub', h('span', 'Named values jobs read from their environment. Values are write-only.')))),
@@ -191,11 +193,110 @@ async function secretsPage(ctx) {
     filterForm,
     listBox,
     h('h2', 'New secret'),
-    createForm()));
+    secretForm(filter, pipelines, projectsList, pipelinesList, load)));
   await load();
 }
 
 // ======================= credentials =======================
+
+// credentialsTable lists credentials (never their tokens or keys) with their
+// actions; project is the filter in use.
+function credentialsTable(items, project, onReplace, onDelete) {
+  if (!items.length) return h('div.table-wrap', h('p.empty', project ? `No credentials limited to ${project}.` : 'No credentials yet.'));
+  return h('div.table-wrap', h('table', {'aria-label': 'Credentials'},
+    h('thead', h('tr',
+      h('th', {scope: 'col'}, 'Name'),
+      h('th', {scope: 'col'}, 'Kind'),
+      h('th', {scope: 'col'}, 'Host'),
+      h('th.hide-sm', {scope: 'col'}, 'User name'),
+      h('th.hide-sm', {scope: 'col'}, 'Project'),
+      h('th.hide-sm', {scope: 'col'}, 'Updated'),
+      h('th', {scope: 'col'}, 'Actions'))),
+    h('tbody', items.map((c) => h('tr',
+      h('td', h('strong', c.name),
+        h('div.row', h('small.muted.mono', c.credentialId),
+          h('button.link', {type: 'button', 'aria-label': `Copy the id of ${c.name}`, title: 'Copy the id (args.credential)', onclick: () => copy(c.credentialId, 'Id copied')}, 'copy'))),
+      h('td', h('span.chip', c.kind)),
+      h('td', c.host ? h('code', c.host) : h('span.muted', '—')),
+      h('td.hide-sm', c.username ? h('code', c.username) : h('span.muted', '—')),
+      h('td.hide-sm', c.projectId || h('span.muted', 'every pipeline')),
+      h('td.hide-sm', when(c.updatedAt), c.createdBy ? h('div', h('small.muted', 'by ' + c.createdBy)) : null),
+      h('td', h('div.row',
+        h('button.btn.small', {type: 'button', onclick: () => onReplace(c)}, c.kind === 'ssh' ? 'Replace key' : 'Replace token'),
+        h('button.btn.small.danger', {type: 'button', onclick: () => onDelete(c)}, 'Delete'))))))));
+}
+
+// credentialForm creates a credential; the kind sets which secret it takes
+// (a token, or an SSH private key) and the defaults shown.
+function credentialForm(projectsList, onCreated) {
+  const name = h('input', {type: 'text', name: 'name', required: true, maxlength: 100, autocomplete: 'off', spellcheck: 'false', placeholder: 'gitlab-ci'});
+  const kind = h('select', {name: 'kind'}, Object.entries(KINDS).map(([k, d]) => h('option', {value: k}, d.label)));
+  const host = h('input', {type: 'text', name: 'host', autocomplete: 'off', spellcheck: 'false'});
+  const username = h('input', {type: 'text', name: 'username', maxlength: 100, autocomplete: 'off', spellcheck: 'false'});
+  const token = h('input', {type: 'password', name: 'accessToken', minlength: 4, maxlength: 4096, autocomplete: 'new-password', spellcheck: 'false'});
+  const key = h('textarea', {name: 'privateKey', rows: 8, spellcheck: 'false', autocomplete: 'off', placeholder: '-----BEGIN OPENSSH PRIVATE KEY-----\n…\n-----END OPENSSH PRIVATE KEY-----'});
+  const projectId = h('input', {type: 'text', name: 'projectId', pattern: PROJECT_ID, maxlength: 100, autocomplete: 'off', spellcheck: 'false', list: projectsList.id});
+  const hostField = field('Host', host);
+  const userField = field('User name', username);
+  const tokenWrap = h('div', field('Access token', token, 'One line, 4 to 4096 bytes, no spaces. Write-only.'));
+  const keyWrap = h('div', field('Private key', key, 'The whole OpenSSH or PEM key file, without a passphrase. Write-only.'));
+  const setHint = (f, text) => {
+    let hint = f.querySelector('.hint');
+    if (!hint) f.append(hint = h('small.hint'));
+    hint.textContent = text;
+  };
+  const syncKind = () => {
+    const d = KINDS[kind.value];
+    const ssh = kind.value === 'ssh';
+    const needs = kind.value === 'gitea' || kind.value === 'basic';
+    host.placeholder = d.host || (ssh ? 'optional' : 'git.example.com');
+    username.placeholder = d.username || 'ci-bot';
+    host.required = needs; username.required = needs;
+    setHint(hostField, needs ? 'Required: host name with an optional :port, no scheme or path'
+      : ssh ? 'Optional, for your information: the key goes to the host the checkout names'
+        : `Default ${d.host}; give another for a self-hosted server`);
+    setHint(userField, needs ? 'Required' : `Default ${d.username}`);
+    tokenWrap.hidden = ssh; keyWrap.hidden = !ssh;
+    token.required = !ssh; key.required = ssh;
+  };
+  kind.addEventListener('change', syncKind);
+  syncKind();
+  const msg = h('div');
+  const submit = h('button.btn.primary', {type: 'submit'}, 'Create credential');
+  const form = h('form.card', {
+    onsubmit: async (e) => {
+      e.preventDefault();
+      mount(msg);
+      const ssh = kind.value === 'ssh';
+      const body = {name: name.value.trim(), kind: kind.value};
+      if (host.value.trim()) body.host = host.value.trim();
+      if (username.value.trim()) body.username = username.value.trim();
+      if (projectId.value.trim()) body.projectId = projectId.value.trim();
+      if (ssh) body.privateKey = key.value; else body.accessToken = token.value.trim();
+      submit.disabled = true;
+      try {
+        const c = await post('/credentials', body);
+        form.reset();
+        syncKind();
+        toast(`Credential ${c.name} created (${c.credentialId})`, 'success');
+        onCreated();
+      } catch (err) {
+        mount(msg, errorBox(err));
+      } finally {
+        submit.disabled = false;
+      }
+    },
+  },
+  h('div.grid2',
+    field('Name', name, 'Letters, digits, spaces, . _ -; unique on the server'),
+    field('Kind', kind),
+    hostField, userField,
+    field('Project id', projectId, 'Optional: only this project\'s pipelines may use it')),
+  tokenWrap, keyWrap,
+  msg,
+  h('div.actions', submit));
+  return form;
+}
 
 async function credentialsPage(ctx) {
   ctx.setTitle('Credentials');
@@ -226,32 +327,7 @@ async function credentialsPage(ctx) {
       return;
     }
     if (!ctx.current) return;
-    mount(listBox, credentialsTable(list.items || []));
-  }
-
-  function credentialsTable(items) {
-    if (!items.length) return h('div.table-wrap', h('p.empty', projectFilter ? `No credentials limited to ${projectFilter}.` : 'No credentials yet.'));
-    return h('div.table-wrap', h('table', {'aria-label': 'Credentials'},
-      h('thead', h('tr',
-        h('th', {scope: 'col'}, 'Name'),
-        h('th', {scope: 'col'}, 'Kind'),
-        h('th', {scope: 'col'}, 'Host'),
-        h('th.hide-sm', {scope: 'col'}, 'User name'),
-        h('th.hide-sm', {scope: 'col'}, 'Project'),
-        h('th.hide-sm', {scope: 'col'}, 'Updated'),
-        h('th', {scope: 'col'}, 'Actions'))),
-      h('tbody', items.map((c) => h('tr',
-        h('td', h('strong', c.name),
-          h('div.row', h('small.muted.mono', c.credentialId),
-            h('button.link', {type: 'button', 'aria-label': `Copy the id of ${c.name}`, title: 'Copy the id (args.credential)', onclick: () => copy(c.credentialId, 'Id copied')}, 'copy'))),
-        h('td', h('span.chip', c.kind)),
-        h('td', c.host ? h('code', c.host) : h('span.muted', '—')),
-        h('td.hide-sm', c.username ? h('code', c.username) : h('span.muted', '—')),
-        h('td.hide-sm', c.projectId || h('span.muted', 'every pipeline')),
-        h('td.hide-sm', when(c.updatedAt), c.createdBy ? h('div', h('small.muted', 'by ' + c.createdBy)) : null),
-        h('td', h('div.row',
-          h('button.btn.small', {type: 'button', onclick: () => replaceSecret(c)}, c.kind === 'ssh' ? 'Replace key' : 'Replace token'),
-          h('button.btn.small.danger', {type: 'button', onclick: () => deleteCredential(c)}, 'Delete'))))))));
+    mount(listBox, credentialsTable(list.items || [], projectFilter, replaceSecret, deleteCredential));
   }
 
   async function replaceSecret(c) {
@@ -274,76 +350,6 @@ async function credentialsPage(ctx) {
       `/credentials/${encodeURIComponent(c.credentialId)}`, load);
   }
 
-  function createForm() {
-    const name = h('input', {type: 'text', name: 'name', required: true, maxlength: 100, autocomplete: 'off', spellcheck: 'false', placeholder: 'gitlab-ci'});
-    const kind = h('select', {name: 'kind'}, Object.entries(KINDS).map(([k, d]) => h('option', {value: k}, d.label)));
-    const host = h('input', {type: 'text', name: 'host', autocomplete: 'off', spellcheck: 'false'});
-    const username = h('input', {type: 'text', name: 'username', maxlength: 100, autocomplete: 'off', spellcheck: 'false'});
-    const token = h('input', {type: 'password', name: 'accessToken', minlength: 4, maxlength: 4096, autocomplete: 'new-password', spellcheck: 'false'});
-    const key = h('textarea', {name: 'privateKey', rows: 8, spellcheck: 'false', autocomplete: 'off', placeholder: '-----BEGIN OPENSSH PRIVATE KEY-----\n…\n-----END OPENSSH PRIVATE KEY-----'});
-    const projectId = h('input', {type: 'text', name: 'projectId', pattern: PROJECT_ID, maxlength: 100, autocomplete: 'off', spellcheck: 'false', list: projectsList.id});
-    const hostField = field('Host', host);
-    const userField = field('User name', username);
-    const tokenWrap = h('div', field('Access token', token, 'One line, 4 to 4096 bytes, no spaces. Write-only.'));
-    const keyWrap = h('div', field('Private key', key, 'The whole OpenSSH or PEM key file, without a passphrase. Write-only.'));
-    const setHint = (f, text) => {
-      let hint = f.querySelector('.hint');
-      if (!hint) f.append(hint = h('small.hint'));
-      hint.textContent = text;
-    };
-    const syncKind = () => {
-      const d = KINDS[kind.value];
-      const ssh = kind.value === 'ssh';
-      const needs = kind.value === 'gitea' || kind.value === 'basic';
-      host.placeholder = d.host || (ssh ? 'optional' : 'git.example.com');
-      username.placeholder = d.username || 'ci-bot';
-      host.required = needs; username.required = needs;
-      setHint(hostField, needs ? 'Required: host name with an optional :port, no scheme or path'
-        : ssh ? 'Optional, for your information: the key goes to the host the checkout names'
-          : `Default ${d.host}; give another for a self-hosted server`);
-      setHint(userField, needs ? 'Required' : `Default ${d.username}`);
-      tokenWrap.hidden = ssh; keyWrap.hidden = !ssh;
-      token.required = !ssh; key.required = ssh;
-    };
-    kind.addEventListener('change', syncKind);
-    syncKind();
-    const msg = h('div');
-    const submit = h('button.btn.primary', {type: 'submit'}, 'Create credential');
-    const form = h('form.card', {
-      onsubmit: async (e) => {
-        e.preventDefault();
-        mount(msg);
-        const ssh = kind.value === 'ssh';
-        const body = {name: name.value.trim(), kind: kind.value};
-        if (host.value.trim()) body.host = host.value.trim();
-        if (username.value.trim()) body.username = username.value.trim();
-        if (projectId.value.trim()) body.projectId = projectId.value.trim();
-        if (ssh) body.privateKey = key.value; else body.accessToken = token.value.trim();
-        submit.disabled = true;
-        try {
-          const c = await post('/credentials', body);
-          form.reset();
-          syncKind();
-          toast(`Credential ${c.name} created (${c.credentialId})`, 'success');
-          load();
-        } catch (err) {
-          mount(msg, errorBox(err));
-        } finally {
-          submit.disabled = false;
-        }
-      },
-    },
-    h('div.grid2',
-      field('Name', name, 'Letters, digits, spaces, . _ -; unique on the server'),
-      field('Kind', kind),
-      hostField, userField,
-      field('Project id', projectId, 'Optional: only this project\'s pipelines may use it')),
-    tokenWrap, keyWrap,
-    msg,
-    h('div.actions', submit));
-    return form;
-  }
-
   mount(ctx.main, h('section.page',
     h('div.page-head', h('div.title', h('h1', 'Credentials'),
       h('div.sub', h('span', 'Tokens and SSH keys git uses to fetch private repositories (args.credential of actions/git-checkout@v1, or an image repository\'s source). Write-only.')))),
@@ -352,7 +358,7 @@ async function credentialsPage(ctx) {
     filterForm,
     listBox,
     h('h2', 'New credential'),
-    createForm()));
+    credentialForm(projectsList, load)));
   await load();
 }
 
