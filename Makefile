@@ -11,10 +11,12 @@ build:
 
 # All tests, with the race detector. They need git and go. .ci/run sets
 # RUNNEL_TEST_ALL=1, which will make suites needing outside services
-# (PostgreSQL, Docker) mandatory instead of skipped.
+# (PostgreSQL, Docker) mandatory instead of skipped. The end-to-end package
+# (cmd/runnel) runs for about ten minutes under the race detector, past go
+# test's default 10m timeout on a loaded machine, hence -timeout.
 test:
 	$(GO) vet ./...
-	$(GO) test -race -count=1 ./...
+	$(GO) test -race -count=1 -timeout 45m ./...
 
 test-short:
 	$(GO) test -short ./...
