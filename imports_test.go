@@ -48,6 +48,11 @@ var forbidden = []struct {
 	{[]string{"internal/forge"}, []string{"internal/store", "internal/api", "internal/scheduler", "internal/engine", "internal/event", "internal/gitdef",
 		"internal/trigger", "internal/secret", "internal/web", "internal/agentserver", "internal/streamrpc"},
 		"forges speak to forges: what Runnel does with them is its services'"},
+	{[]string{"internal/apikit"}, []string{"internal/api", "internal/imageapi", "internal/web", "internal/scheduler", "internal/store/sqlstore",
+		"internal/agentserver", "internal/streamrpc", "internal/trigger"},
+		"the HTTP kit serves every API dialect and holds no rule of any"},
+	{[]string{"internal/imageapi"}, []string{"internal/api", "internal/web", "internal/scheduler", "internal/store/sqlstore", "internal/agentserver", "internal/streamrpc"},
+		"a dialect is mounted by the API, never the other way; the image build rules are imagebuild's"},
 	{[]string{"internal/pipeline", "internal/check"}, []string{"internal/api", "internal/web", "internal/agentserver", "internal/streamrpc", "internal/scheduler", "internal/store/sqlstore"},
 		"services hold the rules; transports call them, never the other way"},
 }

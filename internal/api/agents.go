@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/runnel-ci/runnel"
+	"github.com/runnel-ci/runnel/internal/apikit"
 	"github.com/runnel-ci/runnel/internal/check"
 	"github.com/runnel-ci/runnel/internal/spec"
 	"github.com/runnel-ci/runnel/internal/store"
@@ -86,22 +87,22 @@ func (s *Server) toAgentJSON(a *store.Agent, running []string, now time.Time) ag
 // requireAdmin refuses a user-role token: agents and registration tokens are
 // administration.
 func requireAdmin(r *http.Request, what string) error {
-	if principalFrom(r.Context()).Role != "admin" {
-		return errorf(http.StatusForbidden, "%s needs an admin token", what)
+	if apikit.PrincipalFrom(r.Context()).Role != "admin" {
+		return apikit.Errorf(http.StatusForbidden, "%s needs an admin token", what)
 	}
 	return nil
 }
 
 func (s *Server) listAgents(w http.ResponseWriter, r *http.Request) error {
-	q, err := parseQuery(r.URL.RawQuery, "status")
+	q, err := apikit.ParseQuery(r.URL.RawQuery, "status")
 	if err != nil {
 		return err
 	}
 	// As for runs: a status parameter given, even empty, must be one of the
 	// statuses; a filter that is silently ignored returns wrong data that
 	// looks right.
-	want := q.str("status")
-	if q.has("status") {
+	want := q.Str("status")
+	if q.Has("status") {
 		if err := check.Enum("query parameter status", want, agentStatuses...); err != nil {
 			return err
 		}
@@ -122,7 +123,7 @@ func (s *Server) listAgents(w http.ResponseWriter, r *http.Request) error {
 			out = append(out, j)
 		}
 	}
-	s.ok(w, http.StatusOK, listJSON[agentJSON]{Items: out, Total: len(out), Page: 1, PageSize: len(out)})
+	s.ok(w, http.StatusOK, apikit.List[agentJSON]{Items: out, Total: len(out), Page: 1, PageSize: len(out)})
 	return nil
 }
 
@@ -143,7 +144,7 @@ func (s *Server) agentDetail(ctx context.Context, a *store.Agent) (agentJSON, er
 }
 
 func (s *Server) getAgent(w http.ResponseWriter, r *http.Request) error {
-	if _, err := parseQuery(r.URL.RawQuery); err != nil {
+	if _, err := apikit.ParseQuery(r.URL.RawQuery); err != nil {
 		return err
 	}
 	a, err := s.loadAgent(r)
@@ -176,13 +177,13 @@ const maxAgentLabels = 64
 // offending key as body.labels.<key>, and returns a copy.
 func checkAgentLabels(in map[string]string) (map[string]string, error) {
 	if len(in) > maxAgentLabels {
-		return nil, errorf(http.StatusBadRequest, "body.labels: %d labels, at most %d", len(in), maxAgentLabels)
+		return nil, apikit.Errorf(http.StatusBadRequest, "body.labels: %d labels, at most %d", len(in), maxAgentLabels)
 	}
 	out := make(map[string]string, len(in))
 	for _, k := range slices.Sorted(maps.Keys(in)) {
 		v := in[k]
 		if err := spec.CheckLabel(k, v); err != nil {
-			return nil, errorf(http.StatusBadRequest, "body.labels.%s: %v", k, err)
+			return nil, apikit.Errorf(http.StatusBadRequest, "body.labels.%s: %v", k, err)
 		}
 		out[k] = v
 	}
@@ -197,12 +198,12 @@ func (s *Server) updateAgent(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	data, err := readBody(r, s.maxBody)
+	data, err := apikit.ReadBody(r, s.maxBody)
 	if err != nil {
 		return err
 	}
 	var b agentBody
-	present, err := decodeJSON(data, &b, decodeOptions{})
+	present, err := apikit.Decode(data, &b, apikit.DecodeOptions{})
 	if err != nil {
 		return err
 	}
@@ -217,13 +218,13 @@ func (s *Server) updateAgent(w http.ResponseWriter, r *http.Request) error {
 	}
 	if present["disabled"] {
 		if b.Disabled == nil {
-			return errorf(http.StatusBadRequest, "body.disabled: must be true or false, got null")
+			return apikit.Errorf(http.StatusBadRequest, "body.disabled: must be true or false, got null")
 		}
 		disabled = *b.Disabled
 	}
 	updated, err := s.st.UpdateAgentAdmin(r.Context(), a.ID, labels, disabled)
 	if errors.Is(err, runnel.ErrNotFound) {
-		return errorf(http.StatusNotFound, "agent %s not found", a.ID)
+		return apikit.Errorf(http.StatusNotFound, "agent %s not found", a.ID)
 	}
 	if err != nil {
 		return fmt.Errorf("update agent %s: %w", a.ID, err)
@@ -245,11 +246,11 @@ func (s *Server) deleteAgent(w http.ResponseWriter, r *http.Request) error {
 		return err
 	}
 	if a.Kind == "embedded" {
-		return errorf(http.StatusConflict, "agent %s is the in-process agent of a server and comes back with it; disable it with PUT {\"disabled\": true}, or start that server with --embedded-agent-capacity 0", a.ID)
+		return apikit.Errorf(http.StatusConflict, "agent %s is the in-process agent of a server and comes back with it; disable it with PUT {\"disabled\": true}, or start that server with --embedded-agent-capacity 0", a.ID)
 	}
 	if err := s.st.DeleteAgent(r.Context(), a.ID); err != nil {
 		if errors.Is(err, runnel.ErrNotFound) {
-			return errorf(http.StatusNotFound, "agent %s not found", a.ID)
+			return apikit.Errorf(http.StatusNotFound, "agent %s not found", a.ID)
 		}
 		return fmt.Errorf("delete agent %s: %w", a.ID, err)
 	}
@@ -257,7 +258,7 @@ func (s *Server) deleteAgent(w http.ResponseWriter, r *http.Request) error {
 	// Hand them back now rather than when their leases run out.
 	if s.agents != nil {
 		ctx := context.WithoutCancel(r.Context())
-		if _, err := s.agents.HandBack(ctx, a.ID, "the agent was deleted by "+principalFrom(r.Context()).Subject, nil); err != nil {
+		if _, err := s.agents.HandBack(ctx, a.ID, "the agent was deleted by "+apikit.PrincipalFrom(r.Context()).Subject, nil); err != nil {
 			return fmt.Errorf("hand back the jobs of deleted agent %s: %w", a.ID, err)
 		}
 	}
@@ -301,17 +302,17 @@ func (b *registrationTokenBody) check(now time.Time) (*time.Time, error) {
 		return nil, err
 	}
 	if b.MaxUses < 0 || b.MaxUses > maxRegistrationUses {
-		return nil, errorf(http.StatusBadRequest, "body.maxUses: %d; want 0 (unlimited) to %d", b.MaxUses, maxRegistrationUses)
+		return nil, apikit.Errorf(http.StatusBadRequest, "body.maxUses: %d; want 0 (unlimited) to %d", b.MaxUses, maxRegistrationUses)
 	}
 	if b.ExpiresAt == "" {
 		return nil, nil
 	}
 	exp, err := time.Parse(time.RFC3339, b.ExpiresAt)
 	if err != nil {
-		return nil, errorf(http.StatusBadRequest, "body.expiresAt: %q is not an RFC 3339 time such as 2026-12-31T23:59:59Z", b.ExpiresAt)
+		return nil, apikit.Errorf(http.StatusBadRequest, "body.expiresAt: %q is not an RFC 3339 time such as 2026-12-31T23:59:59Z", b.ExpiresAt)
 	}
 	if !exp.After(now) {
-		return nil, errorf(http.StatusBadRequest, "body.expiresAt: %s is not in the future", b.ExpiresAt)
+		return nil, apikit.Errorf(http.StatusBadRequest, "body.expiresAt: %s is not in the future", b.ExpiresAt)
 	}
 	exp = exp.UTC()
 	return &exp, nil
@@ -321,12 +322,12 @@ func (s *Server) createRegistrationToken(w http.ResponseWriter, r *http.Request)
 	if err := requireAdmin(r, "creating a registration token"); err != nil {
 		return err
 	}
-	data, err := readBody(r, s.maxBody)
+	data, err := apikit.ReadBody(r, s.maxBody)
 	if err != nil {
 		return err
 	}
 	var b registrationTokenBody
-	if _, err := decodeJSON(data, &b, decodeOptions{optional: true}); err != nil {
+	if _, err := apikit.Decode(data, &b, apikit.DecodeOptions{Optional: true}); err != nil {
 		return err
 	}
 	now := s.now().UTC()
@@ -334,7 +335,7 @@ func (s *Server) createRegistrationToken(w http.ResponseWriter, r *http.Request)
 	if err != nil {
 		return err
 	}
-	t := &store.RegistrationToken{ID: newID("rt_"), Name: b.Name, CreatedBy: principalFrom(r.Context()).Subject, CreatedAt: now,
+	t := &store.RegistrationToken{ID: newID("rt_"), Name: b.Name, CreatedBy: apikit.PrincipalFrom(r.Context()).Subject, CreatedAt: now,
 		ExpiresAt: exp, MaxUses: b.MaxUses}
 	raw := make([]byte, 24)
 	_, _ = rand.Read(raw)
@@ -355,14 +356,14 @@ func (s *Server) listRegistrationTokens(w http.ResponseWriter, r *http.Request) 
 	if err := requireAdmin(r, "listing registration tokens"); err != nil {
 		return err
 	}
-	if _, err := parseQuery(r.URL.RawQuery); err != nil {
+	if _, err := apikit.ParseQuery(r.URL.RawQuery); err != nil {
 		return err
 	}
 	list, err := s.st.ListRegistrationTokens(r.Context())
 	if err != nil {
 		return fmt.Errorf("list registration tokens: %w", err)
 	}
-	s.ok(w, http.StatusOK, wholeList(list, toRegistrationTokenJSON))
+	s.ok(w, http.StatusOK, apikit.WholeList(list, toRegistrationTokenJSON))
 	return nil
 }
 
@@ -376,7 +377,7 @@ func (s *Server) deleteRegistrationToken(w http.ResponseWriter, r *http.Request)
 	}
 	if err := s.st.DeleteRegistrationToken(r.Context(), id); err != nil {
 		if errors.Is(err, runnel.ErrNotFound) {
-			return errorf(http.StatusNotFound, "registration token %s not found", id)
+			return apikit.Errorf(http.StatusNotFound, "registration token %s not found", id)
 		}
 		return fmt.Errorf("delete registration token %s: %w", id, err)
 	}

@@ -392,15 +392,15 @@ func TestAgentTokenRefused(t *testing.T) {
 	e.do("GET", "/api/v1/pipelines", nil, withToken(tok)).
 		mustErr(t, 403, "header Authorization: agent tokens (agent a1) cannot call the user API; use a user token")
 	for _, rt := range e.srv.routes() {
-		if rt.public {
+		if rt.Public {
 			continue
 		}
 		var body any
-		if rt.method == "POST" || rt.method == "PUT" {
+		if rt.Method == "POST" || rt.Method == "PUT" {
 			body = map[string]any{}
 		}
-		path := strings.ReplaceAll(samplePath(rt.path), "agent_aaaaaaaaaaaaaaaaaaaa", id)
-		e.do(rt.method, path, body, withToken(tok)).mustErr(t, 403, "agent tokens (agent a1) cannot call the user API")
+		path := strings.ReplaceAll(samplePath(rt.Path), "agent_aaaaaaaaaaaaaaaaaaaa", id)
+		e.do(rt.Method, path, body, withToken(tok)).mustErr(t, 403, "agent tokens (agent a1) cannot call the user API")
 	}
 	if _, err := e.st.GetAgent(context.Background(), id); err != nil {
 		t.Errorf("the agent after its token tried every route: %v", err)

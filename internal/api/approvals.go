@@ -7,6 +7,7 @@ import (
 	"net/http"
 
 	"github.com/runnel-ci/runnel"
+	"github.com/runnel-ci/runnel/internal/apikit"
 	"github.com/runnel-ci/runnel/internal/check"
 	"github.com/runnel-ci/runnel/internal/store"
 )
@@ -71,18 +72,18 @@ type decisionBody struct {
 }
 
 // decide approves or rejects a gate as the caller.
-func (s *Server) decide(approve bool) handlerFunc {
+func (s *Server) decide(approve bool) apikit.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) error {
 		id, err := pathID(r, approvalID)
 		if err != nil {
 			return err
 		}
-		data, err := readBody(r, s.maxBody)
+		data, err := apikit.ReadBody(r, s.maxBody)
 		if err != nil {
 			return err
 		}
 		var b decisionBody
-		if _, err := decodeJSON(data, &b, decodeOptions{optional: true}); err != nil {
+		if _, err := apikit.Decode(data, &b, apikit.DecodeOptions{Optional: true}); err != nil {
 			return err
 		}
 		if err := check.Text("body.comment", b.Comment, 2000, true); err != nil {
@@ -92,9 +93,9 @@ func (s *Server) decide(approve bool) handlerFunc {
 			return err
 		}
 		if s.approvals == nil {
-			return errorf(http.StatusServiceUnavailable, "approvals cannot be decided on this server")
+			return apikit.Errorf(http.StatusServiceUnavailable, "approvals cannot be decided on this server")
 		}
-		p := principalFrom(r.Context())
+		p := apikit.PrincipalFrom(r.Context())
 		a, err := s.approvals.DecideApproval(r.Context(), id, approve, p.Subject, p.Role, b.Comment)
 		if err != nil {
 			if errors.Is(err, runnel.ErrConflict) || errors.Is(err, runnel.ErrNotFound) || errors.Is(err, runnel.ErrForbidden) {

@@ -9,6 +9,7 @@ import (
 	"strings"
 
 	"github.com/runnel-ci/runnel"
+	"github.com/runnel-ci/runnel/internal/apikit"
 	"github.com/runnel-ci/runnel/internal/store"
 )
 
@@ -36,13 +37,13 @@ func toArtifactJSON(a *store.Artifact) artifactJSON {
 // 5xx would page someone for a configuration choice).
 func (s *Server) artifactSource() (ArtifactSource, error) {
 	if s.arts == nil {
-		return nil, errorf(http.StatusNotFound, "artifacts are not available: this server has no artifact storage configured")
+		return nil, apikit.Errorf(http.StatusNotFound, "artifacts are not available: this server has no artifact storage configured")
 	}
 	return s.arts, nil
 }
 
 func (s *Server) listArtifacts(w http.ResponseWriter, r *http.Request) error {
-	if _, err := parseQuery(r.URL.RawQuery); err != nil {
+	if _, err := apikit.ParseQuery(r.URL.RawQuery); err != nil {
 		return err
 	}
 	rid, err := pathID(r, runID)
@@ -54,7 +55,7 @@ func (s *Server) listArtifacts(w http.ResponseWriter, r *http.Request) error {
 		return err
 	}
 	if _, err := s.st.GetRun(r.Context(), rid); errors.Is(err, runnel.ErrNotFound) {
-		return errorf(http.StatusNotFound, "run %s not found", rid)
+		return apikit.Errorf(http.StatusNotFound, "run %s not found", rid)
 	} else if err != nil {
 		return fmt.Errorf("get run %s: %w", rid, err)
 	}
@@ -75,7 +76,7 @@ func (s *Server) listArtifacts(w http.ResponseWriter, r *http.Request) error {
 // downloadArtifact sends an artifact's bytes as they were uploaded (the
 // built-in actions upload a gzip-compressed tar archive).
 func (s *Server) downloadArtifact(w http.ResponseWriter, r *http.Request) error {
-	if _, err := parseQuery(r.URL.RawQuery); err != nil {
+	if _, err := apikit.ParseQuery(r.URL.RawQuery); err != nil {
 		return err
 	}
 	rid, err := pathID(r, runID)
@@ -97,7 +98,7 @@ func (s *Server) downloadArtifact(w http.ResponseWriter, r *http.Request) error 
 		err = runnel.ErrNotFound
 	}
 	if errors.Is(err, runnel.ErrNotFound) {
-		return errorf(http.StatusNotFound, "artifact %s not found in run %s", aid, rid)
+		return apikit.Errorf(http.StatusNotFound, "artifact %s not found in run %s", aid, rid)
 	}
 	if err != nil {
 		return fmt.Errorf("open artifact %s: %w", aid, err)
@@ -119,7 +120,7 @@ func (s *Server) downloadArtifact(w http.ResponseWriter, r *http.Request) error 
 		// The status is sent: all that is left is to cut the connection, so
 		// that the client does not take a short or damaged body for the
 		// artifact.
-		s.log.Error("send artifact", "artifact_id", aid, "run_id", rid, "request_id", requestIDFrom(r.Context()), "err", err)
+		s.log.Error("send artifact", "artifact_id", aid, "run_id", rid, "request_id", apikit.RequestID(r.Context()), "err", err)
 		panic(http.ErrAbortHandler)
 	}
 	return nil

@@ -11,43 +11,21 @@ import (
 	"time"
 
 	"github.com/runnel-ci/runnel"
+	"github.com/runnel-ci/runnel/internal/apikit"
+	"github.com/runnel-ci/runnel/internal/imageapi"
 	"github.com/runnel-ci/runnel/internal/store"
 )
-
-// principal is the authenticated caller.
-type principal struct {
-	TokenID string
-	Subject string
-	Role    string
-}
-
-type principalKey struct{}
-
-// principalFrom returns the caller of an authenticated route.
-func principalFrom(ctx context.Context) principal {
-	p, _ := ctx.Value(principalKey{}).(principal)
-	return p
-}
-
-// subjectOr returns v, or the caller's subject when v is empty: createdBy,
-// triggeredBy, operator and editor default to whoever holds the token.
-func subjectOr(r *http.Request, v string) string {
-	if v != "" {
-		return v
-	}
-	return principalFrom(r.Context()).Subject
-}
 
 // touchEvery bounds last-used writes per token.
 const touchEvery = time.Minute
 
 // unauthorized builds a 401 with the WWW-Authenticate challenge RFC 6750 asks
 // for.
-func unauthorized(msg string) *apiError {
-	return &apiError{
-		status: http.StatusUnauthorized,
-		msg:    msg,
-		header: http.Header{"Www-Authenticate": {`Bearer realm="runnel"`}},
+func unauthorized(msg string) *apikit.Error {
+	return &apikit.Error{
+		Status: http.StatusUnauthorized,
+		Msg:    msg,
+		Header: http.Header{"Www-Authenticate": {`Bearer realm="runnel"`}},
 	}
 }
 
@@ -55,48 +33,48 @@ func unauthorized(msg string) *apiError {
 // stored, so the lookup is by hash; the stored hash is still compared in
 // constant time, so that a store matching loosely (a prefix index, a
 // case-folding collation) can never let a different token through.
-func (s *Server) authenticate(r *http.Request) (principal, error) {
+func (s *Server) authenticate(r *http.Request) (apikit.Principal, error) {
 	h := r.Header.Get("Authorization")
 	if h == "" {
-		return principal{}, unauthorized("header Authorization: missing; send Authorization: Bearer <token>")
+		return apikit.Principal{}, unauthorized("header Authorization: missing; send Authorization: Bearer <token>")
 	}
 	scheme, token, ok := strings.Cut(h, " ")
 	// The seed's API clients send "Token <token>"; it is the same token.
-	if !ok || !(strings.EqualFold(scheme, "Bearer") || (seedPath(r.URL.Path) && strings.EqualFold(scheme, "Token"))) {
-		if seedPath(r.URL.Path) {
-			return principal{}, unauthorized("header Authorization: must be \"Token <token>\" or \"Bearer <token>\"")
+	if !ok || !(strings.EqualFold(scheme, "Bearer") || (imageapi.SeedPath(r.URL.Path) && strings.EqualFold(scheme, "Token"))) {
+		if imageapi.SeedPath(r.URL.Path) {
+			return apikit.Principal{}, unauthorized("header Authorization: must be \"Token <token>\" or \"Bearer <token>\"")
 		}
-		return principal{}, unauthorized("header Authorization: must be \"Bearer <token>\"")
+		return apikit.Principal{}, unauthorized("header Authorization: must be \"Bearer <token>\"")
 	}
 	token = strings.TrimSpace(token)
 	if token == "" {
-		return principal{}, unauthorized("header Authorization: the bearer token is empty")
+		return apikit.Principal{}, unauthorized("header Authorization: the bearer token is empty")
 	}
 	sum := sha256.Sum256([]byte(token))
 	t, err := s.st.TokenByHash(r.Context(), sum[:])
 	if errors.Is(err, runnel.ErrNotFound) {
-		return principal{}, unauthorized("header Authorization: unknown or revoked token")
+		return apikit.Principal{}, unauthorized("header Authorization: unknown or revoked token")
 	}
 	if err != nil {
 		// A database outage is not the client's fault: a 500, not a 401.
-		return principal{}, err
+		return apikit.Principal{}, err
 	}
 	if subtle.ConstantTimeCompare(t.Hash, sum[:]) != 1 {
-		return principal{}, unauthorized("header Authorization: unknown or revoked token")
+		return apikit.Principal{}, unauthorized("header Authorization: unknown or revoked token")
 	}
 	now := s.now()
 	if t.ExpiresAt != nil && !now.Before(*t.ExpiresAt) {
-		return principal{}, unauthorized("header Authorization: the token expired at " + isoTime(*t.ExpiresAt) + "; create a new one")
+		return apikit.Principal{}, unauthorized("header Authorization: the token expired at " + isoTime(*t.ExpiresAt) + "; create a new one")
 	}
 	switch t.Role {
 	case "admin", "user":
 	case "agent":
-		return principal{}, errorf(http.StatusForbidden, "header Authorization: agent tokens (%s) cannot call the user API; use a user token", t.Name)
+		return apikit.Principal{}, apikit.Errorf(http.StatusForbidden, "header Authorization: agent tokens (%s) cannot call the user API; use a user token", t.Name)
 	default:
-		return principal{}, errorf(http.StatusForbidden, "header Authorization: token role %q is not allowed to call the user API", t.Role)
+		return apikit.Principal{}, apikit.Errorf(http.StatusForbidden, "header Authorization: token role %q is not allowed to call the user API", t.Role)
 	}
 	s.touch(r.Context(), t, now)
-	return principal{TokenID: t.ID, Subject: t.Subject, Role: t.Role}, nil
+	return apikit.Principal{TokenID: t.ID, Subject: t.Subject, Role: t.Role}, nil
 }
 
 // touch records the token's use at most once per touchEvery. The stored

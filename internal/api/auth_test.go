@@ -49,11 +49,11 @@ func TestAuth(t *testing.T) {
 
 	// Every /api/v1 route needs the token, whatever the method.
 	for _, rt := range e.srv.routes() {
-		if rt.public {
+		if rt.Public {
 			continue
 		}
-		path := samplePath(rt.path)
-		r := e.do(rt.method, path, nil, withToken(""))
+		path := samplePath(rt.Path)
+		r := e.do(rt.Method, path, nil, withToken(""))
 		r.mustErr(t, 401, "header Authorization")
 	}
 

@@ -3,6 +3,7 @@ package api
 import (
 	"net/http"
 
+	"github.com/runnel-ci/runnel/internal/apikit"
 	"github.com/runnel-ci/runnel/internal/check"
 	"github.com/runnel-ci/runnel/internal/secret"
 	"github.com/runnel-ci/runnel/internal/store"
@@ -59,17 +60,17 @@ func (s *Server) createCredential(w http.ResponseWriter, r *http.Request) error 
 	if err := s.secrets.Available(); err != nil {
 		return err
 	}
-	data, err := readBody(r, s.maxBody)
+	data, err := apikit.ReadBody(r, s.maxBody)
 	if err != nil {
 		return err
 	}
 	var b credentialBody
-	present, err := decodeJSON(data, &b, decodeOptions{})
+	present, err := apikit.Decode(data, &b, apikit.DecodeOptions{})
 	if err != nil {
 		return err
 	}
 	b.AccessTokenJSON, b.PrivateKeyJSON = rawField(data, "accessToken"), rawField(data, "privateKey")
-	c, err := s.secrets.CreateCredential(r.Context(), &b, presence(present), principalFrom(r.Context()).Subject)
+	c, err := s.secrets.CreateCredential(r.Context(), &b, presence(present), apikit.PrincipalFrom(r.Context()).Subject)
 	if err != nil {
 		return err
 	}
@@ -79,20 +80,20 @@ func (s *Server) createCredential(w http.ResponseWriter, r *http.Request) error 
 }
 
 func (s *Server) listCredentials(w http.ResponseWriter, r *http.Request) error {
-	q, err := parseQuery(r.URL.RawQuery, "projectId")
+	q, err := apikit.ParseQuery(r.URL.RawQuery, "projectId")
 	if err != nil {
 		return err
 	}
-	if q.has("projectId") {
-		if err := check.ProjectID("query parameter projectId", q.str("projectId")); err != nil {
+	if q.Has("projectId") {
+		if err := check.ProjectID("query parameter projectId", q.Str("projectId")); err != nil {
 			return err
 		}
 	}
-	list, err := s.secrets.ListCredentials(r.Context(), q.str("projectId"))
+	list, err := s.secrets.ListCredentials(r.Context(), q.Str("projectId"))
 	if err != nil {
 		return err
 	}
-	s.ok(w, http.StatusOK, wholeList(list, toCredentialJSON))
+	s.ok(w, http.StatusOK, apikit.WholeList(list, toCredentialJSON))
 	return nil
 }
 
@@ -106,7 +107,7 @@ func (s *Server) loadCredential(r *http.Request) (*store.Credential, error) {
 }
 
 func (s *Server) getCredential(w http.ResponseWriter, r *http.Request) error {
-	if _, err := parseQuery(r.URL.RawQuery); err != nil {
+	if _, err := apikit.ParseQuery(r.URL.RawQuery); err != nil {
 		return err
 	}
 	c, err := s.loadCredential(r)
@@ -125,12 +126,12 @@ func (s *Server) updateCredential(w http.ResponseWriter, r *http.Request) error 
 	if err != nil {
 		return err
 	}
-	data, err := readBody(r, s.maxBody)
+	data, err := apikit.ReadBody(r, s.maxBody)
 	if err != nil {
 		return err
 	}
 	var b credentialUpdateBody
-	present, err := decodeJSON(data, &b, decodeOptions{rejected: credentialUpdateRejected})
+	present, err := apikit.Decode(data, &b, apikit.DecodeOptions{Rejected: credentialUpdateRejected})
 	if err != nil {
 		return err
 	}

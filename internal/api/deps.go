@@ -5,6 +5,7 @@ import (
 	"io"
 
 	"github.com/runnel-ci/runnel"
+	"github.com/runnel-ci/runnel/internal/imageapi"
 	"github.com/runnel-ci/runnel/internal/store"
 )
 
@@ -42,3 +43,7 @@ type ArtifactSource interface {
 	// is unknown or its bytes are gone. The caller closes the reader.
 	OpenArtifact(ctx context.Context, artifactID string) (store.Artifact, io.ReadCloser, error)
 }
+
+// ImageService is the image build service (package imagebuild implements
+// it); package imageapi serves its routes.
+type ImageService = imageapi.Service

@@ -12,7 +12,9 @@ import (
 	"time"
 	"unicode/utf8"
 
+	"github.com/runnel-ci/runnel/internal/apikit"
 	"github.com/runnel-ci/runnel/internal/check"
+	"github.com/runnel-ci/runnel/internal/imageapi"
 	"github.com/runnel-ci/runnel/internal/secret"
 	"github.com/runnel-ci/runnel/internal/store"
 )
@@ -66,26 +68,34 @@ func FuzzDecode(f *testing.F) {
 	for _, s := range fuzzSeeds {
 		f.Add([]byte(s.body), s.query)
 	}
-	bodies := []func() (any, decodeOptions){
-		func() (any, decodeOptions) { return &createPipelineBody{}, decodeOptions{rejected: createRejected} },
-		func() (any, decodeOptions) { return &pipelineBody{}, decodeOptions{rejected: updateRejected} },
-		func() (any, decodeOptions) { return &specBody{}, decodeOptions{rejected: specRejected} },
-		func() (any, decodeOptions) { return &saveBody{}, decodeOptions{rejected: specRejected} },
-		func() (any, decodeOptions) { return &triggerBody{}, decodeOptions{optional: true} },
-		func() (any, decodeOptions) { return &controlBody{}, decodeOptions{optional: true} },
-		func() (any, decodeOptions) { return &agentBody{}, decodeOptions{} },
-		func() (any, decodeOptions) { return &registrationTokenBody{}, decodeOptions{optional: true} },
-		func() (any, decodeOptions) { return &secretBody{}, decodeOptions{} },
-		func() (any, decodeOptions) { return &secretUpdateBody{}, decodeOptions{rejected: secretUpdateRejected} },
-		func() (any, decodeOptions) { return &credentialBody{}, decodeOptions{} },
-		func() (any, decodeOptions) {
-			return &credentialUpdateBody{}, decodeOptions{rejected: credentialUpdateRejected}
+	bodies := []func() (any, apikit.DecodeOptions){
+		func() (any, apikit.DecodeOptions) {
+			return &createPipelineBody{}, apikit.DecodeOptions{Rejected: createRejected}
+		},
+		func() (any, apikit.DecodeOptions) {
+			return &pipelineBody{}, apikit.DecodeOptions{Rejected: updateRejected}
+		},
+		func() (any, apikit.DecodeOptions) { return &specBody{}, apikit.DecodeOptions{Rejected: specRejected} },
+		func() (any, apikit.DecodeOptions) { return &saveBody{}, apikit.DecodeOptions{Rejected: specRejected} },
+		func() (any, apikit.DecodeOptions) { return &triggerBody{}, apikit.DecodeOptions{Optional: true} },
+		func() (any, apikit.DecodeOptions) { return &controlBody{}, apikit.DecodeOptions{Optional: true} },
+		func() (any, apikit.DecodeOptions) { return &agentBody{}, apikit.DecodeOptions{} },
+		func() (any, apikit.DecodeOptions) {
+			return &registrationTokenBody{}, apikit.DecodeOptions{Optional: true}
+		},
+		func() (any, apikit.DecodeOptions) { return &secretBody{}, apikit.DecodeOptions{} },
+		func() (any, apikit.DecodeOptions) {
+			return &secretUpdateBody{}, apikit.DecodeOptions{Rejected: secretUpdateRejected}
+		},
+		func() (any, apikit.DecodeOptions) { return &credentialBody{}, apikit.DecodeOptions{} },
+		func() (any, apikit.DecodeOptions) {
+			return &credentialUpdateBody{}, apikit.DecodeOptions{Rejected: credentialUpdateRejected}
 		},
 	}
 	f.Fuzz(func(t *testing.T, body []byte, rawQuery string) {
 		for _, mk := range bodies {
 			dst, opts := mk()
-			present, err := decodeJSON(body, dst, opts)
+			present, err := apikit.Decode(body, dst, opts)
 			check4xx(t, "decodeJSON", err)
 			if err != nil {
 				continue
@@ -135,18 +145,18 @@ func FuzzDecode(f *testing.F) {
 				}
 			}
 		}
-		q, err := parseQuery(rawQuery, "projectId", "pipelineId", "name", "page", "pageSize", "status", "startTime", "endTime", "offset", "limit", "format", "version")
+		q, err := apikit.ParseQuery(rawQuery, "projectId", "pipelineId", "name", "page", "pageSize", "status", "startTime", "endTime", "offset", "limit", "format", "version")
 		check4xx(t, "parseQuery", err)
 		if err == nil {
-			pg, err := q.pagination()
+			pg, err := q.Pagination()
 			check4xx(t, "pagination", err)
-			if err == nil && (pg.page < 1 || pg.size < 1 || pg.size > maxPageSize || pg.offset() < 0) {
+			if err == nil && (pg.Number < 1 || pg.Size < 1 || pg.Size > apikit.MaxPageSize || pg.Offset() < 0) {
 				t.Fatalf("pagination out of range: %+v", pg)
 			}
-			_, err = q.intParam("startTime", -1, 0, maxUnix)
+			_, err = q.Int("startTime", -1, 0, apikit.MaxUnix)
 			check4xx(t, "intParam", err)
 		}
-		check4xx(t, "checkPath", checkPath("/"+rawQuery))
+		check4xx(t, "checkPath", apikit.CheckPath("/"+rawQuery))
 	})
 }
 
@@ -155,13 +165,13 @@ func check4xx(t *testing.T, what string, err error) {
 	if err == nil {
 		return
 	}
-	// As the client gets it: an *apiError, or a domain error mapped.
-	ae := mapError(err)
-	if ae.status < 400 || ae.status >= 500 || ae.msg == "" {
+	// As the client gets it: an *apikit.Error, or a domain error mapped.
+	ae := apikit.MapError(err)
+	if ae.Status < 400 || ae.Status >= 500 || ae.Msg == "" {
 		t.Fatalf("%s: %v is not a 4xx answer with a message", what, err)
 	}
-	if ae.status == http.StatusBadRequest && !strings.Contains(ae.msg, ":") {
-		t.Fatalf("%s: message %q does not say where", what, ae.msg)
+	if ae.Status == http.StatusBadRequest && !strings.Contains(ae.Msg, ":") {
+		t.Fatalf("%s: message %q does not say where", what, ae.Msg)
 	}
 }
 
@@ -206,9 +216,9 @@ func FuzzRequest(f *testing.F) {
 	ids := strings.NewReplacer("{p}", pid, "{r}", rid, "{s}", sid, "{a}", aid, "{t}", tid, "{k}", kid, "{c}", cid)
 
 	for _, rt := range e.srv.routes() {
-		path := strings.NewReplacer("{pipelineId}", "{p}", "{runId}", "{r}", "{stepRunId}", "{s}", "{agentId}", "{a}", "{tokenId}", "{t}", "{secretId}", "{k}", "{credentialId}", "{c}").Replace(rt.path)
+		path := strings.NewReplacer("{pipelineId}", "{p}", "{runId}", "{r}", "{stepRunId}", "{s}", "{agentId}", "{a}", "{tokenId}", "{t}", "{secretId}", "{k}", "{credentialId}", "{c}").Replace(rt.Path)
 		for _, sd := range fuzzSeeds {
-			f.Add(rt.method, path+"?"+sd.query, []byte(sd.body))
+			f.Add(rt.Method, path+"?"+sd.query, []byte(sd.body))
 		}
 	}
 	f.Add("GET", "/api/v1/pipelines/{p}/../{p}", []byte(nil))
@@ -254,7 +264,7 @@ func FuzzRequest(f *testing.F) {
 				t.Fatalf("%s %s: not JSON: %s", method, target, rec.Body)
 			}
 			env, _ := v.(map[string]any)
-			if seedPath(req.URL.Path) {
+			if imageapi.SeedPath(req.URL.Path) {
 				// The seed's image API: errors are {"errors":[{code, message}]}.
 				if errs, _ := env["errors"].([]any); rec.Code >= 400 && len(errs) != 1 {
 					t.Fatalf("%s %s: bad seed error body: %s", method, target, rec.Body)

@@ -20,6 +20,7 @@ import (
 	"time"
 
 	"github.com/runnel-ci/runnel"
+	"github.com/runnel-ci/runnel/internal/imageapi"
 	"github.com/runnel-ci/runnel/internal/secret"
 	"github.com/runnel-ci/runnel/internal/store"
 	"github.com/runnel-ci/runnel/internal/store/sqlstore"
@@ -278,7 +279,7 @@ func (e *env) check(method, path string, r *resp) {
 		}
 		r.env, _ = v.(map[string]any)
 		switch {
-		case seedPath(strings.SplitN(path, "?", 2)[0]):
+		case imageapi.SeedPath(strings.SplitN(path, "?", 2)[0]):
 			// The seed's image API: no envelope; errors are {"errors":[…]}.
 			checkSeedErrors(e.t, method, path, r)
 		case !strings.HasSuffix(strings.SplitN(path, "?", 2)[0], "/openapi.json"):
@@ -575,7 +576,7 @@ func validateResponse(t testing.TB, method, path string, r *resp) {
 			t.Fatalf("%s %s: success on an undocumented operation", method, path)
 		}
 		schema = map[string]any{"$ref": "#/components/schemas/ErrorEnvelope"}
-		if seedPath(strings.SplitN(path, "?", 2)[0]) {
+		if imageapi.SeedPath(strings.SplitN(path, "?", 2)[0]) {
 			schema = map[string]any{"$ref": "#/components/schemas/SeedErrors"}
 		}
 	} else {

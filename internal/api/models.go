@@ -104,14 +104,6 @@ func redactedSinks(sinks []string) []string {
 	return out
 }
 
-// listJSON is a page of a list.
-type listJSON[T any] struct {
-	Items    []T `json:"items"`
-	Total    int `json:"total"`
-	Page     int `json:"page"`
-	PageSize int `json:"pageSize"`
-}
-
 // specVersionJSON is a saved spec version (the answer of a save).
 type specVersionJSON struct {
 	PipelineID    string `json:"pipelineId"`

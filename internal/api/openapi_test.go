@@ -4,11 +4,15 @@ import (
 	"bytes"
 	"encoding/json"
 	"log/slog"
+	"maps"
 	"net/http"
 	"net/http/httptest"
 	"sort"
 	"strings"
 	"testing"
+
+	"github.com/runnel-ci/runnel/internal/apikit"
+	"github.com/runnel-ci/runnel/internal/imageapi"
 )
 
 // TestOpenAPIMatchesRoutes: every registered route is documented with its
@@ -22,22 +26,22 @@ func TestOpenAPIMatchesRoutes(t *testing.T) {
 
 	registered := map[string]bool{}
 	for _, rt := range e.srv.routes() {
-		key := rt.method + " " + rt.path
+		key := rt.Method + " " + rt.Path
 		registered[key] = true
-		item, ok := paths[rt.path].(map[string]any)
+		item, ok := paths[rt.Path].(map[string]any)
 		if !ok {
 			t.Errorf("route %s: path not in the OpenAPI document", key)
 			continue
 		}
-		op, ok := item[strings.ToLower(rt.method)].(map[string]any)
+		op, ok := item[strings.ToLower(rt.Method)].(map[string]any)
 		if !ok {
 			t.Errorf("route %s: method not in the OpenAPI document", key)
 			continue
 		}
 		// Public routes say so; the others inherit the bearer requirement.
 		sec, hasSec := op["security"].([]any)
-		if rt.public != (hasSec && len(sec) == 0) {
-			t.Errorf("route %s: public=%v but the document's security is %v", key, rt.public, op["security"])
+		if rt.Public != (hasSec && len(sec) == 0) {
+			t.Errorf("route %s: public=%v but the document's security is %v", key, rt.Public, op["security"])
 		}
 		// Every path parameter is declared.
 		declared := map[string]bool{}
@@ -47,8 +51,8 @@ func TestOpenAPIMatchesRoutes(t *testing.T) {
 				declared[pm["name"].(string)] = true
 			}
 		}
-		for _, seg := range strings.Split(rt.path, "/") {
-			if isWildcard(seg) && !declared[strings.Trim(seg, "{}")] {
+		for _, seg := range strings.Split(rt.Path, "/") {
+			if strings.HasPrefix(seg, "{") && !declared[strings.Trim(seg, "{}")] {
 				t.Errorf("route %s: path parameter %s not declared", key, seg)
 			}
 		}
@@ -138,12 +142,8 @@ func TestOpenAPIBodiesMatchDecoders(t *testing.T) {
 		"SecretUpdate":            &secretUpdateBody{},
 		"CredentialCreate":        &credentialBody{},
 		"CredentialUpdate":        &credentialUpdateBody{},
-		"SeedRepositoryCreate":    &repositoryBody{},
-		"SeedBuildConfigInput":    &buildConfigBody{},
-		"SeedTagConfigInput":      &tagConfigBody{},
-		"SeedBuildConfigUpdate":   &buildConfigUpdateBody{},
-		"SeedBuildTrigger":        &buildTriggerBody{},
 	}
+	maps.Copy(cases, imageapi.RequestBodies())
 	for name, v := range cases {
 		props := schemas[name].(map[string]any)["properties"].(map[string]any)
 		var documented []string
@@ -151,7 +151,7 @@ func TestOpenAPIBodiesMatchDecoders(t *testing.T) {
 			documented = append(documented, k)
 		}
 		sort.Strings(documented)
-		accepted := append([]string(nil), fieldsOf(reflectType(v)).names...)
+		accepted := append([]string(nil), apikit.FieldsOf(reflectType(v)).Names...)
 		sort.Strings(accepted)
 		if strings.Join(documented, ",") != strings.Join(accepted, ",") {
 			t.Errorf("%s: documented %v, decoder accepts %v", name, documented, accepted)
@@ -164,10 +164,11 @@ func TestOpenAPIBodiesMatchDecoders(t *testing.T) {
 func TestRecoverPanics(t *testing.T) {
 	var logs bytes.Buffer
 	s := &Server{log: slog.New(slog.NewTextHandler(&logs, nil)), now: nowForTest}
-	mux := http.NewServeMux()
-	mux.HandleFunc("GET /boom", func(http.ResponseWriter, *http.Request) { panic("kaboom") })
-	mux.HandleFunc("GET /fine", func(w http.ResponseWriter, _ *http.Request) { s.ok(w, 200, nil) })
-	h := s.outer(mux)
+	mux := &apikit.Mux{Log: s.log, Fail: s.fail, Routes: []apikit.Route{
+		{Method: "GET", Path: "/boom", Public: true, H: func(http.ResponseWriter, *http.Request) error { panic("kaboom") }},
+		{Method: "GET", Path: "/fine", Public: true, H: func(w http.ResponseWriter, _ *http.Request) error { s.ok(w, 200, nil); return nil }},
+	}}
+	h := mux.Handler()
 
 	rec := httptest.NewRecorder()
 	h.ServeHTTP(rec, httptest.NewRequest("GET", "/boom", nil))
@@ -188,15 +189,15 @@ func TestRecoverPanics(t *testing.T) {
 
 func TestGroupRoutes(t *testing.T) {
 	s := &Server{}
-	groups := groupRoutes(s.routes())
+	groups := apikit.GroupRoutes(s.routes())
 	var merged []string
 	for _, g := range groups {
-		if len(g.members) > 1 {
+		if len(g.Members) > 1 {
 			var m []string
-			for _, r := range g.members {
-				m = append(m, r.path)
+			for _, r := range g.Members {
+				m = append(m, r.Path)
 			}
-			merged = append(merged, g.pattern+" = "+strings.Join(m, " | "))
+			merged = append(merged, g.Pattern+" = "+strings.Join(m, " | "))
 		}
 	}
 	want := "GET /api/v1/pipelines/{seg3}/{seg4} = /api/v1/pipelines/runs/{runId} | /api/v1/pipelines/{pipelineId}/spec | /api/v1/pipelines/{pipelineId}/runs"
@@ -206,6 +207,6 @@ func TestGroupRoutes(t *testing.T) {
 	// ServeMux accepts the result (it panics on conflicts).
 	mux := http.NewServeMux()
 	for _, g := range groups {
-		mux.Handle(g.pattern, http.NotFoundHandler())
+		mux.Handle(g.Pattern, http.NotFoundHandler())
 	}
 }

@@ -5,6 +5,7 @@ import (
 	"net/http"
 	"time"
 
+	"github.com/runnel-ci/runnel/internal/apikit"
 	"github.com/runnel-ci/runnel/internal/pipeline"
 	"github.com/runnel-ci/runnel/internal/store"
 )
@@ -57,16 +58,16 @@ func (s *Server) pipelineOut(ctx context.Context, p *store.Pipeline) (pipelineJS
 }
 
 func (s *Server) createPipeline(w http.ResponseWriter, r *http.Request) error {
-	data, err := readBody(r, s.maxBody)
+	data, err := apikit.ReadBody(r, s.maxBody)
 	if err != nil {
 		return err
 	}
 	var b createPipelineBody
-	present, err := decodeJSON(data, &b, decodeOptions{rejected: createRejected})
+	present, err := apikit.Decode(data, &b, apikit.DecodeOptions{Rejected: createRejected})
 	if err != nil {
 		return err
 	}
-	created, err := s.pipelines.Create(r.Context(), &b, func(f string) bool { return present[f] }, principalFrom(r.Context()).Subject)
+	created, err := s.pipelines.Create(r.Context(), &b, func(f string) bool { return present[f] }, apikit.PrincipalFrom(r.Context()).Subject)
 	if err != nil {
 		return err
 	}
@@ -89,7 +90,7 @@ func (s *Server) loadPipeline(r *http.Request) (*store.Pipeline, error) {
 }
 
 func (s *Server) getPipeline(w http.ResponseWriter, r *http.Request) error {
-	if _, err := parseQuery(r.URL.RawQuery); err != nil {
+	if _, err := apikit.ParseQuery(r.URL.RawQuery); err != nil {
 		return err
 	}
 	p, err := s.loadPipeline(r)
@@ -110,20 +111,20 @@ func (s *Server) getPipeline(w http.ResponseWriter, r *http.Request) error {
 }
 
 func (s *Server) listPipelines(w http.ResponseWriter, r *http.Request) error {
-	q, err := parseQuery(r.URL.RawQuery, "projectId", "name", "page", "pageSize")
+	q, err := apikit.ParseQuery(r.URL.RawQuery, "projectId", "name", "page", "pageSize")
 	if err != nil {
 		return err
 	}
-	pg, err := q.pagination()
+	pg, err := q.Pagination()
 	if err != nil {
 		return err
 	}
-	f := store.PipelineFilter{ProjectID: q.str("projectId"), Search: q.str("name"), Offset: pg.offset(), Limit: pg.size}
-	items, total, err := s.pipelines.List(r.Context(), f, q.has("projectId"))
+	f := store.PipelineFilter{ProjectID: q.Str("projectId"), Search: q.Str("name"), Offset: pg.Offset(), Limit: pg.Size}
+	items, total, err := s.pipelines.List(r.Context(), f, q.Has("projectId"))
 	if err != nil {
 		return err
 	}
-	out := listJSON[pipelineJSON]{Items: []pipelineJSON{}, Total: total, Page: pg.page, PageSize: pg.size}
+	out := apikit.List[pipelineJSON]{Items: []pipelineJSON{}, Total: total, Page: pg.Number, PageSize: pg.Size}
 	for _, p := range items {
 		item, err := s.pipelineOut(r.Context(), p)
 		if err != nil {
@@ -140,12 +141,12 @@ func (s *Server) updatePipeline(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	data, err := readBody(r, s.maxBody)
+	data, err := apikit.ReadBody(r, s.maxBody)
 	if err != nil {
 		return err
 	}
 	var b pipelineBody
-	present, err := decodeJSON(data, &b, decodeOptions{rejected: updateRejected})
+	present, err := apikit.Decode(data, &b, apikit.DecodeOptions{Rejected: updateRejected})
 	if err != nil {
 		return err
 	}

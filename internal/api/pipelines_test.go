@@ -6,6 +6,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/runnel-ci/runnel/internal/apikit"
 )
 
 var seedCreate = map[string]any{
@@ -28,7 +30,7 @@ func TestPipelineCRUD(t *testing.T) {
 	r := e.do("POST", "/api/v1/pipelines", seedCreate).must(t, http.StatusCreated)
 	p := r.detail()
 	pid := p["pipelineId"].(string)
-	if !idPattern().MatchString(pid) || !strings.HasPrefix(pid, "pl_") || len(pid) != 23 {
+	if !apikit.IsID(pid, "pl_") || len(pid) != 23 {
 		t.Errorf("pipelineId %q: want pl_ + 20 base32 characters", pid)
 	}
 	if r.header.Get("Location") != "/api/v1/pipelines/"+pid {

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/runnel-ci/runnel"
+	"github.com/runnel-ci/runnel/internal/apikit"
 	"github.com/runnel-ci/runnel/internal/check"
 	"github.com/runnel-ci/runnel/internal/store"
 	"github.com/runnel-ci/runnel/internal/wire"
@@ -36,18 +37,18 @@ func (s *Server) trigger(w http.ResponseWriter, r *http.Request) error {
 	if _, err := pathID(r, pipelineID); err != nil {
 		return err
 	}
-	data, err := readBody(r, s.maxBody)
+	data, err := apikit.ReadBody(r, s.maxBody)
 	if err != nil {
 		return err
 	}
 	var b triggerBody
-	if _, err := decodeJSON(data, &b, decodeOptions{optional: true}); err != nil {
+	if _, err := apikit.Decode(data, &b, apikit.DecodeOptions{Optional: true}); err != nil {
 		return err
 	}
 	for k, v := range b.Variables {
 		field := fmt.Sprintf("body.variables[%q]", k)
 		if k == "" {
-			return errorf(http.StatusBadRequest, "body.variables: names must not be empty")
+			return apikit.Errorf(http.StatusBadRequest, "body.variables: names must not be empty")
 		}
 		if err := check.Text(field, k, 100, false); err != nil {
 			return err
@@ -67,7 +68,7 @@ func (s *Server) trigger(w http.ResponseWriter, r *http.Request) error {
 		return err
 	}
 	if !s.pipelines.HasDefinition(p) {
-		return errorf(http.StatusConflict, "pipeline %s has no saved definition to run; save one with POST /api/v1/pipelines/%s/spec/save", p.ID, p.ID)
+		return apikit.Errorf(http.StatusConflict, "pipeline %s has no saved definition to run; save one with POST /api/v1/pipelines/%s/spec/save", p.ID, p.ID)
 	}
 	reqID := b.RequestID
 	if reqID == "" {
@@ -80,7 +81,7 @@ func (s *Server) trigger(w http.ResponseWriter, r *http.Request) error {
 	}
 	run, replayed, err := s.runs.Trigger(r.Context(), p.ID, runnel.TriggerRequest{
 		Variables:   vars,
-		TriggeredBy: subjectOr(r, b.TriggeredBy),
+		TriggeredBy: apikit.SubjectOr(r, b.TriggeredBy),
 		RequestID:   reqID,
 		TriggerType: runnel.TriggerManual,
 	})
@@ -97,16 +98,16 @@ func (s *Server) trigger(w http.ResponseWriter, r *http.Request) error {
 }
 
 func (s *Server) listRuns(w http.ResponseWriter, r *http.Request) error {
-	q, err := parseQuery(r.URL.RawQuery, "status", "page", "pageSize")
+	q, err := apikit.ParseQuery(r.URL.RawQuery, "status", "page", "pageSize")
 	if err != nil {
 		return err
 	}
-	pg, err := q.pagination()
+	pg, err := q.Pagination()
 	if err != nil {
 		return err
 	}
-	status := q.str("status")
-	if q.has("status") {
+	status := q.Str("status")
+	if q.Has("status") {
 		if err := check.Enum("query parameter status", status, runStatuses...); err != nil {
 			return err
 		}
@@ -115,11 +116,11 @@ func (s *Server) listRuns(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	runs, total, err := s.st.ListRuns(r.Context(), store.RunFilter{PipelineID: p.ID, Status: runnel.RunStatus(status), Offset: pg.offset(), Limit: pg.size})
+	runs, total, err := s.st.ListRuns(r.Context(), store.RunFilter{PipelineID: p.ID, Status: runnel.RunStatus(status), Offset: pg.Offset(), Limit: pg.Size})
 	if err != nil {
 		return fmt.Errorf("list runs of pipeline %s: %w", p.ID, err)
 	}
-	out := listJSON[runJSON]{Items: []runJSON{}, Total: total, Page: pg.page, PageSize: pg.size}
+	out := apikit.List[runJSON]{Items: []runJSON{}, Total: total, Page: pg.Number, PageSize: pg.Size}
 	for _, run := range runs {
 		out.Items = append(out.Items, toRunJSON(run))
 	}
@@ -131,7 +132,7 @@ func (s *Server) listRuns(w http.ResponseWriter, r *http.Request) error {
 func (s *Server) runDetail(r *http.Request, id string) (runDetailJSON, error) {
 	tree, err := s.st.GetRunTree(r.Context(), id)
 	if errors.Is(err, runnel.ErrNotFound) {
-		return runDetailJSON{}, errorf(http.StatusNotFound, "run %s not found", id)
+		return runDetailJSON{}, apikit.Errorf(http.StatusNotFound, "run %s not found", id)
 	}
 	if err != nil {
 		return runDetailJSON{}, fmt.Errorf("get run %s: %w", id, err)
@@ -173,7 +174,7 @@ func (s *Server) runDetail(r *http.Request, id string) (runDetailJSON, error) {
 }
 
 func (s *Server) getRun(w http.ResponseWriter, r *http.Request) error {
-	if _, err := parseQuery(r.URL.RawQuery); err != nil {
+	if _, err := apikit.ParseQuery(r.URL.RawQuery); err != nil {
 		return err
 	}
 	id, err := pathID(r, runID)
@@ -189,7 +190,7 @@ func (s *Server) getRun(w http.ResponseWriter, r *http.Request) error {
 }
 
 // control returns the handler of one run action: stop, pause or resume.
-func (s *Server) control(action string) handlerFunc {
+func (s *Server) control(action string) apikit.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) error {
 		pid, err := pathID(r, pipelineID)
 		if err != nil {
@@ -199,12 +200,12 @@ func (s *Server) control(action string) handlerFunc {
 		if err != nil {
 			return err
 		}
-		data, err := readBody(r, s.maxBody)
+		data, err := apikit.ReadBody(r, s.maxBody)
 		if err != nil {
 			return err
 		}
 		var b controlBody
-		if _, err := decodeJSON(data, &b, decodeOptions{optional: true}); err != nil {
+		if _, err := apikit.Decode(data, &b, apikit.DecodeOptions{Optional: true}); err != nil {
 			return err
 		}
 		if err := check.Text("body.reason", b.Reason, 1000, true); err != nil {
@@ -217,12 +218,12 @@ func (s *Server) control(action string) handlerFunc {
 		if errors.Is(err, runnel.ErrNotFound) || (err == nil && run.PipelineID != pid) {
 			// A run of another pipeline is reported exactly like a missing one:
 			// the path names a run that does not exist under this pipeline.
-			return errorf(http.StatusNotFound, "run %s not found in pipeline %s", rid, pid)
+			return apikit.Errorf(http.StatusNotFound, "run %s not found in pipeline %s", rid, pid)
 		}
 		if err != nil {
 			return fmt.Errorf("get run %s: %w", rid, err)
 		}
-		op := subjectOr(r, b.Operator)
+		op := apikit.SubjectOr(r, b.Operator)
 		switch action {
 		case "stop":
 			_, err = s.runs.Stop(r.Context(), rid, op, b.Reason)
@@ -251,12 +252,10 @@ func (s *Server) control(action string) handlerFunc {
 const (
 	defaultLogLimit = 1000
 	maxLogLimit     = 10000
-	// maxUnix is 9999-12-31T23:59:59Z: later times are typos.
-	maxUnix = 253402300799
 )
 
 func (s *Server) stepLogs(w http.ResponseWriter, r *http.Request) error {
-	q, err := parseQuery(r.URL.RawQuery, "startTime", "endTime", "offset", "limit", "format")
+	q, err := apikit.ParseQuery(r.URL.RawQuery, "startTime", "endTime", "offset", "limit", "format")
 	if err != nil {
 		return err
 	}
@@ -269,11 +268,11 @@ func (s *Server) stepLogs(w http.ResponseWriter, r *http.Request) error {
 		return err
 	}
 	lq := store.LogQuery{}
-	start, err := q.intParam("startTime", -1, 0, maxUnix)
+	start, err := q.Int("startTime", -1, 0, apikit.MaxUnix)
 	if err != nil {
 		return err
 	}
-	end, err := q.intParam("endTime", -1, 0, maxUnix)
+	end, err := q.Int("endTime", -1, 0, apikit.MaxUnix)
 	if err != nil {
 		return err
 	}
@@ -282,38 +281,38 @@ func (s *Server) stepLogs(w http.ResponseWriter, r *http.Request) error {
 	}
 	if end >= 0 {
 		if start >= 0 && end < start {
-			return errorf(http.StatusBadRequest, "query parameter endTime: %d is before startTime %d", end, start)
+			return apikit.Errorf(http.StatusBadRequest, "query parameter endTime: %d is before startTime %d", end, start)
 		}
 		// endTime names a whole second: lines written during it are included.
 		lq.End = time.Unix(end, 0).UTC().Add(time.Second - time.Nanosecond)
 	}
-	offset, err := q.intParam("offset", 0, 0, 1<<31-1)
+	offset, err := q.Int("offset", 0, 0, 1<<31-1)
 	if err != nil {
 		return err
 	}
-	format := q.str("format")
-	if q.has("format") {
+	format := q.Str("format")
+	if q.Has("format") {
 		if err := check.Enum("query parameter format", format, "json", "text"); err != nil {
 			return err
 		}
 	}
 	var limit int64
-	if format == "text" && !q.has("limit") {
+	if format == "text" && !q.Has("limit") {
 		limit = 0 // the whole log, read in pages below
-	} else if limit, err = q.intParam("limit", defaultLogLimit, 1, maxLogLimit); err != nil {
+	} else if limit, err = q.Int("limit", defaultLogLimit, 1, maxLogLimit); err != nil {
 		return err
 	}
 	lq.Offset = int(offset)
 
 	tree, err := s.st.GetRunTree(r.Context(), rid)
 	if errors.Is(err, runnel.ErrNotFound) {
-		return errorf(http.StatusNotFound, "run %s not found", rid)
+		return apikit.Errorf(http.StatusNotFound, "run %s not found", rid)
 	}
 	if err != nil {
 		return fmt.Errorf("get run %s: %w", rid, err)
 	}
 	if !hasStep(tree, sid) {
-		return errorf(http.StatusNotFound, "step run %s not found in run %s", sid, rid)
+		return apikit.Errorf(http.StatusNotFound, "step run %s not found in run %s", sid, rid)
 	}
 
 	if format == "text" {
@@ -390,8 +389,8 @@ func (s *Server) textLogs(w http.ResponseWriter, r *http.Request, sid string, lq
 		if err != nil {
 			// The status is sent; all that is left is to end the body
 			// visibly, and log.
-			fmt.Fprintf(bw, "[runnel: the log could not be read further (request id %s)]\n", requestIDFrom(r.Context()))
-			s.log.Error("read step log", "step_run_id", sid, "request_id", requestIDFrom(r.Context()), "error", err)
+			fmt.Fprintf(bw, "[runnel: the log could not be read further (request id %s)]\n", apikit.RequestID(r.Context()))
+			s.log.Error("read step log", "step_run_id", sid, "request_id", apikit.RequestID(r.Context()), "error", err)
 			break
 		}
 	}

@@ -3,8 +3,8 @@ package api
 import (
 	"encoding/json"
 	"net/http"
-	"strings"
 
+	"github.com/runnel-ci/runnel/internal/apikit"
 	"github.com/runnel-ci/runnel/internal/check"
 	"github.com/runnel-ci/runnel/internal/secret"
 	"github.com/runnel-ci/runnel/internal/store"
@@ -75,7 +75,7 @@ func presence(present map[string]bool) secret.Present {
 
 func (s *Server) sealer() (Sealer, error) {
 	if s.seal == nil {
-		return nil, errorf(http.StatusServiceUnavailable, "secrets are not available: this server has no secret key configured")
+		return nil, apikit.Errorf(http.StatusServiceUnavailable, "secrets are not available: this server has no secret key configured")
 	}
 	return s.seal, nil
 }
@@ -84,17 +84,17 @@ func (s *Server) createSecret(w http.ResponseWriter, r *http.Request) error {
 	if err := s.secrets.Available(); err != nil {
 		return err
 	}
-	data, err := readBody(r, s.maxBody)
+	data, err := apikit.ReadBody(r, s.maxBody)
 	if err != nil {
 		return err
 	}
 	var b secretBody
-	present, err := decodeJSON(data, &b, decodeOptions{})
+	present, err := apikit.Decode(data, &b, apikit.DecodeOptions{})
 	if err != nil {
 		return err
 	}
 	b.ValueJSON = rawField(data, "value")
-	x, err := s.secrets.CreateSecret(r.Context(), &b, presence(present), principalFrom(r.Context()).Subject)
+	x, err := s.secrets.CreateSecret(r.Context(), &b, presence(present), apikit.PrincipalFrom(r.Context()).Subject)
 	if err != nil {
 		return err
 	}
@@ -104,31 +104,31 @@ func (s *Server) createSecret(w http.ResponseWriter, r *http.Request) error {
 }
 
 func (s *Server) listSecrets(w http.ResponseWriter, r *http.Request) error {
-	q, err := parseQuery(r.URL.RawQuery, "projectId", "pipelineId")
+	q, err := apikit.ParseQuery(r.URL.RawQuery, "projectId", "pipelineId")
 	if err != nil {
 		return err
 	}
 	var f store.SecretFilter
 	switch {
-	case q.has("projectId") && q.has("pipelineId"):
-		return errorf(http.StatusBadRequest, "query: give projectId or pipelineId, not both")
-	case q.has("projectId"):
-		if err := check.ProjectID("query parameter projectId", q.str("projectId")); err != nil {
+	case q.Has("projectId") && q.Has("pipelineId"):
+		return apikit.Errorf(http.StatusBadRequest, "query: give projectId or pipelineId, not both")
+	case q.Has("projectId"):
+		if err := check.ProjectID("query parameter projectId", q.Str("projectId")); err != nil {
 			return err
 		}
-		f = store.SecretFilter{Scope: "project", ScopeID: q.str("projectId")}
-	case q.has("pipelineId"):
+		f = store.SecretFilter{Scope: "project", ScopeID: q.Str("projectId")}
+	case q.Has("pipelineId"):
 		// An empty ScopeID would match every pipeline's secrets.
-		if id := q.str("pipelineId"); !idPattern().MatchString(id) || !strings.HasPrefix(id, pipelineID.prefix) {
-			return errorf(http.StatusBadRequest, "query parameter pipelineId: %q is not a pipeline id; pipeline ids are pl_ followed by 10 to 40 lowercase letters and digits", id)
+		if id := q.Str("pipelineId"); !apikit.IsID(id, pipelineID.prefix) {
+			return apikit.Errorf(http.StatusBadRequest, "query parameter pipelineId: %q is not a pipeline id; pipeline ids are pl_ followed by 10 to 40 lowercase letters and digits", id)
 		}
-		f = store.SecretFilter{Scope: "pipeline", ScopeID: q.str("pipelineId")}
+		f = store.SecretFilter{Scope: "pipeline", ScopeID: q.Str("pipelineId")}
 	}
 	list, err := s.secrets.ListSecrets(r.Context(), f)
 	if err != nil {
 		return err
 	}
-	s.ok(w, http.StatusOK, wholeList(list, toSecretJSON))
+	s.ok(w, http.StatusOK, apikit.WholeList(list, toSecretJSON))
 	return nil
 }
 
@@ -142,7 +142,7 @@ func (s *Server) loadSecret(r *http.Request) (*store.Secret, error) {
 }
 
 func (s *Server) getSecret(w http.ResponseWriter, r *http.Request) error {
-	if _, err := parseQuery(r.URL.RawQuery); err != nil {
+	if _, err := apikit.ParseQuery(r.URL.RawQuery); err != nil {
 		return err
 	}
 	x, err := s.loadSecret(r)
@@ -161,12 +161,12 @@ func (s *Server) updateSecret(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	data, err := readBody(r, s.maxBody)
+	data, err := apikit.ReadBody(r, s.maxBody)
 	if err != nil {
 		return err
 	}
 	var b secretUpdateBody
-	present, err := decodeJSON(data, &b, decodeOptions{rejected: secretUpdateRejected})
+	present, err := apikit.Decode(data, &b, apikit.DecodeOptions{Rejected: secretUpdateRejected})
 	if err != nil {
 		return err
 	}

@@ -14,22 +14,18 @@ package api
 
 import (
 	"context"
-	"crypto/rand"
-	"encoding/hex"
 	"errors"
-	"fmt"
 	"log/slog"
 	"net/http"
-	"net/url"
-	"runtime/debug"
-	"slices"
 	"strings"
 	"sync"
 	"time"
 
 	"github.com/runnel-ci/runnel/internal/action"
+	"github.com/runnel-ci/runnel/internal/apikit"
 	"github.com/runnel-ci/runnel/internal/event"
 	"github.com/runnel-ci/runnel/internal/gitdef"
+	"github.com/runnel-ci/runnel/internal/imageapi"
 	"github.com/runnel-ci/runnel/internal/pipeline"
 	"github.com/runnel-ci/runnel/internal/secret"
 	"github.com/runnel-ci/runnel/internal/spec"
@@ -122,8 +118,10 @@ type Server struct {
 	// specs are the stored versions, as for any pipeline).
 	git       *gitdef.Source
 	approvals ApprovalControl
-	// images is Config.Images (nil: image routes answer 503).
-	images ImageService
+	// images is Config.Images (nil: image routes answer 503); imageAPI
+	// serves its routes.
+	images   ImageService
+	imageAPI *imageapi.API
 	// ui is Config.UI (nil: no web UI, every other path is a 404 envelope).
 	ui http.Handler
 	// pipelines owns the pipeline and definition rules.
@@ -216,459 +214,75 @@ func New(cfg Config) *Server {
 		}
 		s.secrets = secret.NewService(o)
 	}
-	s.handler = s.buildHandler()
+	s.imageAPI = &imageapi.API{Images: s.images, MaxBody: s.maxBody, ExternalURL: s.externalURL, Now: s.now}
+	mux := &apikit.Mux{Routes: s.routes(), Authenticate: s.authenticate, Fail: s.fail, MaxBody: s.maxBody, Log: s.log,
+		Fallback: s.ui, FallbackFor: isUIPath}
+	s.handler = mux.Handler()
 	return s
 }
 
 // Handler returns the http.Handler serving every route.
 func (s *Server) Handler() http.Handler { return s.handler }
 
-// handlerFunc is a route's handler: it writes a success response itself and
-// returns errors, which the route wrapper turns into an error envelope.
-type handlerFunc func(w http.ResponseWriter, r *http.Request) error
-
-// route is one documented endpoint. Path uses OpenAPI's template syntax, which
-// is also ServeMux's wildcard syntax.
-type route struct {
-	method string
-	path   string
-	// public routes need no token.
-	public bool
-	// maxBody bounds the body instead of Config.MaxBodyBytes when set.
-	maxBody int64
-	h       handlerFunc
-}
-
 // routes lists every endpoint; the OpenAPI test checks the document against
 // this list and against the live handler.
-func (s *Server) routes() []route {
-	return []route{
-		{method: "GET", path: "/healthz", public: true, h: s.healthz},
-		{method: "GET", path: "/readyz", public: true, h: s.readyz},
-		{method: "GET", path: "/api/v1/openapi.json", public: true, h: s.openAPI},
+func (s *Server) routes() []apikit.Route {
+	return append([]apikit.Route{
+		{Method: "GET", Path: "/healthz", Public: true, H: s.healthz},
+		{Method: "GET", Path: "/readyz", Public: true, H: s.readyz},
+		{Method: "GET", Path: "/api/v1/openapi.json", Public: true, H: s.openAPI},
 		// Authenticates itself: browsers send the token as a subprotocol.
-		{method: "GET", path: "/api/v1/ws", public: true, h: s.websocketHandler},
+		{Method: "GET", Path: "/api/v1/ws", Public: true, H: s.websocketHandler},
 
-		{method: "GET", path: "/api/v1/me", h: s.me},
+		{Method: "GET", Path: "/api/v1/me", H: s.me},
 
-		{method: "POST", path: "/api/v1/pipelines", h: s.createPipeline},
-		{method: "GET", path: "/api/v1/pipelines", h: s.listPipelines},
-		{method: "GET", path: "/api/v1/pipelines/{pipelineId}", h: s.getPipeline},
-		{method: "PUT", path: "/api/v1/pipelines/{pipelineId}", h: s.updatePipeline},
-		{method: "DELETE", path: "/api/v1/pipelines/{pipelineId}", h: s.deletePipeline},
+		{Method: "POST", Path: "/api/v1/pipelines", H: s.createPipeline},
+		{Method: "GET", Path: "/api/v1/pipelines", H: s.listPipelines},
+		{Method: "GET", Path: "/api/v1/pipelines/{pipelineId}", H: s.getPipeline},
+		{Method: "PUT", Path: "/api/v1/pipelines/{pipelineId}", H: s.updatePipeline},
+		{Method: "DELETE", Path: "/api/v1/pipelines/{pipelineId}", H: s.deletePipeline},
 
-		{method: "GET", path: "/api/v1/pipelines/{pipelineId}/spec", h: s.getSpec},
-		{method: "POST", path: "/api/v1/pipelines/{pipelineId}/spec/validate", h: s.validateSpec},
-		{method: "POST", path: "/api/v1/pipelines/{pipelineId}/spec/save", h: s.saveSpec},
+		{Method: "GET", Path: "/api/v1/pipelines/{pipelineId}/spec", H: s.getSpec},
+		{Method: "POST", Path: "/api/v1/pipelines/{pipelineId}/spec/validate", H: s.validateSpec},
+		{Method: "POST", Path: "/api/v1/pipelines/{pipelineId}/spec/save", H: s.saveSpec},
 
-		{method: "POST", path: "/api/v1/pipelines/{pipelineId}/trigger", h: s.trigger},
-		{method: "POST", path: "/api/v1/pipelines/{pipelineId}/webhook/rotate", h: s.rotateWebhookSecret},
+		{Method: "POST", Path: "/api/v1/pipelines/{pipelineId}/trigger", H: s.trigger},
+		{Method: "POST", Path: "/api/v1/pipelines/{pipelineId}/webhook/rotate", H: s.rotateWebhookSecret},
 		// The signature made with the pipeline's webhook secret is the
 		// authentication of a delivery.
-		{method: "POST", path: "/api/v1/webhooks/{provider}/{pipelineId}", public: true, maxBody: maxWebhookBody, h: s.receiveWebhook},
-		{method: "GET", path: "/api/v1/pipelines/{pipelineId}/runs", h: s.listRuns},
-		{method: "GET", path: "/api/v1/pipelines/runs/{runId}", h: s.getRun},
-		{method: "POST", path: "/api/v1/pipelines/{pipelineId}/runs/{runId}/stop", h: s.control("stop")},
-		{method: "POST", path: "/api/v1/pipelines/{pipelineId}/runs/{runId}/pause", h: s.control("pause")},
-		{method: "POST", path: "/api/v1/pipelines/{pipelineId}/runs/{runId}/resume", h: s.control("resume")},
-		{method: "GET", path: "/api/v1/pipelines/runs/{runId}/steps/{stepRunId}/logs", h: s.stepLogs},
-		{method: "GET", path: "/api/v1/pipelines/runs/{runId}/approvals", h: s.listApprovals},
-		{method: "POST", path: "/api/v1/approvals/{approvalId}/approve", h: s.decide(true)},
-		{method: "POST", path: "/api/v1/approvals/{approvalId}/reject", h: s.decide(false)},
-		{method: "GET", path: "/api/v1/pipelines/runs/{runId}/artifacts", h: s.listArtifacts},
-		{method: "GET", path: "/api/v1/pipelines/runs/{runId}/artifacts/{artifactId}", h: s.downloadArtifact},
+		{Method: "POST", Path: "/api/v1/webhooks/{provider}/{pipelineId}", Public: true, MaxBody: maxWebhookBody, H: s.receiveWebhook},
+		{Method: "GET", Path: "/api/v1/pipelines/{pipelineId}/runs", H: s.listRuns},
+		{Method: "GET", Path: "/api/v1/pipelines/runs/{runId}", H: s.getRun},
+		{Method: "POST", Path: "/api/v1/pipelines/{pipelineId}/runs/{runId}/stop", H: s.control("stop")},
+		{Method: "POST", Path: "/api/v1/pipelines/{pipelineId}/runs/{runId}/pause", H: s.control("pause")},
+		{Method: "POST", Path: "/api/v1/pipelines/{pipelineId}/runs/{runId}/resume", H: s.control("resume")},
+		{Method: "GET", Path: "/api/v1/pipelines/runs/{runId}/steps/{stepRunId}/logs", H: s.stepLogs},
+		{Method: "GET", Path: "/api/v1/pipelines/runs/{runId}/approvals", H: s.listApprovals},
+		{Method: "POST", Path: "/api/v1/approvals/{approvalId}/approve", H: s.decide(true)},
+		{Method: "POST", Path: "/api/v1/approvals/{approvalId}/reject", H: s.decide(false)},
+		{Method: "GET", Path: "/api/v1/pipelines/runs/{runId}/artifacts", H: s.listArtifacts},
+		{Method: "GET", Path: "/api/v1/pipelines/runs/{runId}/artifacts/{artifactId}", H: s.downloadArtifact},
 
-		{method: "GET", path: "/api/v1/agents", h: s.listAgents},
-		{method: "GET", path: "/api/v1/agents/{agentId}", h: s.getAgent},
-		{method: "PUT", path: "/api/v1/agents/{agentId}", h: s.updateAgent},
-		{method: "DELETE", path: "/api/v1/agents/{agentId}", h: s.deleteAgent},
-		{method: "POST", path: "/api/v1/registration-tokens", h: s.createRegistrationToken},
-		{method: "GET", path: "/api/v1/registration-tokens", h: s.listRegistrationTokens},
-		{method: "DELETE", path: "/api/v1/registration-tokens/{tokenId}", h: s.deleteRegistrationToken},
+		{Method: "GET", Path: "/api/v1/agents", H: s.listAgents},
+		{Method: "GET", Path: "/api/v1/agents/{agentId}", H: s.getAgent},
+		{Method: "PUT", Path: "/api/v1/agents/{agentId}", H: s.updateAgent},
+		{Method: "DELETE", Path: "/api/v1/agents/{agentId}", H: s.deleteAgent},
+		{Method: "POST", Path: "/api/v1/registration-tokens", H: s.createRegistrationToken},
+		{Method: "GET", Path: "/api/v1/registration-tokens", H: s.listRegistrationTokens},
+		{Method: "DELETE", Path: "/api/v1/registration-tokens/{tokenId}", H: s.deleteRegistrationToken},
 
-		{method: "POST", path: "/api/v1/secrets", h: s.createSecret},
-		{method: "GET", path: "/api/v1/secrets", h: s.listSecrets},
-		{method: "GET", path: "/api/v1/secrets/{secretId}", h: s.getSecret},
-		{method: "PUT", path: "/api/v1/secrets/{secretId}", h: s.updateSecret},
-		{method: "DELETE", path: "/api/v1/secrets/{secretId}", h: s.deleteSecret},
+		{Method: "POST", Path: "/api/v1/secrets", H: s.createSecret},
+		{Method: "GET", Path: "/api/v1/secrets", H: s.listSecrets},
+		{Method: "GET", Path: "/api/v1/secrets/{secretId}", H: s.getSecret},
+		{Method: "PUT", Path: "/api/v1/secrets/{secretId}", H: s.updateSecret},
+		{Method: "DELETE", Path: "/api/v1/secrets/{secretId}", H: s.deleteSecret},
 
-		{method: "POST", path: "/api/v1/credentials", h: s.createCredential},
-		{method: "GET", path: "/api/v1/credentials", h: s.listCredentials},
-		{method: "GET", path: "/api/v1/credentials/{credentialId}", h: s.getCredential},
-		{method: "PUT", path: "/api/v1/credentials/{credentialId}", h: s.updateCredential},
-		{method: "DELETE", path: "/api/v1/credentials/{credentialId}", h: s.deleteCredential},
-
-		// The image build service in the seed's own API (snake_case, no
-		// envelope, errors as {"errors":[…]}: see fail).
-		{method: "POST", path: "/v1/repositories/{namespace}", h: s.seedCreateRepository},
-		{method: "GET", path: "/v1/repositories/{namespace}/{repo_name}", h: s.seedGetRepository},
-		{method: "DELETE", path: "/v1/repositories/{namespace}/{repo_name}", h: s.seedDeleteRepository},
-		{method: "PUT", path: "/v1/repositories/{namespace}/{repo_name}/build-config", h: s.seedUpdateBuildConfig},
-		{method: "GET", path: "/v1/builds", h: s.seedListBuilds},
-		{method: "POST", path: "/v1/builds", h: s.seedTriggerBuild},
-		{method: "GET", path: "/v1/builds/{build_id}", h: s.seedGetBuild},
-		{method: "GET", path: "/v1/builds/{build_id}/logs", h: s.seedBuildLogs},
-
-		// The same service in Runnel's API (camelCase, envelope).
-		{method: "POST", path: "/api/v1/image-repositories", h: s.createImageRepository},
-		{method: "GET", path: "/api/v1/image-repositories", h: s.listImageRepositories},
-		{method: "GET", path: "/api/v1/image-repositories/{namespace}/{repoName}", h: s.getImageRepository},
-		{method: "DELETE", path: "/api/v1/image-repositories/{namespace}/{repoName}", h: s.deleteImageRepository},
-		{method: "PUT", path: "/api/v1/image-repositories/{namespace}/{repoName}/build-config", h: s.updateImageBuildConfig},
-		{method: "GET", path: "/api/v1/image-builds", h: s.listImageBuilds},
-		{method: "POST", path: "/api/v1/image-builds", h: s.triggerImageBuild},
-		{method: "GET", path: "/api/v1/image-builds/{buildId}", h: s.getImageBuild},
-		{method: "GET", path: "/api/v1/image-builds/{buildId}/logs", h: s.imageBuildLogs},
-	}
-}
-
-// buildHandler wires the routes into a ServeMux behind the outer middleware.
-//
-// ServeMux refuses two patterns when neither is more specific than the other,
-// and the seed's API has such pairs: GET /api/v1/pipelines/{pipelineId}/spec
-// and GET /api/v1/pipelines/runs/{runId} both match /api/v1/pipelines/runs/spec.
-// Such routes share one mux pattern (the differing segments as wildcards) and
-// are told apart by dispatch, literal segments first: "runs/…" is always a
-// run, never a pipeline called "runs" (pipeline ids start with pl_).
-func (s *Server) buildHandler() http.Handler {
-	mux := http.NewServeMux()
-	groups := groupRoutes(s.routes())
-	for _, g := range groups {
-		mux.Handle(g.pattern, s.dispatch(g.members))
-	}
-	return s.outer(mux)
-}
-
-// routeGroup is routes sharing one mux pattern.
-type routeGroup struct {
-	pattern string
-	members []route
-}
-
-// groupRoutes puts routes that ServeMux would reject as conflicting into
-// groups; a route without conflicts is a group of one with its own pattern.
-func groupRoutes(routes []route) []routeGroup {
-	n := len(routes)
-	parent := make([]int, n)
-	for i := range parent {
-		parent[i] = i
-	}
-	find := func(i int) int {
-		for parent[i] != i {
-			i = parent[i]
-		}
-		return i
-	}
-	for i := range n {
-		for j := i + 1; j < n; j++ {
-			if conflicts(routes[i], routes[j]) {
-				parent[find(i)] = find(j)
-			}
-		}
-	}
-	byRoot := map[int]*routeGroup{}
-	var out []*routeGroup
-	for i, rt := range routes {
-		root := find(i)
-		g, ok := byRoot[root]
-		if !ok {
-			g = &routeGroup{}
-			byRoot[root] = g
-			out = append(out, g)
-		}
-		g.members = append(g.members, rt)
-	}
-	result := make([]routeGroup, 0, len(out))
-	for _, g := range out {
-		g.pattern = g.members[0].method + " " + mergedPath(g.members)
-		// Literal segments first, so a request that two templates match goes to
-		// the one naming more of it literally, earlier.
-		slices.SortStableFunc(g.members, func(a, b route) int {
-			sa, sb := segments(a.path), segments(b.path)
-			for k := range sa {
-				la, lb := !isWildcard(sa[k]), !isWildcard(sb[k])
-				if la != lb {
-					if la {
-						return -1
-					}
-					return 1
-				}
-			}
-			return 0
-		})
-		result = append(result, *g)
-	}
-	return result
-}
-
-func segments(p string) []string { return strings.Split(strings.TrimPrefix(p, "/"), "/") }
-
-func isWildcard(seg string) bool { return strings.HasPrefix(seg, "{") }
-
-// conflicts reports whether ServeMux would refuse a and b together: same
-// method and length, each matches some path the other does, and neither is
-// more specific (each has a literal where the other has a wildcard).
-func conflicts(a, b route) bool {
-	if a.method != b.method {
-		return false
-	}
-	sa, sb := segments(a.path), segments(b.path)
-	if len(sa) != len(sb) {
-		return false
-	}
-	aLit, bLit := false, false
-	for k := range sa {
-		wa, wb := isWildcard(sa[k]), isWildcard(sb[k])
-		switch {
-		case !wa && !wb && sa[k] != sb[k]:
-			return false
-		case !wa && wb:
-			aLit = true
-		case wa && !wb:
-			bLit = true
-		}
-	}
-	return aLit && bLit
-}
-
-// mergedPath is the members' common template with every segment where they
-// differ replaced by a wildcard.
-func mergedPath(members []route) string {
-	segs := segments(members[0].path)
-	out := slices.Clone(segs)
-	for k := range segs {
-		for _, m := range members[1:] {
-			if segments(m.path)[k] != segs[k] {
-				out[k] = fmt.Sprintf("{seg%d}", k)
-				break
-			}
-		}
-	}
-	return "/" + strings.Join(out, "/")
-}
-
-// dispatch serves a group: the first member whose template matches the path,
-// with its wildcards set as path values.
-func (s *Server) dispatch(members []route) http.Handler {
-	handlers := make([]http.Handler, len(members))
-	for i, m := range members {
-		handlers[i] = s.wrap(m)
-	}
-	if len(members) == 1 {
-		return handlers[0]
-	}
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		// Split the escaped path, as ServeMux does, so that an encoded "/"
-		// stays inside its segment (and is refused by the id check).
-		got := segments(r.URL.EscapedPath())
-		for i, m := range members {
-			tmpl := segments(m.path)
-			if len(tmpl) != len(got) {
-				continue
-			}
-			vals := map[string]string{}
-			match := true
-			for k, seg := range tmpl {
-				if isWildcard(seg) {
-					v, err := url.PathUnescape(got[k])
-					if err != nil {
-						v = got[k]
-					}
-					vals[strings.Trim(seg, "{}")] = v
-				} else if seg != got[k] {
-					match = false
-					break
-				}
-			}
-			if match {
-				for k, v := range vals {
-					r.SetPathValue(k, v)
-				}
-				handlers[i].ServeHTTP(w, r)
-				return
-			}
-		}
-		s.fail(w, r, errorf(http.StatusNotFound, "no route for %s %s; the API is described at /api/v1/openapi.json", r.Method, r.URL.Path))
-	})
-}
-
-// wrap applies a route's own middleware: authentication, the body limit, and
-// turning the handler's error into an envelope.
-func (s *Server) wrap(rt route) http.Handler {
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if !rt.public {
-			p, err := s.authenticate(r)
-			if err != nil {
-				s.fail(w, r, err)
-				return
-			}
-			r = r.WithContext(context.WithValue(r.Context(), principalKey{}, p))
-		}
-		if rt.method != http.MethodGet {
-			// Only GET routes take query parameters; a parameter anywhere else
-			// is a client mistake worth a clear 400, not silence.
-			if _, err := parseQuery(r.URL.RawQuery); err != nil {
-				s.fail(w, r, err)
-				return
-			}
-		}
-		limit := s.maxBody
-		if rt.maxBody > 0 {
-			limit = rt.maxBody
-		}
-		r.Body = http.MaxBytesReader(w, r.Body, limit)
-		if err := rt.h(w, r); err != nil {
-			s.fail(w, r, err)
-		}
-	})
-}
-
-// outer is the middleware around the mux: request id, access log, panic
-// recovery, path checks, and envelopes for unmatched routes.
-func (s *Server) outer(mux *http.ServeMux) http.Handler {
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		start := time.Now()
-		reqID := newRequestID()
-		r = r.WithContext(context.WithValue(r.Context(), requestIDKey{}, reqID))
-		rec := &recorder{ResponseWriter: w}
-		rec.Header().Set("X-Request-Id", reqID)
-		defer func() {
-			if v := recover(); v != nil {
-				if v == http.ErrAbortHandler {
-					panic(v)
-				}
-				// Last resort: a handler bug must cost one request, not the
-				// process, and the client still gets an envelope.
-				s.log.LogAttrs(r.Context(), slog.LevelError, "panic serving request",
-					slog.String("request_id", reqID), slog.String("method", r.Method),
-					slog.String("path", r.URL.Path), slog.Any("panic", v), slog.String("stack", string(debug.Stack())))
-				if !rec.wrote {
-					s.fail(rec, r, &apiError{status: http.StatusInternalServerError, msg: "internal error", cause: fmt.Errorf("panic: %v", v)})
-				}
-			}
-			s.log.LogAttrs(r.Context(), slog.LevelInfo, "http request",
-				slog.String("request_id", reqID), slog.String("method", r.Method), slog.String("path", r.URL.Path),
-				slog.Int("status", rec.statusCode()), slog.Int64("duration_ms", time.Since(start).Milliseconds()))
-		}()
-		if err := checkPath(r.URL.Path); err != nil {
-			s.fail(rec, r, err)
-			return
-		}
-		if _, pattern := mux.Handler(r); pattern == "" {
-			if s.ui != nil && isUIPath(r.URL.Path) {
-				s.ui.ServeHTTP(rec, r)
-				return
-			}
-			s.unmatched(rec, r, mux)
-			return
-		}
-		mux.ServeHTTP(rec, r)
-	})
-}
-
-// unmatched answers a request no route matches with an envelope, keeping
-// ServeMux's decision between 404 and 405 (and its Allow header).
-func (s *Server) unmatched(w http.ResponseWriter, r *http.Request, mux *http.ServeMux) {
-	h, _ := mux.Handler(r)
-	probe := &probeWriter{header: http.Header{}}
-	h.ServeHTTP(probe, r)
-	if probe.status == http.StatusMethodNotAllowed {
-		s.fail(w, r, &apiError{
-			status: http.StatusMethodNotAllowed,
-			msg:    fmt.Sprintf("method %s is not allowed on %s; allowed: %s", r.Method, r.URL.Path, probe.header.Get("Allow")),
-			header: http.Header{"Allow": probe.header.Values("Allow")},
-		})
-		return
-	}
-	s.fail(w, r, errorf(http.StatusNotFound, "no route for %s %s; the API is described at /api/v1/openapi.json", r.Method, r.URL.Path))
-}
-
-// checkPath refuses paths that are not canonical. ServeMux would answer them
-// with a redirect to the cleaned path; a client sending "..", "//" or a NUL is
-// probing or broken, and a clear 400 serves both better.
-func checkPath(p string) error {
-	if strings.ContainsRune(p, 0) {
-		return errorf(http.StatusBadRequest, "path: contains a NUL byte")
-	}
-	if !strings.HasPrefix(p, "/") {
-		return errorf(http.StatusBadRequest, "path: must start with /")
-	}
-	for i, seg := range strings.Split(p[1:], "/") {
-		last := i == strings.Count(p, "/")-1
-		switch {
-		case seg == "." || seg == "..":
-			return errorf(http.StatusBadRequest, "path: %q segments are not allowed", seg)
-		case seg == "" && !last:
-			return errorf(http.StatusBadRequest, "path: empty segment (\"//\") is not allowed")
-		}
-	}
-	return nil
-}
-
-// recorder remembers the status for the access log and whether anything was
-// written, so the panic handler does not write a second response.
-type recorder struct {
-	http.ResponseWriter
-	status int
-	wrote  bool
-}
-
-func (r *recorder) WriteHeader(code int) {
-	if !r.wrote {
-		r.status, r.wrote = code, true
-	}
-	r.ResponseWriter.WriteHeader(code)
-}
-
-func (r *recorder) Write(b []byte) (int, error) {
-	if !r.wrote {
-		r.status, r.wrote = http.StatusOK, true
-	}
-	return r.ResponseWriter.Write(b)
-}
-
-// Unwrap lets http.ResponseController reach the connection (flushing).
-func (r *recorder) Unwrap() http.ResponseWriter { return r.ResponseWriter }
-
-func (r *recorder) statusCode() int {
-	if !r.wrote {
-		return http.StatusOK
-	}
-	return r.status
-}
-
-// probeWriter captures what ServeMux's own 404/405 handler would send.
-type probeWriter struct {
-	header http.Header
-	status int
-}
-
-func (p *probeWriter) Header() http.Header { return p.header }
-func (p *probeWriter) WriteHeader(code int) {
-	if p.status == 0 {
-		p.status = code
-	}
-}
-func (p *probeWriter) Write(b []byte) (int, error) {
-	if p.status == 0 {
-		p.status = http.StatusOK
-	}
-	return len(b), nil
-}
-
-type requestIDKey struct{}
-
-// newRequestID returns 16 hex characters identifying a request in the logs
-// and in 500 messages.
-func newRequestID() string {
-	var b [8]byte
-	_, _ = rand.Read(b[:])
-	return hex.EncodeToString(b[:])
-}
-
-func requestIDFrom(ctx context.Context) string {
-	id, _ := ctx.Value(requestIDKey{}).(string)
-	return id
+		{Method: "POST", Path: "/api/v1/credentials", H: s.createCredential},
+		{Method: "GET", Path: "/api/v1/credentials", H: s.listCredentials},
+		{Method: "GET", Path: "/api/v1/credentials/{credentialId}", H: s.getCredential},
+		{Method: "PUT", Path: "/api/v1/credentials/{credentialId}", H: s.updateCredential},
+		{Method: "DELETE", Path: "/api/v1/credentials/{credentialId}", H: s.deleteCredential},
+	}, s.imageAPI.Routes()...)
 }
 
 // healthz says the process serves; it touches nothing else.
@@ -680,7 +294,7 @@ func (s *Server) healthz(w http.ResponseWriter, r *http.Request) error {
 // me describes the caller: the web UI shows who is signed in and offers
 // admin-only controls to admins.
 func (s *Server) me(w http.ResponseWriter, r *http.Request) error {
-	p := principalFrom(r.Context())
+	p := apikit.PrincipalFrom(r.Context())
 	s.ok(w, http.StatusOK, map[string]string{"subject": p.Subject, "role": p.Role, "tokenId": p.TokenID})
 	return nil
 }
@@ -694,7 +308,7 @@ func (s *Server) readyz(w http.ResponseWriter, r *http.Request) error {
 		if errors.Is(r.Context().Err(), context.Canceled) {
 			return r.Context().Err()
 		}
-		return &apiError{status: http.StatusServiceUnavailable, msg: "not ready: the database is unreachable", cause: err}
+		return &apikit.Error{Status: http.StatusServiceUnavailable, Msg: "not ready: the database is unreachable", Cause: err}
 	}
 	s.ok(w, http.StatusOK, map[string]string{"status": "ready"})
 	return nil

@@ -7,6 +7,7 @@ import (
 	"net/http"
 
 	"github.com/runnel-ci/runnel"
+	"github.com/runnel-ci/runnel/internal/apikit"
 	"github.com/runnel-ci/runnel/internal/check"
 	"github.com/runnel-ci/runnel/internal/pipeline"
 	"github.com/runnel-ci/runnel/internal/spec"
@@ -37,10 +38,10 @@ func (b *specBody) source() (data []byte, text bool, err error) {
 		return bytes.TrimSpace(b.Spec), false, nil
 	}
 	if !isNull(b.Spec) {
-		return nil, true, errorf(http.StatusBadRequest, "body: send the definition either as spec (an object) or as text (as written), not both")
+		return nil, true, apikit.Errorf(http.StatusBadRequest, "body: send the definition either as spec (an object) or as text (as written), not both")
 	}
 	if len(*b.Text) > spec.MaxFileSize {
-		return nil, true, errorf(http.StatusBadRequest, "body.text: %d bytes; definitions are limited to %d MiB", len(*b.Text), spec.MaxFileSize>>20)
+		return nil, true, apikit.Errorf(http.StatusBadRequest, "body.text: %d bytes; definitions are limited to %d MiB", len(*b.Text), spec.MaxFileSize>>20)
 	}
 	return []byte(*b.Text), true, nil
 }
@@ -59,17 +60,17 @@ func isNull(raw json.RawMessage) bool           { return pipeline.IsNull(raw) }
 func checkSpecObject(raw json.RawMessage) error { return pipeline.CheckSpecObject(raw) }
 
 func (s *Server) getSpec(w http.ResponseWriter, r *http.Request) error {
-	q, err := parseQuery(r.URL.RawQuery, "version", "render")
+	q, err := apikit.ParseQuery(r.URL.RawQuery, "version", "render")
 	if err != nil {
 		return err
 	}
-	version, err := q.intParam("version", 0, 1, 1<<31-1)
+	version, err := q.Int("version", 0, 1, 1<<31-1)
 	if err != nil {
 		return err
 	}
-	render := q.has("render")
+	render := q.Has("render")
 	if render {
-		if err := check.Enum("query parameter render", q.str("render"), "text"); err != nil {
+		if err := check.Enum("query parameter render", q.Str("render"), "text"); err != nil {
 			return err
 		}
 	}
@@ -96,12 +97,12 @@ func (s *Server) validateSpec(w http.ResponseWriter, r *http.Request) error {
 	if _, err := pathID(r, pipelineID); err != nil {
 		return err
 	}
-	data, err := readBody(r, s.maxBody)
+	data, err := apikit.ReadBody(r, s.maxBody)
 	if err != nil {
 		return err
 	}
 	var b specBody
-	if _, err := decodeJSON(data, &b, decodeOptions{rejected: specRejected}); err != nil {
+	if _, err := apikit.Decode(data, &b, apikit.DecodeOptions{Rejected: specRejected}); err != nil {
 		return err
 	}
 	if _, err := checkFormat(b.Format); err != nil {
@@ -123,12 +124,12 @@ func (s *Server) saveSpec(w http.ResponseWriter, r *http.Request) error {
 	if _, err := pathID(r, pipelineID); err != nil {
 		return err
 	}
-	data, err := readBody(r, s.maxBody)
+	data, err := apikit.ReadBody(r, s.maxBody)
 	if err != nil {
 		return err
 	}
 	var b saveBody
-	if _, err := decodeJSON(data, &b, decodeOptions{rejected: specRejected}); err != nil {
+	if _, err := apikit.Decode(data, &b, apikit.DecodeOptions{Rejected: specRejected}); err != nil {
 		return err
 	}
 	req := &pipeline.SaveRequest{Spec: b.Spec, Text: b.Text, Format: b.Format, ExpectedHeadCommitSHA: b.ExpectedHeadCommitSHA,
@@ -145,7 +146,7 @@ func (s *Server) saveSpec(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	saved, err := s.pipelines.SaveSpec(r.Context(), p, req, format, def, principalFrom(r.Context()).Subject)
+	saved, err := s.pipelines.SaveSpec(r.Context(), p, req, format, def, apikit.PrincipalFrom(r.Context()).Subject)
 	if err != nil {
 		return err
 	}

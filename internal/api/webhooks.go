@@ -2,8 +2,8 @@ package api
 
 import (
 	"net/http"
-	"strings"
 
+	"github.com/runnel-ci/runnel/internal/apikit"
 	"github.com/runnel-ci/runnel/internal/trigger/webhook"
 )
 
@@ -58,7 +58,7 @@ func (s *Server) receiveWebhook(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	body, err := readBody(r, maxWebhookBody)
+	body, err := apikit.ReadBody(r, maxWebhookBody)
 	if err != nil {
 		return err
 	}
@@ -94,26 +94,10 @@ func (s *Server) rotateWebhookSecret(w http.ResponseWriter, r *http.Request) err
 		return err
 	}
 	urls := map[string]string{}
-	base := s.externalBase(r)
+	base := apikit.ExternalBase(r, s.externalURL)
 	for _, prov := range webhook.Providers {
 		urls[prov] = base + "/api/v1/webhooks/" + prov + "/" + id
 	}
 	s.ok(w, http.StatusOK, webhookSecretJSON{PipelineID: id, Secret: secret, URLs: urls, UpdatedAt: isoTime(updated.UpdatedAt)})
 	return nil
-}
-
-// externalBase is the server's URL as forges reach it: Config.ExternalURL,
-// else the request's scheme (X-Forwarded-Proto behind a proxy) and Host.
-func (s *Server) externalBase(r *http.Request) string {
-	if s.externalURL != "" {
-		return strings.TrimRight(s.externalURL, "/")
-	}
-	scheme := "http"
-	if r.TLS != nil {
-		scheme = "https"
-	}
-	if p := strings.TrimSpace(strings.Split(r.Header.Get("X-Forwarded-Proto"), ",")[0]); p == "http" || p == "https" {
-		scheme = p
-	}
-	return scheme + "://" + r.Host
 }

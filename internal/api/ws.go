@@ -5,6 +5,7 @@ import (
 	"slices"
 	"strings"
 
+	"github.com/runnel-ci/runnel/internal/apikit"
 	"github.com/runnel-ci/runnel/internal/wsgateway"
 )
 
@@ -22,7 +23,7 @@ func (s *Server) websocketHandler(w http.ResponseWriter, r *http.Request) error 
 			}
 		}
 		if r.Header.Get("Authorization") != "" && !slices.Contains(offered, wsgateway.Protocol) {
-			return errorf(http.StatusBadRequest, "header Sec-WebSocket-Protocol: a token sent as bearer.<token> needs the protocol %q too", wsgateway.Protocol)
+			return apikit.Errorf(http.StatusBadRequest, "header Sec-WebSocket-Protocol: a token sent as bearer.<token> needs the protocol %q too", wsgateway.Protocol)
 		}
 	}
 	p, err := s.authenticate(r)
@@ -30,11 +31,11 @@ func (s *Server) websocketHandler(w http.ResponseWriter, r *http.Request) error 
 		return err
 	}
 	if !strings.EqualFold(r.Header.Get("Upgrade"), "websocket") {
-		return &apiError{status: http.StatusUpgradeRequired, header: http.Header{"Upgrade": {"websocket"}},
-			msg: "this endpoint is a WebSocket: send a WebSocket handshake (Upgrade: websocket)"}
+		return &apikit.Error{Status: http.StatusUpgradeRequired, Header: http.Header{"Upgrade": {"websocket"}},
+			Msg: "this endpoint is a WebSocket: send a WebSocket handshake (Upgrade: websocket)"}
 	}
 	if s.gateway == nil {
-		return errorf(http.StatusServiceUnavailable, "live events are not available on this server")
+		return apikit.Errorf(http.StatusServiceUnavailable, "live events are not available on this server")
 	}
 	s.gateway.Serve(w, r, p.Subject)
 	return nil

@@ -16,6 +16,15 @@ const TimeLayout = "2006-01-02T15:04:05.000Z07:00"
 // Time writes t in TimeLayout.
 func Time(t time.Time) string { return t.UTC().Format(TimeLayout) }
 
+// TimePtr is Time of *t, or nil (JSON null) for a nil or zero time.
+func TimePtr(t *time.Time) *string {
+	if t == nil || t.IsZero() {
+		return nil
+	}
+	s := Time(*t)
+	return &s
+}
+
 // LogLine is a stored log line as the API and the gateway send it.
 type LogLine struct {
 	Seq     int64  `json:"seq"`

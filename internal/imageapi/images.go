@@ -1,13 +1,12 @@
-package api
-
-// The image build service (seed 002) behind two APIs: the seed's own
-// (/v1/repositories, /v1/builds: snake_case bodies exactly as the seed shows
-// them, no envelope, errors as {"errors":[…]}) and Runnel's
-// (/api/v1/image-repositories, /api/v1/image-builds: the same names in
-// camelCase, with the envelope). Both share the handlers' logic below; only
+// Package imageapi serves the image build service (seed 002) in two API
+// dialects: the seed's own (/v1/repositories, /v1/builds: snake_case bodies
+// exactly as the seed shows them, no envelope, errors as {"errors":[…]}) and
+// Runnel's (/api/v1/image-repositories, /api/v1/image-builds: the same names
+// in camelCase, with the envelope). Both share the handlers' logic below; only
 // the mapping of names differs: request bodies are decoded by one strict
 // decoder told which naming to use, and answers are built once in the
 // seed's names and renamed key by key for Runnel's API.
+package imageapi
 
 import (
 	"bytes"
@@ -23,13 +22,15 @@ import (
 	"time"
 
 	"github.com/runnel-ci/runnel"
+	"github.com/runnel-ci/runnel/internal/apikit"
 	"github.com/runnel-ci/runnel/internal/imagebuild"
 	"github.com/runnel-ci/runnel/internal/store"
 	"github.com/runnel-ci/runnel/internal/trigger/webhook"
+	"github.com/runnel-ci/runnel/internal/wire"
 )
 
-// ImageService is the image build service (package imagebuild implements it).
-type ImageService interface {
+// Service is the image build service (package imagebuild implements it).
+type Service interface {
 	Registry() string
 	CreateRepository(ctx context.Context, in imagebuild.RepositoryInput) (*store.ImageRepository, error)
 	GetRepository(ctx context.Context, namespace, name string) (*store.ImageRepository, error)
@@ -247,7 +248,7 @@ func toRepositoryJSON(r *store.ImageRepository) repositoryJSON {
 	out := repositoryJSON{
 		Namespace: r.Namespace, LogoFile: defaultLogo, RepoPath: full, RepoName: r.Name,
 		Description: r.Description, FullDescription: r.FullDescription, CreatedBy: r.CreatedBy,
-		CreatedAt: isoTime(r.CreatedAt), UpdatedAt: isoTime(r.UpdatedAt), IsPublic: r.IsPublic,
+		CreatedAt: wire.Time(r.CreatedAt), UpdatedAt: wire.Time(r.UpdatedAt), IsPublic: r.IsPublic,
 		PipelineID: r.PipelineID, BuildConfig: toBuildConfigJSON(r),
 	}
 	for _, c := range r.TagConfigs {
@@ -289,7 +290,7 @@ func toBuildJSON(b *imagebuild.Build, registry string) buildJSON {
 		repoURL = imagebuild.ShownCloneURL(src)
 	}
 	return buildJSON{
-		BuildID: b.ID, CreatedAt: isoTime(b.CreatedAt), StartedAt: isoPtr(b.StartedAt), EndedAt: isoPtr(b.EndedAt),
+		BuildID: b.ID, CreatedAt: wire.Time(b.CreatedAt), StartedAt: wire.TimePtr(b.StartedAt), EndedAt: wire.TimePtr(b.EndedAt),
 		CodeHeadCommit: strOrNil(b.Commit), CodeRepoClient: src.Client, CodeRepoPath: imagebuild.RepoPath(src),
 		CodeRepoType: b.CodeRepoType, CodeRepoTypeValue: b.CodeRepoTypeValue, CreatedBy: b.CreatedBy, Detail: b.Detail,
 		ImageID: strOrNil(b.ImageID), DockerRepoPath: r.Namespace + "/" + r.Name, DockerRepoTag: b.DockerRepoTag,
@@ -403,12 +404,12 @@ func joinPath(parent, key string) string {
 	return parent + "." + key
 }
 
-func badField(path, format string, args ...any) *apiError {
+func badField(path, format string, args ...any) *apikit.Error {
 	where := path
 	if where == "" {
 		where = "body"
 	}
-	return &apiError{status: http.StatusBadRequest, msg: where + ": " + fmt.Sprintf(format, args...), field: path}
+	return &apikit.Error{Status: http.StatusBadRequest, Msg: where + ": " + fmt.Sprintf(format, args...), Field: path}
 }
 
 // rawKind names the JSON value raw holds.
@@ -444,12 +445,12 @@ func (d strictDecoder) decode(raw json.RawMessage, v reflect.Value, path string)
 		if raw[0] != '{' {
 			return badField(path, "must be an object, got %s", rawKind(raw))
 		}
-		fields := fieldsOf(v.Type())
-		names := make([]string, 0, len(fields.names))
+		fields := apikit.FieldsOf(v.Type())
+		names := make([]string, 0, len(fields.Names))
 		index := map[string][]int{}
-		for _, n := range fields.names {
+		for _, n := range fields.Names {
 			names = append(names, d.name(n))
-			index[d.name(n)] = fields.index[n]
+			index[d.name(n)] = fields.Index[n]
 		}
 		dec := json.NewDecoder(bytes.NewReader(raw))
 		dec.UseNumber()
@@ -470,7 +471,7 @@ func (d strictDecoder) decode(raw json.RawMessage, v reflect.Value, path string)
 			fp := joinPath(path, key)
 			i, ok := index[key]
 			if !ok {
-				if m := closest(key, names); m != "" {
+				if m := apikit.Closest(key, names); m != "" {
 					return badField(fp, "unknown field; did you mean %s?", m)
 				}
 				return badField(fp, "unknown field; accepted: %s", strings.Join(names, ", "))
@@ -511,7 +512,7 @@ func (d strictDecoder) decode(raw json.RawMessage, v reflect.Value, path string)
 	if err := json.Unmarshal(raw, v.Addr().Interface()); err != nil {
 		var te *json.UnmarshalTypeError
 		if errors.As(err, &te) {
-			return badField(path, "must be %s, got %s", describeType(v.Type()), rawKind(raw))
+			return badField(path, "must be %s, got %s", apikit.DescribeType(v.Type()), rawKind(raw))
 		}
 		return badField(path, "%s", strings.TrimPrefix(err.Error(), "json: "))
 	}
@@ -519,20 +520,20 @@ func (d strictDecoder) decode(raw json.RawMessage, v reflect.Value, path string)
 }
 
 // decodeImageBody reads and strictly decodes the request body into dst.
-func (s *Server) decodeImageBody(r *http.Request, dst any, native bool) error {
-	data, err := readBody(r, s.maxBody)
+func (a *API) decodeImageBody(r *http.Request, dst any, native bool) error {
+	data, err := apikit.ReadBody(r, a.MaxBody)
 	if err != nil {
 		return err
 	}
 	data = bytes.TrimSpace(data)
 	if len(data) == 0 {
-		return errorf(http.StatusBadRequest, "body: empty; send a JSON object")
+		return apikit.Errorf(http.StatusBadRequest, "body: empty; send a JSON object")
 	}
 	if !json.Valid(data) {
-		return syntaxError(data, errors.New("invalid JSON"))
+		return apikit.SyntaxError(data, errors.New("invalid JSON"))
 	}
 	if data[0] != '{' {
-		return errorf(http.StatusBadRequest, "body: must be a JSON object, got %s", rawKind(data))
+		return apikit.Errorf(http.StatusBadRequest, "body: must be a JSON object, got %s", rawKind(data))
 	}
 	root := ""
 	if native {
@@ -544,11 +545,11 @@ func (s *Server) decodeImageBody(r *http.Request, dst any, native bool) error {
 // ---- shared logic ----
 
 // imageService returns the service, or a 503 when the server has none.
-func (s *Server) imageService() (ImageService, error) {
-	if s.images == nil {
-		return nil, errorf(http.StatusServiceUnavailable, "image builds are not enabled on this server: start it with the image build service (--registry HOST[:PORT])")
+func (a *API) imageService() (Service, error) {
+	if a.Images == nil {
+		return nil, apikit.Errorf(http.StatusServiceUnavailable, "image builds are not enabled on this server: start it with the image build service (--registry HOST[:PORT])")
 	}
-	return s.images, nil
+	return a.Images, nil
 }
 
 // nativeErr renames the seed's field paths in a service error for
@@ -556,7 +557,7 @@ func (s *Server) imageService() (ImageService, error) {
 func nativeErr(err error) error {
 	var fe *imagebuild.FieldError
 	if errors.As(err, &fe) && fe.Field != "" {
-		return &apiError{status: http.StatusBadRequest, msg: "body." + camelPath(fe.Field) + ": " + fe.Msg, field: fe.Field}
+		return &apikit.Error{Status: http.StatusBadRequest, Msg: "body." + camelPath(fe.Field) + ": " + fe.Msg, Field: fe.Field}
 	}
 	return err
 }
@@ -581,15 +582,15 @@ func checkNames(nsField, ns, repoField string, repo *string) error {
 func asParam(err error, kind string) error {
 	var fe *imagebuild.FieldError
 	if errors.As(err, &fe) {
-		return &apiError{status: http.StatusBadRequest, msg: kind + " " + fe.Field + ": " + fe.Msg, field: fe.Field}
+		return &apikit.Error{Status: http.StatusBadRequest, Msg: kind + " " + fe.Field + ": " + fe.Msg, Field: fe.Field}
 	}
 	return err
 }
 
 // createRepository is POST /v1/repositories/{namespace} and POST
 // /api/v1/image-repositories.
-func (s *Server) createRepository(r *http.Request, ns string, b *repositoryBody) (*store.ImageRepository, error) {
-	svc, err := s.imageService()
+func (a *API) createRepository(r *http.Request, ns string, b *repositoryBody) (*store.ImageRepository, error) {
+	svc, err := a.imageService()
 	if err != nil {
 		return nil, err
 	}
@@ -605,32 +606,32 @@ func (s *Server) createRepository(r *http.Request, ns string, b *repositoryBody)
 			Host: bc.CodeRepoHost, CloneURL: bc.CodeRepoCloneURL, CredentialID: bc.CodeRepoCredential,
 		},
 		TagConfigs: tagConfigInputs(bc.TagConfigs),
-		CreatedBy:  principalFrom(r.Context()).Subject,
+		CreatedBy:  apikit.PrincipalFrom(r.Context()).Subject,
 	})
 	if errors.Is(err, runnel.ErrConflict) {
 		if _, gerr := svc.GetRepository(r.Context(), ns, b.RepoName); gerr == nil {
-			return nil, &apiError{status: http.StatusConflict, msg: domainMsg(err), code: "resource_already_exist", field: "repo_name"}
+			return nil, &apikit.Error{Status: http.StatusConflict, Msg: apikit.DomainMsg(err), Code: "resource_already_exist", Field: "repo_name"}
 		}
 	}
 	return repo, err
 }
 
-func (s *Server) updateBuildConfig(r *http.Request, ns, name string, b *buildConfigUpdateBody) (*store.ImageRepository, error) {
-	svc, err := s.imageService()
+func (a *API) updateBuildConfig(r *http.Request, ns, name string, b *buildConfigUpdateBody) (*store.ImageRepository, error) {
+	svc, err := a.imageService()
 	if err != nil {
 		return nil, err
 	}
 	return svc.UpdateBuildConfig(r.Context(), ns, name, b.BuildNode, tagConfigInputs(b.TagConfigs))
 }
 
-func (s *Server) triggerBuild(r *http.Request, b *buildTriggerBody) (*imagebuild.Build, error) {
-	svc, err := s.imageService()
+func (a *API) triggerBuild(r *http.Request, b *buildTriggerBody) (*imagebuild.Build, error) {
+	svc, err := a.imageService()
 	if err != nil {
 		return nil, err
 	}
 	return svc.TriggerBuild(r.Context(), imagebuild.BuildRequest{
 		Namespace: b.Namespace, RepoName: b.RepoName, Tag: b.Tag, Commit: b.CodeCommitID,
-		By: principalFrom(r.Context()).Subject,
+		By: apikit.PrincipalFrom(r.Context()).Subject,
 	})
 }
 
@@ -638,18 +639,18 @@ func (s *Server) triggerBuild(r *http.Request, b *buildTriggerBody) (*imagebuild
 // like one names no build.
 func buildID(r *http.Request, param string) (string, error) {
 	id := r.PathValue(param)
-	if !idPattern().MatchString(id) || !strings.HasPrefix(id, runID.prefix) {
-		return "", errorf(http.StatusNotFound, "build %s not found", id)
+	if !apikit.IsID(id, "run_") {
+		return "", apikit.Errorf(http.StatusNotFound, "build %s not found", id)
 	}
 	return id, nil
 }
 
-func (s *Server) getBuild(r *http.Request, param string) (*imagebuild.Build, error) {
-	svc, err := s.imageService()
+func (a *API) getBuild(r *http.Request, param string) (*imagebuild.Build, error) {
+	svc, err := a.imageService()
 	if err != nil {
 		return nil, err
 	}
-	if _, err := parseQuery(r.URL.RawQuery); err != nil {
+	if _, err := apikit.ParseQuery(r.URL.RawQuery); err != nil {
 		return nil, err
 	}
 	id, err := buildID(r, param)
@@ -667,8 +668,8 @@ type buildLogLine struct {
 
 // buildLogs returns a build's log lines within [start, end] (zero: no
 // bound), every step's in order.
-func (s *Server) buildLogs(r *http.Request, param string, start, end time.Time) ([]buildLogLine, error) {
-	svc, err := s.imageService()
+func (a *API) buildLogs(r *http.Request, param string, start, end time.Time) ([]buildLogLine, error) {
+	svc, err := a.imageService()
 	if err != nil {
 		return nil, err
 	}
@@ -702,8 +703,8 @@ func logWindow(start, end int64) (time.Time, time.Time) {
 
 // ---- the seed's API ----
 
-func (s *Server) seedCreateRepository(w http.ResponseWriter, r *http.Request) error {
-	if _, err := s.imageService(); err != nil {
+func (a *API) seedCreateRepository(w http.ResponseWriter, r *http.Request) error {
+	if _, err := a.imageService(); err != nil {
 		return err
 	}
 	ns := r.PathValue("namespace")
@@ -711,14 +712,14 @@ func (s *Server) seedCreateRepository(w http.ResponseWriter, r *http.Request) er
 		return err
 	}
 	var b repositoryBody
-	if err := s.decodeImageBody(r, &b, false); err != nil {
+	if err := a.decodeImageBody(r, &b, false); err != nil {
 		return err
 	}
-	repo, err := s.createRepository(r, ns, &b)
+	repo, err := a.createRepository(r, ns, &b)
 	if err != nil {
 		return err
 	}
-	writeJSON(w, http.StatusCreated, toRepositoryJSON(repo))
+	apikit.WriteJSON(w, http.StatusCreated, toRepositoryJSON(repo))
 	return nil
 }
 
@@ -728,12 +729,12 @@ func seedRepoPath(r *http.Request) (string, string, error) {
 	return ns, name, checkNames("namespace", ns, "repo_name", &name)
 }
 
-func (s *Server) seedGetRepository(w http.ResponseWriter, r *http.Request) error {
-	svc, err := s.imageService()
+func (a *API) seedGetRepository(w http.ResponseWriter, r *http.Request) error {
+	svc, err := a.imageService()
 	if err != nil {
 		return err
 	}
-	if _, err := parseQuery(r.URL.RawQuery); err != nil {
+	if _, err := apikit.ParseQuery(r.URL.RawQuery); err != nil {
 		return err
 	}
 	ns, name, err := seedRepoPath(r)
@@ -744,12 +745,12 @@ func (s *Server) seedGetRepository(w http.ResponseWriter, r *http.Request) error
 	if err != nil {
 		return err
 	}
-	writeJSON(w, http.StatusOK, toRepositoryJSON(repo))
+	apikit.WriteJSON(w, http.StatusOK, toRepositoryJSON(repo))
 	return nil
 }
 
-func (s *Server) seedDeleteRepository(w http.ResponseWriter, r *http.Request) error {
-	svc, err := s.imageService()
+func (a *API) seedDeleteRepository(w http.ResponseWriter, r *http.Request) error {
+	svc, err := a.imageService()
 	if err != nil {
 		return err
 	}
@@ -764,8 +765,8 @@ func (s *Server) seedDeleteRepository(w http.ResponseWriter, r *http.Request) er
 	return nil
 }
 
-func (s *Server) seedUpdateBuildConfig(w http.ResponseWriter, r *http.Request) error {
-	if _, err := s.imageService(); err != nil {
+func (a *API) seedUpdateBuildConfig(w http.ResponseWriter, r *http.Request) error {
+	if _, err := a.imageService(); err != nil {
 		return err
 	}
 	ns, name, err := seedRepoPath(r)
@@ -773,36 +774,36 @@ func (s *Server) seedUpdateBuildConfig(w http.ResponseWriter, r *http.Request) e
 		return err
 	}
 	var b buildConfigUpdateBody
-	if err := s.decodeImageBody(r, &b, false); err != nil {
+	if err := a.decodeImageBody(r, &b, false); err != nil {
 		return err
 	}
-	repo, err := s.updateBuildConfig(r, ns, name, &b)
+	repo, err := a.updateBuildConfig(r, ns, name, &b)
 	if err != nil {
 		return err
 	}
-	writeJSON(w, http.StatusOK, toBuildConfigJSON(repo))
+	apikit.WriteJSON(w, http.StatusOK, toBuildConfigJSON(repo))
 	return nil
 }
 
-func (s *Server) seedListBuilds(w http.ResponseWriter, r *http.Request) error {
-	svc, err := s.imageService()
+func (a *API) seedListBuilds(w http.ResponseWriter, r *http.Request) error {
+	svc, err := a.imageService()
 	if err != nil {
 		return err
 	}
-	q, err := parseQuery(r.URL.RawQuery, "namespace", "page", "repo_name")
+	q, err := apikit.ParseQuery(r.URL.RawQuery, "namespace", "page", "repo_name")
 	if err != nil {
 		return err
 	}
 	pg := 1
-	if q.has("page") {
-		n, err := strconv.Atoi(q.str("page"))
-		if err != nil || n < 1 || n > maxPage {
-			return &apiError{status: http.StatusBadRequest, field: "page",
-				msg: fmt.Sprintf("page: must be a positive integer (at most %d), got %q", maxPage, q.str("page"))}
+	if q.Has("page") {
+		n, err := strconv.Atoi(q.Str("page"))
+		if err != nil || n < 1 || n > apikit.MaxPage {
+			return &apikit.Error{Status: http.StatusBadRequest, Field: "page",
+				Msg: fmt.Sprintf("page: must be a positive integer (at most %d), got %q", apikit.MaxPage, q.Str("page"))}
 		}
 		pg = n
 	}
-	ns, repo := q.str("namespace"), q.str("repo_name")
+	ns, repo := q.Str("namespace"), q.Str("repo_name")
 	builds, count, err := svc.ListBuilds(r.Context(), store.ImageBuildFilter{
 		Namespace: ns, RepoName: repo, Offset: (pg - 1) * seedPageSize, Limit: seedPageSize,
 	})
@@ -811,8 +812,8 @@ func (s *Server) seedListBuilds(w http.ResponseWriter, r *http.Request) error {
 	}
 	pages := (count + seedPageSize - 1) / seedPageSize
 	if pg > max(pages, 1) {
-		return &apiError{status: http.StatusNotFound, field: "page",
-			msg: fmt.Sprintf("page %d is out of range: there are %d pages of builds", pg, pages)}
+		return &apikit.Error{Status: http.StatusNotFound, Field: "page",
+			Msg: fmt.Sprintf("page %d is out of range: there are %d pages of builds", pg, pages)}
 	}
 	link := func(n int) *string {
 		v := url.Values{}
@@ -823,7 +824,7 @@ func (s *Server) seedListBuilds(w http.ResponseWriter, r *http.Request) error {
 			v.Set("repo_name", repo)
 		}
 		v.Set("page", strconv.Itoa(n))
-		u := s.externalBase(r) + "/v1/builds?" + v.Encode()
+		u := apikit.ExternalBase(r, a.ExternalURL) + "/v1/builds?" + v.Encode()
 		return &u
 	}
 	out := seedBuildPage{Count: count, Results: make([]buildJSON, 0, len(builds))}
@@ -837,51 +838,51 @@ func (s *Server) seedListBuilds(w http.ResponseWriter, r *http.Request) error {
 	for _, b := range builds {
 		out.Results = append(out.Results, toBuildJSON(b, reg))
 	}
-	writeJSON(w, http.StatusOK, out)
+	apikit.WriteJSON(w, http.StatusOK, out)
 	return nil
 }
 
-func (s *Server) seedTriggerBuild(w http.ResponseWriter, r *http.Request) error {
-	svc, err := s.imageService()
+func (a *API) seedTriggerBuild(w http.ResponseWriter, r *http.Request) error {
+	svc, err := a.imageService()
 	if err != nil {
 		return err
 	}
 	var b buildTriggerBody
-	if err := s.decodeImageBody(r, &b, false); err != nil {
+	if err := a.decodeImageBody(r, &b, false); err != nil {
 		return err
 	}
-	build, err := s.triggerBuild(r, &b)
+	build, err := a.triggerBuild(r, &b)
 	if err != nil {
 		return err
 	}
-	writeJSON(w, http.StatusCreated, toBuildJSON(build, svc.Registry()))
+	apikit.WriteJSON(w, http.StatusCreated, toBuildJSON(build, svc.Registry()))
 	return nil
 }
 
-func (s *Server) seedGetBuild(w http.ResponseWriter, r *http.Request) error {
-	b, err := s.getBuild(r, "build_id")
+func (a *API) seedGetBuild(w http.ResponseWriter, r *http.Request) error {
+	b, err := a.getBuild(r, "build_id")
 	if err != nil {
 		return err
 	}
-	writeJSON(w, http.StatusOK, toBuildJSON(b, s.images.Registry()))
+	apikit.WriteJSON(w, http.StatusOK, toBuildJSON(b, a.Images.Registry()))
 	return nil
 }
 
 // unixParam parses an optional Unix-seconds parameter (-1 when absent).
-func unixParam(q query, name string) (int64, error) {
-	if !q.has(name) {
+func unixParam(q apikit.Query, name string) (int64, error) {
+	if !q.Has(name) {
 		return -1, nil
 	}
-	n, err := strconv.ParseInt(q.str(name), 10, 64)
-	if err != nil || n < 0 || n > maxUnix {
-		return 0, &apiError{status: http.StatusBadRequest, field: name,
-			msg: fmt.Sprintf("%s: must be a time in Unix seconds (a non-negative integer), got %q", name, q.str(name))}
+	n, err := strconv.ParseInt(q.Str(name), 10, 64)
+	if err != nil || n < 0 || n > apikit.MaxUnix {
+		return 0, &apikit.Error{Status: http.StatusBadRequest, Field: name,
+			Msg: fmt.Sprintf("%s: must be a time in Unix seconds (a non-negative integer), got %q", name, q.Str(name))}
 	}
 	return n, nil
 }
 
 // logBounds parses the start and end parameters of a log query.
-func logBounds(q query, startName, endName, where string) (time.Time, time.Time, error) {
+func logBounds(q apikit.Query, startName, endName, where string) (time.Time, time.Time, error) {
 	start, err := unixParam(q, startName)
 	if err != nil {
 		return time.Time{}, time.Time{}, err
@@ -891,18 +892,18 @@ func logBounds(q query, startName, endName, where string) (time.Time, time.Time,
 		return time.Time{}, time.Time{}, err
 	}
 	if start >= 0 && end >= 0 && end < start {
-		return time.Time{}, time.Time{}, &apiError{status: http.StatusBadRequest, field: endName,
-			msg: fmt.Sprintf("%s%s: %d is before %s %d", where, endName, end, startName, start)}
+		return time.Time{}, time.Time{}, &apikit.Error{Status: http.StatusBadRequest, Field: endName,
+			Msg: fmt.Sprintf("%s%s: %d is before %s %d", where, endName, end, startName, start)}
 	}
 	s, e := logWindow(start, end)
 	return s, e, nil
 }
 
-func (s *Server) seedBuildLogs(w http.ResponseWriter, r *http.Request) error {
-	if _, err := s.imageService(); err != nil {
+func (a *API) seedBuildLogs(w http.ResponseWriter, r *http.Request) error {
+	if _, err := a.imageService(); err != nil {
 		return err
 	}
-	q, err := parseQuery(r.URL.RawQuery, "start_time", "end_time")
+	q, err := apikit.ParseQuery(r.URL.RawQuery, "start_time", "end_time")
 	if err != nil {
 		return err
 	}
@@ -910,7 +911,7 @@ func (s *Server) seedBuildLogs(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	lines, err := s.buildLogs(r, "build_id", start, end)
+	lines, err := a.buildLogs(r, "build_id", start, end)
 	if err != nil {
 		return err
 	}
@@ -918,43 +919,43 @@ func (s *Server) seedBuildLogs(w http.ResponseWriter, r *http.Request) error {
 	for _, l := range lines {
 		out = append(out, seedLogLine{Message: l.line.Message, Level: strings.ToUpper(l.line.Level), Time: l.line.Time.Unix()})
 	}
-	writeJSON(w, http.StatusOK, out)
+	apikit.WriteJSON(w, http.StatusOK, out)
 	return nil
 }
 
 // ---- Runnel's API ----
 
-func (s *Server) createImageRepository(w http.ResponseWriter, r *http.Request) error {
-	if _, err := s.imageService(); err != nil {
+func (a *API) createImageRepository(w http.ResponseWriter, r *http.Request) error {
+	if _, err := a.imageService(); err != nil {
 		return err
 	}
 	var b nativeRepositoryBody
-	if err := s.decodeImageBody(r, &b, true); err != nil {
+	if err := a.decodeImageBody(r, &b, true); err != nil {
 		return err
 	}
 	if err := checkNames("namespace", b.Namespace, "", nil); err != nil {
 		return nativeErr(err)
 	}
-	repo, err := s.createRepository(r, b.Namespace, &b.repositoryBody)
+	repo, err := a.createRepository(r, b.Namespace, &b.repositoryBody)
 	if err != nil {
 		return nativeErr(err)
 	}
 	w.Header().Set("Location", "/api/v1/image-repositories/"+repo.Namespace+"/"+repo.Name)
-	s.ok(w, http.StatusCreated, camelJSON(toRepositoryJSON(repo)))
+	a.ok(w, http.StatusCreated, camelJSON(toRepositoryJSON(repo)))
 	return nil
 }
 
-func (s *Server) listImageRepositories(w http.ResponseWriter, r *http.Request) error {
-	svc, err := s.imageService()
+func (a *API) listImageRepositories(w http.ResponseWriter, r *http.Request) error {
+	svc, err := a.imageService()
 	if err != nil {
 		return err
 	}
-	q, err := parseQuery(r.URL.RawQuery, "namespace")
+	q, err := apikit.ParseQuery(r.URL.RawQuery, "namespace")
 	if err != nil {
 		return err
 	}
-	ns := q.str("namespace")
-	if q.has("namespace") {
+	ns := q.Str("namespace")
+	if q.Has("namespace") {
 		if err := imagebuild.CheckNamespace("namespace", ns); err != nil {
 			return asParam(err, "query parameter")
 		}
@@ -963,7 +964,7 @@ func (s *Server) listImageRepositories(w http.ResponseWriter, r *http.Request) e
 	if err != nil {
 		return asParam(err, "query parameter")
 	}
-	s.ok(w, http.StatusOK, camelJSON(wholeList(repos, toRepositoryJSON)))
+	a.ok(w, http.StatusOK, camelJSON(apikit.WholeList(repos, toRepositoryJSON)))
 	return nil
 }
 
@@ -976,12 +977,12 @@ func nativeRepoPath(r *http.Request) (string, string, error) {
 	return ns, name, nil
 }
 
-func (s *Server) getImageRepository(w http.ResponseWriter, r *http.Request) error {
-	svc, err := s.imageService()
+func (a *API) getImageRepository(w http.ResponseWriter, r *http.Request) error {
+	svc, err := a.imageService()
 	if err != nil {
 		return err
 	}
-	if _, err := parseQuery(r.URL.RawQuery); err != nil {
+	if _, err := apikit.ParseQuery(r.URL.RawQuery); err != nil {
 		return err
 	}
 	ns, name, err := nativeRepoPath(r)
@@ -992,12 +993,12 @@ func (s *Server) getImageRepository(w http.ResponseWriter, r *http.Request) erro
 	if err != nil {
 		return err
 	}
-	s.ok(w, http.StatusOK, camelJSON(toRepositoryJSON(repo)))
+	a.ok(w, http.StatusOK, camelJSON(toRepositoryJSON(repo)))
 	return nil
 }
 
-func (s *Server) deleteImageRepository(w http.ResponseWriter, r *http.Request) error {
-	svc, err := s.imageService()
+func (a *API) deleteImageRepository(w http.ResponseWriter, r *http.Request) error {
+	svc, err := a.imageService()
 	if err != nil {
 		return err
 	}
@@ -1008,12 +1009,12 @@ func (s *Server) deleteImageRepository(w http.ResponseWriter, r *http.Request) e
 	if err := svc.DeleteRepository(r.Context(), ns, name); err != nil {
 		return err
 	}
-	s.ok(w, http.StatusOK, nil)
+	a.ok(w, http.StatusOK, nil)
 	return nil
 }
 
-func (s *Server) updateImageBuildConfig(w http.ResponseWriter, r *http.Request) error {
-	if _, err := s.imageService(); err != nil {
+func (a *API) updateImageBuildConfig(w http.ResponseWriter, r *http.Request) error {
+	if _, err := a.imageService(); err != nil {
 		return err
 	}
 	ns, name, err := nativeRepoPath(r)
@@ -1021,108 +1022,108 @@ func (s *Server) updateImageBuildConfig(w http.ResponseWriter, r *http.Request) 
 		return err
 	}
 	var b buildConfigUpdateBody
-	if err := s.decodeImageBody(r, &b, true); err != nil {
+	if err := a.decodeImageBody(r, &b, true); err != nil {
 		return err
 	}
-	repo, err := s.updateBuildConfig(r, ns, name, &b)
+	repo, err := a.updateBuildConfig(r, ns, name, &b)
 	if err != nil {
 		return nativeErr(err)
 	}
-	s.ok(w, http.StatusOK, camelJSON(toBuildConfigJSON(repo)))
+	a.ok(w, http.StatusOK, camelJSON(toBuildConfigJSON(repo)))
 	return nil
 }
 
-func (s *Server) listImageBuilds(w http.ResponseWriter, r *http.Request) error {
-	svc, err := s.imageService()
+func (a *API) listImageBuilds(w http.ResponseWriter, r *http.Request) error {
+	svc, err := a.imageService()
 	if err != nil {
 		return err
 	}
-	q, err := parseQuery(r.URL.RawQuery, "namespace", "repoName", "page", "pageSize")
+	q, err := apikit.ParseQuery(r.URL.RawQuery, "namespace", "repoName", "page", "pageSize")
 	if err != nil {
 		return err
 	}
-	pg, err := q.pagination()
+	pg, err := q.Pagination()
 	if err != nil {
 		return err
 	}
-	ns, repo := q.str("namespace"), q.str("repoName")
-	if q.has("namespace") {
+	ns, repo := q.Str("namespace"), q.Str("repoName")
+	if q.Has("namespace") {
 		if err := imagebuild.CheckNamespace("namespace", ns); err != nil {
 			return asParam(err, "query parameter")
 		}
 	}
-	if q.has("repoName") {
+	if q.Has("repoName") {
 		if err := imagebuild.CheckRepoName("repoName", repo); err != nil {
 			return asParam(err, "query parameter")
 		}
 	}
-	builds, total, err := svc.ListBuilds(r.Context(), store.ImageBuildFilter{Namespace: ns, RepoName: repo, Offset: pg.offset(), Limit: pg.size})
+	builds, total, err := svc.ListBuilds(r.Context(), store.ImageBuildFilter{Namespace: ns, RepoName: repo, Offset: pg.Offset(), Limit: pg.Size})
 	if err != nil {
 		return err
 	}
 	reg := svc.Registry()
-	out := listJSON[buildJSON]{Items: make([]buildJSON, 0, len(builds)), Total: total, Page: pg.page, PageSize: pg.size}
+	out := apikit.List[buildJSON]{Items: make([]buildJSON, 0, len(builds)), Total: total, Page: pg.Number, PageSize: pg.Size}
 	for _, b := range builds {
 		out.Items = append(out.Items, toBuildJSON(b, reg))
 	}
-	s.ok(w, http.StatusOK, camelJSON(out))
+	a.ok(w, http.StatusOK, camelJSON(out))
 	return nil
 }
 
-func (s *Server) triggerImageBuild(w http.ResponseWriter, r *http.Request) error {
-	svc, err := s.imageService()
+func (a *API) triggerImageBuild(w http.ResponseWriter, r *http.Request) error {
+	svc, err := a.imageService()
 	if err != nil {
 		return err
 	}
 	var b buildTriggerBody
-	if err := s.decodeImageBody(r, &b, true); err != nil {
+	if err := a.decodeImageBody(r, &b, true); err != nil {
 		return err
 	}
-	build, err := s.triggerBuild(r, &b)
+	build, err := a.triggerBuild(r, &b)
 	if err != nil {
 		return nativeErr(err)
 	}
 	w.Header().Set("Location", "/api/v1/image-builds/"+build.ID)
-	s.ok(w, http.StatusCreated, camelJSON(toBuildJSON(build, svc.Registry())))
+	a.ok(w, http.StatusCreated, camelJSON(toBuildJSON(build, svc.Registry())))
 	return nil
 }
 
-func (s *Server) getImageBuild(w http.ResponseWriter, r *http.Request) error {
-	b, err := s.getBuild(r, "buildId")
+func (a *API) getImageBuild(w http.ResponseWriter, r *http.Request) error {
+	b, err := a.getBuild(r, "buildId")
 	if err != nil {
 		return err
 	}
-	s.ok(w, http.StatusOK, camelJSON(toBuildJSON(b, s.images.Registry())))
+	a.ok(w, http.StatusOK, camelJSON(toBuildJSON(b, a.Images.Registry())))
 	return nil
 }
 
-func (s *Server) imageBuildLogs(w http.ResponseWriter, r *http.Request) error {
-	if _, err := s.imageService(); err != nil {
+func (a *API) imageBuildLogs(w http.ResponseWriter, r *http.Request) error {
+	if _, err := a.imageService(); err != nil {
 		return err
 	}
-	q, err := parseQuery(r.URL.RawQuery, "startTime", "endTime")
+	q, err := apikit.ParseQuery(r.URL.RawQuery, "startTime", "endTime")
 	if err != nil {
 		return err
 	}
 	start, end, err := logBounds(q, "startTime", "endTime", "query parameter ")
 	if err != nil {
-		var ae *apiError
-		if errors.As(err, &ae) && !strings.HasPrefix(ae.msg, "query parameter") {
-			ae.msg = "query parameter " + ae.msg
+		var ae *apikit.Error
+		if errors.As(err, &ae) && !strings.HasPrefix(ae.Msg, "query parameter") {
+			ae.Msg = "query parameter " + ae.Msg
 		}
 		return err
 	}
-	lines, err := s.buildLogs(r, "buildId", start, end)
+	lines, err := a.buildLogs(r, "buildId", start, end)
 	if err != nil {
 		return err
 	}
 	out := make([]imageLogLineJSON, 0, len(lines))
 	for _, l := range lines {
 		out = append(out, imageLogLineJSON{
-			Seq: l.line.Seq, Time: isoTime(l.line.Time), Level: l.line.Level, Message: l.line.Message,
+			Seq: l.line.Seq, Time: wire.Time(l.line.Time), Level: l.line.Level, Message: l.line.Message,
 			StepName: l.step.Name, StepRunID: l.step.ID,
 		})
 	}
-	s.ok(w, http.StatusOK, out)
+	a.ok(w, http.StatusOK, out)
 	return nil
 }

@@ -1,4 +1,4 @@
-package api
+package apikit
 
 import (
 	"bytes"
@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"net/url"
 	"reflect"
+	"regexp"
 	"slices"
 	"strconv"
 	"strings"
@@ -26,83 +27,84 @@ import (
 // the top level is walked here token by token and each field is decoded on its
 // own.
 
-// bodyFields maps a body struct's JSON names to field indexes (embedded
+// BodyFields maps a body struct's JSON names to field indexes (embedded
 // structs' fields included, so bodies can share field sets).
-type bodyFields struct {
-	names []string
-	index map[string][]int
+type BodyFields struct {
+	Names []string
+	Index map[string][]int
 }
 
-var fieldCache sync.Map // reflect.Type → *bodyFields
+var fieldCache sync.Map // reflect.Type → *BodyFields
 
-func fieldsOf(t reflect.Type) *bodyFields {
+// FieldsOf returns the JSON fields of struct type t (cached).
+func FieldsOf(t reflect.Type) *BodyFields {
 	if f, ok := fieldCache.Load(t); ok {
-		return f.(*bodyFields)
+		return f.(*BodyFields)
 	}
-	bf := &bodyFields{index: map[string][]int{}}
+	bf := &BodyFields{Index: map[string][]int{}}
 	for _, f := range reflect.VisibleFields(t) {
 		name, _, _ := strings.Cut(f.Tag.Get("json"), ",")
 		if f.Anonymous || !f.IsExported() || name == "" || name == "-" {
 			continue
 		}
-		bf.names = append(bf.names, name)
-		bf.index[name] = f.Index
+		bf.Names = append(bf.Names, name)
+		bf.Index[name] = f.Index
 	}
 	fieldCache.Store(t, bf)
 	return bf
 }
 
-// decodeOptions tune decodeJSON for one endpoint.
-type decodeOptions struct {
+// DecodeOptions tune Decode for one endpoint.
+type DecodeOptions struct {
 	// optional accepts an empty body as {}.
-	optional bool
+	Optional bool
 	// rejected explains fields that are not accepted here but that a client
 	// may reasonably send (the legacy `content` of a spec save, `spec` on a
 	// pipeline update): a plain "unknown field" would not say what to do.
-	rejected map[string]string
+	Rejected map[string]string
 }
 
-// decodeJSON reads a JSON object from data into dst (a pointer to a struct
+// Decode reads a JSON object from data into dst (a pointer to a struct
 // whose json tags name the accepted fields) and returns the names of the
-// fields present. Every error is a 4xx *apiError.
-func decodeJSON(data []byte, dst any, opts decodeOptions) (map[string]bool, error) {
+// fields present. Every error is a 4xx *Error.
+func Decode(data []byte, dst any, opts DecodeOptions) (map[string]bool, error) {
 	present := map[string]bool{}
 	if len(bytes.TrimSpace(data)) == 0 {
-		if opts.optional {
+		if opts.Optional {
 			return present, nil
 		}
-		return nil, errorf(http.StatusBadRequest, "body: empty; send a JSON object")
+		return nil, Errorf(http.StatusBadRequest, "body: empty; send a JSON object")
 	}
 	v := reflect.ValueOf(dst).Elem()
-	fields := fieldsOf(v.Type())
+	fields := FieldsOf(v.Type())
 
 	dec := json.NewDecoder(bytes.NewReader(data))
 	dec.UseNumber()
 	tok, err := dec.Token()
 	if err != nil {
-		return nil, syntaxError(data, err)
+		return nil, SyntaxError(data, err)
 	}
 	if d, ok := tok.(json.Delim); !ok || d != '{' {
-		return nil, errorf(http.StatusBadRequest, "body: must be a JSON object, got %s", jsonKind(tok))
+		return nil, Errorf(http.StatusBadRequest, "body: must be a JSON object, got %s", jsonKind(tok))
 	}
 	var unknown []string
 	for dec.More() {
 		tok, err := dec.Token()
 		if err != nil {
-			return nil, syntaxError(data, err)
+			return nil, SyntaxError(data, err)
 		}
 		key := tok.(string) // inside an object the decoder only yields string keys
 		var raw json.RawMessage
 		if err := dec.Decode(&raw); err != nil {
-			return nil, syntaxError(data, err)
+			return nil, SyntaxError(data, err)
 		}
 		if present[key] {
-			return nil, errorf(http.StatusBadRequest, "body: field %q given twice", key)
+			return nil, Errorf(http.StatusBadRequest, "body: field %q given twice", key)
 		}
-		i, known := fields.index[key]
+		i, known := fields.Index[key]
 		if !known {
-			if why, ok := opts.rejected[key]; ok {
-				return nil, errorf(http.StatusBadRequest, "body.%s: %s", key, why)
+			if why, ok := opts.Rejected[key]; ok {
+				return nil, Errorf(http.StatusBadRequest, "body.%s: %s", key, why)
 			}
 			unknown = append(unknown, key)
 			continue
@@ -113,16 +115,16 @@ func decodeJSON(data []byte, dst any, opts decodeOptions) (map[string]bool, erro
 		}
 	}
 	if _, err := dec.Token(); err != nil { // the closing brace
-		return nil, syntaxError(data, err)
+		return nil, SyntaxError(data, err)
 	}
 	if _, err := dec.Token(); err != io.EOF {
 		if err != nil {
-			return nil, syntaxError(data, err)
+			return nil, SyntaxError(data, err)
 		}
-		return nil, errorf(http.StatusBadRequest, "body: unexpected data after the JSON object at offset %d; send exactly one object", dec.InputOffset())
+		return nil, Errorf(http.StatusBadRequest, "body: unexpected data after the JSON object at offset %d; send exactly one object", dec.InputOffset())
 	}
 	if len(unknown) > 0 {
-		return nil, unknownNames("body: unknown field", unknown, fields.names)
+		return nil, UnknownNames("body: unknown field", unknown, fields.Names)
 	}
 	return present, nil
 }
@@ -147,12 +149,12 @@ func decodeField(raw json.RawMessage, f reflect.Value, where string) error {
 		if te.Field != "" {
 			where += "." + te.Field
 		}
-		return errorf(http.StatusBadRequest, "%s: must be %s, got %s", where, describeType(te.Type), te.Value)
+		return Errorf(http.StatusBadRequest, "%s: must be %s, got %s", where, DescribeType(te.Type), te.Value)
 	}
 	// Syntax was checked by the token walk; what remains are values a Go type
 	// cannot hold (e.g. a number out of int range), which are still the
 	// client's to fix.
-	return errorf(http.StatusBadRequest, "%s: %v", where, strings.TrimPrefix(err.Error(), "json: "))
+	return Errorf(http.StatusBadRequest, "%s: %v", where, strings.TrimPrefix(err.Error(), "json: "))
 }
 
 // mapValueError names the key of an object whose value has the wrong type:
@@ -172,14 +174,14 @@ func mapValueError(raw json.RawMessage, elem reflect.Type, where string) error {
 		err := json.Unmarshal(m[k], v.Interface())
 		var te *json.UnmarshalTypeError
 		if errors.As(err, &te) {
-			return errorf(http.StatusBadRequest, "%s.%s: must be %s, got %s", where, k, describeType(elem), te.Value)
+			return Errorf(http.StatusBadRequest, "%s.%s: must be %s, got %s", where, k, DescribeType(elem), te.Value)
 		}
 	}
 	return nil
 }
 
-// describeType says in words what JSON a Go type accepts.
-func describeType(t reflect.Type) string {
+// DescribeType says in words what JSON a Go type accepts.
+func DescribeType(t reflect.Type) string {
 	if t == nil {
 		return "a valid value"
 	}
@@ -203,7 +205,7 @@ func describeType(t reflect.Type) string {
 	case reflect.Struct:
 		return "an object"
 	case reflect.Pointer:
-		return describeType(t.Elem())
+		return DescribeType(t.Elem())
 	}
 	return "a valid value"
 }
@@ -228,11 +230,11 @@ func jsonKind(tok json.Token) string {
 	return "something else"
 }
 
-// syntaxError reports malformed JSON with its line and column. The
+// SyntaxError reports malformed JSON with its line and column. The
 // streaming decoder's offsets are not always absolute, so the position comes
 // from json.Unmarshal of the whole body, which reports the same first error
 // with an absolute offset.
-func syntaxError(data []byte, err error) error {
+func SyntaxError(data []byte, err error) error {
 	var whole any
 	if uerr := json.Unmarshal(data, &whole); uerr != nil {
 		err = uerr
@@ -240,12 +242,12 @@ func syntaxError(data []byte, err error) error {
 	var se *json.SyntaxError
 	if errors.As(err, &se) {
 		line, col := lineCol(data, se.Offset)
-		return errorf(http.StatusBadRequest, "body: malformed JSON at line %d, column %d: %s", line, col, strings.TrimPrefix(se.Error(), "json: "))
+		return Errorf(http.StatusBadRequest, "body: malformed JSON at line %d, column %d: %s", line, col, strings.TrimPrefix(se.Error(), "json: "))
 	}
 	if errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, io.EOF) {
-		return errorf(http.StatusBadRequest, "body: malformed JSON: it ends before the object is complete")
+		return Errorf(http.StatusBadRequest, "body: malformed JSON: it ends before the object is complete")
 	}
-	return errorf(http.StatusBadRequest, "body: malformed JSON: %s", strings.TrimPrefix(err.Error(), "json: "))
+	return Errorf(http.StatusBadRequest, "body: malformed JSON: %s", strings.TrimPrefix(err.Error(), "json: "))
 }
 
 // lineCol converts a byte offset into a 1-based line and column. The decoder
@@ -263,14 +265,14 @@ func lineCol(data []byte, off int64) (int, int) {
 	return line, col
 }
 
-// unknownNames builds the error for unknown body fields or query parameters:
+// UnknownNames builds the error for unknown body fields or query parameters:
 // each with a "did you mean" when one accepted name is close, else the list of
 // accepted names.
-func unknownNames(prefix string, unknown, accepted []string) error {
+func UnknownNames(prefix string, unknown, accepted []string) error {
 	var parts []string
 	hinted := true
 	for _, u := range unknown {
-		if m := closest(u, accepted); m != "" {
+		if m := Closest(u, accepted); m != "" {
 			parts = append(parts, fmt.Sprintf("%q (did you mean %q?)", u, m))
 		} else {
 			parts = append(parts, strconv.Quote(u))
@@ -288,11 +290,11 @@ func unknownNames(prefix string, unknown, accepted []string) error {
 			msg += "; accepted: " + strings.Join(accepted, ", ")
 		}
 	}
-	return errorf(http.StatusBadRequest, "%s", msg)
+	return Errorf(http.StatusBadRequest, "%s", msg)
 }
 
-// closest returns the accepted name a typo most likely meant, or "".
-func closest(s string, accepted []string) string {
+// Closest returns the accepted name a typo most likely meant, or "".
+func Closest(s string, accepted []string) string {
 	best, bestD := "", 3
 	for _, a := range accepted {
 		if strings.EqualFold(s, a) {
@@ -305,45 +307,46 @@ func closest(s string, accepted []string) string {
 	return best
 }
 
-// readBody reads the request body (already limited by MaxBytesReader) and
+// ReadBody reads the request body (already limited by MaxBytesReader) and
 // checks its content type. A missing Content-Type is accepted: curl users and
 // simple clients often leave it out, and the body must be JSON anyway.
-func readBody(r *http.Request, limit int64) ([]byte, error) {
+func ReadBody(r *http.Request, limit int64) ([]byte, error) {
 	if ct := r.Header.Get("Content-Type"); ct != "" {
 		mt, _, err := mime.ParseMediaType(ct)
 		if err != nil || (mt != "application/json" && !strings.HasSuffix(mt, "+json")) {
-			return nil, errorf(http.StatusUnsupportedMediaType, "header Content-Type: must be application/json, got %q", ct)
+			return nil, Errorf(http.StatusUnsupportedMediaType, "header Content-Type: must be application/json, got %q", ct)
 		}
 	}
 	if r.ContentLength > limit {
-		return nil, tooLarge(limit)
+		return nil, TooLarge(limit)
 	}
 	data, err := io.ReadAll(r.Body)
 	if err != nil {
 		var mbe *http.MaxBytesError
 		if errors.As(err, &mbe) {
-			return nil, tooLarge(limit)
+			return nil, TooLarge(limit)
 		}
-		return nil, errorf(http.StatusBadRequest, "body: cannot read it: %v", err)
+		return nil, Errorf(http.StatusBadRequest, "body: cannot read it: %v", err)
 	}
 	return data, nil
 }
 
-func tooLarge(limit int64) error {
-	return errorf(http.StatusRequestEntityTooLarge, "body: larger than the limit of %s", check.Bytes(limit))
+// TooLarge is the 413 of a body past limit.
+func TooLarge(limit int64) error {
+	return Errorf(http.StatusRequestEntityTooLarge, "body: larger than the limit of %s", check.Bytes(limit))
 }
 
-// query is a request's parsed query string, checked against the parameters a
+// Query is a request's parsed query string, checked against the parameters a
 // route accepts.
-type query struct{ v url.Values }
+type Query struct{ v url.Values }
 
-// parseQuery parses raw (the URL's RawQuery) strictly: malformed escapes,
+// ParseQuery parses raw (the URL's RawQuery) strictly: malformed escapes,
 // unknown parameters and repeated parameters are 400s, because a misspelt
 // filter that is silently ignored returns wrong data that looks right.
-func parseQuery(raw string, accepted ...string) (query, error) {
+func ParseQuery(raw string, accepted ...string) (Query, error) {
 	v, err := url.ParseQuery(raw)
 	if err != nil {
-		return query{}, errorf(http.StatusBadRequest, "query: malformed: %v", err)
+		return Query{}, Errorf(http.StatusBadRequest, "query: malformed: %v", err)
 	}
 	var unknown []string
 	for name, vals := range v {
@@ -352,55 +355,73 @@ func parseQuery(raw string, accepted ...string) (query, error) {
 			continue
 		}
 		if len(vals) > 1 {
-			return query{}, errorf(http.StatusBadRequest, "query parameter %s: given %d times; give it once", name, len(vals))
+			return Query{}, Errorf(http.StatusBadRequest, "query parameter %s: given %d times; give it once", name, len(vals))
 		}
 	}
 	if len(unknown) > 0 {
 		slices.Sort(unknown)
-		return query{}, unknownNames("query: unknown parameter", unknown, accepted)
+		return Query{}, UnknownNames("query: unknown parameter", unknown, accepted)
 	}
-	return query{v: v}, nil
+	return Query{v: v}, nil
 }
 
-func (q query) has(name string) bool { return q.v.Has(name) }
+// Has reports whether the parameter is present.
+func (q Query) Has(name string) bool { return q.v.Has(name) }
 
-func (q query) str(name string) string { return q.v.Get(name) }
+// Str returns the parameter, "" when absent.
+func (q Query) Str(name string) string { return q.v.Get(name) }
 
-// intParam returns the integer parameter name, def when absent, or an error
+// Int returns the integer parameter name, def when absent, or an error
 // that says the accepted range.
-func (q query) intParam(name string, def, lo, hi int64) (int64, error) {
+func (q Query) Int(name string, def, lo, hi int64) (int64, error) {
 	if !q.v.Has(name) {
 		return def, nil
 	}
 	s := q.v.Get(name)
 	n, err := strconv.ParseInt(s, 10, 64)
 	if err != nil || n < lo || n > hi {
-		return 0, errorf(http.StatusBadRequest, "query parameter %s: must be an integer between %d and %d, got %q", name, lo, hi, s)
+		return 0, Errorf(http.StatusBadRequest, "query parameter %s: must be an integer between %d and %d, got %q", name, lo, hi, s)
 	}
 	return n, nil
 }
 
-// Pagination bounds. maxPage keeps (page-1)*pageSize far from overflowing.
+// Pagination bounds. MaxPage keeps (page-1)*pageSize far from overflowing.
 const (
 	defaultPageSize = 20
-	maxPageSize     = 100
-	maxPage         = 1_000_000
+	MaxPageSize     = 100
+	MaxPage         = 1_000_000
 )
 
-// page is a parsed page/pageSize pair.
-type page struct{ page, size int }
+// MaxUnix is 9999-12-31T23:59:59Z, the latest time in Unix seconds a query
+// accepts: later times are typos.
+const MaxUnix = 253402300799
 
-func (p page) offset() int { return (p.page - 1) * p.size }
+// Page is a parsed page/pageSize pair.
+type Page struct{ Number, Size int }
 
-// pagination parses page (from 1) and pageSize (1 to 100).
-func (q query) pagination() (page, error) {
-	pg, err := q.intParam("page", 1, 1, maxPage)
+func (p Page) Offset() int { return (p.Number - 1) * p.Size }
+
+// Pagination parses page (from 1) and pageSize (1 to 100).
+func (q Query) Pagination() (Page, error) {
+	pg, err := q.Int("page", 1, 1, MaxPage)
 	if err != nil {
-		return page{}, err
+		return Page{}, err
 	}
-	size, err := q.intParam("pageSize", defaultPageSize, 1, maxPageSize)
+	size, err := q.Int("pageSize", defaultPageSize, 1, MaxPageSize)
 	if err != nil {
-		return page{}, err
+		return Page{}, err
 	}
-	return page{page: int(pg), size: int(size)}, nil
+	return Page{Number: int(pg), Size: int(size)}, nil
+}
+
+// Ids are a short lowercase prefix naming the kind, "_", and lowercase base32
+// randomness (runnel.NewID). Path ids are checked against this shape before
+// the store is asked, so nothing shaped like a path ("..", "/", NUL) ever
+// reaches a query or a log file name.
+var idPattern = sync.OnceValue(func() *regexp.Regexp { return regexp.MustCompile(`^[a-z]{2,5}_[a-z0-9]{10,40}$`) })
+
+// IsID reports whether id is an id with prefix (written with its
+// underscore: "run_").
+func IsID(id, prefix string) bool {
+	return idPattern().MatchString(id) && strings.HasPrefix(id, prefix)
 }
