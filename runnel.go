@@ -243,3 +243,16 @@ func Errorf(kind error, format string, args ...any) *Error {
 
 // Invalidf is Errorf(ErrInvalid, …): bad input.
 func Invalidf(format string, args ...any) *Error { return Errorf(ErrInvalid, format, args...) }
+
+// About words a store error about one entity for its reader: a missing one
+// is ErrNotFound saying "<noun> <id> not found", anything else says what was
+// done to which ("delete secret sec_x: …", wrapping err); nil stays nil.
+func About(err error, verb, noun, id string) error {
+	switch {
+	case err == nil:
+		return nil
+	case errors.Is(err, ErrNotFound):
+		return Errorf(ErrNotFound, "%s %s not found", noun, id)
+	}
+	return fmt.Errorf("%s %s %s: %w", verb, noun, id, err)
+}

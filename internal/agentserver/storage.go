@@ -42,28 +42,14 @@ func (s *Server) storageFor(ctx context.Context, l *agentpb.Lease) (action.Stora
 
 // UploadArtifact stores an artifact streamed by the agent.
 func (s *Server) UploadArtifact(stream grpc.ClientStreamingServer[agentpb.UploadArtifactRequest, agentpb.UploadArtifactResponse]) error {
-	first, err := stream.Recv()
+	h, r, err := receiveUpload(stream.Recv)
 	if err != nil {
 		return err
-	}
-	h := first.GetHeader()
-	if h == nil {
-		return status.Error(codes.InvalidArgument, "the first message must be the header")
 	}
 	st, err := s.storageFor(stream.Context(), h.Lease)
 	if err != nil {
 		return err
 	}
-	r := &agentrpc.ChunkReader{Recv: func() ([]byte, error) {
-		m, err := stream.Recv()
-		if err != nil {
-			return nil, err
-		}
-		if m.GetHeader() != nil {
-			return nil, status.Error(codes.InvalidArgument, "a second header")
-		}
-		return m.GetData(), nil
-	}}
 	info, err := st.UploadArtifact(stream.Context(), h.Name, r)
 	if err != nil {
 		return storageError(err)
@@ -114,28 +100,14 @@ func (s *Server) RestoreCache(req *agentpb.RestoreCacheRequest, stream grpc.Serv
 
 // SaveCache stores a cache entry streamed by the agent.
 func (s *Server) SaveCache(stream grpc.ClientStreamingServer[agentpb.SaveCacheRequest, agentpb.SaveCacheResponse]) error {
-	first, err := stream.Recv()
+	h, r, err := receiveUpload(stream.Recv)
 	if err != nil {
 		return err
-	}
-	h := first.GetHeader()
-	if h == nil {
-		return status.Error(codes.InvalidArgument, "the first message must be the header")
 	}
 	st, err := s.storageFor(stream.Context(), h.Lease)
 	if err != nil {
 		return err
 	}
-	r := &agentrpc.ChunkReader{Recv: func() ([]byte, error) {
-		m, err := stream.Recv()
-		if err != nil {
-			return nil, err
-		}
-		if m.GetHeader() != nil {
-			return nil, status.Error(codes.InvalidArgument, "a second header")
-		}
-		return m.GetData(), nil
-	}}
 	if err := st.SaveCache(stream.Context(), h.Key, r); err != nil {
 		return storageError(err)
 	}
@@ -158,4 +130,34 @@ func sendChunks(r io.Reader, send func([]byte) error) error {
 			return status.Errorf(codes.Internal, "read stored data: %v", err)
 		}
 	}
+}
+
+// uploadMessage is a message of an upload stream: a header first, then data.
+type uploadMessage[H comparable] interface {
+	GetHeader() H
+	GetData() []byte
+}
+
+// receiveUpload reads an upload stream's header and returns it with a reader
+// of the data messages that follow; a missing or second header is refused.
+func receiveUpload[M uploadMessage[H], H comparable](recv func() (M, error)) (H, *agentrpc.ChunkReader, error) {
+	var none H
+	first, err := recv()
+	if err != nil {
+		return none, nil, err
+	}
+	h := first.GetHeader()
+	if h == none {
+		return none, nil, status.Error(codes.InvalidArgument, "the first message must be the header")
+	}
+	return h, &agentrpc.ChunkReader{Recv: func() ([]byte, error) {
+		m, err := recv()
+		if err != nil {
+			return nil, err
+		}
+		if m.GetHeader() != none {
+			return nil, status.Error(codes.InvalidArgument, "a second header")
+		}
+		return m.GetData(), nil
+	}}, nil
 }

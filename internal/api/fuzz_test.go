@@ -14,6 +14,7 @@ import (
 
 	"github.com/runnel-ci/runnel/internal/apikit"
 	"github.com/runnel-ci/runnel/internal/check"
+	"github.com/runnel-ci/runnel/internal/fleet"
 	"github.com/runnel-ci/runnel/internal/imageapi"
 	"github.com/runnel-ci/runnel/internal/secret"
 	"github.com/runnel-ci/runnel/internal/store"
@@ -117,7 +118,7 @@ func FuzzDecode(f *testing.F) {
 				check4xx(t, "checkText", check.Text("body.reason", b.Reason, 1000, true))
 			case *agentBody:
 				if b.Labels != nil {
-					_, err := checkAgentLabels(*b.Labels)
+					_, err := fleet.CheckLabels(*b.Labels)
 					check4xx(t, "checkAgentLabels", err)
 				}
 			case *secretBody:
@@ -138,7 +139,7 @@ func FuzzDecode(f *testing.F) {
 					}
 				}
 			case *registrationTokenBody:
-				exp, err := b.check(nowForTest())
+				exp, err := fleet.TokenRequest{Name: b.Name, ExpiresAt: b.ExpiresAt, MaxUses: b.MaxUses}.Check(nowForTest())
 				check4xx(t, "registrationTokenBody.check", err)
 				if err == nil && exp != nil && !exp.After(nowForTest()) {
 					t.Fatalf("expiry %v accepted, not after now", exp)

@@ -24,6 +24,7 @@ import (
 	"github.com/runnel-ci/runnel/internal/action"
 	"github.com/runnel-ci/runnel/internal/apikit"
 	"github.com/runnel-ci/runnel/internal/event"
+	"github.com/runnel-ci/runnel/internal/fleet"
 	"github.com/runnel-ci/runnel/internal/gitdef"
 	"github.com/runnel-ci/runnel/internal/imageapi"
 	"github.com/runnel-ci/runnel/internal/pipeline"
@@ -132,6 +133,8 @@ type Server struct {
 	gateway *wsgateway.Gateway
 	// secrets owns the secret and credential rules.
 	secrets *secret.Service
+	// fleet owns the agent and registration token rules.
+	fleet *fleet.Service
 
 	// touched remembers when each token's last-used time was last written, so
 	// an active client costs one write a minute instead of one per request.
@@ -214,6 +217,7 @@ func New(cfg Config) *Server {
 		}
 		s.secrets = secret.NewService(o)
 	}
+	s.fleet = fleet.New(fleet.Options{Store: s.st, Control: s.agents, Clock: s.now})
 	s.imageAPI = &imageapi.API{Images: s.images, MaxBody: s.maxBody, ExternalURL: s.externalURL, Now: s.now}
 	mux := &apikit.Mux{Routes: s.routes(), Authenticate: s.authenticate, Fail: s.fail, MaxBody: s.maxBody, Log: s.log,
 		Fallback: s.ui, FallbackFor: isUIPath}

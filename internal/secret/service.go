@@ -161,13 +161,7 @@ func (s *Service) CreateSecret(ctx context.Context, req *CreateSecretRequest, pr
 // ErrNotFound naming it.
 func (s *Service) GetSecret(ctx context.Context, id string) (*store.Secret, error) {
 	x, err := s.o.Store.GetSecret(ctx, id)
-	if errors.Is(err, runnel.ErrNotFound) {
-		return nil, runnel.Errorf(runnel.ErrNotFound, "secret %s not found", id)
-	}
-	if err != nil {
-		return nil, fmt.Errorf("get secret %s: %w", id, err)
-	}
-	return x, nil
+	return x, runnel.About(err, "get", "secret", id)
 }
 
 // ListSecrets lists the secrets f selects.
@@ -216,13 +210,7 @@ func (s *Service) UpdateSecret(ctx context.Context, x *store.Secret, req *Update
 
 // DeleteSecret removes a secret.
 func (s *Service) DeleteSecret(ctx context.Context, id string) error {
-	if err := s.o.Store.DeleteSecret(ctx, id); err != nil {
-		if errors.Is(err, runnel.ErrNotFound) {
-			return runnel.Errorf(runnel.ErrNotFound, "secret %s not found", id)
-		}
-		return fmt.Errorf("delete secret %s: %w", id, err)
-	}
-	return nil
+	return runnel.About(s.o.Store.DeleteSecret(ctx, id), "delete", "secret", id)
 }
 
 // CreateCredentialRequest is POST /api/v1/credentials.
@@ -296,13 +284,7 @@ func (s *Service) CreateCredential(ctx context.Context, req *CreateCredentialReq
 // one is ErrNotFound naming it.
 func (s *Service) GetCredential(ctx context.Context, id string) (*store.Credential, error) {
 	c, err := s.o.Store.GetCredential(ctx, id)
-	if errors.Is(err, runnel.ErrNotFound) {
-		return nil, runnel.Errorf(runnel.ErrNotFound, "credential %s not found", id)
-	}
-	if err != nil {
-		return nil, fmt.Errorf("get credential %s: %w", id, err)
-	}
-	return c, nil
+	return c, runnel.About(err, "get", "credential", id)
 }
 
 // ListCredentials lists credentials by name: those limited to projectID
@@ -377,11 +359,5 @@ func (s *Service) UpdateCredential(ctx context.Context, c *store.Credential, req
 
 // DeleteCredential removes a credential.
 func (s *Service) DeleteCredential(ctx context.Context, id string) error {
-	if err := s.o.Store.DeleteCredential(ctx, id); err != nil {
-		if errors.Is(err, runnel.ErrNotFound) {
-			return runnel.Errorf(runnel.ErrNotFound, "credential %s not found", id)
-		}
-		return fmt.Errorf("delete credential %s: %w", id, err)
-	}
-	return nil
+	return runnel.About(s.o.Store.DeleteCredential(ctx, id), "delete", "credential", id)
 }
