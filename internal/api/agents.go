@@ -7,6 +7,7 @@ import (
 	"github.com/runnel-ci/runnel/internal/check"
 	"github.com/runnel-ci/runnel/internal/fleet"
 	"github.com/runnel-ci/runnel/internal/store"
+	"github.com/runnel-ci/runnel/internal/wire"
 )
 
 // AgentControl is what the agent routes need from the scheduler.
@@ -51,7 +52,7 @@ func toAgentJSON(a fleet.Agent) agentJSON {
 		AgentID: a.ID, Name: a.Name, Kind: a.Kind, Status: a.Status, Labels: labels, ReportedLabels: reported,
 		LabelsOverridden: a.AdminLabels != nil, Capacity: a.Capacity, RunningJobs: len(a.Running), RunningJobRunIDs: a.Running,
 		Version: a.Version, Hostname: a.Hostname, Platform: a.Platform, Disabled: a.Disabled,
-		RegistrationToken: a.RegistrationTokenID, CreatedAt: isoTime(a.CreatedAt), LastSeenAt: isoPtr(a.LastSeenAt),
+		RegistrationToken: a.RegistrationTokenID, CreatedAt: wire.Time(a.CreatedAt), LastSeenAt: wire.TimePtr(a.LastSeenAt),
 	}
 }
 
@@ -169,8 +170,8 @@ type registrationTokenJSON struct {
 
 func toRegistrationTokenJSON(t *store.RegistrationToken) registrationTokenJSON {
 	return registrationTokenJSON{
-		TokenID: t.ID, Name: t.Name, CreatedBy: t.CreatedBy, CreatedAt: isoTime(t.CreatedAt), ExpiresAt: isoPtr(t.ExpiresAt),
-		MaxUses: t.MaxUses, Uses: t.Uses, LastUsedAt: isoPtr(t.LastUsedAt),
+		TokenID: t.ID, Name: t.Name, CreatedBy: t.CreatedBy, CreatedAt: wire.Time(t.CreatedAt), ExpiresAt: wire.TimePtr(t.ExpiresAt),
+		MaxUses: t.MaxUses, Uses: t.Uses, LastUsedAt: wire.TimePtr(t.LastUsedAt),
 	}
 }
 

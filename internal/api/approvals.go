@@ -10,6 +10,7 @@ import (
 	"github.com/runnel-ci/runnel/internal/apikit"
 	"github.com/runnel-ci/runnel/internal/check"
 	"github.com/runnel-ci/runnel/internal/store"
+	"github.com/runnel-ci/runnel/internal/wire"
 )
 
 // ApprovalControl decides approval gates (the scheduler implements it).
@@ -44,8 +45,8 @@ func toApprovalJSON(a *store.Approval) approvalJSON {
 		approvers = []string{}
 	}
 	return approvalJSON{ApprovalID: a.ID, RunID: a.RunID, Scope: a.Scope, Target: a.Target, Message: a.Message,
-		Approvers: approvers, Status: string(a.Status), RequestedAt: isoTime(a.RequestedAt), TimeoutAt: isoPtr(a.TimeoutAt),
-		DecidedBy: a.DecidedBy, DecidedAt: isoPtr(a.DecidedAt), Comment: a.Comment}
+		Approvers: approvers, Status: string(a.Status), RequestedAt: wire.Time(a.RequestedAt), TimeoutAt: wire.TimePtr(a.TimeoutAt),
+		DecidedBy: a.DecidedBy, DecidedAt: wire.TimePtr(a.DecidedAt), Comment: a.Comment}
 }
 
 // listApprovals answers a run's gates, in the order they were requested.

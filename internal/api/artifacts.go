@@ -11,6 +11,7 @@ import (
 	"github.com/runnel-ci/runnel"
 	"github.com/runnel-ci/runnel/internal/apikit"
 	"github.com/runnel-ci/runnel/internal/store"
+	"github.com/runnel-ci/runnel/internal/wire"
 )
 
 var artifactIDKind = idKind{"artifactId", "art_", "artifact"}
@@ -29,7 +30,7 @@ type artifactJSON struct {
 
 func toArtifactJSON(a *store.Artifact) artifactJSON {
 	return artifactJSON{ArtifactID: a.ID, Name: a.Name, Size: a.Size, SHA256: a.SHA256, JobRunID: a.JobRunID,
-		JobKey: a.JobKey, CreatedAt: isoTime(a.CreatedAt), ExpiresAt: isoPtr(a.ExpiresAt)}
+		JobKey: a.JobKey, CreatedAt: wire.Time(a.CreatedAt), ExpiresAt: wire.TimePtr(a.ExpiresAt)}
 }
 
 // artifactSource is the artifact service, or a 404 saying there is none: a

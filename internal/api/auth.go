@@ -14,6 +14,7 @@ import (
 	"github.com/runnel-ci/runnel/internal/apikit"
 	"github.com/runnel-ci/runnel/internal/imageapi"
 	"github.com/runnel-ci/runnel/internal/store"
+	"github.com/runnel-ci/runnel/internal/wire"
 )
 
 // touchEvery bounds last-used writes per token.
@@ -64,7 +65,7 @@ func (s *Server) authenticate(r *http.Request) (apikit.Principal, error) {
 	}
 	now := s.now()
 	if t.ExpiresAt != nil && !now.Before(*t.ExpiresAt) {
-		return apikit.Principal{}, unauthorized("header Authorization: the token expired at " + isoTime(*t.ExpiresAt) + "; create a new one")
+		return apikit.Principal{}, unauthorized("header Authorization: the token expired at " + wire.Time(*t.ExpiresAt) + "; create a new one")
 	}
 	switch t.Role {
 	case "admin", "user":

@@ -7,6 +7,7 @@ import (
 	"github.com/runnel-ci/runnel/internal/check"
 	"github.com/runnel-ci/runnel/internal/secret"
 	"github.com/runnel-ci/runnel/internal/store"
+	"github.com/runnel-ci/runnel/internal/wire"
 )
 
 // Source-code credentials: the handlers decode, call the secret service
@@ -34,7 +35,7 @@ type credentialJSON struct {
 func toCredentialJSON(c *store.Credential) credentialJSON {
 	masked := "***"
 	out := credentialJSON{CredentialID: c.ID, Name: c.Name, Kind: c.Kind, Host: c.Host, Username: c.Username,
-		ProjectID: c.ProjectID, CreatedBy: c.CreatedBy, CreatedAt: isoTime(c.CreatedAt), UpdatedAt: isoTime(c.UpdatedAt)}
+		ProjectID: c.ProjectID, CreatedBy: c.CreatedBy, CreatedAt: wire.Time(c.CreatedAt), UpdatedAt: wire.Time(c.UpdatedAt)}
 	if c.Kind == "ssh" {
 		out.PrivateKey = &masked
 	} else {

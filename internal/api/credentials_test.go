@@ -24,6 +24,7 @@ import (
 	"github.com/runnel-ci/runnel/internal/scheduler"
 	"github.com/runnel-ci/runnel/internal/secret"
 	"github.com/runnel-ci/runnel/internal/store"
+	"github.com/runnel-ci/runnel/internal/wire"
 	"github.com/runnel-ci/runnel/internal/worker"
 )
 
@@ -165,7 +166,7 @@ func pemKey(t testing.TB) string {
 
 func TestCredentialsCreate(t *testing.T) {
 	e := newCredEnv(t, nil)
-	at := isoTime(e.clock.Now())
+	at := wire.Time(e.clock.Now())
 	sshKey := opensshKey(t, "none")
 	tests := []struct {
 		name string
@@ -285,7 +286,7 @@ func TestCredentialsUpdate(t *testing.T) {
 	e.clock.Advance(time.Minute)
 	d = e.do("PUT", path, map[string]any{"name": "gh-ci", "host": "github.example.com", "username": "ci", "projectId": "proj_demo"}).must(t, 200).detail()
 	want := map[string]any{"credentialId": id, "name": "gh-ci", "kind": "github", "host": "github.example.com", "username": "ci",
-		"projectId": "proj_demo", "accessToken": "***", "createdBy": "user_alice", "createdAt": isoTime(before.CreatedAt), "updatedAt": isoTime(e.clock.Now())}
+		"projectId": "proj_demo", "accessToken": "***", "createdBy": "user_alice", "createdAt": wire.Time(before.CreatedAt), "updatedAt": wire.Time(e.clock.Now())}
 	if !sameJSON(d, want) {
 		t.Errorf("after PUT fields:\n%v\nwant\n%v", d, want)
 	}

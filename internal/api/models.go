@@ -4,7 +4,6 @@ import (
 	"cmp"
 	"encoding/json"
 	"slices"
-	"time"
 
 	"github.com/runnel-ci/runnel/internal/pipeline"
 	"github.com/runnel-ci/runnel/internal/safeurl"
@@ -13,17 +12,7 @@ import (
 )
 
 // The JSON shapes the API sends. Field names are the seed's (camelCase);
-// times are RFC 3339 in UTC with milliseconds, null when unknown.
-
-func isoTime(t time.Time) string { return wire.Time(t) }
-
-func isoPtr(t *time.Time) *string {
-	if t == nil || t.IsZero() {
-		return nil
-	}
-	s := isoTime(*t)
-	return &s
-}
+// times are RFC 3339 in UTC with milliseconds (wire.Time), null when unknown.
 
 type pipelineJSON struct {
 	PipelineID       string         `json:"pipelineId"`
@@ -79,14 +68,14 @@ func toPipelineJSON(p *store.Pipeline) pipelineJSON {
 		PRTargetBranch:   p.PRTargetBranch,
 		Metadata:         md,
 		CreatedBy:        p.CreatedBy,
-		CreatedAt:        isoTime(p.CreatedAt),
-		UpdatedAt:        isoTime(p.UpdatedAt),
+		CreatedAt:        wire.Time(p.CreatedAt),
+		UpdatedAt:        wire.Time(p.UpdatedAt),
 		HeadVersion:      p.HeadVersion,
 		HeadCommitSHA:    p.HeadCommitSHA,
 		LastExecutionID:  p.LastExecutionID,
 		LastRunState:     p.LastRunState,
-		LastStarted:      isoPtr(p.LastStarted),
-		LastEnded:        isoPtr(p.LastEnded),
+		LastStarted:      wire.TimePtr(p.LastStarted),
+		LastEnded:        wire.TimePtr(p.LastEnded),
 
 		CredentialID:          p.CredentialID,
 		EventSinks:            redactedSinks(p.EventSinks),
@@ -138,7 +127,7 @@ func toSpecVersionJSON(sv *store.SpecVersion, replayed bool) specVersionJSON {
 		CommitMessage: sv.CommitMessage,
 		Editor:        sv.Editor,
 		RequestID:     sv.RequestID,
-		CreatedAt:     isoTime(sv.CreatedAt),
+		CreatedAt:     wire.Time(sv.CreatedAt),
 		Replayed:      replayed,
 	}
 }
@@ -225,9 +214,9 @@ func toRunJSON(r *store.Run) runJSON {
 		Commit:      r.Commit,
 		Trigger:     triggerContext(r.Trigger),
 		Reason:      r.Reason,
-		CreatedAt:   isoTime(r.CreatedAt),
-		StartedAt:   isoPtr(r.StartedAt),
-		EndedAt:     isoPtr(r.EndedAt),
+		CreatedAt:   wire.Time(r.CreatedAt),
+		StartedAt:   wire.TimePtr(r.StartedAt),
+		EndedAt:     wire.TimePtr(r.EndedAt),
 	}
 }
 
@@ -326,9 +315,9 @@ func toRunDetailJSON(tree *store.RunTree, timeline []*store.TimelineEntry) runDe
 			AgentID:        j.AgentID,
 			Outputs:        outputs,
 			Needs:          []string{},
-			QueuedAt:       isoPtr(j.QueuedAt),
-			StartedAt:      isoPtr(j.StartedAt),
-			EndedAt:        isoPtr(j.EndedAt),
+			QueuedAt:       wire.TimePtr(j.QueuedAt),
+			StartedAt:      wire.TimePtr(j.StartedAt),
+			EndedAt:        wire.TimePtr(j.EndedAt),
 			Steps:          []stepJSON{},
 		}
 		for _, st := range tree.Steps[j.ID] {
@@ -341,8 +330,8 @@ func toRunDetailJSON(tree *store.RunTree, timeline []*store.TimelineEntry) runDe
 				Status:    string(st.Status),
 				ExitCode:  st.ExitCode,
 				Error:     st.Error,
-				StartedAt: isoPtr(st.StartedAt),
-				EndedAt:   isoPtr(st.EndedAt),
+				StartedAt: wire.TimePtr(st.StartedAt),
+				EndedAt:   wire.TimePtr(st.EndedAt),
 			})
 		}
 		out.Stages[pos].Jobs = append(out.Stages[pos].Jobs, jj)
@@ -351,7 +340,7 @@ func toRunDetailJSON(tree *store.RunTree, timeline []*store.TimelineEntry) runDe
 	sortStages(out.Stages)
 	for _, e := range timeline {
 		out.Timeline = append(out.Timeline, timelineJSON{
-			Time: isoTime(e.Time), Action: e.Action, Operator: e.Operator, Reason: e.Reason, JobRunID: e.JobRunID,
+			Time: wire.Time(e.Time), Action: e.Action, Operator: e.Operator, Reason: e.Reason, JobRunID: e.JobRunID,
 		})
 	}
 	return out

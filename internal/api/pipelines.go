@@ -8,6 +8,7 @@ import (
 	"github.com/runnel-ci/runnel/internal/apikit"
 	"github.com/runnel-ci/runnel/internal/pipeline"
 	"github.com/runnel-ci/runnel/internal/store"
+	"github.com/runnel-ci/runnel/internal/wire"
 )
 
 // Pipelines: the handlers decode, call the pipeline service (package
@@ -53,7 +54,7 @@ func (s *Server) pipelineOut(ctx context.Context, p *store.Pipeline) (pipelineJS
 		return pipelineJSON{}, err
 	}
 	out := toPipelineJSON(p)
-	out.NextStart = isoPtr(next)
+	out.NextStart = wire.TimePtr(next)
 	return out, nil
 }
 

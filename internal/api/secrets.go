@@ -8,6 +8,7 @@ import (
 	"github.com/runnel-ci/runnel/internal/check"
 	"github.com/runnel-ci/runnel/internal/secret"
 	"github.com/runnel-ci/runnel/internal/store"
+	"github.com/runnel-ci/runnel/internal/wire"
 )
 
 // Secrets (and credentials, credentials.go): the handlers decode, call the
@@ -40,7 +41,7 @@ type secretJSON struct {
 
 func toSecretJSON(x *store.Secret) secretJSON {
 	out := secretJSON{SecretID: x.ID, Name: x.Name, Scope: x.Scope, CreatedBy: x.CreatedBy,
-		CreatedAt: isoTime(x.CreatedAt), UpdatedAt: isoTime(x.UpdatedAt)}
+		CreatedAt: wire.Time(x.CreatedAt), UpdatedAt: wire.Time(x.UpdatedAt)}
 	if x.Scope == "project" {
 		out.ProjectID = x.ScopeID
 	} else {

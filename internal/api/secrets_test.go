@@ -18,6 +18,7 @@ import (
 	"github.com/runnel-ci/runnel/internal/scheduler"
 	"github.com/runnel-ci/runnel/internal/secret"
 	"github.com/runnel-ci/runnel/internal/store"
+	"github.com/runnel-ci/runnel/internal/wire"
 )
 
 // secretsEnv is an env whose every answer, header and log line is checked
@@ -160,7 +161,7 @@ func names(t *testing.T, r *resp) []string {
 func TestSecretsCreate(t *testing.T) {
 	e := newSecretsEnv(t, nil)
 	pid := e.createPipeline("app", nil)
-	created := isoTime(e.clock.Now())
+	created := wire.Time(e.clock.Now())
 
 	projValue := "proj-" + newID("v")
 	d := e.create(map[string]any{"name": "DEPLOY_TOKEN", "value": projValue, "projectId": "proj_demo"})
@@ -260,8 +261,8 @@ func TestSecretsUpdate(t *testing.T) {
 	e.clock.Advance(time.Minute)
 	v2 := "second-" + newID("v")
 	d = e.do("PUT", path, map[string]any{"value": e.value(v2)}).must(t, 200).detail()
-	if d["name"] != "TOKEN" || d["scope"] != "project" || d["createdAt"] != isoTime(before.CreatedAt) ||
-		d["updatedAt"] != isoTime(e.clock.Now()) || d["value"] != nil {
+	if d["name"] != "TOKEN" || d["scope"] != "project" || d["createdAt"] != wire.Time(before.CreatedAt) ||
+		d["updatedAt"] != wire.Time(e.clock.Now()) || d["value"] != nil {
 		t.Errorf("after PUT value: %v", d)
 	}
 	after := e.opens(id, v2)

@@ -11,6 +11,7 @@ import (
 	"github.com/runnel-ci/runnel/internal/check"
 	"github.com/runnel-ci/runnel/internal/pipeline"
 	"github.com/runnel-ci/runnel/internal/spec"
+	"github.com/runnel-ci/runnel/internal/wire"
 )
 
 // Definitions: GET …/spec, POST …/spec/validate and …/spec/save decode,
@@ -87,7 +88,7 @@ func (s *Server) getSpec(w http.ResponseWriter, r *http.Request) error {
 		CommitMessage: d.CommitMessage, Editor: d.Editor, Source: d.Source, File: d.File, Branch: d.Branch, Text: d.Text,
 	}
 	if !d.CreatedAt.IsZero() {
-		out.CreatedAt = isoTime(d.CreatedAt)
+		out.CreatedAt = wire.Time(d.CreatedAt)
 	}
 	s.ok(w, http.StatusOK, out)
 	return nil
@@ -158,7 +159,7 @@ func (s *Server) saveSpec(w http.ResponseWriter, r *http.Request) error {
 	case g.Mode == "pr":
 		out = specVersionJSON{
 			PipelineID: p.ID, HeadCommitSHA: g.Parent, Format: format, CommitMessage: req.CommitMessage,
-			Editor: saved.Editor, RequestID: req.RequestID, CreatedAt: isoTime(saved.Time), SaveMode: "pr", CommitSHA: g.Commit,
+			Editor: saved.Editor, RequestID: req.RequestID, CreatedAt: wire.Time(saved.Time), SaveMode: "pr", CommitSHA: g.Commit,
 			Branch: g.Branch, TargetBranch: g.Target, Unchanged: g.Unchanged,
 		}
 		if pr := g.PullRequest; pr != nil {
@@ -167,7 +168,7 @@ func (s *Server) saveSpec(w http.ResponseWriter, r *http.Request) error {
 	case g.Unchanged:
 		out = specVersionJSON{
 			PipelineID: p.ID, Version: p.HeadVersion, HeadCommitSHA: g.Commit, Format: format, CommitMessage: req.CommitMessage,
-			Editor: saved.Editor, RequestID: cmp.Or(req.RequestID, runnel.NewID("auto")), CreatedAt: isoTime(saved.Time),
+			Editor: saved.Editor, RequestID: cmp.Or(req.RequestID, runnel.NewID("auto")), CreatedAt: wire.Time(saved.Time),
 			SaveMode: "direct", CommitSHA: g.Commit, Branch: g.Branch, Unchanged: true,
 		}
 	default:

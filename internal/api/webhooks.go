@@ -5,6 +5,7 @@ import (
 
 	"github.com/runnel-ci/runnel/internal/apikit"
 	"github.com/runnel-ci/runnel/internal/trigger/webhook"
+	"github.com/runnel-ci/runnel/internal/wire"
 )
 
 // Webhooks: POST /api/v1/webhooks/{provider}/{pipelineId} is public (the
@@ -98,6 +99,6 @@ func (s *Server) rotateWebhookSecret(w http.ResponseWriter, r *http.Request) err
 	for _, prov := range webhook.Providers {
 		urls[prov] = base + "/api/v1/webhooks/" + prov + "/" + id
 	}
-	s.ok(w, http.StatusOK, webhookSecretJSON{PipelineID: id, Secret: secret, URLs: urls, UpdatedAt: isoTime(updated.UpdatedAt)})
+	s.ok(w, http.StatusOK, webhookSecretJSON{PipelineID: id, Secret: secret, URLs: urls, UpdatedAt: wire.Time(updated.UpdatedAt)})
 	return nil
 }
