@@ -22,7 +22,6 @@ import (
 	cdevents "github.com/cdevents/sdk-go/pkg/api"
 	cdeventsv05 "github.com/cdevents/sdk-go/pkg/api/v05"
 	cloudevents "github.com/cloudevents/sdk-go/v2"
-	cehttp "github.com/cloudevents/sdk-go/v2/protocol/http"
 	"github.com/google/go-containerregistry/pkg/authn"
 	"github.com/google/go-containerregistry/pkg/name"
 	"github.com/google/go-containerregistry/pkg/registry"
@@ -108,26 +107,21 @@ type buildSink struct {
 
 func newBuildSink(t *testing.T) *buildSink {
 	s := &buildSink{t: t, got: map[string]cdevents.CDEventReader{}}
-	p, err := cehttp.New()
-	if err != nil {
-		t.Fatal(err)
-	}
-	h, err := cloudevents.NewHTTPReceiveHandler(context.Background(), p, func(ev cloudevents.Event) {
-		cd, err := cdeventsv05.NewFromJsonBytes(ev.Data())
-		if err != nil {
-			t.Errorf("event %s: not a CDEvent: %v", ev.ID(), err)
-			return
-		}
-		if err := cdevents.Validate(cd); err != nil {
-			t.Errorf("event %s (%s): invalid: %v", ev.ID(), ev.Type(), err)
-		}
-		s.mu.Lock()
-		s.got[ev.ID()] = cd
-		s.mu.Unlock()
+	h := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		receiveCloudEvent(t, w, r, func(ev cloudevents.Event) {
+			cd, err := cdeventsv05.NewFromJsonBytes(ev.Data())
+			if err != nil {
+				t.Errorf("event %s: not a CDEvent: %v", ev.ID(), err)
+				return
+			}
+			if err := cdevents.Validate(cd); err != nil {
+				t.Errorf("event %s (%s): invalid: %v", ev.ID(), ev.Type(), err)
+			}
+			s.mu.Lock()
+			s.got[ev.ID()] = cd
+			s.mu.Unlock()
+		})
 	})
-	if err != nil {
-		t.Fatal(err)
-	}
 	srv := httptest.NewServer(h)
 	t.Cleanup(srv.Close)
 	s.url = srv.URL
