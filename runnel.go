@@ -256,3 +256,60 @@ func About(err error, verb, noun, id string) error {
 	}
 	return fmt.Errorf("%s %s %s: %w", verb, noun, id, err)
 }
+
+// Principal is the authenticated caller.
+type Principal struct {
+	TokenID string
+	// Subject is the user's login (what createdBy, triggeredBy and
+	// approvers record).
+	Subject string
+	// Role is "admin" for a site admin, else "user".
+	Role string
+	// UserID is the user the token belongs to ("" for a token made before
+	// users existed and not linked to one).
+	UserID string
+	// Scopes are the token's (nil: every scope).
+	Scopes []string
+}
+
+// The scopes of API tokens, each including the ones before it: read (see),
+// run (trigger and control runs, approve), write (change definitions and
+// settings), admin (administer the server; only for site admins).
+const (
+	ScopeRead  = "read"
+	ScopeRun   = "run"
+	ScopeWrite = "write"
+	ScopeAdmin = "admin"
+)
+
+// Scopes lists the scopes from the least to the most.
+var Scopes = []string{ScopeRead, ScopeRun, ScopeWrite, ScopeAdmin}
+
+// scopeRank is a scope's place in Scopes (-1: unknown).
+func scopeRank(s string) int {
+	for i, x := range Scopes {
+		if x == s {
+			return i
+		}
+	}
+	return -1
+}
+
+// Allows reports whether scopes (nil: all) grant need: a scope grants the
+// ones before it in Scopes.
+func Allows(scopes []string, need string) bool {
+	if scopes == nil {
+		return true
+	}
+	r := scopeRank(need)
+	for _, s := range scopes {
+		if sr := scopeRank(s); sr >= 0 && sr >= r {
+			return true
+		}
+	}
+	return false
+}
+
+// Admin reports whether the caller is a site admin using a token that may
+// administer.
+func (p Principal) Admin() bool { return p.Role == "admin" && Allows(p.Scopes, ScopeAdmin) }

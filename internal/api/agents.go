@@ -59,8 +59,8 @@ func toAgentJSON(a fleet.Agent) agentJSON {
 // requireAdmin refuses a user-role token: agents and registration tokens are
 // administration.
 func requireAdmin(r *http.Request, what string) error {
-	if apikit.PrincipalFrom(r.Context()).Role != "admin" {
-		return apikit.Errorf(http.StatusForbidden, "%s needs an admin token", what)
+	if !apikit.PrincipalFrom(r.Context()).Admin() {
+		return apikit.Errorf(http.StatusForbidden, "%s needs an admin token (a site admin's, with the admin scope)", what)
 	}
 	return nil
 }

@@ -12,6 +12,7 @@ import (
 
 	"github.com/runnel-ci/runnel"
 	"github.com/runnel-ci/runnel/internal/apikit"
+	"github.com/runnel-ci/runnel/internal/identity"
 	"github.com/runnel-ci/runnel/internal/imageapi"
 	"github.com/runnel-ci/runnel/internal/store"
 	"github.com/runnel-ci/runnel/internal/wire"
@@ -74,8 +75,15 @@ func (s *Server) authenticate(r *http.Request) (apikit.Principal, error) {
 	default:
 		return apikit.Principal{}, apikit.Errorf(http.StatusForbidden, "header Authorization: token role %q is not allowed to call the user API", t.Role)
 	}
+	p, err := identity.PrincipalOf(r.Context(), s.st, t)
+	if errors.Is(err, runnel.ErrUnauthenticated) {
+		return apikit.Principal{}, unauthorized("header Authorization: " + err.Error())
+	}
+	if err != nil {
+		return apikit.Principal{}, err
+	}
 	s.touch(r.Context(), t, now)
-	return apikit.Principal{TokenID: t.ID, Subject: t.Subject, Role: t.Role}, nil
+	return p, nil
 }
 
 // touch records the token's use at most once per touchEvery. The stored

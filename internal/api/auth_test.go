@@ -81,6 +81,10 @@ func samplePath(tmpl string) string {
 		"{repoName}":     "nosuchrepo",
 		"{build_id}":     "run_aaaaaaaaaaaaaaaaaaaa",
 		"{buildId}":      "run_aaaaaaaaaaaaaaaaaaaa",
+		"{userId}":       "usr_aaaaaaaaaaaaaaaaaaaa",
+	}
+	if strings.HasPrefix(tmpl, "/api/v1/tokens/") {
+		r["{tokenId}"] = "tok_aaaaaaaaaaaaaaaaaaaa" // API tokens; {tokenId} elsewhere is a registration token's
 	}
 	for k, v := range r {
 		tmpl = strings.ReplaceAll(tmpl, k, v)
@@ -174,13 +178,16 @@ func TestMe(t *testing.T) {
 	}
 
 	got := e.do("GET", "/api/v1/me", nil, withToken(admin)).must(t, http.StatusOK).detail()
-	want := map[string]any{"subject": "admin_root", "role": "admin", "tokenId": tokenID("admin_root")}
+	// Tokens made before users existed: no user, every scope of their role.
+	want := map[string]any{"subject": "admin_root", "role": "admin", "tokenId": tokenID("admin_root"),
+		"scopes": []any{"read", "run", "write", "admin"}, "user": nil}
 	if !sameJSON(got, want) {
 		t.Errorf("admin: %v, want %v", got, want)
 	}
 
 	got = e.do("GET", "/api/v1/me", nil).must(t, http.StatusOK).detail()
-	want = map[string]any{"subject": "user_alice", "role": "user", "tokenId": tokenID("user_alice")}
+	want = map[string]any{"subject": "user_alice", "role": "user", "tokenId": tokenID("user_alice"),
+		"scopes": []any{"read", "run", "write"}, "user": nil}
 	if !sameJSON(got, want) {
 		t.Errorf("user: %v, want %v", got, want)
 	}

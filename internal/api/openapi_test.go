@@ -142,6 +142,9 @@ func TestOpenAPIBodiesMatchDecoders(t *testing.T) {
 		"SecretUpdate":            &secretUpdateBody{},
 		"CredentialCreate":        &credentialBody{},
 		"CredentialUpdate":        &credentialUpdateBody{},
+		"UserCreate":              &userBody{},
+		"UserUpdate":              &userUpdateBody{},
+		"TokenCreate":             &tokenBody{},
 	}
 	maps.Copy(cases, imageapi.RequestBodies())
 	for name, v := range cases {

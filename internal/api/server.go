@@ -21,11 +21,13 @@ import (
 	"sync"
 	"time"
 
+	"github.com/runnel-ci/runnel"
 	"github.com/runnel-ci/runnel/internal/action"
 	"github.com/runnel-ci/runnel/internal/apikit"
 	"github.com/runnel-ci/runnel/internal/event"
 	"github.com/runnel-ci/runnel/internal/fleet"
 	"github.com/runnel-ci/runnel/internal/gitdef"
+	"github.com/runnel-ci/runnel/internal/identity"
 	"github.com/runnel-ci/runnel/internal/imageapi"
 	"github.com/runnel-ci/runnel/internal/pipeline"
 	"github.com/runnel-ci/runnel/internal/secret"
@@ -135,6 +137,8 @@ type Server struct {
 	secrets *secret.Service
 	// fleet owns the agent and registration token rules.
 	fleet *fleet.Service
+	// identity owns the user and token rules.
+	identity *identity.Service
 
 	// touched remembers when each token's last-used time was last written, so
 	// an active client costs one write a minute instead of one per request.
@@ -217,6 +221,7 @@ func New(cfg Config) *Server {
 		}
 		s.secrets = secret.NewService(o)
 	}
+	s.identity = identity.New(identity.Options{Store: s.st, Clock: s.now})
 	s.fleet = fleet.New(fleet.Options{Store: s.st, Control: s.agents, Clock: s.now})
 	s.imageAPI = &imageapi.API{Images: s.images, MaxBody: s.maxBody, ExternalURL: s.externalURL, Now: s.now}
 	mux := &apikit.Mux{Routes: s.routes(), Authenticate: s.authenticate, Fail: s.fail, MaxBody: s.maxBody, Log: s.log,
@@ -238,54 +243,66 @@ func (s *Server) routes() []apikit.Route {
 		// Authenticates itself: browsers send the token as a subprotocol.
 		{Method: "GET", Path: "/api/v1/ws", Public: true, H: s.websocketHandler},
 
-		{Method: "GET", Path: "/api/v1/me", H: s.me},
+		{Method: "GET", Path: "/api/v1/me", Scope: apikit.ScopeRead, H: s.me},
 
-		{Method: "POST", Path: "/api/v1/pipelines", H: s.createPipeline},
-		{Method: "GET", Path: "/api/v1/pipelines", H: s.listPipelines},
-		{Method: "GET", Path: "/api/v1/pipelines/{pipelineId}", H: s.getPipeline},
-		{Method: "PUT", Path: "/api/v1/pipelines/{pipelineId}", H: s.updatePipeline},
-		{Method: "DELETE", Path: "/api/v1/pipelines/{pipelineId}", H: s.deletePipeline},
+		{Method: "POST", Path: "/api/v1/pipelines", Scope: apikit.ScopeWrite, H: s.createPipeline},
+		{Method: "GET", Path: "/api/v1/pipelines", Scope: apikit.ScopeRead, H: s.listPipelines},
+		{Method: "GET", Path: "/api/v1/pipelines/{pipelineId}", Scope: apikit.ScopeRead, H: s.getPipeline},
+		{Method: "PUT", Path: "/api/v1/pipelines/{pipelineId}", Scope: apikit.ScopeWrite, H: s.updatePipeline},
+		{Method: "DELETE", Path: "/api/v1/pipelines/{pipelineId}", Scope: apikit.ScopeWrite, H: s.deletePipeline},
 
-		{Method: "GET", Path: "/api/v1/pipelines/{pipelineId}/spec", H: s.getSpec},
-		{Method: "POST", Path: "/api/v1/pipelines/{pipelineId}/spec/validate", H: s.validateSpec},
-		{Method: "POST", Path: "/api/v1/pipelines/{pipelineId}/spec/save", H: s.saveSpec},
+		{Method: "GET", Path: "/api/v1/pipelines/{pipelineId}/spec", Scope: apikit.ScopeRead, H: s.getSpec},
+		{Method: "POST", Path: "/api/v1/pipelines/{pipelineId}/spec/validate", Scope: apikit.ScopeWrite, H: s.validateSpec},
+		{Method: "POST", Path: "/api/v1/pipelines/{pipelineId}/spec/save", Scope: apikit.ScopeWrite, H: s.saveSpec},
 
-		{Method: "POST", Path: "/api/v1/pipelines/{pipelineId}/trigger", H: s.trigger},
-		{Method: "POST", Path: "/api/v1/pipelines/{pipelineId}/webhook/rotate", H: s.rotateWebhookSecret},
+		{Method: "POST", Path: "/api/v1/pipelines/{pipelineId}/trigger", Scope: apikit.ScopeRun, H: s.trigger},
+		{Method: "POST", Path: "/api/v1/pipelines/{pipelineId}/webhook/rotate", Scope: apikit.ScopeWrite, H: s.rotateWebhookSecret},
 		// The signature made with the pipeline's webhook secret is the
 		// authentication of a delivery.
 		{Method: "POST", Path: "/api/v1/webhooks/{provider}/{pipelineId}", Public: true, MaxBody: maxWebhookBody, H: s.receiveWebhook},
-		{Method: "GET", Path: "/api/v1/pipelines/{pipelineId}/runs", H: s.listRuns},
-		{Method: "GET", Path: "/api/v1/pipelines/runs/{runId}", H: s.getRun},
-		{Method: "POST", Path: "/api/v1/pipelines/{pipelineId}/runs/{runId}/stop", H: s.control("stop")},
-		{Method: "POST", Path: "/api/v1/pipelines/{pipelineId}/runs/{runId}/pause", H: s.control("pause")},
-		{Method: "POST", Path: "/api/v1/pipelines/{pipelineId}/runs/{runId}/resume", H: s.control("resume")},
-		{Method: "GET", Path: "/api/v1/pipelines/runs/{runId}/steps/{stepRunId}/logs", H: s.stepLogs},
-		{Method: "GET", Path: "/api/v1/pipelines/runs/{runId}/approvals", H: s.listApprovals},
-		{Method: "POST", Path: "/api/v1/approvals/{approvalId}/approve", H: s.decide(true)},
-		{Method: "POST", Path: "/api/v1/approvals/{approvalId}/reject", H: s.decide(false)},
-		{Method: "GET", Path: "/api/v1/pipelines/runs/{runId}/artifacts", H: s.listArtifacts},
-		{Method: "GET", Path: "/api/v1/pipelines/runs/{runId}/artifacts/{artifactId}", H: s.downloadArtifact},
+		{Method: "GET", Path: "/api/v1/pipelines/{pipelineId}/runs", Scope: apikit.ScopeRead, H: s.listRuns},
+		{Method: "GET", Path: "/api/v1/pipelines/runs/{runId}", Scope: apikit.ScopeRead, H: s.getRun},
+		{Method: "POST", Path: "/api/v1/pipelines/{pipelineId}/runs/{runId}/stop", Scope: apikit.ScopeRun, H: s.control("stop")},
+		{Method: "POST", Path: "/api/v1/pipelines/{pipelineId}/runs/{runId}/pause", Scope: apikit.ScopeRun, H: s.control("pause")},
+		{Method: "POST", Path: "/api/v1/pipelines/{pipelineId}/runs/{runId}/resume", Scope: apikit.ScopeRun, H: s.control("resume")},
+		{Method: "GET", Path: "/api/v1/pipelines/runs/{runId}/steps/{stepRunId}/logs", Scope: apikit.ScopeRead, H: s.stepLogs},
+		{Method: "GET", Path: "/api/v1/pipelines/runs/{runId}/approvals", Scope: apikit.ScopeRead, H: s.listApprovals},
+		{Method: "POST", Path: "/api/v1/approvals/{approvalId}/approve", Scope: apikit.ScopeRun, H: s.decide(true)},
+		{Method: "POST", Path: "/api/v1/approvals/{approvalId}/reject", Scope: apikit.ScopeRun, H: s.decide(false)},
+		{Method: "GET", Path: "/api/v1/pipelines/runs/{runId}/artifacts", Scope: apikit.ScopeRead, H: s.listArtifacts},
+		{Method: "GET", Path: "/api/v1/pipelines/runs/{runId}/artifacts/{artifactId}", Scope: apikit.ScopeRead, H: s.downloadArtifact},
 
-		{Method: "GET", Path: "/api/v1/agents", H: s.listAgents},
-		{Method: "GET", Path: "/api/v1/agents/{agentId}", H: s.getAgent},
-		{Method: "PUT", Path: "/api/v1/agents/{agentId}", H: s.updateAgent},
-		{Method: "DELETE", Path: "/api/v1/agents/{agentId}", H: s.deleteAgent},
-		{Method: "POST", Path: "/api/v1/registration-tokens", H: s.createRegistrationToken},
-		{Method: "GET", Path: "/api/v1/registration-tokens", H: s.listRegistrationTokens},
-		{Method: "DELETE", Path: "/api/v1/registration-tokens/{tokenId}", H: s.deleteRegistrationToken},
+		{Method: "GET", Path: "/api/v1/agents", Scope: apikit.ScopeRead, H: s.listAgents},
+		{Method: "GET", Path: "/api/v1/agents/{agentId}", Scope: apikit.ScopeRead, H: s.getAgent},
+		{Method: "PUT", Path: "/api/v1/agents/{agentId}", Scope: apikit.ScopeAdmin, H: s.updateAgent},
+		{Method: "DELETE", Path: "/api/v1/agents/{agentId}", Scope: apikit.ScopeAdmin, H: s.deleteAgent},
+		{Method: "POST", Path: "/api/v1/registration-tokens", Scope: apikit.ScopeAdmin, H: s.createRegistrationToken},
+		{Method: "GET", Path: "/api/v1/registration-tokens", Scope: apikit.ScopeAdmin, H: s.listRegistrationTokens},
+		{Method: "DELETE", Path: "/api/v1/registration-tokens/{tokenId}", Scope: apikit.ScopeAdmin, H: s.deleteRegistrationToken},
 
-		{Method: "POST", Path: "/api/v1/secrets", H: s.createSecret},
-		{Method: "GET", Path: "/api/v1/secrets", H: s.listSecrets},
-		{Method: "GET", Path: "/api/v1/secrets/{secretId}", H: s.getSecret},
-		{Method: "PUT", Path: "/api/v1/secrets/{secretId}", H: s.updateSecret},
-		{Method: "DELETE", Path: "/api/v1/secrets/{secretId}", H: s.deleteSecret},
+		{Method: "GET", Path: "/api/v1/users", Scope: apikit.ScopeAdmin, H: s.listUsers},
+		{Method: "POST", Path: "/api/v1/users", Scope: apikit.ScopeAdmin, H: s.createUser},
+		// A user reads their own record with a read token; the service
+		// answers 404 for others' unless the caller is an admin.
+		{Method: "GET", Path: "/api/v1/users/{userId}", Scope: apikit.ScopeRead, H: s.getUser},
+		{Method: "PUT", Path: "/api/v1/users/{userId}", Scope: apikit.ScopeAdmin, H: s.updateUser},
+		{Method: "DELETE", Path: "/api/v1/users/{userId}", Scope: apikit.ScopeAdmin, H: s.deleteUser},
+		{Method: "POST", Path: "/api/v1/users/{userId}/tokens", Scope: apikit.ScopeAdmin, H: s.createUserToken},
+		{Method: "GET", Path: "/api/v1/tokens", Scope: apikit.ScopeRead, H: s.listOwnTokens},
+		{Method: "POST", Path: "/api/v1/tokens", Scope: apikit.ScopeWrite, H: s.createOwnToken},
+		{Method: "DELETE", Path: "/api/v1/tokens/{tokenId}", Scope: apikit.ScopeWrite, H: s.deleteToken},
 
-		{Method: "POST", Path: "/api/v1/credentials", H: s.createCredential},
-		{Method: "GET", Path: "/api/v1/credentials", H: s.listCredentials},
-		{Method: "GET", Path: "/api/v1/credentials/{credentialId}", H: s.getCredential},
-		{Method: "PUT", Path: "/api/v1/credentials/{credentialId}", H: s.updateCredential},
-		{Method: "DELETE", Path: "/api/v1/credentials/{credentialId}", H: s.deleteCredential},
+		{Method: "POST", Path: "/api/v1/secrets", Scope: apikit.ScopeWrite, H: s.createSecret},
+		{Method: "GET", Path: "/api/v1/secrets", Scope: apikit.ScopeRead, H: s.listSecrets},
+		{Method: "GET", Path: "/api/v1/secrets/{secretId}", Scope: apikit.ScopeRead, H: s.getSecret},
+		{Method: "PUT", Path: "/api/v1/secrets/{secretId}", Scope: apikit.ScopeWrite, H: s.updateSecret},
+		{Method: "DELETE", Path: "/api/v1/secrets/{secretId}", Scope: apikit.ScopeWrite, H: s.deleteSecret},
+
+		{Method: "POST", Path: "/api/v1/credentials", Scope: apikit.ScopeWrite, H: s.createCredential},
+		{Method: "GET", Path: "/api/v1/credentials", Scope: apikit.ScopeRead, H: s.listCredentials},
+		{Method: "GET", Path: "/api/v1/credentials/{credentialId}", Scope: apikit.ScopeRead, H: s.getCredential},
+		{Method: "PUT", Path: "/api/v1/credentials/{credentialId}", Scope: apikit.ScopeWrite, H: s.updateCredential},
+		{Method: "DELETE", Path: "/api/v1/credentials/{credentialId}", Scope: apikit.ScopeWrite, H: s.deleteCredential},
 	}, s.imageAPI.Routes()...)
 }
 
@@ -299,7 +316,22 @@ func (s *Server) healthz(w http.ResponseWriter, r *http.Request) error {
 // admin-only controls to admins.
 func (s *Server) me(w http.ResponseWriter, r *http.Request) error {
 	p := apikit.PrincipalFrom(r.Context())
-	s.ok(w, http.StatusOK, map[string]string{"subject": p.Subject, "role": p.Role, "tokenId": p.TokenID})
+	out := meJSON{Subject: p.Subject, Role: p.Role, TokenID: p.TokenID, Scopes: p.Scopes}
+	if out.Scopes == nil {
+		out.Scopes = runnel.Scopes[:3]
+		if p.Role == "admin" {
+			out.Scopes = runnel.Scopes
+		}
+	}
+	if p.UserID != "" {
+		u, err := s.identity.GetUser(r.Context(), p, p.UserID)
+		if err != nil {
+			return err
+		}
+		j := toUserJSON(u)
+		out.User = &j
+	}
+	s.ok(w, http.StatusOK, out)
 	return nil
 }
 

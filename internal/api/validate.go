@@ -29,7 +29,7 @@ func pathID(r *http.Request, k idKind) (string, error) {
 	id := r.PathValue(k.param)
 	if !apikit.IsID(id, k.prefix) {
 		article := "a"
-		if strings.ContainsRune("aeiou", rune(k.noun[0])) {
+		if strings.ContainsRune("aeio", rune(k.noun[0])) { // "a user"
 			article = "an"
 		}
 		return "", apikit.Errorf(http.StatusBadRequest,

@@ -25,6 +25,9 @@ type Route struct {
 	Path   string
 	// Public routes need no token.
 	Public bool
+	// Scope is what the caller's token must allow (see Allows); every route
+	// that is not Public names one.
+	Scope string
 	// MaxBody bounds the body instead of Mux.MaxBody when set.
 	MaxBody int64
 	H       HandlerFunc
@@ -225,6 +228,11 @@ func (m *Mux) wrap(rt Route) http.Handler {
 			p, err := m.Authenticate(r)
 			if err != nil {
 				m.Fail(w, r, err)
+				return
+			}
+			if !Allows(p.Scopes, rt.Scope) {
+				m.Fail(w, r, Errorf(http.StatusForbidden, "header Authorization: the token's scopes (%s) do not include %s, which %s %s needs",
+					strings.Join(p.Scopes, ", "), rt.Scope, rt.Method, rt.Path))
 				return
 			}
 			r = r.WithContext(WithPrincipal(r.Context(), p))

@@ -3,14 +3,23 @@ package apikit
 import (
 	"context"
 	"net/http"
+
+	"github.com/runnel-ci/runnel"
 )
 
-// Principal is the authenticated caller.
-type Principal struct {
-	TokenID string
-	Subject string
-	Role    string
-}
+// Principal is the authenticated caller (the vocabulary's).
+type Principal = runnel.Principal
+
+// The scopes of API tokens (the vocabulary's).
+const (
+	ScopeRead  = runnel.ScopeRead
+	ScopeRun   = runnel.ScopeRun
+	ScopeWrite = runnel.ScopeWrite
+	ScopeAdmin = runnel.ScopeAdmin
+)
+
+// Allows is runnel.Allows.
+func Allows(scopes []string, need string) bool { return runnel.Allows(scopes, need) }
 
 type principalKey struct{}
 

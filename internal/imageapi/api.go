@@ -28,25 +28,25 @@ func (a *API) Routes() []apikit.Route {
 	return []apikit.Route{
 		// The image build service in the seed's own API (snake_case, no
 		// envelope, errors as {"errors":[…]}: see WriteError).
-		{Method: "POST", Path: "/v1/repositories/{namespace}", H: a.seedCreateRepository},
-		{Method: "GET", Path: "/v1/repositories/{namespace}/{repo_name}", H: a.seedGetRepository},
-		{Method: "DELETE", Path: "/v1/repositories/{namespace}/{repo_name}", H: a.seedDeleteRepository},
-		{Method: "PUT", Path: "/v1/repositories/{namespace}/{repo_name}/build-config", H: a.seedUpdateBuildConfig},
-		{Method: "GET", Path: "/v1/builds", H: a.seedListBuilds},
-		{Method: "POST", Path: "/v1/builds", H: a.seedTriggerBuild},
-		{Method: "GET", Path: "/v1/builds/{build_id}", H: a.seedGetBuild},
-		{Method: "GET", Path: "/v1/builds/{build_id}/logs", H: a.seedBuildLogs},
+		{Method: "POST", Path: "/v1/repositories/{namespace}", Scope: apikit.ScopeWrite, H: a.seedCreateRepository},
+		{Method: "GET", Path: "/v1/repositories/{namespace}/{repo_name}", Scope: apikit.ScopeRead, H: a.seedGetRepository},
+		{Method: "DELETE", Path: "/v1/repositories/{namespace}/{repo_name}", Scope: apikit.ScopeWrite, H: a.seedDeleteRepository},
+		{Method: "PUT", Path: "/v1/repositories/{namespace}/{repo_name}/build-config", Scope: apikit.ScopeWrite, H: a.seedUpdateBuildConfig},
+		{Method: "GET", Path: "/v1/builds", Scope: apikit.ScopeRead, H: a.seedListBuilds},
+		{Method: "POST", Path: "/v1/builds", Scope: apikit.ScopeRun, H: a.seedTriggerBuild},
+		{Method: "GET", Path: "/v1/builds/{build_id}", Scope: apikit.ScopeRead, H: a.seedGetBuild},
+		{Method: "GET", Path: "/v1/builds/{build_id}/logs", Scope: apikit.ScopeRead, H: a.seedBuildLogs},
 
 		// The same service in Runnel's API (camelCase, envelope).
-		{Method: "POST", Path: "/api/v1/image-repositories", H: a.createImageRepository},
-		{Method: "GET", Path: "/api/v1/image-repositories", H: a.listImageRepositories},
-		{Method: "GET", Path: "/api/v1/image-repositories/{namespace}/{repoName}", H: a.getImageRepository},
-		{Method: "DELETE", Path: "/api/v1/image-repositories/{namespace}/{repoName}", H: a.deleteImageRepository},
-		{Method: "PUT", Path: "/api/v1/image-repositories/{namespace}/{repoName}/build-config", H: a.updateImageBuildConfig},
-		{Method: "GET", Path: "/api/v1/image-builds", H: a.listImageBuilds},
-		{Method: "POST", Path: "/api/v1/image-builds", H: a.triggerImageBuild},
-		{Method: "GET", Path: "/api/v1/image-builds/{buildId}", H: a.getImageBuild},
-		{Method: "GET", Path: "/api/v1/image-builds/{buildId}/logs", H: a.imageBuildLogs},
+		{Method: "POST", Path: "/api/v1/image-repositories", Scope: apikit.ScopeWrite, H: a.createImageRepository},
+		{Method: "GET", Path: "/api/v1/image-repositories", Scope: apikit.ScopeRead, H: a.listImageRepositories},
+		{Method: "GET", Path: "/api/v1/image-repositories/{namespace}/{repoName}", Scope: apikit.ScopeRead, H: a.getImageRepository},
+		{Method: "DELETE", Path: "/api/v1/image-repositories/{namespace}/{repoName}", Scope: apikit.ScopeWrite, H: a.deleteImageRepository},
+		{Method: "PUT", Path: "/api/v1/image-repositories/{namespace}/{repoName}/build-config", Scope: apikit.ScopeWrite, H: a.updateImageBuildConfig},
+		{Method: "GET", Path: "/api/v1/image-builds", Scope: apikit.ScopeRead, H: a.listImageBuilds},
+		{Method: "POST", Path: "/api/v1/image-builds", Scope: apikit.ScopeRun, H: a.triggerImageBuild},
+		{Method: "GET", Path: "/api/v1/image-builds/{buildId}", Scope: apikit.ScopeRead, H: a.getImageBuild},
+		{Method: "GET", Path: "/api/v1/image-builds/{buildId}/logs", Scope: apikit.ScopeRead, H: a.imageBuildLogs},
 	}
 }
 

@@ -301,7 +301,7 @@ func (s *Server) bindTransports(context.Context) error {
 		}
 		s.grpcSrv = grpc.NewServer(opts...)
 		as.Attach(s.grpcSrv)
-		streamrpc.NewServer(streamrpc.Options{Source: s.hub, Tokens: s.st, Logger: s.log}).Attach(s.grpcSrv)
+		streamrpc.NewServer(streamrpc.Options{Source: s.hub, Tokens: s.st, Users: s.st, Logger: s.log}).Attach(s.grpcSrv)
 		ln, err := net.Listen("tcp", cfg.GRPCAddr)
 		if err != nil {
 			return fmt.Errorf("listen (gRPC): %w", err)

@@ -89,3 +89,43 @@ func TestValidate(t *testing.T) {
 		}
 	}
 }
+
+// TestAdminTokenUser: the --admin-token belongs to the site admin "admin",
+// who can create users and tokens; a new token value restores "admin" as
+// an enabled admin (the way back in when no admin is left).
+func TestAdminTokenUser(t *testing.T) {
+	dir := t.TempDir()
+	start := func(token string) (*Server, func()) {
+		cfg := testConfig(dir)
+		cfg.AdminToken = token
+		s, err := New(context.Background(), cfg, io.Discard, io.Discard)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return s, func() { s.Close() }
+	}
+	s, stop := start("first-admin-token-0123456789")
+	u, err := s.st.UserByLogin(context.Background(), "admin")
+	if err != nil || !u.Admin || u.Disabled {
+		t.Fatalf("admin user: %+v %v", u, err)
+	}
+	toks, err := s.st.TokensOfUser(context.Background(), u.ID)
+	if err != nil || len(toks) != 1 || toks[0].Role != "admin" {
+		t.Fatalf("admin's tokens: %+v %v", toks, err)
+	}
+	u.Admin, u.Disabled = false, true
+	if err := s.st.UpdateUser(context.Background(), u); err != nil {
+		t.Fatal(err)
+	}
+	stop()
+
+	s, stop = start("second-admin-token-0123456789")
+	defer stop()
+	u2, err := s.st.UserByLogin(context.Background(), "admin")
+	if err != nil || u2.ID != u.ID || !u2.Admin || u2.Disabled {
+		t.Fatalf("admin user after a new --admin-token: %+v %v", u2, err)
+	}
+	if toks, _ := s.st.TokensOfUser(context.Background(), u.ID); len(toks) != 2 {
+		t.Fatalf("admin's tokens: %+v", toks)
+	}
+}

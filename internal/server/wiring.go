@@ -65,6 +65,8 @@ func pipelineCredential(r secret.Resolver, haveKeys bool) gitdef.CredentialOpene
 
 // ensureAdminToken makes sure an admin token exists: the given value, or on
 // the very first start a generated one, printed once. Only hashes are stored.
+// The token belongs to the user "admin", a site admin, created with it when
+// missing: --admin-token is also the way back in when no admin is left.
 func ensureAdminToken(ctx context.Context, st store.Store, value string, stdout io.Writer) error {
 	if value != "" {
 		sum := sha256.Sum256([]byte(value))
@@ -73,7 +75,11 @@ func ensureAdminToken(ctx context.Context, st store.Store, value string, stdout 
 		} else if !errors.Is(err, runnel.ErrNotFound) {
 			return fmt.Errorf("look up admin token: %w", err)
 		}
-		err := st.CreateToken(ctx, &store.APIToken{ID: runnel.NewID("tok"), Name: "admin (--admin-token)", Subject: "admin", Role: "admin", Hash: sum[:], CreatedAt: time.Now().UTC()})
+		u, err := ensureAdminUser(ctx, st)
+		if err != nil {
+			return err
+		}
+		err = st.CreateToken(ctx, &store.APIToken{ID: runnel.NewID("tok"), Name: "admin (--admin-token)", Subject: u.Login, Role: "admin", UserID: u.ID, Hash: sum[:], CreatedAt: time.Now().UTC()})
 		if errors.Is(err, runnel.ErrConflict) {
 			// Another replica starting at the same moment stored it first.
 			if _, gerr := st.TokenByHash(ctx, sum[:]); gerr == nil {
@@ -97,11 +103,40 @@ func ensureAdminToken(ctx context.Context, st store.Store, value string, stdout 
 	}
 	tok := "rnl_" + hex.EncodeToString(b)
 	sum := sha256.Sum256([]byte(tok))
-	if err := st.CreateToken(ctx, &store.APIToken{ID: runnel.NewID("tok"), Name: "admin (generated)", Subject: "admin", Role: "admin", Hash: sum[:], CreatedAt: time.Now().UTC()}); err != nil {
+	u, err := ensureAdminUser(ctx, st)
+	if err != nil {
+		return err
+	}
+	if err := st.CreateToken(ctx, &store.APIToken{ID: runnel.NewID("tok"), Name: "admin (generated)", Subject: u.Login, Role: "admin", UserID: u.ID, Hash: sum[:], CreatedAt: time.Now().UTC()}); err != nil {
 		return err
 	}
 	fmt.Fprintf(stdout, "Generated an admin API token (shown only this once; only its hash is stored):\n\n    %s\n\nUse it as: curl -H 'Authorization: Bearer %s' …\n\n", tok, tok)
 	return nil
+}
+
+// ensureAdminUser returns the user "admin", creating it (a site admin) when
+// missing, and enabling it as an admin again when it is not one: the admin
+// token is the operator's.
+func ensureAdminUser(ctx context.Context, st store.Store) (*store.User, error) {
+	u, err := st.UserByLogin(ctx, "admin")
+	if errors.Is(err, runnel.ErrNotFound) {
+		u = &store.User{ID: runnel.NewID("usr"), Login: "admin", Name: "Administrator", Admin: true, CreatedAt: time.Now().UTC()}
+		err = st.CreateUser(ctx, u)
+		if errors.Is(err, runnel.ErrConflict) {
+			// Another replica starting at the same moment stored it first.
+			u, err = st.UserByLogin(ctx, "admin")
+		}
+	}
+	if err != nil {
+		return nil, fmt.Errorf("the admin user: %w", err)
+	}
+	if !u.Admin || u.Disabled {
+		u.Admin, u.Disabled = true, false
+		if err := st.UpdateUser(ctx, u); err != nil {
+			return nil, fmt.Errorf("make the user admin a site admin again: %w", err)
+		}
+	}
+	return u, nil
 }
 
 // embeddedAgentID is stable for a data dir, so after a crash the new process

@@ -338,14 +338,35 @@ type Events interface {
 
 // APIToken is a bearer token; only its hash is stored.
 type APIToken struct {
-	ID         string
-	Name       string
-	Subject    string
-	Role       string // admin | user | agent
+	ID      string
+	Name    string
+	Subject string
+	Role    string // admin | user | agent
+	// UserID is the user the token belongs to ("" for agent tokens, and for
+	// user tokens stored before users existed until the upgrade links them).
+	UserID string
+	// Scopes are what the token may do (read, run, write, admin); nil for
+	// tokens made before scopes existed, which may do all their user may.
+	Scopes     []string
 	Hash       []byte // SHA-256 of the token
 	CreatedAt  time.Time
 	LastUsedAt *time.Time
 	ExpiresAt  *time.Time
+}
+
+// User is a person (or a robot account) who signs in and owns API tokens.
+// Login is unique and is the subject the rest of Runnel records (createdBy,
+// triggeredBy, approvers).
+type User struct {
+	ID          string
+	Login       string
+	Name        string
+	Email       string
+	AvatarURL   string
+	Admin       bool
+	Disabled    bool
+	CreatedAt   time.Time
+	LastLoginAt *time.Time
 }
 
 // RunFilter selects runs to list, newest first.
@@ -404,6 +425,7 @@ type Store interface {
 	Approvals
 	Logs
 	Tokens
+	Users
 	Agents
 	Secrets
 	Credentials
@@ -867,6 +889,31 @@ type Tokens interface {
 	TokenByHash(ctx context.Context, hash []byte) (*APIToken, error)
 	TouchToken(ctx context.Context, id string, at time.Time) error
 	ListTokens(ctx context.Context) ([]*APIToken, error)
+	// GetToken returns a token by id (ErrNotFound).
+	GetToken(ctx context.Context, id string) (*APIToken, error)
+	// TokensOfUser lists a user's tokens, oldest first (empty, not an error,
+	// for a user without tokens or an unknown id).
+	TokensOfUser(ctx context.Context, userID string) ([]*APIToken, error)
+	// DeleteToken removes a token (ErrNotFound).
+	DeleteToken(ctx context.Context, id string) error
+}
+
+// Users stores users.
+type Users interface {
+	// CreateUser stores u (ID and CreatedAt set by the caller); an empty id or
+	// login → ErrInvalid, a used id or login → ErrConflict.
+	CreateUser(ctx context.Context, u *User) error
+	// GetUser and UserByLogin return ErrNotFound for no such user.
+	GetUser(ctx context.Context, id string) (*User, error)
+	UserByLogin(ctx context.Context, login string) (*User, error)
+	// ListUsers lists every user by login.
+	ListUsers(ctx context.Context) ([]*User, error)
+	// UpdateUser replaces the user's name, email, avatar URL, admin and
+	// disabled flags and last login (not its login or creation time);
+	// ErrNotFound for no such user.
+	UpdateUser(ctx context.Context, u *User) error
+	// DeleteUser removes a user and every token of theirs (ErrNotFound).
+	DeleteUser(ctx context.Context, id string) error
 }
 
 // PipelineWebhook is a pipeline's webhook secret, sealed by the server like a

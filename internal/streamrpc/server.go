@@ -25,6 +25,7 @@ import (
 
 	"github.com/runnel-ci/runnel"
 	"github.com/runnel-ci/runnel/internal/event"
+	"github.com/runnel-ci/runnel/internal/identity"
 	"github.com/runnel-ci/runnel/internal/store"
 	"github.com/runnel-ci/runnel/internal/streampb"
 )
@@ -42,6 +43,9 @@ type Options struct {
 	Source event.Source
 	// Tokens authenticates callers (TokenByHash; TouchToken records use).
 	Tokens store.Tokens
+	// Users refuses the tokens of disabled or deleted users (nil: tokens are
+	// taken as they are).
+	Users  identity.UserGetter
 	Logger *slog.Logger
 	// Now defaults to time.Now.
 	Now func() time.Time
@@ -52,13 +56,14 @@ type Server struct {
 	streampb.UnimplementedStreamServiceServer
 	src    event.Source
 	tokens store.Tokens
+	users  identity.UserGetter
 	log    *slog.Logger
 	now    func() time.Time
 }
 
 // NewServer returns the stream service; add it to a gRPC server with Attach.
 func NewServer(o Options) *Server {
-	s := &Server{src: o.Source, tokens: o.Tokens, log: o.Logger, now: o.Now}
+	s := &Server{src: o.Source, tokens: o.Tokens, users: o.Users, log: o.Logger, now: o.Now}
 	if s.log == nil {
 		s.log = slog.New(slog.DiscardHandler)
 	}
@@ -245,6 +250,14 @@ func (s *Server) authenticate(ctx context.Context) (*store.APIToken, error) {
 		return nil, status.Errorf(codes.PermissionDenied, "metadata authorization: agent tokens (%s) cannot call the stream service; use a user or admin API token", t.Name)
 	default:
 		return nil, status.Errorf(codes.PermissionDenied, "metadata authorization: token role %q is not allowed to call the stream service", t.Role)
+	}
+	if s.users != nil {
+		if _, err := identity.PrincipalOf(ctx, s.users, t); errors.Is(err, runnel.ErrUnauthenticated) {
+			return nil, status.Error(codes.Unauthenticated, "metadata authorization: "+err.Error())
+		} else if err != nil {
+			s.log.LogAttrs(ctx, slog.LevelWarn, "cannot look up a token's user", slog.Any("error", err))
+			return nil, status.Error(codes.Unavailable, "cannot check the API token right now; retry later")
+		}
 	}
 	s.touch(ctx, t, now)
 	return t, nil

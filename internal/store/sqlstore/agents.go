@@ -366,9 +366,7 @@ func (s *Store) RegisterAgent(ctx context.Context, tokenHash []byte, now time.Ti
 		if err := s.insertAgent(ctx, tx, op, &agent, now); err != nil {
 			return err
 		}
-		_, err = s.exec(ctx, tx, `INSERT INTO api_tokens (`+tokenCols+`) VALUES (?, ?, ?, ?, ?, ?, ?, ?)`,
-			at.ID, at.Name, at.Subject, at.Role, at.Hash, micros(orNow(at.CreatedAt, now)),
-			nullMicros(at.LastUsedAt), nullMicros(at.ExpiresAt))
+		err = s.insertToken(ctx, tx, op, &at, now)
 		if s.d.isUnique(err) {
 			return fmt.Errorf("%s: an API token with id %s or this hash exists: %w", op, at.ID, store.ErrConflict)
 		}

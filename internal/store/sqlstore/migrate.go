@@ -2,11 +2,13 @@ package sqlstore
 
 import (
 	"context"
+	"database/sql"
 	"database/sql/driver"
 	"embed"
 	"errors"
 	"fmt"
 	"io/fs"
+	"log/slog"
 	"time"
 
 	"github.com/pressly/goose/v3"
@@ -37,16 +39,7 @@ const migrateLockID int64 = 0x52756e6e656c // "Runnel"
 // so after a failure it tries again (a few times, a moment apart) until
 // nothing is pending.
 func (s *Store) migrate(ctx context.Context) (err error) {
-	sub, err := fs.Sub(migrations, "migrations/"+s.d.name)
-	if err != nil {
-		return fmt.Errorf("migrate: %w", err)
-	}
-	gd := goose.DialectSQLite3
-	if s.d.postgres {
-		gd = goose.DialectPostgres
-	}
-	p, err := goose.NewProvider(gd, s.w, sub,
-		goose.WithSlog(s.log), goose.WithDisableGlobalRegistry(true))
+	p, err := newMigrator(s.d, s.w, s.log)
 	if err != nil {
 		return fmt.Errorf("migrate: %w", err)
 	}
@@ -76,6 +69,20 @@ func (s *Store) migrate(ctx context.Context) (err error) {
 		case <-time.After(50 * time.Millisecond):
 		}
 	}
+}
+
+// newMigrator returns the goose provider that applies d's embedded
+// migrations to db.
+func newMigrator(d dialect, db *sql.DB, log *slog.Logger) (*goose.Provider, error) {
+	sub, err := fs.Sub(migrations, "migrations/"+d.name)
+	if err != nil {
+		return nil, err
+	}
+	gd := goose.DialectSQLite3
+	if d.postgres {
+		gd = goose.DialectPostgres
+	}
+	return goose.NewProvider(gd, db, sub, goose.WithSlog(log), goose.WithDisableGlobalRegistry(true))
 }
 
 // lockMigrations takes the migration advisory lock on a connection of its

@@ -4,6 +4,7 @@ import (
 	"database/sql"
 	"encoding/json"
 	"fmt"
+	"strings"
 	"time"
 
 	"github.com/runnel-ci/runnel/internal/store"
@@ -226,16 +227,23 @@ func scanTimeline(sc scanner) (*store.TimelineEntry, error) {
 	return &e, nil
 }
 
-const tokenCols = `id, name, subject, role, hash, created_at, last_used_at, expires_at`
+const tokenCols = `id, name, subject, role, user_id, scopes, hash, created_at, last_used_at, expires_at`
 
 func scanToken(sc scanner) (*store.APIToken, error) {
 	var (
 		t             store.APIToken
+		userID        sql.NullString
+		scopes        string
 		created       int64
 		used, expires sql.NullInt64
 	)
-	if err := sc.Scan(&t.ID, &t.Name, &t.Subject, &t.Role, &t.Hash, &created, &used, &expires); err != nil {
+	if err := sc.Scan(&t.ID, &t.Name, &t.Subject, &t.Role, &userID, &scopes, &t.Hash, &created, &used,
+		&expires); err != nil {
 		return nil, err
+	}
+	t.UserID = userID.String
+	if scopes != "" {
+		t.Scopes = strings.Split(scopes, ",")
 	}
 	t.CreatedAt = fromMicros(created)
 	t.LastUsedAt, t.ExpiresAt = timePtr(used), timePtr(expires)

@@ -39,6 +39,8 @@ func Run(t *testing.T, open func(t *testing.T) store.Store) {
 		{"Logs", testLogs},
 		{"StepLogs", testStepLogs},
 		{"Tokens", testTokens},
+		{"Users", testUsers},
+		{"UserTokens", testUserTokens},
 		{"Agents", testAgents},
 		{"Registration", testRegistration},
 		{"Delete", testDelete},
