@@ -1,7 +1,9 @@
 package main
 
 import (
+	"encoding/json"
 	"fmt"
+	"net/http"
 	"strings"
 	"testing"
 	"time"
@@ -468,6 +470,114 @@ func TestWebUIAdminPages(t *testing.T) {
 		}
 		if env := c.do("GET", "/api/v1/pipelines/"+repo.PipelineID, nil, nil); env.Code != 404 {
 			t.Errorf("the repository's pipeline after Delete: %+v", env)
+		}
+	})
+
+	step("users and tokens", func(t *testing.T) {
+		b.t = t
+		c := &client{t: t, base: base}
+		// meAs is GET /api/v1/me with another token: its status and subject.
+		meAs := func(tok string) (int, string) {
+			req, _ := http.NewRequest("GET", base+"/api/v1/me", nil)
+			req.Header.Set("Authorization", "Bearer "+tok)
+			resp, err := http.DefaultClient.Do(req)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer resp.Body.Close()
+			var env struct {
+				Detail struct {
+					Subject string `json:"subject"`
+				} `json:"detail"`
+			}
+			json.NewDecoder(resp.Body).Decode(&env)
+			return resp.StatusCode, env.Detail.Subject
+		}
+		// A user, created by an admin in the Users page.
+		b.open("/users")
+		b.run("create a user", 20*time.Second,
+			waitJS(`document.querySelector('table[aria-label="Users"]')?.textContent.includes('admin')`),
+			dismissToasts(),
+			chromedp.SendKeys(`input[name=login]`, "dana", chromedp.ByQuery),
+			chromedp.SendKeys(`input[name=email]`, "dana@example.com", chromedp.ByQuery),
+			chromedp.Click(`//button[text()="Create user"]`, chromedp.BySearch),
+			waitJS(`!!document.querySelector('tr[data-user="dana"]')`))
+		var users struct {
+			Items []struct {
+				UserID string `json:"userId"`
+				Login  string `json:"login"`
+				Email  string `json:"email"`
+				Admin  bool   `json:"admin"`
+			} `json:"items"`
+		}
+		c.do("GET", "/api/v1/users", nil, &users)
+		var danaID string
+		for _, u := range users.Items {
+			if u.Login == "dana" && u.Email == "dana@example.com" && !u.Admin {
+				danaID = u.UserID
+			}
+		}
+		if danaID == "" {
+			t.Fatalf("users after Create user: %+v", users.Items)
+		}
+		// A token for her: shown once, in the dialog only, and it works.
+		b.run("a token for dana", 20*time.Second,
+			dismissToasts(),
+			chromedp.Click(`tr[data-user="dana"] button`, chromedp.ByQuery),
+			chromedp.WaitVisible(`dialog[open] input[name=name]`, chromedp.ByQuery),
+			chromedp.SendKeys(`dialog[open] input[name=name]`, "dana laptop", chromedp.ByQuery),
+			waitJS(`!document.querySelector('dialog[open] input[value=admin]')`),
+			chromedp.Click(`dialog[open] button[value=ok]`, chromedp.ByQuery),
+			waitJS(`document.querySelector('dialog[open] h2')?.textContent === 'Token created'`))
+		b.shot("user-token-created")
+		var token string
+		b.eval(`document.querySelector('dialog[open] .secret-once').textContent`, &token)
+		if !strings.HasPrefix(token, "rnl_") {
+			t.Fatalf("the dialog shows the token %q", token)
+		}
+		okDialog("close the token dialog")
+		notShown(t, "after the token dialog", token)
+		if code, subject := meAs(token); code != 200 || subject != "dana" {
+			t.Fatalf("GET /api/v1/me with dana's new token: %d %q", code, subject)
+		}
+		// Disable her: her token stops working.
+		b.run("disable dana", 20*time.Second,
+			dismissToasts(),
+			chromedp.Click(`//tr[@data-user="dana"]//button[text()="Disable"]`, chromedp.BySearch),
+			waitJS(`document.querySelector('tr[data-user="dana"]')?.textContent.includes('disabled')`))
+		b.shot("users")
+		if code, _ := meAs(token); code != 401 {
+			t.Fatalf("a disabled user's token: %d", code)
+		}
+
+		// Your own tokens: create one, shown once; revoke it.
+		b.open("/tokens")
+		b.run("create an own token", 20*time.Second,
+			waitJS(`document.querySelector('main h1')?.textContent === 'API tokens'`),
+			waitJS(`!!document.querySelector('table[aria-label="API tokens"]')`),
+			dismissToasts(),
+			chromedp.SendKeys(`input[name=name]`, "ui cli", chromedp.ByQuery),
+			chromedp.Click(`input[value=write]`, chromedp.ByQuery), // unticked: read and run only
+			chromedp.Click(`//button[text()="Create token"]`, chromedp.BySearch),
+			waitJS(`document.querySelector('dialog[open] h2')?.textContent === 'Token created'`))
+		var own string
+		b.eval(`document.querySelector('dialog[open] .secret-once').textContent`, &own)
+		okDialog("close the own token dialog")
+		notShown(t, "the tokens page", own)
+		b.run("own token listed", 20*time.Second,
+			waitJS(`[...document.querySelectorAll('table[aria-label="API tokens"] tr')].some(r => r.textContent.includes('ui cli') && r.textContent.includes('run') && !r.textContent.includes('write'))`))
+		b.shot("tokens")
+		if code, subject := meAs(own); code != 200 || subject != "admin" {
+			t.Fatalf("GET /api/v1/me with the new own token: %d %q", code, subject)
+		}
+		b.run("revoke it", 20*time.Second,
+			dismissToasts(),
+			chromedp.Click(`//tr[contains(., "ui cli")]//button[text()="Revoke"]`, chromedp.BySearch),
+			chromedp.WaitVisible(`dialog[open] button[value=ok]`, chromedp.ByQuery),
+			chromedp.Click(`dialog[open] button[value=ok]`, chromedp.ByQuery),
+			waitJS(`![...document.querySelectorAll('table[aria-label="API tokens"] tr')].some(r => r.textContent.includes('ui cli'))`))
+		if code, _ := meAs(own); code != 401 {
+			t.Fatalf("a revoked token: %d", code)
 		}
 	})
 }

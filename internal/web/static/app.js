@@ -20,6 +20,8 @@ const routes = [
   ['/credentials', 'secrets.js', 'credentials'],
   ['/images', 'images.js', 'list'],
   ['/images/:namespace/:repoName', 'images.js', 'detail'],
+  ['/tokens', 'account.js', 'tokens'],
+  ['/users', 'account.js', 'users'],
 ];
 
 const nav = [
@@ -28,6 +30,8 @@ const nav = [
   ['/secrets', 'Secrets'],
   ['/credentials', 'Credentials'],
   ['/images', 'Images'],
+  ['/tokens', 'Tokens'],
+  ['/users', 'Users', 'admin'],
 ];
 
 const main = document.getElementById('main');
@@ -112,7 +116,8 @@ onState((s) => {
 
 function drawHeader(path) {
   const header = document.getElementById('top');
-  const links = nav.map(([href, label]) => h('a', {href, 'aria-current': path.startsWith(href) ? 'page' : null}, label));
+  const links = nav.filter(([, , who]) => who !== 'admin' || session.isAdmin)
+    .map(([href, label]) => h('a', {href, 'aria-current': path.startsWith(href) ? 'page' : null}, label));
   const me = session.me;
   mount(header,
     h('a.brand', {href: '/pipelines', 'aria-label': 'Runnel home'}, h('img', {src: '/assets/favicon.svg', alt: '', width: 22, height: 22}), 'Runnel'),

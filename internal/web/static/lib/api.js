@@ -13,7 +13,8 @@ export const session = {
     this.me = null;
     window.dispatchEvent(new Event('runnel:signedout'));
   },
-  get isAdmin() { return this.me?.role === 'admin'; },
+  // A site admin signed in with a token that may administer.
+  get isAdmin() { return this.me?.role === 'admin' && (!this.me.scopes || this.me.scopes.includes('admin')); },
 };
 
 /** An API error: the envelope's message, status and (for specs) errors. */
