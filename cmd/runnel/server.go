@@ -53,6 +53,7 @@ func serverFlags(c *serverConfig, fs *flag.FlagSet) {
 	fs.StringVar(&c.ConfigExtensionEndpoint, "config-extension-endpoint", os.Getenv("RUNNEL_CONFIG_EXTENSION_ENDPOINT"), "`URL` of a configuration extension (Drone's protocol) asked for each run's definition before the repository file or stored spec (RUNNEL_CONFIG_EXTENSION_ENDPOINT)")
 	fs.StringVar(&c.ConfigExtensionSecret, "config-extension-secret", os.Getenv("RUNNEL_CONFIG_EXTENSION_SECRET"), "shared `secret` the requests to the configuration extension are signed with (RUNNEL_CONFIG_EXTENSION_SECRET)")
 	fs.DurationVar(&c.ConfigExtensionTimeout, "config-extension-timeout", envDuration("RUNNEL_CONFIG_EXTENSION_TIMEOUT", configext.DefaultTimeout), "how `long` to wait for the configuration extension; a run whose extension does not answer in time fails (RUNNEL_CONFIG_EXTENSION_TIMEOUT)")
+	fs.DurationVar(&c.AuditRetention, "audit-retention", envDuration("RUNNEL_AUDIT_RETENTION", 365*24*time.Hour), "how `long` audit log entries (changes made through the API) are kept; 0 keeps them (RUNNEL_AUDIT_RETENTION)")
 	fs.DurationVar(&c.WebhookDeliveryRetention, "webhook-delivery-retention", envDuration("RUNNEL_WEBHOOK_DELIVERY_RETENTION", 720*time.Hour), "how `long` webhook deliveries are remembered, so that a redelivery is answered as a replay instead of starting runs again; 0 keeps them (RUNNEL_WEBHOOK_DELIVERY_RETENTION)")
 	fs.Func("events-sinks", "comma-separated http(s) `URLs` that receive every run's CDEvents as CloudEvents (RUNNEL_EVENTS_SINKS)", func(v string) error {
 		c.EventSinks = splitList(v)

@@ -225,7 +225,7 @@ func New(cfg Config) *Server {
 	s.fleet = fleet.New(fleet.Options{Store: s.st, Control: s.agents, Clock: s.now})
 	s.imageAPI = &imageapi.API{Images: s.images, MaxBody: s.maxBody, ExternalURL: s.externalURL, Now: s.now}
 	mux := &apikit.Mux{Routes: s.routes(), Authenticate: s.authenticate, Fail: s.fail, MaxBody: s.maxBody, Log: s.log,
-		Fallback: s.ui, FallbackFor: isUIPath}
+		Fallback: s.ui, FallbackFor: isUIPath, Audit: s.audit}
 	s.handler = mux.Handler()
 	return s
 }
@@ -255,16 +255,16 @@ func (s *Server) routes() []apikit.Route {
 		{Method: "POST", Path: "/api/v1/pipelines/{pipelineId}/spec/validate", Scope: apikit.ScopeWrite, H: s.validateSpec},
 		{Method: "POST", Path: "/api/v1/pipelines/{pipelineId}/spec/save", Scope: apikit.ScopeWrite, H: s.saveSpec},
 
-		{Method: "POST", Path: "/api/v1/pipelines/{pipelineId}/trigger", Scope: apikit.ScopeRun, H: s.trigger},
+		{Method: "POST", Path: "/api/v1/pipelines/{pipelineId}/trigger", Scope: apikit.ScopeRun, NoAudit: true, H: s.trigger},
 		{Method: "POST", Path: "/api/v1/pipelines/{pipelineId}/webhook/rotate", Scope: apikit.ScopeWrite, H: s.rotateWebhookSecret},
 		// The signature made with the pipeline's webhook secret is the
 		// authentication of a delivery.
 		{Method: "POST", Path: "/api/v1/webhooks/{provider}/{pipelineId}", Public: true, MaxBody: maxWebhookBody, H: s.receiveWebhook},
 		{Method: "GET", Path: "/api/v1/pipelines/{pipelineId}/runs", Scope: apikit.ScopeRead, H: s.listRuns},
 		{Method: "GET", Path: "/api/v1/pipelines/runs/{runId}", Scope: apikit.ScopeRead, H: s.getRun},
-		{Method: "POST", Path: "/api/v1/pipelines/{pipelineId}/runs/{runId}/stop", Scope: apikit.ScopeRun, H: s.control("stop")},
-		{Method: "POST", Path: "/api/v1/pipelines/{pipelineId}/runs/{runId}/pause", Scope: apikit.ScopeRun, H: s.control("pause")},
-		{Method: "POST", Path: "/api/v1/pipelines/{pipelineId}/runs/{runId}/resume", Scope: apikit.ScopeRun, H: s.control("resume")},
+		{Method: "POST", Path: "/api/v1/pipelines/{pipelineId}/runs/{runId}/stop", Scope: apikit.ScopeRun, NoAudit: true, H: s.control("stop")},
+		{Method: "POST", Path: "/api/v1/pipelines/{pipelineId}/runs/{runId}/pause", Scope: apikit.ScopeRun, NoAudit: true, H: s.control("pause")},
+		{Method: "POST", Path: "/api/v1/pipelines/{pipelineId}/runs/{runId}/resume", Scope: apikit.ScopeRun, NoAudit: true, H: s.control("resume")},
 		{Method: "GET", Path: "/api/v1/pipelines/runs/{runId}/steps/{stepRunId}/logs", Scope: apikit.ScopeRead, H: s.stepLogs},
 		{Method: "GET", Path: "/api/v1/pipelines/runs/{runId}/approvals", Scope: apikit.ScopeRead, H: s.listApprovals},
 		{Method: "POST", Path: "/api/v1/approvals/{approvalId}/approve", Scope: apikit.ScopeRun, H: s.decide(true)},
@@ -288,6 +288,7 @@ func (s *Server) routes() []apikit.Route {
 		{Method: "PUT", Path: "/api/v1/users/{userId}", Scope: apikit.ScopeAdmin, H: s.updateUser},
 		{Method: "DELETE", Path: "/api/v1/users/{userId}", Scope: apikit.ScopeAdmin, H: s.deleteUser},
 		{Method: "POST", Path: "/api/v1/users/{userId}/tokens", Scope: apikit.ScopeAdmin, H: s.createUserToken},
+		{Method: "GET", Path: "/api/v1/audit", Scope: apikit.ScopeAdmin, H: s.listAudit},
 		{Method: "GET", Path: "/api/v1/tokens", Scope: apikit.ScopeRead, H: s.listOwnTokens},
 		{Method: "POST", Path: "/api/v1/tokens", Scope: apikit.ScopeWrite, H: s.createOwnToken},
 		{Method: "DELETE", Path: "/api/v1/tokens/{tokenId}", Scope: apikit.ScopeWrite, H: s.deleteToken},

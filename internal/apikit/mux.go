@@ -30,6 +30,10 @@ type Route struct {
 	Scope string
 	// MaxBody bounds the body instead of Mux.MaxBody when set.
 	MaxBody int64
+	// NoAudit keeps a change out of the audit log because it is recorded
+	// elsewhere (a run's trigger and controls are on the run: who, when,
+	// why).
+	NoAudit bool
 	H       HandlerFunc
 }
 
@@ -48,6 +52,10 @@ type Mux struct {
 	// true (the web UI); nil: none.
 	Fallback    http.Handler
 	FallbackFor func(path string) bool
+	// Audit records a change: it is called after every authenticated route
+	// other than GET (and not NoAudit) that succeeded, with the caller, the
+	// status and the Location the handler set (the created resource).
+	Audit func(r *http.Request, rt Route, p Principal, status int, location string)
 }
 
 // Handler wires the routes into a ServeMux behind the outer middleware.
@@ -250,6 +258,15 @@ func (m *Mux) wrap(rt Route) http.Handler {
 			limit = rt.MaxBody
 		}
 		r.Body = http.MaxBytesReader(w, r.Body, limit)
+		if m.Audit != nil && !rt.Public && !rt.NoAudit && rt.Method != http.MethodGet {
+			sw := &statusWriter{ResponseWriter: w}
+			w = sw
+			defer func() {
+				if sw.status > 0 && sw.status < 400 {
+					m.Audit(r, rt, PrincipalFrom(r.Context()), sw.status, sw.Header().Get("Location"))
+				}
+			}()
+		}
 		if err := rt.H(w, r); err != nil {
 			m.Fail(w, r, err)
 		}
@@ -369,6 +386,29 @@ func (r *recorder) statusCode() int {
 	}
 	return r.status
 }
+
+// statusWriter remembers the status a handler answered with.
+type statusWriter struct {
+	http.ResponseWriter
+	status int
+}
+
+func (w *statusWriter) WriteHeader(code int) {
+	if w.status == 0 {
+		w.status = code
+	}
+	w.ResponseWriter.WriteHeader(code)
+}
+
+func (w *statusWriter) Write(b []byte) (int, error) {
+	if w.status == 0 {
+		w.status = http.StatusOK
+	}
+	return w.ResponseWriter.Write(b)
+}
+
+// Unwrap lets http.ResponseController reach the connection.
+func (w *statusWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }
 
 // probeWriter captures what ServeMux's own 404/405 handler would send.
 type probeWriter struct {

@@ -33,7 +33,7 @@ func (a *API) Routes() []apikit.Route {
 		{Method: "DELETE", Path: "/v1/repositories/{namespace}/{repo_name}", Scope: apikit.ScopeWrite, H: a.seedDeleteRepository},
 		{Method: "PUT", Path: "/v1/repositories/{namespace}/{repo_name}/build-config", Scope: apikit.ScopeWrite, H: a.seedUpdateBuildConfig},
 		{Method: "GET", Path: "/v1/builds", Scope: apikit.ScopeRead, H: a.seedListBuilds},
-		{Method: "POST", Path: "/v1/builds", Scope: apikit.ScopeRun, H: a.seedTriggerBuild},
+		{Method: "POST", Path: "/v1/builds", Scope: apikit.ScopeRun, NoAudit: true, H: a.seedTriggerBuild},
 		{Method: "GET", Path: "/v1/builds/{build_id}", Scope: apikit.ScopeRead, H: a.seedGetBuild},
 		{Method: "GET", Path: "/v1/builds/{build_id}/logs", Scope: apikit.ScopeRead, H: a.seedBuildLogs},
 
@@ -44,7 +44,7 @@ func (a *API) Routes() []apikit.Route {
 		{Method: "DELETE", Path: "/api/v1/image-repositories/{namespace}/{repoName}", Scope: apikit.ScopeWrite, H: a.deleteImageRepository},
 		{Method: "PUT", Path: "/api/v1/image-repositories/{namespace}/{repoName}/build-config", Scope: apikit.ScopeWrite, H: a.updateImageBuildConfig},
 		{Method: "GET", Path: "/api/v1/image-builds", Scope: apikit.ScopeRead, H: a.listImageBuilds},
-		{Method: "POST", Path: "/api/v1/image-builds", Scope: apikit.ScopeRun, H: a.triggerImageBuild},
+		{Method: "POST", Path: "/api/v1/image-builds", Scope: apikit.ScopeRun, NoAudit: true, H: a.triggerImageBuild},
 		{Method: "GET", Path: "/api/v1/image-builds/{buildId}", Scope: apikit.ScopeRead, H: a.getImageBuild},
 		{Method: "GET", Path: "/api/v1/image-builds/{buildId}/logs", Scope: apikit.ScopeRead, H: a.imageBuildLogs},
 	}

@@ -50,6 +50,8 @@ type Config struct {
 	ConfigExtensionEndpoint string
 	ConfigExtensionSecret   string
 	ConfigExtensionTimeout  time.Duration
+	// AuditRetention is how long audit entries are kept (0: forever).
+	AuditRetention time.Duration
 	// WebhookDeliveryRetention: how long delivery ids are remembered for
 	// de-duplication (0: forever).
 	WebhookDeliveryRetention time.Duration
@@ -146,6 +148,9 @@ func (c *Config) Validate() error {
 		if c.ConfigExtensionSecret == "" {
 			return errors.New("--config-extension-endpoint needs --config-extension-secret (RUNNEL_CONFIG_EXTENSION_SECRET): requests are signed with it")
 		}
+	}
+	if c.AuditRetention < 0 {
+		return errors.New("--audit-retention must be 0 (keep) or more")
 	}
 	if c.WebhookDeliveryRetention < 0 {
 		return errors.New("--webhook-delivery-retention must be 0 (keep) or more")

@@ -339,7 +339,10 @@ func (s *Server) Run(ctx context.Context) error {
 	g.Go(func() error { return s.hub.Run(gctx) })
 	g.Go(func() error { return s.deliverer.Run(gctx) })
 	if r := s.cfg.WebhookDeliveryRetention; r > 0 {
-		g.Go(func() error { return sweepDeliveries(gctx, s.st, r, s.log) })
+		g.Go(func() error { return sweep(gctx, "webhook deliveries", r, s.st.DeleteDeliveriesBefore, s.log) })
+	}
+	if r := s.cfg.AuditRetention; r > 0 {
+		g.Go(func() error { return sweep(gctx, "audit entries", r, s.st.DeleteAuditBefore, s.log) })
 	}
 	if s.agent != nil {
 		g.Go(func() error { return s.agent.Run(gctx) })

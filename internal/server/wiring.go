@@ -23,18 +23,19 @@ import (
 	"github.com/runnel-ci/runnel/internal/store"
 )
 
-// sweepDeliveries forgets webhook deliveries older than the retention, at
-// start and hourly. Every replica sweeps; the deletes are idempotent.
-func sweepDeliveries(ctx context.Context, st store.Store, retention time.Duration, log *slog.Logger) error {
+// sweep deletes what is older than the retention through del, at start and
+// hourly, logging what it did under what. Every replica sweeps; the deletes
+// are idempotent.
+func sweep[N int | int64](ctx context.Context, what string, retention time.Duration, del func(context.Context, time.Time) (N, error), log *slog.Logger) error {
 	t := time.NewTicker(time.Hour)
 	defer t.Stop()
 	for {
-		n, err := st.DeleteDeliveriesBefore(ctx, time.Now().Add(-retention))
+		n, err := del(ctx, time.Now().Add(-retention))
 		switch {
 		case err != nil && ctx.Err() == nil:
-			log.Warn("webhook delivery retention sweep failed", "err", err)
+			log.Warn(what+" retention sweep failed", "err", err)
 		case n > 0:
-			log.Info("forgot old webhook deliveries", "count", n, "retention", retention)
+			log.Info("deleted old "+what, "count", n, "retention", retention)
 		}
 		select {
 		case <-ctx.Done():

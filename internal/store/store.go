@@ -426,6 +426,7 @@ type Store interface {
 	Logs
 	Tokens
 	Users
+	Audit
 	Agents
 	Secrets
 	Credentials
@@ -896,6 +897,53 @@ type Tokens interface {
 	TokensOfUser(ctx context.Context, userID string) ([]*APIToken, error)
 	// DeleteToken removes a token (ErrNotFound).
 	DeleteToken(ctx context.Context, id string) error
+}
+
+// AuditEntry is one change made through the API: who, what, when, from
+// where.
+type AuditEntry struct {
+	// ID is assigned by the store, increasing.
+	ID   int64
+	Time time.Time
+	// Actor is the caller's login (the token's subject); ActorID their user
+	// id ("" for a token no user owns); TokenID the token used.
+	Actor   string
+	ActorID string
+	TokenID string
+	// Action is the route: method and path template, e.g.
+	// "POST /api/v1/pipelines/{pipelineId}/trigger".
+	Action string
+	// Resource is what it acted on: the created resource's path (its
+	// Location) or the request's path, e.g. "/api/v1/pipelines/pl_x".
+	Resource   string
+	Status     int
+	RemoteAddr string
+	RequestID  string
+}
+
+// AuditFilter selects audit entries, newest first. Empty fields select all.
+type AuditFilter struct {
+	Actor string
+	// Action matches exactly.
+	Action string
+	// Resource matches the entries whose Resource starts with it.
+	Resource string
+	// Since and Until bound Time (inclusive, exclusive).
+	Since, Until *time.Time
+	Offset       int
+	// Limit 0 returns every entry from Offset on.
+	Limit int
+}
+
+// Audit stores the audit log.
+type Audit interface {
+	// AppendAudit stores e and sets e.ID.
+	AppendAudit(ctx context.Context, e *AuditEntry) error
+	// ListAudit returns a page of the entries f selects, newest first (by
+	// ID), and how many f selects in all.
+	ListAudit(ctx context.Context, f AuditFilter) ([]*AuditEntry, int, error)
+	// DeleteAuditBefore removes the entries older than t and says how many.
+	DeleteAuditBefore(ctx context.Context, t time.Time) (int, error)
 }
 
 // Users stores users.

@@ -41,6 +41,7 @@ func Run(t *testing.T, open func(t *testing.T) store.Store) {
 		{"Tokens", testTokens},
 		{"Users", testUsers},
 		{"UserTokens", testUserTokens},
+		{"Audit", testAudit},
 		{"Agents", testAgents},
 		{"Registration", testRegistration},
 		{"Delete", testDelete},
