@@ -579,5 +579,17 @@ func TestWebUIAdminPages(t *testing.T) {
 		if code, _ := meAs(own); code != 401 {
 			t.Fatalf("a revoked token: %d", code)
 		}
+
+		// The audit log shows what was done here, newest first.
+		b.open("/audit")
+		b.run("the audit log", 20*time.Second,
+			waitJS(`document.querySelector('table[aria-label="Audit log"] tbody tr td:nth-child(3)')?.textContent === 'DELETE /api/v1/tokens/{tokenId}'`),
+			waitJS(`document.querySelector('table[aria-label="Audit log"]').textContent.includes('POST /api/v1/users/{userId}/tokens')`))
+		b.run("filter by resource", 20*time.Second,
+			chromedp.SendKeys(`input[name=resource]`, "/api/v1/users/"+danaID, chromedp.ByQuery),
+			chromedp.Click(`//button[text()="Filter"]`, chromedp.BySearch),
+			waitJS(`[...document.querySelectorAll('table[aria-label="Audit log"] tbody tr')].every(r => r.textContent.includes('`+danaID+`'))`),
+			waitJS(`document.querySelector('table[aria-label="Audit log"]').textContent.includes('PUT /api/v1/users/{userId}')`))
+		b.shot("audit")
 	})
 }

@@ -22,6 +22,7 @@ const routes = [
   ['/images/:namespace/:repoName', 'images.js', 'detail'],
   ['/tokens', 'account.js', 'tokens'],
   ['/users', 'account.js', 'users'],
+  ['/audit', 'account.js', 'audit'],
 ];
 
 const nav = [
@@ -32,6 +33,7 @@ const nav = [
   ['/images', 'Images'],
   ['/tokens', 'Tokens'],
   ['/users', 'Users', 'admin'],
+  ['/audit', 'Audit', 'admin'],
 ];
 
 const main = document.getElementById('main');

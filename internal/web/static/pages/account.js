@@ -4,6 +4,7 @@
 
 import {h, mount, badge, when, toast, dialog, formDialog, confirm, errorBox, copy, field} from '../lib/dom.js';
 import {get, post, put, del, session} from '../lib/api.js';
+import {pager} from './pipelines.js';
 
 const SCOPES = [
   ['read', 'see pipelines, runs, logs, artifacts, agents'],
@@ -15,6 +16,7 @@ const EXPIRIES = [['', 'Never'], ['86400', 'In 1 day'], ['604800', 'In 7 days'],
 
 export default async function render(ctx) {
   if (ctx.view === 'users') return usersPage(ctx);
+  if (ctx.view === 'audit') return auditPage(ctx);
   return tokensPage(ctx);
 }
 
@@ -265,5 +267,53 @@ async function usersPage(ctx) {
     box,
     h('h2', 'New user'),
     form));
+  await load();
+}
+
+// ---- audit log (admins) ----
+
+async function auditPage(ctx) {
+  ctx.setTitle('Audit log');
+  if (!session.isAdmin) {
+    mount(ctx.main, h('section.page', h('h1', 'Audit log'), h('p', 'Only site admins, signed in with a token that has the admin scope, read the audit log.')));
+    return;
+  }
+  const actor = h('input', {type: 'search', name: 'actor', autocomplete: 'off', spellcheck: 'false', placeholder: 'alice', value: ctx.query.get('actor') || ''});
+  const resource = h('input', {type: 'search', name: 'resource', autocomplete: 'off', spellcheck: 'false', placeholder: '/api/v1/pipelines/pl_…', value: ctx.query.get('resource') || ''});
+  const box = h('div', h('p.loading', 'Loading the audit log…'));
+  let page = 1;
+
+  async function load() {
+    let res;
+    try {
+      res = await get('/audit', {actor: actor.value.trim(), resource: resource.value.trim(), page, pageSize: 50});
+    } catch (err) {
+      if (ctx.current) mount(box, errorBox(err));
+      return;
+    }
+    if (!ctx.current) return;
+    const items = res.items || [];
+    mount(box, items.length ? [h('div.table-wrap', h('table', {'aria-label': 'Audit log'},
+      h('thead', h('tr',
+        h('th', {scope: 'col'}, 'When'),
+        h('th', {scope: 'col'}, 'Who'),
+        h('th', {scope: 'col'}, 'What'),
+        h('th', {scope: 'col'}, 'Resource'),
+        h('th.hide-sm', {scope: 'col'}, 'From'))),
+      h('tbody', items.map((e) => h('tr',
+        h('td', when(e.time)),
+        h('td', h('strong', e.actor)),
+        h('td.mono', e.action),
+        h('td.mono', e.resource),
+        h('td.hide-sm', h('small.muted', e.remoteAddr), h('div', h('small.muted.mono', e.requestId)))))))),
+    pager(res, (n) => { page = n; load(); })] : h('p.empty', 'No entries.'));
+  }
+
+  const form = h('form.filters', {onsubmit: (e) => { e.preventDefault(); page = 1; load(); }},
+    field('Who (login)', actor), field('Resource (path prefix)', resource), h('button.btn', {type: 'submit'}, 'Filter'));
+  mount(ctx.main, h('section.page',
+    h('div.page-head', h('div.title', h('h1', 'Audit log'),
+      h('div.sub', h('span', 'Every change made through the API: who, what, when, from where. Runs record their own triggers and stops.')))),
+    form, box));
   await load();
 }
