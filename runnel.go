@@ -154,6 +154,9 @@ type PullRequest struct {
 type TriggerRequest struct {
 	Variables   map[string]string
 	TriggeredBy string
+	// TriggerUserID is the user whose token started the run ("" for cron,
+	// webhooks and tokens no user owns).
+	TriggerUserID string
 	// RequestID makes the request idempotent: the same id for the same
 	// pipeline returns the run it started.
 	RequestID   string

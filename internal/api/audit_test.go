@@ -22,7 +22,11 @@ func TestAuditLog(t *testing.T) {
 		must(t, http.StatusCreated).detail()["pipelineId"].(string)
 	e.do("GET", "/api/v1/pipelines/"+pid, nil, alice).must(t, http.StatusOK)
 	e.do("POST", "/api/v1/pipelines", map[string]any{"projectId": "p"}, alice).mustErr(t, http.StatusBadRequest)
-	e.do("POST", "/api/v1/pipelines/"+pid+"/trigger", map[string]any{}, alice).must(t, http.StatusOK)
+	rid := e.do("POST", "/api/v1/pipelines/"+pid+"/trigger", map[string]any{}, alice).must(t, http.StatusOK).detail()["runId"].(string)
+	// The run records who triggered it: her login and her user id.
+	if run := e.do("GET", "/api/v1/pipelines/runs/"+rid, nil, alice).must(t, http.StatusOK).detail(); run["triggeredBy"] != "alice" || run["triggerUserId"] != u["userId"] {
+		t.Fatalf("run triggered by alice: triggeredBy %v, triggerUserId %v", run["triggeredBy"], run["triggerUserId"])
+	}
 	e.do("PUT", "/api/v1/pipelines/"+pid, map[string]any{"description": "changed"}, alice).must(t, http.StatusOK)
 
 	e.do("GET", "/api/v1/audit", nil, alice).mustErr(t, http.StatusForbidden, "admin")

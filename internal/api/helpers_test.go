@@ -446,7 +446,7 @@ func (f *recordingRuns) Trigger(ctx context.Context, pipelineID string, req runn
 	nr := &store.NewRun{
 		Run: &store.Run{
 			ID: runID, PipelineID: pipelineID, Status: "running", TriggerType: req.TriggerType,
-			TriggeredBy: req.TriggeredBy, RequestID: req.RequestID, Variables: req.Variables,
+			TriggeredBy: req.TriggeredBy, TriggerUserID: req.TriggerUserID, RequestID: req.RequestID, Variables: req.Variables,
 			SpecVersion: p.HeadVersion, CreatedAt: now, StartedAt: &now,
 		},
 		Jobs: []*store.JobRun{

@@ -177,16 +177,19 @@ type triggerJSON struct {
 
 // runJSON is a run without its tree (list items).
 type runJSON struct {
-	RunID       string            `json:"runId"`
-	PipelineID  string            `json:"pipelineId"`
-	Number      int64             `json:"number"`
-	Status      string            `json:"status"`
-	TriggerType string            `json:"triggerType"`
-	TriggeredBy string            `json:"triggeredBy"`
-	RequestID   string            `json:"requestId"`
-	Variables   map[string]string `json:"variables"`
-	SpecVersion int               `json:"specVersion"`
-	Commit      string            `json:"commit"`
+	RunID       string `json:"runId"`
+	PipelineID  string `json:"pipelineId"`
+	Number      int64  `json:"number"`
+	Status      string `json:"status"`
+	TriggerType string `json:"triggerType"`
+	TriggeredBy string `json:"triggeredBy"`
+	// TriggerUserID is the user whose token triggered it ("" for cron and
+	// webhook runs).
+	TriggerUserID string            `json:"triggerUserId"`
+	RequestID     string            `json:"requestId"`
+	Variables     map[string]string `json:"variables"`
+	SpecVersion   int               `json:"specVersion"`
+	Commit        string            `json:"commit"`
 	// Trigger is the trigger context of an event run (branch, commit,
 	// event, pull request…); absent when the run has none.
 	Trigger   json.RawMessage `json:"trigger,omitempty"`
@@ -202,21 +205,22 @@ func toRunJSON(r *store.Run) runJSON {
 		vars = map[string]string{}
 	}
 	return runJSON{
-		RunID:       r.ID,
-		PipelineID:  r.PipelineID,
-		Number:      r.Number,
-		Status:      string(r.Status),
-		TriggerType: r.TriggerType,
-		TriggeredBy: r.TriggeredBy,
-		RequestID:   r.RequestID,
-		Variables:   vars,
-		SpecVersion: r.SpecVersion,
-		Commit:      r.Commit,
-		Trigger:     triggerContext(r.Trigger),
-		Reason:      r.Reason,
-		CreatedAt:   wire.Time(r.CreatedAt),
-		StartedAt:   wire.TimePtr(r.StartedAt),
-		EndedAt:     wire.TimePtr(r.EndedAt),
+		RunID:         r.ID,
+		PipelineID:    r.PipelineID,
+		Number:        r.Number,
+		Status:        string(r.Status),
+		TriggerType:   r.TriggerType,
+		TriggeredBy:   r.TriggeredBy,
+		TriggerUserID: r.TriggerUserID,
+		RequestID:     r.RequestID,
+		Variables:     vars,
+		SpecVersion:   r.SpecVersion,
+		Commit:        r.Commit,
+		Trigger:       triggerContext(r.Trigger),
+		Reason:        r.Reason,
+		CreatedAt:     wire.Time(r.CreatedAt),
+		StartedAt:     wire.TimePtr(r.StartedAt),
+		EndedAt:       wire.TimePtr(r.EndedAt),
 	}
 }
 

@@ -80,10 +80,11 @@ func (s *Server) trigger(w http.ResponseWriter, r *http.Request) error {
 		vars = map[string]string{}
 	}
 	run, replayed, err := s.runs.Trigger(r.Context(), p.ID, runnel.TriggerRequest{
-		Variables:   vars,
-		TriggeredBy: apikit.SubjectOr(r, b.TriggeredBy),
-		RequestID:   reqID,
-		TriggerType: runnel.TriggerManual,
+		Variables:     vars,
+		TriggeredBy:   apikit.SubjectOr(r, b.TriggeredBy),
+		TriggerUserID: apikit.PrincipalFrom(r.Context()).UserID,
+		RequestID:     reqID,
+		TriggerType:   runnel.TriggerManual,
 	})
 	if err != nil {
 		if errors.Is(err, runnel.ErrInvalid) || errors.Is(err, runnel.ErrNotFound) || errors.Is(err, runnel.ErrConflict) {

@@ -178,7 +178,7 @@ func (s *Scheduler) Trigger(ctx context.Context, pipelineID string, req runnel.T
 	runID := runnel.NewID("run")
 	run := &store.Run{
 		ID: runID, PipelineID: pipelineID, Status: runnel.RunPending, TriggerType: req.TriggerType,
-		TriggeredBy: req.TriggeredBy, RequestID: req.RequestID, CreatedAt: s.now().UTC(),
+		TriggeredBy: req.TriggeredBy, TriggerUserID: req.TriggerUserID, RequestID: req.RequestID, CreatedAt: s.now().UTC(),
 	}
 	tc := runnel.Trigger{}
 	if req.Trigger != nil {

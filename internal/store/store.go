@@ -116,7 +116,10 @@ type Run struct {
 	Status      runnel.RunStatus
 	TriggerType string // manual | cron | event
 	TriggeredBy string
-	RequestID   string
+	// TriggerUserID is the user whose token started the run ("" for cron,
+	// webhooks, and runs from before users existed).
+	TriggerUserID string
+	RequestID     string
 	// Trigger is the trigger context the run was started with (JSON of
 	// runnel.Trigger: event, ref, branch, commit, pull request…); nil for
 	// runs from before it was recorded.

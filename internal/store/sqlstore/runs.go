@@ -86,10 +86,10 @@ func (s *Store) CreateRun(ctx context.Context, nr *store.NewRun) (*store.Run, bo
 				return errRollback
 			}
 		}
-		if _, err := s.exec(ctx, tx, `INSERT INTO runs (`+runCols+`) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+		if _, err := s.exec(ctx, tx, `INSERT INTO runs (`+runCols+`) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
 			run.ID, run.PipelineID, run.Number, run.Status, run.TriggerType, run.TriggeredBy, run.RequestID, vars,
 			run.SpecVersion, run.Commit, run.Reason, micros(run.CreatedAt), nullMicros(run.StartedAt),
-			nullMicros(run.EndedAt), triggerJSON(run.Trigger)); err != nil {
+			nullMicros(run.EndedAt), triggerJSON(run.Trigger), run.TriggerUserID); err != nil {
 			return err
 		}
 		if d := nr.Definition; d != nil {

@@ -137,7 +137,7 @@ func scanSpec(sc scanner) (*store.SpecVersion, error) {
 }
 
 const runCols = `id, pipeline_id, number, status, trigger_type, triggered_by, request_id, variables,
-	spec_version, commit_sha, reason, created_at, started_at, ended_at, trigger_context`
+	spec_version, commit_sha, reason, created_at, started_at, ended_at, trigger_context, trigger_user_id`
 
 func scanRun(sc scanner) (*store.Run, error) {
 	var (
@@ -147,7 +147,7 @@ func scanRun(sc scanner) (*store.Run, error) {
 		started, ended sql.NullInt64
 	)
 	if err := sc.Scan(&r.ID, &r.PipelineID, &r.Number, &r.Status, &r.TriggerType, &r.TriggeredBy,
-		&r.RequestID, &vars, &r.SpecVersion, &r.Commit, &r.Reason, &created, &started, &ended, &trig); err != nil {
+		&r.RequestID, &vars, &r.SpecVersion, &r.Commit, &r.Reason, &created, &started, &ended, &trig, &r.TriggerUserID); err != nil {
 		return nil, err
 	}
 	if err := decodeJSON(vars, &r.Variables); err != nil {

@@ -350,7 +350,7 @@ func testRunTx(t *testing.T, open func(t *testing.T) store.Store) {
 		if got.Run.Status != "running" || got.Run.Reason != "go" || !got.Run.StartedAt.Equal(at(10)) {
 			t.Fatalf("run not updated: %+v", got.Run)
 		}
-		if got.Run.Number != tr.Run.Number || got.Run.TriggeredBy != "bob" {
+		if got.Run.Number != tr.Run.Number || got.Run.TriggeredBy != "bob" || got.Run.TriggerUserID != "usr_bob" {
 			t.Fatalf("UpdateRun changed fixed fields: %+v", got.Run)
 		}
 		if j := got.Jobs[0]; j.Status != "success" || j.Attempt != 2 || j.Outputs["o"] != "1" || !j.EndedAt.Equal(at(11)) {

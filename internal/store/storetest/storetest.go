@@ -104,7 +104,7 @@ func newRun(pipelineID string, jobs, steps int) *store.NewRun {
 	runID := newID("run")
 	nr := &store.NewRun{
 		Run: &store.Run{
-			ID: runID, PipelineID: pipelineID, Status: "pending", TriggerType: "manual", TriggeredBy: "bob",
+			ID: runID, PipelineID: pipelineID, Status: "pending", TriggerType: "manual", TriggeredBy: "bob", TriggerUserID: "usr_bob",
 			Variables: map[string]string{"A": "1"}, SpecVersion: 1, Commit: "abc", CreatedAt: t0,
 		},
 		Steps: map[string][]*store.StepRun{},
