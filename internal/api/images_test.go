@@ -324,6 +324,11 @@ func TestImageSeedTrigger(t *testing.T) {
 		400, "invalid_args", "code_commit_id", "full commit id")
 	seedErr(t, e.do("POST", "/v1/builds", map[string]any{"namespace": "acme", "repo_name": "app", "tg": "latest"}),
 		400, "invalid_args", "tg", "did you mean tag?")
+	// Text encoding/json would store as U+FFFD, and deep nesting, are refused.
+	seedErr(t, e.do("POST", "/v1/builds", rawBody(`{"namespace": "acme", "repo_name": "app\ud800", "tag": "latest"}`)),
+		400, "invalid_args", "", "must be valid UTF-8 text")
+	seedErr(t, e.do("POST", "/v1/builds", rawBody(`{"namespace": "acme", "x": `+strings.Repeat("[", 40)+strings.Repeat("]", 40)+`}`)),
+		400, "invalid_args", "", "nested 41 levels deep, at most 32")
 	seedErr(t, e.do("GET", "/v1/builds/run_zzzzzzzzzzzzzzzzzzzz", nil), 404, "resource_not_exist", "", "not found")
 	seedErr(t, e.do("GET", "/v1/builds/5709f780-e8fb-4b52", nil), 404, "resource_not_exist", "", "not found")
 }

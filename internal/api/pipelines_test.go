@@ -316,8 +316,15 @@ func TestDefaultBodyLimitIsOneMiB(t *testing.T) {
 	e := newEnv(t)
 	body := map[string]any{"projectId": "proj_demo", "name": "big", "metadata": map[string]any{"blob": strings.Repeat("x", 1<<20)}}
 	e.do("POST", "/api/v1/pipelines", body).mustErr(t, 413, "body: larger than the limit of 1 MiB")
-	body["metadata"] = map[string]any{"blob": strings.Repeat("x", 1<<19)}
+	// Half a MiB passes the body limit (free-form fields such as metadata
+	// have their own, smaller one: the spec is not free-form).
+	delete(body, "metadata")
+	body["spec"] = map[string]any{"namespace": "big", "jobs": []any{map[string]any{"name": "a",
+		"steps": []any{map[string]any{"run": "echo " + strings.Repeat("x", 1<<19)}}}}}
 	e.do("POST", "/api/v1/pipelines", body).must(t, 201)
+	body["spec"], body["name"] = nil, "big2"
+	body["metadata"] = map[string]any{"blob": strings.Repeat("x", 1<<19)}
+	e.do("POST", "/api/v1/pipelines", body).mustErr(t, 400, "body.metadata: 524299 bytes, at most 64 KiB")
 }
 
 func TestPipelineDeleteWithActiveRun(t *testing.T) {
@@ -362,5 +369,29 @@ func TestPipelineEventSinks(t *testing.T) {
 	e.do("PUT", "/api/v1/pipelines/"+pid, map[string]any{"eventSinks": []string{}}).must(t, 200)
 	if p, _ := e.st.GetPipeline(t.Context(), pid); len(p.EventSinks) != 0 {
 		t.Fatalf("after clearing: %v", p.EventSinks)
+	}
+}
+
+// TestInvalidTextRefused: text that encoding/json would store as U+FFFD
+// (invalid UTF-8, a lone surrogate escape) is refused naming the field, on
+// every route that decodes a body, and so are free-form values nested past
+// the limit; nothing is stored.
+func TestInvalidTextRefused(t *testing.T) {
+	e := newEnv(t)
+	admin := withToken(e.addToken("root", "admin_root", "admin", nil))
+	for _, tc := range []struct {
+		method, path, body, field string
+		opts                      []reqOpt
+	}{
+		{"POST", "/api/v1/pipelines", `{"projectId":"p","name":"a","description":"x\ud800"}`, "body.description", nil},
+		{"POST", "/api/v1/pipelines", "{\"projectId\":\"p\",\"name\":\"a\",\"defaultBranch\":\"ma\xffin\"}", "body.defaultBranch", nil},
+		{"POST", "/api/v1/pipelines", `{"projectId":"p","name":"a","createdBy":"\udc00bob"}`, "body.createdBy", nil},
+		{"POST", "/api/v1/pipelines", `{"projectId":"p","name":"a","metadata":` + strings.Repeat(`{"a":`, 100) + `1` + strings.Repeat(`}`, 100) + `}`, "body.metadata", nil},
+		{"POST", "/api/v1/registration-tokens", `{"name":"pool\ud800"}`, "body.name", []reqOpt{admin}},
+	} {
+		e.do(tc.method, tc.path, rawBody(tc.body), tc.opts...).mustErr(t, 400, tc.field+":")
+	}
+	if list := e.do("GET", "/api/v1/pipelines", nil).must(t, 200).detail(); list["total"] != 0.0 {
+		t.Fatalf("pipelines stored: %v", list)
 	}
 }

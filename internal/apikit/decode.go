@@ -110,7 +110,11 @@ func Decode(data []byte, dst any, opts DecodeOptions) (map[string]bool, error) {
 			continue
 		}
 		present[key] = true
-		if err := decodeField(raw, v.FieldByIndex(i), "body."+key); err != nil {
+		f := v.FieldByIndex(i)
+		if err := CheckRaw(raw, f.Type(), "body."+key); err != nil {
+			return nil, err
+		}
+		if err := decodeField(raw, f, "body."+key); err != nil {
 			return nil, err
 		}
 	}
@@ -127,6 +131,38 @@ func Decode(data []byte, dst any, opts DecodeOptions) (map[string]bool, error) {
 		return nil, UnknownNames("body: unknown field", unknown, fields.Names)
 	}
 	return present, nil
+}
+
+// Limits of the JSON a request may send.
+const (
+	// MaxDepth bounds how deeply a field's arrays and objects nest: deeper
+	// values are no configuration anyone writes, and they break readers
+	// (Python's json and jq stop at a few hundred levels).
+	MaxDepth = 32
+	// MaxFreeFormBytes bounds a free-form field (an object of any values,
+	// e.g. metadata, or of strings, e.g. variables) as sent.
+	MaxFreeFormBytes = 64 << 10
+)
+
+// CheckRaw refuses a field's JSON text that nests deeper than MaxDepth,
+// that is not valid UTF-8 or has a lone surrogate escape (encoding/json
+// would store U+FFFD in its place: what is stored would differ from what
+// was sent), or, for a free-form field (a map or an interface), that is
+// larger than MaxFreeFormBytes. where names the field.
+func CheckRaw(raw []byte, t reflect.Type, where string) error {
+	if d := check.JSONDepth(raw); d > MaxDepth {
+		return Errorf(http.StatusBadRequest, "%s: nested %d levels deep, at most %d", where, d, MaxDepth)
+	}
+	if !check.ValidJSONText(raw) {
+		return Errorf(http.StatusBadRequest, "%s: must be valid UTF-8 text: invalid bytes and lone surrogate escapes (\\ud800) are refused", where)
+	}
+	for t != nil && t.Kind() == reflect.Pointer {
+		t = t.Elem()
+	}
+	if t != nil && (t.Kind() == reflect.Map || t.Kind() == reflect.Interface) && len(raw) > MaxFreeFormBytes {
+		return Errorf(http.StatusBadRequest, "%s: %s, at most %s", where, check.Bytes(int64(len(raw))), check.Bytes(MaxFreeFormBytes))
+	}
+	return nil
 }
 
 // decodeField decodes one top-level field, naming it in errors.

@@ -35,8 +35,15 @@ func TestDecodeJSON(t *testing.T) {
 		{`[]`, apikit.DecodeOptions{}, "body: must be a JSON object, got an array"},
 		{`null`, apikit.DecodeOptions{}, "body: must be a JSON object, got null"},
 		{`12`, apikit.DecodeOptions{}, "body: must be a JSON object, got a number"},
-		{`{"name":"\ud800"}`, apikit.DecodeOptions{}, ""},
-		{"{\"name\":\"a\xffb\"}", apikit.DecodeOptions{}, ""},
+		// Text that encoding/json would store as U+FFFD, and values nested
+		// or sized past the limits, are refused naming the field.
+		{`{"name":"\ud800"}`, apikit.DecodeOptions{}, "body.name: must be valid UTF-8 text"},
+		{"{\"name\":\"a\xffb\"}", apikit.DecodeOptions{}, "body.name: must be valid UTF-8 text"},
+		{`{"name":"\ud83d\ude00 ok"}`, apikit.DecodeOptions{}, ""},
+		{`{"metadata":` + strings.Repeat(`{"a":`, 32) + `1` + strings.Repeat(`}`, 32) + `}`, apikit.DecodeOptions{}, ""},
+		{`{"metadata":` + strings.Repeat(`{"a":`, 33) + `1` + strings.Repeat(`}`, 33) + `}`, apikit.DecodeOptions{}, "body.metadata: nested 33 levels deep, at most 32"},
+		{`{"metadata":` + strings.Repeat(`[`, 10000) + strings.Repeat(`]`, 10000) + `}`, apikit.DecodeOptions{}, "body.metadata: nested 10000 levels deep"},
+		{`{"metadata":{"a":"` + strings.Repeat("x", 70000) + `"}}`, apikit.DecodeOptions{}, "body.metadata: 70008 bytes, at most 64 KiB"},
 	}
 	for _, tt := range tests {
 		var b pipeline.Fields

@@ -532,6 +532,9 @@ func (a *API) decodeImageBody(r *http.Request, dst any, native bool) error {
 	if !json.Valid(data) {
 		return apikit.SyntaxError(data, errors.New("invalid JSON"))
 	}
+	if err := apikit.CheckRaw(data, nil, "body"); err != nil {
+		return err
+	}
 	if data[0] != '{' {
 		return apikit.Errorf(http.StatusBadRequest, "body: must be a JSON object, got %s", rawKind(data))
 	}
