@@ -582,6 +582,9 @@ func (s *Scheduler) advanceTx(ctx context.Context, tx store.RunTx, tree *store.R
 		}
 		run.Status = status
 		run.EndedAt = &now
+		if status == runnel.RunFailed && run.Reason == "" {
+			run.Reason = failureReason(tree.Jobs)
+		}
 		if err := tx.AppendTimeline(&store.TimelineEntry{RunID: run.ID, Time: now, Action: "finished", Reason: string(status)}); err != nil {
 			return false, err
 		}
@@ -644,4 +647,20 @@ func (s *Scheduler) wake() {
 	if err := s.bus.Publish(context.Background(), topicWork, ""); err != nil {
 		s.log.Warn("publish a wake-up", "err", err)
 	}
+}
+
+// failureReason says why a run failed: its first failed job (in plan order)
+// that was not allowed to fail, and that job's reason (a step's exit code, a
+// lost agent, a server restart, a timeout…).
+func failureReason(jobs []*store.JobRun) string {
+	for _, j := range jobs {
+		if j.Status != runnel.JobFailed || j.AllowedFailure {
+			continue
+		}
+		if j.Reason == "" {
+			return fmt.Sprintf("job %s failed", j.Name)
+		}
+		return fmt.Sprintf("job %s failed: %s", j.Name, j.Reason)
+	}
+	return "a job failed"
 }

@@ -351,6 +351,10 @@ func TestRetryAndLostAgent(t *testing.T) {
 	if tree.Run.Status != "failed" || !strings.Contains(tree.Jobs[0].Reason, "agent lost") {
 		t.Fatalf("after lease expiry: %s %s", tree.Run.Status, describe(tree))
 	}
+	// The run says why it failed: its job and the job's reason.
+	if want := "job " + tree.Jobs[0].Name + " failed: " + tree.Jobs[0].Reason; tree.Run.Reason != want {
+		t.Fatalf("run reason %q, want %q", tree.Run.Reason, want)
+	}
 	tl, _ := e.st.Timeline(ctx, run.ID)
 	var reasons []string
 	for _, x := range tl {
