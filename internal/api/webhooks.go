@@ -1,6 +1,7 @@
 package api
 
 import (
+	"mime"
 	"net/http"
 
 	"github.com/runnel-ci/runnel/internal/apikit"
@@ -58,6 +59,11 @@ func (s *Server) receiveWebhook(w http.ResponseWriter, r *http.Request) error {
 	pid, err := pathID(r, pipelineID)
 	if err != nil {
 		return err
+	}
+	if mt, _, _ := mime.ParseMediaType(r.Header.Get("Content-Type")); mt == "application/x-www-form-urlencoded" {
+		// A forge's form-encoded deliveries (GitHub's other content type)
+		// carry the JSON in a field: the hook must be set to send JSON.
+		return apikit.Errorf(http.StatusUnsupportedMediaType, "header Content-Type: must be application/json, got %q: set the webhook's content type to application/json on the forge", r.Header.Get("Content-Type"))
 	}
 	body, err := apikit.ReadBody(r, maxWebhookBody)
 	if err != nil {

@@ -344,12 +344,16 @@ func Closest(s string, accepted []string) string {
 }
 
 // ReadBody reads the request body (already limited by MaxBytesReader) and
-// checks its content type. A missing Content-Type is accepted: curl users and
-// simple clients often leave it out, and the body must be JSON anyway.
+// checks its content type. A missing Content-Type, and curl's default for -d
+// (application/x-www-form-urlencoded), are accepted: curl users and simple
+// clients often leave it out, and the body must be JSON anyway.
 func ReadBody(r *http.Request, limit int64) ([]byte, error) {
 	if ct := r.Header.Get("Content-Type"); ct != "" {
 		mt, _, err := mime.ParseMediaType(ct)
-		if err != nil || (mt != "application/json" && !strings.HasSuffix(mt, "+json")) {
+		// curl -d sends its default form type: the body must still be JSON,
+		// and a token in a header (never a cookie) authenticates, so a
+		// cross-site form cannot call the API through this.
+		if err != nil || (mt != "application/json" && !strings.HasSuffix(mt, "+json") && mt != "application/x-www-form-urlencoded") {
 			return nil, Errorf(http.StatusUnsupportedMediaType, "header Content-Type: must be application/json, got %q", ct)
 		}
 	}
