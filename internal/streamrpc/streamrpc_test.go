@@ -179,7 +179,7 @@ func newEnv(t *testing.T, tokens func(store.Tokens) store.Tokens) *env {
 	if tokens != nil {
 		tok = tokens(st)
 	}
-	streamSrv := NewServer(Options{Source: src, Tokens: tok, Logger: slog.New(slog.NewTextHandler(logs, nil))})
+	streamSrv := NewServer(Options{Source: src, Tokens: tok, Users: st, Logger: slog.New(slog.NewTextHandler(logs, nil))})
 	g := grpc.NewServer(agentSrv.GRPCOptions()...)
 	agentSrv.Attach(g)
 	streamSrv.Attach(g)
@@ -293,6 +293,19 @@ func TestAuth(t *testing.T) {
 	wantCode(t, "agent token on WatchEvents", err, codes.PermissionDenied, "agent tokens")
 	_, err = tailLogs(e.token("robot", nil), e, "sr_1", 0)
 	wantCode(t, "unknown role", err, codes.PermissionDenied, "robot")
+	// A disabled user's token stops working at once, as on the HTTP API.
+	u := &store.User{ID: runnel.NewID("usr"), Login: "dana", Disabled: true, CreatedAt: time.Now().UTC()}
+	if err := e.st.CreateUser(context.Background(), u); err != nil {
+		t.Fatal(err)
+	}
+	value := "rnl_" + runnel.NewID("t")
+	sum := sha256.Sum256([]byte(value))
+	if err := e.st.CreateToken(context.Background(), &store.APIToken{ID: runnel.NewID("tok"), Name: "dana", Subject: "dana",
+		Role: "user", UserID: u.ID, Hash: sum[:], CreatedAt: time.Now().UTC()}); err != nil {
+		t.Fatal(err)
+	}
+	_, err = watchRun(bearer(value), e, "run_1", 0)
+	wantCode(t, "disabled user", err, codes.Unauthenticated, "user dana is disabled")
 	if n := e.src.callCount(); n != 0 {
 		t.Fatalf("the source was called %d times for refused calls", n)
 	}
