@@ -82,6 +82,9 @@ type config struct {
 	loopCapacity int
 	compare      string
 	agentBin     string
+	// WebSocket memory
+	wsConns  int
+	wsSettle time.Duration
 }
 
 func main() {
@@ -104,6 +107,8 @@ func main() {
 	flag.StringVar(&cfg.agentBin, "agent-bin", "", "runnel-agent binary for the idle measurement (default: build ./cmd/runnel-agent)")
 	flag.StringVar(&only, "only", "startup,latency,read,idle,throughput,closedloop,sqlite,postgres", "which measurements to run (idle RSS comes with latency; throughput and closedloop run on the databases listed: sqlite, postgres)")
 	flag.StringVar(&loopClients, "loop-clients", "1,4,16", "comma-separated client counts of the closed-loop test")
+	flag.IntVar(&cfg.wsConns, "ws-conns", 1000, "WebSocket connections of the ws measurement (each subscribed to a pipeline's statuses)")
+	flag.DurationVar(&cfg.wsSettle, "ws-settle", time.Minute, "how long after the WebSocket connections closed the server's RSS is read again")
 	flag.DurationVar(&cfg.loopDuration, "loop-duration", 20*time.Second, "measured window of each closed-loop test")
 	flag.DurationVar(&cfg.loopWarmup, "loop-warmup", 2*time.Second, "closed-loop warm-up before the window")
 	flag.IntVar(&cfg.loopCapacity, "loop-capacity", 0, "--embedded-agent-capacity of the closed-loop servers (0: the server's default)")
@@ -174,6 +179,11 @@ func run(ctx context.Context, cfg config) error {
 	}
 	if cfg.only["idle"] {
 		if err := add(b.idleMemory(ctx)); err != nil {
+			return err
+		}
+	}
+	if cfg.only["ws"] {
+		if err := add(b.wsMemory(ctx)); err != nil {
 			return err
 		}
 	}

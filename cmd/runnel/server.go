@@ -19,6 +19,7 @@ import (
 	"github.com/runnel-ci/runnel/internal/scheduler"
 	"github.com/runnel-ci/runnel/internal/server"
 	"github.com/runnel-ci/runnel/internal/trigger/cron"
+	"github.com/runnel-ci/runnel/internal/wsgateway"
 )
 
 // serverConfig is `runnel server`'s configuration, from flags and RUNNEL_*
@@ -53,6 +54,8 @@ func serverFlags(c *serverConfig, fs *flag.FlagSet) {
 	fs.StringVar(&c.ConfigExtensionEndpoint, "config-extension-endpoint", os.Getenv("RUNNEL_CONFIG_EXTENSION_ENDPOINT"), "`URL` of a configuration extension (Drone's protocol) asked for each run's definition before the repository file or stored spec (RUNNEL_CONFIG_EXTENSION_ENDPOINT)")
 	fs.StringVar(&c.ConfigExtensionSecret, "config-extension-secret", os.Getenv("RUNNEL_CONFIG_EXTENSION_SECRET"), "shared `secret` the requests to the configuration extension are signed with (RUNNEL_CONFIG_EXTENSION_SECRET)")
 	fs.DurationVar(&c.ConfigExtensionTimeout, "config-extension-timeout", envDuration("RUNNEL_CONFIG_EXTENSION_TIMEOUT", configext.DefaultTimeout), "how `long` to wait for the configuration extension; a run whose extension does not answer in time fails (RUNNEL_CONFIG_EXTENSION_TIMEOUT)")
+	fs.IntVar(&c.WSMaxConnections, "ws-max-connections", envInt("RUNNEL_WS_MAX_CONNECTIONS", wsgateway.DefaultMaxConnections), "WebSocket connections (live logs and statuses) served at once; past it a new one is closed with code 1013; 0: no limit (RUNNEL_WS_MAX_CONNECTIONS)")
+	fs.IntVar(&c.WSMaxPerToken, "ws-max-per-token", envInt("RUNNEL_WS_MAX_PER_TOKEN", wsgateway.DefaultMaxPerToken), "WebSocket connections one API token may hold at once; 0: no limit (RUNNEL_WS_MAX_PER_TOKEN)")
 	fs.DurationVar(&c.AuditRetention, "audit-retention", envDuration("RUNNEL_AUDIT_RETENTION", 365*24*time.Hour), "how `long` audit log entries (changes made through the API) are kept; 0 keeps them (RUNNEL_AUDIT_RETENTION)")
 	fs.DurationVar(&c.WebhookDeliveryRetention, "webhook-delivery-retention", envDuration("RUNNEL_WEBHOOK_DELIVERY_RETENTION", 720*time.Hour), "how `long` webhook deliveries are remembered, so that a redelivery is answered as a replay instead of starting runs again; 0 keeps them (RUNNEL_WEBHOOK_DELIVERY_RETENTION)")
 	fs.Func("events-sinks", "comma-separated http(s) `URLs` that receive every run's CDEvents as CloudEvents (RUNNEL_EVENTS_SINKS)", func(v string) error {

@@ -78,6 +78,8 @@ type Config struct {
 	// StreamSlowAfter is how long the WebSocket gateway waits on a client
 	// that does not keep up before it disconnects it (default 10s).
 	StreamSlowAfter time.Duration
+	// StreamLimits bound the WebSocket connections (zero: none).
+	StreamLimits wsgateway.Limits
 	// Images is the image build service (seed 002: /v1/repositories,
 	// /v1/builds and /api/v1/image-…); nil: those routes answer 503.
 	Images ImageService
@@ -211,7 +213,7 @@ func New(cfg Config) *Server {
 		s.webhooks = webhook.NewService(o)
 	}
 	if cfg.Events != nil {
-		s.gateway = wsgateway.New(cfg.Events, cfg.StreamSlowAfter, s.log)
+		s.gateway = wsgateway.New(cfg.Events, cfg.StreamSlowAfter, cfg.StreamLimits, s.log)
 	}
 	s.secrets = cfg.SecretService
 	if s.secrets == nil {

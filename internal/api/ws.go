@@ -37,6 +37,6 @@ func (s *Server) websocketHandler(w http.ResponseWriter, r *http.Request) error 
 	if s.gateway == nil {
 		return apikit.Errorf(http.StatusServiceUnavailable, "live events are not available on this server")
 	}
-	s.gateway.Serve(w, r, p.Subject)
+	s.gateway.Serve(w, r, p.Subject, p.TokenID)
 	return nil
 }

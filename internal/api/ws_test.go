@@ -458,3 +458,73 @@ func TestWebSocketResubscribeAfterEnd(t *testing.T) {
 		}
 	}
 }
+
+// TestWebSocketLimits: connections past the limit per token, or past the
+// total, are closed at once with code 1013 and a reason saying which; a
+// closed connection frees its place.
+func TestWebSocketLimits(t *testing.T) {
+	e := newEnvWith(t, func(c *Config) {
+		hub := event.NewHub(event.HubOptions{Store: c.Store, Poll: 50 * time.Millisecond})
+		c.Events = hub
+		c.StreamLimits = wsgateway.Limits{Total: 3, PerToken: 2}
+	})
+	dial := func(token string) *websocket.Conn {
+		t.Helper()
+		ctx, cancel := context.WithTimeout(t.Context(), 5*time.Second)
+		defer cancel()
+		c, _, err := websocket.Dial(ctx, strings.Replace(e.http.URL, "http", "ws", 1)+"/api/v1/ws",
+			&websocket.DialOptions{HTTPHeader: http.Header{"Authorization": {"Bearer " + token}}})
+		if err != nil {
+			t.Fatalf("dial: %v", err)
+		}
+		t.Cleanup(func() { c.CloseNow() })
+		return c
+	}
+	// open checks that the server keeps c open (CloseRead reads for it: a
+	// Read past its deadline would close c itself).
+	open := func(c *websocket.Conn) {
+		t.Helper()
+		ctx := c.CloseRead(t.Context())
+		select {
+		case <-ctx.Done():
+			t.Fatal("the server closed a connection within its limits")
+		case <-time.After(200 * time.Millisecond):
+		}
+	}
+	// refused checks that the server closed c with 1013 and a reason
+	// containing want.
+	refused := func(c *websocket.Conn, want string) {
+		t.Helper()
+		ctx, cancel := context.WithTimeout(t.Context(), 5*time.Second)
+		defer cancel()
+		_, _, err := c.Read(ctx)
+		var ce websocket.CloseError
+		if !errors.As(err, &ce) || ce.Code != wsgateway.StatusTooMany || !strings.Contains(ce.Reason, want) {
+			t.Fatalf("want a 1013 close with %q, got %v", want, err)
+		}
+	}
+	other := e.addToken("bob", "user_bob", "user", nil)
+	a1, a2 := dial(e.token), dial(e.token)
+	open(a1)
+	open(a2)
+	refused(dial(e.token), "too many connections with this token: at most 2")
+	open(dial(other))
+	refused(dial(other), "the server serves at most 3 at once")
+	a1.Close(websocket.StatusNormalClosure, "")
+	// Its place is freed once the server has seen the close.
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		c := dial(other)
+		ctx := c.CloseRead(t.Context())
+		select {
+		case <-ctx.Done():
+			if time.Now().After(deadline) {
+				t.Fatal("no place after a close")
+			}
+			time.Sleep(50 * time.Millisecond)
+			continue
+		case <-time.After(200 * time.Millisecond):
+		}
+		break
+	}
+}

@@ -50,6 +50,10 @@ type Config struct {
 	ConfigExtensionEndpoint string
 	ConfigExtensionSecret   string
 	ConfigExtensionTimeout  time.Duration
+	// WSMaxConnections and WSMaxPerToken bound the WebSocket connections
+	// the server serves at once, in all and per API token (0: no limit).
+	WSMaxConnections int
+	WSMaxPerToken    int
 	// AuditRetention is how long audit entries are kept (0: forever).
 	AuditRetention time.Duration
 	// WebhookDeliveryRetention: how long delivery ids are remembered for
@@ -148,6 +152,9 @@ func (c *Config) Validate() error {
 		if c.ConfigExtensionSecret == "" {
 			return errors.New("--config-extension-endpoint needs --config-extension-secret (RUNNEL_CONFIG_EXTENSION_SECRET): requests are signed with it")
 		}
+	}
+	if c.WSMaxConnections < 0 || c.WSMaxPerToken < 0 {
+		return errors.New("--ws-max-connections and --ws-max-per-token must be 0 (no limit) or more")
 	}
 	if c.AuditRetention < 0 {
 		return errors.New("--audit-retention must be 0 (keep) or more")

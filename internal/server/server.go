@@ -51,6 +51,7 @@ import (
 	"github.com/runnel-ci/runnel/internal/trigger/cron"
 	"github.com/runnel-ci/runnel/internal/web"
 	"github.com/runnel-ci/runnel/internal/worker"
+	"github.com/runnel-ci/runnel/internal/wsgateway"
 )
 
 // The artifact service is the storage the scheduler binds claimed jobs to.
@@ -310,7 +311,8 @@ func (s *Server) bindTransports(context.Context) error {
 	}
 	handler := api.New(api.Config{Store: s.st, Runs: runControl{s: s.sched, cronMin: cfg.CronMinInterval}, Agents: s.sched,
 		Secrets: s.keyring, Artifacts: s.artifacts, Catalog: s.catalog, Logger: s.log, LogCapBytes: cfg.LogCapBytes,
-		ExternalURL: cfg.ExternalURL, Git: s.defs, Events: s.hub, Approvals: s.sched, Images: s.images, UI: web.New()}).Handler()
+		ExternalURL: cfg.ExternalURL, Git: s.defs, Events: s.hub, Approvals: s.sched, Images: s.images, UI: web.New(),
+		StreamLimits: wsgateway.Limits{Total: cfg.WSMaxConnections, PerToken: cfg.WSMaxPerToken}}).Handler()
 	ln, err := net.Listen("tcp", cfg.Addr)
 	if err != nil {
 		return fmt.Errorf("listen: %w", err)

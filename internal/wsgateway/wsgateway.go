@@ -14,6 +14,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
+	"runtime/debug"
 	"strings"
 	"sync"
 	"time"
@@ -32,7 +33,11 @@ const (
 	// "bearer.<token>", since it cannot set an Authorization header.
 	Protocol = "runnel.v1"
 	// wsQueue bounds the messages waiting to be written to one connection.
-	wsQueue = 4096
+	// It is small: a full queue makes the sender wait for the writer (up to
+	// slowAfter, then the client is slow and disconnected), so a burst is
+	// throttled rather than buffered, and an idle connection costs a few KB
+	// (4,096 entries cost ~0.5 MB each, kept while the connection lasts).
+	wsQueue = 64
 	// DefaultSlowAfter is how long a stream may wait for room in the
 	// connection's full queue before the client is told it is too slow and
 	// disconnected (Gateway.SlowAfter).
@@ -424,30 +429,110 @@ type Gateway struct {
 	events    event.Source
 	log       *slog.Logger
 	slowAfter time.Duration
+	limits    Limits
+
+	mu       sync.Mutex
+	open     int
+	perToken map[string]int
+	// closed counts connections ended since memory was last handed back;
+	// freeing is set while a hand-back is scheduled.
+	closed  int
+	freeing bool
 }
+
+// Handing memory back: once releaseAfter connections have closed, the
+// gateway asks the runtime, releaseDelay later (one request for a wave of
+// closes), to collect and return the freed memory to the system. Without
+// it a server at rest keeps the peak of a wave of connections: an idle
+// process rarely collects, and the runtime returns memory slowly.
+const (
+	releaseAfter = 64
+	releaseDelay = 5 * time.Second
+)
+
+// Limits bound the connections a gateway serves at once; 0 is no limit.
+type Limits struct {
+	// Total is the connections of every client together.
+	Total int
+	// PerToken is the connections made with one API token.
+	PerToken int
+}
+
+// Default limits (runnel server --ws-max-connections, --ws-max-per-token).
+const (
+	DefaultMaxConnections = 10000
+	DefaultMaxPerToken    = 100
+)
+
+// StatusTooMany is the close code of a connection refused by the limits:
+// 1013, Try Again Later.
+const StatusTooMany = websocket.StatusTryAgainLater
 
 // New returns a Gateway over events. slowAfter is how long a client that
 // does not keep up is waited for before it is disconnected (0: the
 // default); log nil discards.
-func New(events event.Source, slowAfter time.Duration, log *slog.Logger) *Gateway {
+func New(events event.Source, slowAfter time.Duration, limits Limits, log *slog.Logger) *Gateway {
 	if slowAfter <= 0 {
 		slowAfter = DefaultSlowAfter
 	}
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	return &Gateway{events: events, log: log, slowAfter: slowAfter}
+	return &Gateway{events: events, log: log, slowAfter: slowAfter, limits: limits, perToken: map[string]int{}}
+}
+
+// admit counts a connection of token in, or says why it is refused.
+func (g *Gateway) admit(token string) (release func(), refused string) {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	switch {
+	case g.limits.Total > 0 && g.open >= g.limits.Total:
+		return nil, fmt.Sprintf("too many connections: the server serves at most %d at once; try again later", g.limits.Total)
+	case g.limits.PerToken > 0 && g.perToken[token] >= g.limits.PerToken:
+		return nil, fmt.Sprintf("too many connections with this token: at most %d at once; close some, or use one connection with several subscriptions", g.limits.PerToken)
+	}
+	g.open++
+	g.perToken[token]++
+	return func() {
+		g.mu.Lock()
+		defer g.mu.Unlock()
+		g.open--
+		if g.perToken[token]--; g.perToken[token] <= 0 {
+			delete(g.perToken, token)
+		}
+		if g.closed++; g.closed >= releaseAfter && !g.freeing {
+			g.freeing = true
+			time.AfterFunc(releaseDelay, func() {
+				debug.FreeOSMemory()
+				g.mu.Lock()
+				g.closed, g.freeing = 0, false
+				g.mu.Unlock()
+			})
+		}
+	}, ""
 }
 
 // Serve upgrades an authenticated request (subject names the caller in the
 // log) and serves the connection until it ends. A refused handshake is
 // answered by the upgrade itself (400, 403 for a cross-origin request…).
-func (g *Gateway) Serve(w http.ResponseWriter, r *http.Request, subject string) {
+//
+// A connection past the Limits is accepted and closed at once with
+// StatusTooMany and a reason saying which limit (a browser cannot read the
+// status of a refused handshake, but it reads a close reason). token is
+// the API token's id, for the limit per token.
+func (g *Gateway) Serve(w http.ResponseWriter, r *http.Request, subject, token string) {
 	c, err := websocket.Accept(w, r, &websocket.AcceptOptions{Subprotocols: []string{Protocol}})
 	if err != nil {
 		g.log.LogAttrs(r.Context(), slog.LevelInfo, "websocket handshake refused", slog.Any("error", err))
 		return
 	}
+	release, refused := g.admit(token)
+	if refused != "" {
+		g.log.LogAttrs(r.Context(), slog.LevelWarn, "websocket refused", slog.String("subject", subject), slog.String("reason", refused))
+		c.Close(StatusTooMany, refused)
+		return
+	}
+	defer release()
 	c.SetReadLimit(64 << 10)
 	ctx, stop := context.WithCancelCause(r.Context())
 	cn := &conn{g: g, c: c, out: make(chan Message, wsQueue), ctx: ctx, stop: stop, subs: map[string]*sub{}}
