@@ -45,7 +45,6 @@ func (b *bench) wsMemory(ctx context.Context) ([]row, []row, error) {
 
 type wsResult struct{ base, loaded, peak, after int64 }
 
-
 func (b *bench) wsMemoryOnce(ctx context.Context, bin string) (wsResult, error) {
 	var r wsResult
 	srv, err := b.startServerBin(ctx, bin, "", 0)
