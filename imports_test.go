@@ -51,7 +51,7 @@ var forbidden = []struct {
 	{[]string{"internal/apikit"}, []string{"internal/api", "internal/imageapi", "internal/web", "internal/scheduler", "internal/store/sqlstore",
 		"internal/agentserver", "internal/streamrpc", "internal/trigger"},
 		"the HTTP kit serves every API dialect and holds no rule of any"},
-	{[]string{"internal/imageapi"}, []string{"internal/api", "internal/web", "internal/scheduler", "internal/store/sqlstore", "internal/agentserver", "internal/streamrpc"},
+	{[]string{"internal/imageapi", "internal/accountapi"}, []string{"internal/api", "internal/web", "internal/scheduler", "internal/store/sqlstore", "internal/agentserver", "internal/streamrpc"},
 		"a dialect is mounted by the API, never the other way; the image build rules are imagebuild's"},
 	{[]string{"internal/pipeline", "internal/check", "internal/fleet", "internal/identity"}, []string{"internal/api", "internal/apikit", "internal/web", "internal/agentserver", "internal/streamrpc", "internal/scheduler", "internal/store/sqlstore"},
 		"services hold the rules; transports call them, never the other way"},

@@ -14,8 +14,8 @@ import (
 type AgentControl = fleet.Control
 
 var (
-	agentIDKind = idKind{"agentId", "agent_", "agent"}
-	regTokenID  = idKind{"tokenId", "rt_", "registration token"}
+	agentIDKind = idKind{Param: "agentId", Prefix: "agent_", Noun: "agent"}
+	regTokenID  = idKind{Param: "tokenId", Prefix: "rt_", Noun: "registration token"}
 )
 
 // agentJSON is an agent as the API shows it.

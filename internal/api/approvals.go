@@ -21,7 +21,7 @@ type ApprovalControl interface {
 	DecideApproval(ctx context.Context, id string, approve bool, subject, role, comment string) (*store.Approval, error)
 }
 
-var approvalID = idKind{"approvalId", "apr_", "approval"}
+var approvalID = idKind{Param: "approvalId", Prefix: "apr_", Noun: "approval"}
 
 // approvalJSON is an approval gate as the API shows it.
 type approvalJSON struct {

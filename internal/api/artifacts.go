@@ -14,7 +14,7 @@ import (
 	"github.com/runnel-ci/runnel/internal/wire"
 )
 
-var artifactIDKind = idKind{"artifactId", "art_", "artifact"}
+var artifactIDKind = idKind{Param: "artifactId", Prefix: "art_", Noun: "artifact"}
 
 // artifactJSON is an artifact as the API lists it.
 type artifactJSON struct {

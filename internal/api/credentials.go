@@ -14,7 +14,7 @@ import (
 // (package secret, which owns the rules: kinds, default hosts and users,
 // tokens and keys) and encode.
 
-var credentialIDKind = idKind{"credentialId", "cred_", "credential"}
+var credentialIDKind = idKind{Param: "credentialId", Prefix: "cred_", Noun: "credential"}
 
 // credentialJSON is a credential as the API shows it: the token or key is
 // always "***".

@@ -11,6 +11,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/runnel-ci/runnel/internal/accountapi"
 	"github.com/runnel-ci/runnel/internal/apikit"
 	"github.com/runnel-ci/runnel/internal/imageapi"
 )
@@ -142,11 +143,9 @@ func TestOpenAPIBodiesMatchDecoders(t *testing.T) {
 		"SecretUpdate":            &secretUpdateBody{},
 		"CredentialCreate":        &credentialBody{},
 		"CredentialUpdate":        &credentialUpdateBody{},
-		"UserCreate":              &userBody{},
-		"UserUpdate":              &userUpdateBody{},
-		"TokenCreate":             &tokenBody{},
 	}
 	maps.Copy(cases, imageapi.RequestBodies())
+	maps.Copy(cases, accountapi.RequestBodies())
 	for name, v := range cases {
 		props := schemas[name].(map[string]any)["properties"].(map[string]any)
 		var documented []string

@@ -19,7 +19,7 @@ type Sealer interface {
 	Seal(secretID string, value []byte) (ciphertext []byte, keyID string)
 }
 
-var secretIDKind = idKind{"secretId", "sec_", "secret"}
+var secretIDKind = idKind{Param: "secretId", Prefix: "sec_", Noun: "secret"}
 
 // maxSecretBytes and validJSONText are the secret package's rules, by the
 // names this package's tests know them.
@@ -120,7 +120,7 @@ func (s *Server) listSecrets(w http.ResponseWriter, r *http.Request) error {
 		f = store.SecretFilter{Scope: "project", ScopeID: q.Str("projectId")}
 	case q.Has("pipelineId"):
 		// An empty ScopeID would match every pipeline's secrets.
-		if id := q.Str("pipelineId"); !apikit.IsID(id, pipelineID.prefix) {
+		if id := q.Str("pipelineId"); !apikit.IsID(id, pipelineID.Prefix) {
 			return apikit.Errorf(http.StatusBadRequest, "query parameter pipelineId: %q is not a pipeline id; pipeline ids are pl_ followed by 10 to 40 lowercase letters and digits", id)
 		}
 		f = store.SecretFilter{Scope: "pipeline", ScopeID: q.Str("pipelineId")}

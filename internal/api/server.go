@@ -21,7 +21,7 @@ import (
 	"sync"
 	"time"
 
-	"github.com/runnel-ci/runnel"
+	"github.com/runnel-ci/runnel/internal/accountapi"
 	"github.com/runnel-ci/runnel/internal/action"
 	"github.com/runnel-ci/runnel/internal/apikit"
 	"github.com/runnel-ci/runnel/internal/event"
@@ -139,8 +139,10 @@ type Server struct {
 	secrets *secret.Service
 	// fleet owns the agent and registration token rules.
 	fleet *fleet.Service
-	// identity owns the user and token rules.
+	// identity owns the user and token rules; accounts serves them (and
+	// the audit log).
 	identity *identity.Service
+	accounts *accountapi.API
 
 	// touched remembers when each token's last-used time was last written, so
 	// an active client costs one write a minute instead of one per request.
@@ -225,9 +227,10 @@ func New(cfg Config) *Server {
 	}
 	s.identity = identity.New(identity.Options{Store: s.st, Clock: s.now})
 	s.fleet = fleet.New(fleet.Options{Store: s.st, Control: s.agents, Clock: s.now})
+	s.accounts = &accountapi.API{Identity: s.identity, Audit: s.st, MaxBody: s.maxBody, Now: s.now, Log: s.log}
 	s.imageAPI = &imageapi.API{Images: s.images, MaxBody: s.maxBody, ExternalURL: s.externalURL, Now: s.now}
 	mux := &apikit.Mux{Routes: s.routes(), Authenticate: s.authenticate, Fail: s.fail, MaxBody: s.maxBody, Log: s.log,
-		Fallback: s.ui, FallbackFor: isUIPath, Audit: s.audit}
+		Fallback: s.ui, FallbackFor: isUIPath, Audit: s.accounts.Record}
 	s.handler = mux.Handler()
 	return s
 }
@@ -244,8 +247,6 @@ func (s *Server) routes() []apikit.Route {
 		{Method: "GET", Path: "/api/v1/openapi.json", Public: true, H: s.openAPI},
 		// Authenticates itself: browsers send the token as a subprotocol.
 		{Method: "GET", Path: "/api/v1/ws", Public: true, H: s.websocketHandler},
-
-		{Method: "GET", Path: "/api/v1/me", Scope: apikit.ScopeRead, H: s.me},
 
 		{Method: "POST", Path: "/api/v1/pipelines", Scope: apikit.ScopeWrite, H: s.createPipeline},
 		{Method: "GET", Path: "/api/v1/pipelines", Scope: apikit.ScopeRead, H: s.listPipelines},
@@ -282,19 +283,6 @@ func (s *Server) routes() []apikit.Route {
 		{Method: "GET", Path: "/api/v1/registration-tokens", Scope: apikit.ScopeAdmin, H: s.listRegistrationTokens},
 		{Method: "DELETE", Path: "/api/v1/registration-tokens/{tokenId}", Scope: apikit.ScopeAdmin, H: s.deleteRegistrationToken},
 
-		{Method: "GET", Path: "/api/v1/users", Scope: apikit.ScopeAdmin, H: s.listUsers},
-		{Method: "POST", Path: "/api/v1/users", Scope: apikit.ScopeAdmin, H: s.createUser},
-		// A user reads their own record with a read token; the service
-		// answers 404 for others' unless the caller is an admin.
-		{Method: "GET", Path: "/api/v1/users/{userId}", Scope: apikit.ScopeRead, H: s.getUser},
-		{Method: "PUT", Path: "/api/v1/users/{userId}", Scope: apikit.ScopeAdmin, H: s.updateUser},
-		{Method: "DELETE", Path: "/api/v1/users/{userId}", Scope: apikit.ScopeAdmin, H: s.deleteUser},
-		{Method: "POST", Path: "/api/v1/users/{userId}/tokens", Scope: apikit.ScopeAdmin, H: s.createUserToken},
-		{Method: "GET", Path: "/api/v1/audit", Scope: apikit.ScopeAdmin, H: s.listAudit},
-		{Method: "GET", Path: "/api/v1/tokens", Scope: apikit.ScopeRead, H: s.listOwnTokens},
-		{Method: "POST", Path: "/api/v1/tokens", Scope: apikit.ScopeWrite, H: s.createOwnToken},
-		{Method: "DELETE", Path: "/api/v1/tokens/{tokenId}", Scope: apikit.ScopeWrite, H: s.deleteToken},
-
 		{Method: "POST", Path: "/api/v1/secrets", Scope: apikit.ScopeWrite, H: s.createSecret},
 		{Method: "GET", Path: "/api/v1/secrets", Scope: apikit.ScopeRead, H: s.listSecrets},
 		{Method: "GET", Path: "/api/v1/secrets/{secretId}", Scope: apikit.ScopeRead, H: s.getSecret},
@@ -306,35 +294,12 @@ func (s *Server) routes() []apikit.Route {
 		{Method: "GET", Path: "/api/v1/credentials/{credentialId}", Scope: apikit.ScopeRead, H: s.getCredential},
 		{Method: "PUT", Path: "/api/v1/credentials/{credentialId}", Scope: apikit.ScopeWrite, H: s.updateCredential},
 		{Method: "DELETE", Path: "/api/v1/credentials/{credentialId}", Scope: apikit.ScopeWrite, H: s.deleteCredential},
-	}, s.imageAPI.Routes()...)
+	}, append(s.accounts.Routes(), s.imageAPI.Routes()...)...)
 }
 
 // healthz says the process serves; it touches nothing else.
 func (s *Server) healthz(w http.ResponseWriter, r *http.Request) error {
 	s.ok(w, http.StatusOK, map[string]string{"status": "ok"})
-	return nil
-}
-
-// me describes the caller: the web UI shows who is signed in and offers
-// admin-only controls to admins.
-func (s *Server) me(w http.ResponseWriter, r *http.Request) error {
-	p := apikit.PrincipalFrom(r.Context())
-	out := meJSON{Subject: p.Subject, Role: p.Role, TokenID: p.TokenID, Scopes: p.Scopes}
-	if out.Scopes == nil {
-		out.Scopes = runnel.Scopes[:3]
-		if p.Role == "admin" {
-			out.Scopes = runnel.Scopes
-		}
-	}
-	if p.UserID != "" {
-		u, err := s.identity.GetUser(r.Context(), p, p.UserID)
-		if err != nil {
-			return err
-		}
-		j := toUserJSON(u)
-		out.User = &j
-	}
-	s.ok(w, http.StatusOK, out)
 	return nil
 }
 

@@ -11,33 +11,17 @@ import (
 	"github.com/runnel-ci/runnel/internal/apikit"
 )
 
-// idKind describes one kind of id for messages.
-type idKind struct {
-	param  string // path parameter name
-	prefix string
-	noun   string
-}
+// idKind describes one kind of id for messages (apikit.IDKind).
+type idKind = apikit.IDKind
 
 var (
-	pipelineID = idKind{"pipelineId", "pl_", "pipeline"}
-	runID      = idKind{"runId", "run_", "run"}
-	stepRunID  = idKind{"stepRunId", "sr_", "step run"}
+	pipelineID = idKind{Param: "pipelineId", Prefix: "pl_", Noun: "pipeline"}
+	runID      = idKind{Param: "runId", Prefix: "run_", Noun: "run"}
+	stepRunID  = idKind{Param: "stepRunId", Prefix: "sr_", Noun: "step run"}
 )
 
-// pathID returns the path parameter of kind k from r, checked.
-func pathID(r *http.Request, k idKind) (string, error) {
-	id := r.PathValue(k.param)
-	if !apikit.IsID(id, k.prefix) {
-		article := "a"
-		if strings.ContainsRune("aeio", rune(k.noun[0])) { // "a user"
-			article = "an"
-		}
-		return "", apikit.Errorf(http.StatusBadRequest,
-			"path parameter %s: %q is not %s %s id; %s ids are %s followed by 10 to 40 lowercase letters and digits",
-			k.param, id, article, k.noun, k.noun, k.prefix)
-	}
-	return id, nil
-}
+// pathID is apikit.PathID.
+func pathID(r *http.Request, k idKind) (string, error) { return apikit.PathID(r, k) }
 
 // newID is runnel.NewID for a prefix written with its underscore ("pl_").
 func newID(prefix string) string {
@@ -54,10 +38,10 @@ func loadByPath[T any](r *http.Request, k idKind, get func(ctx context.Context, 
 	}
 	v, err := get(r.Context(), id)
 	if errors.Is(err, runnel.ErrNotFound) {
-		return zero, apikit.Errorf(http.StatusNotFound, "%s %s not found", k.noun, id)
+		return zero, apikit.Errorf(http.StatusNotFound, "%s %s not found", k.Noun, id)
 	}
 	if err != nil {
-		return zero, fmt.Errorf("get %s %s: %w", k.noun, id, err)
+		return zero, fmt.Errorf("get %s %s: %w", k.Noun, id, err)
 	}
 	return v, nil
 }

@@ -1,4 +1,4 @@
-package api
+package accountapi
 
 import (
 	"net/http"
@@ -10,8 +10,8 @@ import (
 )
 
 var (
-	userIDKind  = idKind{"userId", "usr_", "user"}
-	tokenIDKind = idKind{"tokenId", "tok_", "token"}
+	userIDKind  = apikit.IDKind{Param: "userId", Prefix: "usr_", Noun: "user"}
+	tokenIDKind = apikit.IDKind{Param: "tokenId", Prefix: "tok_", Noun: "token"}
 )
 
 // userJSON is a user as the API shows it.
@@ -70,8 +70,8 @@ var userUpdateRejected = map[string]string{
 
 // readUserBody decodes a user body (userBody or userUpdateBody) and refuses
 // nulls.
-func (s *Server) readUserBody(r *http.Request, dst any, u *userUpdateBody, rejected map[string]string) error {
-	data, err := apikit.ReadBody(r, s.maxBody)
+func (a *API) readUserBody(r *http.Request, dst any, u *userUpdateBody, rejected map[string]string) error {
+	data, err := apikit.ReadBody(r, a.MaxBody)
 	if err != nil {
 		return err
 	}
@@ -82,74 +82,74 @@ func (s *Server) readUserBody(r *http.Request, dst any, u *userUpdateBody, rejec
 	return nulls(present, u)
 }
 
-func (s *Server) createUser(w http.ResponseWriter, r *http.Request) error {
+func (a *API) createUser(w http.ResponseWriter, r *http.Request) error {
 	var b userBody
-	if err := s.readUserBody(r, &b, &b.userUpdateBody, nil); err != nil {
+	if err := a.readUserBody(r, &b, &b.userUpdateBody, nil); err != nil {
 		return err
 	}
-	u, err := s.identity.CreateUser(r.Context(), apikit.PrincipalFrom(r.Context()), b.Login, b.fields())
+	u, err := a.Identity.CreateUser(r.Context(), apikit.PrincipalFrom(r.Context()), b.Login, b.fields())
 	if err != nil {
 		return err
 	}
 	w.Header().Set("Location", "/api/v1/users/"+u.ID)
-	s.ok(w, http.StatusCreated, toUserJSON(u))
+	a.ok(w, http.StatusCreated, toUserJSON(u))
 	return nil
 }
 
-func (s *Server) listUsers(w http.ResponseWriter, r *http.Request) error {
+func (a *API) listUsers(w http.ResponseWriter, r *http.Request) error {
 	if _, err := apikit.ParseQuery(r.URL.RawQuery); err != nil {
 		return err
 	}
-	list, err := s.identity.ListUsers(r.Context(), apikit.PrincipalFrom(r.Context()))
+	list, err := a.Identity.ListUsers(r.Context(), apikit.PrincipalFrom(r.Context()))
 	if err != nil {
 		return err
 	}
-	s.ok(w, http.StatusOK, apikit.WholeList(list, toUserJSON))
+	a.ok(w, http.StatusOK, apikit.WholeList(list, toUserJSON))
 	return nil
 }
 
-func (s *Server) getUser(w http.ResponseWriter, r *http.Request) error {
+func (a *API) getUser(w http.ResponseWriter, r *http.Request) error {
 	if _, err := apikit.ParseQuery(r.URL.RawQuery); err != nil {
 		return err
 	}
-	id, err := pathID(r, userIDKind)
+	id, err := apikit.PathID(r, userIDKind)
 	if err != nil {
 		return err
 	}
-	u, err := s.identity.GetUser(r.Context(), apikit.PrincipalFrom(r.Context()), id)
+	u, err := a.Identity.GetUser(r.Context(), apikit.PrincipalFrom(r.Context()), id)
 	if err != nil {
 		return err
 	}
-	s.ok(w, http.StatusOK, toUserJSON(u))
+	a.ok(w, http.StatusOK, toUserJSON(u))
 	return nil
 }
 
-func (s *Server) updateUser(w http.ResponseWriter, r *http.Request) error {
-	id, err := pathID(r, userIDKind)
+func (a *API) updateUser(w http.ResponseWriter, r *http.Request) error {
+	id, err := apikit.PathID(r, userIDKind)
 	if err != nil {
 		return err
 	}
 	var b userUpdateBody
-	if err := s.readUserBody(r, &b, &b, userUpdateRejected); err != nil {
+	if err := a.readUserBody(r, &b, &b, userUpdateRejected); err != nil {
 		return err
 	}
-	u, err := s.identity.UpdateUser(r.Context(), apikit.PrincipalFrom(r.Context()), id, b.fields())
+	u, err := a.Identity.UpdateUser(r.Context(), apikit.PrincipalFrom(r.Context()), id, b.fields())
 	if err != nil {
 		return err
 	}
-	s.ok(w, http.StatusOK, toUserJSON(u))
+	a.ok(w, http.StatusOK, toUserJSON(u))
 	return nil
 }
 
-func (s *Server) deleteUser(w http.ResponseWriter, r *http.Request) error {
-	id, err := pathID(r, userIDKind)
+func (a *API) deleteUser(w http.ResponseWriter, r *http.Request) error {
+	id, err := apikit.PathID(r, userIDKind)
 	if err != nil {
 		return err
 	}
-	if err := s.identity.DeleteUser(r.Context(), apikit.PrincipalFrom(r.Context()), id); err != nil {
+	if err := a.Identity.DeleteUser(r.Context(), apikit.PrincipalFrom(r.Context()), id); err != nil {
 		return err
 	}
-	s.ok(w, http.StatusOK, nil)
+	a.ok(w, http.StatusOK, nil)
 	return nil
 }
 
@@ -186,8 +186,8 @@ type tokenBody struct {
 	ExpiresAt string   `json:"expiresAt"`
 }
 
-func (s *Server) createTokenFor(w http.ResponseWriter, r *http.Request, userID string) error {
-	data, err := apikit.ReadBody(r, s.maxBody)
+func (a *API) createTokenFor(w http.ResponseWriter, r *http.Request, userID string) error {
+	data, err := apikit.ReadBody(r, a.MaxBody)
 	if err != nil {
 		return err
 	}
@@ -199,7 +199,7 @@ func (s *Server) createTokenFor(w http.ResponseWriter, r *http.Request, userID s
 	if present["scopes"] && b.Scopes == nil {
 		return apikit.Errorf(http.StatusBadRequest, "body.scopes: must be an array of scopes, got null")
 	}
-	t, value, err := s.identity.CreateToken(r.Context(), apikit.PrincipalFrom(r.Context()), userID,
+	t, value, err := a.Identity.CreateToken(r.Context(), apikit.PrincipalFrom(r.Context()), userID,
 		identity.TokenRequest{Name: b.Name, Scopes: b.Scopes, ExpiresAt: b.ExpiresAt})
 	if err != nil {
 		return err
@@ -207,22 +207,22 @@ func (s *Server) createTokenFor(w http.ResponseWriter, r *http.Request, userID s
 	out := toTokenJSON(t)
 	out.Token = value
 	w.Header().Set("Location", "/api/v1/tokens/"+t.ID)
-	s.ok(w, http.StatusCreated, out)
+	a.ok(w, http.StatusCreated, out)
 	return nil
 }
 
 // createUserToken is an admin creating a token for a user (a local user or
 // a robot account).
-func (s *Server) createUserToken(w http.ResponseWriter, r *http.Request) error {
-	id, err := pathID(r, userIDKind)
+func (a *API) createUserToken(w http.ResponseWriter, r *http.Request) error {
+	id, err := apikit.PathID(r, userIDKind)
 	if err != nil {
 		return err
 	}
-	return s.createTokenFor(w, r, id)
+	return a.createTokenFor(w, r, id)
 }
 
 // me is the caller's user id, or a clear error for a token no user owns.
-func (s *Server) meID(r *http.Request) (string, error) {
+func (a *API) meID(r *http.Request) (string, error) {
 	p := apikit.PrincipalFrom(r.Context())
 	if p.UserID == "" {
 		return "", apikit.Errorf(http.StatusConflict, "this token belongs to no user (it was made before users existed); restart the server once to link it, or use a user's token")
@@ -230,39 +230,39 @@ func (s *Server) meID(r *http.Request) (string, error) {
 	return p.UserID, nil
 }
 
-func (s *Server) createOwnToken(w http.ResponseWriter, r *http.Request) error {
-	id, err := s.meID(r)
+func (a *API) createOwnToken(w http.ResponseWriter, r *http.Request) error {
+	id, err := a.meID(r)
 	if err != nil {
 		return err
 	}
-	return s.createTokenFor(w, r, id)
+	return a.createTokenFor(w, r, id)
 }
 
-func (s *Server) listOwnTokens(w http.ResponseWriter, r *http.Request) error {
+func (a *API) listOwnTokens(w http.ResponseWriter, r *http.Request) error {
 	if _, err := apikit.ParseQuery(r.URL.RawQuery); err != nil {
 		return err
 	}
-	id, err := s.meID(r)
+	id, err := a.meID(r)
 	if err != nil {
 		return err
 	}
-	list, err := s.identity.ListTokens(r.Context(), apikit.PrincipalFrom(r.Context()), id)
+	list, err := a.Identity.ListTokens(r.Context(), apikit.PrincipalFrom(r.Context()), id)
 	if err != nil {
 		return err
 	}
-	s.ok(w, http.StatusOK, apikit.WholeList(list, toTokenJSON))
+	a.ok(w, http.StatusOK, apikit.WholeList(list, toTokenJSON))
 	return nil
 }
 
-func (s *Server) deleteToken(w http.ResponseWriter, r *http.Request) error {
-	id, err := pathID(r, tokenIDKind)
+func (a *API) deleteToken(w http.ResponseWriter, r *http.Request) error {
+	id, err := apikit.PathID(r, tokenIDKind)
 	if err != nil {
 		return err
 	}
-	if err := s.identity.DeleteToken(r.Context(), apikit.PrincipalFrom(r.Context()), id); err != nil {
+	if err := a.Identity.DeleteToken(r.Context(), apikit.PrincipalFrom(r.Context()), id); err != nil {
 		return err
 	}
-	s.ok(w, http.StatusOK, nil)
+	a.ok(w, http.StatusOK, nil)
 	return nil
 }
 

@@ -1,4 +1,4 @@
-package api
+package accountapi
 
 import (
 	"context"
@@ -12,10 +12,10 @@ import (
 	"github.com/runnel-ci/runnel/internal/wire"
 )
 
-// audit records a change made through the API (apikit.Mux.Audit). The entry
+// Record records a change made through the API (it is apikit.Mux.Audit). The entry
 // is written after the change, in its own transaction; a failure to write it
 // is logged as an error and does not undo the change.
-func (s *Server) audit(r *http.Request, rt apikit.Route, p apikit.Principal, status int, location string) {
+func (a *API) Record(r *http.Request, rt apikit.Route, p apikit.Principal, status int, location string) {
 	resource := location
 	if resource == "" {
 		resource = r.URL.Path
@@ -24,13 +24,13 @@ func (s *Server) audit(r *http.Request, rt apikit.Route, p apikit.Principal, sta
 	if host, _, err := net.SplitHostPort(addr); err == nil {
 		addr = host
 	}
-	e := &store.AuditEntry{Time: s.now().UTC(), Actor: p.Subject, ActorID: p.UserID, TokenID: p.TokenID,
+	e := &store.AuditEntry{Time: a.Now().UTC(), Actor: p.Subject, ActorID: p.UserID, TokenID: p.TokenID,
 		Action: rt.Method + " " + rt.Path, Resource: resource, Status: status, RemoteAddr: addr,
 		RequestID: apikit.RequestID(r.Context())}
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(r.Context()), 10*time.Second)
 	defer cancel()
-	if err := s.st.AppendAudit(ctx, e); err != nil {
-		s.log.LogAttrs(ctx, slog.LevelError, "cannot write an audit entry", slog.String("action", e.Action),
+	if err := a.Audit.AppendAudit(ctx, e); err != nil {
+		a.Log.LogAttrs(ctx, slog.LevelError, "cannot write an audit entry", slog.String("action", e.Action),
 			slog.String("resource", e.Resource), slog.String("actor", e.Actor), slog.Any("error", err))
 	}
 }
@@ -56,9 +56,9 @@ func toAuditJSON(e *store.AuditEntry) auditJSON {
 
 // listAudit is GET /api/v1/audit (admin only): newest first, filtered by
 // actor, action, resource (a path prefix) and a time window, paged.
-func (s *Server) listAudit(w http.ResponseWriter, r *http.Request) error {
-	if err := requireAdmin(r, "reading the audit log"); err != nil {
-		return err
+func (a *API) listAudit(w http.ResponseWriter, r *http.Request) error {
+	if !apikit.PrincipalFrom(r.Context()).Admin() {
+		return apikit.Errorf(http.StatusForbidden, "reading the audit log needs an admin token (a site admin's, with the admin scope)")
 	}
 	q, err := apikit.ParseQuery(r.URL.RawQuery, "actor", "action", "resource", "since", "until", "page", "pageSize")
 	if err != nil {
@@ -79,7 +79,7 @@ func (s *Server) listAudit(w http.ResponseWriter, r *http.Request) error {
 		}
 		*dst = &t
 	}
-	entries, total, err := s.st.ListAudit(r.Context(), f)
+	entries, total, err := a.Audit.ListAudit(r.Context(), f)
 	if err != nil {
 		return err
 	}
@@ -87,6 +87,6 @@ func (s *Server) listAudit(w http.ResponseWriter, r *http.Request) error {
 	for _, e := range entries {
 		out.Items = append(out.Items, toAuditJSON(e))
 	}
-	s.ok(w, http.StatusOK, out)
+	a.ok(w, http.StatusOK, out)
 	return nil
 }

@@ -1,0 +1,81 @@
+// Package accountapi serves the identity part of Runnel's API: users, API
+// tokens, the caller (GET /api/v1/me) and the audit log, over the identity
+// service and the audit store. The HTTP API mounts its Routes and records
+// every change through Record.
+package accountapi
+
+import (
+	"log/slog"
+	"net/http"
+	"time"
+
+	"github.com/runnel-ci/runnel"
+	"github.com/runnel-ci/runnel/internal/apikit"
+	"github.com/runnel-ci/runnel/internal/identity"
+	"github.com/runnel-ci/runnel/internal/store"
+)
+
+// API serves the account routes.
+type API struct {
+	Identity *identity.Service
+	// Audit stores and lists the audit log.
+	Audit store.Audit
+	// MaxBody bounds request bodies.
+	MaxBody int64
+	Now     func() time.Time
+	Log     *slog.Logger
+}
+
+// Routes lists the account endpoints.
+func (a *API) Routes() []apikit.Route {
+	return []apikit.Route{
+		{Method: "GET", Path: "/api/v1/me", Scope: apikit.ScopeRead, H: a.me},
+		{Method: "GET", Path: "/api/v1/users", Scope: apikit.ScopeAdmin, H: a.listUsers},
+		{Method: "POST", Path: "/api/v1/users", Scope: apikit.ScopeAdmin, H: a.createUser},
+		// A user reads their own record with a read token; the service
+		// answers 404 for others' unless the caller is an admin.
+		{Method: "GET", Path: "/api/v1/users/{userId}", Scope: apikit.ScopeRead, H: a.getUser},
+		{Method: "PUT", Path: "/api/v1/users/{userId}", Scope: apikit.ScopeAdmin, H: a.updateUser},
+		{Method: "DELETE", Path: "/api/v1/users/{userId}", Scope: apikit.ScopeAdmin, H: a.deleteUser},
+		{Method: "POST", Path: "/api/v1/users/{userId}/tokens", Scope: apikit.ScopeAdmin, H: a.createUserToken},
+		{Method: "GET", Path: "/api/v1/audit", Scope: apikit.ScopeAdmin, H: a.listAudit},
+		{Method: "GET", Path: "/api/v1/tokens", Scope: apikit.ScopeRead, H: a.listOwnTokens},
+		{Method: "POST", Path: "/api/v1/tokens", Scope: apikit.ScopeWrite, H: a.createOwnToken},
+		{Method: "DELETE", Path: "/api/v1/tokens/{tokenId}", Scope: apikit.ScopeWrite, H: a.deleteToken},
+	}
+}
+
+// ok sends Runnel's success envelope.
+func (a *API) ok(w http.ResponseWriter, status int, detail any) {
+	apikit.WriteOK(w, status, detail, a.Now().Unix())
+}
+
+// RequestBodies are the request bodies of the routes by their schema name in
+// the OpenAPI document, for the check that the document and the decoders
+// accept the same fields.
+func RequestBodies() map[string]any {
+	return map[string]any{"UserCreate": &userBody{}, "UserUpdate": &userUpdateBody{}, "TokenCreate": &tokenBody{}}
+}
+
+// me describes the caller: the web UI shows who is signed in and offers
+// admin-only controls to admins.
+func (a *API) me(w http.ResponseWriter, r *http.Request) error {
+	p := apikit.PrincipalFrom(r.Context())
+	out := meJSON{Subject: p.Subject, Role: p.Role, TokenID: p.TokenID, Scopes: p.Scopes}
+	if out.Scopes == nil {
+		out.Scopes = runnel.Scopes[:3]
+		if p.Role == "admin" {
+			out.Scopes = runnel.Scopes
+		}
+	}
+	if p.UserID != "" {
+		u, err := a.Identity.GetUser(r.Context(), p, p.UserID)
+		if err != nil {
+			return err
+		}
+		j := toUserJSON(u)
+		out.User = &j
+	}
+	a.ok(w, http.StatusOK, out)
+	return nil
+}
