@@ -212,6 +212,16 @@ export async function copy(text, what = 'Copied') {
   }
 }
 
+/**
+ * A table's head: one column header per label ("~Label": hidden on small
+ * screens; null: no column, for a column shown only to some).
+ */
+export function thead(...labels) {
+  return h('thead', h('tr', labels.filter((l) => l != null).map((l) => l.startsWith('~')
+    ? h('th.hide-sm', {scope: 'col'}, l.slice(1))
+    : h('th', {scope: 'col'}, l))));
+}
+
 /** A labelled form field. */
 export function field(label, input, hint) {
   const id = input.id || (input.id = 'f' + Math.random().toString(36).slice(2, 9));

@@ -2,7 +2,7 @@
 // A token's value is shown once, in the dialog that follows its creation:
 // only its hash is stored.
 
-import {h, mount, badge, when, toast, dialog, formDialog, confirm, errorBox, copy, field} from '../lib/dom.js';
+import {h, mount, badge, when, toast, dialog, formDialog, confirm, errorBox, copy, field, thead} from '../lib/dom.js';
 import {get, post, put, del, session} from '../lib/api.js';
 import {pager} from './pipelines.js';
 
@@ -78,13 +78,7 @@ async function tokensPage(ctx) {
 function tokensTable(items, onRevoke) {
   if (!items.length) return h('div.table-wrap', h('p.empty', 'No tokens.'));
   return h('div.table-wrap', h('table', {'aria-label': 'API tokens'},
-    h('thead', h('tr',
-      h('th', {scope: 'col'}, 'Name'),
-      h('th', {scope: 'col'}, 'Scopes'),
-      h('th', {scope: 'col'}, 'Expires'),
-      h('th.hide-sm', {scope: 'col'}, 'Created'),
-      h('th.hide-sm', {scope: 'col'}, 'Last used'),
-      h('th', {scope: 'col'}, 'Actions'))),
+    thead('Name', 'Scopes', 'Expires', '~Created', '~Last used', 'Actions'),
     h('tbody', items.map((t) => {
       const expired = t.expiresAt && Date.parse(t.expiresAt) <= Date.now();
       return h('tr', {'data-token': t.tokenId},
@@ -215,12 +209,7 @@ async function usersPage(ctx) {
 
   function usersTable(items) {
     return h('div.table-wrap', h('table', {'aria-label': 'Users'},
-      h('thead', h('tr',
-        h('th', {scope: 'col'}, 'User'),
-        h('th', {scope: 'col'}, 'Role'),
-        h('th.hide-sm', {scope: 'col'}, 'Email'),
-        h('th.hide-sm', {scope: 'col'}, 'Created'),
-        h('th', {scope: 'col'}, 'Actions'))),
+      thead('User', 'Role', '~Email', '~Created', 'Actions'),
       h('tbody', items.map((u) => h('tr', {'data-user': u.login},
         h('td', h('strong', u.login), u.name ? h('div', u.name) : null, u.disabled ? h('div', badge('disabled')) : null),
         h('td', u.admin ? 'admin' : 'user'),
@@ -294,12 +283,7 @@ async function auditPage(ctx) {
     if (!ctx.current) return;
     const items = res.items || [];
     mount(box, items.length ? [h('div.table-wrap', h('table', {'aria-label': 'Audit log'},
-      h('thead', h('tr',
-        h('th', {scope: 'col'}, 'When'),
-        h('th', {scope: 'col'}, 'Who'),
-        h('th', {scope: 'col'}, 'What'),
-        h('th', {scope: 'col'}, 'Resource'),
-        h('th.hide-sm', {scope: 'col'}, 'From'))),
+      thead('When', 'Who', 'What', 'Resource', '~From'),
       h('tbody', items.map((e) => h('tr',
         h('td', when(e.time)),
         h('td', h('strong', e.actor)),

@@ -1,7 +1,7 @@
 // Agents: the machines that run jobs, and (admins only) the registration
 // tokens new agents join with.
 
-import {h, mount, badge, when, toast, dialog, confirm, errorBox, copy, field, formDialog} from '../lib/dom.js';
+import {h, mount, badge, when, toast, dialog, confirm, errorBox, copy, field, formDialog, thead} from '../lib/dom.js';
 import {get, post, put, del, session} from '../lib/api.js';
 
 const STATUSES = ['online', 'offline', 'disabled'];
@@ -156,13 +156,7 @@ export default async function render(ctx) {
   function tokensTable(items) {
     if (!items.length) return h('div.table-wrap', h('p.empty', 'No registration tokens.'));
     return h('div.table-wrap', h('table', {'aria-label': 'Registration tokens'},
-      h('thead', h('tr',
-        h('th', {scope: 'col'}, 'Name'),
-        h('th', {scope: 'col'}, 'Uses'),
-        h('th', {scope: 'col'}, 'Expires'),
-        h('th.hide-sm', {scope: 'col'}, 'Created'),
-        h('th.hide-sm', {scope: 'col'}, 'Last used'),
-        h('th', {scope: 'col'}, 'Actions'))),
+      thead('Name', 'Uses', 'Expires', '~Created', '~Last used', 'Actions'),
       h('tbody', items.map((t) => {
         const expired = t.expiresAt && Date.parse(t.expiresAt) <= Date.now();
         const usedUp = t.maxUses > 0 && t.uses >= t.maxUses;

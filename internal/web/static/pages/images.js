@@ -2,7 +2,7 @@
 // /api/v1/image-repositories and /api/v1/image-builds). A repository owns a
 // pipeline; each build is a run of it, so builds link to the run page.
 
-import {h, mount, when, span, toast, confirm, errorBox, copy, field, debounce} from '../lib/dom.js';
+import {h, mount, when, span, toast, confirm, errorBox, copy, field, debounce, thead} from '../lib/dom.js';
 import {get, post, put, del} from '../lib/api.js';
 import {IMAGE_CLIENTS, PATTERNS, WEBHOOK_PROVIDERS} from '../lib/forges.js';
 
@@ -64,12 +64,7 @@ async function listPage(ctx) {
       return h('div.table-wrap', h('p.empty', namespace ? `No repositories in ${namespace}.` : 'No image repositories yet: create one below.'));
     }
     return h('div.table-wrap', h('table', {'aria-label': 'Image repositories'},
-      h('thead', h('tr',
-        h('th', {scope: 'col'}, 'Repository'),
-        h('th.hide-sm', {scope: 'col'}, 'Description'),
-        h('th', {scope: 'col'}, 'Source'),
-        h('th.hide-sm', {scope: 'col'}, 'Tags'),
-        h('th.hide-sm', {scope: 'col'}, 'Created'))),
+      thead('Repository', '~Description', 'Source', '~Tags', '~Created'),
       h('tbody', items.map((r) => {
         const bc = r.buildConfig || {};
         const tcs = bc.tagConfigs || [];
@@ -231,14 +226,7 @@ function buildsTable(items, total, page, go) {
   const pages = Math.max(1, Math.ceil(total / PAGE_SIZE));
   return [
     h('div.table-wrap', h('table', {'aria-label': 'Builds, newest first'},
-      h('thead', h('tr',
-        h('th', {scope: 'col'}, 'Build'),
-        h('th', {scope: 'col'}, 'Status'),
-        h('th', {scope: 'col'}, 'Tags'),
-        h('th.hide-sm', {scope: 'col'}, 'Commit'),
-        h('th.hide-sm', {scope: 'col'}, 'Started'),
-        h('th.hide-sm', {scope: 'col'}, 'Ended'),
-        h('th', {scope: 'col'}, 'Duration'))),
+      thead('Build', 'Status', 'Tags', '~Commit', '~Started', '~Ended', 'Duration'),
       h('tbody', items.map((b) => h('tr',
         h('td', h('a', {href: `/runs/${encodeURIComponent(b.buildId)}`, title: b.buildId}, `#${b.runNumber ?? ''}`),
           h('div', h('small.muted', b.autoCreated ? 'push' : b.createdBy || ''))),
@@ -317,14 +305,7 @@ async function detailPage(ctx) {
       h('div.row', h('h2', {id: 'tags-h'}, 'Tag configs'), h('div.spacer'),
         h('button.btn.small', {type: 'button', onclick: drawEditor}, 'Edit tag configs')),
       h('div.table-wrap', h('table', {'aria-label': 'Tag configs'},
-        h('thead', h('tr',
-          h('th', {scope: 'col'}, 'Image tag'),
-          h('th', {scope: 'col'}, 'From'),
-          h('th.hide-sm', {scope: 'col'}, 'Dockerfile'),
-          h('th.hide-sm', {scope: 'col'}, 'Context'),
-          h('th', {scope: 'col'}, 'On push'),
-          h('th.hide-sm', {scope: 'col'}, 'Extra tag'),
-          h('th.hide-sm', {scope: 'col'}, 'Cache'))),
+        thead('Image tag', 'From', '~Dockerfile', '~Context', 'On push', '~Extra tag', '~Cache'),
         h('tbody', tcs.map((t) => h('tr',
           h('td', h('code', t.dockerRepoTag)),
           h('td', h('span.chip', t.codeRepoType), ' ', h('code', t.codeRepoTypeValue)),

@@ -2,7 +2,7 @@
 // needs to fetch private repositories). Both are write-only: no answer of the
 // API contains a value, so this page never shows one.
 
-import {h, mount, when, toast, dialog, confirm, errorBox, copy, field, formDialog} from '../lib/dom.js';
+import {h, mount, when, toast, dialog, confirm, errorBox, copy, field, formDialog, thead} from '../lib/dom.js';
 import {get, post, put, del} from '../lib/api.js';
 
 import {CREDENTIAL_KINDS as KINDS, PATTERNS} from '../lib/forges.js';
@@ -28,12 +28,7 @@ function tabs(active) {
 function secretsTable(items, filtered, pipelineName, onReplace, onDelete) {
   if (!items.length) return h('div.table-wrap', h('p.empty', filtered ? 'No secrets match.' : 'No secrets yet.'));
   return h('div.table-wrap', h('table', {'aria-label': 'Secrets'},
-    h('thead', h('tr',
-      h('th', {scope: 'col'}, 'Name'),
-      h('th', {scope: 'col'}, 'Scope'),
-      h('th.hide-sm', {scope: 'col'}, 'Created by'),
-      h('th.hide-sm', {scope: 'col'}, 'Updated'),
-      h('th', {scope: 'col'}, 'Actions'))),
+    thead('Name', 'Scope', '~Created by', '~Updated', 'Actions'),
     h('tbody', items.map((s) => h('tr',
       h('td', h('code', s.name), h('div', h('small.muted.mono', s.secretId))),
       h('td',
@@ -204,14 +199,7 @@ async function secretsPage(ctx) {
 function credentialsTable(items, project, onReplace, onDelete) {
   if (!items.length) return h('div.table-wrap', h('p.empty', project ? `No credentials limited to ${project}.` : 'No credentials yet.'));
   return h('div.table-wrap', h('table', {'aria-label': 'Credentials'},
-    h('thead', h('tr',
-      h('th', {scope: 'col'}, 'Name'),
-      h('th', {scope: 'col'}, 'Kind'),
-      h('th', {scope: 'col'}, 'Host'),
-      h('th.hide-sm', {scope: 'col'}, 'User name'),
-      h('th.hide-sm', {scope: 'col'}, 'Project'),
-      h('th.hide-sm', {scope: 'col'}, 'Updated'),
-      h('th', {scope: 'col'}, 'Actions'))),
+    thead('Name', 'Kind', 'Host', '~User name', '~Project', '~Updated', 'Actions'),
     h('tbody', items.map((c) => h('tr',
       h('td', h('strong', c.name),
         h('div.row', h('small.muted.mono', c.credentialId),
