@@ -7,6 +7,7 @@
 package runnel
 
 import (
+	"context"
 	"crypto/rand"
 	"errors"
 	"fmt"
@@ -316,3 +317,25 @@ func Allows(scopes []string, need string) bool {
 // Admin reports whether the caller is a site admin using a token that may
 // administer.
 func (p Principal) Admin() bool { return p.Role == "admin" && Allows(p.Scopes, ScopeAdmin) }
+
+// SiteAdmin reports whether the caller is a site admin, whatever the token's
+// scopes: they hold every project role (the scopes still bound what the
+// token may do).
+func (p Principal) SiteAdmin() bool { return p.Role == "admin" }
+
+type principalKey struct{}
+
+// WithPrincipal returns ctx carrying p: the API does it for every
+// authenticated request, and services read it with PrincipalFrom to decide
+// what the caller may see and change.
+func WithPrincipal(ctx context.Context, p Principal) context.Context {
+	return context.WithValue(ctx, principalKey{}, p)
+}
+
+// PrincipalFrom returns the caller ctx carries; ok is false for work Runnel
+// does on its own behalf (cron, webhooks verified by their signature,
+// recovery), which access checks let through.
+func PrincipalFrom(ctx context.Context) (p Principal, ok bool) {
+	p, ok = ctx.Value(principalKey{}).(Principal)
+	return p, ok
+}

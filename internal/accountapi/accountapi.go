@@ -12,12 +12,15 @@ import (
 	"github.com/runnel-ci/runnel"
 	"github.com/runnel-ci/runnel/internal/apikit"
 	"github.com/runnel-ci/runnel/internal/identity"
+	"github.com/runnel-ci/runnel/internal/project"
 	"github.com/runnel-ci/runnel/internal/store"
 )
 
 // API serves the account routes.
 type API struct {
 	Identity *identity.Service
+	// Projects owns projects, members and teams.
+	Projects *project.Service
 	// Audit stores and lists the audit log.
 	Audit store.Audit
 	// MaxBody bounds request bodies.
@@ -29,19 +32,39 @@ type API struct {
 // Routes lists the account endpoints.
 func (a *API) Routes() []apikit.Route {
 	return []apikit.Route{
-		{Method: "GET", Path: "/api/v1/me", Scope: apikit.ScopeRead, H: a.me},
-		{Method: "GET", Path: "/api/v1/users", Scope: apikit.ScopeAdmin, H: a.listUsers},
-		{Method: "POST", Path: "/api/v1/users", Scope: apikit.ScopeAdmin, H: a.createUser},
+		{Method: "GET", Path: "/api/v1/me", Access: "signed-in", Scope: apikit.ScopeRead, H: a.me},
+		{Method: "GET", Path: "/api/v1/users", Access: "admin", Scope: apikit.ScopeAdmin, H: a.listUsers},
+		{Method: "POST", Path: "/api/v1/users", Access: "admin", Scope: apikit.ScopeAdmin, H: a.createUser},
 		// A user reads their own record with a read token; the service
 		// answers 404 for others' unless the caller is an admin.
-		{Method: "GET", Path: "/api/v1/users/{userId}", Scope: apikit.ScopeRead, H: a.getUser},
-		{Method: "PUT", Path: "/api/v1/users/{userId}", Scope: apikit.ScopeAdmin, H: a.updateUser},
-		{Method: "DELETE", Path: "/api/v1/users/{userId}", Scope: apikit.ScopeAdmin, H: a.deleteUser},
-		{Method: "POST", Path: "/api/v1/users/{userId}/tokens", Scope: apikit.ScopeAdmin, H: a.createUserToken},
-		{Method: "GET", Path: "/api/v1/audit", Scope: apikit.ScopeAdmin, H: a.listAudit},
-		{Method: "GET", Path: "/api/v1/tokens", Scope: apikit.ScopeRead, H: a.listOwnTokens},
-		{Method: "POST", Path: "/api/v1/tokens", Scope: apikit.ScopeWrite, H: a.createOwnToken},
-		{Method: "DELETE", Path: "/api/v1/tokens/{tokenId}", Scope: apikit.ScopeWrite, H: a.deleteToken},
+		{Method: "GET", Path: "/api/v1/users/{userId}", Access: "signed-in", Scope: apikit.ScopeRead, H: a.getUser},
+		{Method: "PUT", Path: "/api/v1/users/{userId}", Access: "admin", Scope: apikit.ScopeAdmin, H: a.updateUser},
+		{Method: "DELETE", Path: "/api/v1/users/{userId}", Access: "admin", Scope: apikit.ScopeAdmin, H: a.deleteUser},
+		{Method: "POST", Path: "/api/v1/users/{userId}/tokens", Access: "admin", Scope: apikit.ScopeAdmin, H: a.createUserToken},
+		{Method: "GET", Path: "/api/v1/audit", Access: "admin", Scope: apikit.ScopeAdmin, H: a.listAudit},
+		{Method: "GET", Path: "/api/v1/tokens", Access: "signed-in", Scope: apikit.ScopeRead, H: a.listOwnTokens},
+		{Method: "POST", Path: "/api/v1/tokens", Access: "signed-in", Scope: apikit.ScopeWrite, H: a.createOwnToken},
+		{Method: "DELETE", Path: "/api/v1/tokens/{tokenId}", Access: "signed-in", Scope: apikit.ScopeWrite, H: a.deleteToken},
+
+		// Projects: any user creates one (and owns it); the rest by role.
+		{Method: "GET", Path: "/api/v1/projects", Scope: apikit.ScopeRead, Access: "signed-in", H: a.listProjects},
+		{Method: "POST", Path: "/api/v1/projects", Scope: apikit.ScopeWrite, Access: "signed-in", H: a.createProject},
+		{Method: "GET", Path: "/api/v1/projects/{projectId}", Scope: apikit.ScopeRead, Access: "viewer:projectId", H: a.getProject},
+		{Method: "PUT", Path: "/api/v1/projects/{projectId}", Scope: apikit.ScopeWrite, Access: "maintainer:projectId", H: a.updateProject},
+		{Method: "DELETE", Path: "/api/v1/projects/{projectId}", Scope: apikit.ScopeWrite, Access: "owner:projectId", H: a.deleteProject},
+		{Method: "GET", Path: "/api/v1/projects/{projectId}/members", Scope: apikit.ScopeRead, Access: "viewer:projectId", H: a.listMembers},
+		{Method: "PUT", Path: "/api/v1/projects/{projectId}/members/{memberId}", Scope: apikit.ScopeWrite, Access: "owner:projectId", H: a.setMember},
+		{Method: "DELETE", Path: "/api/v1/projects/{projectId}/members/{memberId}", Scope: apikit.ScopeWrite, Access: "owner:projectId", H: a.removeMember},
+
+		// Teams: every user sees them (to add one to a project); site
+		// admins manage them.
+		{Method: "GET", Path: "/api/v1/teams", Scope: apikit.ScopeRead, Access: "signed-in", H: a.listTeams},
+		{Method: "POST", Path: "/api/v1/teams", Scope: apikit.ScopeAdmin, Access: "admin", H: a.createTeam},
+		{Method: "GET", Path: "/api/v1/teams/{teamId}", Scope: apikit.ScopeRead, Access: "signed-in", H: a.getTeam},
+		{Method: "PUT", Path: "/api/v1/teams/{teamId}", Scope: apikit.ScopeAdmin, Access: "admin", H: a.updateTeam},
+		{Method: "DELETE", Path: "/api/v1/teams/{teamId}", Scope: apikit.ScopeAdmin, Access: "admin", H: a.deleteTeam},
+		{Method: "PUT", Path: "/api/v1/teams/{teamId}/members/{userId}", Scope: apikit.ScopeAdmin, Access: "admin", H: a.teamMember(true)},
+		{Method: "DELETE", Path: "/api/v1/teams/{teamId}/members/{userId}", Scope: apikit.ScopeAdmin, Access: "admin", H: a.teamMember(false)},
 	}
 }
 
@@ -54,7 +77,9 @@ func (a *API) ok(w http.ResponseWriter, status int, detail any) {
 // the OpenAPI document, for the check that the document and the decoders
 // accept the same fields.
 func RequestBodies() map[string]any {
-	return map[string]any{"UserCreate": &userBody{}, "UserUpdate": &userUpdateBody{}, "TokenCreate": &tokenBody{}}
+	return map[string]any{"UserCreate": &userBody{}, "UserUpdate": &userUpdateBody{}, "TokenCreate": &tokenBody{},
+		"ProjectCreate": &projectBody{}, "ProjectUpdate": &projectUpdateBody{}, "MemberSet": &memberBody{},
+		"TeamCreate": &teamBody{}, "TeamUpdate": &teamUpdateBody{}}
 }
 
 // me describes the caller: the web UI shows who is signed in and offers
@@ -75,6 +100,16 @@ func (a *API) me(w http.ResponseWriter, r *http.Request) error {
 		}
 		j := toUserJSON(u)
 		out.User = &j
+		gs, err := a.Projects.GrantsOf(r.Context(), p.UserID)
+		if err != nil {
+			return err
+		}
+		for _, g := range gs {
+			out.Projects = append(out.Projects, toGrantJSON(g))
+		}
+	}
+	if out.Projects == nil {
+		out.Projects = []grantJSON{}
 	}
 	a.ok(w, http.StatusOK, out)
 	return nil

@@ -273,4 +273,7 @@ type meJSON struct {
 	TokenID string    `json:"tokenId"`
 	Scopes  []string  `json:"scopes"`
 	User    *userJSON `json:"user"`
+	// Projects are the caller's roles (direct or through teams); a site
+	// admin holds every role without being listed.
+	Projects []grantJSON `json:"projects"`
 }

@@ -321,14 +321,14 @@ func TestAgentUpdate(t *testing.T) {
 	e.do("PUT", path, map[string]any{}, withToken(e.admin), withHeader("Content-Type", "text/plain")).mustErr(t, 415, "header Content-Type")
 
 	// A user token may read agents, not change them; nothing is written.
-	e.do("PUT", path, map[string]any{"disabled": true}).mustErr(t, 403, "changing an agent needs an admin token")
-	e.do("DELETE", path, nil).mustErr(t, 403, "deleting an agent needs an admin token")
+	e.do("PUT", path, map[string]any{"disabled": true}).mustErr(t, 403, "PUT /api/v1/agents/"+id+" needs a site admin")
+	e.do("DELETE", path, nil).mustErr(t, 403, "DELETE /api/v1/agents/"+id+" needs a site admin")
 	if a, _ := e.st.GetAgent(ctx, id); a == nil || a.Disabled {
 		t.Errorf("a user token changed the agent: %+v", a)
 	}
 	// The role is checked before the agent is looked up: no probing with a
 	// user token.
-	e.do("PUT", "/api/v1/agents/agent_zzzzzzzzzzzzzzzzzzzz", map[string]any{}).mustErr(t, 403, "needs an admin token")
+	e.do("PUT", "/api/v1/agents/agent_zzzzzzzzzzzzzzzzzzzz", map[string]any{}).mustErr(t, 403, "needs a site admin")
 	e.do("PUT", "/api/v1/agents/agent_zzzzzzzzzzzzzzzzzzzz", map[string]any{}, withToken(e.admin)).mustErr(t, 404, "agent agent_zzzzzzzzzzzzzzzzzzzz not found")
 	e.do("PUT", "/api/v1/agents/rt_aaaaaaaaaaaaaaaaaaaa", map[string]any{}, withToken(e.admin)).mustErr(t, 400, "path parameter agentId")
 	if n := len(e.ctl.HandBacks()); n != 0 {
@@ -523,10 +523,10 @@ func TestRegistrationTokens(t *testing.T) {
 	}
 
 	// Admin only, every route; the role is checked before anything else.
-	e.do("POST", base, nil).mustErr(t, 403, "creating a registration token needs an admin token")
-	e.do("GET", base, nil).mustErr(t, 403, "listing registration tokens needs an admin token")
-	e.do("DELETE", base+"/"+tid, nil).mustErr(t, 403, "deleting a registration token needs an admin token")
-	e.do("DELETE", base+"/bogus", nil).mustErr(t, 403, "needs an admin token")
+	e.do("POST", base, nil).mustErr(t, 403, "POST /api/v1/registration-tokens needs a site admin")
+	e.do("GET", base, nil).mustErr(t, 403, "GET /api/v1/registration-tokens needs a site admin")
+	e.do("DELETE", base+"/"+tid, nil).mustErr(t, 403, "DELETE /api/v1/registration-tokens/"+tid+" needs a site admin")
+	e.do("DELETE", base+"/bogus", nil).mustErr(t, 403, "needs a site admin")
 	e.do("GET", base+"?all=1", nil, withToken(e.admin)).mustErr(t, 400, `query: unknown parameter "all"`)
 
 	// Deleting stops registrations with it; its agents stay.

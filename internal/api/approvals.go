@@ -18,7 +18,7 @@ type ApprovalControl interface {
 	// DecideApproval approves or rejects a pending gate for the caller
 	// (subject, role): ErrForbidden when not an approver, ErrConflict when
 	// it is decided, expired, or its run ended, ErrNotFound when unknown.
-	DecideApproval(ctx context.Context, id string, approve bool, subject, role, comment string) (*store.Approval, error)
+	DecideApproval(ctx context.Context, id string, approve bool, subject string, may func(approvers []string) (bool, error), comment string) (*store.Approval, error)
 }
 
 var approvalID = idKind{Param: "approvalId", Prefix: "apr_", Noun: "approval"}
@@ -96,8 +96,13 @@ func (s *Server) decide(approve bool) apikit.HandlerFunc {
 		if s.approvals == nil {
 			return apikit.Errorf(http.StatusServiceUnavailable, "approvals cannot be decided on this server")
 		}
+		projectID, _, err := s.access.ProjectOf(r.Context(), "approvalId", id)
+		if err != nil {
+			return err
+		}
+		may := func(approvers []string) (bool, error) { return s.access.IsApprover(r.Context(), projectID, approvers) }
 		p := apikit.PrincipalFrom(r.Context())
-		a, err := s.approvals.DecideApproval(r.Context(), id, approve, p.Subject, p.Role, b.Comment)
+		a, err := s.approvals.DecideApproval(r.Context(), id, approve, p.Subject, may, b.Comment)
 		if err != nil {
 			if errors.Is(err, runnel.ErrConflict) || errors.Is(err, runnel.ErrNotFound) || errors.Is(err, runnel.ErrForbidden) {
 				return err

@@ -196,8 +196,11 @@ func FuzzRequest(f *testing.F) {
 		withImages(c)
 	})
 	// An admin token, so that the admin-only routes get past the role check
-	// to their decoding (a user token is refused before it).
+	// to their decoding (a user token is refused before it); the fuzzed
+	// requests are alice's, a site admin too, so that they reach the
+	// decoders of every route.
 	admin := e.addToken("root", "admin_root", "admin", nil)
+	e.asSiteAdmin()
 	pid := e.createPipeline("fuzz", map[string]any{"spec": goodSpec})
 	rid := e.do("POST", "/api/v1/pipelines/"+pid+"/trigger", nil).must(f, 200).detail()["runId"].(string)
 	tree, err := e.st.GetRunTree(context.Background(), rid)

@@ -6,6 +6,7 @@ import (
 	"crypto/rand"
 	"crypto/sha256"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -94,6 +95,22 @@ func newEnvWith(t testing.TB, tweak func(*Config)) *env {
 	return e
 }
 
+// asSiteAdmin makes the env's user (alice) a site admin, for tests of
+// features other than access, which act on resources of projects nobody
+// joined (access has its own tests: authz_test.go).
+func (e *env) asSiteAdmin() *env {
+	e.t.Helper()
+	u, err := e.st.UserByLogin(context.Background(), "user_alice")
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	u.Admin = true
+	if err := e.st.UpdateUser(context.Background(), u); err != nil {
+		e.t.Fatal(err)
+	}
+	return e
+}
+
 // newTestKeyring returns a keyring with a random key, as the server's.
 func newTestKeyring(t testing.TB) *secret.Keyring {
 	t.Helper()
@@ -116,10 +133,36 @@ func randomKey(t testing.TB) []byte {
 // addToken stores a token and returns its secret value.
 func (e *env) addToken(name, subject, role string, expires *time.Time) string {
 	e.t.Helper()
+	return e.storeToken(name, subject, role, expires, role == "user" || role == "admin")
+}
+
+// addUnlinkedToken stores a token of no user, as tokens were before users
+// existed (an upgrade links them all; the API still accepts one).
+func (e *env) addUnlinkedToken(name, subject, role string) string {
+	e.t.Helper()
+	return e.storeToken(name, subject, role, nil, false)
+}
+
+func (e *env) storeToken(name, subject, role string, expires *time.Time, linked bool) string {
+	e.t.Helper()
 	secret := "rn_" + newID("") + newID("")
 	sum := sha256.Sum256([]byte(secret))
+	// A user's or an admin's token belongs to a user of its subject, as
+	// every such token does since users exist.
+	userID := ""
+	if linked {
+		u, err := e.st.UserByLogin(context.Background(), subject)
+		if errors.Is(err, runnel.ErrNotFound) {
+			u = &store.User{ID: newID("usr_"), Login: subject, Admin: role == "admin", CreatedAt: e.clock.Now()}
+			err = e.st.CreateUser(context.Background(), u)
+		}
+		if err != nil {
+			e.t.Fatalf("user %s: %v", subject, err)
+		}
+		userID = u.ID
+	}
 	err := e.st.CreateToken(context.Background(), &store.APIToken{
-		ID: newID("tok_"), Name: name, Subject: subject, Role: role, Hash: sum[:],
+		ID: newID("tok_"), Name: name, Subject: subject, Role: role, Hash: sum[:], UserID: userID,
 		CreatedAt: e.clock.Now(), ExpiresAt: expires,
 	})
 	if err != nil {

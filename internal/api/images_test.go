@@ -29,7 +29,7 @@ func withImages(c *Config) {
 }
 
 func newImageEnv(t testing.TB) (*env, *imagebuild.Service) {
-	e := newEnvWith(t, withImages)
+	e := newEnvWith(t, withImages).asSiteAdmin()
 	return e, e.srv.images.(*imagebuild.Service)
 }
 

@@ -34,7 +34,7 @@ func newSecretsEnv(t *testing.T, tweak func(*Config)) *secretsEnv {
 	if tweak == nil {
 		tweak = func(*Config) {}
 	}
-	s := &secretsEnv{env: newEnvWith(t, tweak)}
+	s := &secretsEnv{env: newEnvWith(t, tweak).asSiteAdmin()}
 	t.Cleanup(func() {
 		logMu.Lock()
 		logs := s.logs.Bytes()

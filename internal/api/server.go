@@ -21,6 +21,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/runnel-ci/runnel/internal/access"
 	"github.com/runnel-ci/runnel/internal/accountapi"
 	"github.com/runnel-ci/runnel/internal/action"
 	"github.com/runnel-ci/runnel/internal/apikit"
@@ -30,6 +31,7 @@ import (
 	"github.com/runnel-ci/runnel/internal/identity"
 	"github.com/runnel-ci/runnel/internal/imageapi"
 	"github.com/runnel-ci/runnel/internal/pipeline"
+	"github.com/runnel-ci/runnel/internal/project"
 	"github.com/runnel-ci/runnel/internal/secret"
 	"github.com/runnel-ci/runnel/internal/spec"
 	"github.com/runnel-ci/runnel/internal/store"
@@ -143,6 +145,10 @@ type Server struct {
 	// the audit log).
 	identity *identity.Service
 	accounts *accountapi.API
+	// access decides who may see and change what (every route's Access
+	// rule, the services' lists); projects owns projects, members, teams.
+	access   *access.Policy
+	projects *project.Service
 
 	// touched remembers when each token's last-used time was last written, so
 	// an active client costs one write a minute instead of one per request.
@@ -192,9 +198,12 @@ func New(cfg Config) *Server {
 	if s.logCap <= 0 {
 		s.logCap = DefaultLogCapBytes
 	}
+	s.access = access.New(s.st)
+	s.projects = project.New(project.Options{Store: s.st, Access: s.access, Clock: s.now})
 	s.pipelines = cfg.Pipelines
 	if s.pipelines == nil {
-		o := pipeline.Options{Store: s.st, Catalog: s.catalog, Git: s.git, Clock: s.now, Logger: s.log}
+		o := pipeline.Options{Store: s.st, Catalog: s.catalog, Git: s.git, Clock: s.now, Logger: s.log,
+			Access: s.access, Projects: s.projects}
 		if s.seal != nil {
 			o.Sealer = s.seal
 		}
@@ -216,10 +225,13 @@ func New(cfg Config) *Server {
 	}
 	if cfg.Events != nil {
 		s.gateway = wsgateway.New(cfg.Events, cfg.StreamSlowAfter, cfg.StreamLimits, s.log)
+		s.gateway.Check = func(ctx context.Context, p wsgateway.Params) (func(string) bool, error) {
+			return s.access.Stream(ctx, p.ProjectID, p.PipelineID, p.RunID, p.StepRunID)
+		}
 	}
 	s.secrets = cfg.SecretService
 	if s.secrets == nil {
-		o := secret.Options{Store: s.st, Clock: s.now, Logger: s.log}
+		o := secret.Options{Store: s.st, Clock: s.now, Logger: s.log, Access: s.access}
 		if s.seal != nil {
 			o.Sealer = s.seal
 		}
@@ -227,9 +239,9 @@ func New(cfg Config) *Server {
 	}
 	s.identity = identity.New(identity.Options{Store: s.st, Clock: s.now})
 	s.fleet = fleet.New(fleet.Options{Store: s.st, Control: s.agents, Clock: s.now})
-	s.accounts = &accountapi.API{Identity: s.identity, Audit: s.st, MaxBody: s.maxBody, Now: s.now, Log: s.log}
+	s.accounts = &accountapi.API{Identity: s.identity, Projects: s.projects, Audit: s.st, MaxBody: s.maxBody, Now: s.now, Log: s.log}
 	s.imageAPI = &imageapi.API{Images: s.images, MaxBody: s.maxBody, ExternalURL: s.externalURL, Now: s.now}
-	mux := &apikit.Mux{Routes: s.routes(), Authenticate: s.authenticate, Fail: s.fail, MaxBody: s.maxBody, Log: s.log,
+	mux := &apikit.Mux{Routes: s.routes(), Authenticate: s.authenticate, Authorize: s.authorize, Fail: s.fail, MaxBody: s.maxBody, Log: s.log,
 		Fallback: s.ui, FallbackFor: isUIPath, Audit: s.accounts.Record}
 	s.handler = mux.Handler()
 	return s
@@ -242,58 +254,58 @@ func (s *Server) Handler() http.Handler { return s.handler }
 // this list and against the live handler.
 func (s *Server) routes() []apikit.Route {
 	return append([]apikit.Route{
-		{Method: "GET", Path: "/healthz", Public: true, H: s.healthz},
-		{Method: "GET", Path: "/readyz", Public: true, H: s.readyz},
-		{Method: "GET", Path: "/api/v1/openapi.json", Public: true, H: s.openAPI},
+		{Method: "GET", Path: "/healthz", Access: "public", Public: true, H: s.healthz},
+		{Method: "GET", Path: "/readyz", Access: "public", Public: true, H: s.readyz},
+		{Method: "GET", Path: "/api/v1/openapi.json", Access: "public", Public: true, H: s.openAPI},
 		// Authenticates itself: browsers send the token as a subprotocol.
-		{Method: "GET", Path: "/api/v1/ws", Public: true, H: s.websocketHandler},
+		{Method: "GET", Path: "/api/v1/ws", Access: "public", Public: true, H: s.websocketHandler},
 
-		{Method: "POST", Path: "/api/v1/pipelines", Scope: apikit.ScopeWrite, H: s.createPipeline},
-		{Method: "GET", Path: "/api/v1/pipelines", Scope: apikit.ScopeRead, H: s.listPipelines},
-		{Method: "GET", Path: "/api/v1/pipelines/{pipelineId}", Scope: apikit.ScopeRead, H: s.getPipeline},
-		{Method: "PUT", Path: "/api/v1/pipelines/{pipelineId}", Scope: apikit.ScopeWrite, H: s.updatePipeline},
-		{Method: "DELETE", Path: "/api/v1/pipelines/{pipelineId}", Scope: apikit.ScopeWrite, H: s.deletePipeline},
+		{Method: "POST", Path: "/api/v1/pipelines", Access: "body", Scope: apikit.ScopeWrite, H: s.createPipeline},
+		{Method: "GET", Path: "/api/v1/pipelines", Access: "signed-in", Scope: apikit.ScopeRead, H: s.listPipelines},
+		{Method: "GET", Path: "/api/v1/pipelines/{pipelineId}", Access: "viewer:pipelineId", Scope: apikit.ScopeRead, H: s.getPipeline},
+		{Method: "PUT", Path: "/api/v1/pipelines/{pipelineId}", Access: "maintainer:pipelineId", Scope: apikit.ScopeWrite, H: s.updatePipeline},
+		{Method: "DELETE", Path: "/api/v1/pipelines/{pipelineId}", Access: "maintainer:pipelineId", Scope: apikit.ScopeWrite, H: s.deletePipeline},
 
-		{Method: "GET", Path: "/api/v1/pipelines/{pipelineId}/spec", Scope: apikit.ScopeRead, H: s.getSpec},
-		{Method: "POST", Path: "/api/v1/pipelines/{pipelineId}/spec/validate", Scope: apikit.ScopeWrite, H: s.validateSpec},
-		{Method: "POST", Path: "/api/v1/pipelines/{pipelineId}/spec/save", Scope: apikit.ScopeWrite, H: s.saveSpec},
+		{Method: "GET", Path: "/api/v1/pipelines/{pipelineId}/spec", Access: "viewer:pipelineId", Scope: apikit.ScopeRead, H: s.getSpec},
+		{Method: "POST", Path: "/api/v1/pipelines/{pipelineId}/spec/validate", Access: "maintainer:pipelineId", Scope: apikit.ScopeWrite, H: s.validateSpec},
+		{Method: "POST", Path: "/api/v1/pipelines/{pipelineId}/spec/save", Access: "maintainer:pipelineId", Scope: apikit.ScopeWrite, H: s.saveSpec},
 
-		{Method: "POST", Path: "/api/v1/pipelines/{pipelineId}/trigger", Scope: apikit.ScopeRun, NoAudit: true, H: s.trigger},
-		{Method: "POST", Path: "/api/v1/pipelines/{pipelineId}/webhook/rotate", Scope: apikit.ScopeWrite, H: s.rotateWebhookSecret},
+		{Method: "POST", Path: "/api/v1/pipelines/{pipelineId}/trigger", Access: "developer:pipelineId", Scope: apikit.ScopeRun, NoAudit: true, H: s.trigger},
+		{Method: "POST", Path: "/api/v1/pipelines/{pipelineId}/webhook/rotate", Access: "maintainer:pipelineId", Scope: apikit.ScopeWrite, H: s.rotateWebhookSecret},
 		// The signature made with the pipeline's webhook secret is the
 		// authentication of a delivery.
-		{Method: "POST", Path: "/api/v1/webhooks/{provider}/{pipelineId}", Public: true, MaxBody: maxWebhookBody, H: s.receiveWebhook},
-		{Method: "GET", Path: "/api/v1/pipelines/{pipelineId}/runs", Scope: apikit.ScopeRead, H: s.listRuns},
-		{Method: "GET", Path: "/api/v1/pipelines/runs/{runId}", Scope: apikit.ScopeRead, H: s.getRun},
-		{Method: "POST", Path: "/api/v1/pipelines/{pipelineId}/runs/{runId}/stop", Scope: apikit.ScopeRun, NoAudit: true, H: s.control("stop")},
-		{Method: "POST", Path: "/api/v1/pipelines/{pipelineId}/runs/{runId}/pause", Scope: apikit.ScopeRun, NoAudit: true, H: s.control("pause")},
-		{Method: "POST", Path: "/api/v1/pipelines/{pipelineId}/runs/{runId}/resume", Scope: apikit.ScopeRun, NoAudit: true, H: s.control("resume")},
-		{Method: "GET", Path: "/api/v1/pipelines/runs/{runId}/steps/{stepRunId}/logs", Scope: apikit.ScopeRead, H: s.stepLogs},
-		{Method: "GET", Path: "/api/v1/pipelines/runs/{runId}/approvals", Scope: apikit.ScopeRead, H: s.listApprovals},
-		{Method: "POST", Path: "/api/v1/approvals/{approvalId}/approve", Scope: apikit.ScopeRun, H: s.decide(true)},
-		{Method: "POST", Path: "/api/v1/approvals/{approvalId}/reject", Scope: apikit.ScopeRun, H: s.decide(false)},
-		{Method: "GET", Path: "/api/v1/pipelines/runs/{runId}/artifacts", Scope: apikit.ScopeRead, H: s.listArtifacts},
-		{Method: "GET", Path: "/api/v1/pipelines/runs/{runId}/artifacts/{artifactId}", Scope: apikit.ScopeRead, H: s.downloadArtifact},
+		{Method: "POST", Path: "/api/v1/webhooks/{provider}/{pipelineId}", Access: "public", Public: true, MaxBody: maxWebhookBody, H: s.receiveWebhook},
+		{Method: "GET", Path: "/api/v1/pipelines/{pipelineId}/runs", Access: "viewer:pipelineId", Scope: apikit.ScopeRead, H: s.listRuns},
+		{Method: "GET", Path: "/api/v1/pipelines/runs/{runId}", Access: "viewer:runId", Scope: apikit.ScopeRead, H: s.getRun},
+		{Method: "POST", Path: "/api/v1/pipelines/{pipelineId}/runs/{runId}/stop", Access: "developer:runId", Scope: apikit.ScopeRun, NoAudit: true, H: s.control("stop")},
+		{Method: "POST", Path: "/api/v1/pipelines/{pipelineId}/runs/{runId}/pause", Access: "developer:runId", Scope: apikit.ScopeRun, NoAudit: true, H: s.control("pause")},
+		{Method: "POST", Path: "/api/v1/pipelines/{pipelineId}/runs/{runId}/resume", Access: "developer:runId", Scope: apikit.ScopeRun, NoAudit: true, H: s.control("resume")},
+		{Method: "GET", Path: "/api/v1/pipelines/runs/{runId}/steps/{stepRunId}/logs", Access: "viewer:runId", Scope: apikit.ScopeRead, H: s.stepLogs},
+		{Method: "GET", Path: "/api/v1/pipelines/runs/{runId}/approvals", Access: "viewer:runId", Scope: apikit.ScopeRead, H: s.listApprovals},
+		{Method: "POST", Path: "/api/v1/approvals/{approvalId}/approve", Access: "developer:approvalId", Scope: apikit.ScopeRun, H: s.decide(true)},
+		{Method: "POST", Path: "/api/v1/approvals/{approvalId}/reject", Access: "developer:approvalId", Scope: apikit.ScopeRun, H: s.decide(false)},
+		{Method: "GET", Path: "/api/v1/pipelines/runs/{runId}/artifacts", Access: "viewer:runId", Scope: apikit.ScopeRead, H: s.listArtifacts},
+		{Method: "GET", Path: "/api/v1/pipelines/runs/{runId}/artifacts/{artifactId}", Access: "viewer:runId", Scope: apikit.ScopeRead, H: s.downloadArtifact},
 
-		{Method: "GET", Path: "/api/v1/agents", Scope: apikit.ScopeRead, H: s.listAgents},
-		{Method: "GET", Path: "/api/v1/agents/{agentId}", Scope: apikit.ScopeRead, H: s.getAgent},
-		{Method: "PUT", Path: "/api/v1/agents/{agentId}", Scope: apikit.ScopeAdmin, H: s.updateAgent},
-		{Method: "DELETE", Path: "/api/v1/agents/{agentId}", Scope: apikit.ScopeAdmin, H: s.deleteAgent},
-		{Method: "POST", Path: "/api/v1/registration-tokens", Scope: apikit.ScopeAdmin, H: s.createRegistrationToken},
-		{Method: "GET", Path: "/api/v1/registration-tokens", Scope: apikit.ScopeAdmin, H: s.listRegistrationTokens},
-		{Method: "DELETE", Path: "/api/v1/registration-tokens/{tokenId}", Scope: apikit.ScopeAdmin, H: s.deleteRegistrationToken},
+		{Method: "GET", Path: "/api/v1/agents", Access: "signed-in", Scope: apikit.ScopeRead, H: s.listAgents},
+		{Method: "GET", Path: "/api/v1/agents/{agentId}", Access: "signed-in", Scope: apikit.ScopeRead, H: s.getAgent},
+		{Method: "PUT", Path: "/api/v1/agents/{agentId}", Access: "admin", Scope: apikit.ScopeAdmin, H: s.updateAgent},
+		{Method: "DELETE", Path: "/api/v1/agents/{agentId}", Access: "admin", Scope: apikit.ScopeAdmin, H: s.deleteAgent},
+		{Method: "POST", Path: "/api/v1/registration-tokens", Access: "admin", Scope: apikit.ScopeAdmin, H: s.createRegistrationToken},
+		{Method: "GET", Path: "/api/v1/registration-tokens", Access: "admin", Scope: apikit.ScopeAdmin, H: s.listRegistrationTokens},
+		{Method: "DELETE", Path: "/api/v1/registration-tokens/{tokenId}", Access: "admin", Scope: apikit.ScopeAdmin, H: s.deleteRegistrationToken},
 
-		{Method: "POST", Path: "/api/v1/secrets", Scope: apikit.ScopeWrite, H: s.createSecret},
-		{Method: "GET", Path: "/api/v1/secrets", Scope: apikit.ScopeRead, H: s.listSecrets},
-		{Method: "GET", Path: "/api/v1/secrets/{secretId}", Scope: apikit.ScopeRead, H: s.getSecret},
-		{Method: "PUT", Path: "/api/v1/secrets/{secretId}", Scope: apikit.ScopeWrite, H: s.updateSecret},
-		{Method: "DELETE", Path: "/api/v1/secrets/{secretId}", Scope: apikit.ScopeWrite, H: s.deleteSecret},
+		{Method: "POST", Path: "/api/v1/secrets", Access: "body", Scope: apikit.ScopeWrite, H: s.createSecret},
+		{Method: "GET", Path: "/api/v1/secrets", Access: "signed-in", Scope: apikit.ScopeRead, H: s.listSecrets},
+		{Method: "GET", Path: "/api/v1/secrets/{secretId}", Access: "viewer:secretId", Scope: apikit.ScopeRead, H: s.getSecret},
+		{Method: "PUT", Path: "/api/v1/secrets/{secretId}", Access: "maintainer:secretId", Scope: apikit.ScopeWrite, H: s.updateSecret},
+		{Method: "DELETE", Path: "/api/v1/secrets/{secretId}", Access: "maintainer:secretId", Scope: apikit.ScopeWrite, H: s.deleteSecret},
 
-		{Method: "POST", Path: "/api/v1/credentials", Scope: apikit.ScopeWrite, H: s.createCredential},
-		{Method: "GET", Path: "/api/v1/credentials", Scope: apikit.ScopeRead, H: s.listCredentials},
-		{Method: "GET", Path: "/api/v1/credentials/{credentialId}", Scope: apikit.ScopeRead, H: s.getCredential},
-		{Method: "PUT", Path: "/api/v1/credentials/{credentialId}", Scope: apikit.ScopeWrite, H: s.updateCredential},
-		{Method: "DELETE", Path: "/api/v1/credentials/{credentialId}", Scope: apikit.ScopeWrite, H: s.deleteCredential},
+		{Method: "POST", Path: "/api/v1/credentials", Access: "body", Scope: apikit.ScopeWrite, H: s.createCredential},
+		{Method: "GET", Path: "/api/v1/credentials", Access: "signed-in", Scope: apikit.ScopeRead, H: s.listCredentials},
+		{Method: "GET", Path: "/api/v1/credentials/{credentialId}", Access: "viewer:credentialId", Scope: apikit.ScopeRead, H: s.getCredential},
+		{Method: "PUT", Path: "/api/v1/credentials/{credentialId}", Access: "maintainer:credentialId", Scope: apikit.ScopeWrite, H: s.updateCredential},
+		{Method: "DELETE", Path: "/api/v1/credentials/{credentialId}", Access: "maintainer:credentialId", Scope: apikit.ScopeWrite, H: s.deleteCredential},
 	}, append(s.accounts.Routes(), s.imageAPI.Routes()...)...)
 }
 

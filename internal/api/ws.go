@@ -5,6 +5,7 @@ import (
 	"slices"
 	"strings"
 
+	"github.com/runnel-ci/runnel"
 	"github.com/runnel-ci/runnel/internal/apikit"
 	"github.com/runnel-ci/runnel/internal/wsgateway"
 )
@@ -37,6 +38,6 @@ func (s *Server) websocketHandler(w http.ResponseWriter, r *http.Request) error 
 	if s.gateway == nil {
 		return apikit.Errorf(http.StatusServiceUnavailable, "live events are not available on this server")
 	}
-	s.gateway.Serve(w, r, p.Subject, p.TokenID)
+	s.gateway.Serve(w, r.WithContext(runnel.WithPrincipal(r.Context(), p)), p.Subject, p.TokenID)
 	return nil
 }

@@ -238,7 +238,7 @@ func TestWebSocketProtocol(t *testing.T) {
 		{`{"action":"subscribe","channel":"status","params":{"stepRunId":"x"}}`, "params.stepRunId: the status channel"},
 		{`{"action":"subscribe","channel":"logs","params":{"stepRunId":"x","fromSeq":-1}}`, "params.fromSeq: must not be negative"},
 		{`{"action":"unsubscribe","channel":"logs","params":{"stepRunId":"x"}}`, "not subscribed"},
-		{`{"action":"subscribe","channel":"status","params":{"runId":"run_nope"}}`, "run run_nope: not found"},
+		{`{"action":"subscribe","channel":"status","params":{"runId":"run_nope"}}`, "run run_nope not found"},
 	} {
 		if err := c.Write(t.Context(), websocket.MessageText, []byte(tc.send)); err != nil {
 			t.Fatal(err)

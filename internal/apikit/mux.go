@@ -28,6 +28,11 @@ type Route struct {
 	// Scope is what the caller's token must allow (see Allows); every route
 	// that is not Public names one.
 	Scope string
+	// Access is who may call it beyond the scope, in package access's rule
+	// language (public, signed-in, admin, body, or ROLE:PARAM such as
+	// viewer:pipelineId); every route declares one and Mux.Authorize
+	// applies it.
+	Access string
 	// MaxBody bounds the body instead of Mux.MaxBody when set.
 	MaxBody int64
 	// NoAudit keeps a change out of the audit log because it is recorded
@@ -42,6 +47,9 @@ type Mux struct {
 	Routes []Route
 	// Authenticate checks the caller of every route that is not Public.
 	Authenticate func(*http.Request) (Principal, error)
+	// Authorize applies a route's Access rule to the authenticated caller
+	// (in r's context) before its handler runs; nil: none.
+	Authorize func(r *http.Request, rt Route) error
 	// Fail writes an error in the dialect of the request's path (and logs
 	// what the client is not told).
 	Fail func(w http.ResponseWriter, r *http.Request, err error)
@@ -244,6 +252,12 @@ func (m *Mux) wrap(rt Route) http.Handler {
 				return
 			}
 			r = r.WithContext(WithPrincipal(r.Context(), p))
+			if m.Authorize != nil {
+				if err := m.Authorize(r, rt); err != nil {
+					m.Fail(w, r, err)
+					return
+				}
+			}
 		}
 		if rt.Method != http.MethodGet {
 			// Only GET routes take query parameters; a parameter anywhere else

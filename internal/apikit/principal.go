@@ -21,17 +21,15 @@ const (
 // Allows is runnel.Allows.
 func Allows(scopes []string, need string) bool { return runnel.Allows(scopes, need) }
 
-type principalKey struct{}
-
 // WithPrincipal returns ctx carrying p (the mux does it for authenticated
 // routes).
 func WithPrincipal(ctx context.Context, p Principal) context.Context {
-	return context.WithValue(ctx, principalKey{}, p)
+	return runnel.WithPrincipal(ctx, p)
 }
 
 // PrincipalFrom returns the caller of an authenticated route.
 func PrincipalFrom(ctx context.Context) Principal {
-	p, _ := ctx.Value(principalKey{}).(Principal)
+	p, _ := runnel.PrincipalFrom(ctx)
 	return p
 }
 

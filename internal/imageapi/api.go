@@ -28,25 +28,25 @@ func (a *API) Routes() []apikit.Route {
 	return []apikit.Route{
 		// The image build service in the seed's own API (snake_case, no
 		// envelope, errors as {"errors":[…]}: see WriteError).
-		{Method: "POST", Path: "/v1/repositories/{namespace}", Scope: apikit.ScopeWrite, H: a.seedCreateRepository},
-		{Method: "GET", Path: "/v1/repositories/{namespace}/{repo_name}", Scope: apikit.ScopeRead, H: a.seedGetRepository},
-		{Method: "DELETE", Path: "/v1/repositories/{namespace}/{repo_name}", Scope: apikit.ScopeWrite, H: a.seedDeleteRepository},
-		{Method: "PUT", Path: "/v1/repositories/{namespace}/{repo_name}/build-config", Scope: apikit.ScopeWrite, H: a.seedUpdateBuildConfig},
-		{Method: "GET", Path: "/v1/builds", Scope: apikit.ScopeRead, H: a.seedListBuilds},
-		{Method: "POST", Path: "/v1/builds", Scope: apikit.ScopeRun, NoAudit: true, H: a.seedTriggerBuild},
-		{Method: "GET", Path: "/v1/builds/{build_id}", Scope: apikit.ScopeRead, H: a.seedGetBuild},
-		{Method: "GET", Path: "/v1/builds/{build_id}/logs", Scope: apikit.ScopeRead, H: a.seedBuildLogs},
+		{Method: "POST", Path: "/v1/repositories/{namespace}", Access: "body", Scope: apikit.ScopeWrite, H: a.seedCreateRepository},
+		{Method: "GET", Path: "/v1/repositories/{namespace}/{repo_name}", Access: "viewer:namespace", Scope: apikit.ScopeRead, H: a.seedGetRepository},
+		{Method: "DELETE", Path: "/v1/repositories/{namespace}/{repo_name}", Access: "maintainer:namespace", Scope: apikit.ScopeWrite, H: a.seedDeleteRepository},
+		{Method: "PUT", Path: "/v1/repositories/{namespace}/{repo_name}/build-config", Access: "maintainer:namespace", Scope: apikit.ScopeWrite, H: a.seedUpdateBuildConfig},
+		{Method: "GET", Path: "/v1/builds", Access: "signed-in", Scope: apikit.ScopeRead, H: a.seedListBuilds},
+		{Method: "POST", Path: "/v1/builds", Access: "body", Scope: apikit.ScopeRun, NoAudit: true, H: a.seedTriggerBuild},
+		{Method: "GET", Path: "/v1/builds/{build_id}", Access: "viewer:build_id", Scope: apikit.ScopeRead, H: a.seedGetBuild},
+		{Method: "GET", Path: "/v1/builds/{build_id}/logs", Access: "viewer:build_id", Scope: apikit.ScopeRead, H: a.seedBuildLogs},
 
 		// The same service in Runnel's API (camelCase, envelope).
-		{Method: "POST", Path: "/api/v1/image-repositories", Scope: apikit.ScopeWrite, H: a.createImageRepository},
-		{Method: "GET", Path: "/api/v1/image-repositories", Scope: apikit.ScopeRead, H: a.listImageRepositories},
-		{Method: "GET", Path: "/api/v1/image-repositories/{namespace}/{repoName}", Scope: apikit.ScopeRead, H: a.getImageRepository},
-		{Method: "DELETE", Path: "/api/v1/image-repositories/{namespace}/{repoName}", Scope: apikit.ScopeWrite, H: a.deleteImageRepository},
-		{Method: "PUT", Path: "/api/v1/image-repositories/{namespace}/{repoName}/build-config", Scope: apikit.ScopeWrite, H: a.updateImageBuildConfig},
-		{Method: "GET", Path: "/api/v1/image-builds", Scope: apikit.ScopeRead, H: a.listImageBuilds},
-		{Method: "POST", Path: "/api/v1/image-builds", Scope: apikit.ScopeRun, NoAudit: true, H: a.triggerImageBuild},
-		{Method: "GET", Path: "/api/v1/image-builds/{buildId}", Scope: apikit.ScopeRead, H: a.getImageBuild},
-		{Method: "GET", Path: "/api/v1/image-builds/{buildId}/logs", Scope: apikit.ScopeRead, H: a.imageBuildLogs},
+		{Method: "POST", Path: "/api/v1/image-repositories", Access: "body", Scope: apikit.ScopeWrite, H: a.createImageRepository},
+		{Method: "GET", Path: "/api/v1/image-repositories", Access: "signed-in", Scope: apikit.ScopeRead, H: a.listImageRepositories},
+		{Method: "GET", Path: "/api/v1/image-repositories/{namespace}/{repoName}", Access: "viewer:namespace", Scope: apikit.ScopeRead, H: a.getImageRepository},
+		{Method: "DELETE", Path: "/api/v1/image-repositories/{namespace}/{repoName}", Access: "maintainer:namespace", Scope: apikit.ScopeWrite, H: a.deleteImageRepository},
+		{Method: "PUT", Path: "/api/v1/image-repositories/{namespace}/{repoName}/build-config", Access: "maintainer:namespace", Scope: apikit.ScopeWrite, H: a.updateImageBuildConfig},
+		{Method: "GET", Path: "/api/v1/image-builds", Access: "signed-in", Scope: apikit.ScopeRead, H: a.listImageBuilds},
+		{Method: "POST", Path: "/api/v1/image-builds", Access: "body", Scope: apikit.ScopeRun, NoAudit: true, H: a.triggerImageBuild},
+		{Method: "GET", Path: "/api/v1/image-builds/{buildId}", Access: "viewer:buildId", Scope: apikit.ScopeRead, H: a.getImageBuild},
+		{Method: "GET", Path: "/api/v1/image-builds/{buildId}/logs", Access: "viewer:buildId", Scope: apikit.ScopeRead, H: a.imageBuildLogs},
 	}
 }
 

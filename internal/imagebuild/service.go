@@ -19,6 +19,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -26,6 +27,7 @@ import (
 	"github.com/bmatcuk/doublestar/v4"
 
 	"github.com/runnel-ci/runnel"
+	"github.com/runnel-ci/runnel/internal/access"
 	"github.com/runnel-ci/runnel/internal/gitdef"
 	"github.com/runnel-ci/runnel/internal/scheduler"
 	"github.com/runnel-ci/runnel/internal/spec"
@@ -90,7 +92,26 @@ type Options struct {
 	Credentials gitdef.CredentialOpener
 	// GitTimeout bounds resolving a branch or tag (default 60s).
 	GitTimeout time.Duration
-	Clock      func() time.Time
+	// Access filters lists to the namespaces (projects) the caller may see
+	// and checks builds' triggers; Projects makes sure a new repository's
+	// namespace is a project the caller maintains. nil: no checks.
+	Access   *access.Policy
+	Projects interface {
+		Ensure(ctx context.Context, field, id string, need access.Role, action string) error
+	}
+	Clock func() time.Time
+}
+
+// within is the namespaces the caller may see (nil: all).
+func (s *Service) within(ctx context.Context) ([]string, error) {
+	if s.o.Access == nil {
+		return nil, nil
+	}
+	v, err := s.o.Access.ViewOf(ctx)
+	if err != nil || v.All {
+		return nil, err
+	}
+	return v.Projects(), nil
 }
 
 // Service manages image repositories and their builds. Safe for concurrent
@@ -196,6 +217,11 @@ func (s *Service) CreateRepository(ctx context.Context, in RepositoryInput) (*st
 	if err := checkText(fieldBuildConfig+".build_node", in.BuildNode, 64, false); err != nil {
 		return nil, err
 	}
+	if s.o.Projects != nil {
+		if err := s.o.Projects.Ensure(ctx, "namespace", in.Namespace, access.Maintainer, "creating an image repository in namespace "+in.Namespace); err != nil {
+			return nil, err
+		}
+	}
 	src := in.Source
 	if err := CheckSource(fieldBuildConfig, &src); err != nil {
 		return nil, err
@@ -280,7 +306,21 @@ func (s *Service) ListRepositories(ctx context.Context, namespace string) ([]*st
 			return nil, err
 		}
 	}
-	return s.o.Store.ListImageRepositories(ctx, namespace)
+	list, err := s.o.Store.ListImageRepositories(ctx, namespace)
+	if err != nil {
+		return nil, err
+	}
+	within, err := s.within(ctx)
+	if err != nil || within == nil {
+		return list, err
+	}
+	out := list[:0]
+	for _, r := range list {
+		if slices.Contains(within, r.Namespace) {
+			out = append(out, r)
+		}
+	}
+	return out, nil
 }
 
 // UpdateBuildConfig replaces a repository's tag configs (and its build
@@ -493,6 +533,11 @@ func (s *Service) TriggerBuild(ctx context.Context, req BuildRequest) (*Build, e
 		return nil, fieldErr("code_commit_id", "must be a full commit id (40 or 64 hexadecimal digits), got %q", req.Commit)
 	}
 	req.Commit = strings.ToLower(req.Commit)
+	if s.o.Access != nil {
+		if err := s.o.Access.Require(ctx, req.Namespace, access.Developer, access.Target{Noun: "image repository", ID: req.Namespace + "/" + req.RepoName}, "building an image of namespace "+req.Namespace); err != nil {
+			return nil, err
+		}
+	}
 	if s.o.Registry == "" {
 		return nil, ErrNoRegistry
 	}
@@ -896,6 +941,16 @@ func (s *Service) ListBuilds(ctx context.Context, f store.ImageBuildFilter) ([]*
 		if err := CheckRepoName("repo_name", f.RepoName); err != nil {
 			return nil, 0, err
 		}
+	}
+	within, err := s.within(ctx)
+	if err != nil {
+		return nil, 0, err
+	}
+	if within != nil {
+		if f.Namespace != "" && !slices.Contains(within, f.Namespace) {
+			return nil, 0, fmt.Errorf("namespace %s has no image repositories: %w", f.Namespace, runnel.ErrNotFound)
+		}
+		f.Within = within
 	}
 	repos := map[int64]*store.ImageRepository{}
 	switch {

@@ -21,6 +21,7 @@ import (
 	"time"
 
 	"github.com/runnel-ci/runnel"
+	"github.com/runnel-ci/runnel/internal/access"
 	"github.com/runnel-ci/runnel/internal/check"
 	"github.com/runnel-ci/runnel/internal/gitdef"
 	"github.com/runnel-ci/runnel/internal/spec"
@@ -62,9 +63,20 @@ type Options struct {
 	// CronMinInterval is the shortest interval a schedule may tick at (the
 	// cron service's; 0: cron.DefaultMinInterval).
 	CronMinInterval time.Duration
+	// Access filters lists to the projects the caller may see; nil: no
+	// filter (tests of other rules).
+	Access *access.Policy
+	// Projects makes sure the project a pipeline is created in (or moved
+	// to) exists and that the caller is its maintainer; nil: not checked.
+	Projects Projects
 	// Clock is time.Now unless a test fixes it.
 	Clock  func() time.Time
 	Logger *slog.Logger
+}
+
+// Projects is what the service needs of the projects service.
+type Projects interface {
+	Ensure(ctx context.Context, field, id string, need access.Role, action string) error
 }
 
 // Service applies the pipeline rules. It is safe for concurrent use.
@@ -299,6 +311,11 @@ func (s *Service) Create(ctx context.Context, req *CreateRequest, present Presen
 	if err := s.checkWebhookSecretField(present("webhookSecret"), req.WebhookSecret); err != nil {
 		return nil, err
 	}
+	if s.o.Projects != nil {
+		if err := s.o.Projects.Ensure(ctx, "body.projectId", req.ProjectID, access.Maintainer, "creating a pipeline in it"); err != nil {
+			return nil, err
+		}
+	}
 	now := s.now().UTC()
 	p := &store.Pipeline{
 		ID:               runnel.NewID("pl"),
@@ -418,6 +435,15 @@ func (s *Service) List(ctx context.Context, f store.PipelineFilter, byProject bo
 	if err := check.Text("query parameter name", f.Search, 100, false); err != nil {
 		return nil, 0, err
 	}
+	if s.o.Access != nil {
+		v, err := s.o.Access.ViewOf(ctx)
+		if err != nil {
+			return nil, 0, err
+		}
+		if !v.All {
+			f.Within = v.Projects()
+		}
+	}
 	items, total, err := s.o.Store.ListPipelines(ctx, f)
 	if err != nil {
 		return nil, 0, fmt.Errorf("list pipelines: %w", err)
@@ -444,6 +470,11 @@ func (s *Service) Update(ctx context.Context, id string, f *Fields, present Pres
 	set := func(field string, dst *string, v string) {
 		if present(field) {
 			*dst = v
+		}
+	}
+	if present("projectId") && f.ProjectID != p.ProjectID && s.o.Projects != nil {
+		if err := s.o.Projects.Ensure(ctx, "body.projectId", f.ProjectID, access.Maintainer, "moving a pipeline into it"); err != nil {
+			return nil, err
 		}
 	}
 	set("projectId", &p.ProjectID, f.ProjectID)

@@ -253,27 +253,28 @@ func (s *Scheduler) gateStarts(tx store.RunTx, tree *store.RunTree, pl *plan.Pla
 	return open, rejected, nil
 }
 
-// mayDecide reports whether a caller is one of the approvers: its subject,
-// or role:<its role>. No approvers: anyone who may use the API.
-func mayDecide(approvers []string, subject, role string) bool {
-	if len(approvers) == 0 {
-		return true
-	}
-	for _, a := range approvers {
-		if a == subject || a == "role:"+role {
-			return true
-		}
-	}
-	return false
-}
-
-// DecideApproval approves or rejects a pending gate on behalf of a caller
-// (subject, role) and lets the run go on. Not an approver → ErrForbidden; a
-// gate already decided, expired, or of a run that ended → ErrConflict.
-func (s *Scheduler) DecideApproval(ctx context.Context, id string, approve bool, subject, role, comment string) (*store.Approval, error) {
+// DecideApproval approves or rejects a pending gate on behalf of the caller
+// subject (may says whether they are one of the gate's approvers, by the
+// access policy's rules: logins, team:NAME, role:ROLE) and lets the run go
+// on.
+// Not an approver → ErrForbidden; a gate already decided, expired, or of a
+// run that ended → ErrConflict.
+func (s *Scheduler) DecideApproval(ctx context.Context, id string, approve bool, subject string, may func(approvers []string) (bool, error), comment string) (*store.Approval, error) {
 	a, err := s.st.GetApproval(ctx, id)
 	if err != nil {
 		return nil, err
+	}
+	// A gate's approvers never change: decided before the run is locked.
+	ok, err := may(a.Approvers)
+	if err != nil {
+		return nil, fmt.Errorf("approval %s: %w", id, err)
+	}
+	if !ok {
+		who := "developers of the run's project"
+		if len(a.Approvers) > 0 {
+			who = strings.Join(a.Approvers, ", ")
+		}
+		return nil, fmt.Errorf("approval %s: only %s may decide, not %s: %w", id, who, subject, runnel.ErrForbidden)
 	}
 	now := s.now().UTC()
 	var out *store.Approval
@@ -293,9 +294,6 @@ func (s *Scheduler) DecideApproval(ctx context.Context, id string, approve bool,
 			return fmt.Errorf("approval %s: %w", id, runnel.ErrNotFound)
 		}
 		cur := list[i]
-		if !mayDecide(cur.Approvers, subject, role) {
-			return fmt.Errorf("approval %s: only %s may decide, not %s: %w", id, strings.Join(cur.Approvers, ", "), subject, runnel.ErrForbidden)
-		}
 		if cur.Status != runnel.ApprovalPending {
 			by := ""
 			if cur.DecidedBy != "" {

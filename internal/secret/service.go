@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/runnel-ci/runnel"
+	"github.com/runnel-ci/runnel/internal/access"
 	"github.com/runnel-ci/runnel/internal/check"
 	"github.com/runnel-ci/runnel/internal/store"
 )
@@ -49,9 +50,40 @@ type Options struct {
 	// Sealer seals values; nil: nothing can be created or changed
 	// (ErrUnavailable).
 	Sealer Sealer
+	// Access decides who may create secrets and credentials where, and
+	// filters lists; nil: no checks (tests of other rules).
+	Access *access.Policy
 	// Clock is time.Now unless a test fixes it.
 	Clock  func() time.Time
 	Logger *slog.Logger
+}
+
+// require checks the caller holds need in project projectID (no Access:
+// no check).
+func (s *Service) require(ctx context.Context, projectID string, need access.Role, t access.Target, action string) error {
+	if s.o.Access == nil {
+		return nil
+	}
+	return s.o.Access.Require(ctx, projectID, need, t, action)
+}
+
+// requireSiteAdmin is for site-wide credentials.
+func (s *Service) requireSiteAdmin(ctx context.Context, action string) error {
+	if s.o.Access == nil {
+		return nil
+	}
+	if c, ok := runnel.PrincipalFrom(ctx); ok && !c.SiteAdmin() {
+		return runnel.Errorf(runnel.ErrForbidden, "%s needs a site admin: give body.projectId to limit it to a project you maintain", action)
+	}
+	return nil
+}
+
+// view is the caller's view (everything without Access).
+func (s *Service) view(ctx context.Context) (access.View, error) {
+	if s.o.Access == nil {
+		return access.View{All: true}, nil
+	}
+	return s.o.Access.ViewOf(ctx)
 }
 
 // Service applies the secret and credential rules. It is safe for
@@ -134,12 +166,19 @@ func (s *Service) CreateSecret(ctx context.Context, req *CreateSecretRequest, pr
 		if err := check.ProjectID("body.projectId", req.ProjectID); err != nil {
 			return nil, err
 		}
+		if err := s.require(ctx, req.ProjectID, access.Maintainer, access.Target{Noun: "body.projectId: project", ID: req.ProjectID}, "creating a secret in project "+req.ProjectID); err != nil {
+			return nil, err
+		}
 		x.Scope, x.ScopeID = "project", req.ProjectID
 	case req.PipelineID != "":
-		if _, err := s.o.Store.GetPipeline(ctx, req.PipelineID); errors.Is(err, runnel.ErrNotFound) {
+		pl, err := s.o.Store.GetPipeline(ctx, req.PipelineID)
+		if errors.Is(err, runnel.ErrNotFound) {
 			return nil, runnel.Errorf(runnel.ErrNotFound, "body.pipelineId: pipeline %s not found", req.PipelineID)
 		} else if err != nil {
 			return nil, fmt.Errorf("get pipeline %s: %w", req.PipelineID, err)
+		}
+		if err := s.require(ctx, pl.ProjectID, access.Maintainer, access.Target{Noun: "body.pipelineId: pipeline", ID: req.PipelineID}, "creating a secret of pipeline "+req.PipelineID); err != nil {
+			return nil, err
 		}
 		x.Scope, x.ScopeID = "pipeline", req.PipelineID
 	default:
@@ -166,11 +205,37 @@ func (s *Service) GetSecret(ctx context.Context, id string) (*store.Secret, erro
 
 // ListSecrets lists the secrets f selects.
 func (s *Service) ListSecrets(ctx context.Context, f store.SecretFilter) ([]*store.Secret, error) {
+	v, err := s.view(ctx)
+	if err != nil {
+		return nil, err
+	}
 	list, err := s.o.Store.ListSecrets(ctx, f)
 	if err != nil {
 		return nil, fmt.Errorf("list secrets: %w", err)
 	}
-	return list, nil
+	if v.All {
+		return list, nil
+	}
+	// Only the projects the caller sees: a pipeline's secret by its
+	// pipeline's project.
+	projectOf := map[string]string{}
+	out := list[:0]
+	for _, x := range list {
+		p := x.ScopeID
+		if x.Scope == "pipeline" {
+			var ok bool
+			if p, ok = projectOf[x.ScopeID]; !ok {
+				if pl, err := s.o.Store.GetPipeline(ctx, x.ScopeID); err == nil {
+					p = pl.ProjectID
+				}
+				projectOf[x.ScopeID] = p
+			}
+		}
+		if v.Sees(p) {
+			out = append(out, x)
+		}
+	}
+	return out, nil
 }
 
 // UpdateSecret changes the name, the value or both (the fields present) of
@@ -261,6 +326,9 @@ func (s *Service) CreateCredential(ctx context.Context, req *CreateCredentialReq
 	if err := f.Check(); err != nil {
 		return nil, err
 	}
+	if err := s.checkCredentialProject(ctx, f.ProjectID, "creating a credential"); err != nil {
+		return nil, err
+	}
 	m := CredentialSecret{AccessToken: req.AccessToken, PrivateKey: req.PrivateKey,
 		AccessTokenJSON: req.AccessTokenJSON, PrivateKeyJSON: req.PrivateKeyJSON}
 	secretValue, err := CheckCredentialSecret(req.Kind, m, present, true)
@@ -290,11 +358,35 @@ func (s *Service) GetCredential(ctx context.Context, id string) (*store.Credenti
 // ListCredentials lists credentials by name: those limited to projectID
 // ("" every credential).
 func (s *Service) ListCredentials(ctx context.Context, projectID string) ([]*store.Credential, error) {
+	v, err := s.view(ctx)
+	if err != nil {
+		return nil, err
+	}
 	list, err := s.o.Store.ListCredentials(ctx, projectID)
 	if err != nil {
 		return nil, fmt.Errorf("list credentials: %w", err)
 	}
-	return list, nil
+	if v.All {
+		return list, nil
+	}
+	out := list[:0]
+	for _, c := range list {
+		// Site-wide credentials are everyone's to use (never to read: no
+		// value is ever shown).
+		if c.ProjectID == "" || v.Sees(c.ProjectID) {
+			out = append(out, c)
+		}
+	}
+	return out, nil
+}
+
+// checkCredentialProject checks the caller may put a credential in project
+// projectID: its maintainer, or a site admin for a site-wide one ("").
+func (s *Service) checkCredentialProject(ctx context.Context, projectID, action string) error {
+	if projectID == "" {
+		return s.requireSiteAdmin(ctx, action+" for every project")
+	}
+	return s.require(ctx, projectID, access.Maintainer, access.Target{Noun: "body.projectId: project", ID: projectID}, action+" in project "+projectID)
 }
 
 // updateCredentialFields are the fields an update may carry.
@@ -333,6 +425,11 @@ func (s *Service) UpdateCredential(ctx context.Context, c *store.Credential, req
 	}
 	if err := f.Check(); err != nil {
 		return nil, err
+	}
+	if f.ProjectID != c.ProjectID {
+		if err := s.checkCredentialProject(ctx, f.ProjectID, "moving a credential"); err != nil {
+			return nil, err
+		}
 	}
 	m := CredentialSecret{AccessToken: req.AccessToken, PrivateKey: req.PrivateKey,
 		AccessTokenJSON: req.AccessTokenJSON, PrivateKeyJSON: req.PrivateKeyJSON}

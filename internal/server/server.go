@@ -28,6 +28,7 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials"
 
+	"github.com/runnel-ci/runnel/internal/access"
 	"github.com/runnel-ci/runnel/internal/action"
 	"github.com/runnel-ci/runnel/internal/agent"
 	"github.com/runnel-ci/runnel/internal/agentcmd"
@@ -43,6 +44,7 @@ import (
 	"github.com/runnel-ci/runnel/internal/gitdef/configext"
 	"github.com/runnel-ci/runnel/internal/imagebuild"
 	"github.com/runnel-ci/runnel/internal/safeurl"
+	"github.com/runnel-ci/runnel/internal/project"
 	"github.com/runnel-ci/runnel/internal/scheduler"
 	"github.com/runnel-ci/runnel/internal/secret"
 	"github.com/runnel-ci/runnel/internal/store"
@@ -231,8 +233,10 @@ func (s *Server) buildServices(ctx context.Context) error {
 	s.sched = scheduler.New(scheduler.Options{Store: s.st, Catalog: catalog, Logger: s.log, LeaseDuration: cfg.LeaseDuration,
 		LogCapBytes: cfg.LogCapBytes, Bus: s.bus, OfflineAfter: cfg.OfflineAfter,
 		Secrets: s.resolver, Storage: s.artifacts, Definitions: imagebuild.SkipManaged(s.defs)})
+	policy := access.New(s.st)
 	s.images = imagebuild.New(imagebuild.Options{Store: s.st, Runs: s.sched, Catalog: catalog, Registry: cfg.Registry,
-		RegistryCredential: cfg.RegistryCredential, Credentials: credential})
+		RegistryCredential: cfg.RegistryCredential, Credentials: credential,
+		Access: policy, Projects: project.New(project.Options{Store: s.st, Access: policy})})
 	s.crons = cron.NewService(cron.Options{Store: s.st, MinInterval: cfg.CronMinInterval,
 		CatchUp: cfg.CronCatchUp, Logger: s.log, Trigger: s.sched.Trigger})
 
@@ -302,7 +306,7 @@ func (s *Server) bindTransports(context.Context) error {
 		}
 		s.grpcSrv = grpc.NewServer(opts...)
 		as.Attach(s.grpcSrv)
-		streamrpc.NewServer(streamrpc.Options{Source: s.hub, Tokens: s.st, Users: s.st, Logger: s.log}).Attach(s.grpcSrv)
+		streamrpc.NewServer(streamrpc.Options{Source: s.hub, Tokens: s.st, Users: s.st, Access: access.New(s.st), Logger: s.log}).Attach(s.grpcSrv)
 		ln, err := net.Listen("tcp", cfg.GRPCAddr)
 		if err != nil {
 			return fmt.Errorf("listen (gRPC): %w", err)

@@ -52,6 +52,9 @@ var (
 	TriggerTypes  = []string{runnel.TriggerManual, runnel.TriggerCron, runnel.TriggerEvent}
 	TriggerEvents = []string{"push", "tag", "pull_request"}
 	NotifyOn      = []string{"success", "failure", "cancelled", "partial", "always"}
+	// ApproverRoles are what role:ROLE approvers may name: a project role
+	// (that role or a greater one decides) or admin (site admins).
+	ApproverRoles = []string{"viewer", "developer", "maintainer", "owner", "admin"}
 )
 
 type validator struct {
@@ -188,8 +191,16 @@ func (v *validator) checkApproval(path string, a *Approval) {
 	}
 	v.checkDuration(path+".timeout", a.Timeout)
 	for i, ap := range a.Approvers {
-		if strings.TrimSpace(ap) == "" {
-			v.errorf(indexPath(path+".approvers", i), "an approver is a token subject or group name; got an empty string")
+		ip := indexPath(path+".approvers", i)
+		switch {
+		case strings.TrimSpace(ap) == "":
+			v.errorf(ip, "an approver is a login, team:NAME or role:ROLE; got an empty string")
+		case strings.HasPrefix(ap, "role:"):
+			if r := strings.TrimPrefix(ap, "role:"); !contains(ApproverRoles, r) {
+				v.errorf(ip, "unknown role %q%s; accepted: %s", r, didYouMean(r, ApproverRoles), quoteList(ApproverRoles))
+			}
+		case strings.HasPrefix(ap, "team:") && strings.TrimSpace(strings.TrimPrefix(ap, "team:")) == "":
+			v.errorf(ip, "team: needs a team's name, as in team:release")
 		}
 	}
 }

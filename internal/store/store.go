@@ -83,6 +83,9 @@ type Pipeline struct {
 // PipelineFilter selects pipelines to list.
 type PipelineFilter struct {
 	ProjectID string
+	// Within, when not nil, limits the list to these projects (an empty
+	// list matches nothing): the projects the caller may see.
+	Within []string
 	// Search matches a substring of the name, case-insensitively.
 	Search string
 	Offset int
@@ -429,6 +432,9 @@ type Store interface {
 	Logs
 	Tokens
 	Users
+	Projects
+	Teams
+	SignIn
 	Audit
 	Agents
 	Secrets
@@ -529,6 +535,9 @@ type Runs interface {
 	Timeline(ctx context.Context, runID string) ([]*TimelineEntry, error)
 	// GetStepRun returns one step run.
 	GetStepRun(ctx context.Context, id string) (*StepRun, error)
+	// ProjectOfStepRun returns the project a step run's pipeline belongs
+	// to (ErrNotFound for no such step run).
+	ProjectOfStepRun(ctx context.Context, stepRunID string) (string, error)
 }
 
 // Queue is the job queue: job runs queued by run decisions, claimed by
@@ -1082,8 +1091,11 @@ type ImageTagConfig struct {
 type ImageBuildFilter struct {
 	Namespace string
 	RepoName  string
-	Offset    int
-	Limit     int
+	// Within, when not nil, limits the list to these namespaces (an empty
+	// list matches nothing): the projects the caller may see.
+	Within []string
+	Offset int
+	Limit  int
 }
 
 // ImageBuildRun is a run of an image repository's pipeline.
@@ -1123,4 +1135,178 @@ type ImageRepositories interface {
 	// newest first (CreatedAt, then run id, descending), and how many match
 	// in all.
 	ListImageBuilds(ctx context.Context, f ImageBuildFilter) ([]*ImageBuildRun, int, error)
+}
+
+// Project is a project: the access boundary that pipelines, secrets,
+// credentials limited to it and image repositories (by namespace) belong to.
+type Project struct {
+	ID          string
+	Name        string
+	Description string
+	CreatedBy   string
+	CreatedAt   time.Time
+	UpdatedAt   time.Time
+}
+
+// Member kinds: a project's member is a user or a team.
+const (
+	MemberUser = "user"
+	MemberTeam = "team"
+)
+
+// Member is a user's or a team's role in a project.
+type Member struct {
+	ProjectID string
+	Kind      string // MemberUser | MemberTeam
+	MemberID  string // the user's or the team's id
+	Role      string
+	CreatedAt time.Time
+	UpdatedAt time.Time
+}
+
+// Grant is one role a user holds in a project: directly (Team "") or as a
+// member of a team.
+type Grant struct {
+	ProjectID string
+	Role      string
+	// TeamID and TeamName say through which team; "" when direct.
+	TeamID   string
+	TeamName string
+}
+
+// Projects stores projects and their members.
+type Projects interface {
+	// CreateProject stores p (timestamps set by the caller; zero → now); an
+	// empty id → ErrInvalid, a used id → ErrConflict.
+	CreateProject(ctx context.Context, p *Project) error
+	// GetProject returns ErrNotFound for no such project.
+	GetProject(ctx context.Context, id string) (*Project, error)
+	// ListProjects lists every project by id.
+	ListProjects(ctx context.Context) ([]*Project, error)
+	// UpdateProject replaces the name, description and UpdatedAt
+	// (ErrNotFound).
+	UpdateProject(ctx context.Context, p *Project) error
+	// DeleteProject removes a project and its members (ErrNotFound); the
+	// caller checks it holds nothing any more.
+	DeleteProject(ctx context.Context, id string) error
+	// SetMember creates or replaces a member's role (ErrNotFound for no such
+	// project).
+	SetMember(ctx context.Context, m *Member) error
+	// RemoveMember removes one (ErrNotFound when it is not a member).
+	RemoveMember(ctx context.Context, projectID, kind, memberID string) error
+	// Members lists a project's members: users then teams, by id.
+	Members(ctx context.Context, projectID string) ([]*Member, error)
+	// GrantsOf lists the roles user userID holds, directly and through
+	// their teams, ordered by project.
+	GrantsOf(ctx context.Context, userID string) ([]Grant, error)
+}
+
+// Team is a named group of users that may be a project's member.
+type Team struct {
+	ID          string
+	Name        string
+	Description string
+	CreatedAt   time.Time
+}
+
+// Teams stores teams and their members.
+type Teams interface {
+	// CreateTeam stores t; a used id or name → ErrConflict.
+	CreateTeam(ctx context.Context, t *Team) error
+	// GetTeam and TeamByName return ErrNotFound for no such team.
+	GetTeam(ctx context.Context, id string) (*Team, error)
+	TeamByName(ctx context.Context, name string) (*Team, error)
+	// ListTeams lists every team by name.
+	ListTeams(ctx context.Context) ([]*Team, error)
+	// UpdateTeam replaces the description (ErrNotFound).
+	UpdateTeam(ctx context.Context, t *Team) error
+	// DeleteTeam removes a team, its members and its project memberships.
+	DeleteTeam(ctx context.Context, id string) error
+	// AddTeamMember adds a user (already a member: no change; ErrNotFound
+	// for no such team).
+	AddTeamMember(ctx context.Context, teamID, userID string) error
+	// RemoveTeamMember removes one (ErrNotFound when not a member).
+	RemoveTeamMember(ctx context.Context, teamID, userID string) error
+	// TeamMembers lists the ids of a team's users, in order.
+	TeamMembers(ctx context.Context, teamID string) ([]string, error)
+	// TeamsOf lists the teams user userID is a member of, by name.
+	TeamsOf(ctx context.Context, userID string) ([]*Team, error)
+}
+
+// AuthProvider is a single sign-on provider an admin configured. Its
+// client secret is sealed like a secret's value (SealID).
+type AuthProvider struct {
+	Name           string
+	Kind           string
+	DisplayName    string
+	URL            string
+	ClientID       string
+	Ciphertext     []byte
+	KeyID          string
+	Scopes         []string
+	AllowedOrgs    []string
+	AllowedDomains []string
+	CreatedAt      time.Time
+	UpdatedAt      time.Time
+}
+
+// SealID is the id the client secret is sealed under.
+func (p *AuthProvider) SealID() string { return "auth-provider:" + p.Name }
+
+// LoginState is a sign-in under way, keyed by its OAuth state.
+type LoginState struct {
+	State    string
+	Provider string
+	Nonce    string
+	Verifier string
+	// ReturnTo is the UI path to land on after signing in.
+	ReturnTo  string
+	ExpiresAt time.Time
+}
+
+// Session is a browser session: its cookie's value is never stored, only
+// its SHA-256 (Hash).
+type Session struct {
+	ID         string
+	Hash       []byte
+	UserID     string
+	Provider   string // "" when made from an API token
+	CreatedAt  time.Time
+	ExpiresAt  time.Time
+	LastSeenAt time.Time
+	UserAgent  string
+	RemoteAddr string
+}
+
+// SignIn stores single sign-on's providers, identities, pending logins and
+// sessions.
+type SignIn interface {
+	// CreateAuthProvider stores a new provider (a used name → ErrConflict);
+	// UpdateAuthProvider replaces one (ErrNotFound).
+	CreateAuthProvider(ctx context.Context, p *AuthProvider) error
+	UpdateAuthProvider(ctx context.Context, p *AuthProvider) error
+	GetAuthProvider(ctx context.Context, name string) (*AuthProvider, error)
+	ListAuthProviders(ctx context.Context) ([]*AuthProvider, error)
+	DeleteAuthProvider(ctx context.Context, name string) error
+	// LinkIdentity records that user userID signs in as subject at
+	// provider (already linked → ErrConflict); UserOfIdentity finds them
+	// (ErrNotFound).
+	LinkIdentity(ctx context.Context, provider, subject, userID string, at time.Time) error
+	UserOfIdentity(ctx context.Context, provider, subject string) (string, error)
+	// PutLoginState stores a pending login; TakeLoginState returns and
+	// removes it in one step (so it is used at most once): unknown or
+	// expired at now → ErrNotFound. Expired states are removed on the way.
+	PutLoginState(ctx context.Context, l *LoginState) error
+	TakeLoginState(ctx context.Context, state string, now time.Time) (*LoginState, error)
+	// CreateSession stores a session; SessionByHash finds one by its
+	// cookie's hash (ErrNotFound); TouchSession records its use.
+	CreateSession(ctx context.Context, s *Session) error
+	SessionByHash(ctx context.Context, hash []byte) (*Session, error)
+	TouchSession(ctx context.Context, id string, at time.Time) error
+	// ListSessions lists a user's sessions, newest first.
+	ListSessions(ctx context.Context, userID string) ([]*Session, error)
+	// DeleteSession removes one (ErrNotFound); DeleteExpiredSessions those
+	// expired before t, and the login states too.
+	DeleteSession(ctx context.Context, id string) error
+	DeleteExpiredSessions(ctx context.Context, t time.Time) (int, error)
 }

@@ -45,10 +45,20 @@ type Options struct {
 	Tokens store.Tokens
 	// Users refuses the tokens of disabled or deleted users (nil: tokens are
 	// taken as they are).
-	Users  identity.UserGetter
+	Users identity.UserGetter
+	// Access decides which streams a caller may follow (the same rules as
+	// the HTTP API's; nil: every stream).
+	Access Access
 	Logger *slog.Logger
 	// Now defaults to time.Now.
 	Now func() time.Time
+}
+
+// Access is the access policy's stream check (package access implements
+// it): ErrNotFound for what the caller may not see; allow filters an
+// unfiltered stream by project.
+type Access interface {
+	Stream(ctx context.Context, projectID, pipelineID, runID, stepRunID string) (allow func(projectID string) bool, err error)
 }
 
 // Server implements streampb.StreamServiceServer.
@@ -57,13 +67,14 @@ type Server struct {
 	src    event.Source
 	tokens store.Tokens
 	users  identity.UserGetter
+	access Access
 	log    *slog.Logger
 	now    func() time.Time
 }
 
 // NewServer returns the stream service; add it to a gRPC server with Attach.
 func NewServer(o Options) *Server {
-	s := &Server{src: o.Source, tokens: o.Tokens, users: o.Users, log: o.Logger, now: o.Now}
+	s := &Server{src: o.Source, tokens: o.Tokens, users: o.Users, access: o.Access, log: o.Logger, now: o.Now}
 	if s.log == nil {
 		s.log = slog.New(slog.DiscardHandler)
 	}
@@ -79,36 +90,42 @@ func (s *Server) Attach(g *grpc.Server) { streampb.RegisterStreamServiceServer(g
 // WatchRun streams a run's events after from_seq, then live ones, until the
 // run is over.
 func (s *Server) WatchRun(req *streampb.WatchRunRequest, stream grpc.ServerStreamingServer[streampb.Event]) error {
-	ctx := stream.Context()
-	if _, err := s.authenticate(ctx); err != nil {
+	ctx, err := s.authenticate(stream.Context())
+	if err != nil {
 		return err
 	}
 	if err := checkID("run_id", req.RunId); err != nil {
 		return err
 	}
+	if _, err := s.check(ctx, "", "", req.RunId, ""); err != nil {
+		return err
+	}
 	if err := checkFromSeq(req.FromSeq); err != nil {
 		return err
 	}
-	send, sent := s.eventSender(ctx, stream)
-	err := s.src.WatchRun(ctx, req.RunId, req.FromSeq, send)
+	send, sent := s.eventSender(ctx, stream, nil)
+	err = s.src.WatchRun(ctx, req.RunId, req.FromSeq, send)
 	return s.streamError(ctx, err, *sent, "WatchRun", "run "+req.RunId, slog.String("run_id", req.RunId))
 }
 
 // TailLogs streams a step run's log lines after from_seq, then live ones,
 // until the step is final.
 func (s *Server) TailLogs(req *streampb.TailLogsRequest, stream grpc.ServerStreamingServer[streampb.LogLine]) error {
-	ctx := stream.Context()
-	if _, err := s.authenticate(ctx); err != nil {
+	ctx, err := s.authenticate(stream.Context())
+	if err != nil {
 		return err
 	}
 	if err := checkID("step_run_id", req.StepRunId); err != nil {
+		return err
+	}
+	if _, err := s.check(ctx, "", "", "", req.StepRunId); err != nil {
 		return err
 	}
 	if err := checkFromSeq(req.FromSeq); err != nil {
 		return err
 	}
 	var sendErr error
-	err := s.src.TailLogs(ctx, req.StepRunId, req.FromSeq, func(l store.LogLine) error {
+	err = s.src.TailLogs(ctx, req.StepRunId, req.FromSeq, func(l store.LogLine) error {
 		if err := stream.Send(logLineToPB(l)); err != nil {
 			sendErr = err
 			return err
@@ -121,8 +138,8 @@ func (s *Server) TailLogs(req *streampb.TailLogsRequest, stream grpc.ServerStrea
 // WatchEvents streams the events of a project's or a pipeline's runs from
 // now on; it ends only when the client goes away (or on an error).
 func (s *Server) WatchEvents(req *streampb.WatchEventsRequest, stream grpc.ServerStreamingServer[streampb.Event]) error {
-	ctx := stream.Context()
-	if _, err := s.authenticate(ctx); err != nil {
+	ctx, err := s.authenticate(stream.Context())
+	if err != nil {
 		return err
 	}
 	if req.ProjectId == "" && req.PipelineId == "" {
@@ -134,11 +151,15 @@ func (s *Server) WatchEvents(req *streampb.WatchEventsRequest, stream grpc.Serve
 	if len(req.PipelineId) > maxIDLen {
 		return status.Errorf(codes.InvalidArgument, "pipeline_id: longer than %d bytes", maxIDLen)
 	}
-	send, sent := s.eventSender(ctx, stream)
+	allow, err := s.check(ctx, req.ProjectId, req.PipelineId, "", "")
+	if err != nil {
+		return err
+	}
+	send, sent := s.eventSender(ctx, stream, allow)
 	// The response headers tell the client that events recorded from now
 	// on will reach it.
 	ready := func() { _ = stream.SendHeader(nil) }
-	err := s.src.Watch(ctx, event.Filter{ProjectID: req.ProjectId, PipelineID: req.PipelineId}, ready, send)
+	err = s.src.Watch(ctx, event.Filter{ProjectID: req.ProjectId, PipelineID: req.PipelineId}, ready, send)
 	return s.streamError(ctx, err, *sent, "WatchEvents", "project or pipeline",
 		slog.String("project_id", req.ProjectId), slog.String("pipeline_id", req.PipelineId))
 }
@@ -146,10 +167,10 @@ func (s *Server) WatchEvents(req *streampb.WatchEventsRequest, stream grpc.Serve
 // eventSender returns the send function handed to the Source, and a pointer
 // to the error its last failed Send returned (the Source calls send from the
 // calling goroutine, so no locking is needed).
-func (s *Server) eventSender(ctx context.Context, stream grpc.ServerStreamingServer[streampb.Event]) (func(*store.RunEvent) error, *error) {
+func (s *Server) eventSender(ctx context.Context, stream grpc.ServerStreamingServer[streampb.Event], allow func(string) bool) (func(*store.RunEvent) error, *error) {
 	sendErr := new(error)
 	return func(ev *store.RunEvent) error {
-		if ev == nil {
+		if ev == nil || (allow != nil && !allow(ev.ProjectID)) {
 			return nil
 		}
 		pb, derr := eventToPB(ev)
@@ -216,7 +237,43 @@ func checkFromSeq(v int64) error {
 // metadata and returns it. Only the SHA-256 of a token is stored, so the
 // lookup is by hash; the stored hash is still compared in constant time, so
 // that a store matching loosely can never let a different token through.
-func (s *Server) authenticate(ctx context.Context) (*store.APIToken, error) {
+// check asks the access policy whether the caller in ctx may follow a
+// stream: what they may not see is NOT_FOUND, as on the HTTP API.
+func (s *Server) check(ctx context.Context, projectID, pipelineID, runID, stepRunID string) (func(string) bool, error) {
+	if s.access == nil {
+		return nil, nil
+	}
+	allow, err := s.access.Stream(ctx, projectID, pipelineID, runID, stepRunID)
+	switch {
+	case err == nil:
+		return allow, nil
+	case errors.Is(err, runnel.ErrNotFound):
+		return nil, status.Error(codes.NotFound, err.Error())
+	case ctx.Err() != nil:
+		return nil, status.FromContextError(ctx.Err()).Err()
+	}
+	s.log.LogAttrs(ctx, slog.LevelWarn, "cannot check a stream's access", slog.Any("error", err))
+	return nil, status.Error(codes.Unavailable, "cannot check access right now; retry later")
+}
+
+// authenticate checks the call's token and returns ctx carrying its
+// principal.
+func (s *Server) authenticate(ctx context.Context) (context.Context, error) {
+	t, err := s.token(ctx)
+	if err != nil {
+		return nil, err
+	}
+	p := runnel.Principal{TokenID: t.ID, Subject: t.Subject, Role: t.Role, Scopes: t.Scopes}
+	if s.users != nil {
+		if p, err = identity.PrincipalOf(ctx, s.users, t); err != nil {
+			return nil, status.Error(codes.Unavailable, "cannot check the API token right now; retry later")
+		}
+	}
+	return runnel.WithPrincipal(ctx, p), nil
+}
+
+// token finds and checks the call's API token.
+func (s *Server) token(ctx context.Context) (*store.APIToken, error) {
 	md, _ := metadata.FromIncomingContext(ctx)
 	vals := md.Get("authorization")
 	if len(vals) == 0 {

@@ -304,6 +304,23 @@ func (c *conn) handle(req Request) {
 	sub := &sub{cancel: cancel}
 	c.subs[key] = sub
 	c.mu.Unlock()
+	if c.g.Check != nil {
+		allow, err := c.g.Check(ctx, p)
+		if err != nil {
+			c.release(key, sub)
+			cancel()
+			msg := "not found"
+			if !errors.Is(err, runnel.ErrNotFound) {
+				c.g.log.LogAttrs(ctx, slog.LevelError, "websocket subscription check failed", slog.Any("error", err))
+				msg = "the subscription could not be checked on the server; try again"
+			} else {
+				msg = err.Error()
+			}
+			c.fail(req.Channel, p, msg)
+			return
+		}
+		sub.allow = allow
+	}
 	if req.Channel == "logs" || p.RunID != "" {
 		// History first: nothing can be missed. A Watch says "subscribed"
 		// once it is registered.
@@ -312,8 +329,12 @@ func (c *conn) handle(req Request) {
 	go c.stream(ctx, sub, key, req.Channel, p)
 }
 
-// sub is one subscription of a connection.
-type sub struct{ cancel context.CancelFunc }
+// sub is one subscription of a connection; allow, when set, says which
+// projects' events it passes (a stream of every run the caller may see).
+type sub struct {
+	cancel context.CancelFunc
+	allow  func(projectID string) bool
+}
 
 // release removes sub from the connection's subscriptions, unless it is
 // already gone or replaced by a newer subscription with the same key.
@@ -332,6 +353,9 @@ func (c *conn) release(key string, sub *sub) {
 func (c *conn) stream(ctx context.Context, sub *sub, key, channel string, p Params) {
 	defer sub.cancel()
 	sendEvent := func(e *store.RunEvent) error {
+		if sub.allow != nil && !sub.allow(e.ProjectID) {
+			return nil
+		}
 		return c.send(ctx, Message{Channel: channel, Type: e.Type, Params: p, Data: eventData(e)})
 	}
 	var err error
@@ -430,6 +454,10 @@ type Gateway struct {
 	log       *slog.Logger
 	slowAfter time.Duration
 	limits    Limits
+	// Check, when set, decides each subscription for the caller in ctx (the
+	// access policy): an error refuses it with its message; allow filters
+	// an unfiltered status stream by project.
+	Check func(ctx context.Context, p Params) (allow func(projectID string) bool, err error)
 
 	mu       sync.Mutex
 	open     int
@@ -471,6 +499,8 @@ const StatusTooMany = websocket.StatusTryAgainLater
 // New returns a Gateway over events. slowAfter is how long a client that
 // does not keep up is waited for before it is disconnected (0: the
 // default); log nil discards.
+//
+// Set Check before serving to have every subscription checked.
 func New(events event.Source, slowAfter time.Duration, limits Limits, log *slog.Logger) *Gateway {
 	if slowAfter <= 0 {
 		slowAfter = DefaultSlowAfter

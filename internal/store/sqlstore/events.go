@@ -352,6 +352,23 @@ func (s *Store) PendingDeliveries(ctx context.Context) (int, error) {
 	return n, nil
 }
 
+// ProjectOfStepRun returns the project of a step run's pipeline.
+func (s *Store) ProjectOfStepRun(ctx context.Context, stepRunID string) (string, error) {
+	var p string
+	err := s.queryRow(ctx, s.r, `SELECT p.project_id FROM step_runs st
+		JOIN job_runs j ON j.id = st.job_run_id
+		JOIN runs r ON r.id = j.run_id
+		JOIN pipelines p ON p.id = r.pipeline_id
+		WHERE st.id = ?`, stepRunID).Scan(&p)
+	if errors.Is(err, sql.ErrNoRows) {
+		return "", notFound("project of step run " + stepRunID)
+	}
+	if err != nil {
+		return "", fmt.Errorf("project of step run %s: %w", stepRunID, err)
+	}
+	return p, nil
+}
+
 // GetStepRun returns one step run.
 func (s *Store) GetStepRun(ctx context.Context, id string) (*store.StepRun, error) {
 	st, err := scanStep(s.queryRow(ctx, s.r, `SELECT `+stepCols+` FROM step_runs WHERE id = ?`, id))

@@ -379,6 +379,15 @@ func (s *Store) ListImageBuilds(ctx context.Context, f store.ImageBuildFilter) (
 		where []string
 		args  []any
 	)
+	if f.Within != nil {
+		if len(f.Within) == 0 {
+			return []*store.ImageBuildRun{}, 0, nil
+		}
+		where = append(where, "i.namespace IN ("+strings.Repeat("?, ", len(f.Within)-1)+"?)")
+		for _, ns := range f.Within {
+			args = append(args, ns)
+		}
+	}
 	if f.Namespace != "" {
 		where = append(where, "i.namespace = ?")
 		args = append(args, f.Namespace)

@@ -91,6 +91,15 @@ func (s *Store) ListPipelines(ctx context.Context, f store.PipelineFilter) ([]*s
 		where = append(where, "project_id = ?")
 		args = append(args, f.ProjectID)
 	}
+	if f.Within != nil {
+		if len(f.Within) == 0 {
+			return []*store.Pipeline{}, 0, nil
+		}
+		where = append(where, "project_id IN ("+strings.Repeat("?, ", len(f.Within)-1)+"?)")
+		for _, id := range f.Within {
+			args = append(args, id)
+		}
+	}
 	if f.Search != "" {
 		where = append(where, `name_lower LIKE ? ESCAPE '\'`)
 		args = append(args, "%"+escapeLike(strings.ToLower(f.Search))+"%")

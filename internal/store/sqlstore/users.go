@@ -105,8 +105,8 @@ func (s *Store) UpdateUser(ctx context.Context, u *store.User) error {
 	return wrapOp(op, err)
 }
 
-// DeleteUser removes a user and, in the same transaction, every API token of
-// theirs, so that a deleted user cannot authenticate any more. What they did
+// DeleteUser removes a user and, in the same transaction, every API token,
+// team and project membership, identity and session of theirs, so that a deleted user cannot authenticate any more. What they did
 // (the runs they triggered, the pipelines they created) keeps their login.
 // An unknown user → ErrNotFound.
 func (s *Store) DeleteUser(ctx context.Context, id string) error {
@@ -119,7 +119,19 @@ func (s *Store) DeleteUser(ctx context.Context, id string) error {
 		if !ok {
 			return notFound(op)
 		}
-		_, err = s.exec(ctx, tx, `DELETE FROM api_tokens WHERE user_id = ?`, id)
+		if _, err := s.exec(ctx, tx, `DELETE FROM api_tokens WHERE user_id = ?`, id); err != nil {
+			return err
+		}
+		if _, err := s.exec(ctx, tx, `DELETE FROM team_members WHERE user_id = ?`, id); err != nil {
+			return err
+		}
+		if _, err := s.exec(ctx, tx, `DELETE FROM user_identities WHERE user_id = ?`, id); err != nil {
+			return err
+		}
+		if _, err := s.exec(ctx, tx, `DELETE FROM sessions WHERE user_id = ?`, id); err != nil {
+			return err
+		}
+		_, err = s.exec(ctx, tx, `DELETE FROM project_members WHERE kind = 'user' AND member_id = ?`, id)
 		return err
 	})
 	return wrapOp(op, err)

@@ -159,6 +159,13 @@ func testEvents(t *testing.T, open func(t *testing.T) store.Store) {
 		}
 		_, err = f.st.GetStepRun(f.ctx, "sr_nope")
 		wantErr(t, "GetStepRun of an unknown step", err, store.ErrNotFound)
+		proj, err := f.st.ProjectOfStepRun(f.ctx, step.ID)
+		noErr(t, "ProjectOfStepRun", err)
+		if proj != p.ProjectID {
+			t.Fatalf("ProjectOfStepRun = %q, want %q", proj, p.ProjectID)
+		}
+		_, err = f.st.ProjectOfStepRun(f.ctx, "sr_nope")
+		wantErr(t, "ProjectOfStepRun of an unknown step", err, store.ErrNotFound)
 	})
 
 	t.Run("FailedAtCreation", func(t *testing.T) {

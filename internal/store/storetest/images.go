@@ -348,6 +348,9 @@ func testImageBuilds(t *testing.T, open func(t *testing.T) store.Store) {
 		want(func(b built) bool { return b.repo == "acme/api" }), 5)
 	check("namespace acme, name web", store.ImageBuildFilter{Namespace: "acme", RepoName: "web"}, []string{}, 0)
 	check("unknown namespace", store.ImageBuildFilter{Namespace: "nobody"}, []string{}, 0)
+	check("within acme", store.ImageBuildFilter{Within: []string{"acme", "nobody"}},
+		want(func(b built) bool { return strings.HasPrefix(b.repo, "acme/") }), 5)
+	check("within nothing", store.ImageBuildFilter{Within: []string{}}, []string{}, 0)
 
 	// Full runs come back, as ListRuns returns them.
 	list, _, err := f.st.ListImageBuilds(f.ctx, store.ImageBuildFilter{Limit: 1})

@@ -104,6 +104,9 @@ func testPipelines(t *testing.T, open func(t *testing.T) store.Store) {
 			{"unicode case folding", store.PipelineFilter{Search: "ünïcode straße"}, 1, []string{"ÜNÏCODE Straße"}, 1},
 			{"search and project", store.PipelineFilter{ProjectID: "p2", Search: "50"}, 2, []string{"50%", "50x"}, 2},
 			{"no match", store.PipelineFilter{Search: "zzz"}, 0, []string{}, 0},
+			{"within p2", store.PipelineFilter{Within: []string{"p2", "p9"}}, 6, nil, 6},
+			{"within nothing", store.PipelineFilter{Within: []string{}}, 0, []string{}, 0},
+			{"within and project", store.PipelineFilter{ProjectID: "p1", Within: []string{"p2"}}, 0, []string{}, 0},
 		}
 		for _, c := range cases {
 			ps, total, err := f.st.ListPipelines(f.ctx, c.filter)
