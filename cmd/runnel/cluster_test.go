@@ -175,6 +175,13 @@ func (c *client) agentIDs() map[string]agentInfo {
 // createPipeline creates a pipeline with a JSON spec and returns its id.
 func (c *client) createPipeline(name, specJSON string) string {
 	c.t.Helper()
+	return c.createPipelineIn("demo", name, specJSON)
+}
+
+// createPipelineIn creates a pipeline in a project (a new project id
+// becomes a project).
+func (c *client) createPipelineIn(project, name, specJSON string) string {
+	c.t.Helper()
 	var specObj any
 	if err := json.Unmarshal([]byte(specJSON), &specObj); err != nil {
 		c.t.Fatalf("spec of %s: %v", name, err)
@@ -182,7 +189,7 @@ func (c *client) createPipeline(name, specJSON string) string {
 	var p struct {
 		PipelineID string `json:"pipelineId"`
 	}
-	if env := c.do("POST", "/api/v1/pipelines", map[string]any{"projectId": "demo", "name": name, "spec": specObj}, &p); env.Code != 0 {
+	if env := c.do("POST", "/api/v1/pipelines", map[string]any{"projectId": project, "name": name, "spec": specObj}, &p); env.Code != 0 {
 		c.t.Fatalf("create %s: %+v", name, env)
 	}
 	return p.PipelineID

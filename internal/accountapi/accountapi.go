@@ -5,6 +5,7 @@
 package accountapi
 
 import (
+	"context"
 	"log/slog"
 	"net/http"
 	"time"
@@ -13,6 +14,7 @@ import (
 	"github.com/runnel-ci/runnel/internal/apikit"
 	"github.com/runnel-ci/runnel/internal/identity"
 	"github.com/runnel-ci/runnel/internal/project"
+	"github.com/runnel-ci/runnel/internal/signin"
 	"github.com/runnel-ci/runnel/internal/store"
 )
 
@@ -21,6 +23,16 @@ type API struct {
 	Identity *identity.Service
 	// Projects owns projects, members and teams.
 	Projects *project.Service
+	// SignIn owns single sign-on's providers and the browser sessions.
+	SignIn *signin.Service
+	// Tokens reads a token's expiry (a session opened with it ends no
+	// later).
+	Tokens interface {
+		GetToken(ctx context.Context, id string) (*store.APIToken, error)
+	}
+	// ExternalURL is the server's public address (--external-url); ""
+	// derives it from each request.
+	ExternalURL string
 	// Audit stores and lists the audit log.
 	Audit store.Audit
 	// MaxBody bounds request bodies.
@@ -45,6 +57,19 @@ func (a *API) Routes() []apikit.Route {
 		{Method: "GET", Path: "/api/v1/tokens", Access: "signed-in", Scope: apikit.ScopeRead, H: a.listOwnTokens},
 		{Method: "POST", Path: "/api/v1/tokens", Access: "signed-in", Scope: apikit.ScopeWrite, H: a.createOwnToken},
 		{Method: "DELETE", Path: "/api/v1/tokens/{tokenId}", Access: "signed-in", Scope: apikit.ScopeWrite, H: a.deleteToken},
+
+		// Single sign-on and browser sessions.
+		{Method: "GET", Path: "/api/v1/auth/providers", Public: true, Access: "public", H: a.listProviders},
+		{Method: "POST", Path: "/api/v1/auth/providers", Scope: apikit.ScopeAdmin, Access: "admin", H: a.createProvider},
+		{Method: "GET", Path: "/api/v1/auth/providers/{name}", Scope: apikit.ScopeAdmin, Access: "admin", H: a.getProvider},
+		{Method: "PUT", Path: "/api/v1/auth/providers/{name}", Scope: apikit.ScopeAdmin, Access: "admin", H: a.updateProvider},
+		{Method: "DELETE", Path: "/api/v1/auth/providers/{name}", Scope: apikit.ScopeAdmin, Access: "admin", H: a.deleteProvider},
+		{Method: "GET", Path: "/api/v1/auth/providers/{name}/login", Public: true, Access: "public", NoAudit: true, H: a.login},
+		{Method: "GET", Path: "/api/v1/auth/providers/{name}/callback", Public: true, Access: "public", NoAudit: true, H: a.callback},
+		{Method: "POST", Path: "/api/v1/auth/session", Scope: apikit.ScopeRead, Access: "signed-in", H: a.openSession},
+		{Method: "DELETE", Path: "/api/v1/auth/session", Scope: apikit.ScopeRead, Access: "signed-in", H: a.closeSession},
+		{Method: "GET", Path: "/api/v1/sessions", Scope: apikit.ScopeRead, Access: "signed-in", H: a.listSessions},
+		{Method: "DELETE", Path: "/api/v1/sessions/{sessionId}", Scope: apikit.ScopeRead, Access: "signed-in", H: a.deleteSession},
 
 		// Projects: any user creates one (and owns it); the rest by role.
 		{Method: "GET", Path: "/api/v1/projects", Scope: apikit.ScopeRead, Access: "signed-in", H: a.listProjects},
@@ -79,7 +104,7 @@ func (a *API) ok(w http.ResponseWriter, status int, detail any) {
 func RequestBodies() map[string]any {
 	return map[string]any{"UserCreate": &userBody{}, "UserUpdate": &userUpdateBody{}, "TokenCreate": &tokenBody{},
 		"ProjectCreate": &projectBody{}, "ProjectUpdate": &projectUpdateBody{}, "MemberSet": &memberBody{},
-		"TeamCreate": &teamBody{}, "TeamUpdate": &teamUpdateBody{}}
+		"TeamCreate": &teamBody{}, "TeamUpdate": &teamUpdateBody{}, "ProviderCreate": &providerBody{}, "ProviderUpdate": &providerBody{}}
 }
 
 // me describes the caller: the web UI shows who is signed in and offers

@@ -14,6 +14,7 @@ import (
 	"github.com/runnel-ci/runnel/internal/apikit"
 	"github.com/runnel-ci/runnel/internal/identity"
 	"github.com/runnel-ci/runnel/internal/imageapi"
+	"github.com/runnel-ci/runnel/internal/signin"
 	"github.com/runnel-ci/runnel/internal/store"
 	"github.com/runnel-ci/runnel/internal/wire"
 )
@@ -38,6 +39,9 @@ func unauthorized(msg string) *apikit.Error {
 func (s *Server) authenticate(r *http.Request) (apikit.Principal, error) {
 	h := r.Header.Get("Authorization")
 	if h == "" {
+		if c, err := r.Cookie(signin.CookieName); err == nil && c.Value != "" {
+			return s.sessionPrincipal(r, c.Value)
+		}
 		return apikit.Principal{}, unauthorized("header Authorization: missing; send Authorization: Bearer <token>")
 	}
 	scheme, token, ok := strings.Cut(h, " ")
@@ -84,6 +88,39 @@ func (s *Server) authenticate(r *http.Request) (apikit.Principal, error) {
 	}
 	s.touch(r.Context(), t, now)
 	return p, nil
+}
+
+// sessionPrincipal authenticates a browser session's cookie. A change sent
+// with the cookie must come from the UI's own origin: browsers send Origin
+// (or Sec-Fetch-Site) with every such request, and another site's page
+// cannot forge them, so a request that another site made the browser send
+// is refused (SameSite=Lax already keeps the cookie off most of them).
+func (s *Server) sessionPrincipal(r *http.Request, value string) (apikit.Principal, error) {
+	if r.Method != http.MethodGet && r.Method != http.MethodHead && !sameOrigin(r, s.externalURL) {
+		return apikit.Principal{}, apikit.Errorf(http.StatusForbidden,
+			"header Origin: a change sent with the session cookie must come from this server's own pages; scripts and other tools send Authorization: Bearer <token>")
+	}
+	p, err := s.signin.Principal(r.Context(), value)
+	if errors.Is(err, runnel.ErrUnauthenticated) {
+		return apikit.Principal{}, unauthorized(err.Error())
+	}
+	return p, err
+}
+
+// sameOrigin reports whether a browser says the request comes from the
+// server's own origin.
+func sameOrigin(r *http.Request, external string) bool {
+	switch r.Header.Get("Sec-Fetch-Site") {
+	case "same-origin":
+		return true
+	case "cross-site", "same-site":
+		return false
+	}
+	o := r.Header.Get("Origin")
+	if o == "" || o == "null" {
+		return false
+	}
+	return strings.EqualFold(o, apikit.ExternalBase(r, external)) || strings.EqualFold(strings.TrimPrefix(strings.TrimPrefix(o, "https://"), "http://"), r.Host)
 }
 
 // touch records the token's use at most once per touchEvery. The stored

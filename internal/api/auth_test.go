@@ -85,6 +85,8 @@ func samplePath(tmpl string) string {
 		"{projectId}":    "nosuchproject",
 		"{memberId}":     "usr_aaaaaaaaaaaaaaaaaaaa",
 		"{teamId}":       "tm_aaaaaaaaaaaaaaaaaaaa",
+		"{name}":         "nosuchprovider",
+		"{sessionId}":    "ses_aaaaaaaaaaaaaaaaaaaa",
 	}
 	if strings.HasPrefix(tmpl, "/api/v1/tokens/") {
 		r["{tokenId}"] = "tok_aaaaaaaaaaaaaaaaaaaa" // API tokens; {tokenId} elsewhere is a registration token's

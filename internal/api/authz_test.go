@@ -114,7 +114,7 @@ func newAuthzFixture(t *testing.T, tweaks ...func(*Config)) *authzFixture {
 		// handlers never look them up).
 		"artifactId": runnel.NewID("art"), "agentId": runnel.NewID("agent"), "tokenId": runnel.NewID("tok"),
 		"userId": f.users["viewer"], "memberId": f.users["viewer"], "teamId": runnel.NewID("tm"),
-		"repo_name": "app", "repoName": "app", "provider": "github",
+		"repo_name": "app", "repoName": "app", "provider": "github", "name": "gitea", "sessionId": runnel.NewID("ses"),
 	}
 	return f
 }

@@ -91,6 +91,8 @@ func newEnvWith(t testing.TB, tweak func(*Config)) *env {
 	e.srv = New(cfg)
 	e.http = httptest.NewServer(e.srv.Handler())
 	t.Cleanup(e.http.Close)
+	// Redirects (sign-in) are answers to check, not to follow.
+	e.http.Client().CheckRedirect = func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }
 	e.token = e.addToken("alice", "user_alice", "user", nil)
 	return e
 }
@@ -312,7 +314,15 @@ func (e *env) check(method, path string, r *resp) {
 		e.t.Fatalf("%s %s: status %d: %s\nserver log:\n%s", method, path, r.status, r.body, logs)
 	}
 	ct := r.header.Get("Content-Type")
-	if r.status == http.StatusNoContent && len(r.body) == 0 {
+	if (r.status == http.StatusNoContent || r.status == http.StatusFound) && len(r.body) == 0 {
+		if r.status == http.StatusFound {
+			if r.header.Get("Location") == "" {
+				e.t.Fatalf("%s %s: a redirect without a Location", method, path)
+			}
+			if _, op := findOperation(openAPI(e.t), method, path); op == nil || op["responses"].(map[string]any)["302"] == nil {
+				e.t.Fatalf("%s %s: a redirect the OpenAPI document does not describe", method, path)
+			}
+		}
 		return
 	}
 	if strings.HasPrefix(ct, "application/json") && method != http.MethodHead {

@@ -33,7 +33,9 @@ import (
 	"github.com/runnel-ci/runnel/internal/pipeline"
 	"github.com/runnel-ci/runnel/internal/project"
 	"github.com/runnel-ci/runnel/internal/secret"
+	"github.com/runnel-ci/runnel/internal/signin"
 	"github.com/runnel-ci/runnel/internal/spec"
+	"github.com/runnel-ci/runnel/internal/sso"
 	"github.com/runnel-ci/runnel/internal/store"
 	"github.com/runnel-ci/runnel/internal/trigger/webhook"
 	"github.com/runnel-ci/runnel/internal/wsgateway"
@@ -67,6 +69,10 @@ type Config struct {
 	// (https://ci.example.com), for the webhook URLs a secret rotation
 	// shows; empty: taken from the request (Host, X-Forwarded-Proto).
 	ExternalURL string
+	// SessionTTL is how long a browser session lasts (0: the default).
+	SessionTTL time.Duration
+	// HTTPClient makes the calls to sign-in providers (nil: a default).
+	HTTPClient *http.Client
 	// Git reads and writes the definitions of pipelines with a repoUrl:
 	// GET …/spec reads the file at the default branch's head, spec/save
 	// commits it (saveMode direct) or opens a pull request (pr). Nil: those
@@ -149,6 +155,8 @@ type Server struct {
 	// rule, the services' lists); projects owns projects, members, teams.
 	access   *access.Policy
 	projects *project.Service
+	// signin owns single sign-on and browser sessions.
+	signin *signin.Service
 
 	// touched remembers when each token's last-used time was last written, so
 	// an active client costs one write a minute instead of one per request.
@@ -239,7 +247,18 @@ func New(cfg Config) *Server {
 	}
 	s.identity = identity.New(identity.Options{Store: s.st, Clock: s.now})
 	s.fleet = fleet.New(fleet.Options{Store: s.st, Control: s.agents, Clock: s.now})
-	s.accounts = &accountapi.API{Identity: s.identity, Projects: s.projects, Audit: s.st, MaxBody: s.maxBody, Now: s.now, Log: s.log}
+	so := signin.Options{Store: s.st, SessionTTL: cfg.SessionTTL, Clock: s.now}
+	if k, ok := s.seal.(signin.Keys); ok {
+		so.Keys = k
+	}
+	if cfg.HTTPClient != nil {
+		so.SSO = sso.New(sso.WithHTTPClient(cfg.HTTPClient))
+	} else {
+		so.SSO = sso.New()
+	}
+	s.signin = signin.New(so)
+	s.accounts = &accountapi.API{Identity: s.identity, Projects: s.projects, SignIn: s.signin, Tokens: s.st, ExternalURL: s.externalURL,
+		Audit: s.st, MaxBody: s.maxBody, Now: s.now, Log: s.log}
 	s.imageAPI = &imageapi.API{Images: s.images, MaxBody: s.maxBody, ExternalURL: s.externalURL, Now: s.now}
 	mux := &apikit.Mux{Routes: s.routes(), Authenticate: s.authenticate, Authorize: s.authorize, Fail: s.fail, MaxBody: s.maxBody, Log: s.log,
 		Fallback: s.ui, FallbackFor: isUIPath, Audit: s.accounts.Record}

@@ -350,6 +350,10 @@ func (s *Server) Run(ctx context.Context) error {
 	if r := s.cfg.AuditRetention; r > 0 {
 		g.Go(func() error { return sweep(gctx, "audit entries", r, s.st.DeleteAuditBefore, s.log) })
 	}
+	// Sessions and sign-ins that expired: nothing to keep them for.
+	g.Go(func() error {
+		return sweep(gctx, "expired sessions", time.Nanosecond, s.st.DeleteExpiredSessions, s.log)
+	})
 	if s.agent != nil {
 		g.Go(func() error { return s.agent.Run(gctx) })
 	}

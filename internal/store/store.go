@@ -1276,6 +1276,9 @@ type Session struct {
 	LastSeenAt time.Time
 	UserAgent  string
 	RemoteAddr string
+	// Scopes limit a session opened with a scoped API token (nil: every
+	// scope of its user).
+	Scopes []string
 }
 
 // SignIn stores single sign-on's providers, identities, pending logins and

@@ -194,15 +194,19 @@ func (s *Store) TakeLoginState(ctx context.Context, state string, now time.Time)
 	return out, nil
 }
 
-const sessionCols = `id, hash, user_id, provider, created_at, expires_at, last_seen_at, user_agent, remote_addr`
+const sessionCols = `id, hash, user_id, provider, created_at, expires_at, last_seen_at, user_agent, remote_addr, scopes`
 
 func scanSession(sc scanner) (*store.Session, error) {
 	var (
 		x                      store.Session
 		created, expires, seen int64
 	)
-	if err := sc.Scan(&x.ID, &x.Hash, &x.UserID, &x.Provider, &created, &expires, &seen, &x.UserAgent, &x.RemoteAddr); err != nil {
+	var scopes string
+	if err := sc.Scan(&x.ID, &x.Hash, &x.UserID, &x.Provider, &created, &expires, &seen, &x.UserAgent, &x.RemoteAddr, &scopes); err != nil {
 		return nil, err
+	}
+	if scopes != "" {
+		x.Scopes = strings.Split(scopes, ",")
 	}
 	x.CreatedAt, x.ExpiresAt, x.LastSeenAt = fromMicros(created), fromMicros(expires), fromMicros(seen)
 	return &x, nil
@@ -213,10 +217,14 @@ func (s *Store) CreateSession(ctx context.Context, x *store.Session) error {
 	if x == nil || x.ID == "" || len(x.Hash) == 0 || x.UserID == "" {
 		return invalid("create session", "the id, hash and user must not be empty")
 	}
-	err := s.writeTx(ctx, true, func(tx *sql.Tx) error {
-		_, err := s.exec(ctx, tx, `INSERT INTO sessions (`+sessionCols+`) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+	scopes, err := encodeScopes("create session "+x.ID, x.Scopes)
+	if err != nil {
+		return err
+	}
+	err = s.writeTx(ctx, true, func(tx *sql.Tx) error {
+		_, err := s.exec(ctx, tx, `INSERT INTO sessions (`+sessionCols+`) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
 			x.ID, x.Hash, x.UserID, x.Provider, micros(x.CreatedAt), micros(x.ExpiresAt), micros(orNow(x.LastSeenAt, x.CreatedAt)),
-			x.UserAgent, x.RemoteAddr)
+			x.UserAgent, x.RemoteAddr, scopes)
 		return err
 	})
 	return wrapOp("create session "+x.ID, err)

@@ -67,7 +67,8 @@ func testSignIn(t *testing.T, open func(t *testing.T) store.Store) {
 		noErr(t, "CreateUser", f.st.CreateUser(f.ctx, u))
 		a := &store.Session{ID: newID("ses"), Hash: hashOf("a"), UserID: u.ID, Provider: "gitea", CreatedAt: at(1), ExpiresAt: at(1000),
 			LastSeenAt: at(1), UserAgent: "ua", RemoteAddr: "127.0.0.1"}
-		b := &store.Session{ID: newID("ses"), Hash: hashOf("b"), UserID: u.ID, CreatedAt: at(2), ExpiresAt: at(20), LastSeenAt: at(2)}
+		b := &store.Session{ID: newID("ses"), Hash: hashOf("b"), UserID: u.ID, CreatedAt: at(2), ExpiresAt: at(20), LastSeenAt: at(2),
+			Scopes: []string{"read", "run"}}
 		noErr(t, "CreateSession a", f.st.CreateSession(f.ctx, a))
 		noErr(t, "CreateSession b", f.st.CreateSession(f.ctx, b))
 		got2, err := f.st.SessionByHash(f.ctx, hashOf("a"))
@@ -78,7 +79,7 @@ func testSignIn(t *testing.T, open func(t *testing.T) store.Store) {
 		noErr(t, "TouchSession", f.st.TouchSession(f.ctx, a.ID, at(50)))
 		list, err := f.st.ListSessions(f.ctx, u.ID)
 		noErr(t, "ListSessions", err)
-		if len(list) != 2 || list[0].ID != b.ID || !list[1].LastSeenAt.Equal(at(50)) || !bytes.Equal(list[1].Hash, a.Hash) {
+		if len(list) != 2 || list[0].ID != b.ID || len(list[0].Scopes) != 2 || list[1].Scopes != nil || !list[1].LastSeenAt.Equal(at(50)) || !bytes.Equal(list[1].Hash, a.Hash) {
 			t.Fatalf("ListSessions = %+v", list)
 		}
 		n, err := f.st.DeleteExpiredSessions(f.ctx, at(100))

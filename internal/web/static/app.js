@@ -68,18 +68,19 @@ async function render() {
   const path = location.pathname;
   const query = new URLSearchParams(location.search);
   drawHeader(path);
-  if (!session.token && path !== '/signin') {
-    navigate('/signin?next=' + encodeURIComponent(path + location.search), true);
-    return;
-  }
-  if (session.token && !session.me) {
+  if (session.me === undefined) {
     try {
-      session.me = await api('GET', '/me');
+      await session.load();
     } catch (e) {
       if (seq === renderSeq) mount(main, errorBox(e));
       return;
     }
+    if (seq !== renderSeq) return;
     drawHeader(path);
+  }
+  if (!session.me && path !== '/signin') {
+    navigate('/signin?next=' + encodeURIComponent(path + location.search), true);
+    return;
   }
   const m = match(path);
   if (!m) {
@@ -123,9 +124,9 @@ function drawHeader(path) {
   const me = session.me;
   mount(header,
     h('a.brand', {href: '/pipelines', 'aria-label': 'Runnel home'}, h('img', {src: '/assets/favicon.svg', alt: '', width: 22, height: 22}), 'Runnel'),
-    session.token ? h('nav.main-nav', {'aria-label': 'Main'}, links) : null,
+    session.me ? h('nav.main-nav', {'aria-label': 'Main'}, links) : null,
     h('div.spacer'),
-    session.token ? h('div.who',
+    session.me ? h('div.who',
       h('span#conn', {class: 'conn ' + connState, title: 'Live updates: ' + connState, role: 'img', 'aria-label': 'live updates'}),
       me ? h('span.subject', {title: `role ${me.role}`}, me.subject) : null,
       h('button.btn.small', {type: 'button', onclick: signOut}, 'Sign out')) : null);
@@ -143,18 +144,23 @@ window.addEventListener('runnel:signedout', () => {
 
 async function signInPage(ctx) {
   setTitle('Sign in');
+  const next = ctx.query.get('next');
+  const dest = next && next.startsWith('/') && !next.startsWith('//') && !next.startsWith('/signin') ? next : '/pipelines';
+  if (session.me) { navigate(dest, true); return; }
   const input = h('input', {type: 'password', name: 'token', autocomplete: 'off', required: true, spellcheck: 'false', placeholder: 'rnl_…', 'aria-describedby': 'token-hint'});
   const msg = h('div', {'aria-live': 'polite'});
+  const refused = ctx.query.get('error');
+  if (refused) mount(msg, errorBox(new Error('Sign-in refused: ' + refused)));
+  const providers = h('div.providers');
   const form = h('form.card.signin', {
     onsubmit: async (e) => {
       e.preventDefault();
       const token = input.value.trim();
       mount(msg);
       try {
-        const me = await api('GET', '/me', undefined, {token});
-        session.signIn(token, me);
-        const next = ctx.query.get('next');
-        navigate(next && next.startsWith('/') && !next.startsWith('//') && !next.startsWith('/signin') ? next : '/pipelines', true);
+        await session.signInWithToken(token);
+        input.value = '';
+        navigate(dest, true);
       } catch (err) {
         mount(msg, errorBox(err.status === 401 ? new Error('That token was not accepted: check it, or ask an admin for a new one.') : err));
         input.select();
@@ -162,12 +168,19 @@ async function signInPage(ctx) {
     },
   },
   h('h1', 'Sign in to Runnel'),
+  providers,
   h('div.field', h('label', {for: 'token'}, 'API token'), Object.assign(input, {id: 'token'}),
-    h('small.hint#token-hint', 'A user or admin token. The server prints the admin token on its first start (or set one with --admin-token). It is kept in this tab only, until you sign out or close it.')),
+    h('small.hint#token-hint', 'A user or admin token. The server prints the admin token on its first start (or set one with --admin-token). It opens a session in this browser and is not kept by the page.')),
   msg,
   h('button.btn.primary', {type: 'submit'}, 'Sign in'));
   mount(ctx.main, h('section.page.narrow', form));
   input.focus();
+  try {
+    const list = await api('GET', '/auth/providers');
+    if (!ctx.current) return;
+    mount(providers, ...list.items.map((p) => h('a.btn.provider', {href: `${p.loginUrl}?returnTo=${encodeURIComponent(dest)}`},
+      'Sign in with ' + p.displayName)), list.items.length ? h('p.or', 'or with an API token:') : null);
+  } catch { /* the token form still works */ }
 }
 
 // Same-origin links go through the router, unless opened elsewhere.

@@ -37,11 +37,11 @@ function subscribeMsg(sub) {
 }
 
 function connect() {
-  if (ws || !session.token) return;
+  if (ws || !session.me) return;
   clearTimeout(timer);
   setState('connecting');
   const url = `${location.protocol === 'https:' ? 'wss' : 'ws'}://${location.host}/api/v1/ws`;
-  const sock = new WebSocket(url, ['runnel.v1', 'bearer.' + session.token]);
+  const sock = new WebSocket(url, ['runnel.v1']); // the session's cookie authenticates
   ws = sock;
   sock.onopen = () => {
     retry = 0;
@@ -73,7 +73,7 @@ function connect() {
     if (ws !== sock) return;
     ws = null;
     setState('closed');
-    if (subs.size && session.token) {
+    if (subs.size && session.me) {
       const wait = Math.min(30000, 500 * 2 ** retry++) * (0.5 + Math.random() / 2);
       timer = setTimeout(connect, wait);
     }

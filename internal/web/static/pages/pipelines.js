@@ -3,7 +3,7 @@
 // webhook).
 
 import {h, mount, badge, when, span, field, toast, dialog, confirm, errorBox, debounce, copy} from '../lib/dom.js';
-import {get, post, put, del, ApiError} from '../lib/api.js';
+import {get, post, put, del, ApiError, session} from '../lib/api.js';
 import {subscribe} from '../lib/live.js';
 
 export default function render(ctx) {
@@ -209,7 +209,8 @@ async function detail(ctx) {
     load();
   });
   ctx.onCleanup(subscribe('status', {pipelineId: id}, (m) => { if (m.type === 'run.status' || m.type === 'reconnected') refresh(); }));
-  const runBtn = h('button.btn.primary', {type: 'button', onclick: () => triggerDialog(ctx, p)}, '▶ Run');
+  // Viewers see runs; developers start them.
+  const runBtn = session.may(p.projectId, 'developer') ? h('button.btn.primary', {type: 'button', onclick: () => triggerDialog(ctx, p)}, '▶ Run') : null;
   mount(ctx.main, h('section.page', pipelineHead(p, 'runs', h('div.row', runBtn)), h('div.filters', status), body));
   await load();
 }

@@ -4,7 +4,7 @@
 // repeat).
 
 import {h, mount, badge, statusIcon, when, span, toast, dialog, confirm, errorBox, debounce, matrixOf, isFinal, field} from '../lib/dom.js';
-import {get, post, download, ApiError} from '../lib/api.js';
+import {get, post, download, ApiError, session} from '../lib/api.js';
 import {subscribe} from '../lib/live.js';
 import {LogView} from '../lib/logview.js';
 
@@ -219,10 +219,13 @@ export default async function render(ctx) {
   const drawHead = () => {
     const active = !isFinal(run.status);
     const btns = [];
-    if (run.status === 'running' || run.status === 'pending') btns.push(h('button.btn', {type: 'button', onclick: () => control('pause')}, '‖ Pause'));
-    if (run.status === 'paused') btns.push(h('button.btn', {type: 'button', onclick: () => control('resume')}, '▶ Resume'));
-    if (active) btns.push(h('button.btn.danger', {type: 'button', onclick: stop}, '■ Stop'));
-    btns.push(h('button.btn' + (active ? '' : '.primary'), {type: 'button', onclick: rerun, title: 'Start a new run with the same variables'}, '↻ Re-run'));
+    // Controls are a developer's; viewers follow the run.
+    if (!pipeline.projectId || session.may(pipeline.projectId, 'developer')) {
+      if (run.status === 'running' || run.status === 'pending') btns.push(h('button.btn', {type: 'button', onclick: () => control('pause')}, '‖ Pause'));
+      if (run.status === 'paused') btns.push(h('button.btn', {type: 'button', onclick: () => control('resume')}, '▶ Resume'));
+      if (active) btns.push(h('button.btn.danger', {type: 'button', onclick: stop}, '■ Stop'));
+      btns.push(h('button.btn' + (active ? '' : '.primary'), {type: 'button', onclick: rerun, title: 'Start a new run with the same variables'}, '↻ Re-run'));
+    }
     const vars = Object.entries(run.variables || {});
     mount(headEl,
       h('div.crumbs', h('a', {href: '/pipelines'}, 'Pipelines'), ' / ', h('a', {href: `/pipelines/${run.pipelineId}`}, pipeline.name), ` / run #${run.number}`),
@@ -259,7 +262,7 @@ export default async function render(ctx) {
       const panel = h('div.approval', {role: 'region', 'aria-label': `Approval for ${a.scope} ${a.target}`},
         h('div.msg', h('strong', `Approval needed for ${a.scope} ${a.target}`), a.message ? h('div', a.message) : null,
           h('div.muted', 'requested ', when(a.requestedAt), a.timeoutAt ? [' · expires ', when(a.timeoutAt)] : '',
-            a.approvers?.length ? ` · approvers: ${a.approvers.join(', ')}` : '')),
+            ` · may decide: ${a.approvers?.length ? a.approvers.join(', ') : 'any developer of the project'}`)),
         comment,
         h('button.btn.ok', {type: 'button', onclick: () => decide('approve')}, '✓ Approve'),
         h('button.btn.danger', {type: 'button', onclick: () => decide('reject')}, '✕ Reject'));

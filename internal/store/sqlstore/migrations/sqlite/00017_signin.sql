@@ -49,7 +49,10 @@ CREATE TABLE sessions (
     expires_at   INTEGER  NOT NULL,
     last_seen_at INTEGER  NOT NULL,
     user_agent   TEXT    NOT NULL DEFAULT '',
-    remote_addr  TEXT    NOT NULL DEFAULT ''
+    remote_addr  TEXT    NOT NULL DEFAULT '',
+    -- scopes limit a session opened with a scoped API token (comma-separated;
+    -- '': every scope of its user)
+    scopes       TEXT    NOT NULL DEFAULT ''
 ) STRICT;
 CREATE INDEX sessions_user ON sessions (user_id, created_at);
 
