@@ -18,6 +18,7 @@ import (
 	"github.com/runnel-ci/runnel/internal/gitdef/configext"
 	"github.com/runnel-ci/runnel/internal/scheduler"
 	"github.com/runnel-ci/runnel/internal/server"
+	"github.com/runnel-ci/runnel/internal/signin"
 	"github.com/runnel-ci/runnel/internal/trigger/cron"
 	"github.com/runnel-ci/runnel/internal/wsgateway"
 )
@@ -56,6 +57,19 @@ func serverFlags(c *serverConfig, fs *flag.FlagSet) {
 	fs.DurationVar(&c.ConfigExtensionTimeout, "config-extension-timeout", envDuration("RUNNEL_CONFIG_EXTENSION_TIMEOUT", configext.DefaultTimeout), "how `long` to wait for the configuration extension; a run whose extension does not answer in time fails (RUNNEL_CONFIG_EXTENSION_TIMEOUT)")
 	fs.IntVar(&c.WSMaxConnections, "ws-max-connections", envInt("RUNNEL_WS_MAX_CONNECTIONS", wsgateway.DefaultMaxConnections), "WebSocket connections (live logs and statuses) served at once; past it a new one is closed with code 1013; 0: no limit (RUNNEL_WS_MAX_CONNECTIONS)")
 	fs.IntVar(&c.WSMaxPerToken, "ws-max-per-token", envInt("RUNNEL_WS_MAX_PER_TOKEN", wsgateway.DefaultMaxPerToken), "WebSocket connections one API token may hold at once; 0: no limit (RUNNEL_WS_MAX_PER_TOKEN)")
+	fs.DurationVar(&c.SessionTTL, "session-ttl", envDuration("RUNNEL_SESSION_TTL", signin.DefaultSessionTTL), "how `long` a browser session (sign-in to the web UI) lasts (RUNNEL_SESSION_TTL)")
+	addProvider := func(v string) error {
+		in, err := signin.ParseProviderFlag(v)
+		if err != nil {
+			return err
+		}
+		if sec, ok := os.LookupEnv(signin.SecretEnv(in.Name)); ok {
+			in.ClientSecret = &sec
+		}
+		c.SSOProviders = append(c.SSOProviders, in)
+		return nil
+	}
+	fs.Func("sso-provider", "a sign-in provider, written at start: `\"name=gitea kind=gitea url=https://git.example.com client-id=ID [allowed-orgs=a,b] [allowed-domains=example.com] [scopes=…] [display-name=Our+Gitea]\"`; repeat for several; its client secret from RUNNEL_SSO_<NAME>_CLIENT_SECRET (RUNNEL_SSO_PROVIDERS: providers separated by ;)", addProvider)
 	fs.DurationVar(&c.AuditRetention, "audit-retention", envDuration("RUNNEL_AUDIT_RETENTION", 365*24*time.Hour), "how `long` audit log entries (changes made through the API) are kept; 0 keeps them (RUNNEL_AUDIT_RETENTION)")
 	fs.DurationVar(&c.WebhookDeliveryRetention, "webhook-delivery-retention", envDuration("RUNNEL_WEBHOOK_DELIVERY_RETENTION", 720*time.Hour), "how `long` webhook deliveries are remembered, so that a redelivery is answered as a replay instead of starting runs again; 0 keeps them (RUNNEL_WEBHOOK_DELIVERY_RETENTION)")
 	fs.Func("events-sinks", "comma-separated http(s) `URLs` that receive every run's CDEvents as CloudEvents (RUNNEL_EVENTS_SINKS)", func(v string) error {
@@ -93,6 +107,27 @@ func splitList(v string) []string {
 	return out
 }
 
+// ssoFromEnv reads RUNNEL_SSO_PROVIDERS when no --sso-provider was given.
+func ssoFromEnv(c *serverConfig) error {
+	if len(c.SSOProviders) > 0 {
+		return nil
+	}
+	for _, v := range strings.Split(os.Getenv("RUNNEL_SSO_PROVIDERS"), ";") {
+		if strings.TrimSpace(v) == "" {
+			continue
+		}
+		in, err := signin.ParseProviderFlag(v)
+		if err != nil {
+			return fmt.Errorf("RUNNEL_SSO_PROVIDERS: %w", err)
+		}
+		if sec, ok := os.LookupEnv(signin.SecretEnv(in.Name)); ok {
+			in.ClientSecret = &sec
+		}
+		c.SSOProviders = append(c.SSOProviders, in)
+	}
+	return nil
+}
+
 func envOr(k, def string) string                            { return envflag.Or(k, def) }
 func envInt(k string, def int) int                          { return envflag.Int(k, def) }
 func envBool(k string, def bool) bool                       { return envflag.Bool(k, def) }
@@ -111,6 +146,10 @@ func cmdServer(args []string, stdout, stderr io.Writer) int {
 		if errors.Is(err, flag.ErrHelp) {
 			return exitOK
 		}
+		return exitInvalid
+	}
+	if err := ssoFromEnv(&cfg); err != nil {
+		fmt.Fprintln(stderr, "runnel server:", err)
 		return exitInvalid
 	}
 	if err := cfg.Validate(); err != nil {

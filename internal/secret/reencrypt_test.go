@@ -14,7 +14,8 @@ import (
 func rawKey(b byte) []byte { return bytes.Repeat([]byte{b}, 32) }
 
 // TestReencrypt: after a key rotation every sealed value — secrets,
-// credentials and webhook secrets — opens with the new key alone.
+// credentials, webhook secrets and sign-in providers' client secrets — opens
+// with the new key alone.
 func TestReencrypt(t *testing.T) {
 	ctx := context.Background()
 	st, err := sqlstore.Open(ctx, filepath.Join(t.TempDir(), "db.sqlite"), sqlstore.Options{})
@@ -46,14 +47,19 @@ func TestReencrypt(t *testing.T) {
 	if err := st.SetWebhookSecret(ctx, hook); err != nil {
 		t.Fatal(err)
 	}
+	prov := &store.AuthProvider{Name: "gitea", Kind: "gitea", URL: "https://git.example.com", ClientID: "id", CreatedAt: now, UpdatedAt: now}
+	prov.Ciphertext, prov.KeyID = old.Seal(prov.SealID(), []byte("client secret"))
+	if err := st.CreateAuthProvider(ctx, prov); err != nil {
+		t.Fatal(err)
+	}
 
 	rotated, err := NewKeyring(rawKey(2), rawKey(1))
 	if err != nil {
 		t.Fatal(err)
 	}
 	n, err := rotated.Reencrypt(ctx, st)
-	if err != nil || n != 3 {
-		t.Fatalf("Reencrypt: %d, %v; want 3 rewritten", n, err)
+	if err != nil || n != 4 {
+		t.Fatalf("Reencrypt: %d, %v; want 4 rewritten", n, err)
 	}
 	if n, err := rotated.Reencrypt(ctx, st); err != nil || n != 0 {
 		t.Fatalf("second Reencrypt: %d, %v; want nothing left to do", n, err)
@@ -73,6 +79,10 @@ func TestReencrypt(t *testing.T) {
 	s, _ := st.GetSecret(ctx, sec.ID)
 	if v, err := newOnly.Open(s.ID, s.Ciphertext, s.KeyID); err != nil || string(v) != "secret value" {
 		t.Errorf("secret after rotation: %q, %v", v, err)
+	}
+	pv, _ := st.GetAuthProvider(ctx, "gitea")
+	if v, err := newOnly.Open(pv.SealID(), pv.Ciphertext, pv.KeyID); err != nil || string(v) != "client secret" {
+		t.Errorf("provider's client secret after rotation: %q, %v", v, err)
 	}
 	// The webhook secret is bound to its pipeline: it does not open as a
 	// secret's value.

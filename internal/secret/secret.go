@@ -188,12 +188,14 @@ func (k *Keyring) Open(secretID string, ciphertext []byte, keyID string) ([]byte
 	return v, nil
 }
 
-// Reencrypt seals every secret, credential and pipeline webhook secret that
-// another key sealed with the current key. It returns how many it rewrote.
+// Reencrypt seals every secret, credential, pipeline webhook secret and
+// sign-in provider's client secret that another key sealed with the
+// current key. It returns how many it rewrote.
 func (k *Keyring) Reencrypt(ctx context.Context, st interface {
 	store.Secrets
 	store.Credentials
 	store.Webhooks
+	store.SignIn
 }) (int, error) {
 	list, err := st.ListSecrets(ctx, store.SecretFilter{})
 	if err != nil {
@@ -246,6 +248,24 @@ func (k *Keyring) Reencrypt(ctx context.Context, st interface {
 		}
 		w.Ciphertext, w.KeyID = k.Seal(w.SealID(), v)
 		if err := st.SetWebhookSecret(ctx, w); err != nil {
+			return n, err
+		}
+		n++
+	}
+	providers, err := st.ListAuthProviders(ctx)
+	if err != nil {
+		return n, err
+	}
+	for _, p := range providers {
+		if p.KeyID == k.current.id {
+			continue
+		}
+		v, err := k.Open(p.SealID(), p.Ciphertext, p.KeyID)
+		if err != nil {
+			return n, err
+		}
+		p.Ciphertext, p.KeyID = k.Seal(p.SealID(), v)
+		if err := st.UpdateAuthProvider(ctx, p); err != nil {
 			return n, err
 		}
 		n++

@@ -3,6 +3,7 @@ package server
 import (
 	"errors"
 	"fmt"
+	"github.com/runnel-ci/runnel/internal/signin"
 	"net"
 	"net/url"
 	"strings"
@@ -56,6 +57,11 @@ type Config struct {
 	WSMaxPerToken    int
 	// AuditRetention is how long audit entries are kept (0: forever).
 	AuditRetention time.Duration
+	// SessionTTL is how long a browser session lasts (0: the default).
+	SessionTTL time.Duration
+	// SSOProviders are sign-in providers written at start (created, or
+	// their configuration replaced).
+	SSOProviders []signin.ProviderInput
 	// WebhookDeliveryRetention: how long delivery ids are remembered for
 	// de-duplication (0: forever).
 	WebhookDeliveryRetention time.Duration
@@ -155,6 +161,9 @@ func (c *Config) Validate() error {
 	}
 	if c.WSMaxConnections < 0 || c.WSMaxPerToken < 0 {
 		return errors.New("--ws-max-connections and --ws-max-per-token must be 0 (no limit) or more")
+	}
+	if c.SessionTTL < 0 {
+		return errors.New("--session-ttl must be 0 (the default) or more")
 	}
 	if c.AuditRetention < 0 {
 		return errors.New("--audit-retention must be 0 (keep) or more")

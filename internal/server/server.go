@@ -47,6 +47,7 @@ import (
 	"github.com/runnel-ci/runnel/internal/safeurl"
 	"github.com/runnel-ci/runnel/internal/scheduler"
 	"github.com/runnel-ci/runnel/internal/secret"
+	"github.com/runnel-ci/runnel/internal/signin"
 	"github.com/runnel-ci/runnel/internal/store"
 	"github.com/runnel-ci/runnel/internal/store/sqlstore"
 	"github.com/runnel-ci/runnel/internal/streamrpc"
@@ -188,6 +189,14 @@ func (s *Server) openSecrets(ctx context.Context) error {
 	}
 	s.keyring = keyring
 	s.resolver = secret.Resolver{Store: s.st, Keyring: keyring}
+	// Sign-in providers the flags describe are written before anyone can
+	// sign in: the flags win over changes made through the API.
+	si := signin.New(signin.Options{Store: s.st, Keys: keyring})
+	for _, p := range s.cfg.SSOProviders {
+		if _, err := si.Ensure(ctx, p); err != nil {
+			return fmt.Errorf("--sso-provider %s: %w", p.Name, err)
+		}
+	}
 	return nil
 }
 
@@ -316,7 +325,7 @@ func (s *Server) bindTransports(context.Context) error {
 	handler := api.New(api.Config{Store: s.st, Runs: runControl{s: s.sched, cronMin: cfg.CronMinInterval}, Agents: s.sched,
 		Secrets: s.keyring, Artifacts: s.artifacts, Catalog: s.catalog, Logger: s.log, LogCapBytes: cfg.LogCapBytes,
 		ExternalURL: cfg.ExternalURL, Git: s.defs, Events: s.hub, Approvals: s.sched, Images: s.images, UI: web.New(),
-		StreamLimits: wsgateway.Limits{Total: cfg.WSMaxConnections, PerToken: cfg.WSMaxPerToken}}).Handler()
+		StreamLimits: wsgateway.Limits{Total: cfg.WSMaxConnections, PerToken: cfg.WSMaxPerToken}, SessionTTL: cfg.SessionTTL}).Handler()
 	ln, err := net.Listen("tcp", cfg.Addr)
 	if err != nil {
 		return fmt.Errorf("listen: %w", err)

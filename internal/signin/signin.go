@@ -207,6 +207,76 @@ func (s *Service) UpdateProvider(ctx context.Context, in ProviderInput) (*store.
 	return p, runnel.About(s.o.Store.UpdateAuthProvider(ctx, p), "update", "provider", in.Name)
 }
 
+// Ensure creates provider in.Name, or replaces its configuration, as a
+// server's flags describe it (Runnel's own work: no caller is checked).
+func (s *Service) Ensure(ctx context.Context, in ProviderInput) (*store.AuthProvider, error) {
+	_, err := s.o.Store.GetAuthProvider(ctx, in.Name)
+	if errors.Is(err, runnel.ErrNotFound) {
+		return s.CreateProvider(ctx, in)
+	}
+	if err != nil {
+		return nil, err
+	}
+	return s.UpdateProvider(ctx, in)
+}
+
+// ParseProviderFlag reads a provider as --sso-provider gives it: fields
+// separated by spaces, each key=value, lists comma-separated, e.g.
+// "name=gitea kind=gitea url=https://git.example.com client-id=abc allowed-orgs=acme,ops".
+// The client secret is not among them (it comes from the environment).
+func ParseProviderFlag(v string) (ProviderInput, error) {
+	in := ProviderInput{}
+	str := func(s string) *string { return &s }
+	list := func(s string) []string {
+		var out []string
+		for _, x := range strings.Split(s, ",") {
+			if x = strings.TrimSpace(x); x != "" {
+				out = append(out, x)
+			}
+		}
+		return out
+	}
+	for _, f := range strings.Fields(v) {
+		k, val, ok := strings.Cut(f, "=")
+		if !ok {
+			return in, fmt.Errorf("%q: want key=value", f)
+		}
+		switch k {
+		case "name":
+			in.Name = val
+		case "kind":
+			in.Kind = str(val)
+		case "url":
+			in.URL = str(val)
+		case "client-id":
+			in.ClientID = str(val)
+		case "display-name":
+			in.DisplayName = str(strings.ReplaceAll(val, "+", " "))
+		case "scopes":
+			in.Scopes, in.ScopesSet = list(val), true
+		case "allowed-orgs":
+			in.AllowedOrgs, in.AllowedOrgsSet = list(val), true
+		case "allowed-domains":
+			in.AllowedDomains, in.AllowedDomainsSet = list(val), true
+		case "client-secret":
+			return in, fmt.Errorf("client-secret: give it in the environment (RUNNEL_SSO_<NAME>_CLIENT_SECRET), never on the command line")
+		default:
+			return in, fmt.Errorf("unknown field %q; accepted: name, kind, url, client-id, display-name (+ for spaces), scopes, allowed-orgs, allowed-domains", k)
+		}
+	}
+	if in.Name == "" {
+		return in, fmt.Errorf("name=…: required")
+	}
+	return in, nil
+}
+
+// SecretEnv is the environment variable a flag-configured provider's
+// client secret is read from: RUNNEL_SSO_<NAME>_CLIENT_SECRET, the name in
+// capitals with "-" as "_".
+func SecretEnv(name string) string {
+	return "RUNNEL_SSO_" + strings.ToUpper(strings.ReplaceAll(name, "-", "_")) + "_CLIENT_SECRET"
+}
+
 // GetProvider returns a provider's configuration (site admins).
 func (s *Service) GetProvider(ctx context.Context, name string) (*store.AuthProvider, error) {
 	if err := requireAdmin(ctx, "reading a provider's configuration"); err != nil {
