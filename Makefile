@@ -37,6 +37,9 @@ fuzz:
 	$(GO) test -run='^$$' -fuzz=FuzzDecode -fuzztime=$(FUZZTIME) ./internal/api/
 	$(GO) test -run='^$$' -fuzz=FuzzRequest -fuzztime=$(FUZZTIME) ./internal/api/
 	$(GO) test -run='^$$' -fuzz=FuzzWSRequest -fuzztime=$(FUZZTIME) ./internal/api/
+	$(GO) test -run='^$$' -fuzz=FuzzIdentity -fuzztime=$(FUZZTIME) ./internal/sso/
+	$(GO) test -run='^$$' -fuzz=FuzzSanitizeLogin -fuzztime=$(FUZZTIME) ./internal/sso/
+	$(GO) test -run='^$$' -fuzz=FuzzCheckReturnTo -fuzztime=$(FUZZTIME) ./internal/signin/
 
 # Quick versions of the benchmarks (about two minutes): the CLI against bare
 # shell spawns, and the server's start-up, memory at rest and clients waiting

@@ -553,8 +553,7 @@ func (s *Service) ListSessions(ctx context.Context, userID string) ([]*store.Ses
 // EndSession ends a session: one's own, or any for a site admin (another
 // user's is not found for the others).
 func (s *Service) EndSession(ctx context.Context, id string) error {
-	c, _ := runnel.PrincipalFrom(ctx)
-	if !c.SiteAdmin() {
+	if c, ok := runnel.PrincipalFrom(ctx); ok && !c.SiteAdmin() {
 		list, err := s.o.Store.ListSessions(ctx, c.UserID)
 		if err != nil {
 			return err
