@@ -183,12 +183,20 @@ func (b *bench) closedLoopOnce(ctx context.Context, bin, dsn string, clients int
 	}
 	defer srv.stop()
 	loops := make([]*loopClient, clients)
+	pls := make([]string, clients)
 	for i := range loops {
-		pl, err := srv.createPipeline(ctx, fmt.Sprintf("loop-%d", i), oneStep)
-		if err != nil {
+		if pls[i], err = srv.createPipeline(ctx, fmt.Sprintf("loop-%d", i), oneStep); err != nil {
 			return res, err
 		}
-		if loops[i], err = newLoopClient(ctx, srv, pl); err != nil {
+	}
+	client := srv
+	if b.cfg.loopAs == "developer" {
+		if client, err = srv.asDeveloper(ctx); err != nil {
+			return res, err
+		}
+	}
+	for i, pl := range pls {
+		if loops[i], err = newLoopClient(ctx, client, pl); err != nil {
 			return res, err
 		}
 		defer loops[i].close()
@@ -274,7 +282,7 @@ type loopClient struct {
 func newLoopClient(ctx context.Context, srv *server, pl string) (*loopClient, error) {
 	u := "ws" + strings.TrimPrefix(srv.base, "http") + "/api/v1/ws"
 	conn, _, err := websocket.Dial(ctx, u, &websocket.DialOptions{
-		HTTPHeader:   http.Header{"Authorization": {"Bearer " + token}},
+		HTTPHeader:   http.Header{"Authorization": {"Bearer " + srv.bearer()}},
 		Subprotocols: []string{"runnel.v1"},
 	})
 	if err != nil {

@@ -80,6 +80,10 @@ type config struct {
 	loopDuration time.Duration
 	loopWarmup   time.Duration
 	loopCapacity int
+	// loopAs is who the closed-loop clients are: admin (the admin token) or
+	// developer (a user with the developer role in the pipelines' project,
+	// whose every request goes through the access policy).
+	loopAs string
 	compare      string
 	agentBin     string
 	// WebSocket memory
@@ -111,6 +115,7 @@ func main() {
 	flag.DurationVar(&cfg.wsSettle, "ws-settle", time.Minute, "how long after the WebSocket connections closed the server's RSS is read again")
 	flag.DurationVar(&cfg.loopDuration, "loop-duration", 20*time.Second, "measured window of each closed-loop test")
 	flag.DurationVar(&cfg.loopWarmup, "loop-warmup", 2*time.Second, "closed-loop warm-up before the window")
+	flag.StringVar(&cfg.loopAs, "loop-as", "admin", "who the closed-loop clients are: admin (the admin token) or developer (a user with the developer role in the project, checked by the access policy on every call; needs a binary with projects)")
 	flag.IntVar(&cfg.loopCapacity, "loop-capacity", 0, "--embedded-agent-capacity of the closed-loop servers (0: the server's default)")
 	flag.StringVar(&cfg.compare, "compare", "", "a second runnel binary (an earlier build) measured in the closed-loop test right after the first, on a server of its own, for a before/after in one run")
 	flag.DurationVar(&cfg.timeout, "timeout", 30*time.Minute, "upper bound of the whole benchmark")
@@ -773,6 +778,8 @@ func createDatabase(ctx context.Context, admin string) (string, func(), error) {
 // ---- the server process and its API ----
 
 type server struct {
+	// token is the API token its requests carry ("": the admin token).
+	token  string
 	cmd    *exec.Cmd
 	base   string // http://127.0.0.1:PORT
 	grpc   string // 127.0.0.1:PORT of its gRPC listener
@@ -871,7 +878,7 @@ func (s *server) do(ctx context.Context, c *http.Client, method, path string, bo
 	if err != nil {
 		return err
 	}
-	req.Header.Set("Authorization", "Bearer "+token)
+	req.Header.Set("Authorization", "Bearer "+s.bearer())
 	if body != nil {
 		req.Header.Set("Content-Type", "application/json")
 	}
@@ -911,6 +918,37 @@ const threeJobs = `{"namespace":"bench.read","version":"v1","stages":[
   {"name":"lint","steps":[{"name":"a","run":"echo lint ok"},{"name":"b","run":"true"}]}]},
  {"name":"test","jobs":[
   {"name":"unit","steps":[{"name":"a","run":"echo 42 passed"},{"name":"b","run":"true"}]}]}]}`
+
+// bearer is the token the server's requests carry.
+func (s *server) bearer() string {
+	if s.token != "" {
+		return s.token
+	}
+	return token
+}
+
+// asDeveloper returns the server as seen by a new user with the developer
+// role in project bench (created by the admin with the first pipeline).
+func (s *server) asDeveloper(ctx context.Context) (*server, error) {
+	var u struct {
+		UserID string `json:"userId"`
+	}
+	if err := s.do(ctx, s.client, http.MethodPost, "/api/v1/users", []byte(`{"login":"bench-dev"}`), &u); err != nil {
+		return nil, fmt.Errorf("create the developer: %w", err)
+	}
+	var tok struct {
+		Token string `json:"token"`
+	}
+	if err := s.do(ctx, s.client, http.MethodPost, "/api/v1/users/"+u.UserID+"/tokens", []byte(`{"name":"bench"}`), &tok); err != nil {
+		return nil, fmt.Errorf("create the developer's token: %w", err)
+	}
+	if err := s.do(ctx, s.client, http.MethodPut, "/api/v1/projects/bench/members/"+u.UserID, []byte(`{"role":"developer"}`), nil); err != nil {
+		return nil, fmt.Errorf("make the user a developer: %w", err)
+	}
+	dev := *s
+	dev.token = tok.Token
+	return &dev, nil
+}
 
 func (s *server) createPipeline(ctx context.Context, name, spec string) (string, error) {
 	body := fmt.Sprintf(`{"projectId":"bench","name":%q,"spec":%s}`, name, spec)

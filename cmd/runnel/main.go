@@ -30,6 +30,9 @@ Usage:
   runnel exec [-f FILE] [--var k=v]… [--env K=V]… [--workdir DIR] [--json]
                               run a pipeline on this machine, no server needed
   runnel validate FILE…       check definitions; prints file:line:col: message
+  runnel login --server URL   sign this machine's command line in through the web UI (single sign-on)
+  runnel whoami [--server URL]
+                              who the stored sign-in is
   runnel schema               print the JSON Schema of the pipeline language
   runnel version              print the version
 
@@ -56,6 +59,10 @@ func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 		return cmdValidate(args[1:], stdout, stderr)
 	case "schema":
 		return cmdSchema(args[1:], stdout, stderr)
+	case "login":
+		return cmdLogin(args[1:], stdout, stderr)
+	case "whoami":
+		return cmdWhoami(args[1:], stdout, stderr)
 	case "version", "--version":
 		fmt.Fprintf(stdout, "runnel %s\n", version)
 		return exitOK

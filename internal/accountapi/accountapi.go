@@ -68,6 +68,8 @@ func (a *API) Routes() []apikit.Route {
 		{Method: "GET", Path: "/api/v1/auth/providers/{name}/callback", Public: true, Access: "public", NoAudit: true, H: a.callback},
 		{Method: "POST", Path: "/api/v1/auth/session", Scope: apikit.ScopeRead, Access: "signed-in", H: a.openSession},
 		{Method: "DELETE", Path: "/api/v1/auth/session", Scope: apikit.ScopeRead, Access: "signed-in", H: a.closeSession},
+		{Method: "POST", Path: "/api/v1/auth/cli/grant", Scope: apikit.ScopeRead, Access: "signed-in", H: a.grantCLI},
+		{Method: "POST", Path: "/api/v1/auth/cli/token", Public: true, Access: "public", MaxBody: 4 << 10, H: a.cliToken},
 		{Method: "GET", Path: "/api/v1/sessions", Scope: apikit.ScopeRead, Access: "signed-in", H: a.listSessions},
 		{Method: "DELETE", Path: "/api/v1/sessions/{sessionId}", Scope: apikit.ScopeRead, Access: "signed-in", H: a.deleteSession},
 
@@ -104,7 +106,8 @@ func (a *API) ok(w http.ResponseWriter, status int, detail any) {
 func RequestBodies() map[string]any {
 	return map[string]any{"UserCreate": &userBody{}, "UserUpdate": &userUpdateBody{}, "TokenCreate": &tokenBody{},
 		"ProjectCreate": &projectBody{}, "ProjectUpdate": &projectUpdateBody{}, "MemberSet": &memberBody{},
-		"TeamCreate": &teamBody{}, "TeamUpdate": &teamUpdateBody{}, "ProviderCreate": &providerBody{}, "ProviderUpdate": &providerBody{}}
+		"TeamCreate": &teamBody{}, "TeamUpdate": &teamUpdateBody{}, "ProviderCreate": &providerBody{}, "ProviderUpdate": &providerBody{},
+		"CLIGrant": &cliGrantBody{}, "CLIToken": &cliTokenBody{}}
 }
 
 // me describes the caller: the web UI shows who is signed in and offers

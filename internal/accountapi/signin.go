@@ -323,3 +323,58 @@ func (a *API) deleteSession(w http.ResponseWriter, r *http.Request) error {
 	a.ok(w, http.StatusOK, nil)
 	return nil
 }
+
+// cliGrantBody is POST /api/v1/auth/cli/grant.
+type cliGrantBody struct {
+	Challenge string `json:"challenge"`
+	Port      int    `json:"port"`
+}
+
+// grantCLI records the signed-in user's consent to `runnel login` (the web
+// UI's /cli-login page sends it) and answers where the browser goes next:
+// the command line's loopback address with a one-use code.
+func (a *API) grantCLI(w http.ResponseWriter, r *http.Request) error {
+	data, err := apikit.ReadBody(r, a.MaxBody)
+	if err != nil {
+		return err
+	}
+	var b cliGrantBody
+	if _, err := apikit.Decode(data, &b, apikit.DecodeOptions{}); err != nil {
+		return err
+	}
+	to, err := a.SignIn.GrantCLI(r.Context(), b.Challenge, b.Port)
+	if err != nil {
+		return err
+	}
+	a.ok(w, http.StatusOK, map[string]string{"redirect": to})
+	return nil
+}
+
+// cliTokenBody is POST /api/v1/auth/cli/token.
+type cliTokenBody struct {
+	Code     string `json:"code"`
+	Verifier string `json:"verifier"`
+	Name     string `json:"name"`
+}
+
+// cliToken is the command line's side: the code and the verifier for an
+// API token (in the answer's body only).
+func (a *API) cliToken(w http.ResponseWriter, r *http.Request) error {
+	data, err := apikit.ReadBody(r, 4<<10)
+	if err != nil {
+		return err
+	}
+	var b cliTokenBody
+	if _, err := apikit.Decode(data, &b, apikit.DecodeOptions{Optional: false}); err != nil {
+		return err
+	}
+	t, value, err := a.SignIn.ExchangeCLI(r.Context(), b.Code, b.Verifier, b.Name)
+	if err != nil {
+		return err
+	}
+	j := toTokenJSON(t)
+	j.Token = value
+	w.Header().Set("Cache-Control", "no-store")
+	a.ok(w, http.StatusCreated, j)
+	return nil
+}

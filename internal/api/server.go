@@ -247,7 +247,7 @@ func New(cfg Config) *Server {
 	}
 	s.identity = identity.New(identity.Options{Store: s.st, Clock: s.now})
 	s.fleet = fleet.New(fleet.Options{Store: s.st, Control: s.agents, Clock: s.now})
-	so := signin.Options{Store: s.st, SessionTTL: cfg.SessionTTL, Clock: s.now}
+	so := signin.Options{Store: s.st, Identity: s.identity, SessionTTL: cfg.SessionTTL, Clock: s.now}
 	if k, ok := s.seal.(signin.Keys); ok {
 		so.Keys = k
 	}

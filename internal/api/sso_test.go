@@ -2,6 +2,8 @@ package api
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/base64"
 	"encoding/json"
 	"io"
 	"net/http"
@@ -218,5 +220,39 @@ func TestSignInWithGitea(t *testing.T) {
 	sl := e.do("GET", "/api/v1/audit?action=POST+/api/v1/auth/providers", nil, admin).must(t, 200).detail()
 	if sl["total"] != 2.0 {
 		t.Errorf("audit entries of the providers' creation: %v", sl)
+	}
+}
+
+// TestCLIGrant: the command line's code works once, and only with the
+// verifier of the challenge the consent named.
+func TestCLIGrant(t *testing.T) {
+	e := newEnv(t)
+	verifier := "a-verifier-only-the-command-line-holds-0123456789"
+	sum := sha256.Sum256([]byte(verifier))
+	challenge := base64.RawURLEncoding.EncodeToString(sum[:])
+	grant := func() string {
+		t.Helper()
+		d := e.do("POST", "/api/v1/auth/cli/grant", map[string]any{"challenge": challenge, "port": 43210}).must(t, http.StatusOK).detail()
+		u, err := url.Parse(d["redirect"].(string))
+		if err != nil || u.Host != "127.0.0.1:43210" || u.Path != "/callback" {
+			t.Fatalf("redirect %v", d["redirect"])
+		}
+		return u.Query().Get("code")
+	}
+	e.do("POST", "/api/v1/auth/cli/grant", map[string]any{"challenge": "short", "port": 43210}).mustErr(t, 400, "body.challenge")
+	e.do("POST", "/api/v1/auth/cli/grant", map[string]any{"challenge": challenge, "port": 80}).mustErr(t, 400, "body.port")
+	code := grant()
+	e.do("POST", "/api/v1/auth/cli/token", map[string]any{"code": code, "verifier": "wrong"}, withToken("")).mustErr(t, 401, "body.verifier")
+	// The code was spent by that attempt.
+	e.do("POST", "/api/v1/auth/cli/token", map[string]any{"code": code, "verifier": verifier}, withToken("")).mustErr(t, 401, "already used")
+	code = grant()
+	d := e.do("POST", "/api/v1/auth/cli/token", map[string]any{"code": code, "verifier": verifier, "name": "laptop"}, withToken("")).must(t, http.StatusCreated).detail()
+	tok, _ := d["token"].(string)
+	if !strings.HasPrefix(tok, "rnl_") || d["name"] != "laptop" {
+		t.Fatalf("token: %v", d)
+	}
+	me := e.do("GET", "/api/v1/me", nil, withToken(tok)).must(t, http.StatusOK).detail()
+	if me["subject"] != "user_alice" {
+		t.Fatalf("the command line's token is %v's", me["subject"])
 	}
 }

@@ -52,6 +52,9 @@ type Options struct {
 	Store Store
 	Keys  Keys
 	SSO   *sso.Client
+	// Identity makes the command line's tokens (nil: runnel login is
+	// refused).
+	Identity *identity.Service
 	// SessionTTL is how long a session lasts from its creation.
 	SessionTTL time.Duration
 	Clock      func() time.Time
@@ -563,4 +566,70 @@ func (s *Service) EndSession(ctx context.Context, id string) error {
 		}
 	}
 	return runnel.About(s.o.Store.DeleteSession(ctx, id), "delete", "session", id)
+}
+
+// CLIGrantTTL is how long the command line has to exchange a grant.
+const CLIGrantTTL = 5 * time.Minute
+
+// GrantCLI records the caller's consent to the command line's sign-in on
+// this machine (runnel login): the answer is the loopback URL the browser
+// goes to, carrying a one-use code that is worthless without the verifier
+// of challenge, which only the command line holds.
+func (s *Service) GrantCLI(ctx context.Context, challenge string, port int) (string, error) {
+	c, ok := runnel.PrincipalFrom(ctx)
+	if !ok || c.UserID == "" {
+		return "", runnel.Errorf(runnel.ErrForbidden, "the command line's sign-in needs a signed-in user")
+	}
+	if len(challenge) != 43 || strings.Trim(challenge, "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_") != "" {
+		return "", runnel.Invalidf("body.challenge: must be the base64url SHA-256 of the command line's verifier (43 characters)")
+	}
+	if port < 1024 || port > 65535 {
+		return "", runnel.Invalidf("body.port: %d is not the command line's loopback port (1024 to 65535)", port)
+	}
+	code := randomValue()
+	sum := sha256.Sum256([]byte(code))
+	g := &store.CLIGrant{CodeHash: sum[:], UserID: c.UserID, Challenge: challenge, Scopes: c.Scopes, ExpiresAt: s.now().Add(CLIGrantTTL)}
+	if err := s.o.Store.PutCLIGrant(ctx, g); err != nil {
+		return "", err
+	}
+	return fmt.Sprintf("http://127.0.0.1:%d/callback?code=%s", port, code), nil
+}
+
+// ExchangeCLI turns a grant's code and the verifier of its challenge into
+// an API token of the granting user named name, with the scopes of the
+// session that granted it. The code works once, within CLIGrantTTL.
+func (s *Service) ExchangeCLI(ctx context.Context, code, verifier, name string) (*store.APIToken, string, error) {
+	if s.o.Identity == nil {
+		return nil, "", runnel.Errorf(runnel.ErrUnavailable, "this server does not sign the command line in")
+	}
+	if code == "" || verifier == "" || len(code) > 200 || len(verifier) > 200 {
+		return nil, "", runnel.Invalidf("body: code and verifier are required")
+	}
+	sum := sha256.Sum256([]byte(code))
+	g, err := s.o.Store.TakeCLIGrant(ctx, sum[:], s.now())
+	if errors.Is(err, runnel.ErrNotFound) {
+		return nil, "", runnel.Errorf(runnel.ErrUnauthenticated, "body.code: unknown, already used or older than %s: run runnel login again", CLIGrantTTL)
+	}
+	if err != nil {
+		return nil, "", err
+	}
+	vs := sha256.Sum256([]byte(verifier))
+	if subtle.ConstantTimeCompare([]byte(base64.RawURLEncoding.EncodeToString(vs[:])), []byte(g.Challenge)) != 1 {
+		return nil, "", runnel.Errorf(runnel.ErrUnauthenticated, "body.verifier: does not match the challenge the sign-in began with")
+	}
+	u, err := s.o.Store.GetUser(ctx, g.UserID)
+	if err != nil {
+		return nil, "", runnel.About(err, "get", "user", g.UserID)
+	}
+	if u.Disabled {
+		return nil, "", runnel.Errorf(runnel.ErrForbidden, "user %s is disabled", u.Login)
+	}
+	caller := runnel.Principal{Subject: u.Login, Role: "user", UserID: u.ID, Scopes: g.Scopes}
+	if u.Admin {
+		caller.Role = "admin"
+	}
+	if name == "" {
+		name = "command line"
+	}
+	return s.o.Identity.CreateToken(runnel.WithPrincipal(ctx, caller), caller, u.ID, identity.TokenRequest{Name: name, Scopes: g.Scopes})
 }

@@ -1312,4 +1312,21 @@ type SignIn interface {
 	// expired before t, and the login states too.
 	DeleteSession(ctx context.Context, id string) error
 	DeleteExpiredSessions(ctx context.Context, t time.Time) (int, error)
+	// PutCLIGrant stores a grant of the command line's sign-in;
+	// TakeCLIGrant returns and removes it in one step (unknown or expired
+	// at now → ErrNotFound).
+	PutCLIGrant(ctx context.Context, g *CLIGrant) error
+	TakeCLIGrant(ctx context.Context, codeHash []byte, now time.Time) (*CLIGrant, error)
+}
+
+// CLIGrant is a signed-in user's consent to the command line's sign-in: a
+// one-use code (kept as its hash) the command line exchanges, with the
+// verifier of Challenge, for an API token.
+type CLIGrant struct {
+	CodeHash  []byte
+	UserID    string
+	Challenge string
+	// Scopes of the token to make (nil: every scope of the user).
+	Scopes    []string
+	ExpiresAt time.Time
 }

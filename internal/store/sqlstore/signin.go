@@ -287,8 +287,66 @@ func (s *Store) DeleteExpiredSessions(ctx context.Context, t time.Time) (int, er
 			return err
 		}
 		n, _ = res.RowsAffected()
-		_, err = s.exec(ctx, tx, `DELETE FROM login_states WHERE expires_at < ?`, micros(t))
+		if _, err := s.exec(ctx, tx, `DELETE FROM login_states WHERE expires_at < ?`, micros(t)); err != nil {
+			return err
+		}
+		_, err = s.exec(ctx, tx, `DELETE FROM cli_grants WHERE expires_at < ?`, micros(t))
 		return err
 	})
 	return int(n), wrapOp("delete expired sessions", err)
+}
+
+// PutCLIGrant stores a grant of the command line's sign-in.
+func (s *Store) PutCLIGrant(ctx context.Context, g *store.CLIGrant) error {
+	scopes, err := encodeScopes("put cli grant", g.Scopes)
+	if err != nil {
+		return err
+	}
+	err = s.writeTx(ctx, true, func(tx *sql.Tx) error {
+		_, err := s.exec(ctx, tx, `INSERT INTO cli_grants (code_hash, user_id, challenge, scopes, expires_at) VALUES (?, ?, ?, ?, ?)`,
+			g.CodeHash, g.UserID, g.Challenge, scopes, micros(g.ExpiresAt))
+		return err
+	})
+	return wrapOp("put cli grant", err)
+}
+
+// TakeCLIGrant returns and removes a grant in one transaction, so that its
+// code is used at most once.
+func (s *Store) TakeCLIGrant(ctx context.Context, codeHash []byte, now time.Time) (*store.CLIGrant, error) {
+	var out *store.CLIGrant
+	err := s.writeTx(ctx, true, func(tx *sql.Tx) error {
+		out = nil
+		var (
+			g      store.CLIGrant
+			scopes string
+			exp    int64
+		)
+		err := s.queryRow(ctx, tx, `SELECT code_hash, user_id, challenge, scopes, expires_at FROM cli_grants WHERE code_hash = ?`, codeHash).
+			Scan(&g.CodeHash, &g.UserID, &g.Challenge, &scopes, &exp)
+		if errors.Is(err, sql.ErrNoRows) {
+			return nil
+		}
+		if err != nil {
+			return err
+		}
+		ok, err := s.execOne(ctx, tx, `DELETE FROM cli_grants WHERE code_hash = ?`, codeHash)
+		if err != nil || !ok {
+			return err
+		}
+		if scopes != "" {
+			g.Scopes = strings.Split(scopes, ",")
+		}
+		g.ExpiresAt = fromMicros(exp)
+		if now.Before(g.ExpiresAt) {
+			out = &g
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("take cli grant: %w", err)
+	}
+	if out == nil {
+		return nil, notFound("cli grant")
+	}
+	return out, nil
 }

@@ -89,6 +89,17 @@ func testSignIn(t *testing.T, open func(t *testing.T) store.Store) {
 		}
 		noErr(t, "DeleteSession", f.st.DeleteSession(f.ctx, a.ID))
 		wantErr(t, "DeleteSession again", f.st.DeleteSession(f.ctx, a.ID), store.ErrNotFound)
+		// The command line's grants: one use, until they expire.
+		g := &store.CLIGrant{CodeHash: hashOf("code"), UserID: u.ID, Challenge: "chal", Scopes: []string{"read"}, ExpiresAt: at(700)}
+		noErr(t, "PutCLIGrant", f.st.PutCLIGrant(f.ctx, g))
+		noErr(t, "PutCLIGrant expired", f.st.PutCLIGrant(f.ctx, &store.CLIGrant{CodeHash: hashOf("old"), UserID: u.ID, Challenge: "c", ExpiresAt: at(5)}))
+		gg, err := f.st.TakeCLIGrant(f.ctx, hashOf("code"), at(100))
+		noErr(t, "TakeCLIGrant", err)
+		sameJSON(t, "TakeCLIGrant", gg, g)
+		_, err = f.st.TakeCLIGrant(f.ctx, hashOf("code"), at(100))
+		wantErr(t, "TakeCLIGrant again", err, store.ErrNotFound)
+		_, err = f.st.TakeCLIGrant(f.ctx, hashOf("old"), at(100))
+		wantErr(t, "TakeCLIGrant expired", err, store.ErrNotFound)
 		// Deleting a user ends their sessions.
 		c := &store.Session{ID: newID("ses"), Hash: hashOf("c"), UserID: u.ID, CreatedAt: at(3), ExpiresAt: at(3).Add(time.Hour)}
 		noErr(t, "CreateSession c", f.st.CreateSession(f.ctx, c))

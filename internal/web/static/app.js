@@ -9,6 +9,7 @@ import {onState, closeAll} from './lib/live.js';
 const routes = [
   ['/', () => navigate('/pipelines', true)],
   ['/signin', signInPage],
+  ['/cli-login', cliLoginPage],
   ['/pipelines', 'pipelines.js', 'list'],
   ['/pipelines/new', 'pipelines.js', 'create'],
   ['/pipelines/:pipelineId', 'pipelines.js', 'detail'],
@@ -181,6 +182,29 @@ async function signInPage(ctx) {
     mount(providers, ...list.items.map((p) => h('a.btn.provider', {href: `${p.loginUrl}?returnTo=${encodeURIComponent(dest)}`},
       'Sign in with ' + p.displayName)), list.items.length ? h('p.or', 'or with an API token:') : null);
   } catch { /* the token form still works */ }
+}
+
+// runnel login: the command line on this machine asks to act as the
+// signed-in user; on consent the browser goes to its loopback address with
+// a one-use code (worthless without the verifier the command line keeps).
+function cliLoginPage(ctx) {
+  setTitle('Sign the command line in');
+  const port = Number(ctx.query.get('port'));
+  const challenge = ctx.query.get('challenge') || '';
+  const msg = h('div', {'aria-live': 'polite'});
+  const authorize = h('button.btn.primary#cli-authorize', {type: 'button', onclick: async () => {
+    mount(msg);
+    try {
+      const r = await api('POST', '/auth/cli/grant', {port, challenge});
+      location.assign(r.redirect);
+    } catch (e) { mount(msg, errorBox(e)); }
+  }}, 'Authorize');
+  mount(ctx.main, h('section.page.narrow', h('div.card.signin',
+    h('h1', 'Sign the command line in'),
+    h('p', 'A ', h('code', 'runnel login'), ' on this computer asks to act as ', h('strong', session.me.subject),
+      ' with a new API token (listed on the Tokens page, where you can revoke it). Authorize only if you started it.'),
+    msg,
+    h('div.actions', authorize, h('a.btn', {href: '/pipelines'}, 'Cancel')))));
 }
 
 // Same-origin links go through the router, unless opened elsewhere.

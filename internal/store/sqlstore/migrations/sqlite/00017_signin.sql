@@ -56,7 +56,19 @@ CREATE TABLE sessions (
 ) STRICT;
 CREATE INDEX sessions_user ON sessions (user_id, created_at);
 
+-- The command line's sign-in (runnel login): a signed-in user grants it
+-- from the web UI; the grant is kept by the SHA-256 of its one-use code and
+-- bound to the PKCE challenge only the command line can answer.
+CREATE TABLE cli_grants (
+    code_hash  BLOB    NOT NULL PRIMARY KEY,
+    user_id    TEXT    NOT NULL,
+    challenge  TEXT    NOT NULL,
+    scopes     TEXT    NOT NULL DEFAULT '',
+    expires_at INTEGER  NOT NULL
+) STRICT;
+
 -- +goose Down
+DROP TABLE cli_grants;
 DROP TABLE sessions;
 DROP TABLE login_states;
 DROP TABLE user_identities;
