@@ -83,9 +83,9 @@ type config struct {
 	// loopAs is who the closed-loop clients are: admin (the admin token) or
 	// developer (a user with the developer role in the pipelines' project,
 	// whose every request goes through the access policy).
-	loopAs string
-	compare      string
-	agentBin     string
+	loopAs   string
+	compare  string
+	agentBin string
 	// WebSocket memory
 	wsConns  int
 	wsSettle time.Duration
