@@ -254,6 +254,12 @@ func TestAccessBodies(t *testing.T) {
 	if got := names("admin"); got != "m,mine,site" {
 		t.Errorf("admin lists %q, want every pipeline", got)
 	}
+	// creatorId: the pipelines a user created (seed 001's filter).
+	byM := e.do("GET", "/api/v1/pipelines?creatorId="+f.users["maintainer"], nil, as("admin")).must(t, 200).detail()
+	if items := byM["items"].([]any); len(items) != 1 || items[0].(map[string]any)["name"] != "m" || items[0].(map[string]any)["creatorId"] != f.users["maintainer"] {
+		t.Errorf("pipelines by creator: %v", byM)
+	}
+	e.do("GET", "/api/v1/pipelines?creatorId=alice", nil, as("admin")).mustErr(t, 400, "query parameter creatorId")
 	projects := e.do("GET", "/api/v1/projects", nil, as("other")).must(t, 200).detail()
 	if fmt.Sprint(projects["total"]) != "1" {
 		t.Errorf("other sees projects %v, want ops only", projects)

@@ -2,6 +2,7 @@ package api
 
 import (
 	"net/http"
+	"slices"
 
 	"github.com/runnel-ci/runnel/internal/apikit"
 	"github.com/runnel-ci/runnel/internal/check"
@@ -28,6 +29,7 @@ type credentialJSON struct {
 	AccessToken  *string `json:"accessToken,omitempty"`
 	PrivateKey   *string `json:"privateKey,omitempty"`
 	CreatedBy    string  `json:"createdBy"`
+	CreatorID    string  `json:"creatorId"`
 	CreatedAt    string  `json:"createdAt"`
 	UpdatedAt    string  `json:"updatedAt"`
 }
@@ -35,7 +37,7 @@ type credentialJSON struct {
 func toCredentialJSON(c *store.Credential) credentialJSON {
 	masked := "***"
 	out := credentialJSON{CredentialID: c.ID, Name: c.Name, Kind: c.Kind, Host: c.Host, Username: c.Username,
-		ProjectID: c.ProjectID, CreatedBy: c.CreatedBy, CreatedAt: wire.Time(c.CreatedAt), UpdatedAt: wire.Time(c.UpdatedAt)}
+		ProjectID: c.ProjectID, CreatedBy: c.CreatedBy, CreatorID: c.CreatorID, CreatedAt: wire.Time(c.CreatedAt), UpdatedAt: wire.Time(c.UpdatedAt)}
 	if c.Kind == "ssh" {
 		out.PrivateKey = &masked
 	} else {
@@ -81,8 +83,11 @@ func (s *Server) createCredential(w http.ResponseWriter, r *http.Request) error 
 }
 
 func (s *Server) listCredentials(w http.ResponseWriter, r *http.Request) error {
-	q, err := apikit.ParseQuery(r.URL.RawQuery, "projectId")
+	q, err := apikit.ParseQuery(r.URL.RawQuery, "projectId", "creatorId")
 	if err != nil {
+		return err
+	}
+	if err := checkCreatorID(q); err != nil {
 		return err
 	}
 	if q.Has("projectId") {
@@ -93,6 +98,9 @@ func (s *Server) listCredentials(w http.ResponseWriter, r *http.Request) error {
 	list, err := s.secrets.ListCredentials(r.Context(), q.Str("projectId"))
 	if err != nil {
 		return err
+	}
+	if id := q.Str("creatorId"); id != "" {
+		list = slices.DeleteFunc(list, func(c *store.Credential) bool { return c.CreatorID != id })
 	}
 	s.ok(w, http.StatusOK, apikit.WholeList(list, toCredentialJSON))
 	return nil

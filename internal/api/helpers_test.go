@@ -97,6 +97,16 @@ func newEnvWith(t testing.TB, tweak func(*Config)) *env {
 	return e
 }
 
+// userID is the id of the user with login login.
+func (e *env) userID(login string) string {
+	e.t.Helper()
+	u, err := e.st.UserByLogin(context.Background(), login)
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	return u.ID
+}
+
 // asSiteAdmin makes the env's user (alice) a site admin, for tests of
 // features other than access, which act on resources of projects nobody
 // joined (access has its own tests: authz_test.go).

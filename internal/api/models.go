@@ -26,6 +26,7 @@ type pipelineJSON struct {
 	PRTargetBranch   string         `json:"prTargetBranch"`
 	Metadata         map[string]any `json:"metadata"`
 	CreatedBy        string         `json:"createdBy"`
+	CreatorID        string         `json:"creatorId"`
 	CreatedAt        string         `json:"createdAt"`
 	UpdatedAt        string         `json:"updatedAt"`
 	HeadVersion      int            `json:"headVersion"`
@@ -68,6 +69,7 @@ func toPipelineJSON(p *store.Pipeline) pipelineJSON {
 		PRTargetBranch:   p.PRTargetBranch,
 		Metadata:         md,
 		CreatedBy:        p.CreatedBy,
+		CreatorID:        p.CreatorID,
 		CreatedAt:        wire.Time(p.CreatedAt),
 		UpdatedAt:        wire.Time(p.UpdatedAt),
 		HeadVersion:      p.HeadVersion,

@@ -112,7 +112,7 @@ func (s *Server) getPipeline(w http.ResponseWriter, r *http.Request) error {
 }
 
 func (s *Server) listPipelines(w http.ResponseWriter, r *http.Request) error {
-	q, err := apikit.ParseQuery(r.URL.RawQuery, "projectId", "name", "page", "pageSize")
+	q, err := apikit.ParseQuery(r.URL.RawQuery, "projectId", "name", "creatorId", "page", "pageSize")
 	if err != nil {
 		return err
 	}
@@ -120,7 +120,10 @@ func (s *Server) listPipelines(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	f := store.PipelineFilter{ProjectID: q.Str("projectId"), Search: q.Str("name"), Offset: pg.Offset(), Limit: pg.Size}
+	if err := checkCreatorID(q); err != nil {
+		return err
+	}
+	f := store.PipelineFilter{ProjectID: q.Str("projectId"), CreatorID: q.Str("creatorId"), Search: q.Str("name"), Offset: pg.Offset(), Limit: pg.Size}
 	items, total, err := s.pipelines.List(r.Context(), f, q.Has("projectId"))
 	if err != nil {
 		return err
@@ -172,5 +175,13 @@ func (s *Server) deletePipeline(w http.ResponseWriter, r *http.Request) error {
 		return err
 	}
 	s.ok(w, http.StatusOK, nil)
+	return nil
+}
+
+// checkCreatorID checks the creatorId filter: a user's id.
+func checkCreatorID(q apikit.Query) error {
+	if q.Has("creatorId") && !apikit.IsID(q.Str("creatorId"), "usr_") {
+		return apikit.Errorf(http.StatusBadRequest, "query parameter creatorId: %q is not a user id (usr_…)", q.Str("creatorId"))
+	}
 	return nil
 }

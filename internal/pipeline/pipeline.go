@@ -329,6 +329,7 @@ func (s *Service) Create(ctx context.Context, req *CreateRequest, present Presen
 		PRTargetBranch:   req.PRTargetBranch,
 		Metadata:         req.Metadata,
 		CreatedBy:        cmp.Or(req.CreatedBy, caller),
+		CreatorID:        creatorOf(ctx),
 		CreatedAt:        now,
 		UpdatedAt:        now,
 
@@ -547,4 +548,10 @@ func (s *Service) Delete(ctx context.Context, id string) error {
 		return fmt.Errorf("delete pipeline %s: %w", id, err)
 	}
 	return nil
+}
+
+// creatorOf is the id of the user who asks ("" for Runnel's own work).
+func creatorOf(ctx context.Context) string {
+	c, _ := runnel.PrincipalFrom(ctx)
+	return c.UserID
 }

@@ -337,7 +337,7 @@ func (s *Service) CreateCredential(ctx context.Context, req *CreateCredentialReq
 	}
 	now := s.now().UTC()
 	c := &store.Credential{ID: runnel.NewID("cred"), Name: req.Name, Kind: req.Kind, Host: f.Host, Username: f.Username,
-		ProjectID: f.ProjectID, CreatedBy: createdBy, CreatedAt: now, UpdatedAt: now}
+		ProjectID: f.ProjectID, CreatedBy: createdBy, CreatorID: creatorOf(ctx), CreatedAt: now, UpdatedAt: now}
 	c.Ciphertext, c.KeyID = s.o.Sealer.Seal(c.ID, []byte(secretValue))
 	if err := s.o.Store.CreateCredential(ctx, c); err != nil {
 		if errors.Is(err, runnel.ErrConflict) {
@@ -457,4 +457,10 @@ func (s *Service) UpdateCredential(ctx context.Context, c *store.Credential, req
 // DeleteCredential removes a credential.
 func (s *Service) DeleteCredential(ctx context.Context, id string) error {
 	return runnel.About(s.o.Store.DeleteCredential(ctx, id), "delete", "credential", id)
+}
+
+// creatorOf is the id of the user who asks ("" for Runnel's own work).
+func creatorOf(ctx context.Context) string {
+	c, _ := runnel.PrincipalFrom(ctx)
+	return c.UserID
 }

@@ -56,8 +56,11 @@ type Pipeline struct {
 	PRTargetBranch   string
 	Metadata         map[string]any
 	CreatedBy        string
-	CreatedAt        time.Time
-	UpdatedAt        time.Time
+	// CreatorID is the id of the user who created it ("" for one created
+	// by no user, or before users existed).
+	CreatorID string
+	CreatedAt time.Time
+	UpdatedAt time.Time
 	// HeadVersion is the newest spec version (0: none saved yet).
 	HeadVersion   int
 	HeadCommitSHA string
@@ -83,6 +86,8 @@ type Pipeline struct {
 // PipelineFilter selects pipelines to list.
 type PipelineFilter struct {
 	ProjectID string
+	// CreatorID selects the pipelines a user created.
+	CreatorID string
 	// Within, when not nil, limits the list to these projects (an empty
 	// list matches nothing): the projects the caller may see.
 	Within []string
@@ -799,8 +804,10 @@ type Credential struct {
 	Ciphertext []byte
 	KeyID      string
 	CreatedBy  string
-	CreatedAt  time.Time
-	UpdatedAt  time.Time
+	// CreatorID is the id of the user who created it ("" when none).
+	CreatorID string
+	CreatedAt time.Time
+	UpdatedAt time.Time
 }
 
 // Credentials stores source-code credentials.

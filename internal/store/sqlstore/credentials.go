@@ -9,7 +9,7 @@ import (
 	"github.com/runnel-ci/runnel/internal/store"
 )
 
-const credentialCols = `id, name, kind, host, username, project_id, ciphertext, key_id, created_by, created_at, updated_at`
+const credentialCols = `id, name, kind, host, username, project_id, ciphertext, key_id, created_by, created_at, updated_at, creator_id`
 
 func scanCredential(sc scanner) (*store.Credential, error) {
 	var (
@@ -17,7 +17,7 @@ func scanCredential(sc scanner) (*store.Credential, error) {
 		created, updated int64
 	)
 	if err := sc.Scan(&c.ID, &c.Name, &c.Kind, &c.Host, &c.Username, &c.ProjectID, &c.Ciphertext, &c.KeyID,
-		&c.CreatedBy, &created, &updated); err != nil {
+		&c.CreatedBy, &created, &updated, &c.CreatorID); err != nil {
 		return nil, err
 	}
 	c.CreatedAt, c.UpdatedAt = fromMicros(created), fromMicros(updated)
@@ -45,9 +45,9 @@ func (s *Store) CreateCredential(ctx context.Context, c *store.Credential) error
 	op += " " + c.ID
 	now := s.nowUTC()
 	err := s.writeTx(ctx, true, func(tx *sql.Tx) error {
-		_, err := s.exec(ctx, tx, `INSERT INTO credentials (`+credentialCols+`) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+		_, err := s.exec(ctx, tx, `INSERT INTO credentials (`+credentialCols+`) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
 			c.ID, c.Name, c.Kind, c.Host, c.Username, c.ProjectID, c.Ciphertext, c.KeyID, c.CreatedBy,
-			micros(orNow(c.CreatedAt, now)), micros(orNow(c.UpdatedAt, now)))
+			micros(orNow(c.CreatedAt, now)), micros(orNow(c.UpdatedAt, now)), c.CreatorID)
 		return err
 	})
 	if s.d.isUnique(err) {

@@ -51,12 +51,12 @@ func (s *Store) insertPipeline(ctx context.Context, tx *sql.Tx, p *store.Pipelin
 	now := s.nowUTC()
 	_, err = s.exec(ctx, tx, `INSERT INTO pipelines (id, project_id, name, name_lower, description,
 		repo_url, default_branch, pipeline_file_path, save_mode, pr_target_branch, metadata,
-		created_by, created_at, updated_at, trigger_cron_expression, trigger_timezone, credential_id, event_sinks)
-		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+		created_by, created_at, updated_at, trigger_cron_expression, trigger_timezone, credential_id, event_sinks, creator_id)
+		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
 		p.ID, p.ProjectID, p.Name, strings.ToLower(p.Name), p.Description, p.RepoURL, p.DefaultBranch,
 		p.PipelineFilePath, p.SaveMode, p.PRTargetBranch, meta, p.CreatedBy,
 		micros(orNow(p.CreatedAt, now)), micros(orNow(p.UpdatedAt, now)),
-		p.TriggerCronExpression, p.TriggerTimezone, p.CredentialID, sinks)
+		p.TriggerCronExpression, p.TriggerTimezone, p.CredentialID, sinks, p.CreatorID)
 	if s.d.isUnique(err) {
 		return fmt.Errorf("%s: a pipeline with this id, or named %q in project %q, already exists: %w",
 			op, p.Name, p.ProjectID, store.ErrConflict)
@@ -90,6 +90,10 @@ func (s *Store) ListPipelines(ctx context.Context, f store.PipelineFilter) ([]*s
 	if f.ProjectID != "" {
 		where = append(where, "project_id = ?")
 		args = append(args, f.ProjectID)
+	}
+	if f.CreatorID != "" {
+		where = append(where, "creator_id = ?")
+		args = append(args, f.CreatorID)
 	}
 	if f.Within != nil {
 		if len(f.Within) == 0 {

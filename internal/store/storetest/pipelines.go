@@ -105,6 +105,8 @@ func testPipelines(t *testing.T, open func(t *testing.T) store.Store) {
 			{"search and project", store.PipelineFilter{ProjectID: "p2", Search: "50"}, 2, []string{"50%", "50x"}, 2},
 			{"no match", store.PipelineFilter{Search: "zzz"}, 0, []string{}, 0},
 			{"within p2", store.PipelineFilter{Within: []string{"p2", "p9"}}, 6, nil, 6},
+			{"by creator", store.PipelineFilter{CreatorID: "usr_alice"}, 29, nil, 29},
+			{"by another creator", store.PipelineFilter{CreatorID: "usr_bob"}, 0, []string{}, 0},
 			{"within nothing", store.PipelineFilter{Within: []string{}}, 0, []string{}, 0},
 			{"within and project", store.PipelineFilter{ProjectID: "p1", Within: []string{"p2"}}, 0, []string{}, 0},
 		}

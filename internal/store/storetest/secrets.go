@@ -93,7 +93,7 @@ func join(s []string) string {
 func testCredentials(t *testing.T, open func(t *testing.T) store.Store) {
 	f := newFx(t, open)
 	mk := func(name, kind, project string) *store.Credential {
-		c := &store.Credential{ID: newID("cred"), Name: name, Kind: kind, Host: "example.com", Username: "bot",
+		c := &store.Credential{ID: newID("cred"), Name: name, Kind: kind, Host: "example.com", Username: "bot", CreatorID: "usr_bot",
 			ProjectID: project, Ciphertext: []byte("ct-" + name), KeyID: "k1", CreatedBy: "tester"}
 		noErr(t, "CreateCredential "+name, f.st.CreateCredential(f.ctx, c))
 		return c

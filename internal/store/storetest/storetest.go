@@ -94,7 +94,7 @@ func (f *fx) pipeline(project, name string) *store.Pipeline {
 	p := &store.Pipeline{
 		ID: newID("pl"), ProjectID: project, Name: name, Description: "d", RepoURL: "https://git.example/r.git",
 		DefaultBranch: "main", PipelineFilePath: ".runnel/pipeline.yaml", SaveMode: "direct",
-		Metadata: map[string]any{"team": "ci", "n": 1.0}, CreatedBy: "alice", CreatedAt: t0, UpdatedAt: t0,
+		Metadata: map[string]any{"team": "ci", "n": 1.0}, CreatedBy: "alice", CreatorID: "usr_alice", CreatedAt: t0, UpdatedAt: t0,
 	}
 	if err := f.st.CreatePipeline(f.ctx, p); err != nil {
 		f.t.Fatalf("CreatePipeline: %v", err)
