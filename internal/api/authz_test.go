@@ -2,6 +2,7 @@ package api
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"net/http"
 	"net/http/httptest"
@@ -10,10 +11,13 @@ import (
 	"testing"
 	"time"
 
+	"github.com/coder/websocket"
+
 	"github.com/runnel-ci/runnel"
 	"github.com/runnel-ci/runnel/internal/access"
 	"github.com/runnel-ci/runnel/internal/action"
 	"github.com/runnel-ci/runnel/internal/apikit"
+	"github.com/runnel-ci/runnel/internal/event"
 	"github.com/runnel-ci/runnel/internal/scheduler"
 	"github.com/runnel-ci/runnel/internal/store"
 )
@@ -368,4 +372,88 @@ func TestApproversByTeamAndRole(t *testing.T) {
 	approve("developer", gate("role:maintainer")).mustErr(t, 403, "only role:maintainer")
 	approve("owner", gate("u_maintainer")).mustErr(t, 403, "only u_maintainer")
 	approve("other", gate("u_other")).mustErr(t, 404, "not found")
+}
+
+// TestStreamAccess: the WebSocket gateway checks each subscription by the
+// same rules: what a caller cannot see is not found, and a stream of every
+// run carries only their projects' events.
+func TestStreamAccess(t *testing.T) {
+	var hub *event.Hub
+	f := newAuthzFixture(t, func(c *Config) {
+		hub = event.NewHub(event.HubOptions{Store: c.Store, Poll: 50 * time.Millisecond})
+		c.Events = hub
+	})
+	ctx, cancel := context.WithCancel(context.Background())
+	t.Cleanup(cancel)
+	go hub.Run(ctx)
+	e := f.e
+	dial := func(caller string) *websocket.Conn {
+		t.Helper()
+		c, _, err := websocket.Dial(ctx, strings.Replace(e.http.URL, "http", "ws", 1)+"/api/v1/ws",
+			&websocket.DialOptions{HTTPHeader: http.Header{"Authorization": {"Bearer " + f.tokens[caller]}}})
+		if err != nil {
+			t.Fatalf("dial as %s: %v", caller, err)
+		}
+		t.Cleanup(func() { c.CloseNow() })
+		return c
+	}
+	read := func(c *websocket.Conn) map[string]any {
+		t.Helper()
+		rctx, rcancel := context.WithTimeout(ctx, 5*time.Second)
+		defer rcancel()
+		_, data, err := c.Read(rctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var m map[string]any
+		_ = json.Unmarshal(data, &m)
+		return m
+	}
+	for _, params := range []map[string]any{{"pipelineId": f.params["pipelineId"]}, {"runId": f.params["runId"]}, {"projectId": "web"}} {
+		other := dial("other")
+		wsWrite(t, other, map[string]any{"action": "subscribe", "channel": "status", "params": params})
+		if m := read(other); m["type"] != "error" || !strings.Contains(fmt.Sprint(m["data"]), "not found") {
+			t.Errorf("the other project's owner subscribing to %v: %v", params, m)
+		}
+		viewer := dial("viewer")
+		wsWrite(t, viewer, map[string]any{"action": "subscribe", "channel": "status", "params": params})
+		if m := read(viewer); m["type"] == "error" {
+			t.Errorf("a viewer subscribing to %v: %v", params, m)
+		}
+	}
+	other := dial("other")
+	wsWrite(t, other, map[string]any{"action": "subscribe", "channel": "logs", "params": map[string]any{"stepRunId": f.params["stepRunId"]}})
+	if m := read(other); m["type"] != "error" || !strings.Contains(fmt.Sprint(m["data"]), "step run") {
+		t.Errorf("another project's step log: %v", m)
+	}
+	// Every run's statuses: the other owner's stream stays silent while a
+	// run of web changes; the viewer's carries it.
+	all := dial("other")
+	wsWrite(t, all, map[string]any{"action": "subscribe", "channel": "status", "params": map[string]any{}})
+	if m := read(all); m["type"] != "subscribed" {
+		t.Fatalf("subscribe to every run: %v", m)
+	}
+	mine := dial("viewer")
+	wsWrite(t, mine, map[string]any{"action": "subscribe", "channel": "status", "params": map[string]any{}})
+	if m := read(mine); m["type"] != "subscribed" {
+		t.Fatalf("subscribe to every run: %v", m)
+	}
+	if err := e.st.UpdateRunTx(ctx, f.params["runId"], func(tx store.RunTx) error {
+		tree, err := tx.Tree()
+		if err != nil {
+			return err
+		}
+		tree.Run.Status = runnel.RunPaused
+		return tx.UpdateRun(tree.Run)
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if m := read(mine); m["type"] != "run.status" {
+		t.Errorf("the viewer's stream: %v", m)
+	}
+	rctx, rcancel := context.WithTimeout(ctx, 500*time.Millisecond)
+	defer rcancel()
+	if _, data, err := all.Read(rctx); err == nil {
+		t.Errorf("the other project's owner saw web's run: %s", data)
+	}
 }

@@ -23,6 +23,7 @@ import (
 	"google.golang.org/grpc/status"
 
 	"github.com/runnel-ci/runnel"
+	"github.com/runnel-ci/runnel/internal/access"
 	"github.com/runnel-ci/runnel/internal/action"
 	"github.com/runnel-ci/runnel/internal/agentpb"
 	"github.com/runnel-ci/runnel/internal/agentserver"
@@ -166,6 +167,12 @@ type env struct {
 
 func newEnv(t *testing.T, tokens func(store.Tokens) store.Tokens) *env {
 	t.Helper()
+	return newEnvOpts(t, tokens, nil)
+}
+
+// newEnvOpts is newEnv with the stream server's options adjusted by tweak.
+func newEnvOpts(t *testing.T, tokens func(store.Tokens) store.Tokens, tweak func(*Options, store.Store)) *env {
+	t.Helper()
 	ctx := context.Background()
 	st, err := sqlstore.Open(ctx, filepath.Join(t.TempDir(), "runnel.db"), sqlstore.Options{})
 	if err != nil {
@@ -179,7 +186,11 @@ func newEnv(t *testing.T, tokens func(store.Tokens) store.Tokens) *env {
 	if tokens != nil {
 		tok = tokens(st)
 	}
-	streamSrv := NewServer(Options{Source: src, Tokens: tok, Users: st, Logger: slog.New(slog.NewTextHandler(logs, nil))})
+	opts := Options{Source: src, Tokens: tok, Users: st, Logger: slog.New(slog.NewTextHandler(logs, nil))}
+	if tweak != nil {
+		tweak(&opts, st)
+	}
+	streamSrv := NewServer(opts)
 	g := grpc.NewServer(agentSrv.GRPCOptions()...)
 	agentSrv.Attach(g)
 	streamSrv.Attach(g)
@@ -602,5 +613,57 @@ func TestEventToPB(t *testing.T) {
 	pb, err = eventToPB(&store.RunEvent{ID: 5, Type: "notification.sent", Data: json.RawMessage(`{"status":"x"}`)})
 	if err != nil || pb.Status != nil {
 		t.Fatalf("other type: %v %v", pb, err)
+	}
+}
+
+// TestStreamAccess: with the access policy, a stream of what the caller has
+// no role in is NOT_FOUND, as on the HTTP API; a member gets past it.
+func TestStreamAccess(t *testing.T) {
+	e := newEnvOpts(t, nil, func(o *Options, st store.Store) { o.Access = access.New(st) })
+	e.src.script(nil, nil, nil, false)
+	ctx := context.Background()
+	now := time.Now().UTC()
+	for _, p := range []string{"web", "ops"} {
+		if err := e.st.CreateProject(ctx, &store.Project{ID: p}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	pl := &store.Pipeline{ID: runnel.NewID("pl"), ProjectID: "web", Name: "site", SaveMode: "direct", CreatedAt: now, UpdatedAt: now}
+	if err := e.st.CreatePipeline(ctx, pl); err != nil {
+		t.Fatal(err)
+	}
+	run := &store.Run{ID: runnel.NewID("run"), PipelineID: pl.ID, Status: runnel.RunRunning, TriggerType: "manual", CreatedAt: now}
+	job := &store.JobRun{ID: runnel.NewID("jr"), RunID: run.ID, Key: "s/j", Name: "j", Stage: "s", Status: "running", Attempt: 1}
+	step := &store.StepRun{ID: runnel.NewID("sr"), JobRunID: job.ID, Name: "x", Status: "running"}
+	if _, _, err := e.st.CreateRun(ctx, &store.NewRun{Run: run, Jobs: []*store.JobRun{job}, Steps: map[string][]*store.StepRun{job.ID: {step}}}); err != nil {
+		t.Fatal(err)
+	}
+	member := func(login, project string) context.Context {
+		u := &store.User{ID: runnel.NewID("usr"), Login: login, CreatedAt: now}
+		if err := e.st.CreateUser(ctx, u); err != nil {
+			t.Fatal(err)
+		}
+		if err := e.st.SetMember(ctx, &store.Member{ProjectID: project, Kind: store.MemberUser, MemberID: u.ID, Role: "viewer"}); err != nil {
+			t.Fatal(err)
+		}
+		value := "rnl_" + runnel.NewID("t")
+		sum := sha256.Sum256([]byte(value))
+		if err := e.st.CreateToken(ctx, &store.APIToken{ID: runnel.NewID("tok"), Name: login, Subject: login, Role: "user", UserID: u.ID,
+			Hash: sum[:], CreatedAt: now}); err != nil {
+			t.Fatal(err)
+		}
+		return bearer(value)
+	}
+	outsider, viewer := member("olga", "ops"), member("vera", "web")
+	_, err := watchRun(outsider, e, run.ID, 0)
+	wantCode(t, "another project's run", err, codes.NotFound, "run "+run.ID+" not found")
+	_, err = tailLogs(outsider, e, step.ID, 0)
+	wantCode(t, "another project's step log", err, codes.NotFound, "step run "+step.ID+" not found")
+	_, err = watchEvents(outsider, e, "web", "")
+	wantCode(t, "another project's events", err, codes.NotFound, "project web not found")
+	_, err = watchEvents(outsider, e, "", pl.ID)
+	wantCode(t, "another project's pipeline", err, codes.NotFound, "pipeline "+pl.ID+" not found")
+	if _, err := watchRun(viewer, e, run.ID, 0); status.Code(err) == codes.NotFound || status.Code(err) == codes.PermissionDenied {
+		t.Fatalf("a viewer of the project: %v", err)
 	}
 }
