@@ -33,7 +33,7 @@ func TestSSOProviderFlags(t *testing.T) {
 	}
 
 	for _, tt := range []struct{ flag, want string }{
-		{"name=x kind=nope url=https://a.example client-id=c", "body.kind"},
+		{"name=x kind=nope url=https://a.example client-id=c", "--sso-provider.kind"},
 		{"name=x kind=gitea client-id=c client-secret=oops", "environment"},
 		{"kind=gitea", "name=…: required"},
 	} {

@@ -98,6 +98,9 @@ type ProviderInput struct {
 	AllowedDomains []string
 	// The lists are set when their Set flag is.
 	ScopesSet, AllowedOrgsSet, AllowedDomainsSet bool
+	// Where names where the input came from in error messages ("" the
+	// request's body; "--sso-provider gitea" for a flag).
+	Where string
 }
 
 func orEmpty(l []string) []string {
@@ -152,14 +155,18 @@ func (in ProviderInput) apply(p *store.AuthProvider, secret *string) {
 	}
 }
 
-// check validates p with secret the way a sign-in would use it.
-func (s *Service) check(p *store.AuthProvider, secret string) error {
+// check validates p with secret the way a sign-in would use it; where
+// prefixes the fields' names ("": body).
+func (s *Service) check(p *store.AuthProvider, secret, where string) error {
 	sp := sso.Provider{Name: p.Name, Kind: sso.Kind(p.Kind), ClientID: p.ClientID, ClientSecret: secret, URL: p.URL,
 		Scopes: p.Scopes, AllowedOrgs: p.AllowedOrgs, AllowedDomains: p.AllowedDomains, DisplayName: p.DisplayName}
 	if len(sp.Scopes) == 0 {
 		sp.Scopes = nil
 	}
-	return sp.Check()
+	if where == "" {
+		where = "body"
+	}
+	return sp.CheckAt(where)
 }
 
 // CreateProvider configures a provider (site admins).
@@ -174,7 +181,7 @@ func (s *Service) CreateProvider(ctx context.Context, in ProviderInput) (*store.
 	p := &store.AuthProvider{Name: in.Name, CreatedAt: now, UpdatedAt: now, Scopes: []string{}, AllowedOrgs: []string{}, AllowedDomains: []string{}}
 	var secret string
 	in.apply(p, &secret)
-	if err := s.check(p, secret); err != nil {
+	if err := s.check(p, secret, in.Where); err != nil {
 		return nil, err
 	}
 	p.Ciphertext, p.KeyID = s.o.Keys.Seal(p.SealID(), []byte(secret))
@@ -202,7 +209,7 @@ func (s *Service) UpdateProvider(ctx context.Context, in ProviderInput) (*store.
 	}
 	secret := cur.ClientSecret
 	in.apply(p, &secret)
-	if err := s.check(p, secret); err != nil {
+	if err := s.check(p, secret, in.Where); err != nil {
 		return nil, err
 	}
 	p.Ciphertext, p.KeyID = s.o.Keys.Seal(p.SealID(), []byte(secret))
@@ -228,7 +235,7 @@ func (s *Service) Ensure(ctx context.Context, in ProviderInput) (*store.AuthProv
 // "name=gitea kind=gitea url=https://git.example.com client-id=abc allowed-orgs=acme,ops".
 // The client secret is not among them (it comes from the environment).
 func ParseProviderFlag(v string) (ProviderInput, error) {
-	in := ProviderInput{}
+	in := ProviderInput{Where: "--sso-provider"}
 	str := func(s string) *string { return &s }
 	list := func(s string) []string {
 		var out []string
