@@ -193,6 +193,15 @@ func (a *API) callback(w http.ResponseWriter, r *http.Request) error {
 		return nil
 	}
 	a.setCookie(w, r, f.Cookie, f.Session.ExpiresAt)
+	// The sign-in, and the user it created the first time, are in the
+	// audit log under the user who signed in.
+	p := apikit.Principal{Subject: f.User.Login, UserID: f.User.ID, TokenID: f.Session.ID}
+	rt := apikit.Route{Method: r.Method, Path: "/api/v1/auth/providers/{name}/callback"}
+	status := http.StatusFound
+	if f.Created {
+		status = http.StatusCreated
+	}
+	a.Record(r, rt, p, status, "/api/v1/users/"+f.User.ID)
 	redirect(w, f.ReturnTo)
 	return nil
 }

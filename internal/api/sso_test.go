@@ -2,6 +2,7 @@ package api
 
 import (
 	"context"
+	"fmt"
 	"crypto/sha256"
 	"encoding/base64"
 	"encoding/json"
@@ -220,6 +221,22 @@ func TestSignInWithGitea(t *testing.T) {
 	sl := e.do("GET", "/api/v1/audit?action=POST+/api/v1/auth/providers", nil, admin).must(t, 200).detail()
 	if sl["total"] != 2.0 {
 		t.Errorf("audit entries of the providers' creation: %v", sl)
+	}
+	// Each sign-in is in it, one that created its user with 201. Identities
+	// are per provider: the OpenID Connect sign-in is another user (gina-2),
+	// never merged by name or email.
+	for _, actor := range []string{"gina", "gina-2"} {
+		si := e.do("GET", "/api/v1/audit?actor="+actor, nil, admin).must(t, 200).detail()
+		var statuses []string
+		for _, it := range si["items"].([]any) {
+			m := it.(map[string]any)
+			if m["action"] == "GET /api/v1/auth/providers/{name}/callback" {
+				statuses = append(statuses, fmt.Sprint(m["status"]))
+			}
+		}
+		if strings.Join(statuses, ",") != "201" {
+			t.Errorf("%s's sign-ins in the audit log: %v", actor, statuses)
+		}
 	}
 }
 
