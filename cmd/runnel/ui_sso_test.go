@@ -150,6 +150,52 @@ func TestWebUISignInWithGitea(t *testing.T) {
 		}
 	})
 
+	step("projects and members", func(t *testing.T) {
+		b.t = t
+		if env := c.do("POST", "/api/v1/users", map[string]any{"login": "hank"}, nil); env.Code != 0 {
+			t.Fatalf("create hank: %+v", env)
+		}
+		b.run("the projects gina may see", 20*time.Second, chromedp.Navigate(c.base+"/projects"),
+			waitJS(`document.querySelector('tr[data-project="web"]')?.innerText.includes('developer') && !document.querySelector('tr[data-project="ops"]')`))
+		b.run("web: no member management for a developer", 20*time.Second, clickJS(`tr[data-project="web"] a`),
+			waitJS(`document.querySelector('main h1')?.textContent === 'web' && !!document.querySelector('tr[data-member="gina"]')`))
+		var canAdd bool
+		b.eval(`!!document.querySelector('input[name=member]')`, &canAdd)
+		if canAdd {
+			t.Fatal("a developer is offered to add members")
+		}
+		b.run("create a project", 20*time.Second, chromedp.Navigate(c.base+"/projects"), chromedp.WaitVisible(`input[name=projectId]`, chromedp.ByQuery),
+			chromedp.SendKeys(`input[name=projectId]`, "ginas", chromedp.ByQuery),
+			chromedp.Click(`form.card button[type=submit]`, chromedp.ByQuery),
+			waitJS(`location.pathname === '/projects/ginas' && !!document.querySelector('input[name=member]')`))
+		b.run("add hank as a viewer", 20*time.Second,
+			chromedp.SendKeys(`input[name=member]`, "hank", chromedp.ByQuery),
+			setSelect(`select[name=role]`, "viewer"),
+			chromedp.Click(`form.card button[type=submit]`, chromedp.ByQuery),
+			waitJS(`!!document.querySelector('tr[data-member="hank"]')`))
+		role := func() string {
+			var members struct {
+				Items []struct{ Name, Role string } `json:"items"`
+			}
+			c.do("GET", "/api/v1/projects/ginas/members", nil, &members)
+			for _, m := range members.Items {
+				if m.Name == "hank" {
+					return m.Role
+				}
+			}
+			return ""
+		}
+		if r := role(); r != "viewer" {
+			t.Fatalf("hank's role after adding him: %q", r)
+		}
+		b.run("make hank a maintainer", 20*time.Second, setSelect(`tr[data-member="hank"] select`, "maintainer"),
+			waitJS(`document.querySelector('.toast')?.textContent.includes('hank is now maintainer')`))
+		if r := role(); r != "maintainer" {
+			t.Fatalf("hank's role after the change: %q", r)
+		}
+		b.shot("project-members")
+	})
+
 	step("the audit log", func(t *testing.T) {
 		b.t = t
 		var audit struct {

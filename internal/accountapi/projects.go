@@ -184,10 +184,12 @@ type memberBody struct {
 	Role string `json:"role"`
 }
 
+// pathMember is who the path names: a user's id or login, a team's id or
+// team:NAME (the service resolves it).
 func pathMember(r *http.Request) (string, error) {
 	id := r.PathValue("memberId")
-	if !apikit.IsID(id, "usr_") && !apikit.IsID(id, "tm_") {
-		return "", apikit.Errorf(http.StatusBadRequest, "path parameter memberId: %q is neither a user id (usr_…) nor a team id (tm_…)", id)
+	if id == "" || len(id) > 100 {
+		return "", apikit.Errorf(http.StatusBadRequest, "path parameter memberId: a user (usr_… or a login) or a team (tm_… or team:NAME)")
 	}
 	return id, nil
 }

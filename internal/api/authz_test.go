@@ -307,7 +307,12 @@ func TestAccessBodies(t *testing.T) {
 	team := e.do("POST", "/api/v1/teams", map[string]any{"name": "release"}, as("admin")).must(t, 201).detail()
 	tid := team["teamId"].(string)
 	e.do("PUT", "/api/v1/teams/"+tid+"/members/"+f.users["other"], nil, as("admin")).must(t, 200)
-	e.do("PUT", "/api/v1/projects/web/members/"+tid, map[string]any{"role": "maintainer"}, as("owner")).must(t, 200)
+	e.do("PUT", "/api/v1/projects/web/members/team:release", map[string]any{"role": "maintainer"}, as("owner")).must(t, 200)
+	// Members by login, as an owner knows them.
+	e.do("PUT", "/api/v1/projects/web/members/u_admin", map[string]any{"role": "viewer"}, as("owner")).must(t, 200)
+	e.do("DELETE", "/api/v1/projects/web/members/u_admin", nil, as("owner")).must(t, 200)
+	e.do("PUT", "/api/v1/projects/web/members/nobody-here", map[string]any{"role": "viewer"}, as("owner")).mustErr(t, 404, "user nobody-here not found")
+	e.do("PUT", "/api/v1/projects/web/members/team:nope", map[string]any{"role": "viewer"}, as("owner")).mustErr(t, 404, "team nope not found")
 	e.do("POST", "/api/v1/pipelines", map[string]any{"projectId": "web", "name": "by-team"}, as("other")).must(t, 201)
 	me = e.do("GET", "/api/v1/me", nil, as("other")).must(t, 200).detail()
 	if got := fmt.Sprint(me["projects"]); !strings.Contains(got, "projectId:web role:maintainer via:[team:release]") {

@@ -15,6 +15,7 @@ import (
 	"github.com/runnel-ci/runnel"
 	"github.com/runnel-ci/runnel/internal/access"
 	"github.com/runnel-ci/runnel/internal/check"
+	"github.com/runnel-ci/runnel/internal/identity"
 	"github.com/runnel-ci/runnel/internal/store"
 )
 
@@ -261,34 +262,50 @@ func (s *Service) memberName(ctx context.Context, kind, id string) string {
 	return ""
 }
 
-// memberKind tells a user's id from a team's by its prefix.
-func memberKind(field, id string) (string, error) {
+// resolveMember finds who ref names: a user's id (usr_…) or login, a
+// team's id (tm_…) or team:NAME. An unknown one is not found.
+func (s *Service) resolveMember(ctx context.Context, ref string) (kind, id, name string, err error) {
 	switch {
-	case strings.HasPrefix(id, "usr_"):
-		return store.MemberUser, nil
-	case strings.HasPrefix(id, "tm_"):
-		return store.MemberTeam, nil
+	case strings.HasPrefix(ref, "usr_"):
+		kind, id = store.MemberUser, ref
+	case strings.HasPrefix(ref, "tm_"):
+		kind, id = store.MemberTeam, ref
+	case strings.HasPrefix(ref, "team:"):
+		t, err := s.o.Store.TeamByName(ctx, strings.TrimPrefix(ref, "team:"))
+		if err != nil {
+			return "", "", "", runnel.About(err, "get", "team", strings.TrimPrefix(ref, "team:"))
+		}
+		return store.MemberTeam, t.ID, t.Name, nil
+	default:
+		if identity.CheckLogin("path parameter memberId", ref) != nil {
+			return "", "", "", runnel.Invalidf("path parameter memberId: %q is not a user (usr_… or a login) nor a team (tm_… or team:NAME)", ref)
+		}
+		u, err := s.o.Store.UserByLogin(ctx, ref)
+		if err != nil {
+			return "", "", "", runnel.About(err, "get", "user", ref)
+		}
+		return store.MemberUser, u.ID, u.Login, nil
 	}
-	return "", runnel.Invalidf("%s: %q is neither a user id (usr_…) nor a team id (tm_…)", field, id)
+	name = s.memberName(ctx, kind, id)
+	if name == "" {
+		return "", "", "", runnel.Errorf(runnel.ErrNotFound, "%s %s not found", kind, id)
+	}
+	return kind, id, name, nil
 }
 
-// SetMember gives a user or a team (memberID: usr_… or tm_…) a role in a
-// project (owner).
-func (s *Service) SetMember(ctx context.Context, projectID, memberID, role string) (*MemberView, error) {
+// SetMember gives a user or a team (ref: usr_… or a login, tm_… or
+// team:NAME) a role in a project (owner).
+func (s *Service) SetMember(ctx context.Context, projectID, ref, role string) (*MemberView, error) {
 	if err := s.o.Access.Require(ctx, projectID, access.Owner, access.Target{Noun: "project", ID: projectID}, "managing its members"); err != nil {
-		return nil, err
-	}
-	kind, err := memberKind("path parameter memberId", memberID)
-	if err != nil {
 		return nil, err
 	}
 	r, ok := access.ParseRole(role)
 	if !ok {
 		return nil, runnel.Invalidf("body.role: %q is not a role; accepted: %s", role, strings.Join(access.RoleNames, ", "))
 	}
-	name := s.memberName(ctx, kind, memberID)
-	if name == "" {
-		return nil, runnel.Errorf(runnel.ErrNotFound, "%s %s not found", kind, memberID)
+	kind, memberID, name, err := s.resolveMember(ctx, ref)
+	if err != nil {
+		return nil, err
 	}
 	if r < access.Owner {
 		if err := s.keepAnOwner(ctx, projectID, kind, memberID); err != nil {
@@ -304,11 +321,11 @@ func (s *Service) SetMember(ctx context.Context, projectID, memberID, role strin
 }
 
 // RemoveMember takes a user's or a team's role away (owner).
-func (s *Service) RemoveMember(ctx context.Context, projectID, memberID string) error {
+func (s *Service) RemoveMember(ctx context.Context, projectID, ref string) error {
 	if err := s.o.Access.Require(ctx, projectID, access.Owner, access.Target{Noun: "project", ID: projectID}, "managing its members"); err != nil {
 		return err
 	}
-	kind, err := memberKind("path parameter memberId", memberID)
+	kind, memberID, _, err := s.resolveMember(ctx, ref)
 	if err != nil {
 		return err
 	}

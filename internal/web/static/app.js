@@ -21,6 +21,8 @@ const routes = [
   ['/credentials', 'secrets.js', 'credentials'],
   ['/images', 'images.js', 'list'],
   ['/images/:namespace/:repoName', 'images.js', 'detail'],
+  ['/projects', 'projects.js', 'list'],
+  ['/projects/:projectId', 'projects.js', 'detail'],
   ['/tokens', 'account.js', 'tokens'],
   ['/users', 'account.js', 'users'],
   ['/audit', 'account.js', 'audit'],
@@ -28,6 +30,7 @@ const routes = [
 
 const nav = [
   ['/pipelines', 'Pipelines'],
+  ['/projects', 'Projects'],
   ['/agents', 'Agents'],
   ['/secrets', 'Secrets'],
   ['/credentials', 'Credentials'],
