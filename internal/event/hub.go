@@ -326,17 +326,46 @@ func (h *Hub) TailLogBatches(ctx context.Context, stepRunID string, fromSeq int6
 	}
 }
 
-// watch is one Watch consumer.
+// watch is one Watch consumer. Its queue grows with need, up to the hub's
+// WatchBuffer, and is empty (no memory) while nothing waits: an idle
+// subscription costs a few words, not a buffer.
 type watch struct {
 	f    Filter
-	ch   chan *store.RunEvent
-	slow chan struct{} // closed when ch overflowed
+	mu   sync.Mutex
+	q    []*store.RunEvent
+	wake chan struct{} // one token: the queue is not empty
+	slow chan struct{} // closed when the queue overflowed
 	once sync.Once
+}
+
+// push queues e without blocking; false when the queue is full.
+func (w *watch) push(e *store.RunEvent, max int) bool {
+	w.mu.Lock()
+	if len(w.q) >= max {
+		w.mu.Unlock()
+		return false
+	}
+	w.q = append(w.q, e)
+	w.mu.Unlock()
+	select {
+	case w.wake <- struct{}{}:
+	default:
+	}
+	return true
+}
+
+// take returns what is queued and empties the queue.
+func (w *watch) take() []*store.RunEvent {
+	w.mu.Lock()
+	q := w.q
+	w.q = nil
+	w.mu.Unlock()
+	return q
 }
 
 // Watch implements Source: the events the replica's tail reads from now on.
 func (h *Hub) Watch(ctx context.Context, f Filter, ready func(), send func(*store.RunEvent) error) error {
-	w := &watch{f: f, ch: make(chan *store.RunEvent, h.buf), slow: make(chan struct{})}
+	w := &watch{f: f, wake: make(chan struct{}, 1), slow: make(chan struct{})}
 	h.mu.Lock()
 	h.watches[w] = struct{}{}
 	h.mu.Unlock()
@@ -361,12 +390,14 @@ func (h *Hub) Watch(ctx context.Context, f Filter, ready func(), send func(*stor
 			return ctx.Err()
 		case <-w.slow:
 			return ErrTooSlow
-		case e := <-w.ch:
-			if e.ID <= from {
-				continue
-			}
-			if err := send(e); err != nil {
-				return err
+		case <-w.wake:
+			for _, e := range w.take() {
+				if e.ID <= from {
+					continue
+				}
+				if err := send(e); err != nil {
+					return err
+				}
 			}
 		}
 	}
@@ -443,9 +474,7 @@ func (h *Hub) dispatch(e *store.RunEvent) {
 		if (w.f.ProjectID != "" && w.f.ProjectID != e.ProjectID) || (w.f.PipelineID != "" && w.f.PipelineID != e.PipelineID) {
 			continue
 		}
-		select {
-		case w.ch <- e:
-		default:
+		if !w.push(e, h.buf) {
 			w.once.Do(func() { close(w.slow) })
 		}
 	}

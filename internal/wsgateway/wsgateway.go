@@ -89,7 +89,7 @@ type Message struct {
 type conn struct {
 	g    *Gateway
 	c    *websocket.Conn
-	out  chan Message
+	out  chan *Message
 	ctx  context.Context
 	stop context.CancelCauseFunc
 
@@ -135,6 +135,7 @@ func (c *conn) writeLoop() {
 			return
 		case m := <-c.out:
 			b, err := json.Marshal(m)
+			// The message is gone from the queue: only the pointer was kept.
 			if err == nil {
 				ctx, cancel := context.WithTimeout(wctx, wsDeadAfter)
 				err = c.c.Write(ctx, websocket.MessageText, b)
@@ -197,7 +198,8 @@ func (c *conn) readLoop() {
 }
 
 // send queues m, waiting up to DefaultSlowAfter for room.
-func (c *conn) send(ctx context.Context, m Message) error {
+func (c *conn) send(ctx context.Context, msg Message) error {
+	m := &msg
 	select {
 	case c.out <- m:
 		return nil
@@ -562,11 +564,18 @@ func (g *Gateway) Serve(w http.ResponseWriter, r *http.Request, subject, token s
 		c.Close(StatusTooMany, refused)
 		return
 	}
-	defer release()
 	c.SetReadLimit(64 << 10)
-	ctx, stop := context.WithCancelCause(r.Context())
-	cn := &conn{g: g, c: c, out: make(chan Message, wsQueue), ctx: ctx, stop: stop, subs: map[string]*sub{}}
+	// Not the request's context: it ends when this handler returns. Its
+	// values (the caller, the request id) are kept.
+	ctx, stop := context.WithCancelCause(context.WithoutCancel(r.Context()))
+	cn := &conn{g: g, c: c, out: make(chan *Message, wsQueue), ctx: ctx, stop: stop, subs: map[string]*sub{}}
 	g.log.LogAttrs(ctx, slog.LevelInfo, "websocket connected", slog.String("subject", subject))
+	// The connection is hijacked: it outlives this handler, whose goroutine
+	// (with the deep stack of the HTTP middleware) ends now. The
+	// connection's own goroutines start with small stacks.
 	go cn.readLoop()
-	cn.writeLoop()
+	go func() {
+		defer release()
+		cn.writeLoop()
+	}()
 }
