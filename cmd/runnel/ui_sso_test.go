@@ -97,6 +97,12 @@ func TestWebUISignInWithGitea(t *testing.T) {
 		b.run("no pipelines yet", 20*time.Second, waitJS(`!document.body.innerText.includes('site') && !document.body.innerText.includes('hidden')`))
 	})
 
+	step("the session is listed", func(t *testing.T) {
+		b.t = t
+		b.run("tokens page", 20*time.Second, chromedp.Navigate(c.base+"/tokens"),
+			waitJS(`[...document.querySelectorAll('tr[data-session]')].some(r => r.innerText.includes('this browser') && r.innerText.includes('gitea'))`))
+	})
+
 	step("a viewer sees, and may not run", func(t *testing.T) {
 		b.t = t
 		if env := c.do("PUT", "/api/v1/projects/web/members/"+ginaID, map[string]any{"role": "viewer"}, nil); env.Code != 0 {

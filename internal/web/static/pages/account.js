@@ -32,15 +32,32 @@ async function tokensPage(ctx) {
     return;
   }
 
+  const sessionsBox = h('div');
   async function load() {
-    let list;
+    let list, sessions;
     try {
-      list = await get('/tokens');
+      [list, sessions] = await Promise.all([get('/tokens'), get('/sessions')]);
     } catch (err) {
       if (ctx.current) mount(box, errorBox(err));
       return;
     }
-    if (ctx.current) mount(box, tokensTable(list.items || [], (t) => revoke(t)));
+    if (!ctx.current) return;
+    mount(box, tokensTable(list.items || [], (t) => revoke(t)));
+    mount(sessionsBox, sessionsTable(sessions.items || [], (x) => endSession(x)));
+  }
+
+  async function endSession(x) {
+    if (!(await confirm('End this session?', x.current
+      ? 'This is this browser: you will be signed out.'
+      : 'That browser is signed out at its next request.', 'End session', 'danger'))) return;
+    try {
+      await del(`/sessions/${encodeURIComponent(x.sessionId)}`);
+      toast('Session ended', 'success');
+    } catch (err) {
+      toast(err.message, 'error');
+    }
+    if (x.current) session.signOut();
+    else load();
   }
 
   async function revoke(t) {
@@ -69,10 +86,26 @@ async function tokensPage(ctx) {
     h('div.page-head', h('div.title', h('h1', 'API tokens'),
       h('div.sub', h('span', `Tokens of ${me.subject}, for the API, the command line and CI jobs.`)))),
     box,
+    h('h2', 'Browser sessions'),
+    h('p.muted', 'Where you are signed in to this web UI; a session lasts until it expires or you end it.'),
+    sessionsBox,
     h('h2', 'New token'),
     h('p.muted', 'A new token cannot do more than the one you are signed in with.'),
     form));
   await load();
+}
+
+function sessionsTable(items, onEnd) {
+  if (!items.length) return h('div.table-wrap', h('p.empty', 'No browser sessions.'));
+  return h('div.table-wrap', h('table', {'aria-label': 'Browser sessions'},
+    thead('Signed in', 'With', '~Browser', '~Last seen', 'Expires', 'Actions'),
+    h('tbody', items.map((x) => h('tr', {'data-session': x.sessionId},
+      h('td', when(x.createdAt), x.current ? h('div', h('span.chip', 'this browser')) : null),
+      h('td', x.provider || 'API token', x.scopes.length ? h('div', x.scopes.map((sc) => h('span.chip', sc))) : null),
+      h('td.hide-sm', h('small', x.userAgent || '—'), x.remoteAddr ? h('div.muted', x.remoteAddr) : null),
+      h('td.hide-sm', when(x.lastSeenAt)),
+      h('td', when(x.expiresAt)),
+      h('td', h('button.btn.small.danger', {type: 'button', onclick: () => onEnd(x)}, 'End')))))));
 }
 
 function tokensTable(items, onRevoke) {
