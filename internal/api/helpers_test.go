@@ -349,7 +349,7 @@ func (e *env) check(method, path string, r *resp) {
 			checkEnvelope(e.t, method, path, r)
 		}
 		validateResponse(e.t, method, path, r)
-	} else if method != http.MethodHead && !strings.HasPrefix(ct, "text/plain") {
+	} else if method != http.MethodHead && !strings.HasPrefix(ct, "text/plain") && !strings.HasPrefix(ct, "application/yaml") {
 		e.t.Fatalf("%s %s: unexpected Content-Type %q", method, path, ct)
 	}
 }

@@ -286,6 +286,7 @@ func (s *Server) routes() []apikit.Route {
 		{Method: "DELETE", Path: "/api/v1/pipelines/{pipelineId}", Access: "maintainer:pipelineId", Scope: apikit.ScopeWrite, H: s.deletePipeline},
 
 		{Method: "GET", Path: "/api/v1/pipelines/{pipelineId}/spec", Access: "viewer:pipelineId", Scope: apikit.ScopeRead, H: s.getSpec},
+		{Method: "GET", Path: "/api/v1/pipelines/{pipelineId}/export", Access: "viewer:pipelineId", Scope: apikit.ScopeRead, H: s.exportSpec},
 		{Method: "POST", Path: "/api/v1/pipelines/{pipelineId}/spec/validate", Access: "maintainer:pipelineId", Scope: apikit.ScopeWrite, H: s.validateSpec},
 		{Method: "POST", Path: "/api/v1/pipelines/{pipelineId}/spec/save", Access: "maintainer:pipelineId", Scope: apikit.ScopeWrite, H: s.saveSpec},
 

@@ -4,7 +4,11 @@ import (
 	"bytes"
 	"cmp"
 	"encoding/json"
+	"fmt"
+	"mime"
 	"net/http"
+	"strings"
+	"unicode"
 
 	"github.com/runnel-ci/runnel"
 	"github.com/runnel-ci/runnel/internal/apikit"
@@ -91,6 +95,42 @@ func (s *Server) getSpec(w http.ResponseWriter, r *http.Request) error {
 		out.CreatedAt = wire.Time(d.CreatedAt)
 	}
 	s.ok(w, http.StatusOK, out)
+	return nil
+}
+
+// exportSpec downloads the pipeline's head definition as a YAML file (the
+// seed's export link): the text as written when it was saved as YAML (its
+// comments kept), else the stored definition rendered as YAML.
+func (s *Server) exportSpec(w http.ResponseWriter, r *http.Request) error {
+	if _, err := apikit.ParseQuery(r.URL.RawQuery); err != nil {
+		return err
+	}
+	p, err := s.loadPipeline(r)
+	if err != nil {
+		return err
+	}
+	d, err := s.pipelines.GetSpec(r.Context(), p, 0, true)
+	if err != nil {
+		return err
+	}
+	var body []byte
+	if d.Text != nil && d.Format != "json" {
+		body = []byte(*d.Text)
+	} else if body, err = pipeline.FileContent(d.Spec, "yaml"); err != nil {
+		return fmt.Errorf("render the definition of pipeline %s as YAML: %w", p.ID, err)
+	}
+	name := strings.Map(func(r rune) rune {
+		if r == '-' || r == '_' || r == '.' || unicode.IsLetter(r) || unicode.IsDigit(r) {
+			return r
+		}
+		return '-'
+	}, p.Name)
+	h := w.Header()
+	h.Set("Content-Type", "application/yaml; charset=utf-8")
+	h.Set("Content-Disposition", mime.FormatMediaType("attachment", map[string]string{"filename": name + ".yaml"}))
+	h.Set("Cache-Control", "no-store")
+	w.WriteHeader(http.StatusOK)
+	_, _ = w.Write(body)
 	return nil
 }
 

@@ -475,3 +475,22 @@ func TestSpecTextKeptAsWritten(t *testing.T) {
 		t.Fatalf("version 1: %q", got["text"])
 	}
 }
+
+// TestExport: the definition downloads as a YAML file, as written when it
+// was saved as YAML text, rendered as YAML otherwise.
+func TestExport(t *testing.T) {
+	e := newEnv(t)
+	pid := e.createPipeline("web site", nil)
+	e.do("GET", "/api/v1/pipelines/"+pid+"/export", nil).mustErr(t, 404, "")
+	e.saveSpec(pid, map[string]any{"text": goodSpecText, "format": "yaml"})
+	r := e.do("GET", "/api/v1/pipelines/"+pid+"/export", nil).must(t, 200)
+	if string(r.body) != goodSpecText || !strings.HasPrefix(r.header.Get("Content-Type"), "application/yaml") ||
+		r.header.Get("Content-Disposition") != `attachment; filename=web-site.yaml` {
+		t.Fatalf("export of a YAML text: %s %q\n%s", r.header.Get("Content-Type"), r.header.Get("Content-Disposition"), r.body)
+	}
+	e.saveSpec(pid, map[string]any{"spec": goodSpec, "format": "json"})
+	r = e.do("GET", "/api/v1/pipelines/"+pid+"/export", nil).must(t, 200)
+	if !strings.Contains(string(r.body), "namespace: demo.pipeline") || strings.Contains(string(r.body), "{") {
+		t.Fatalf("export of a JSON spec is not YAML:\n%s", r.body)
+	}
+}

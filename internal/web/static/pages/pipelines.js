@@ -152,7 +152,8 @@ function tabs(p, active) {
   return h('nav.tabs', {'aria-label': 'Pipeline'},
     t(`/pipelines/${p.pipelineId}`, 'Runs', 'runs'),
     t(`/pipelines/${p.pipelineId}/definition`, 'Definition', 'definition'),
-    t(`/pipelines/${p.pipelineId}/settings`, 'Settings', 'settings'));
+    t(`/pipelines/${p.pipelineId}/settings`, 'Settings', 'settings'),
+    p.headVersion || p.repoUrl ? h('a.export', {href: `/api/v1/pipelines/${p.pipelineId}/export`, download: '', title: 'Download the definition as a YAML file'}, 'Export YAML') : null);
 }
 
 export function pipelineHead(p, active, actions) {
