@@ -11,7 +11,8 @@ build:
 
 # All tests, with the race detector. They need git and go. .ci/run sets
 # RUNNEL_TEST_ALL=1, which will make suites needing outside services
-# (PostgreSQL, Docker) mandatory instead of skipped. The end-to-end package
+# (PostgreSQL, Docker, Gitea built by .ci/gitea.sh, Chromium) mandatory
+# instead of skipped. The end-to-end package
 # (cmd/runnel) runs for about ten minutes under the race detector, past go
 # test's default 10m timeout on a loaded machine, hence -timeout.
 test:
