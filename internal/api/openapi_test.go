@@ -202,7 +202,7 @@ func TestGroupRoutes(t *testing.T) {
 			merged = append(merged, g.Pattern+" = "+strings.Join(m, " | "))
 		}
 	}
-	want := "GET /api/v1/pipelines/{seg3}/{seg4} = /api/v1/pipelines/runs/{runId} | /api/v1/pipelines/{pipelineId}/spec | /api/v1/pipelines/{pipelineId}/runs"
+	want := "GET /api/v1/pipelines/{seg3}/{seg4} = /api/v1/pipelines/runs/{runId} | /api/v1/pipelines/{pipelineId}/spec | /api/v1/pipelines/{pipelineId}/export | /api/v1/pipelines/{pipelineId}/runs"
 	if len(merged) != 1 || merged[0] != want {
 		t.Errorf("merged groups:\n%v\nwant\n%s", merged, want)
 	}
