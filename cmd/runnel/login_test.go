@@ -50,7 +50,9 @@ func TestLoginCommandLine(t *testing.T) {
 		chromedp.SendKeys(`#token`, testToken, chromedp.ByID),
 		chromedp.Click(`form.signin button[type=submit]`, chromedp.ByQuery),
 		waitJS(`document.querySelector('.who .subject')?.textContent === 'admin'`))
-	b.run("the consent page", 20*time.Second, chromedp.Navigate(page),
+	// Wait for the page's button first: a poll started while the new
+	// document replaces the old one can lose its execution context.
+	b.run("the consent page", 20*time.Second, chromedp.Navigate(page), chromedp.WaitVisible(`#cli-authorize`, chromedp.ByID),
 		waitJS(`document.querySelector('main h1')?.textContent === 'Sign the command line in' && document.body.innerText.includes('as admin')`))
 	// The click sends the browser to the command line's loopback address
 	// (another origin: the tab is not followed further).

@@ -44,7 +44,7 @@ func TestWebUISignInWithGitea(t *testing.T) {
 	var ginaID string
 	step("sign in with Gitea", func(t *testing.T) {
 		b.t = t
-		b.run("the sign-in page offers Gitea", 20*time.Second, chromedp.Navigate(c.base+"/pipelines"),
+		b.run("the sign-in page offers Gitea", 20*time.Second, chromedp.Navigate(c.base+"/pipelines"), chromedp.WaitVisible(`main h1`, chromedp.ByQuery),
 			waitJS(`[...document.querySelectorAll('a.provider')].some(a => a.textContent === 'Sign in with Acme Gitea')`))
 		var href string
 		b.eval(`document.querySelector('a.provider').href`, &href)
@@ -89,7 +89,7 @@ func TestWebUISignInWithGitea(t *testing.T) {
 			t.Fatal("gina was not provisioned by the sign-in")
 		}
 		b = b.newTab(root)
-		b.run("signed in", 20*time.Second, chromedp.Navigate(c.base+"/pipelines"),
+		b.run("signed in", 20*time.Second, chromedp.Navigate(c.base+"/pipelines"), chromedp.WaitVisible(`main h1`, chromedp.ByQuery),
 			waitJS(`location.pathname === '/pipelines' && document.querySelector('main h1')?.textContent === 'Pipelines'`),
 			waitJS(`document.querySelector('.who .subject')?.textContent === 'gina'`))
 		b.shot("signed-in-with-gitea")
@@ -99,7 +99,7 @@ func TestWebUISignInWithGitea(t *testing.T) {
 
 	step("the session is listed", func(t *testing.T) {
 		b.t = t
-		b.run("tokens page", 20*time.Second, chromedp.Navigate(c.base+"/tokens"),
+		b.run("tokens page", 20*time.Second, chromedp.Navigate(c.base+"/tokens"), chromedp.WaitVisible(`main h1`, chromedp.ByQuery),
 			waitJS(`[...document.querySelectorAll('tr[data-session]')].some(r => r.innerText.includes('this browser') && r.innerText.includes('gitea'))`))
 	})
 
@@ -109,14 +109,14 @@ func TestWebUISignInWithGitea(t *testing.T) {
 			t.Fatalf("make gina a viewer: %+v", env)
 		}
 		// Roles are read when the page loads.
-		b.run("reload", 20*time.Second, chromedp.Navigate(c.base+"/pipelines"),
+		b.run("reload", 20*time.Second, chromedp.Navigate(c.base+"/pipelines"), chromedp.WaitVisible(`main h1`, chromedp.ByQuery),
 			waitJS(`document.body.innerText.includes('site')`))
 		var hidden bool
 		b.eval(`document.body.innerText.includes('hidden')`, &hidden)
 		if hidden {
 			t.Fatal("a pipeline of another project is listed")
 		}
-		b.run("open the pipeline", 20*time.Second, chromedp.Navigate(c.base+"/pipelines/"+site),
+		b.run("open the pipeline", 20*time.Second, chromedp.Navigate(c.base+"/pipelines/"+site), chromedp.WaitVisible(`main h1`, chromedp.ByQuery),
 			waitJS(`document.querySelector('main h1')?.textContent === 'site'`))
 		var runButtons int
 		b.eval(`[...document.querySelectorAll('button')].filter(x => x.textContent.includes('Run')).length`, &runButtons)
@@ -141,7 +141,7 @@ func TestWebUISignInWithGitea(t *testing.T) {
 			"stages":[{"name":"s","jobs":[{"name":"j","steps":[{"run":"echo shipped"}]}]}]}`)
 		run := c.trigger(gated, "")
 		c.pendingGate(run, "pipeline")
-		b.run("open the run", 20*time.Second, chromedp.Navigate(c.base+"/runs/"+run),
+		b.run("open the run", 20*time.Second, chromedp.Navigate(c.base+"/runs/"+run), chromedp.WaitVisible(`main h1`, chromedp.ByQuery),
 			waitJS(`document.body.innerText.includes('may decide: gina')`))
 		b.shot("approval-by-gina")
 		b.run("approve", 20*time.Second, clickJS(`.approval button.ok`),
@@ -161,7 +161,7 @@ func TestWebUISignInWithGitea(t *testing.T) {
 		if env := c.do("POST", "/api/v1/users", map[string]any{"login": "hank"}, nil); env.Code != 0 {
 			t.Fatalf("create hank: %+v", env)
 		}
-		b.run("the projects gina may see", 20*time.Second, chromedp.Navigate(c.base+"/projects"),
+		b.run("the projects gina may see", 20*time.Second, chromedp.Navigate(c.base+"/projects"), chromedp.WaitVisible(`main h1`, chromedp.ByQuery),
 			waitJS(`document.querySelector('tr[data-project="web"]')?.innerText.includes('developer') && !document.querySelector('tr[data-project="ops"]')`))
 		b.run("web: no member management for a developer", 20*time.Second, clickJS(`tr[data-project="web"] a`),
 			waitJS(`document.querySelector('main h1')?.textContent === 'web' && !!document.querySelector('tr[data-member="gina"]')`))
