@@ -6,7 +6,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"net"
 	"net/http"
 	"net/url"
@@ -71,8 +70,12 @@ type Error struct {
 	StatusCode int    // HTTP status code
 	Status     string // HTTP status line, e.g. "422 Unprocessable Entity"
 	Message    string // the forge's message, bounded to ~512 bytes
+	// RetryAfter is how long a rate limit says to wait (0: unknown or
+	// not a rate limit).
+	RetryAfter time.Duration
 
 	alreadyExists bool
+	rateLimited   bool
 }
 
 func (e *Error) Error() string {
@@ -85,10 +88,23 @@ func (e *Error) Error() string {
 	return b.String()
 }
 
-// Is reports whether target is ErrAlreadyExists and the forge said that the
-// pull/merge request already exists.
+// Is matches ErrAlreadyExists when the forge said that the pull/merge
+// request already exists, ErrRateLimited for a rate limit, ErrTokenRejected
+// for 401, ErrForbidden for another 403, ErrGone for 404 and 410.
 func (e *Error) Is(target error) bool {
-	return target == ErrAlreadyExists && e.alreadyExists
+	switch target {
+	case ErrAlreadyExists:
+		return e.alreadyExists
+	case ErrRateLimited:
+		return e.rateLimited
+	case ErrTokenRejected:
+		return e.StatusCode == http.StatusUnauthorized
+	case ErrForbidden:
+		return e.StatusCode == http.StatusForbidden && !e.rateLimited
+	case ErrGone:
+		return e.StatusCode == http.StatusNotFound || e.StatusCode == http.StatusGone
+	}
+	return false
 }
 
 // noRedirectClient is used when Open is called with a nil client: it never
@@ -101,6 +117,7 @@ var noRedirectClient = &http.Client{
 // Answer is a 2xx answer of the forge to Post.
 type Answer struct {
 	Body                                  []byte
+	Header                                http.Header
 	kind, method, shownURL, status, token string
 }
 
@@ -128,72 +145,7 @@ func (a *Answer) PullRequest(number int64, webURL string) (*PullRequest, error) 
 // (callers Scrub errors too).
 func Post(ctx context.Context, hc *http.Client, kind, endpoint string, header http.Header, payload any, token string,
 	exists func(status int, msg string, details []string) bool) (*Answer, error) {
-	header.Set("Content-Type", "application/json")
-	header.Set("User-Agent", userAgent)
-	body, err := json.Marshal(payload)
-	if err != nil {
-		return nil, fmt.Errorf("forge: %s: encoding request: %w", kind, err)
-	}
-	if ctx == nil {
-		ctx = context.Background()
-	}
-	if hc == nil {
-		hc = noRedirectClient
-		if _, ok := ctx.Deadline(); !ok {
-			var cancel context.CancelFunc
-			ctx, cancel = context.WithTimeout(ctx, defaultTimeout)
-			defer cancel()
-		}
-	}
-	const method = http.MethodPost
-	shownURL := safeurl.Redact(endpoint)
-	req, err := http.NewRequestWithContext(ctx, method, endpoint, bytes.NewReader(body))
-	if err != nil {
-		if inner := errors.Unwrap(err); inner != nil {
-			err = inner
-		}
-		return nil, fmt.Errorf("forge: %s: %s %s: %v", kind, method, shownURL, err)
-	}
-	req.Header = header
-	resp, err := hc.Do(req)
-	if err != nil {
-		var ue *url.Error
-		if errors.As(err, &ue) {
-			err = ue.Err
-		}
-		return nil, fmt.Errorf("forge: %s: %s %s: %w", kind, method, shownURL, err)
-	}
-	defer resp.Body.Close()
-	raw, readErr := io.ReadAll(io.LimitReader(resp.Body, MaxResponseBytes+1))
-	// Drain a little more so the connection can be reused; never much.
-	_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, 64<<10))
-
-	if resp.StatusCode < 200 || resp.StatusCode > 299 {
-		e := &Error{
-			Kind:       kind,
-			Method:     method,
-			URL:        shownURL,
-			StatusCode: resp.StatusCode,
-			Status:     statusText(resp),
-		}
-		msg, details := forgeMessage(raw)
-		if resp.StatusCode >= 300 && resp.StatusCode <= 399 {
-			if loc := resp.Header.Get("Location"); loc != "" {
-				msg = joinMsg("redirect to "+safeurl.Redact(loc)+" not followed", msg)
-			}
-		}
-		e.Message = truncate(redact(msg, token), MaxMessageBytes)
-		e.alreadyExists = exists != nil && exists(resp.StatusCode, msg, details)
-		return nil, e
-	}
-	a := &Answer{Body: raw, kind: kind, method: method, shownURL: shownURL, status: statusText(resp), token: token}
-	if readErr != nil {
-		return nil, a.Errorf("reading response: %w", readErr)
-	}
-	if len(raw) > MaxResponseBytes {
-		return nil, a.Errorf("response larger than %d bytes", MaxResponseBytes)
-	}
-	return a, nil
+	return call(ctx, hc, kind, http.MethodPost, endpoint, header, payload, token, exists)
 }
 
 // RepoPath splits a clone URL into its host and repository path, without a

@@ -3,6 +3,8 @@
 package bitbucket
 
 import (
+	"bytes"
+	"encoding/json"
 	"fmt"
 	"net/http"
 	"strings"
@@ -53,6 +55,43 @@ type bbRef struct {
 			User *bbUser `json:"user"`
 		} `json:"author"`
 	} `json:"target"`
+}
+
+// bbRepoRef is the repository of a pull request's source or destination;
+// Null records an explicit null (a source whose fork was deleted).
+type bbRepoRef struct {
+	FullName string
+	Null     bool
+}
+
+// UnmarshalJSON implements json.Unmarshaler.
+func (r *bbRepoRef) UnmarshalJSON(b []byte) error {
+	if string(bytes.TrimSpace(b)) == "null" {
+		*r = bbRepoRef{Null: true}
+		return nil
+	}
+	var v struct {
+		FullName string `json:"full_name"`
+	}
+	if err := json.Unmarshal(b, &v); err != nil {
+		return err
+	}
+	*r = bbRepoRef{FullName: v.FullName}
+	return nil
+}
+
+// forkOf says whether a pull request comes from another repository than
+// its destination, and that repository's full name. A source repository
+// given as null (its fork was deleted) is a fork of unknown name; one not
+// named at all is taken for the destination.
+func forkOf(source, destination bbRepoRef) (fork bool, headRepo string) {
+	if source.Null {
+		return true, ""
+	}
+	if source.FullName == "" || destination.FullName == "" || strings.EqualFold(source.FullName, destination.FullName) {
+		return false, ""
+	}
+	return true, source.FullName
 }
 
 // Parse reads a delivery: repo:push, pullrequest:created and
@@ -129,11 +168,13 @@ func (Forge) Parse(h http.Header, body []byte) (*forge.Event, error) {
 					Commit struct {
 						Hash string `json:"hash"`
 					} `json:"commit"`
+					Repository bbRepoRef `json:"repository"`
 				} `json:"source"`
 				Destination struct {
 					Branch struct {
 						Name string `json:"name"`
 					} `json:"branch"`
+					Repository bbRepoRef `json:"repository"`
 				} `json:"destination"`
 				Links struct {
 					HTML struct {
@@ -146,11 +187,13 @@ func (Forge) Parse(h http.Header, body []byte) (*forge.Event, error) {
 			return nil, err
 		}
 		pr := p.PR
+		fork, headRepo := forkOf(pr.Source.Repository, pr.Destination.Repository)
 		ev = &forge.Event{Kind: forge.KindPullRequest}
 		ev.Trigger = runnel.Trigger{
 			Ref: "refs/heads/" + pr.Source.Branch.Name, Branch: pr.Source.Branch.Name, Commit: pr.Source.Commit.Hash,
 			After: pr.Source.Commit.Hash, Actor: p.Actor.name(), Action: strings.TrimPrefix(name, "pullrequest:"),
-			PullRequest: runnel.PullRequest{Number: pr.ID, Title: pr.Title, Head: pr.Source.Branch.Name, Base: pr.Destination.Branch.Name, URL: pr.Links.HTML.Href},
+			PullRequest: runnel.PullRequest{Number: pr.ID, Title: pr.Title, Head: pr.Source.Branch.Name, Base: pr.Destination.Branch.Name, URL: pr.Links.HTML.Href,
+				Fork: fork, HeadRepo: headRepo},
 		}
 	case "":
 		return nil, fmt.Errorf("%w: header X-Event-Key is missing", forge.ErrPayload)

@@ -4,6 +4,7 @@
 package github
 
 import (
+	"bytes"
 	"cmp"
 	"context"
 	"encoding/json"
@@ -104,15 +105,51 @@ type PR struct {
 	Title   string `json:"title"`
 	HTMLURL string `json:"html_url"`
 	Head    struct {
-		Ref string `json:"ref"`
-		SHA string `json:"sha"`
+		Ref  string `json:"ref"`
+		SHA  string `json:"sha"`
+		Repo PRRepo `json:"repo"`
 	} `json:"head"`
 	Base struct {
-		Ref string `json:"ref"`
+		Ref  string `json:"ref"`
+		Repo PRRepo `json:"repo"`
 	} `json:"base"`
 	User struct {
 		Login string `json:"login"`
 	} `json:"user"`
+}
+
+// PRRepo is the repository of a pull request's head or base.
+type PRRepo struct {
+	FullName string `json:"full_name"`
+	// Null: the payload said null, which GitHub does for a head whose fork
+	// was deleted. An absent field leaves both empty.
+	Null bool `json:"-"`
+}
+
+// UnmarshalJSON records a null repository (encoding/json calls it with
+// null too, the field not being a pointer).
+func (r *PRRepo) UnmarshalJSON(b []byte) error {
+	if string(bytes.TrimSpace(b)) == "null" {
+		*r = PRRepo{Null: true}
+		return nil
+	}
+	type plain PRRepo
+	return json.Unmarshal(b, (*plain)(r))
+}
+
+// Fork says whether the pull request comes from another repository than
+// its base, and names that repository (empty when it is the base, or when
+// the fork was deleted). A head repository of null (a deleted fork) is a
+// fork; without both names (payloads that leave them out) it is not.
+func (pr *PR) Fork() (fork bool, headRepo string) {
+	head, base := pr.Head.Repo, pr.Base.Repo
+	if head.Null {
+		return true, ""
+	}
+	if head.FullName == "" || base.FullName == "" || strings.EqualFold(head.FullName, base.FullName) {
+		return false, ""
+	}
+	return true, head.FullName
 }
 
 // Push is a push as GitHub sends it; Gitea sends the same shape, naming
@@ -166,10 +203,12 @@ func (p *PullRequestEvent) Event() *forge.Event {
 	if pr.Number == 0 {
 		pr.Number = p.Number
 	}
+	fork, headRepo := pr.Fork()
 	return &forge.Event{Kind: forge.KindPullRequest, Trigger: runnel.Trigger{
 		Ref: "refs/pull/" + strconv.FormatInt(pr.Number, 10) + "/head", Branch: pr.Head.Ref, Commit: pr.Head.SHA,
 		After: pr.Head.SHA, Actor: p.Sender.Login, Action: p.Action,
-		PullRequest: runnel.PullRequest{Number: pr.Number, Title: pr.Title, Head: pr.Head.Ref, Base: pr.Base.Ref, URL: pr.HTMLURL},
+		PullRequest: runnel.PullRequest{Number: pr.Number, Title: pr.Title, Head: pr.Head.Ref, Base: pr.Base.Ref, URL: pr.HTMLURL,
+			Fork: fork, HeadRepo: headRepo},
 	}}
 }
 

@@ -136,7 +136,14 @@ func (Forge) Parse(h http.Header, body []byte) (*forge.Event, error) {
 				SourceBranch string `json:"source_branch"`
 				TargetBranch string `json:"target_branch"`
 				Action       string `json:"action"`
-				LastCommit   struct {
+				// A merge request from a fork has its source in another
+				// project than its target.
+				SourceProjectID int64 `json:"source_project_id"`
+				TargetProjectID int64 `json:"target_project_id"`
+				Source          struct {
+					PathWithNamespace string `json:"path_with_namespace"`
+				} `json:"source"`
+				LastCommit struct {
 					ID      string `json:"id"`
 					Message string `json:"message"`
 					Author  struct {
@@ -158,7 +165,8 @@ func (Forge) Parse(h http.Header, body []byte) (*forge.Event, error) {
 			Ref: "refs/merge-requests/" + strconv.FormatInt(a.IID, 10) + "/head", Branch: a.SourceBranch,
 			Commit: a.LastCommit.ID, After: a.LastCommit.ID, Actor: p.User.Username, Action: a.Action,
 			Author: a.LastCommit.Author.Name, Message: a.LastCommit.Message,
-			PullRequest: runnel.PullRequest{Number: a.IID, Title: a.Title, Head: a.SourceBranch, Base: a.TargetBranch, URL: a.URL},
+			PullRequest: runnel.PullRequest{Number: a.IID, Title: a.Title, Head: a.SourceBranch, Base: a.TargetBranch, URL: a.URL,
+				Fork: a.SourceProjectID != a.TargetProjectID, HeadRepo: a.Source.PathWithNamespace},
 		}
 	case "":
 		return nil, fmt.Errorf("%w: header X-Gitlab-Event is missing", forge.ErrPayload)
