@@ -148,6 +148,23 @@ type PullRequest struct {
 	Head   string `expr:"head" json:"head"` // source branch
 	Base   string `expr:"base" json:"base"` // target branch
 	URL    string `expr:"url" json:"url,omitempty"`
+	// Fork: the head branch is in another repository than the base (a
+	// fork); HeadRepo is that repository's full name. A fork's runs get no
+	// secrets unless the pipeline allows them (forkPullRequests).
+	Fork     bool   `expr:"fork" json:"fork,omitempty"`
+	HeadRepo string `expr:"head_repo" json:"headRepo,omitempty"`
+	// ForkSecrets is the pipeline's forkPullRequests when a fork's run
+	// was triggered (withhold, approve or allow): what its jobs get is
+	// decided once, with the run.
+	ForkSecrets string `expr:"fork_secrets" json:"forkSecrets,omitempty"`
+}
+
+// SecretsWithheld reports whether a run with this trigger context runs
+// without secrets and credentials: a pull request from a fork whose
+// pipeline did not allow them (with "approve", the run waits at an approval
+// and its approval gives them).
+func (t Trigger) SecretsWithheld() bool {
+	return t.PullRequest.Fork && t.PullRequest.ForkSecrets != "allow" && t.PullRequest.ForkSecrets != "approve"
 }
 
 // TriggerRequest starts a run: what every trigger (the API, cron,

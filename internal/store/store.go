@@ -76,6 +76,16 @@ type Pipeline struct {
 	// EventSinks are the pipeline's own CDEvents sinks (HTTP URLs), besides
 	// the server's.
 	EventSinks []string
+	// Deactivated: neither cron nor webhook deliveries start runs (seed
+	// 001's deactivate action); manual runs still do and history stays.
+	Deactivated bool
+	// WebhookDisabled: webhook deliveries start no runs (the inverse of
+	// seed 001's triggerWebhook flag, so that the zero value is on).
+	WebhookDisabled bool
+	// ForkPullRequests says what runs of pull requests from forks get:
+	// "" (withhold: no secrets, no credentials), "approve" (a maintainer's
+	// approval gives them) or "allow".
+	ForkPullRequests string
 	// Status of the latest run.
 	LastExecutionID string
 	LastRunState    string
@@ -298,6 +308,11 @@ type StatusChange struct {
 	EndedAt     *time.Time `json:"endedAt,omitempty"`
 }
 
+// ForgeStatusSink is the outbox's name for commit statuses: the run.status
+// events of runs of a pipeline bound to a forge repository (and the
+// job.status events that start or end an attempt) are queued for it.
+const ForgeStatusSink = "runnel:forge-status"
+
 // NotifySink is the outbox's name for the notifier: a run.status event that
 // ends a run is queued for it, besides the CDEvents sinks.
 const NotifySink = "runnel:notify"
@@ -450,6 +465,7 @@ type Store interface {
 	CronState
 	Events
 	ImageRepositories
+	Repositories
 	// Ping checks the database is reachable (for /readyz).
 	Ping(ctx context.Context) error
 	Close() error
@@ -808,7 +824,25 @@ type Credential struct {
 	CreatorID string
 	CreatedAt time.Time
 	UpdatedAt time.Time
+	// A connected account (seed 001's source-code credential) is personal:
+	// OwnerID is its user, Provider the forge application it was
+	// connected through, AccountID, LoginName and AvatarURL the forge's
+	// account. Hand-made credentials have none of these.
+	OwnerID   string
+	Provider  string
+	AccountID string
+	LoginName string
+	AvatarURL string
+	// RefreshCiphertext is the sealed refresh token (nil: none), sealed
+	// under RefreshSealID; ExpiresAt is when the access token expires (nil:
+	// it does not, or the forge did not say).
+	RefreshCiphertext []byte
+	RefreshKeyID      string
+	ExpiresAt         *time.Time
 }
+
+// RefreshSealID is the id the refresh token is sealed under.
+func (c *Credential) RefreshSealID() string { return "refresh:" + c.ID }
 
 // Credentials stores source-code credentials.
 type Credentials interface {
@@ -1253,8 +1287,12 @@ type AuthProvider struct {
 	Scopes         []string
 	AllowedOrgs    []string
 	AllowedDomains []string
-	CreatedAt      time.Time
-	UpdatedAt      time.Time
+	// SignIn: users may sign in with it; Connect: users may connect their
+	// forge accounts through it (a forge application, seed 001).
+	SignIn    bool
+	Connect   bool
+	CreatedAt time.Time
+	UpdatedAt time.Time
 }
 
 // SealID is the id the client secret is sealed under.
@@ -1269,6 +1307,9 @@ type LoginState struct {
 	// ReturnTo is the UI path to land on after signing in.
 	ReturnTo  string
 	ExpiresAt time.Time
+	// UserID is set when the flow connects this user's forge account
+	// rather than signing someone in.
+	UserID string
 }
 
 // Session is a browser session: its cookie's value is never stored, only
@@ -1336,4 +1377,63 @@ type CLIGrant struct {
 	// Scopes of the token to make (nil: every scope of the user).
 	Scopes    []string
 	ExpiresAt time.Time
+}
+
+// RepoBinding binds a pipeline to a repository on a forge: where its API
+// is, the webhook Runnel manages there, and how runs report on commits.
+type RepoBinding struct {
+	PipelineID string
+	// Provider is the forge application the repository was activated
+	// through ("" when activated with a hand-made credential).
+	Provider string
+	Kind     string // github gitlab gitea bitbucket
+	APIBase  string
+	FullName string
+	// HookID is the forge's id of the webhook ("" none); HookState is
+	// "active", "missing" (deleted at the forge) or "" (none); HookError
+	// the last failure managing it.
+	HookID        string
+	HookState     string
+	HookError     string
+	HookCheckedAt *time.Time
+	// StatusContext names the commit statuses ("" runnel/<pipeline>);
+	// JobStatuses adds one status per job.
+	StatusContext string
+	JobStatuses   bool
+	CreatedAt     time.Time
+	UpdatedAt     time.Time
+}
+
+// CommitStatusRecord is the last status a run reported on its commit for a
+// context, and the outcome of reporting it.
+type CommitStatusRecord struct {
+	RunID       string
+	Context     string
+	SHA         string
+	State       string
+	Description string
+	TargetURL   string
+	// Error is the last failure sending it ("" sent); Attempts counts
+	// the tries of the current state.
+	Error     string
+	Attempts  int
+	UpdatedAt time.Time
+}
+
+// Repositories stores pipelines' forge repositories and commit statuses.
+type Repositories interface {
+	// PutRepoBinding stores or replaces the pipeline's binding (CreatedAt
+	// kept). An unknown pipeline → ErrNotFound.
+	PutRepoBinding(ctx context.Context, b *RepoBinding) error
+	// GetRepoBinding → ErrNotFound when the pipeline has none.
+	GetRepoBinding(ctx context.Context, pipelineID string) (*RepoBinding, error)
+	// ListRepoBindings lists bindings of kind and fullName (either "":
+	// any), by pipeline id.
+	ListRepoBindings(ctx context.Context, kind, fullName string) ([]*RepoBinding, error)
+	// DeleteRepoBinding removes it (none: not an error).
+	DeleteRepoBinding(ctx context.Context, pipelineID string) error
+	// PutCommitStatus stores or replaces a run's status for its context.
+	PutCommitStatus(ctx context.Context, c *CommitStatusRecord) error
+	// ListCommitStatuses lists a run's statuses by context.
+	ListCommitStatuses(ctx context.Context, runID string) ([]*CommitStatusRecord, error)
 }

@@ -9,18 +9,25 @@ import (
 	"github.com/runnel-ci/runnel/internal/store"
 )
 
-const credentialCols = `id, name, kind, host, username, project_id, ciphertext, key_id, created_by, created_at, updated_at, creator_id`
+const credentialCols = `id, name, kind, host, username, project_id, ciphertext, key_id, created_by, created_at, updated_at, creator_id,
+	owner_id, provider, account_id, login_name, avatar_url, refresh_ciphertext, refresh_key_id, expires_at`
 
 func scanCredential(sc scanner) (*store.Credential, error) {
 	var (
 		c                store.Credential
 		created, updated int64
+		expires          sql.NullInt64
 	)
 	if err := sc.Scan(&c.ID, &c.Name, &c.Kind, &c.Host, &c.Username, &c.ProjectID, &c.Ciphertext, &c.KeyID,
-		&c.CreatedBy, &created, &updated, &c.CreatorID); err != nil {
+		&c.CreatedBy, &created, &updated, &c.CreatorID, &c.OwnerID, &c.Provider, &c.AccountID, &c.LoginName, &c.AvatarURL,
+		&c.RefreshCiphertext, &c.RefreshKeyID, &expires); err != nil {
 		return nil, err
 	}
 	c.CreatedAt, c.UpdatedAt = fromMicros(created), fromMicros(updated)
+	c.ExpiresAt = timePtr(expires)
+	if len(c.RefreshCiphertext) == 0 {
+		c.RefreshCiphertext = nil
+	}
 	return &c, nil
 }
 
@@ -45,9 +52,10 @@ func (s *Store) CreateCredential(ctx context.Context, c *store.Credential) error
 	op += " " + c.ID
 	now := s.nowUTC()
 	err := s.writeTx(ctx, true, func(tx *sql.Tx) error {
-		_, err := s.exec(ctx, tx, `INSERT INTO credentials (`+credentialCols+`) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+		_, err := s.exec(ctx, tx, `INSERT INTO credentials (`+credentialCols+`) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
 			c.ID, c.Name, c.Kind, c.Host, c.Username, c.ProjectID, c.Ciphertext, c.KeyID, c.CreatedBy,
-			micros(orNow(c.CreatedAt, now)), micros(orNow(c.UpdatedAt, now)), c.CreatorID)
+			micros(orNow(c.CreatedAt, now)), micros(orNow(c.UpdatedAt, now)), c.CreatorID,
+			c.OwnerID, c.Provider, c.AccountID, c.LoginName, c.AvatarURL, c.RefreshCiphertext, c.RefreshKeyID, nullMicros(c.ExpiresAt))
 		return err
 	})
 	if s.d.isUnique(err) {
@@ -95,8 +103,10 @@ func (s *Store) UpdateCredential(ctx context.Context, c *store.Credential) error
 	op += " " + c.ID
 	err := s.writeTx(ctx, true, func(tx *sql.Tx) error {
 		ok, err := s.execOne(ctx, tx, `UPDATE credentials SET name = ?, host = ?, username = ?, project_id = ?,
-			ciphertext = ?, key_id = ?, updated_at = ? WHERE id = ?`,
-			c.Name, c.Host, c.Username, c.ProjectID, c.Ciphertext, c.KeyID, micros(orNow(c.UpdatedAt, s.nowUTC())), c.ID)
+			ciphertext = ?, key_id = ?, updated_at = ?, login_name = ?, avatar_url = ?, refresh_ciphertext = ?,
+			refresh_key_id = ?, expires_at = ? WHERE id = ?`,
+			c.Name, c.Host, c.Username, c.ProjectID, c.Ciphertext, c.KeyID, micros(orNow(c.UpdatedAt, s.nowUTC())),
+			c.LoginName, c.AvatarURL, c.RefreshCiphertext, c.RefreshKeyID, nullMicros(c.ExpiresAt), c.ID)
 		if err == nil && !ok {
 			err = notFound(op)
 		}

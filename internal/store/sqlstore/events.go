@@ -34,18 +34,22 @@ type eventRun struct {
 	id, pipelineID, projectID string
 	number                    int64
 	sinks                     []string // the pipeline's own
+	// forge: the pipeline is bound to a forge repository (its runs report
+	// commit statuses).
+	forge bool
 }
 
 // lockEventRun reads (and on PostgreSQL locks) the run an event is about.
 func (s *Store) lockEventRun(ctx context.Context, tx *sql.Tx, runID string) (*eventRun, error) {
-	q := `SELECT r.pipeline_id, r.number, p.project_id, p.event_sinks FROM runs r
+	q := `SELECT r.pipeline_id, r.number, p.project_id, p.event_sinks,
+		EXISTS (SELECT 1 FROM pipeline_repos b WHERE b.pipeline_id = r.pipeline_id) FROM runs r
 		JOIN pipelines p ON p.id = r.pipeline_id WHERE r.id = ?`
 	if s.d.postgres {
 		q += ` FOR UPDATE OF r`
 	}
 	er := &eventRun{id: runID}
 	var sinks string
-	if err := s.queryRow(ctx, tx, q, runID).Scan(&er.pipelineID, &er.number, &er.projectID, &sinks); err != nil {
+	if err := s.queryRow(ctx, tx, q, runID).Scan(&er.pipelineID, &er.number, &er.projectID, &sinks, &er.forge); err != nil {
 		return nil, err
 	}
 	if err := decodeJSON(sinks, &er.sinks); err != nil {
@@ -78,6 +82,9 @@ func (s *Store) outboxSinks(er *eventRun, typ string, sc *store.StatusChange) []
 		}
 	case store.EventJobStatus:
 		cd = sc.Status != sc.Previous && (sc.Status == string(runnel.JobRunning) || sc.Previous == string(runnel.JobRunning))
+	}
+	if cd && er.forge {
+		out = append(out, store.ForgeStatusSink)
 	}
 	if cd {
 		for _, sink := range append(slices.Clone(s.sinks), er.sinks...) {

@@ -51,12 +51,14 @@ func (s *Store) insertPipeline(ctx context.Context, tx *sql.Tx, p *store.Pipelin
 	now := s.nowUTC()
 	_, err = s.exec(ctx, tx, `INSERT INTO pipelines (id, project_id, name, name_lower, description,
 		repo_url, default_branch, pipeline_file_path, save_mode, pr_target_branch, metadata,
-		created_by, created_at, updated_at, trigger_cron_expression, trigger_timezone, credential_id, event_sinks, creator_id)
-		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+		created_by, created_at, updated_at, trigger_cron_expression, trigger_timezone, credential_id, event_sinks, creator_id,
+		deactivated, webhook_disabled, fork_pull_requests)
+		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
 		p.ID, p.ProjectID, p.Name, strings.ToLower(p.Name), p.Description, p.RepoURL, p.DefaultBranch,
 		p.PipelineFilePath, p.SaveMode, p.PRTargetBranch, meta, p.CreatedBy,
 		micros(orNow(p.CreatedAt, now)), micros(orNow(p.UpdatedAt, now)),
-		p.TriggerCronExpression, p.TriggerTimezone, p.CredentialID, sinks, p.CreatorID)
+		p.TriggerCronExpression, p.TriggerTimezone, p.CredentialID, sinks, p.CreatorID,
+		p.Deactivated, p.WebhookDisabled, p.ForkPullRequests)
 	if s.d.isUnique(err) {
 		return fmt.Errorf("%s: a pipeline with this id, or named %q in project %q, already exists: %w",
 			op, p.Name, p.ProjectID, store.ErrConflict)
@@ -175,10 +177,11 @@ func (s *Store) UpdatePipeline(ctx context.Context, p *store.Pipeline) error {
 		found, err = s.execOne(ctx, tx, `UPDATE pipelines SET name = ?, name_lower = ?, description = ?,
 			repo_url = ?, default_branch = ?, pipeline_file_path = ?, save_mode = ?, pr_target_branch = ?,
 			metadata = ?, updated_at = ?, trigger_cron_expression = ?, trigger_timezone = ?,
-			credential_id = ?, event_sinks = ? WHERE id = ?`,
+			credential_id = ?, event_sinks = ?, deactivated = ?, webhook_disabled = ?, fork_pull_requests = ? WHERE id = ?`,
 			p.Name, strings.ToLower(p.Name), p.Description, p.RepoURL, p.DefaultBranch, p.PipelineFilePath,
 			p.SaveMode, p.PRTargetBranch, meta, micros(orNow(p.UpdatedAt, s.nowUTC())),
-			p.TriggerCronExpression, p.TriggerTimezone, p.CredentialID, sinks, p.ID)
+			p.TriggerCronExpression, p.TriggerTimezone, p.CredentialID, sinks, p.Deactivated, p.WebhookDisabled,
+			p.ForkPullRequests, p.ID)
 		return err
 	})
 	if s.d.isUnique(err) {

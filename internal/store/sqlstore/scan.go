@@ -89,7 +89,8 @@ type scanner interface{ Scan(dest ...any) error }
 const pipelineCols = `id, project_id, name, description, repo_url, default_branch, pipeline_file_path,
 	save_mode, pr_target_branch, metadata, created_by, created_at, updated_at, head_version,
 	head_commit_sha, last_execution_id, last_run_state, last_started, last_ended,
-	trigger_cron_expression, trigger_timezone, credential_id, event_sinks, creator_id`
+	trigger_cron_expression, trigger_timezone, credential_id, event_sinks, creator_id,
+	deactivated, webhook_disabled, fork_pull_requests`
 
 func scanPipeline(sc scanner) (*store.Pipeline, error) {
 	var (
@@ -101,7 +102,8 @@ func scanPipeline(sc scanner) (*store.Pipeline, error) {
 	err := sc.Scan(&p.ID, &p.ProjectID, &p.Name, &p.Description, &p.RepoURL, &p.DefaultBranch,
 		&p.PipelineFilePath, &p.SaveMode, &p.PRTargetBranch, &meta, &p.CreatedBy, &created, &updated,
 		&p.HeadVersion, &p.HeadCommitSHA, &p.LastExecutionID, &p.LastRunState, &lastStart, &lastEnded,
-		&p.TriggerCronExpression, &p.TriggerTimezone, &p.CredentialID, &sinks, &p.CreatorID)
+		&p.TriggerCronExpression, &p.TriggerTimezone, &p.CredentialID, &sinks, &p.CreatorID,
+		&p.Deactivated, &p.WebhookDisabled, &p.ForkPullRequests)
 	if err != nil {
 		return nil, err
 	}

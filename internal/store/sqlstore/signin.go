@@ -21,7 +21,7 @@ func splitNames(s string) []string {
 	return strings.Split(s, "\n")
 }
 
-const providerCols = `name, kind, display_name, url, client_id, ciphertext, key_id, scopes, allowed_orgs, allowed_domains, created_at, updated_at`
+const providerCols = `name, kind, display_name, url, client_id, ciphertext, key_id, scopes, allowed_orgs, allowed_domains, created_at, updated_at, sign_in, connect`
 
 func scanProvider(sc scanner) (*store.AuthProvider, error) {
 	var (
@@ -30,7 +30,7 @@ func scanProvider(sc scanner) (*store.AuthProvider, error) {
 		created, updated      int64
 	)
 	if err := sc.Scan(&p.Name, &p.Kind, &p.DisplayName, &p.URL, &p.ClientID, &p.Ciphertext, &p.KeyID, &scopes, &orgs, &domains,
-		&created, &updated); err != nil {
+		&created, &updated, &p.SignIn, &p.Connect); err != nil {
 		return nil, err
 	}
 	p.Scopes, p.AllowedOrgs, p.AllowedDomains = splitNames(scopes), splitNames(orgs), splitNames(domains)
@@ -47,9 +47,9 @@ func (s *Store) CreateAuthProvider(ctx context.Context, p *store.AuthProvider) e
 	op += " " + p.Name
 	now := s.nowUTC()
 	err := s.writeTx(ctx, true, func(tx *sql.Tx) error {
-		_, err := s.exec(ctx, tx, `INSERT INTO auth_providers (`+providerCols+`) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+		_, err := s.exec(ctx, tx, `INSERT INTO auth_providers (`+providerCols+`) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
 			p.Name, p.Kind, p.DisplayName, p.URL, p.ClientID, p.Ciphertext, p.KeyID, joinNames(p.Scopes), joinNames(p.AllowedOrgs),
-			joinNames(p.AllowedDomains), micros(orNow(p.CreatedAt, now)), micros(orNow(p.UpdatedAt, now)))
+			joinNames(p.AllowedDomains), micros(orNow(p.CreatedAt, now)), micros(orNow(p.UpdatedAt, now)), p.SignIn, p.Connect)
 		return err
 	})
 	if s.d.isUnique(err) {
@@ -64,9 +64,9 @@ func (s *Store) UpdateAuthProvider(ctx context.Context, p *store.AuthProvider) e
 	op := "update auth provider " + p.Name
 	err := s.writeTx(ctx, true, func(tx *sql.Tx) error {
 		ok, err := s.execOne(ctx, tx, `UPDATE auth_providers SET kind = ?, display_name = ?, url = ?, client_id = ?, ciphertext = ?,
-			key_id = ?, scopes = ?, allowed_orgs = ?, allowed_domains = ?, updated_at = ? WHERE name = ?`,
+			key_id = ?, scopes = ?, allowed_orgs = ?, allowed_domains = ?, updated_at = ?, sign_in = ?, connect = ? WHERE name = ?`,
 			p.Kind, p.DisplayName, p.URL, p.ClientID, p.Ciphertext, p.KeyID, joinNames(p.Scopes), joinNames(p.AllowedOrgs),
-			joinNames(p.AllowedDomains), micros(orNow(p.UpdatedAt, s.nowUTC())), p.Name)
+			joinNames(p.AllowedDomains), micros(orNow(p.UpdatedAt, s.nowUTC())), p.SignIn, p.Connect, p.Name)
 		if err == nil && !ok {
 			err = notFound(op)
 		}
@@ -152,8 +152,8 @@ func (s *Store) UserOfIdentity(ctx context.Context, provider, subject string) (s
 // PutLoginState stores a pending login.
 func (s *Store) PutLoginState(ctx context.Context, l *store.LoginState) error {
 	err := s.writeTx(ctx, true, func(tx *sql.Tx) error {
-		_, err := s.exec(ctx, tx, `INSERT INTO login_states (state, provider, nonce, verifier, return_to, expires_at) VALUES (?, ?, ?, ?, ?, ?)`,
-			l.State, l.Provider, l.Nonce, l.Verifier, l.ReturnTo, micros(l.ExpiresAt))
+		_, err := s.exec(ctx, tx, `INSERT INTO login_states (state, provider, nonce, verifier, return_to, expires_at, user_id) VALUES (?, ?, ?, ?, ?, ?, ?)`,
+			l.State, l.Provider, l.Nonce, l.Verifier, l.ReturnTo, micros(l.ExpiresAt), l.UserID)
 		return err
 	})
 	return wrapOp("put login state", err)
@@ -167,8 +167,8 @@ func (s *Store) TakeLoginState(ctx context.Context, state string, now time.Time)
 		out = nil
 		var l store.LoginState
 		var exp int64
-		err := s.queryRow(ctx, tx, `SELECT state, provider, nonce, verifier, return_to, expires_at FROM login_states WHERE state = ?`, state).
-			Scan(&l.State, &l.Provider, &l.Nonce, &l.Verifier, &l.ReturnTo, &exp)
+		err := s.queryRow(ctx, tx, `SELECT state, provider, nonce, verifier, return_to, expires_at, user_id FROM login_states WHERE state = ?`, state).
+			Scan(&l.State, &l.Provider, &l.Nonce, &l.Verifier, &l.ReturnTo, &exp, &l.UserID)
 		if errors.Is(err, sql.ErrNoRows) {
 			return nil
 		}
