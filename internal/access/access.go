@@ -296,6 +296,16 @@ func (p *Policy) Check(ctx context.Context, rule Rule, param func(string) string
 	if err != nil {
 		return fmt.Errorf("find the project of %s: %w", t, err)
 	}
+	if global && rule.Param == "credentialId" {
+		// A connected account is personal: its owner alone sees and
+		// changes it.
+		if cr, err := p.st.GetCredential(ctx, id); err == nil && cr.OwnerID != "" {
+			if cr.OwnerID == c.UserID {
+				return nil
+			}
+			return runnel.Errorf(runnel.ErrNotFound, "%s not found", t)
+		}
+	}
 	if global {
 		// A site-wide credential: every user sees it and may use it; only
 		// site admins change it.

@@ -65,6 +65,7 @@ func (a *API) Routes() []apikit.Route {
 		{Method: "PUT", Path: "/api/v1/auth/providers/{name}", Scope: apikit.ScopeAdmin, Access: "admin", H: a.updateProvider},
 		{Method: "DELETE", Path: "/api/v1/auth/providers/{name}", Scope: apikit.ScopeAdmin, Access: "admin", H: a.deleteProvider},
 		{Method: "GET", Path: "/api/v1/auth/providers/{name}/login", Public: true, Access: "public", NoAudit: true, H: a.login},
+		{Method: "GET", Path: "/api/v1/auth/providers/{name}/connect", Scope: apikit.ScopeWrite, Access: "signed-in", NoAudit: true, H: a.connect},
 		{Method: "GET", Path: "/api/v1/auth/providers/{name}/callback", Public: true, Access: "public", NoAudit: true, H: a.callback},
 		{Method: "POST", Path: "/api/v1/auth/session", Scope: apikit.ScopeRead, Access: "signed-in", H: a.openSession},
 		{Method: "DELETE", Path: "/api/v1/auth/session", Scope: apikit.ScopeRead, Access: "signed-in", H: a.closeSession},

@@ -18,10 +18,16 @@ import (
 // providerJSON is a sign-in provider. The sign-in page's list shows name,
 // kind and displayName only; admins see the rest (never the secret).
 type providerJSON struct {
-	Name           string   `json:"name"`
-	Kind           string   `json:"kind"`
-	DisplayName    string   `json:"displayName"`
-	LoginURL       string   `json:"loginUrl"`
+	Name        string `json:"name"`
+	Kind        string `json:"kind"`
+	DisplayName string `json:"displayName"`
+	LoginURL    string `json:"loginUrl,omitempty"`
+	// SignIn and Connect say what the provider serves: signing in,
+	// connecting forge accounts (seed 001's OAuth application); ConnectURL
+	// starts a connection.
+	SignIn         bool     `json:"signIn"`
+	Connect        bool     `json:"connect"`
+	ConnectURL     string   `json:"connectUrl,omitempty"`
 	URL            string   `json:"url,omitempty"`
 	ClientID       string   `json:"clientId,omitempty"`
 	Scopes         []string `json:"scopes,omitempty"`
@@ -37,7 +43,13 @@ func (a *API) providerPath(name string) string {
 }
 
 func (a *API) toProviderJSON(r *http.Request, p *store.AuthProvider, full bool) providerJSON {
-	j := providerJSON{Name: p.Name, Kind: p.Kind, DisplayName: p.DisplayName, LoginURL: a.providerPath(p.Name) + "/login"}
+	j := providerJSON{Name: p.Name, Kind: p.Kind, DisplayName: p.DisplayName, SignIn: p.SignIn, Connect: p.Connect}
+	if p.SignIn {
+		j.LoginURL = a.providerPath(p.Name) + "/login"
+	}
+	if p.Connect {
+		j.ConnectURL = a.providerPath(p.Name) + "/connect"
+	}
 	if j.DisplayName == "" {
 		j.DisplayName = p.Name
 	}
@@ -66,6 +78,8 @@ type providerBody struct {
 	Scopes         []string `json:"scopes"`
 	AllowedOrgs    []string `json:"allowedOrgs"`
 	AllowedDomains []string `json:"allowedDomains"`
+	SignIn         *bool    `json:"signIn"`
+	Connect        *bool    `json:"connect"`
 }
 
 func (a *API) readProvider(r *http.Request, update bool) (signin.ProviderInput, error) {
@@ -86,14 +100,15 @@ func (a *API) readProvider(r *http.Request, update bool) (signin.ProviderInput, 
 		name string
 		null bool
 	}{{"kind", b.Kind == nil}, {"displayName", b.DisplayName == nil}, {"url", b.URL == nil}, {"clientId", b.ClientID == nil},
-		{"clientSecret", b.ClientSecret == nil}} {
+		{"clientSecret", b.ClientSecret == nil}, {"signIn", b.SignIn == nil}, {"connect", b.Connect == nil}} {
 		if present[f.name] && f.null {
 			return signin.ProviderInput{}, apikit.Errorf(http.StatusBadRequest, "body.%s: must not be null", f.name)
 		}
 	}
 	in := signin.ProviderInput{Name: b.Name, Kind: b.Kind, DisplayName: b.DisplayName, URL: b.URL, ClientID: b.ClientID,
 		ClientSecret: b.ClientSecret, Scopes: b.Scopes, AllowedOrgs: b.AllowedOrgs, AllowedDomains: b.AllowedDomains,
-		ScopesSet: present["scopes"], AllowedOrgsSet: present["allowedOrgs"], AllowedDomainsSet: present["allowedDomains"]}
+		ScopesSet: present["scopes"], AllowedOrgsSet: present["allowedOrgs"], AllowedDomainsSet: present["allowedDomains"],
+		SignIn: b.SignIn, Connect: b.Connect}
 	if update {
 		in.Name = r.PathValue("name")
 	}
@@ -176,6 +191,23 @@ func (a *API) login(w http.ResponseWriter, r *http.Request) error {
 	return nil
 }
 
+// connect sends the signed-in user's browser to the provider to connect
+// their forge account.
+func (a *API) connect(w http.ResponseWriter, r *http.Request) error {
+	q, err := apikit.ParseQuery(r.URL.RawQuery, "returnTo")
+	if err != nil {
+		return err
+	}
+	name := r.PathValue("name")
+	to, err := a.SignIn.BeginConnect(r.Context(), name, a.callbackURL(r, name), q.Str("returnTo"))
+	if err != nil {
+		return err
+	}
+	w.Header().Set("Cache-Control", "no-store")
+	redirect(w, to)
+	return nil
+}
+
 // callback finishes a sign-in: the session cookie is set and the browser
 // goes to the page it came from. A refusal goes to the sign-in page with
 // the reason (never a token: the URL carries words only).
@@ -190,6 +222,23 @@ func (a *API) callback(w http.ResponseWriter, r *http.Request) error {
 		}
 		a.Log.InfoContext(r.Context(), "sign-in refused", "provider", name, "error", err)
 		redirect(w, "/signin?error="+url.QueryEscape(msg))
+		return nil
+	}
+	if c := f.Connected; c != nil {
+		// A forge account was connected for the user who started the flow;
+		// their browser session is untouched.
+		p := apikit.Principal{Subject: c.CreatedBy, UserID: c.OwnerID}
+		rt := apikit.Route{Method: r.Method, Path: "/api/v1/auth/providers/{name}/callback"}
+		a.Record(r, rt, p, http.StatusCreated, "/api/v1/credentials/"+c.ID)
+		to := f.ReturnTo
+		if to == "" || to == "/" {
+			to = "/credentials"
+		}
+		sep := "?"
+		if strings.Contains(to, "?") {
+			sep = "&"
+		}
+		redirect(w, to+sep+"connected="+url.QueryEscape(c.ID))
 		return nil
 	}
 	a.setCookie(w, r, f.Cookie, f.Session.ExpiresAt)

@@ -32,12 +32,22 @@ type credentialJSON struct {
 	CreatorID    string  `json:"creatorId"`
 	CreatedAt    string  `json:"createdAt"`
 	UpdatedAt    string  `json:"updatedAt"`
+	// A connected account (seed 001's source-code credential): the user
+	// who owns it, the provider it was connected through, the forge
+	// account's login and avatar, when its access token expires (it is
+	// renewed before). Empty for hand-made credentials.
+	UserID    string  `json:"userId"`
+	Provider  string  `json:"provider"`
+	LoginName string  `json:"loginName"`
+	AvatarURL string  `json:"avatarUrl"`
+	ExpiresAt *string `json:"expiresAt"`
 }
 
 func toCredentialJSON(c *store.Credential) credentialJSON {
 	masked := "***"
 	out := credentialJSON{CredentialID: c.ID, Name: c.Name, Kind: c.Kind, Host: c.Host, Username: c.Username,
-		ProjectID: c.ProjectID, CreatedBy: c.CreatedBy, CreatorID: c.CreatorID, CreatedAt: wire.Time(c.CreatedAt), UpdatedAt: wire.Time(c.UpdatedAt)}
+		ProjectID: c.ProjectID, CreatedBy: c.CreatedBy, CreatorID: c.CreatorID, CreatedAt: wire.Time(c.CreatedAt), UpdatedAt: wire.Time(c.UpdatedAt),
+		UserID: c.OwnerID, Provider: c.Provider, LoginName: c.LoginName, AvatarURL: c.AvatarURL, ExpiresAt: wire.TimePtr(c.ExpiresAt)}
 	if c.Kind == "ssh" {
 		out.PrivateKey = &masked
 	} else {

@@ -48,6 +48,27 @@ type pipelineJSON struct {
 	// EventSinks are the pipeline's own CDEvents sinks; a sink URL's
 	// password is not shown.
 	EventSinks []string `json:"eventSinks"`
+	// Active is false once deactivated (seed 001): neither cron nor
+	// webhooks start runs. TriggerWebhook says whether webhooks do.
+	Active           bool   `json:"active"`
+	TriggerWebhook   bool   `json:"triggerWebhook"`
+	ForkPullRequests string `json:"forkPullRequests"`
+	// Repository is the forge repository the pipeline is bound to (GET of
+	// one pipeline; null when none).
+	Repository *repositoryJSON `json:"repository,omitempty"`
+}
+
+// repositoryJSON is a pipeline's forge repository and the webhook Runnel
+// manages there (its id and secret are never shown).
+type repositoryJSON struct {
+	Kind          string  `json:"kind"`
+	Provider      string  `json:"provider"`
+	FullName      string  `json:"fullName"`
+	WebhookState  string  `json:"webhookState"`
+	WebhookError  string  `json:"webhookError"`
+	WebhookURL    string  `json:"webhookUrl"`
+	CheckedAt     *string `json:"checkedAt"`
+	StatusContext string  `json:"statusContext"`
 }
 
 // toPipelineJSON shapes a pipeline; NextStart is left null (it needs the
@@ -83,6 +104,9 @@ func toPipelineJSON(p *store.Pipeline) pipelineJSON {
 		EventSinks:            redactedSinks(p.EventSinks),
 		TriggerCronExpression: p.TriggerCronExpression,
 		TriggerTimezone:       p.TriggerTimezone,
+		Active:                !p.Deactivated,
+		TriggerWebhook:        !p.WebhookDisabled,
+		ForkPullRequests:      pipeline.ForkMode(p.ForkPullRequests),
 	}
 }
 
@@ -235,6 +259,20 @@ type runDetailJSON struct {
 	// Definition says what the run was planned from; null when it failed
 	// before a definition could be read.
 	Definition *runDefinitionJSON `json:"definition"`
+	// CommitStatuses are what the run reported on its commit at its forge
+	// (one per context), with the last error sending each.
+	CommitStatuses []commitStatusJSON `json:"commitStatuses"`
+}
+
+type commitStatusJSON struct {
+	Context     string `json:"context"`
+	SHA         string `json:"sha"`
+	State       string `json:"state"`
+	Description string `json:"description"`
+	TargetURL   string `json:"targetUrl"`
+	Error       string `json:"error"`
+	Attempts    int    `json:"attempts"`
+	UpdatedAt   string `json:"updatedAt"`
 }
 
 // runDefinitionJSON: a stored version (source store, specVersion), the

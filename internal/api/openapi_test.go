@@ -143,6 +143,8 @@ func TestOpenAPIBodiesMatchDecoders(t *testing.T) {
 		"SecretUpdate":            &secretUpdateBody{},
 		"CredentialCreate":        &credentialBody{},
 		"CredentialUpdate":        &credentialUpdateBody{},
+		"RepositoryActivate":      &activateBody{},
+		"EmptyRequest":            &struct{}{},
 	}
 	maps.Copy(cases, imageapi.RequestBodies())
 	maps.Copy(cases, accountapi.RequestBodies())
@@ -202,7 +204,7 @@ func TestGroupRoutes(t *testing.T) {
 			merged = append(merged, g.Pattern+" = "+strings.Join(m, " | "))
 		}
 	}
-	want := "GET /api/v1/pipelines/{seg3}/{seg4} = /api/v1/pipelines/runs/{runId} | /api/v1/pipelines/{pipelineId}/spec | /api/v1/pipelines/{pipelineId}/export | /api/v1/pipelines/{pipelineId}/runs"
+	want := "GET /api/v1/pipelines/{seg3}/{seg4} = /api/v1/pipelines/runs/{runId} | /api/v1/pipelines/{pipelineId}/spec | /api/v1/pipelines/{pipelineId}/export | /api/v1/pipelines/{pipelineId}/webhook | /api/v1/pipelines/{pipelineId}/runs"
 	if len(merged) != 1 || merged[0] != want {
 		t.Errorf("merged groups:\n%v\nwant\n%s", merged, want)
 	}

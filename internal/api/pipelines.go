@@ -2,9 +2,11 @@ package api
 
 import (
 	"context"
+	"errors"
 	"net/http"
 	"time"
 
+	"github.com/runnel-ci/runnel"
 	"github.com/runnel-ci/runnel/internal/apikit"
 	"github.com/runnel-ci/runnel/internal/pipeline"
 	"github.com/runnel-ci/runnel/internal/store"
@@ -107,6 +109,11 @@ func (s *Server) getPipeline(w http.ResponseWriter, r *http.Request) error {
 		return err
 	}
 	out.WebhookSecretSet = &set
+	if b, err := s.repos.Binding(r.Context(), p.ID); err == nil {
+		out.Repository = s.repositoryJSON(b)
+	} else if !errors.Is(err, runnel.ErrNotFound) {
+		return err
+	}
 	s.ok(w, http.StatusOK, out)
 	return nil
 }
@@ -170,6 +177,19 @@ func (s *Server) deletePipeline(w http.ResponseWriter, r *http.Request) error {
 	id, err := pathID(r, pipelineID)
 	if err != nil {
 		return err
+	}
+	q, err := apikit.ParseQuery(r.URL.RawQuery, "force")
+	if err != nil {
+		return err
+	}
+	// The webhook Runnel made on the forge goes with the pipeline; a forge
+	// that cannot be reached stops the deletion unless force is set (the
+	// hook then stays on the forge, to be removed there).
+	if err := s.repos.Unhook(r.Context(), id); err != nil && !errors.Is(err, runnel.ErrNotFound) {
+		if q.Str("force") != "true" {
+			return runnel.Errorf(runnel.ErrConflict, "the pipeline's webhook could not be removed from its forge (%s); retry, or delete with ?force=true and remove the hook on the forge by hand", apikit.DomainMsg(err))
+		}
+		s.log.Warn("pipeline deleted with its webhook left on the forge", "pipeline_id", id, "err", err)
 	}
 	if err := s.pipelines.Delete(r.Context(), id); err != nil {
 		return err

@@ -171,6 +171,15 @@ func (s *Server) runDetail(r *http.Request, id string) (runDetailJSON, error) {
 			return runDetailJSON{}, fmt.Errorf("get the definition of run %s: %w", id, err)
 		}
 	}
+	statuses, err := s.st.ListCommitStatuses(r.Context(), id)
+	if err != nil {
+		return runDetailJSON{}, err
+	}
+	d.CommitStatuses = make([]commitStatusJSON, 0, len(statuses))
+	for _, c := range statuses {
+		d.CommitStatuses = append(d.CommitStatuses, commitStatusJSON{Context: c.Context, SHA: c.SHA, State: c.State,
+			Description: c.Description, TargetURL: c.TargetURL, Error: c.Error, Attempts: c.Attempts, UpdatedAt: wire.Time(c.UpdatedAt)})
+	}
 	return d, nil
 }
 

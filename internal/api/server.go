@@ -32,6 +32,7 @@ import (
 	"github.com/runnel-ci/runnel/internal/imageapi"
 	"github.com/runnel-ci/runnel/internal/pipeline"
 	"github.com/runnel-ci/runnel/internal/project"
+	"github.com/runnel-ci/runnel/internal/repos"
 	"github.com/runnel-ci/runnel/internal/secret"
 	"github.com/runnel-ci/runnel/internal/signin"
 	"github.com/runnel-ci/runnel/internal/spec"
@@ -73,6 +74,9 @@ type Config struct {
 	SessionTTL time.Duration
 	// HTTPClient makes the calls to sign-in providers (nil: a default).
 	HTTPClient *http.Client
+	// ForgeClient makes the calls to forges' APIs (repositories, webhooks,
+	// commit statuses); nil: a client that follows no redirect.
+	ForgeClient *http.Client
 	// Git reads and writes the definitions of pipelines with a repoUrl:
 	// GET …/spec reads the file at the default branch's head, spec/save
 	// commits it (saveMode direct) or opens a pull request (pr). Nil: those
@@ -137,6 +141,9 @@ type Server struct {
 	imageAPI *imageapi.API
 	// ui is Config.UI (nil: no web UI, every other path is a 404 envelope).
 	ui http.Handler
+	// repos is the forge service: repositories, activation, webhooks on
+	// forges, commit statuses.
+	repos *repos.Service
 	// pipelines owns the pipeline and definition rules.
 	pipelines *pipeline.Service
 	// webhooks handles forge deliveries.
@@ -257,6 +264,12 @@ func New(cfg Config) *Server {
 		so.SSO = sso.New()
 	}
 	s.signin = signin.New(so)
+	ro := repos.Options{Store: s.st, Tokens: s.signin, Pipelines: s.pipelines, Access: s.access, ExternalURL: s.externalURL,
+		HC: cfg.ForgeClient, Clock: s.now, Logger: s.log}
+	if op, ok := s.seal.(repos.Opener); ok {
+		ro.Opener = op
+	}
+	s.repos = repos.New(ro)
 	s.accounts = &accountapi.API{Identity: s.identity, Projects: s.projects, SignIn: s.signin, Tokens: s.st, ExternalURL: s.externalURL,
 		Audit: s.st, MaxBody: s.maxBody, Now: s.now, Log: s.log}
 	s.imageAPI = &imageapi.API{Images: s.images, MaxBody: s.maxBody, ExternalURL: s.externalURL, Now: s.now}
@@ -283,7 +296,7 @@ func (s *Server) routes() []apikit.Route {
 		{Method: "GET", Path: "/api/v1/pipelines", Access: "signed-in", Scope: apikit.ScopeRead, H: s.listPipelines},
 		{Method: "GET", Path: "/api/v1/pipelines/{pipelineId}", Access: "viewer:pipelineId", Scope: apikit.ScopeRead, H: s.getPipeline},
 		{Method: "PUT", Path: "/api/v1/pipelines/{pipelineId}", Access: "maintainer:pipelineId", Scope: apikit.ScopeWrite, H: s.updatePipeline},
-		{Method: "DELETE", Path: "/api/v1/pipelines/{pipelineId}", Access: "maintainer:pipelineId", Scope: apikit.ScopeWrite, H: s.deletePipeline},
+		{Method: "DELETE", Path: "/api/v1/pipelines/{pipelineId}", Access: "maintainer:pipelineId", Scope: apikit.ScopeWrite, Query: []string{"force"}, H: s.deletePipeline},
 
 		{Method: "GET", Path: "/api/v1/pipelines/{pipelineId}/spec", Access: "viewer:pipelineId", Scope: apikit.ScopeRead, H: s.getSpec},
 		{Method: "GET", Path: "/api/v1/pipelines/{pipelineId}/export", Access: "viewer:pipelineId", Scope: apikit.ScopeRead, H: s.exportSpec},
@@ -292,6 +305,11 @@ func (s *Server) routes() []apikit.Route {
 
 		{Method: "POST", Path: "/api/v1/pipelines/{pipelineId}/trigger", Access: "developer:pipelineId", Scope: apikit.ScopeRun, NoAudit: true, H: s.trigger},
 		{Method: "POST", Path: "/api/v1/pipelines/{pipelineId}/webhook/rotate", Access: "maintainer:pipelineId", Scope: apikit.ScopeWrite, H: s.rotateWebhookSecret},
+		{Method: "POST", Path: "/api/v1/pipelines/{pipelineId}/webhook/repair", Access: "maintainer:pipelineId", Scope: apikit.ScopeWrite, H: s.pipelineAction("repair")},
+		{Method: "GET", Path: "/api/v1/pipelines/{pipelineId}/webhook", Access: "viewer:pipelineId", Scope: apikit.ScopeRead, H: s.pipelineAction("check")},
+		{Method: "POST", Path: "/api/v1/pipelines/{pipelineId}/activate", Access: "maintainer:pipelineId", Scope: apikit.ScopeWrite, H: s.pipelineAction("activate")},
+		{Method: "POST", Path: "/api/v1/pipelines/{pipelineId}/deactivate", Access: "maintainer:pipelineId", Scope: apikit.ScopeWrite, H: s.pipelineAction("deactivate")},
+		{Method: "POST", Path: "/api/v1/repositories/activate", Access: "body", Scope: apikit.ScopeWrite, H: s.activateRepository},
 		// The signature made with the pipeline's webhook secret is the
 		// authentication of a delivery.
 		{Method: "POST", Path: "/api/v1/webhooks/{provider}/{pipelineId}", Access: "public", Public: true, MaxBody: maxWebhookBody, H: s.receiveWebhook},
@@ -326,6 +344,7 @@ func (s *Server) routes() []apikit.Route {
 		{Method: "GET", Path: "/api/v1/credentials/{credentialId}", Access: "viewer:credentialId", Scope: apikit.ScopeRead, H: s.getCredential},
 		{Method: "PUT", Path: "/api/v1/credentials/{credentialId}", Access: "maintainer:credentialId", Scope: apikit.ScopeWrite, H: s.updateCredential},
 		{Method: "DELETE", Path: "/api/v1/credentials/{credentialId}", Access: "maintainer:credentialId", Scope: apikit.ScopeWrite, H: s.deleteCredential},
+		{Method: "GET", Path: "/api/v1/credentials/{credentialId}/repositories", Access: "viewer:credentialId", Scope: apikit.ScopeRead, H: s.listRepositories},
 	}, append(s.accounts.Routes(), s.imageAPI.Routes()...)...)
 }
 

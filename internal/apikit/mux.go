@@ -35,6 +35,9 @@ type Route struct {
 	Access string
 	// MaxBody bounds the body instead of Mux.MaxBody when set.
 	MaxBody int64
+	// Query lists the query parameters a route other than GET accepts (its
+	// handler parses them); none by default.
+	Query []string
 	// NoAudit keeps a change out of the audit log because it is recorded
 	// elsewhere (a run's trigger and controls are on the run: who, when,
 	// why).
@@ -262,7 +265,7 @@ func (m *Mux) wrap(rt Route) http.Handler {
 		if rt.Method != http.MethodGet {
 			// Only GET routes take query parameters; a parameter anywhere else
 			// is a client mistake worth a clear 400, not silence.
-			if _, err := ParseQuery(r.URL.RawQuery); err != nil {
+			if _, err := ParseQuery(r.URL.RawQuery, rt.Query...); err != nil {
 				m.Fail(w, r, err)
 				return
 			}

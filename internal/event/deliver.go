@@ -41,6 +41,9 @@ type DelivererOptions struct {
 	Sender   *cdevent.Sender
 	// Notifier handles store.NotifySink entries; nil drops them.
 	Notifier RunNotifier
+	// Statuses handles store.ForgeStatusSink entries (commit statuses on
+	// forges); nil drops them.
+	Statuses RunNotifier
 	// Images tells which runs are image builds; nil: none are.
 	Images ImageBuilds
 	Logger *slog.Logger
@@ -98,6 +101,9 @@ func NewDeliverer(o DelivererOptions) *Deliverer {
 	}
 	return d
 }
+
+// SetStatuses sets DelivererOptions.Statuses; call it before Run.
+func (d *Deliverer) SetStatuses(n RunNotifier) { d.o.Statuses = n }
 
 // Kick makes the worker look at the outbox now.
 func (d *Deliverer) Kick() {
@@ -236,6 +242,12 @@ func (d *Deliverer) send(ctx context.Context, dl *store.Delivery) error {
 			return nil
 		}
 		return d.o.Notifier.Notify(ctx, e, dl.Attempts+1)
+	}
+	if dl.Sink == store.ForgeStatusSink {
+		if d.o.Statuses == nil {
+			return nil
+		}
+		return d.o.Statuses.Notify(ctx, e, dl.Attempts+1)
 	}
 	ev, ok, err := cdevent.Build(d.o.CDEvents, e, d.pipelineName(ctx, e.PipelineID))
 	if err != nil {

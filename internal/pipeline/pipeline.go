@@ -129,6 +129,13 @@ type Fields struct {
 	CredentialID string `json:"credentialId"`
 	// EventSinks are the pipeline's own CDEvents sinks (http(s) URLs).
 	EventSinks []string `json:"eventSinks"`
+	// TriggerWebhook says whether webhook deliveries start runs (seed
+	// 001's flag; default true).
+	TriggerWebhook *bool `json:"triggerWebhook"`
+	// ForkPullRequests says what runs of pull requests from forks get:
+	// "withhold" (default: no secrets, no credentials), "approve" (a
+	// maintainer's approval of the run gives them) or "allow".
+	ForkPullRequests string `json:"forkPullRequests"`
 }
 
 // CreateRequest adds what only a creation takes: who created it and an
@@ -187,6 +194,12 @@ func CheckFields(f *Fields, present Present) error {
 			return check.Text("body.credentialId", f.CredentialID, 100, false)
 		}},
 		{"eventSinks", func() error { return checkEventSinks("body.eventSinks", f.EventSinks) }},
+		{"forkPullRequests", func() error {
+			if f.ForkPullRequests == "" {
+				return nil
+			}
+			return check.Enum("body.forkPullRequests", f.ForkPullRequests, ForkModes...)
+		}},
 	}
 	for _, c := range checks {
 		if present(c.field) {
@@ -237,6 +250,12 @@ func (s *Service) checkCredential(ctx context.Context, p *store.Pipeline) error 
 	}
 	if err != nil {
 		return fmt.Errorf("check credential %s: %w", p.CredentialID, err)
+	}
+	if c.OwnerID != "" {
+		// A connected account is personal: only its owner puts it to work.
+		if who, ok := runnel.PrincipalFrom(ctx); ok && !who.SiteAdmin() && who.UserID != c.OwnerID {
+			return runnel.Invalidf("body.credentialId: no credential %q (see GET /api/v1/credentials)", p.CredentialID)
+		}
 	}
 	if c.ProjectID != "" && c.ProjectID != p.ProjectID {
 		return runnel.Invalidf("body.credentialId: credential %s is limited to project %q; this pipeline is in project %q",
@@ -337,6 +356,10 @@ func (s *Service) Create(ctx context.Context, req *CreateRequest, present Presen
 		TriggerTimezone:       req.TriggerTimezone,
 		CredentialID:          req.CredentialID,
 		EventSinks:            req.EventSinks,
+		ForkPullRequests:      forkMode(req.ForkPullRequests),
+	}
+	if req.TriggerWebhook != nil {
+		p.WebhookDisabled = !*req.TriggerWebhook
 	}
 	if p.Metadata == nil {
 		p.Metadata = map[string]any{}
@@ -492,6 +515,15 @@ func (s *Service) Update(ctx context.Context, id string, f *Fields, present Pres
 	if present("eventSinks") {
 		p.EventSinks = f.EventSinks
 	}
+	if present("triggerWebhook") {
+		if f.TriggerWebhook == nil {
+			return nil, runnel.Invalidf("body.triggerWebhook: want true or false, not null")
+		}
+		p.WebhookDisabled = !*f.TriggerWebhook
+	}
+	if present("forkPullRequests") {
+		p.ForkPullRequests = forkMode(f.ForkPullRequests)
+	}
 	if present("metadata") {
 		p.Metadata = f.Metadata
 		if p.Metadata == nil {
@@ -554,4 +586,23 @@ func (s *Service) Delete(ctx context.Context, id string) error {
 func creatorOf(ctx context.Context) string {
 	c, _ := runnel.PrincipalFrom(ctx)
 	return c.UserID
+}
+
+// ForkModes are the values of forkPullRequests.
+var ForkModes = []string{"withhold", "approve", "allow"}
+
+// forkMode is how a mode is stored ("" for the default, withhold).
+func forkMode(v string) string {
+	if v == "withhold" {
+		return ""
+	}
+	return v
+}
+
+// ForkMode is the stored mode as the API shows it.
+func ForkMode(stored string) string {
+	if stored == "" {
+		return "withhold"
+	}
+	return stored
 }

@@ -46,7 +46,10 @@ func (s *Scheduler) prepareClaim(ctx context.Context, j *store.JobRun) (*worker.
 	if err != nil {
 		return nil, err
 	}
-	if s.secrets != nil {
+	// A pull request from a fork gets neither secrets nor credentials
+	// unless its pipeline allowed them (its timeline says so).
+	withheld := tree.Run.TriggerContext().SecretsWithheld()
+	if s.secrets != nil && !withheld {
 		if names := secretRefs(j.Request); len(names) > 0 {
 			all, err := s.secrets.ForPipeline(ctx, tree.Run.PipelineID)
 			if err != nil {
@@ -61,7 +64,7 @@ func (s *Scheduler) prepareClaim(ctx context.Context, j *store.JobRun) (*worker.
 			}
 		}
 	}
-	if s.secrets != nil {
+	if s.secrets != nil && !withheld {
 		if ids := credentialRefs(j.Request); len(ids) > 0 {
 			creds, err := s.secrets.Credentials(ctx, tree.Run.PipelineID, ids)
 			if err != nil {

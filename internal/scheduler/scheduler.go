@@ -191,6 +191,9 @@ func (s *Scheduler) Trigger(ctx context.Context, pipelineID string, req runnel.T
 	if tc.Event == "" {
 		tc.Event = req.TriggerType
 	}
+	if tc.PullRequest.Fork {
+		tc.PullRequest.ForkSecrets = cmpOr(p.ForkPullRequests, "withhold")
+	}
 	if req.RequestID != "" && s.defs != nil {
 		// Reading a definition from Git or an extension takes time: a
 		// replayed request answers at once with the run it started.
@@ -250,6 +253,7 @@ func (s *Scheduler) Trigger(ctx context.Context, pipelineID string, req runnel.T
 	if err := setTrigger(run, tc); err != nil {
 		return nil, false, err
 	}
+	forkGate(def, tc)
 	pl, err := plan.New(plan.Input{
 		Spec: def, Pipeline: pipelineCtx(p, def), Run: expr.Run{ID: runID}, Trigger: run.TriggerContext(), Variables: req.Variables,
 	})
@@ -301,6 +305,12 @@ func (s *Scheduler) Trigger(ctx context.Context, pipelineID string, req runnel.T
 		s.mu.Lock()
 		s.plans[runID] = pl
 		s.mu.Unlock()
+		if note := forkNote(tc); note != "" {
+			if err := tx.AppendTimeline(&store.TimelineEntry{RunID: runID, Time: s.now().UTC(), Action: "fork_pull_request",
+				Operator: "runnel", Reason: note}); err != nil {
+				return err
+			}
+		}
 		if started, err = s.advanceTx(ctx, tx, tree); err != nil {
 			return err
 		}
@@ -422,6 +432,7 @@ func (s *Scheduler) buildPlan(ctx context.Context, run *store.Run) (*plan.Plan, 
 			return nil, fmt.Errorf("run %s: definition version %d: %w", run.ID, run.SpecVersion, err)
 		}
 	}
+	forkGate(def, run.TriggerContext())
 	return plan.New(plan.Input{
 		Spec: def, Pipeline: pipelineCtx(p, def), Run: expr.Run{ID: run.ID, Number: run.Number},
 		Trigger: run.TriggerContext(), Variables: run.Variables,
@@ -663,4 +674,32 @@ func failureReason(jobs []*store.JobRun) string {
 		return fmt.Sprintf("job %s failed: %s", j.Name, j.Reason)
 	}
 	return "a job failed"
+}
+
+// forkGate puts a pull request from a fork whose pipeline says "approve"
+// behind the pipeline's approval: a maintainer's approval lets it run, with
+// its secrets. A definition with its own pipeline approval keeps it (its
+// approval serves).
+func forkGate(def *spec.Pipeline, tc runnel.Trigger) {
+	if !tc.PullRequest.Fork || tc.PullRequest.ForkSecrets != "approve" || required(def.Approval) {
+		return
+	}
+	def.Approval = &spec.Approval{Approvers: []string{"role:maintainer"},
+		Message: fmt.Sprintf("Pull request #%d comes from fork %s: approve to run it with the pipeline's secrets and credentials",
+			tc.PullRequest.Number, cmpOr(tc.PullRequest.HeadRepo, "(deleted)"))}
+}
+
+// forkNote is what a fork's run says on its timeline ("" for other runs).
+func forkNote(tc runnel.Trigger) string {
+	if !tc.PullRequest.Fork {
+		return ""
+	}
+	from := cmpOr(tc.PullRequest.HeadRepo, "a deleted fork")
+	switch tc.PullRequest.ForkSecrets {
+	case "allow":
+		return "pull request from fork " + from + ": the pipeline allows forks' runs its secrets and credentials"
+	case "approve":
+		return "pull request from fork " + from + ": waits for a maintainer's approval, which gives it the pipeline's secrets and credentials"
+	}
+	return "pull request from fork " + from + ": runs without the pipeline's secrets and credentials (forkPullRequests: withhold)"
 }

@@ -221,7 +221,8 @@ func (k *Keyring) Reencrypt(ctx context.Context, st interface {
 		return n, err
 	}
 	for _, c := range creds {
-		if c.KeyID == k.current.id {
+		refresh := len(c.RefreshCiphertext) > 0 && c.RefreshKeyID != k.current.id
+		if c.KeyID == k.current.id && !refresh {
 			continue
 		}
 		v, err := k.Open(c.ID, c.Ciphertext, c.KeyID)
@@ -229,6 +230,14 @@ func (k *Keyring) Reencrypt(ctx context.Context, st interface {
 			return n, err
 		}
 		c.Ciphertext, c.KeyID = k.Seal(c.ID, v)
+		if refresh {
+			// A connected account's refresh token, sealed beside it.
+			rv, err := k.Open(c.RefreshSealID(), c.RefreshCiphertext, c.RefreshKeyID)
+			if err != nil {
+				return n, err
+			}
+			c.RefreshCiphertext, c.RefreshKeyID = k.Seal(c.RefreshSealID(), rv)
+		}
 		if err := st.UpdateCredential(ctx, c); err != nil {
 			return n, err
 		}
@@ -277,6 +286,11 @@ func (k *Keyring) Reencrypt(ctx context.Context, st interface {
 type Resolver struct {
 	Store   store.Store
 	Keyring *Keyring
+	// Tokens opens connected accounts' tokens, renewing one about to
+	// expire (signin.Service); nil: they are opened as stored.
+	Tokens interface {
+		AccessToken(ctx context.Context, c *store.Credential) (string, error)
+	}
 }
 
 // Credentials opens the credentials with the given ids that the pipeline's
@@ -300,8 +314,14 @@ func (r Resolver) Credentials(ctx context.Context, pipelineID string, ids []stri
 		if c.ProjectID != "" && c.ProjectID != p.ProjectID {
 			continue
 		}
-		v, err := r.Keyring.Open(c.ID, c.Ciphertext, c.KeyID)
-		if err != nil {
+		var v []byte
+		if c.OwnerID != "" && r.Tokens != nil {
+			tok, err := r.Tokens.AccessToken(ctx, c)
+			if err != nil {
+				return nil, err
+			}
+			v = []byte(tok)
+		} else if v, err = r.Keyring.Open(c.ID, c.Ciphertext, c.KeyID); err != nil {
 			return nil, err
 		}
 		out[c.ID] = runnel.Credential{ID: c.ID, Kind: c.Kind, Host: c.Host, Username: c.Username, Secret: string(v)}

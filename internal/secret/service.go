@@ -373,6 +373,13 @@ func (s *Service) ListCredentials(ctx context.Context, projectID string) ([]*sto
 	for _, c := range list {
 		// Site-wide credentials are everyone's to use (never to read: no
 		// value is ever shown).
+		if c.OwnerID != "" {
+			// A connected account: its owner's alone.
+			if who, ok := runnel.PrincipalFrom(ctx); !ok || who.UserID == c.OwnerID {
+				out = append(out, c)
+			}
+			continue
+		}
 		if c.ProjectID == "" || v.Sees(c.ProjectID) {
 			out = append(out, c)
 		}

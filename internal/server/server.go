@@ -48,6 +48,7 @@ import (
 	"github.com/runnel-ci/runnel/internal/scheduler"
 	"github.com/runnel-ci/runnel/internal/secret"
 	"github.com/runnel-ci/runnel/internal/signin"
+	"github.com/runnel-ci/runnel/internal/sso"
 	"github.com/runnel-ci/runnel/internal/store"
 	"github.com/runnel-ci/runnel/internal/store/sqlstore"
 	"github.com/runnel-ci/runnel/internal/streamrpc"
@@ -188,10 +189,12 @@ func (s *Server) openSecrets(ctx context.Context) error {
 		s.log.Info("secrets re-encrypted under the current key", "count", n, "key_id", keyring.KeyID())
 	}
 	s.keyring = keyring
-	s.resolver = secret.Resolver{Store: s.st, Keyring: keyring}
 	// Sign-in providers the flags describe are written before anyone can
-	// sign in: the flags win over changes made through the API.
-	si := signin.New(signin.Options{Store: s.st, Keys: keyring})
+	// sign in: the flags win over changes made through the API. The same
+	// service renews connected accounts' tokens when jobs and definitions
+	// need them.
+	si := signin.New(signin.Options{Store: s.st, Keys: keyring, SSO: sso.New()})
+	s.resolver = secret.Resolver{Store: s.st, Keyring: keyring, Tokens: si}
 	for _, p := range s.cfg.SSOProviders {
 		if _, err := si.Ensure(ctx, p); err != nil {
 			return fmt.Errorf("--sso-provider %s: %w", p.Name, err)
@@ -322,10 +325,14 @@ func (s *Server) bindTransports(context.Context) error {
 		}
 		s.grpcLn = ln
 	}
-	handler := api.New(api.Config{Store: s.st, Runs: runControl{s: s.sched, cronMin: cfg.CronMinInterval}, Agents: s.sched,
+	apiSrv := api.New(api.Config{Store: s.st, Runs: runControl{s: s.sched, cronMin: cfg.CronMinInterval}, Agents: s.sched,
 		Secrets: s.keyring, Artifacts: s.artifacts, Catalog: s.catalog, Logger: s.log, LogCapBytes: cfg.LogCapBytes,
 		ExternalURL: cfg.ExternalURL, Git: s.defs, Events: s.hub, Approvals: s.sched, Images: s.images, UI: web.New(),
-		StreamLimits: wsgateway.Limits{Total: cfg.WSMaxConnections, PerToken: cfg.WSMaxPerToken}, SessionTTL: cfg.SessionTTL}).Handler()
+		StreamLimits: wsgateway.Limits{Total: cfg.WSMaxConnections, PerToken: cfg.WSMaxPerToken}, SessionTTL: cfg.SessionTTL})
+	// Commit statuses leave through the outbox, sent by the forge service
+	// the routes use (set before Run starts the deliverer).
+	s.deliverer.SetStatuses(apiSrv.Repos())
+	handler := apiSrv.Handler()
 	ln, err := net.Listen("tcp", cfg.Addr)
 	if err != nil {
 		return fmt.Errorf("listen: %w", err)

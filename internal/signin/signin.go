@@ -16,6 +16,7 @@ import (
 	"fmt"
 	"net/url"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
 
@@ -30,6 +31,7 @@ import (
 type Store interface {
 	store.SignIn
 	store.Users
+	store.Credentials
 }
 
 // Keys seal and open client secrets (the server's keyring).
@@ -96,6 +98,10 @@ type ProviderInput struct {
 	Scopes         []string
 	AllowedOrgs    []string
 	AllowedDomains []string
+	// SignIn and Connect say what the provider serves: signing users in,
+	// connecting their forge accounts (nil: keep; on creation, sign-in on
+	// and connect on for forges).
+	SignIn, Connect *bool
 	// The lists are set when their Set flag is.
 	ScopesSet, AllowedOrgsSet, AllowedDomainsSet bool
 	// Where names where the input came from in error messages ("" the
@@ -153,6 +159,12 @@ func (in ProviderInput) apply(p *store.AuthProvider, secret *string) {
 	if in.AllowedDomainsSet {
 		p.AllowedDomains = orEmpty(in.AllowedDomains)
 	}
+	if in.SignIn != nil {
+		p.SignIn = *in.SignIn
+	}
+	if in.Connect != nil {
+		p.Connect = *in.Connect
+	}
 }
 
 // check validates p with secret the way a sign-in would use it; where
@@ -166,7 +178,20 @@ func (s *Service) check(p *store.AuthProvider, secret, where string) error {
 	if where == "" {
 		where = "body"
 	}
-	return sp.CheckAt(where)
+	if err := sp.CheckAt(where); err != nil {
+		return err
+	}
+	sep := "."
+	if strings.HasPrefix(where, "--") {
+		sep = " "
+	}
+	if p.Connect && p.Kind == string(sso.KindOIDC) {
+		return runnel.Invalidf("%s%sconnect: an oidc provider signs users in only; accounts connect through github, gitlab, gitea or bitbucket", where, sep)
+	}
+	if !p.SignIn && !p.Connect {
+		return runnel.Invalidf("%s%ssignIn: a provider serves sign-in, account connection or both; both are off", where, sep)
+	}
+	return nil
 }
 
 // CreateProvider configures a provider (site admins).
@@ -178,9 +203,13 @@ func (s *Service) CreateProvider(ctx context.Context, in ProviderInput) (*store.
 		return nil, runnel.Errorf(runnel.ErrUnavailable, "sign-in providers need the server's secret key (--secret-key) to seal their client secrets")
 	}
 	now := s.now()
-	p := &store.AuthProvider{Name: in.Name, CreatedAt: now, UpdatedAt: now, Scopes: []string{}, AllowedOrgs: []string{}, AllowedDomains: []string{}}
+	p := &store.AuthProvider{Name: in.Name, CreatedAt: now, UpdatedAt: now, Scopes: []string{}, AllowedOrgs: []string{}, AllowedDomains: []string{},
+		SignIn: true}
 	var secret string
 	in.apply(p, &secret)
+	if in.Connect == nil {
+		p.Connect = p.Kind != string(sso.KindOIDC)
+	}
 	if err := s.check(p, secret, in.Where); err != nil {
 		return nil, err
 	}
@@ -268,10 +297,20 @@ func ParseProviderFlag(v string) (ProviderInput, error) {
 			in.AllowedOrgs, in.AllowedOrgsSet = list(val), true
 		case "allowed-domains":
 			in.AllowedDomains, in.AllowedDomainsSet = list(val), true
+		case "sign-in", "connect":
+			b, err := strconv.ParseBool(val)
+			if err != nil {
+				return in, fmt.Errorf("%s=%s: want true or false", k, val)
+			}
+			if k == "sign-in" {
+				in.SignIn = &b
+			} else {
+				in.Connect = &b
+			}
 		case "client-secret":
 			return in, fmt.Errorf("client-secret: give it in the environment (RUNNEL_SSO_<NAME>_CLIENT_SECRET), never on the command line")
 		default:
-			return in, fmt.Errorf("unknown field %q; accepted: name, kind, url, client-id, display-name (+ for spaces), scopes, allowed-orgs, allowed-domains", k)
+			return in, fmt.Errorf("unknown field %q; accepted: name, kind, url, client-id, display-name (+ for spaces), scopes, allowed-orgs, allowed-domains, sign-in, connect", k)
 		}
 	}
 	if in.Name == "" {
@@ -337,6 +376,9 @@ func (s *Service) Begin(ctx context.Context, name, redirectURL, returnTo string)
 	if err != nil {
 		return "", runnel.About(err, "get", "provider", name)
 	}
+	if !p.SignIn {
+		return "", runnel.Errorf(runnel.ErrNotFound, "provider %s does not sign users in (it connects forge accounts only)", name)
+	}
 	sp, err := s.toSSO(p)
 	if err != nil {
 		return "", err
@@ -368,6 +410,9 @@ type Finished struct {
 	ReturnTo string
 	// Created is true when this sign-in provisioned the user.
 	Created bool
+	// Connected is set (and Cookie, Session and User are not) when the
+	// flow connected a forge account: the credential it made or renewed.
+	Connected *store.Credential
 }
 
 // Finish completes a sign-in from the provider's callback query: the state
@@ -392,6 +437,9 @@ func (s *Service) Finish(ctx context.Context, name string, q url.Values, redirec
 	}
 	if subtle.ConstantTimeCompare([]byte(l.Provider), []byte(name)) != 1 {
 		return nil, runnel.Errorf(runnel.ErrUnauthenticated, "this sign-in was started with provider %s, not %s: start it again", l.Provider, name)
+	}
+	if l.UserID != "" {
+		return s.finishConnect(ctx, l, q, redirectURL)
 	}
 	p, err := s.o.Store.GetAuthProvider(ctx, name)
 	if err != nil {

@@ -57,7 +57,12 @@ func SpecTriggers(raw json.RawMessage) ([]spec.Trigger, error) {
 // PipelineSchedules returns the pipeline's cron schedules: the head spec's
 // triggers of type cron (triggers, in order) and then the flat fields. A
 // schedule that does not parse is reported in errs and left out.
+//
+// A deactivated pipeline has none: cron starts no runs of it.
 func PipelineSchedules(p *store.Pipeline, triggers []spec.Trigger) (entries []Entry, errs []error) {
+	if p.Deactivated {
+		return nil, nil
+	}
 	add := func(key, expr, tz string, vars map[string]string) {
 		s, err := Parse(expr, tz)
 		if err != nil {

@@ -159,6 +159,12 @@ func (s *Service) Receive(ctx context.Context, provider, pipelineID string, head
 		}
 		return s.recorded(ctx, ev.Kind, stored, replayed), nil
 	}
+	if p, err := s.o.Store.GetPipeline(ctx, pipelineID); err == nil && (p.Deactivated || p.WebhookDisabled) {
+		if p.Deactivated {
+			return ignore("the pipeline is deactivated: webhook deliveries start no runs until it is activated again")
+		}
+		return ignore("the pipeline's triggerWebhook is off: webhook deliveries start no runs")
+	}
 	switch {
 	case ev.Kind == KindIgnored:
 		return ignore(ev.Reason)
