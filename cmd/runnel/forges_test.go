@@ -98,6 +98,15 @@ func TestForgeWithGitea(t *testing.T) {
 		}
 		return g.Authorize(t, auth.String(), "dev", "dev-pass-1234")
 	}
+	// An application with a wrong secret: the code exchange fails, the
+	// browser lands on the sign-in page with the reason.
+	c.do("PUT", "/api/v1/auth/providers/gitea", map[string]any{"clientSecret": "not-the-secret"}, nil)
+	if res := get(connect().String(), false); res.StatusCode != http.StatusFound || !strings.Contains(res.Header.Get("Location"), "error=") {
+		t.Fatalf("wrong client secret: %d %s", res.StatusCode, res.Header.Get("Location"))
+	} else if loc, _ := url.Parse(res.Header.Get("Location")); !strings.Contains(loc.Query().Get("error"), "gitea") {
+		t.Fatalf("wrong client secret: the error should name the provider: %s", loc.Query().Get("error"))
+	}
+	c.do("PUT", "/api/v1/auth/providers/gitea", map[string]any{"clientSecret": clientSecret}, nil)
 	cb := connect()
 	forged := *cb
 	q := forged.Query()
@@ -142,6 +151,15 @@ func TestForgeWithGitea(t *testing.T) {
 	c.do("GET", "/api/v1/credentials/"+credID+"/repositories?search=doc", nil, &repos)
 	if len(repos.Items) != 1 || repos.Items[0].FullName != "dev/docs" {
 		t.Fatalf("search doc: %+v", repos)
+	}
+
+	// A repository the account cannot administer: refused, naming the
+	// missing permission, and nothing is left behind.
+	g.CreateRepo(t, "outsider", "shared")
+	g.API(t, "PUT", "/repos/outsider/shared/collaborators/dev", map[string]any{"permission": "read"}, nil)
+	if env := c.do("POST", "/api/v1/repositories/activate", map[string]any{"credentialId": credID, "fullName": "outsider/shared", "projectId": "demo"}, nil); env.Code != http.StatusForbidden ||
+		!strings.Contains(env.ErrMsg, "admin permission") || !strings.Contains(env.ErrMsg, "outsider/shared") {
+		t.Fatalf("activating a read-only repository: %+v", env)
 	}
 
 	// 4. Activate: a pipeline, and its hook in Gitea.

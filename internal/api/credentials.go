@@ -168,6 +168,13 @@ func (s *Server) deleteCredential(w http.ResponseWriter, r *http.Request) error 
 	if err != nil {
 		return err
 	}
+	// Disconnecting an account revokes its token at the forge where the
+	// forge allows it; a forge that fails does not keep the credential.
+	if c, err := s.secrets.GetCredential(r.Context(), id); err == nil && c.Provider != "" {
+		if _, err := s.repos.Revoke(r.Context(), c); err != nil {
+			s.log.Warn("the forge did not revoke a disconnected account's token", "credential_id", id, "err", err)
+		}
+	}
 	if err := s.secrets.DeleteCredential(r.Context(), id); err != nil {
 		return err
 	}

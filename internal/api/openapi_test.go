@@ -14,6 +14,7 @@ import (
 	"github.com/runnel-ci/runnel/internal/accountapi"
 	"github.com/runnel-ci/runnel/internal/apikit"
 	"github.com/runnel-ci/runnel/internal/imageapi"
+	"github.com/runnel-ci/runnel/internal/repos"
 )
 
 // TestOpenAPIMatchesRoutes: every registered route is documented with its
@@ -145,6 +146,7 @@ func TestOpenAPIBodiesMatchDecoders(t *testing.T) {
 		"CredentialUpdate":        &credentialUpdateBody{},
 		"RepositoryActivate":      &activateBody{},
 		"EmptyRequest":            &struct{}{},
+		"PipelineActivate":        &repos.StatusOptions{},
 	}
 	maps.Copy(cases, imageapi.RequestBodies())
 	maps.Copy(cases, accountapi.RequestBodies())

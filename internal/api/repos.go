@@ -128,14 +128,18 @@ func (s *Server) pipelineAction(action string) apikit.HandlerFunc {
 		if _, err := apikit.ParseQuery(r.URL.RawQuery); err != nil {
 			return err
 		}
+		var opts repos.StatusOptions
 		if r.Method == http.MethodPost {
 			data, err := apikit.ReadBody(r, s.maxBody)
 			if err != nil {
 				return err
 			}
-			var empty struct{}
+			var into any = &struct{}{}
+			if action == "activate" {
+				into = &opts
+			}
 			if len(data) > 0 {
-				if _, err := apikit.Decode(data, &empty, apikit.DecodeOptions{}); err != nil {
+				if _, err := apikit.Decode(data, into, apikit.DecodeOptions{}); err != nil {
 					return err
 				}
 			}
@@ -147,7 +151,7 @@ func (s *Server) pipelineAction(action string) apikit.HandlerFunc {
 		)
 		switch action {
 		case "activate":
-			p, b, err = s.repos.ActivatePipeline(ctx, id)
+			p, b, err = s.repos.ActivatePipeline(ctx, id, opts)
 		case "deactivate":
 			p, b, err = s.repos.DeactivatePipeline(ctx, id)
 		case "repair":

@@ -27,6 +27,7 @@ import (
 
 	"github.com/runnel-ci/runnel"
 	"github.com/runnel-ci/runnel/internal/access"
+	"github.com/runnel-ci/runnel/internal/check"
 	"github.com/runnel-ci/runnel/internal/forge"
 	"github.com/runnel-ci/runnel/internal/forge/forges"
 	"github.com/runnel-ci/runnel/internal/pipeline"
@@ -280,6 +281,38 @@ type ActivateRequest struct {
 	// PipelineFilePath is the definition's path in the repository
 	// (default .runnel/pipeline.yaml).
 	PipelineFilePath string `json:"pipelineFilePath"`
+	StatusOptions
+}
+
+// StatusOptions say how runs report on commits: the statuses' context
+// ("" runnel/<pipeline>) and whether each job reports its own
+// (<context>/<job>) besides the run.
+type StatusOptions struct {
+	StatusContext *string `json:"statusContext"`
+	JobStatuses   *bool   `json:"jobStatuses"`
+}
+
+// check validates the options present.
+func (o StatusOptions) check() error {
+	if o.StatusContext != nil {
+		if err := check.Text("body.statusContext", *o.StatusContext, 100, false); err != nil {
+			return err
+		}
+		if strings.ContainsAny(*o.StatusContext, " \t") {
+			return runnel.Invalidf("body.statusContext: no spaces (forges show it as one word, e.g. ci/runnel)")
+		}
+	}
+	return nil
+}
+
+// apply sets the options present on b.
+func (o StatusOptions) apply(b *store.RepoBinding) {
+	if o.StatusContext != nil {
+		b.StatusContext = *o.StatusContext
+	}
+	if o.JobStatuses != nil {
+		b.JobStatuses = *o.JobStatuses
+	}
 }
 
 var pipelineName = regexp.MustCompile(`[^A-Za-z0-9._-]+`)
@@ -298,6 +331,9 @@ func (s *Service) Activate(ctx context.Context, req ActivateRequest) (*store.Pip
 	}
 	if req.ProjectID == "" {
 		return nil, nil, runnel.Invalidf("body.projectId: required (the project the pipeline goes in)")
+	}
+	if err := req.StatusOptions.check(); err != nil {
+		return nil, nil, err
 	}
 	c, err := s.credential(ctx, req.CredentialID)
 	if err != nil {
@@ -334,6 +370,7 @@ func (s *Service) Activate(ctx context.Context, req ActivateRequest) (*store.Pip
 		return nil, nil, err
 	}
 	b := &store.RepoBinding{PipelineID: p.ID, Provider: c.Provider, Kind: h.Name(), APIBase: base, FullName: repo.FullName}
+	req.StatusOptions.apply(b)
 	if err := s.hookUp(ctx, h, cn, p, b, ""); err != nil {
 		s.undo(ctx, p.ID)
 		return nil, nil, err
@@ -478,7 +515,10 @@ func (s *Service) pipeline(ctx context.Context, id string) (*store.Pipeline, err
 // ActivatePipeline is seed 001's activate action: the pipeline's webhook is
 // created on its forge when it has none (or lost it), and cron and webhook
 // runs start again.
-func (s *Service) ActivatePipeline(ctx context.Context, id string) (*store.Pipeline, *store.RepoBinding, error) {
+func (s *Service) ActivatePipeline(ctx context.Context, id string, o StatusOptions) (*store.Pipeline, *store.RepoBinding, error) {
+	if err := o.check(); err != nil {
+		return nil, nil, err
+	}
 	p, err := s.pipeline(ctx, id)
 	if err != nil {
 		return nil, nil, err
@@ -486,6 +526,13 @@ func (s *Service) ActivatePipeline(ctx context.Context, id string) (*store.Pipel
 	b, err := s.Repair(ctx, id)
 	if err != nil {
 		return nil, nil, err
+	}
+	if o.StatusContext != nil || o.JobStatuses != nil {
+		o.apply(b)
+		b.UpdatedAt = s.now()
+		if err := s.o.Store.PutRepoBinding(ctx, b); err != nil {
+			return nil, nil, err
+		}
 	}
 	if p.Deactivated {
 		p.Deactivated = false
