@@ -1,6 +1,7 @@
 package main
 
 import (
+	"encoding/json"
 	"fmt"
 	"io"
 	"net"
@@ -193,6 +194,29 @@ func TestForgeWithGitea(t *testing.T) {
 		!strings.Contains(strings.Join(hs[0].Events, ","), "push") || !strings.Contains(strings.Join(hs[0].Events, ","), "pull_request") {
 		t.Fatalf("hooks in Gitea: %+v", hs)
 	}
+	// An image repository (seed 002) with an active tag config gets its
+	// webhook the same way: continuous builds need no hook made by hand.
+	gu, _ := url.Parse(g.URL)
+	var img struct {
+		BuildConfig struct {
+			WebhookCode string `json:"code_repo_webhook_code"`
+		} `json:"build_config"`
+	}
+	if st, m := c.rawDo("POST", "/v1/repositories/demo", map[string]any{"repo_name": "docs", "build_config": map[string]any{
+		"code_repo_client": "Gitea", "code_repo_namespace": "dev", "code_repo_name": "docs", "code_repo_host": gu.Host,
+		"code_repo_credential": credID, "tag_configs": []any{map[string]any{"code_repo_type": "branch", "code_repo_type_value": "main",
+			"docker_repo_tag": "latest", "is_active": true}}}}); st != http.StatusCreated {
+		t.Fatalf("image repository: %d %v", st, m)
+	} else {
+		raw, _ := json.Marshal(m)
+		_ = json.Unmarshal(raw, &img)
+	}
+	var docsHooks []giteaHook
+	g.API(t, "GET", "/repos/dev/docs/hooks", nil, &docsHooks)
+	if img.BuildConfig.WebhookCode == "" || len(docsHooks) != 1 || docsHooks[0].Config["url"] != base+"/api/v1/webhooks/gitea/"+img.BuildConfig.WebhookCode {
+		t.Fatalf("the image repository's hook: %+v (webhook code %q)", docsHooks, img.BuildConfig.WebhookCode)
+	}
+
 	if env := c.do("POST", "/api/v1/secrets", map[string]any{"name": "DEPLOY_KEY", "value": "deploy-key-0123456789", "projectId": "demo"}, nil); env.Code != 0 {
 		t.Fatalf("secret: %+v", env)
 	}

@@ -1,10 +1,15 @@
 package api
 
 import (
+	"context"
 	"net/http"
+	"slices"
+	"strings"
 
 	"github.com/runnel-ci/runnel/internal/apikit"
 	hosting "github.com/runnel-ci/runnel/internal/forge"
+	forgelist "github.com/runnel-ci/runnel/internal/forge/forges"
+	"github.com/runnel-ci/runnel/internal/imagebuild"
 	"github.com/runnel-ci/runnel/internal/repos"
 	"github.com/runnel-ci/runnel/internal/store"
 	"github.com/runnel-ci/runnel/internal/wire"
@@ -182,3 +187,42 @@ func (s *Server) pipelineAction(action string) apikit.HandlerFunc {
 // Repos is the forge service the server's routes use: the outbox's
 // Deliverer sends commit statuses through it.
 func (s *Server) Repos() *repos.Service { return s.repos }
+
+// activatingImages is the image build service as the API uses it: an image
+// repository saved with an active tag config and a forge credential gets
+// its webhook on the forge (the activation of pipelines, seed 001), so
+// continuous builds need no hook made by hand. A forge that refuses is
+// logged; the repository is saved all the same (POST
+// /api/v1/pipelines/{code_repo_webhook_code}/activate retries and says why).
+type activatingImages struct {
+	ImageService
+	s *Server
+}
+
+func (a activatingImages) CreateRepository(ctx context.Context, in imagebuild.RepositoryInput) (*store.ImageRepository, error) {
+	r, err := a.ImageService.CreateRepository(ctx, in)
+	if err == nil {
+		a.activate(ctx, r)
+	}
+	return r, err
+}
+
+func (a activatingImages) UpdateBuildConfig(ctx context.Context, namespace, name string, buildNode *string, in []imagebuild.TagConfigInput) (*store.ImageRepository, error) {
+	r, err := a.ImageService.UpdateBuildConfig(ctx, namespace, name, buildNode, in)
+	if err == nil {
+		a.activate(ctx, r)
+	}
+	return r, err
+}
+
+func (a activatingImages) activate(ctx context.Context, r *store.ImageRepository) {
+	if r == nil || r.Source.CredentialID == "" || a.s.externalURL == "" || !slices.ContainsFunc(r.TagConfigs, func(t *store.ImageTagConfig) bool { return t.IsActive }) {
+		return
+	}
+	if _, err := forgelist.Host(strings.ToLower(r.Source.Client)); err != nil {
+		return
+	}
+	if _, _, err := a.s.repos.ActivatePipeline(ctx, r.PipelineID, repos.StatusOptions{}); err != nil {
+		a.s.log.Warn("image repository saved without its webhook on the forge", "repository", r.Namespace+"/"+r.Name, "err", err)
+	}
+}

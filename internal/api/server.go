@@ -273,6 +273,9 @@ func New(cfg Config) *Server {
 	s.accounts = &accountapi.API{Identity: s.identity, Projects: s.projects, SignIn: s.signin, Tokens: s.st, ExternalURL: s.externalURL,
 		Audit: s.st, MaxBody: s.maxBody, Now: s.now, Log: s.log}
 	s.imageAPI = &imageapi.API{Images: s.images, MaxBody: s.maxBody, ExternalURL: s.externalURL, Now: s.now}
+	if s.images != nil {
+		s.imageAPI.Images = activatingImages{ImageService: s.images, s: s}
+	}
 	mux := &apikit.Mux{Routes: s.routes(), Authenticate: s.authenticate, Authorize: s.authorize, Fail: s.fail, MaxBody: s.maxBody, Log: s.log,
 		Fallback: s.ui, FallbackFor: isUIPath, Audit: s.accounts.Record}
 	s.handler = mux.Handler()

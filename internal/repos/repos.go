@@ -464,6 +464,13 @@ const (
 // connection; for a pipeline not activated yet, one derived from its
 // repository URL and credential (not stored).
 func (s *Service) binding(ctx context.Context, p *store.Pipeline) (*store.RepoBinding, forge.Host, forge.Conn, error) {
+	if p.RepoURL == "" && p.CredentialID == "" {
+		// An image repository's pipeline (seed 002): its source says
+		// which forge repository and credential.
+		if ir, err := s.o.Store.ImageRepositoryByPipeline(ctx, p.ID); err == nil {
+			return s.imageBinding(ctx, p, ir)
+		}
+	}
 	if p.CredentialID == "" {
 		return nil, nil, forge.Conn{}, runnel.Invalidf("pipeline %s has no credentialId: the server manages a repository's webhook with the credential of a forge account (github, gitlab, gitea, bitbucket)", p.Name)
 	}
@@ -620,7 +627,7 @@ func (s *Service) Repair(ctx context.Context, id string) (*store.RepoBinding, er
 	if err != nil {
 		return nil, forgeError(h.Name(), "reading repository "+b.FullName, err)
 	}
-	c, err := s.o.Store.GetCredential(ctx, p.CredentialID)
+	c, err := s.credentialOf(ctx, p)
 	if err != nil {
 		return nil, err
 	}
@@ -682,3 +689,56 @@ func (s *Service) Binding(ctx context.Context, id string) (*store.RepoBinding, e
 }
 
 func forgeHost(kind string) (forge.Host, error) { return forges.Host(kind) }
+
+// imageBinding is the binding of an image repository's pipeline: the forge
+// repository of its source, with its credential.
+func (s *Service) imageBinding(ctx context.Context, p *store.Pipeline, ir *store.ImageRepository) (*store.RepoBinding, forge.Host, forge.Conn, error) {
+	src := ir.Source
+	kind := strings.ToLower(src.Client)
+	if src.CredentialID == "" {
+		return nil, nil, forge.Conn{}, runnel.Invalidf("image repository %s/%s has no code_repo_credential: the server manages its webhook with a forge account's credential", ir.Namespace, ir.Name)
+	}
+	h, err := forges.Host(kind)
+	if err != nil {
+		return nil, nil, forge.Conn{}, runnel.Invalidf("image repository %s/%s: its source client %s has no webhooks Runnel can manage", ir.Namespace, ir.Name, src.Client)
+	}
+	c, err := s.o.Store.GetCredential(ctx, src.CredentialID)
+	if err != nil {
+		return nil, nil, forge.Conn{}, runnel.About(err, "get", "credential", src.CredentialID)
+	}
+	b, err := s.o.Store.GetRepoBinding(ctx, p.ID)
+	if errors.Is(err, runnel.ErrNotFound) {
+		cc := *c
+		if src.Host != "" && cc.Provider == "" {
+			cc.Host = src.Host
+		}
+		_, base, err := s.forgeOf(ctx, &cc, "")
+		if err != nil {
+			return nil, nil, forge.Conn{}, err
+		}
+		b = &store.RepoBinding{PipelineID: p.ID, Provider: c.Provider, Kind: kind, APIBase: base, FullName: src.Namespace + "/" + src.Name}
+	} else if err != nil {
+		return nil, nil, forge.Conn{}, err
+	}
+	cn, err := s.conn(ctx, c, b.APIBase)
+	if err != nil {
+		return nil, nil, forge.Conn{}, err
+	}
+	return b, h, cn, nil
+}
+
+// credentialOf is the credential a pipeline's forge calls use: its own, or
+// its image repository's.
+func (s *Service) credentialOf(ctx context.Context, p *store.Pipeline) (*store.Credential, error) {
+	id := p.CredentialID
+	if id == "" {
+		if ir, err := s.o.Store.ImageRepositoryByPipeline(ctx, p.ID); err == nil {
+			id = ir.Source.CredentialID
+		}
+	}
+	if id == "" {
+		return nil, runnel.Invalidf("pipeline %s has no credential", p.Name)
+	}
+	c, err := s.o.Store.GetCredential(ctx, id)
+	return c, runnel.About(err, "get", "credential", id)
+}

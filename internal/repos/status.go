@@ -147,12 +147,9 @@ func (s *Service) Report(ctx context.Context, e *store.RunEvent, attempt int) er
 
 // send reports st on the pipeline's forge.
 func (s *Service) send(ctx context.Context, p *store.Pipeline, b *store.RepoBinding, sha string, st forge.CommitStatus) error {
-	if p.CredentialID == "" {
-		return errNoCredential
-	}
-	c, err := s.o.Store.GetCredential(ctx, p.CredentialID)
+	c, err := s.credentialOf(ctx, p)
 	if err != nil {
-		if errors.Is(err, runnel.ErrNotFound) {
+		if errors.Is(err, runnel.ErrNotFound) || errors.Is(err, runnel.ErrInvalid) {
 			return errNoCredential
 		}
 		return err
