@@ -742,3 +742,34 @@ func (s *Service) credentialOf(ctx context.Context, p *store.Pipeline) (*store.C
 	c, err := s.o.Store.GetCredential(ctx, id)
 	return c, runnel.About(err, "get", "credential", id)
 }
+
+// CheckHooks asks the forges whether each activated pipeline's hook still
+// exists (CheckHook for each), so that a hook deleted at the forge shows as
+// missing without anyone asking. Failures of one forge do not stop the
+// others; it returns how many hooks were found missing.
+func (s *Service) CheckHooks(ctx context.Context) (int, error) {
+	list, err := s.o.Store.ListRepoBindings(ctx, "", "")
+	if err != nil {
+		return 0, err
+	}
+	missing := 0
+	for _, b := range list {
+		if b.HookID == "" {
+			continue
+		}
+		if ctx.Err() != nil {
+			return missing, ctx.Err()
+		}
+		nb, err := s.CheckHook(ctx, b.PipelineID)
+		if err != nil {
+			s.log.Warn("check a pipeline's webhook on its forge", "pipeline_id", b.PipelineID, "err", err)
+			continue
+		}
+		if nb.HookState == HookMissing && b.HookState != HookMissing {
+			missing++
+			s.log.Warn("a pipeline's webhook was deleted at its forge; POST /api/v1/pipelines/{pipelineId}/webhook/repair recreates it",
+				"pipeline_id", b.PipelineID, "repository", b.FullName)
+		}
+	}
+	return missing, nil
+}

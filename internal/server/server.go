@@ -44,6 +44,7 @@ import (
 	"github.com/runnel-ci/runnel/internal/gitdef/configext"
 	"github.com/runnel-ci/runnel/internal/imagebuild"
 	"github.com/runnel-ci/runnel/internal/project"
+	"github.com/runnel-ci/runnel/internal/repos"
 	"github.com/runnel-ci/runnel/internal/safeurl"
 	"github.com/runnel-ci/runnel/internal/scheduler"
 	"github.com/runnel-ci/runnel/internal/secret"
@@ -91,7 +92,9 @@ type Server struct {
 	images    *imagebuild.Service
 	crons     *cron.Service
 	deliverer *event.Deliverer
-	agent     *agent.Agent // the embedded agent; nil when its capacity is 0
+	// repos is the forge service (webhooks on forges, commit statuses).
+	repos *repos.Service
+	agent *agent.Agent // the embedded agent; nil when its capacity is 0
 
 	// Transports phase.
 	httpLn   net.Listener
@@ -332,6 +335,7 @@ func (s *Server) bindTransports(context.Context) error {
 	// Commit statuses leave through the outbox, sent by the forge service
 	// the routes use (set before Run starts the deliverer).
 	s.deliverer.SetStatuses(apiSrv.Repos())
+	s.repos = apiSrv.Repos()
 	handler := apiSrv.Handler()
 	ln, err := net.Listen("tcp", cfg.Addr)
 	if err != nil {
@@ -366,6 +370,8 @@ func (s *Server) Run(ctx context.Context) error {
 	if r := s.cfg.AuditRetention; r > 0 {
 		g.Go(func() error { return sweep(gctx, "audit entries", r, s.st.DeleteAuditBefore, s.log) })
 	}
+	// Webhooks deleted at their forge by hand show as missing.
+	g.Go(func() error { return checkHooks(gctx, s.repos, s.log) })
 	// Sessions and sign-ins that expired: nothing to keep them for.
 	g.Go(func() error {
 		return sweep(gctx, "expired sessions", time.Nanosecond, s.st.DeleteExpiredSessions, s.log)

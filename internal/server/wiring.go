@@ -18,6 +18,7 @@ import (
 
 	"github.com/runnel-ci/runnel"
 	"github.com/runnel-ci/runnel/internal/gitdef"
+	"github.com/runnel-ci/runnel/internal/repos"
 	"github.com/runnel-ci/runnel/internal/scheduler"
 	"github.com/runnel-ci/runnel/internal/secret"
 	"github.com/runnel-ci/runnel/internal/store"
@@ -203,4 +204,28 @@ func pprofHandler() http.Handler {
 	mux.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
 	mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
 	return mux
+}
+
+// HookCheckInterval is how often the activated pipelines' webhooks are
+// looked up on their forges (the first time a minute after the start).
+const HookCheckInterval = 15 * time.Minute
+
+// checkHooks runs repos.CheckHooks every HookCheckInterval until ctx ends.
+func checkHooks(ctx context.Context, r *repos.Service, log *slog.Logger) error {
+	if r == nil {
+		return nil
+	}
+	t := time.NewTimer(time.Minute)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-t.C:
+		}
+		if _, err := r.CheckHooks(ctx); err != nil && ctx.Err() == nil {
+			log.Warn("checking the pipelines' webhooks on their forges", "err", err)
+		}
+		t.Reset(HookCheckInterval)
+	}
 }
