@@ -678,10 +678,18 @@ func failureReason(jobs []*store.JobRun) string {
 
 // forkGate puts a pull request from a fork whose pipeline says "approve"
 // behind the pipeline's approval: a maintainer's approval lets it run, with
-// its secrets. A definition with its own pipeline approval keeps it (its
-// approval serves).
+// its secrets. The fork's author may have written the definition (it is read
+// at the pull request's head): a pipeline approval of its own keeps its
+// message and timeout, but maintainers decide it, never approvers the
+// definition names.
 func forkGate(def *spec.Pipeline, tc runnel.Trigger) {
-	if !tc.PullRequest.Fork || tc.PullRequest.ForkSecrets != "approve" || required(def.Approval) {
+	if !tc.PullRequest.Fork || tc.PullRequest.ForkSecrets != "approve" {
+		return
+	}
+	if required(def.Approval) {
+		a := *def.Approval
+		a.Approvers = []string{"role:maintainer"}
+		def.Approval = &a
 		return
 	}
 	def.Approval = &spec.Approval{Approvers: []string{"role:maintainer"},

@@ -1,6 +1,7 @@
 package signin
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -96,6 +97,7 @@ func (s *Service) saveConnection(ctx context.Context, u *store.User, p *store.Au
 		return nil, err
 	}
 	var cur *store.Credential
+	created := false
 	names := map[string]bool{}
 	for _, c := range list {
 		names[c.Name] = true
@@ -113,6 +115,7 @@ func (s *Service) saveConnection(ctx context.Context, u *store.User, p *store.Au
 		for i := 2; names[name]; i++ {
 			name = fmt.Sprintf("%s-%d", base, i)
 		}
+		created = true
 		cur = &store.Credential{ID: runnel.NewID("cred"), Name: name, Kind: p.Kind, Host: host, Username: id.Login,
 			CreatedBy: u.Login, CreatorID: u.ID, CreatedAt: now, OwnerID: u.ID, Provider: p.Name, AccountID: id.Subject}
 	}
@@ -122,7 +125,7 @@ func (s *Service) saveConnection(ctx context.Context, u *store.User, p *store.Au
 		cur.Username = map[string]string{"gitlab": "oauth2", "bitbucket": "x-token-auth"}[cur.Kind]
 	}
 	s.sealTokens(cur, tok)
-	if cur.CreatedAt.Equal(now) {
+	if created {
 		err = s.o.Store.CreateCredential(ctx, cur)
 	} else {
 		err = s.o.Store.UpdateCredential(ctx, cur)
@@ -150,7 +153,9 @@ func (s *Service) sealTokens(c *store.Credential, tok *oauth2.Token) {
 const RefreshMargin = 5 * time.Minute
 
 // refreshMu serialises refreshes in this process: two callers needing the
-// same account's token at once refresh it once.
+// same account's token at once refresh it once. Across replicas, a refresh
+// refused because another replica spent the refresh token first finds that
+// replica's tokens stored and uses them.
 var refreshMu sync.Mutex
 
 // AccessToken opens a credential's access token for the server's own calls
@@ -171,7 +176,14 @@ func (s *Service) AccessToken(ctx context.Context, c *store.Credential) (string,
 		c = fresh
 		if c.ExpiresAt != nil && s.now().Add(RefreshMargin).After(*c.ExpiresAt) {
 			if err := s.refresh(ctx, c); err != nil {
-				return "", err
+				// Another replica may have refreshed it with the same
+				// refresh token a moment ago (forges that rotate refresh
+				// tokens refuse the second use): its tokens are stored.
+				again, gerr := s.o.Store.GetCredential(ctx, c.ID)
+				if gerr != nil || !again.UpdatedAt.After(c.UpdatedAt) || bytes.Equal(again.Ciphertext, c.Ciphertext) {
+					return "", err
+				}
+				c = again
 			}
 		}
 	}

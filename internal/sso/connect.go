@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/subtle"
 	"errors"
+	"fmt"
 	"strings"
 
 	"golang.org/x/oauth2"
@@ -129,7 +130,13 @@ func (c *Client) Refresh(ctx context.Context, p Provider, refreshToken string) (
 	}
 	tok, err := f.oauth.TokenSource(c.clientContext(ctx), &oauth2.Token{RefreshToken: refreshToken}).Token()
 	if err != nil {
+		if ctx.Err() != nil {
+			return nil, fmt.Errorf("sso: provider %q: refreshing the account's token: %w", p.Name, context.Cause(ctx))
+		}
 		var re *oauth2.RetrieveError
+		if errors.As(err, &re) && (re.ErrorCode == "invalid_client" || re.ErrorCode == "incorrect_client_credentials") {
+			return nil, runnel.Errorf(runnel.ErrUpstream, "sso: provider %q refused Runnel's client credentials while refreshing a token (%s): check the provider's clientId and clientSecret", p.Name, clean(re.ErrorCode, 64))
+		}
 		if errors.As(err, &re) && re.Response != nil && re.Response.StatusCode < 500 {
 			return nil, runnel.Errorf(runnel.ErrUnauthenticated, "sso: provider %q refused to refresh the account's token (%s); connect the account again", p.Name, clean(re.ErrorCode+" "+re.ErrorDescription, 200))
 		}
