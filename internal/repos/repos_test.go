@@ -9,6 +9,7 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"os"
 	"path/filepath"
 	"slices"
 	"strconv"
@@ -285,7 +286,9 @@ func (g *fakeGitea) dropHooks(full string) {
 // application providerApp is the fake Gitea at url.
 type fakeTokens struct{ url string }
 
-func (f fakeTokens) AccessToken(context.Context, *store.Credential) (string, error) { return token, nil }
+func (f fakeTokens) AccessToken(context.Context, *store.Credential) (string, error) {
+	return token, nil
+}
 
 func (f fakeTokens) Provider(_ context.Context, name string) (sso.Provider, error) {
 	if name != providerApp {
@@ -312,6 +315,26 @@ func (c *clock) advance(d time.Duration) {
 	c.t = c.t.Add(d)
 }
 
+// migrated is a new SQLite database with every migration applied, made
+// once: each test's store starts as a copy (migrating takes seconds under
+// the race detector).
+var migrated = sync.OnceValues(func() ([]byte, error) {
+	dir, err := os.MkdirTemp("", "runnel-repos-test-")
+	if err != nil {
+		return nil, err
+	}
+	defer os.RemoveAll(dir)
+	path := filepath.Join(dir, "runnel.db")
+	st, err := sqlstore.Open(context.Background(), path, sqlstore.Options{})
+	if err != nil {
+		return nil, err
+	}
+	if err := st.Close(); err != nil {
+		return nil, err
+	}
+	return os.ReadFile(path)
+})
+
 type env struct {
 	t     *testing.T
 	ctx   context.Context
@@ -329,7 +352,15 @@ type env struct {
 func newEnv(t *testing.T, edit ...func(o *repos.Options)) *env {
 	t.Helper()
 	ctx := t.Context()
-	st, err := sqlstore.Open(ctx, filepath.Join(t.TempDir(), "runnel.db"), sqlstore.Options{})
+	path := filepath.Join(t.TempDir(), "runnel.db")
+	db, err := migrated()
+	if err != nil {
+		t.Fatalf("a migrated database: %v", err)
+	}
+	if err := os.WriteFile(path, db, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	st, err := sqlstore.Open(ctx, path, sqlstore.Options{})
 	if err != nil {
 		t.Fatalf("open the store: %v", err)
 	}
@@ -779,6 +810,51 @@ func TestCheckRepairDeactivate(t *testing.T) {
 	}
 	if ap.Deactivated || ab.HookState != repos.HookActive || len(e.forge.hooksOf("acme/app")) != 1 {
 		t.Errorf("after ActivatePipeline: deactivated %v, binding %+v, %d hooks", ap.Deactivated, ab, len(e.forge.hooksOf("acme/app")))
+	}
+}
+
+// TestCheckHooks: the periodic look-up marks the hooks deleted at the forge
+// as missing, counts only the newly missing, and goes on past a forge that
+// fails.
+func TestCheckHooks(t *testing.T) {
+	e := newEnv(t)
+	e.forge.addRepo("acme/lib", true)
+	e.forge.addRepo("acme/web", true)
+	ids := map[string]string{}
+	for _, full := range []string{"acme/app", "acme/lib", "acme/web"} {
+		p, _, err := e.activate(full)
+		if err != nil {
+			t.Fatalf("Activate %s: %v", full, err)
+		}
+		ids[full] = p.ID
+	}
+	// A pipeline whose hook was removed (deactivated) is not looked up.
+	if _, _, err := e.svc.DeactivatePipeline(e.ctx, ids["acme/web"]); err != nil {
+		t.Fatal(err)
+	}
+	e.forge.dropHooks("acme/lib")
+	before := e.forge.count("hook")
+	n, err := e.svc.CheckHooks(e.ctx)
+	if err != nil || n != 1 {
+		t.Fatalf("CheckHooks = %d, %v; want 1 missing", n, err)
+	}
+	if got := e.forge.count("hook") - before; got != 2 {
+		t.Errorf("CheckHooks looked up %d hooks, want 2 (not the deactivated pipeline's)", got)
+	}
+	want := map[string]string{"acme/app": repos.HookActive, "acme/lib": repos.HookMissing, "acme/web": ""}
+	for full, state := range want {
+		if b := e.binding(ids[full]); b.HookState != state {
+			t.Errorf("%s: hook state %q, want %q", full, b.HookState, state)
+		}
+	}
+	// Already missing: not counted again. A failing forge is skipped.
+	e.forge.failing("hook", failure{status: http.StatusBadGateway})
+	n, err = e.svc.CheckHooks(e.ctx)
+	if err != nil || n != 0 {
+		t.Fatalf("CheckHooks again = %d, %v; want 0 newly missing", n, err)
+	}
+	if b := e.binding(ids["acme/app"]); b.HookState != repos.HookActive || !strings.Contains(b.HookError, "502") {
+		t.Errorf("acme/app while the forge fails: %+v", b)
 	}
 }
 

@@ -851,7 +851,9 @@ type Credentials interface {
 	GetCredential(ctx context.Context, id string) (*Credential, error)
 	// ListCredentials lists credentials by name; projectID filters ("" all).
 	ListCredentials(ctx context.Context, projectID string) ([]*Credential, error)
-	// UpdateCredential replaces every field but ID, Kind, CreatedBy, CreatedAt.
+	// UpdateCredential replaces every field but ID, Kind, CreatedBy, CreatorID,
+	// CreatedAt and a connected account's identity (OwnerID, Provider,
+	// AccountID).
 	UpdateCredential(ctx context.Context, c *Credential) error
 	DeleteCredential(ctx context.Context, id string) error
 }

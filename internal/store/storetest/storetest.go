@@ -59,6 +59,8 @@ func Run(t *testing.T, open func(t *testing.T) store.Store) {
 		{"Events", testEvents},
 		{"Approvals", testApprovals},
 		{"Images", testImages},
+		{"Repos", testRepos},
+		{"ForgeFields", testForgeFields},
 	}
 	for _, g := range groups {
 		t.Run(g.name, func(t *testing.T) {
