@@ -35,14 +35,18 @@ type eventRun struct {
 	number                    int64
 	sinks                     []string // the pipeline's own
 	// forge: the pipeline is bound to a forge repository (its runs report
-	// commit statuses).
-	forge bool
+	// commit statuses): 0 no, 1 the run's statuses, 2 the jobs' too.
+	forge int
 }
+
+// forgeStatuses is eventRun.forge of the run r's pipeline, as SQL.
+const forgeStatuses = `COALESCE((SELECT CASE WHEN b.job_statuses THEN 2 ELSE 1 END FROM pipeline_repos b
+		WHERE b.pipeline_id = r.pipeline_id), 0)`
 
 // lockEventRun reads (and on PostgreSQL locks) the run an event is about.
 func (s *Store) lockEventRun(ctx context.Context, tx *sql.Tx, runID string) (*eventRun, error) {
 	q := `SELECT r.pipeline_id, r.number, p.project_id, p.event_sinks,
-		EXISTS (SELECT 1 FROM pipeline_repos b WHERE b.pipeline_id = r.pipeline_id) FROM runs r
+		`+forgeStatuses+` FROM runs r
 		JOIN pipelines p ON p.id = r.pipeline_id WHERE r.id = ?`
 	if s.d.postgres {
 		q += ` FOR UPDATE OF r`
@@ -83,7 +87,7 @@ func (s *Store) outboxSinks(er *eventRun, typ string, sc *store.StatusChange) []
 	case store.EventJobStatus:
 		cd = sc.Status != sc.Previous && (sc.Status == string(runnel.JobRunning) || sc.Previous == string(runnel.JobRunning))
 	}
-	if cd && er.forge {
+	if cd && (er.forge == 2 || (er.forge == 1 && typ == store.EventRunStatus)) {
 		out = append(out, store.ForgeStatusSink)
 	}
 	if cd {

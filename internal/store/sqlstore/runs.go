@@ -71,7 +71,8 @@ func (s *Store) CreateRun(ctx context.Context, nr *store.NewRun) (*store.Run, bo
 		var sinks string
 		err := s.queryRow(ctx, tx, `UPDATE pipelines SET next_run_number = next_run_number + 1
 			WHERE id = ? RETURNING next_run_number - 1, project_id, event_sinks,
-			EXISTS (SELECT 1 FROM pipeline_repos b WHERE b.pipeline_id = pipelines.id)`, run.PipelineID).
+			COALESCE((SELECT CASE WHEN b.job_statuses THEN 2 ELSE 1 END FROM pipeline_repos b
+			WHERE b.pipeline_id = pipelines.id), 0)`, run.PipelineID).
 			Scan(&run.Number, &er.projectID, &sinks, &er.forge)
 		if errors.Is(err, sql.ErrNoRows) {
 			return fmt.Errorf("%s: pipeline %s: %w", op, run.PipelineID, store.ErrNotFound)
