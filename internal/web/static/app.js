@@ -2,7 +2,7 @@
 // Each page is a module under pages/ exporting a default function
 // render(ctx) that fills ctx.main; it is loaded when first visited.
 
-import {h, mount, errorBox} from './lib/dom.js';
+import {h, mount, errorBox, toast} from './lib/dom.js';
 import {session, api, ApiError} from './lib/api.js';
 import {onState, closeAll} from './lib/live.js';
 
@@ -19,6 +19,7 @@ const routes = [
   ['/agents', 'agents.js'],
   ['/secrets', 'secrets.js', 'secrets'],
   ['/credentials', 'secrets.js', 'credentials'],
+  ['/credentials/:credentialId/repositories', 'repositories.js'],
   ['/images', 'images.js', 'list'],
   ['/images/:namespace/:repoName', 'images.js', 'detail'],
   ['/projects', 'projects.js', 'list'],
@@ -150,10 +151,15 @@ async function signInPage(ctx) {
   setTitle('Sign in');
   const next = ctx.query.get('next');
   const dest = next && next.startsWith('/') && !next.startsWith('//') && !next.startsWith('/signin') ? next : '/pipelines';
-  if (session.me) { navigate(dest, true); return; }
+  const refused = ctx.query.get('error');
+  if (session.me) {
+    // A signed-in user sent here by a refused account connection.
+    if (refused) toast('Refused: ' + refused, 'error');
+    navigate(dest, true);
+    return;
+  }
   const input = h('input', {type: 'password', name: 'token', autocomplete: 'off', required: true, spellcheck: 'false', placeholder: 'rnl_…', 'aria-describedby': 'token-hint'});
   const msg = h('div', {'aria-live': 'polite'});
-  const refused = ctx.query.get('error');
   if (refused) mount(msg, errorBox(new Error('Sign-in refused: ' + refused)));
   const providers = h('div.providers');
   const form = h('form.card.signin', {

@@ -100,7 +100,7 @@ export function clock(iso) {
 
 const statusIcons = {
   success: '✓', failed: '✕', cancelled: '⊘', skipped: '↷', running: '●', queued: '◷', pending: '◷',
-  paused: '‖', waiting: '◷', expired: '◷', approved: '✓', rejected: '✕',
+  paused: '‖', waiting: '◷', expired: '◷', approved: '✓', rejected: '✕', failure: '✕', error: '!',
 };
 
 /** A status pill: icon and word, coloured by class status-<name>. */

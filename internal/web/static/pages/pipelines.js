@@ -212,8 +212,94 @@ async function detail(ctx) {
   ctx.onCleanup(subscribe('status', {pipelineId: id}, (m) => { if (m.type === 'run.status' || m.type === 'reconnected') refresh(); }));
   // Viewers see runs; developers start them.
   const runBtn = session.may(p.projectId, 'developer') ? h('button.btn.primary', {type: 'button', onclick: () => triggerDialog(ctx, p)}, '▶ Run') : null;
-  mount(ctx.main, h('section.page', pipelineHead(p, 'runs', h('div.row', runBtn)), h('div.filters', status), body));
+  mount(ctx.main, h('section.page', pipelineHead(p, 'runs', h('div.row', runBtn)), repositoryPanel(ctx, p), h('div.filters', status), body));
   await load();
+}
+
+// ---- the forge repository ----
+
+const HOOK_STATES = {
+  active: ['✓', 'the forge delivers pushes, tags and pull requests'],
+  missing: ['⚠', 'the hook is gone from the forge (deleted there?): no event arrives until it is repaired'],
+  none: ['–', 'no webhook: no event arrives'],
+};
+
+/**
+ * The pipeline's forge repository and the webhook Runnel keeps there
+ * (pipeline.repository), and whether the pipeline is active: Check asks the
+ * forge (viewers may), Repair recreates a lost hook, Deactivate removes it
+ * and stops cron and webhook runs, Activate undoes that (maintainers).
+ */
+function repositoryPanel(ctx, p) {
+  const el = h('div.repo-panel');
+  const may = session.may(p.projectId, 'maintainer');
+  const msg = h('div', {'aria-live': 'polite'});
+  let busy = false;
+  const act = async (label, fn) => {
+    if (busy) return;
+    busy = true;
+    for (const b of el.querySelectorAll('button')) b.disabled = true;
+    mount(msg);
+    try {
+      const np = await fn();
+      if (!ctx.current) return;
+      Object.assign(p, {active: np.active, repository: np.repository || null});
+      draw();
+      toast(typeof label === 'function' ? label(np) : label, 'success');
+    } catch (e) {
+      // What happened may be half done (a deactivation whose forge did not
+      // answer): show the pipeline as it now is, and the API's words.
+      const now = await get(`/pipelines/${p.pipelineId}`).catch(() => null);
+      if (!ctx.current) return;
+      if (now) Object.assign(p, {active: now.active, repository: now.repository || null});
+      draw();
+      mount(msg, errorBox(e));
+    } finally {
+      busy = false;
+    }
+  };
+  const check = () => act((np) => `Webhook checked: ${np.repository?.webhookState || 'none'}`, () => get(`/pipelines/${p.pipelineId}/webhook`));
+  const repair = () => act('Webhook repaired', () => post(`/pipelines/${p.pipelineId}/webhook/repair`));
+  const activate = () => act('Pipeline activated', () => post(`/pipelines/${p.pipelineId}/activate`));
+  const deactivate = async () => {
+    const where = p.repository ? ` The webhook is removed from ${p.repository.fullName}.` : '';
+    if (!await confirm(`Deactivate ${p.name}?`, `Cron and webhooks start no runs until you activate it again.${where} Its runs stay, and runs started by hand still start.`, 'Deactivate', 'danger')) return;
+    act('Pipeline deactivated', () => post(`/pipelines/${p.pipelineId}/deactivate`));
+  };
+
+  const draw = () => {
+    const r = p.repository;
+    const off = p.active === false;
+    const state = r ? (HOOK_STATES[r.webhookState] ? r.webhookState : 'none') : '';
+    const [icon, meaning] = HOOK_STATES[state] || [];
+    const btns = [
+      r ? h('button.btn.small', {type: 'button', 'data-action': 'check', onclick: check, title: 'Ask the forge whether the hook is still there'}, 'Check') : null,
+      // Deactivated, the hook is gone on purpose: Activate makes it again.
+      r && may && !off ? h('button.btn.small', {type: 'button', 'data-action': 'repair', onclick: repair, title: 'Create the hook again when it is missing'}, 'Repair') : null,
+      may && off ? h('button.btn.small.primary', {type: 'button', 'data-action': 'activate', onclick: activate}, 'Activate') : null,
+      may && !off && r ? h('button.btn.small.danger', {type: 'button', 'data-action': 'deactivate', onclick: deactivate}, 'Deactivate') : null,
+    ];
+    mount(el,
+      off ? h('div.alert.warn.deactivated', {role: 'status'}, h('strong', 'Deactivated: cron and webhooks start no runs.'),
+        ' Runs started by hand still start.', !r && may ? [' ', btns[2]] : null) : null,
+      r ? h('section.card.repo', {'aria-label': 'Repository'},
+        h('div.repo-top',
+          h('h2', 'Repository'),
+          h('span.chip', r.kind), r.provider && r.provider !== r.kind ? h('span.chip', r.provider) : null,
+          h('strong.mono', r.fullName),
+          h('div.spacer'),
+          h('div.row', btns)),
+        h('dl.kv',
+          h('dt', 'webhook'), h('dd.hook-state', h(`span.badge.hook-${state}`, {title: meaning}, h('span.icon', {'aria-hidden': 'true'}, icon), ' ', state),
+            state === 'missing' ? h('span.warn-text', ' No push or pull request starts a run', may ? ' until you repair it.' : '.') : null),
+          r.webhookUrl ? [h('dt', 'delivers to'), h('dd', h('code', r.webhookUrl))] : null,
+          r.webhookError ? [h('dt', 'last error'), h('dd.hook-error', r.webhookError)] : null,
+          h('dt', 'checked'), h('dd', when(r.checkedAt)),
+          r.statusContext ? [h('dt', 'commit status'), h('dd', h('code', r.statusContext))] : null),
+        msg) : msg);
+  };
+  draw();
+  return el;
 }
 
 /** The trigger form: one input per declared variable (a select when it has options). */

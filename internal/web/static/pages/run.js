@@ -15,6 +15,7 @@ export default async function render(ctx) {
   const q = ctx.query;
   const headEl = h('div');
   const gatesEl = h('div');
+  const statusesEl = h('div');
   const graphEl = h('div.graph', {role: 'group', 'aria-label': 'Stages and jobs'});
   const stepsEl = h('div.steps');
   const timelineEl = h('div');
@@ -65,14 +66,30 @@ export default async function render(ctx) {
     ctx.setTitle(`${pipeline.name} #${run.number}`);
     if (!mounted) {
       // Mounted before the log opens, so that it knows its size.
-      mount(ctx.main, h('section.page.wide', headEl, gatesEl, graphEl,
+      mount(ctx.main, h('section.page.wide', headEl, gatesEl, statusesEl, graphEl,
         h('div.run-body', h('div', stepsEl), view.el), timelineEl));
       mounted = true;
     }
     pickDefaults();
     draw();
     if (!performance.getEntriesByName('runnel:run-drawn').length) performance.mark('runnel:run-drawn');
+    awaitStatuses();
   };
+
+  // A run's commit statuses are sent after its events (from the outbox,
+  // retried when the forge fails): once the run is over, look again a few
+  // times until the last one is sent.
+  let statusPolls = 0;
+  let statusTimer = 0;
+  const awaitStatuses = () => {
+    clearTimeout(statusTimer);
+    if (!run || !isFinal(run.status) || !pipeline?.repository || statusPolls >= 10) return;
+    const cs = run.commitStatuses || [];
+    if (cs.length && cs.every((c) => !c.error && !['pending', 'running'].includes(c.state))) return;
+    statusPolls++;
+    statusTimer = setTimeout(() => { if (ctx.current) load().catch(() => {}); }, 2000);
+  };
+  ctx.onCleanup(() => clearTimeout(statusTimer));
   const reload = debounce(() => load().catch((e) => toast(e.message, 'error')), 300);
 
   // The job and step to show when none was chosen: the first failed one, else
@@ -209,6 +226,7 @@ export default async function render(ctx) {
     const focusKey = document.activeElement?.dataset?.key;
     drawHead();
     drawGates();
+    drawStatuses();
     drawGraph();
     drawSteps();
     drawLogTitle();
@@ -272,6 +290,21 @@ export default async function render(ctx) {
     // Re-attaching a panel would take the focus from its comment field.
     const same = panels.length === gatesEl.children.length && panels.every((p, i) => gatesEl.children[i] === p);
     if (!same) mount(gatesEl, panels);
+  };
+
+  // What the run reported on its commit at the forge, one per context.
+  const drawStatuses = () => {
+    const cs = run.commitStatuses || [];
+    if (!cs.length) { mount(statusesEl); return; }
+    mount(statusesEl, h('section.commit-statuses', {'aria-labelledby': 'commit-statuses'},
+      h('h3#commit-statuses', 'Commit statuses'),
+      h('ul', cs.map((c) => h('li', {'data-context': c.context},
+        badge(c.state, c.description || c.state),
+        /^https?:\/\//.test(c.targetUrl || '') ? h('a', {href: c.targetUrl, title: c.targetUrl}, c.context) : h('span', c.context),
+        c.sha ? h('code.muted', c.sha.slice(0, 10)) : null,
+        c.description ? h('span.muted', c.description) : null,
+        c.updatedAt ? h('span.muted', when(c.updatedAt)) : null,
+        c.error ? h('span.status-error-text', {role: 'note'}, `not sent${c.attempts ? ` (${c.attempts} ${c.attempts === 1 ? 'attempt' : 'attempts'})` : ''}: ${c.error}`) : null)))));
   };
 
   const drawGraph = () => {

@@ -3,7 +3,7 @@
 // API contains a value, so this page never shows one.
 
 import {h, mount, when, toast, dialog, confirm, errorBox, copy, field, formDialog, thead} from '../lib/dom.js';
-import {get, post, put, del} from '../lib/api.js';
+import {get, post, put, del, session} from '../lib/api.js';
 
 import {CREDENTIAL_KINDS as KINDS, PATTERNS} from '../lib/forges.js';
 
@@ -210,6 +210,7 @@ function credentialsTable(items, project, onReplace, onDelete) {
       h('td.hide-sm', c.projectId || h('span.muted', 'every pipeline')),
       h('td.hide-sm', when(c.updatedAt), c.createdBy ? h('div', h('small.muted', 'by ' + c.createdBy)) : null),
       h('td', h('div.row',
+        FORGE_KINDS.includes(c.kind) ? h('a.btn.small', {href: repositoriesPath(c)}, 'Repositories') : null,
         h('button.btn.small', {type: 'button', onclick: () => onReplace(c)}, c.kind === 'ssh' ? 'Replace key' : 'Replace token'),
         h('button.btn.small.danger', {type: 'button', onclick: () => onDelete(c)}, 'Delete'))))))));
 }
@@ -311,11 +312,16 @@ async function credentialsPage(ctx) {
     try {
       list = await get('/credentials', {projectId: projectFilter});
     } catch (err) {
-      if (ctx.current) mount(listBox, errorBox(err));
+      if (ctx.current) { mount(listBox, errorBox(err)); accounts.failed(); }
       return;
     }
     if (!ctx.current) return;
-    mount(listBox, credentialsTable(list.items || [], projectFilter, replaceSecret, deleteCredential));
+    const items = list.items || [];
+    mount(listBox, credentialsTable(items.filter((c) => !c.provider), projectFilter, replaceSecret, deleteCredential));
+    // Connected accounts belong to no project: they come from the whole list.
+    const all = projectFilter ? await get('/credentials').then((l) => l.items || [], () => items) : items;
+    if (!ctx.current) return;
+    accounts.draw(all.filter((c) => c.provider));
   }
 
   async function replaceSecret(c) {
@@ -338,16 +344,109 @@ async function credentialsPage(ctx) {
       `/credentials/${encodeURIComponent(c.credentialId)}`, load);
   }
 
+  const accounts = connectedAccounts(ctx, () => load());
+
   mount(ctx.main, h('section.page',
     h('div.page-head', h('div.title', h('h1', 'Credentials'),
       h('div.sub', h('span', 'Tokens and SSH keys git uses to fetch private repositories (args.credential of actions/git-checkout@v1, or an image repository\'s source). Write-only.')))),
     tabs('credentials'),
+    accounts.el,
+    h('h2', 'Credentials'),
     projectsList,
     filterForm,
     listBox,
     h('h2', 'New credential'),
     credentialForm(projectsList, load)));
   await load();
+}
+
+// ======================= connected accounts =======================
+
+// connectedAccounts is the section of forge accounts connected through a
+// provider's OAuth application (credentials with a provider): a button per
+// provider that connects (a redirect to the forge and back here with
+// ?connected=ID), and the accounts with their repositories and Disconnect.
+// {el, draw(accounts)}.
+function connectedAccounts(ctx, reload) {
+  const notice = h('div', {'aria-live': 'polite'});
+  const buttons = h('div.row.connect-buttons');
+  const list = h('div', h('p.loading', 'Loading connected accounts…'));
+  const connected = ctx.query.get('connected');
+  if (connected) {
+    // Shown once: the address loses the parameter.
+    const q = new URLSearchParams(ctx.query);
+    q.delete('connected');
+    history.replaceState(null, '', '/credentials' + (q.toString() ? '?' + q : ''));
+  }
+  get('/auth/providers').then((res) => {
+    if (!ctx.current) return;
+    const ps = (res.items || []).filter((p) => p.connect && p.connectUrl);
+    mount(buttons, ps.length
+      ? ps.map((p) => h('a.btn.primary', {href: `${p.connectUrl}?returnTo=${encodeURIComponent('/credentials')}`, 'data-provider': p.name,
+        title: `Sign in at ${p.displayName} and allow Runnel to list your repositories and manage their webhooks`}, 'Connect ' + p.displayName))
+      : h('p.muted', session.isAdmin ? 'No provider connects accounts yet: create one with connect: true (POST /api/v1/auth/providers, see docs/security.md).'
+        : 'No provider connects accounts yet: ask a site admin to set one up.'));
+  }).catch((e) => { if (ctx.current) mount(buttons, errorBox(e)); });
+
+  const disconnect = async (c) => {
+    if (!(await confirm(`Disconnect ${c.loginName || c.name}?`,
+      `The ${c.provider} account's token is deleted from Runnel. Pipelines activated with it can no longer read their repository, manage its webhook or report commit statuses until another account is set. The authorization stays listed at the forge, where you can revoke it.`,
+      'Disconnect', 'danger'))) return;
+    try {
+      await del(`/credentials/${encodeURIComponent(c.credentialId)}`);
+      toast(`${c.loginName || c.name} disconnected`, 'success');
+    } catch (err) {
+      toast(err.message, 'error');
+    }
+    reload();
+  };
+
+  const draw = (items) => {
+    if (connected) {
+      const c = items.find((x) => x.credentialId === connected);
+      mount(notice, c
+        ? h('div.alert.success', {role: 'status'}, h('strong', `Connected ${c.provider} account ${c.loginName || c.name}.`), ' ',
+          h('a', {href: repositoriesPath(c)}, 'Choose a repository to activate'), '.')
+        : h('div.alert.warn', {role: 'status'}, `Connected account ${connected} is not in your list.`));
+    }
+    mount(list, !items.length ? h('p.muted.none', 'No account connected yet.')
+      : h('div.table-wrap', h('table', {'aria-label': 'Connected accounts'},
+        thead('Account', 'Provider', '~Connected', '~Token expires', 'Actions'),
+        h('tbody', items.map((c) => h('tr', {'data-credential': c.credentialId},
+          h('td', h('div.account', avatar(c), h('div',
+            h('strong', c.loginName || c.name),
+            h('div', h('small.muted.mono', c.credentialId))))),
+          h('td', h('span.chip', c.provider), c.host ? h('div', h('small.muted', c.host)) : null),
+          h('td.hide-sm', when(c.createdAt), c.createdBy ? h('div', h('small.muted', 'by ' + c.createdBy)) : null),
+          h('td.hide-sm', c.expiresAt ? when(c.expiresAt) : h('span.muted', 'never'), c.expiresAt ? h('div', h('small.muted', 'renewed before')) : null),
+          h('td', h('div.row',
+            h('a.btn.small', {href: repositoriesPath(c)}, 'Repositories'),
+            h('button.btn.small.danger', {type: 'button', onclick: () => disconnect(c)}, 'Disconnect')))))))));
+  };
+
+  const el = h('section.connected', {'aria-labelledby': 'connected-accounts'},
+    h('h2#connected-accounts', 'Connected accounts'),
+    h('p.hint', 'Forge accounts you connected: Runnel lists their repositories, activates one as a pipeline (creating its webhook) and reports commit statuses with them.'),
+    notice, buttons, list);
+  return {el, draw, failed: () => mount(list, h('p.muted', 'The accounts could not be listed (see below).'))};
+}
+
+// Kinds whose forge lists repositories for a token.
+const FORGE_KINDS = ['github', 'gitlab', 'gitea', 'bitbucket'];
+
+const repositoriesPath = (c) => `/credentials/${encodeURIComponent(c.credentialId)}/repositories`;
+
+/**
+ * The account's picture. The CSP lets images come from this server only,
+ * so a forge's avatar address (another origin) shows as the login's
+ * initial instead.
+ */
+export function avatar(c) {
+  const name = c.loginName || c.name || '?';
+  if (c.avatarUrl && c.avatarUrl.startsWith('/') && !c.avatarUrl.startsWith('//')) {
+    return h('img.avatar', {src: c.avatarUrl, alt: '', width: 28, height: 28});
+  }
+  return h('span.avatar', {'aria-hidden': 'true'}, name.slice(0, 1).toUpperCase());
 }
 
 // ======================= helpers =======================
