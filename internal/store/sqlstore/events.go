@@ -46,7 +46,7 @@ const forgeStatuses = `COALESCE((SELECT CASE WHEN b.job_statuses THEN 2 ELSE 1 E
 // lockEventRun reads (and on PostgreSQL locks) the run an event is about.
 func (s *Store) lockEventRun(ctx context.Context, tx *sql.Tx, runID string) (*eventRun, error) {
 	q := `SELECT r.pipeline_id, r.number, p.project_id, p.event_sinks,
-		`+forgeStatuses+` FROM runs r
+		` + forgeStatuses + ` FROM runs r
 		JOIN pipelines p ON p.id = r.pipeline_id WHERE r.id = ?`
 	if s.d.postgres {
 		q += ` FOR UPDATE OF r`
