@@ -26,6 +26,7 @@ const routes = [
   ['/projects/:projectId', 'projects.js', 'detail'],
   ['/tokens', 'account.js', 'tokens'],
   ['/users', 'account.js', 'users'],
+  ['/providers', 'providers.js'],
   ['/audit', 'account.js', 'audit'],
 ];
 
@@ -38,6 +39,7 @@ const nav = [
   ['/images', 'Images'],
   ['/tokens', 'Tokens'],
   ['/users', 'Users', 'admin'],
+  ['/providers', 'Providers', 'admin'],
   ['/audit', 'Audit', 'admin'],
 ];
 

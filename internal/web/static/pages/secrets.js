@@ -384,7 +384,7 @@ function connectedAccounts(ctx, reload) {
     mount(buttons, ps.length
       ? ps.map((p) => h('a.btn.primary', {href: `${p.connectUrl}?returnTo=${encodeURIComponent('/credentials')}`, 'data-provider': p.name,
         title: `Sign in at ${p.displayName} and allow Runnel to list your repositories and manage their webhooks`}, 'Connect ' + p.displayName))
-      : h('p.muted', session.isAdmin ? 'No provider connects accounts yet: create one with connect: true (POST /api/v1/auth/providers, see docs/security.md).'
+      : h('p.muted', session.isAdmin ? ['No provider connects accounts yet: set one up on the ', h('a', {href: '/providers'}, 'Sign-in providers'), ' page.']
         : 'No provider connects accounts yet: ask a site admin to set one up.'));
   }).catch((e) => { if (ctx.current) mount(buttons, errorBox(e)); });
 
