@@ -15,7 +15,9 @@ import (
 // Call is one invocation of an action by a step, with expressions already
 // evaluated.
 type Call struct {
-	// Action is the step's `action` field ("" when omitted).
+	// Action is the operation selected, one of Info().Actions: the step's
+	// `action` field, or the action's DefaultAction when the step omits it
+	// (the executor fills it in; "" is read as the default too).
 	Action string
 	// Args are the step's `args`, values are string, bool, float64/int, []any or
 	// map[string]any.

@@ -7,11 +7,13 @@ import (
 	"os/exec"
 	"path/filepath"
 	"reflect"
+	"slices"
 	"strings"
 	"testing"
 
 	"github.com/runnel-ci/runnel/internal/backend"
 	"github.com/runnel-ci/runnel/internal/backend/local"
+	"github.com/runnel-ci/runnel/internal/spec"
 )
 
 // requireTool fails (not skips) the test when a tool is missing: CI has git and
@@ -73,9 +75,15 @@ func newRunner(t *testing.T) *runner {
 // Exec's own. It returns the result and the step's output.
 func (r *runner) run(a Action, args map[string]any, extra map[string]string) (backend.Result, string) {
 	r.t.Helper()
-	ex, err := a.Prepare(Call{Args: args})
+	return r.runCall(a, Call{Args: args}, extra)
+}
+
+// runCall is run with a whole call (an action selected).
+func (r *runner) runCall(a Action, call Call, extra map[string]string) (backend.Result, string) {
+	r.t.Helper()
+	ex, err := a.Prepare(call)
 	if err != nil {
-		r.t.Fatalf("Prepare(%v): %v", args, err)
+		r.t.Fatalf("Prepare(%+v): %v", call, err)
 	}
 	return r.runExec(ex, extra)
 }
@@ -116,6 +124,14 @@ func TestBuiltins(t *testing.T) {
 				t.Errorf("%s: input %+v lacks a name or description", name, in)
 			}
 		}
+		// Every built-in offers at least its default operation, so that a
+		// step may name it in `action`.
+		if len(info.Actions) == 0 || !slices.Contains(info.Actions, info.DefaultAction) {
+			t.Errorf("%s: actions %v, default %q: the default must be one of them", name, info.Actions, info.DefaultAction)
+		}
+	}
+	if info, _ := r.LookupAction("actions/go-build@v1"); !reflect.DeepEqual(info.Actions, []string{"build", "test"}) || info.DefaultAction != "build" {
+		t.Errorf("actions/go-build@v1 offers %v (default %q), want build (default), test", info.Actions, info.DefaultAction)
 	}
 	// Registries are independent.
 	if err := Builtins().Register(Shell{}); err == nil {
@@ -138,7 +154,8 @@ func TestPrepareValidation(t *testing.T) {
 		{Shell{}, Call{Args: map[string]any{"script": 1.0}}, "args.script: must be a string (quote it in YAML), got number 1"},
 		{Shell{}, Call{Args: map[string]any{"script": "x", "shel": "sh"}}, "args.shel: unknown argument of actions/shell@v1 (accepted: script, shell)"},
 		{Shell{}, Call{Args: map[string]any{"script": "x", "shell": " "}}, `args.shell: must be "bash", "sh" or a command template such as "python3 {0}", got " "`},
-		{Shell{}, Call{Action: "run", Args: map[string]any{"script": "x"}}, `action: actions/shell@v1 takes no action field, got "run"`},
+		{Shell{}, Call{Action: "run", Args: map[string]any{"script": "x"}}, ""},
+		{Shell{}, Call{Action: "build", Args: map[string]any{"script": "x"}}, `action: actions/shell@v1 has no action "build" (accepted: run (default))`},
 
 		{GitCheckout{}, Call{}, ""},
 		{GitCheckout{}, Call{Args: map[string]any{"depth": "abc"}}, `args.depth: must be a non-negative integer, got "abc"`},
@@ -174,6 +191,13 @@ func TestPrepareValidation(t *testing.T) {
 		{GoBuild{}, Call{Args: map[string]any{"go_version": "go1.25.3"}}, ""},
 		{GoBuild{}, Call{Args: map[string]any{"go_version": "1.26rc1"}}, ""},
 		{GoBuild{}, Call{Args: map[string]any{"ldflags": []any{"-s"}}}, "args.ldflags: must be a string (quote it in YAML), got a list"},
+		{GoBuild{}, Call{Action: "build"}, ""},
+		{GoBuild{}, Call{Action: "test", Args: map[string]any{"packages": "./...", "ldflags": "-X main.v=1"}}, ""},
+		{GoBuild{}, Call{Action: "lint"}, `action: actions/go-build@v1 has no action "lint" (accepted: build (default), test)`},
+		{GoBuild{}, Call{Action: "test", Args: map[string]any{"output": "bin/"}}, `args.output: applies to action build only (go test writes no binary), got "bin/" with action test`},
+
+		{GitCheckout{}, Call{Action: "checkout"}, ""},
+		{GitCheckout{}, Call{Action: "test"}, `action: actions/git-checkout@v1 has no action "test" (accepted: checkout (default))`},
 	}
 	for _, tc := range tests {
 		_, err := tc.action.Prepare(tc.call)
@@ -228,5 +252,50 @@ func TestShellAction(t *testing.T) {
 	res, out = r.run(Shell{}, map[string]any{"script": "echo templated", "shell": "sh -x {0}"}, nil)
 	if res.ExitCode != 0 || out != "+ echo templated\ntemplated\n" {
 		t.Errorf("template: %d %q", res.ExitCode, out)
+	}
+}
+
+// TestStepActionValidation: definitions validated against the built-in
+// actions accept the operations each offers in a step's `action` (go-build's
+// test, every action's default) and refuse others, listing the choices.
+func TestStepActionValidation(t *testing.T) {
+	tests := []struct {
+		step string
+		err  string // "" means valid
+	}{
+		{"{uses: actions/go-build@v1, action: test}", ""},
+		{"{uses: actions/go-build@v1, action: build}", ""},
+		{"{uses: actions/go-build@v1}", ""},
+		{"{uses: actions/git-checkout@v1, action: checkout}", ""},
+		{"{uses: actions/shell@v1, action: run, args: {script: x}}", ""},
+		{"{uses: actions/docker-build@v1, action: build, args: {tags: app}}", ""},
+		{"{uses: actions/artifact-upload@v1, action: upload, args: {name: a, paths: dist}}", ""},
+		{"{uses: actions/artifact-download@v1, action: download, args: {name: a}}", ""},
+		{"{uses: actions/cache@v1, action: cache, args: {key: k, paths: p}}", ""},
+		{"{uses: actions/go-build@v1, action: tests}", `p.yaml:2:62: jobs[0].steps[0].action: unknown action "tests" for actions/go-build@v1 (did you mean "test"?); accepted: build (default), test`},
+		{"{uses: actions/git-checkout@v1, action: build}", `unknown action "build" for actions/git-checkout@v1; accepted: checkout (default)`},
+		{"{uses: actions/cache@v1, action: save, args: {key: k, paths: p}}", `unknown action "save" for actions/cache@v1; accepted: cache (default)`},
+	}
+	for _, tt := range tests {
+		src := "namespace: a\njobs: [{name: a, steps: [" + tt.step + "]}]\n"
+		_, err := spec.Parse([]byte(src), spec.Options{File: "p.yaml", Catalog: Builtins()})
+		switch {
+		case tt.err == "" && err != nil:
+			t.Errorf("%s: %v", tt.step, err)
+		case tt.err != "" && (err == nil || !strings.Contains(err.Error(), tt.err)):
+			t.Errorf("%s: error %v, want %q", tt.step, err, tt.err)
+		}
+	}
+}
+
+// TestNativeActionsCheckTheAction: native actions refuse an operation they
+// do not offer before touching anything.
+func TestNativeActionsCheckTheAction(t *testing.T) {
+	for _, a := range []Native{ArtifactUpload{}, ArtifactDownload{}, Cache{}, DockerBuild{}} {
+		_, err := a.Run(context.Background(), Call{Action: "nope"}, &Runtime{})
+		want := `action: ` + a.Info().Uses + ` has no action "nope"`
+		if err == nil || !strings.HasPrefix(err.Error(), want) {
+			t.Errorf("%s: %v, want %q", a.Info().Uses, err, want)
+		}
 	}
 }

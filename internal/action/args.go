@@ -3,6 +3,7 @@ package action
 import (
 	"fmt"
 	"math"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -16,14 +17,19 @@ import (
 // a user can fix the pipeline without reading the action's source.
 type args struct {
 	values map[string]any
+	// action is the operation selected: the call's `action`, else the
+	// action's default.
+	action string
 }
 
-// checkCall rejects an `action` field (built-ins have none), arguments that info
-// does not list (spec validation catches those earlier, but Prepare must not
-// rely on it) and missing required arguments.
+// checkCall resolves the call's `action` (omitted: info's default; one that
+// info does not offer is refused), and rejects arguments that info does not
+// list (spec validation catches those earlier, but Prepare must not rely on
+// it) and missing required arguments.
 func checkCall(info spec.ActionInfo, call Call) (args, error) {
-	if call.Action != "" {
-		return args{}, fmt.Errorf("action: %s takes no action field, got %q", info.Uses, call.Action)
+	action, err := selectAction(info, call.Action)
+	if err != nil {
+		return args{}, err
 	}
 	known := map[string]bool{}
 	var names []string
@@ -46,7 +52,21 @@ func checkCall(info spec.ActionInfo, call Call) (args, error) {
 			return args{}, fmt.Errorf("args.%s: required by %s", in.Name, info.Uses)
 		}
 	}
-	return args{values: call.Args}, nil
+	return args{values: call.Args, action: action}, nil
+}
+
+// selectAction returns the operation a step's `action` field selects: the
+// field itself when info offers it, info's default when it is empty.
+func selectAction(info spec.ActionInfo, action string) (string, error) {
+	switch {
+	case len(info.Actions) == 0 && action != "":
+		return "", fmt.Errorf("action: %s takes no action field, got %q", info.Uses, action)
+	case action == "":
+		return info.DefaultAction, nil
+	case !slices.Contains(info.Actions, action):
+		return "", fmt.Errorf("action: %s has no action %q (accepted: %s)", info.Uses, action, info.ActionChoices())
+	}
+	return action, nil
 }
 
 // str returns a string argument, or def when it is absent. Numbers and booleans

@@ -19,8 +19,10 @@ type ArtifactUpload struct{}
 // Info implements Action.
 func (ArtifactUpload) Info() spec.ActionInfo {
 	return spec.ActionInfo{
-		Uses:        "actions/artifact-upload@v1",
-		Description: "Stores workspace files as an artifact of the run. Sets the outputs `files`, `size` and `sha256`.",
+		Uses:          "actions/artifact-upload@v1",
+		Description:   "Stores workspace files as an artifact of the run. Sets the outputs `files`, `size` and `sha256`.",
+		Actions:       []string{"upload"},
+		DefaultAction: "upload",
 		Inputs: []spec.ActionInput{
 			{Name: "name", Required: true, Description: "Artifact name, unique within the run: letters, digits, '.', '_' and '-' (at most 100)."},
 			{Name: "paths", Required: true, Description: "Glob patterns relative to the workspace (a list, or one string of space- or newline-separated patterns); `**` spans directories, and a matching directory takes everything under it."},
@@ -131,8 +133,10 @@ type ArtifactDownload struct{}
 // Info implements Action.
 func (ArtifactDownload) Info() spec.ActionInfo {
 	return spec.ActionInfo{
-		Uses:        "actions/artifact-download@v1",
-		Description: "Unpacks an artifact uploaded by an earlier job of the run into the workspace, with the paths it was uploaded with. Sets the output `files`.",
+		Uses:          "actions/artifact-download@v1",
+		Description:   "Unpacks an artifact uploaded by an earlier job of the run into the workspace, with the paths it was uploaded with. Sets the output `files`.",
+		Actions:       []string{"download"},
+		DefaultAction: "download",
 		Inputs: []spec.ActionInput{
 			{Name: "name", Required: true, Description: "Name of the artifact (as given to actions/artifact-upload@v1). The uploading job must have finished: make this job `needs` it, or run it in a later stage."},
 			{Name: "path", Description: "Directory of the workspace to unpack into (created if missing).", Default: "the workspace"},

@@ -20,8 +20,10 @@ type Cache struct{}
 // Info implements Action.
 func (Cache) Info() spec.ActionInfo {
 	return spec.ActionInfo{
-		Uses:        "actions/cache@v1",
-		Description: "Restores files from the pipeline's cache and saves them after a successful job. Sets the outputs `hit` (true on an exact key match) and `matchedKey`.",
+		Uses:          "actions/cache@v1",
+		Description:   "Restores files from the pipeline's cache and saves them after a successful job. Sets the outputs `hit` (true on an exact key match) and `matchedKey`.",
+		Actions:       []string{"cache"},
+		DefaultAction: "cache",
 		Inputs: []spec.ActionInput{
 			{Name: "key", Required: true, Description: "Cache key, e.g. go-${{ hashFiles('go.sum') }}. Entries never change: a key is saved once."},
 			{Name: "restoreKeys", Description: "Key prefixes tried in order when key has no entry (a list, or a string of whitespace-separated prefixes); the newest matching entry is restored."},

@@ -56,8 +56,10 @@ type DockerBuild struct{}
 // Info implements Action.
 func (DockerBuild) Info() spec.ActionInfo {
 	return spec.ActionInfo{
-		Uses:        dockerBuildUses,
-		Description: "Builds a container image with the agent's Docker engine and optionally pushes it to a registry. Sets the outputs `imageId`, `digest` and `tags`.",
+		Uses:          dockerBuildUses,
+		Description:   "Builds a container image with the agent's Docker engine and optionally pushes it to a registry. Sets the outputs `imageId`, `digest` and `tags`.",
+		Actions:       []string{"build"},
+		DefaultAction: "build",
 		Inputs: []spec.ActionInput{
 			{Name: "tags", Required: true, Description: "Image references to tag the image with (NAME[:TAG], lower case; :latest when no tag): a list, or one string of references separated by spaces or commas."},
 			{Name: "context", Description: "Directory of the workspace sent to the engine as the build context; its .dockerignore is honoured.", Default: "the workspace root (.)"},

@@ -33,8 +33,10 @@ type GitCheckout struct{}
 // Info implements Action.
 func (GitCheckout) Info() spec.ActionInfo {
 	return spec.ActionInfo{
-		Uses:        "actions/git-checkout@v1",
-		Description: "Checks out a commit of a git repository into the workspace (detached HEAD). Sets the output `commit`.",
+		Uses:          "actions/git-checkout@v1",
+		Description:   "Checks out a commit of a git repository into the workspace (detached HEAD). Sets the output `commit`.",
+		Actions:       []string{"checkout"},
+		DefaultAction: "checkout",
 		Inputs: []spec.ActionInput{
 			{Name: "repo", Description: "Repository URL (file://, http(s)://, ssh://, user@host:path) or local path.", Default: "the pipeline's source repository ($RUNNEL_REPO_URL)"},
 			{Name: "ref", Description: "Branch, tag, full ref (refs/...) or commit ID to check out.", Default: "the run's commit ($RUNNEL_COMMIT, else $RUNNEL_REF), else the remote's default branch"},

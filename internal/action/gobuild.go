@@ -24,20 +24,23 @@ var (
 	goTarget = sync.OnceValue(func() *regexp.Regexp { return regexp.MustCompile(`^[a-z0-9]+$`) })
 )
 
-// GoBuild is actions/go-build@v1: `go build` with the Go toolchain installed on
-// the machine. It never downloads a toolchain (GOTOOLCHAIN=local); go_version
-// only checks what is installed.
+// GoBuild is actions/go-build@v1: `go build` (action build, the default) or
+// `go test` (action test) with the Go toolchain installed on the machine. It
+// never downloads a toolchain (GOTOOLCHAIN=local); go_version only checks what
+// is installed.
 type GoBuild struct{}
 
 // Info implements Action.
 func (GoBuild) Info() spec.ActionInfo {
 	return spec.ActionInfo{
-		Uses:        "actions/go-build@v1",
-		Description: "Builds Go packages with the installed Go toolchain (nothing is downloaded).",
+		Uses:          "actions/go-build@v1",
+		Description:   "Builds (action build) or tests (action test) Go packages with the installed Go toolchain (nothing is downloaded).",
+		Actions:       []string{"build", "test"},
+		DefaultAction: "build",
 		Inputs: []spec.ActionInput{
-			{Name: "packages", Description: "Package patterns to build: a list, or one string of space-separated patterns.", Default: "./..."},
-			{Name: "output", Description: "File (one package) or directory ending in / (several) to write the binaries to (go build -o)."},
-			{Name: "ldflags", Description: "Linker flags (go build -ldflags), e.g. \"-s -w -X main.version=1.2.3\"."},
+			{Name: "packages", Description: "Package patterns to build or test: a list, or one string of space-separated patterns.", Default: "./..."},
+			{Name: "output", Description: "File (one package) or directory ending in / (several) to write the binaries to (go build -o); action build only."},
+			{Name: "ldflags", Description: "Linker flags (-ldflags), e.g. \"-s -w -X main.version=1.2.3\"."},
 			{Name: "goos", Description: "Target operating system (GOOS), e.g. linux, windows, darwin.", Default: "the machine's"},
 			{Name: "goarch", Description: "Target architecture (GOARCH), e.g. amd64, arm64.", Default: "the machine's"},
 			{Name: "go_version", Description: "Go version that must be installed: \"1.25\" accepts any go1.25.x, \"1.25.3\" only that release. The step fails on a mismatch.", Default: "any"},
@@ -67,6 +70,9 @@ func (g GoBuild) Prepare(call Call) (Exec, error) {
 	if strings.ContainsRune(output, 0) {
 		return Exec{}, fmt.Errorf("args.output: must be a path, got %q", output)
 	}
+	if output != "" && a.action != "build" {
+		return Exec{}, fmt.Errorf("args.output: applies to action build only (go test writes no binary), got %q with action %s", output, a.action)
+	}
 	ldflags, err := a.str("ldflags", "")
 	if err != nil {
 		return Exec{}, err
@@ -75,6 +81,7 @@ func (g GoBuild) Prepare(call Call) (Exec, error) {
 		"INPUT_PACKAGES": strings.Join(packages, " "),
 		"INPUT_OUTPUT":   output,
 		"INPUT_LDFLAGS":  ldflags,
+		"INPUT_ACTION":   a.action,
 		"GOTOOLCHAIN":    "local",
 	}
 	for _, name := range []string{"goos", "goarch"} {

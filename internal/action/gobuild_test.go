@@ -147,3 +147,31 @@ func TestGoBuildWithoutGo(t *testing.T) {
 		t.Errorf("exit %d:\n%s", res.ExitCode, out)
 	}
 }
+
+// TestGoBuildTest runs actions/go-build@v1 with action test: `go test` on
+// the packages, passing and failing with the test's own report.
+func TestGoBuildTest(t *testing.T) {
+	t.Parallel()
+	requireTool(t, "go")
+	r := newRunner(t)
+	writeModule(t, r.ws)
+	test := "package main\n\nimport \"testing\"\n\nfunc TestMsg(t *testing.T) {\n\tif msg != \"hello\" {\n\t\tt.Fatalf(\"msg is %q\", msg)\n\t}\n}\n"
+	if err := os.WriteFile(filepath.Join(r.ws, "main_test.go"), []byte(test), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	res, out := r.runCall(GoBuild{}, Call{Action: "test", Args: map[string]any{"packages": "."}}, nil)
+	if res.ExitCode != 0 || !strings.Contains(out, "+ go test .\n") || !strings.Contains(out, "ok  \texample.com/hello") {
+		t.Fatalf("passing tests: exit %d:\n%s", res.ExitCode, out)
+	}
+	// ldflags reach the test binary (the package under test is linked under
+	// its import path, not as main): the test now fails, and so does the step.
+	res, out = r.runCall(GoBuild{}, Call{Action: "test", Args: map[string]any{"packages": ".", "ldflags": "-X example.com/hello.msg=changed"}}, nil)
+	if res.ExitCode == 0 || !strings.Contains(out, "--- FAIL: TestMsg") || !strings.Contains(out, `msg is "changed"`) {
+		t.Errorf("failing test: exit %d:\n%s", res.ExitCode, out)
+	}
+	// The default action still builds, and writes no test binary.
+	res, out = r.runCall(GoBuild{}, Call{Args: map[string]any{"packages": "."}}, nil)
+	if res.ExitCode != 0 || !strings.Contains(out, "+ go build .\n") {
+		t.Errorf("default action: exit %d:\n%s", res.ExitCode, out)
+	}
+}

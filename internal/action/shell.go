@@ -14,8 +14,10 @@ type Shell struct{}
 // Info implements Action.
 func (Shell) Info() spec.ActionInfo {
 	return spec.ActionInfo{
-		Uses:        "actions/shell@v1",
-		Description: "Runs a shell script in the job's workspace.",
+		Uses:          "actions/shell@v1",
+		Description:   "Runs a shell script in the job's workspace.",
+		Actions:       []string{"run"},
+		DefaultAction: "run",
 		Inputs: []spec.ActionInput{
 			{Name: "script", Description: "The script to run.", Required: true},
 			{Name: "shell", Description: `Interpreter: "bash" (bash -eo pipefail), "sh" (sh -e), or a command template in which {0} is the script file, e.g. "python3 {0}". Empty: bash when installed, else sh.`},

@@ -203,8 +203,10 @@ type triggerJSON struct {
 
 // runJSON is a run without its tree (list items).
 type runJSON struct {
-	RunID       string `json:"runId"`
-	PipelineID  string `json:"pipelineId"`
+	RunID      string `json:"runId"`
+	PipelineID string `json:"pipelineId"`
+	// ProjectID is the project of the run's pipeline.
+	ProjectID   string `json:"projectId"`
 	Number      int64  `json:"number"`
 	Status      string `json:"status"`
 	TriggerType string `json:"triggerType"`
@@ -225,7 +227,8 @@ type runJSON struct {
 	EndedAt   *string         `json:"endedAt"`
 }
 
-func toRunJSON(r *store.Run) runJSON {
+// toRunJSON is r as answers show it; projectID is its pipeline's project.
+func toRunJSON(r *store.Run, projectID string) runJSON {
 	vars := r.Variables
 	if vars == nil {
 		vars = map[string]string{}
@@ -233,6 +236,7 @@ func toRunJSON(r *store.Run) runJSON {
 	return runJSON{
 		RunID:         r.ID,
 		PipelineID:    r.PipelineID,
+		ProjectID:     projectID,
 		Number:        r.Number,
 		Status:        string(r.Status),
 		TriggerType:   r.TriggerType,
@@ -277,14 +281,19 @@ type commitStatusJSON struct {
 
 // runDefinitionJSON: a stored version (source store, specVersion), the
 // pipeline file read from Git (source git, file at commitSha), or a
-// configuration extension's answer (source extension). Content is the text
-// as read, for git and extension.
+// configuration extension's answer (source extension).
 type runDefinitionJSON struct {
 	Source      string `json:"source"`
 	SpecVersion int    `json:"specVersion,omitempty"`
 	File        string `json:"file,omitempty"`
 	CommitSHA   string `json:"commitSha,omitempty"`
-	Content     string `json:"content,omitempty"`
+	// Content is the definition's text: always for git and extension
+	// definitions; for a stored version with ?include=definition (the text
+	// as written, else the stored spec rendered in Format).
+	Content string `json:"content,omitempty"`
+	// Format is how a stored version's Content is written (json, yaml,
+	// yml), with ?include=definition.
+	Format string `json:"format,omitempty"`
 }
 
 type stageJSON struct {
@@ -334,8 +343,8 @@ type timelineJSON struct {
 
 // toRunDetailJSON groups the tree's jobs into stages by StageIndex, in plan
 // order, and puts each job's steps inside it.
-func toRunDetailJSON(tree *store.RunTree, timeline []*store.TimelineEntry) runDetailJSON {
-	out := runDetailJSON{runJSON: toRunJSON(tree.Run), Stages: []stageJSON{}, Timeline: []timelineJSON{}}
+func toRunDetailJSON(tree *store.RunTree, projectID string, timeline []*store.TimelineEntry) runDetailJSON {
+	out := runDetailJSON{runJSON: toRunJSON(tree.Run, projectID), Stages: []stageJSON{}, Timeline: []timelineJSON{}}
 	byIndex := map[int]int{} // StageIndex → position in out.Stages
 	for _, j := range tree.Jobs {
 		pos, ok := byIndex[j.StageIndex]

@@ -216,3 +216,41 @@ func TestGroupRoutes(t *testing.T) {
 		mux.Handle(g.Pattern, http.NotFoundHandler())
 	}
 }
+
+// TestOpenAPIRunModels: the documented run shapes (list item, detail, the
+// detail's definition) have exactly the fields the handlers send.
+func TestOpenAPIRunModels(t *testing.T) {
+	doc := openAPI(t)
+	schemas := doc["components"].(map[string]any)["schemas"].(map[string]any)
+	detail := schemas["RunDetail"].(map[string]any)
+	cases := []struct {
+		name   string
+		schema map[string]any
+		model  any
+	}{
+		{"Run", schemas["Run"].(map[string]any), &runJSON{}},
+		{"RunDetail", detail, &runDetailJSON{}},
+		{"RunDetail.definition", detail["properties"].(map[string]any)["definition"].(map[string]any), &runDefinitionJSON{}},
+	}
+	for _, c := range cases {
+		var documented []string
+		for k := range c.schema["properties"].(map[string]any) {
+			documented = append(documented, k)
+		}
+		sort.Strings(documented)
+		sent := append([]string(nil), apikit.FieldsOf(reflectType(c.model)).Names...)
+		sort.Strings(sent)
+		if strings.Join(documented, ",") != strings.Join(sent, ",") {
+			t.Errorf("%s: documented %v, the model sends %v", c.name, documented, sent)
+		}
+	}
+	// The detail's include parameter is documented.
+	op := doc["paths"].(map[string]any)["/api/v1/pipelines/runs/{runId}"].(map[string]any)["get"].(map[string]any)
+	var params []string
+	for _, p := range asList(op["parameters"]) {
+		params = append(params, resolve(doc, p).(map[string]any)["name"].(string))
+	}
+	if strings.Join(params, ",") != "include" {
+		t.Errorf("getRun documents the query parameters %v, want include", params)
+	}
+}

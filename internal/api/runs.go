@@ -2,6 +2,7 @@ package api
 
 import (
 	"bufio"
+	"context"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -123,14 +124,16 @@ func (s *Server) listRuns(w http.ResponseWriter, r *http.Request) error {
 	}
 	out := apikit.List[runJSON]{Items: []runJSON{}, Total: total, Page: pg.Number, PageSize: pg.Size}
 	for _, run := range runs {
-		out.Items = append(out.Items, toRunJSON(run))
+		out.Items = append(out.Items, toRunJSON(run, p.ProjectID))
 	}
 	s.ok(w, http.StatusOK, out)
 	return nil
 }
 
-// runDetail reads a run's tree and timeline.
-func (s *Server) runDetail(r *http.Request, id string) (runDetailJSON, error) {
+// runDetail reads a run's tree and timeline; withDefinition adds the text of
+// a stored definition the run was planned from (that of a definition read
+// from Git or an extension is always there).
+func (s *Server) runDetail(r *http.Request, id string, withDefinition bool) (runDetailJSON, error) {
 	tree, err := s.st.GetRunTree(r.Context(), id)
 	if errors.Is(err, runnel.ErrNotFound) {
 		return runDetailJSON{}, apikit.Errorf(http.StatusNotFound, "run %s not found", id)
@@ -138,11 +141,19 @@ func (s *Server) runDetail(r *http.Request, id string) (runDetailJSON, error) {
 	if err != nil {
 		return runDetailJSON{}, fmt.Errorf("get run %s: %w", id, err)
 	}
+	p, err := s.st.GetPipeline(r.Context(), tree.Run.PipelineID)
+	if errors.Is(err, runnel.ErrNotFound) {
+		// Deleted with its runs a moment ago.
+		return runDetailJSON{}, apikit.Errorf(http.StatusNotFound, "run %s not found", id)
+	}
+	if err != nil {
+		return runDetailJSON{}, fmt.Errorf("get the pipeline of run %s: %w", id, err)
+	}
 	timeline, err := s.st.Timeline(r.Context(), id)
 	if err != nil {
 		return runDetailJSON{}, fmt.Errorf("get the timeline of run %s: %w", id, err)
 	}
-	d := toRunDetailJSON(tree, timeline)
+	d := toRunDetailJSON(tree, p.ProjectID, timeline)
 	if jn, ok := s.runs.(JobNeeder); ok {
 		// The graph's edges; a run whose definition cannot be planned again
 		// (it failed before planning) shows its jobs without them.
@@ -159,6 +170,16 @@ func (s *Server) runDetail(r *http.Request, id string) (runDetailJSON, error) {
 		}
 	}
 	d.Definition = &runDefinitionJSON{Source: "store", SpecVersion: tree.Run.SpecVersion}
+	if tree.Run.SpecVersion > 0 && withDefinition {
+		def, err := s.pipelines.GetSpec(r.Context(), p, tree.Run.SpecVersion, true)
+		if err != nil {
+			return runDetailJSON{}, fmt.Errorf("get the definition of run %s: %w", id, err)
+		}
+		d.Definition.Format = def.Format
+		if def.Text != nil {
+			d.Definition.Content = *def.Text
+		}
+	}
 	if tree.Run.SpecVersion == 0 {
 		rd, err := s.st.GetRunDefinition(r.Context(), id)
 		switch {
@@ -184,14 +205,20 @@ func (s *Server) runDetail(r *http.Request, id string) (runDetailJSON, error) {
 }
 
 func (s *Server) getRun(w http.ResponseWriter, r *http.Request) error {
-	if _, err := apikit.ParseQuery(r.URL.RawQuery); err != nil {
+	q, err := apikit.ParseQuery(r.URL.RawQuery, "include")
+	if err != nil {
 		return err
+	}
+	if q.Has("include") {
+		if err := check.Enum("query parameter include", q.Str("include"), "definition"); err != nil {
+			return err
+		}
 	}
 	id, err := pathID(r, runID)
 	if err != nil {
 		return err
 	}
-	d, err := s.runDetail(r, id)
+	d, err := s.runDetail(r, id, q.Has("include"))
 	if err != nil {
 		return err
 	}
@@ -249,7 +276,7 @@ func (s *Server) control(action string) apikit.HandlerFunc {
 			}
 			return fmt.Errorf("%s run %s: %w", action, rid, err)
 		}
-		d, err := s.runDetail(r, rid)
+		d, err := s.runDetail(r, rid, false)
 		if err != nil {
 			return err
 		}
@@ -321,12 +348,13 @@ func (s *Server) stepLogs(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return fmt.Errorf("get run %s: %w", rid, err)
 	}
-	if !hasStep(tree, sid) {
+	step := findStep(tree, sid)
+	if step == nil {
 		return apikit.Errorf(http.StatusNotFound, "step run %s not found in run %s", sid, rid)
 	}
 
 	if format == "text" {
-		return s.textLogs(w, r, sid, lq, int(limit))
+		return s.textLogs(w, r, step, lq, int(limit))
 	}
 	lq.Limit = int(limit)
 	lines, err := s.st.ListLogs(r.Context(), sid, lq)
@@ -341,73 +369,177 @@ func (s *Server) stepLogs(w http.ResponseWriter, r *http.Request) error {
 	return nil
 }
 
-func hasStep(tree *store.RunTree, stepRunID string) bool {
+// findStep returns the step run of the tree with that id, nil when it has
+// none.
+func findStep(tree *store.RunTree, stepRunID string) *store.StepRun {
 	for _, steps := range tree.Steps {
 		for _, st := range steps {
 			if st.ID == stepRunID {
-				return true
+				return st
 			}
 		}
 	}
-	return false
+	return nil
 }
 
-// textLogs streams a step's log as plain text, one line per log line. With
-// limit 0 the whole log is sent, read page by page so that memory stays
-// bounded, and never more than the log cap (a stored log is never larger).
-func (s *Server) textLogs(w http.ResponseWriter, r *http.Request, sid string, lq store.LogQuery, limit int) error {
-	pageSize := maxLogLimit
-	if limit > 0 && limit < pageSize {
-		pageSize = limit
-	}
-	lq.Limit = pageSize
-	first, err := s.st.ListLogs(r.Context(), sid, lq)
-	if err != nil {
-		return fmt.Errorf("list logs of step run %s: %w", sid, err)
-	}
-	// Headers go out with the first page, so a failure on the first read can
-	// still be an error envelope.
-	h := w.Header()
-	h.Set("Content-Type", "text/plain; charset=utf-8")
-	h.Set("X-Content-Type-Options", "nosniff")
-	h.Set("Content-Disposition", `attachment; filename="`+sid+`.log"`)
-	w.WriteHeader(http.StatusOK)
-	bw := bufio.NewWriter(w)
-	var sent int64
-	written := 0
-	lines := first
-	for {
-		for _, l := range lines {
-			msg := oneLine.Replace(l.Message)
-			if sent+int64(len(msg))+1 > s.logCap {
-				fmt.Fprintf(bw, "[runnel: download stopped at the %s log cap]\n", check.Bytes(s.logCap))
-				_ = bw.Flush()
-				return nil
+// textLogs streams the selected lines of a step's log (lq's window and offset,
+// at most limit lines, 0: all) as plain text, one line per log line, read page
+// by page so that memory stays bounded.
+//
+// A download sends at most the log cap in message bytes, counted as the store
+// counts them (its marker line aside), and like the stored log it keeps the
+// newest lines: a log trimmed at the cap comes whole, the store's marker line
+// first ("[runnel: … earlier lines were dropped …]"). Only when the selection
+// is larger than the cap (the log was stored under a larger one) are its
+// oldest lines left out, and a line at the top says how many.
+func (s *Server) textLogs(w http.ResponseWriter, r *http.Request, step *store.StepRun, lq store.LogQuery, limit int) error {
+	ctx := r.Context()
+	sid := step.ID
+	var (
+		skip int64 // bytes of the oldest lines to leave out
+		last int64 // when skipping: the newest line counted; later ones came after the count
+	)
+	if step.LogBytes > s.logCap {
+		var total int64
+		err := s.eachLogPage(ctx, sid, lq, limit, func(lines []store.LogLine) bool {
+			for _, l := range lines {
+				if !isTrimMarker(l) {
+					total += int64(len(l.Message))
+				}
+				last = l.Seq
 			}
-			n, _ := bw.WriteString(msg + "\n")
-			sent += int64(n)
-			written++
-		}
-		if len(lines) < lq.Limit || (limit > 0 && written >= limit) {
-			break
-		}
-		lq.Offset += len(lines)
-		if limit > 0 {
-			lq.Limit = min(pageSize, limit-written)
-		}
-		lines, err = s.st.ListLogs(r.Context(), sid, lq)
+			return true
+		})
 		if err != nil {
-			// The status is sent; all that is left is to end the body
-			// visibly, and log.
-			fmt.Fprintf(bw, "[runnel: the log could not be read further (request id %s)]\n", apikit.RequestID(r.Context()))
-			s.log.Error("read step log", "step_run_id", sid, "request_id", apikit.RequestID(r.Context()), "error", err)
-			break
+			return fmt.Errorf("list logs of step run %s: %w", sid, err)
 		}
+		skip = total - s.logCap
+	}
+
+	var (
+		bw            *bufio.Writer
+		marker        *store.LogLine // the store's marker, held back while lines are skipped
+		sent, skipped int64
+		skippedLines  int
+		stopped       string
+	)
+	write := func(msg string) { _, _ = bw.WriteString(oneLine.Replace(msg) + "\n") }
+	err := s.eachLogPage(ctx, sid, lq, limit, func(lines []store.LogLine) bool {
+		if bw == nil {
+			// Headers go out with the first page, so a failure on the first
+			// read can still be an error envelope.
+			h := w.Header()
+			h.Set("Content-Type", "text/plain; charset=utf-8")
+			h.Set("X-Content-Type-Options", "nosniff")
+			h.Set("Content-Disposition", `attachment; filename="`+sid+`.log"`)
+			w.WriteHeader(http.StatusOK)
+			bw = bufio.NewWriter(w)
+		}
+		for i := range lines {
+			l := &lines[i]
+			if last > 0 && l.Seq > last {
+				return false // written after the download began
+			}
+			if isTrimMarker(*l) {
+				if skip > 0 && skipped < skip {
+					marker = l
+				} else {
+					write(l.Message)
+				}
+				continue
+			}
+			size := int64(len(l.Message))
+			if skipped < skip {
+				skipped += size
+				skippedLines++
+				continue
+			}
+			if skippedLines > 0 || marker != nil {
+				if marker != nil {
+					write(marker.Message)
+					marker = nil
+				}
+				if skippedLines > 0 {
+					write(fmt.Sprintf("[runnel: %d earlier %s (%d bytes) left out: a download is limited to the %s log cap]",
+						skippedLines, plural(skippedLines, "line", "lines"), skipped, check.Bytes(s.logCap)))
+					skippedLines = 0
+				}
+			}
+			if sent+size > s.logCap {
+				// Only a log that grew past the cap while it was read (stored
+				// under a larger cap) gets here.
+				stopped = fmt.Sprintf("[runnel: download stopped at the %s log cap: the log grew while it was read]", check.Bytes(s.logCap))
+				return false
+			}
+			write(l.Message)
+			sent += size
+		}
+		return true
+	})
+	if bw == nil {
+		if err != nil {
+			return fmt.Errorf("list logs of step run %s: %w", sid, err)
+		}
+		return nil
+	}
+	if marker != nil {
+		write(marker.Message)
+	}
+	if skippedLines > 0 {
+		// Even the newest line alone is over the cap.
+		write(fmt.Sprintf("[runnel: all %d %s (%d bytes) left out: the newest alone is over the %s log cap]",
+			skippedLines, plural(skippedLines, "line", "lines"), skipped, check.Bytes(s.logCap)))
+	}
+	if stopped != "" {
+		write(stopped)
+	}
+	if err != nil {
+		// The status is sent; all that is left is to end the body visibly,
+		// and log.
+		write(fmt.Sprintf("[runnel: the log could not be read further (request id %s)]", apikit.RequestID(ctx)))
+		s.log.Error("read step log", "step_run_id", sid, "request_id", apikit.RequestID(ctx), "error", err)
 	}
 	// A write error means the client went away; the status is already sent,
 	// so there is nothing left to answer.
 	_ = bw.Flush()
 	return nil
+}
+
+// eachLogPage reads the selected lines of a step's log in pages (lq's window,
+// from lq.Offset, at most limit lines, 0: all) and hands each page to fn
+// until it returns false. Pages after the first continue after the last seq
+// read, so lines dropped meanwhile by the cap do not shift them.
+func (s *Server) eachLogPage(ctx context.Context, sid string, lq store.LogQuery, limit int, fn func([]store.LogLine) bool) error {
+	read := 0
+	for {
+		lq.Limit = maxLogLimit
+		if limit > 0 {
+			lq.Limit = min(maxLogLimit, limit-read)
+		}
+		lines, err := s.st.ListLogs(ctx, sid, lq)
+		if err != nil {
+			return err
+		}
+		read += len(lines)
+		if !fn(lines) || len(lines) < lq.Limit || (limit > 0 && read >= limit) {
+			return nil
+		}
+		lq.Offset = 0
+		lq.AfterSeq = lines[len(lines)-1].Seq
+	}
+}
+
+// isTrimMarker tells the store's marker line, which stands first in a log
+// trimmed at the cap and is not counted in it.
+func isTrimMarker(l store.LogLine) bool {
+	return l.Level == "warn" && strings.HasPrefix(l.Message, "[runnel: ") && strings.Contains(l.Message, ": the log is limited to ")
+}
+
+func plural(n int, one, many string) string {
+	if n == 1 {
+		return one
+	}
+	return many
 }
 
 // oneLine keeps "one line per log line" true even if a stored message holds

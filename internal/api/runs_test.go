@@ -123,6 +123,50 @@ func TestRunDetail(t *testing.T) {
 	e.do("GET", "/api/v1/pipelines/"+pid+"%2Fx/spec", nil).mustErr(t, 400, "path parameter pipelineId")
 }
 
+// TestRunProjectAndDefinition: runs, listed and in detail, carry their
+// pipeline's projectId and the triggering user's triggerUserId (seed 001's
+// executions); with ?include=definition the detail of a run planned from a
+// stored version adds that version's text (as written, else rendered).
+func TestRunProjectAndDefinition(t *testing.T) {
+	e := newEnv(t)
+	pid := e.createPipeline("build", map[string]any{"spec": goodSpec})
+	first := e.do("POST", "/api/v1/pipelines/"+pid+"/trigger", nil).must(t, 200).detail()["runId"].(string)
+	e.saveSpec(pid, map[string]any{"text": goodSpecText, "format": "yaml"})
+	second := e.do("POST", "/api/v1/pipelines/"+pid+"/trigger", nil).must(t, 200).detail()["runId"].(string)
+	alice := e.userID("user_alice")
+
+	items := e.do("GET", "/api/v1/pipelines/"+pid+"/runs", nil).must(t, 200).detail()["items"].([]any)
+	for _, it := range items {
+		if run := it.(map[string]any); run["projectId"] != "proj_demo" || run["triggerUserId"] != alice {
+			t.Errorf("listed run: projectId %v, triggerUserId %v; want proj_demo, %s", run["projectId"], run["triggerUserId"], alice)
+		}
+	}
+
+	d := e.do("GET", "/api/v1/pipelines/runs/"+first, nil).must(t, 200).detail()
+	if d["projectId"] != "proj_demo" || d["triggerUserId"] != alice {
+		t.Errorf("run detail: projectId %v, triggerUserId %v", d["projectId"], d["triggerUserId"])
+	}
+	def := d["definition"].(map[string]any)
+	if def["source"] != "store" || def["specVersion"] != 1.0 || def["content"] != nil || def["format"] != nil {
+		t.Errorf("definition without include: %v", def)
+	}
+	// Version 1 was saved as an object: its text is the stored spec rendered.
+	def = e.do("GET", "/api/v1/pipelines/runs/"+first+"?include=definition", nil).must(t, 200).detail()["definition"].(map[string]any)
+	content, _ := def["content"].(string)
+	if def["source"] != "store" || def["specVersion"] != 1.0 || def["format"] != "yaml" ||
+		!strings.Contains(content, "namespace: demo.pipeline\n") || !strings.Contains(content, "uses: actions/go-build@v1\n") {
+		t.Errorf("definition of version 1: %v", def)
+	}
+	// Version 2 was saved as text: the text as written, comments included.
+	def = e.do("GET", "/api/v1/pipelines/runs/"+second+"?include=definition", nil).must(t, 200).detail()["definition"].(map[string]any)
+	if def["specVersion"] != 2.0 || def["format"] != "yaml" || def["content"] != goodSpecText {
+		t.Errorf("definition of version 2: %v", def)
+	}
+
+	e.do("GET", "/api/v1/pipelines/runs/"+first+"?include=stages", nil).mustErr(t, 400, `query parameter include: must be one of definition; got "stages"`)
+	e.do("GET", "/api/v1/pipelines/runs/"+first+"?includes=definition", nil).mustErr(t, 400, `unknown parameter "includes" (did you mean "include"?)`)
+}
+
 func TestRunControl(t *testing.T) {
 	e := newEnv(t)
 	pid := e.createPipeline("build", map[string]any{"spec": goodSpec})
@@ -290,22 +334,90 @@ func TestStepLogs(t *testing.T) {
 	e.do("GET", "/api/v1/pipelines/runs/"+rid+"/steps/jr_aaaaaaaaaaaaaaaaaaaa/logs", nil).mustErr(t, 400, "path parameter stepRunId")
 }
 
+// TestStepLogsTextCap: a log trimmed at the cap keeps its latest section,
+// and the text download returns all of it, newest line included, after the
+// store's marker saying what was dropped (seed 001). It used to count the
+// marker and the line breaks against the cap and stop before the newest
+// lines.
 func TestStepLogsTextCap(t *testing.T) {
-	e := newEnvWith(t, func(c *Config) { c.LogCapBytes = 64 })
+	const logCap = 64
+	e := newEnvWith(t, func(c *Config) { c.LogCapBytes = logCap })
 	pid := e.createPipeline("build", map[string]any{"spec": goodSpec})
 	rid := e.do("POST", "/api/v1/pipelines/"+pid+"/trigger", nil).must(t, 200).detail()["runId"].(string)
 	tree, _ := e.st.GetRunTree(context.Background(), rid)
 	sid := tree.Steps[tree.Jobs[0].ID][0].ID
+	// As the log ingestion does: batches appended under the same cap.
+	for i := range 20 {
+		line := store.LogLine{Time: e.clock.Now(), Level: "info", Message: fmt.Sprintf("line %02d", i)}
+		if _, err := e.st.AppendLogs(context.Background(), sid, []store.LogLine{line}, logCap); err != nil {
+			t.Fatal(err)
+		}
+	}
+	r := e.do("GET", "/api/v1/pipelines/runs/"+rid+"/steps/"+sid+"/logs?format=text", nil).must(t, 200)
+	// 9 lines of 7 bytes fit in 64: lines 11 to 19 are kept.
+	want := "[runnel: 77 bytes in 11 earlier lines were dropped: the log is limited to 64 bytes]\n"
+	for i := 11; i < 20; i++ {
+		want += fmt.Sprintf("line %02d\n", i)
+	}
+	if string(r.body) != want {
+		t.Errorf("download of a trimmed log:\n got %q\nwant %q", r.body, want)
+	}
+	// The JSON lines agree.
+	lines := e.do("GET", "/api/v1/pipelines/runs/"+rid+"/steps/"+sid+"/logs", nil).must(t, 200).env["detail"].([]any)
+	if len(lines) != 10 || lines[9].(map[string]any)["message"] != "line 19" {
+		t.Errorf("JSON lines: %v", lines)
+	}
+}
+
+// TestStepLogsTextOverCap: a log stored under a larger cap than the server's
+// now (the cap was lowered) is downloaded as its newest section within the
+// cap, with a line at the top saying how much was left out.
+func TestStepLogsTextOverCap(t *testing.T) {
+	e := newEnvWith(t, func(c *Config) { c.LogCapBytes = 64 })
+	pid := e.createPipeline("build", map[string]any{"spec": goodSpec})
+	rid := e.do("POST", "/api/v1/pipelines/"+pid+"/trigger", nil).must(t, 200).detail()["runId"].(string)
+	tree, _ := e.st.GetRunTree(context.Background(), rid)
+	steps := tree.Steps[tree.Jobs[0].ID]
 	var lines []store.LogLine
 	for i := range 20 {
 		lines = append(lines, store.LogLine{Time: e.clock.Now(), Level: "info", Message: fmt.Sprintf("line %02d", i)})
 	}
-	if _, err := e.st.AppendLogs(context.Background(), sid, lines, 1<<20); err != nil {
+	// Stored whole (140 bytes), and stored trimmed at 100 bytes (its marker first).
+	for k, stored := range []int64{1 << 20, 100} {
+		sid := steps[k].ID
+		if _, err := e.st.AppendLogs(context.Background(), sid, lines, stored); err != nil {
+			t.Fatal(err)
+		}
+		r := e.do("GET", "/api/v1/pipelines/runs/"+rid+"/steps/"+sid+"/logs?format=text", nil).must(t, 200)
+		want := ""
+		if stored == 100 {
+			want = "[runnel: 42 bytes in 6 earlier lines were dropped: the log is limited to 100 bytes]\n" +
+				"[runnel: 5 earlier lines (35 bytes) left out: a download is limited to the 64 bytes log cap]\n"
+		} else {
+			want = "[runnel: 11 earlier lines (77 bytes) left out: a download is limited to the 64 bytes log cap]\n"
+		}
+		for i := 11; i < 20; i++ {
+			want += fmt.Sprintf("line %02d\n", i)
+		}
+		if string(r.body) != want {
+			t.Errorf("stored under a %d-byte cap:\n got %q\nwant %q", stored, r.body, want)
+		}
+	}
+	// A page asked for is a page: its newest lines within the cap.
+	r := e.do("GET", "/api/v1/pipelines/runs/"+rid+"/steps/"+steps[0].ID+"/logs?format=text&offset=2&limit=3", nil).must(t, 200)
+	if string(r.body) != "line 02\nline 03\nline 04\n" {
+		t.Errorf("page: %q", r.body)
+	}
+	// A newest line longer than the cap alone is left out too, and said so.
+	rid2 := e.do("POST", "/api/v1/pipelines/"+pid+"/trigger", nil).must(t, 200).detail()["runId"].(string)
+	tree2, _ := e.st.GetRunTree(context.Background(), rid2)
+	long := tree2.Steps[tree2.Jobs[0].ID][0].ID
+	if _, err := e.st.AppendLogs(context.Background(), long, []store.LogLine{{Time: e.clock.Now(), Level: "info", Message: strings.Repeat("x", 100)}}, 1<<20); err != nil {
 		t.Fatal(err)
 	}
-	r := e.do("GET", "/api/v1/pipelines/runs/"+rid+"/steps/"+sid+"/logs?format=text", nil).must(t, 200)
-	if !strings.HasSuffix(string(r.body), "[runnel: download stopped at the 64 bytes log cap]\n") || len(r.body) > 200 {
-		t.Errorf("capped download: %q", r.body)
+	r = e.do("GET", "/api/v1/pipelines/runs/"+rid2+"/steps/"+long+"/logs?format=text", nil).must(t, 200)
+	if want := "[runnel: all 1 line (100 bytes) left out: the newest alone is over the 64 bytes log cap]\n"; string(r.body) != want {
+		t.Errorf("a line over the cap:\n got %q\nwant %q", r.body, want)
 	}
 }
 

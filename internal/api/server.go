@@ -64,7 +64,8 @@ type Config struct {
 	// MaxBodyBytes bounds request bodies (413 beyond); default 1 MiB.
 	MaxBodyBytes int64
 	// LogCapBytes is the per-step log cap the log ingestion applies; a
-	// plain-text log download never sends more than this (default 16 MiB).
+	// plain-text log download sends at most this many bytes of messages,
+	// the newest (default 16 MiB).
 	LogCapBytes int64
 	// ExternalURL is the server's base URL as forges reach it
 	// (https://ci.example.com), for the webhook URLs a secret rotation

@@ -502,7 +502,12 @@ func (x *Executor) prepareStep(req JobRequest, st *spec.Step, index int, env *ex
 		}
 		args, _ = v.(map[string]any)
 	}
+	// The selected operation of the action: the step's `action`, else the
+	// action's default, so that every action (native ones too) is told it.
 	call := action.Call{Action: st.Action, Args: args, Credentials: req.Credentials}
+	if call.Action == "" {
+		call.Action = a.Info().DefaultAction
+	}
 	if n, ok := a.(action.Native); ok {
 		return bs, &nativeCall{action: n, call: call, uses: st.Uses}, nil
 	}

@@ -1,5 +1,7 @@
 package spec
 
+import "strings"
+
 // ActionInput describes one argument a `uses` action accepts.
 type ActionInput struct {
 	Name        string
@@ -14,9 +16,26 @@ type ActionInfo struct {
 	Uses        string
 	Description string
 	Inputs      []ActionInput
-	// Actions lists the accepted values of a step's `action` field; empty means
+	// Actions lists the operations the action offers, the accepted values of
+	// a step's `action` field (actions/go-build@v1: build, test); empty means
 	// the field must be omitted.
 	Actions []string
+	// DefaultAction is the one of Actions carried out when a step omits
+	// `action`.
+	DefaultAction string
+}
+
+// ActionChoices words Actions for messages, the default marked:
+// "build (default), test".
+func (i ActionInfo) ActionChoices() string {
+	words := make([]string, len(i.Actions))
+	for k, a := range i.Actions {
+		words[k] = a
+		if a == i.DefaultAction {
+			words[k] += " (default)"
+		}
+	}
+	return strings.Join(words, ", ")
 }
 
 // ActionCatalog resolves `uses` references during validation. The action

@@ -28,8 +28,9 @@ func (c catalog) ActionNames() []string {
 
 var testCatalog = catalog{
 	"actions/git-checkout@v1": {Uses: "actions/git-checkout@v1", Inputs: []spec.ActionInput{{Name: "repo"}, {Name: "ref"}, {Name: "depth"}, {Name: "path"}}},
-	"actions/go-build@v1":     {Uses: "actions/go-build@v1", Inputs: []spec.ActionInput{{Name: "packages"}, {Name: "go_version"}}},
-	"actions/shell@v1":        {Uses: "actions/shell@v1", Inputs: []spec.ActionInput{{Name: "script", Required: true, Description: "the script"}, {Name: "shell"}}},
+	"actions/go-build@v1": {Uses: "actions/go-build@v1", Inputs: []spec.ActionInput{{Name: "packages"}, {Name: "go_version"}},
+		Actions: []string{"build", "test"}, DefaultAction: "build"},
+	"actions/shell@v1": {Uses: "actions/shell@v1", Inputs: []spec.ActionInput{{Name: "script", Required: true, Description: "the script"}, {Name: "shell"}}},
 }
 
 func parse(t *testing.T, src string) (*spec.Pipeline, spec.ErrorList) {
@@ -444,5 +445,52 @@ func TestExpandMatrixIncludeOnly(t *testing.T) {
 	m = &spec.Matrix{Axes: []spec.MatrixAxis{{Name: "os", Values: []any{"linux"}}}, Include: []map[string]any{{"os": "mac", "arch": "x64"}, {"os": "mac", "arch": "arm64"}}}
 	if got := spec.ExpandMatrix(m, 256); len(got) != 3 {
 		t.Fatalf("got %d combinations: %+v", len(got), got)
+	}
+}
+
+// TestStepAction: a step's `action` selects one of the operations its `uses`
+// action offers; omitted, the action's default applies. Any other value is an
+// error at the field's position listing the choices.
+func TestStepAction(t *testing.T) {
+	step := func(fields string) string {
+		return "namespace: a\njobs:\n  - name: a\n    steps:\n      - uses: actions/go-build@v1\n" + fields
+	}
+	tests := []struct {
+		name   string
+		src    string
+		action string // the parsed step's action, when valid
+		errs   []string
+	}{
+		{"selected", step("        action: test\n"), "test", nil},
+		{"default named", step("        action: build\n"), "build", nil},
+		{"omitted: the default applies", step("        args: {packages: ./...}\n"), "", nil},
+		{"unknown, with the choices", step("        action: tset\n"), "",
+			[]string{`p.yaml:6:17: jobs[0].steps[0].action: unknown action "tset" for actions/go-build@v1 (did you mean "test"?); accepted: build (default), test`}},
+		{"unknown, no suggestion", step("        action: deploy\n"), "",
+			[]string{`6:17: jobs[0].steps[0].action: unknown action "deploy" for actions/go-build@v1; accepted: build (default), test`}},
+		{"case matters", step("        action: Test\n"), "", []string{`unknown action "Test" for actions/go-build@v1`}},
+		{"an action offering none", "namespace: a\njobs: [{name: a, steps: [{uses: actions/shell@v1, action: run, args: {script: x}}]}]", "",
+			[]string{"jobs[0].steps[0].action: actions/shell@v1 takes no action field"}},
+		{"a run step", "namespace: a\njobs: [{name: a, steps: [{run: x, action: test}]}]", "",
+			[]string{"jobs[0].steps[0].action: action applies only to steps with uses"}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			p, errs := parse(t, tt.src)
+			if len(tt.errs) == 0 {
+				if errs != nil {
+					t.Fatalf("unexpected errors: %v", errs)
+				}
+				if got := p.Jobs[0].Steps[0].Action; got != tt.action {
+					t.Errorf("action = %q, want %q", got, tt.action)
+				}
+				return
+			}
+			assertErrors(t, errs, tt.errs...)
+		})
+	}
+	info := testCatalog["actions/go-build@v1"]
+	if got := info.ActionChoices(); got != "build (default), test" {
+		t.Errorf("ActionChoices() = %q", got)
 	}
 }

@@ -696,7 +696,7 @@ func (v *validator) checkUses(sp string, st *Step, scope expr.Scope) {
 	case st.Action != "" && len(info.Actions) == 0:
 		v.errorf(sp+".action", "%s takes no action field", st.Uses)
 	case st.Action != "" && !contains(info.Actions, st.Action):
-		v.errorf(sp+".action", "unknown action %q for %s%s; accepted: %s", st.Action, st.Uses, didYouMean(st.Action, info.Actions), quoteList(info.Actions))
+		v.errorf(sp+".action", "unknown action %q for %s%s; accepted: %s", st.Action, st.Uses, didYouMean(st.Action, info.Actions), info.ActionChoices())
 	}
 	inputs := make([]string, len(info.Inputs))
 	for i, in := range info.Inputs {

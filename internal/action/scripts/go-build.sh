@@ -35,7 +35,13 @@ if [ -n "${INPUT_GOARCH:-}" ]; then
 	export GOARCH
 fi
 
-set -- build
+# The step's action: build (go build, the default) or test (go test).
+action=${INPUT_ACTION:-build}
+case $action in
+build | test) ;;
+*) die "unknown action '$action' (accepted: build, test)" ;;
+esac
+set -- "$action"
 [ -z "${INPUT_OUTPUT:-}" ] || set -- "$@" -o "$INPUT_OUTPUT"
 [ -z "${INPUT_LDFLAGS:-}" ] || set -- "$@" "-ldflags=$INPUT_LDFLAGS"
 # INPUT_PACKAGES is split on whitespace on purpose (Prepare rejected patterns
