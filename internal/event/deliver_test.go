@@ -205,7 +205,7 @@ func TestDeliverImageBuildSuccess(t *testing.T) {
 	now := deliverTime
 	d := newTestDeliverer(st, images, &now)
 
-	me := st.add(srv.URL, statusEvent(t, imageRun, store.EventRunStatus, 9, store.StatusChange{Status: "success", Previous: "running"}), now)
+	me := st.add(srv.URL, statusEvent(t, imageRun, store.EventRunStatus, 9, store.StatusChange{Status: "success", Previous: "running", EndedAt: &deliverTime}), now)
 	if n, err := d.round(context.Background()); err != nil || n != 1 {
 		t.Fatalf("round = %d, %v", n, err)
 	}
@@ -292,7 +292,7 @@ func TestDeliverImageBuildOnlyRunStatus(t *testing.T) {
 	defer srv2.Close()
 	st2 := &memDeliveries{}
 	d2 := newTestDeliverer(st2, nil, &now)
-	st2.add(srv2.URL, statusEvent(t, imageRun, store.EventRunStatus, 9, store.StatusChange{Status: "success", Previous: "running"}), now)
+	st2.add(srv2.URL, statusEvent(t, imageRun, store.EventRunStatus, 9, store.StatusChange{Status: "success", Previous: "running", EndedAt: &deliverTime}), now)
 	if n, err := d2.round(context.Background()); err != nil || n != 1 {
 		t.Fatalf("round = %d, %v", n, err)
 	}
@@ -310,7 +310,7 @@ func TestDeliverImageBuildLookupErrorRetries(t *testing.T) {
 	now := deliverTime
 	d := newTestDeliverer(st, images, &now)
 
-	me := st.add(srv.URL, statusEvent(t, imageRun, store.EventRunStatus, 9, store.StatusChange{Status: "success", Previous: "running"}), now)
+	me := st.add(srv.URL, statusEvent(t, imageRun, store.EventRunStatus, 9, store.StatusChange{Status: "success", Previous: "running", EndedAt: &deliverTime}), now)
 	if n, err := d.round(context.Background()); err != nil || n != 0 {
 		t.Fatalf("round = %d, %v; want 0 delivered", n, err)
 	}
@@ -364,7 +364,7 @@ func TestDeliverImageBuildEventsUndeliverable(t *testing.T) {
 	images := &fakeImages{builds: map[string]cdevent.ImageBuild{imageRun: bad}}
 	now := deliverTime
 	d := newTestDeliverer(st, images, &now)
-	me := st.add(srv.URL, statusEvent(t, imageRun, store.EventRunStatus, 9, store.StatusChange{Status: "success", Previous: "running"}), now)
+	me := st.add(srv.URL, statusEvent(t, imageRun, store.EventRunStatus, 9, store.StatusChange{Status: "success", Previous: "running", EndedAt: &deliverTime}), now)
 	if _, err := d.round(context.Background()); err != nil {
 		t.Fatal(err)
 	}

@@ -280,7 +280,8 @@ const (
 // StatusChange is the data of a run.status, job.status or step.status event:
 // the entity as it is after the change, and the status it had before ("" for
 // a new run). A job's status in events is its public one: a claimed job is
-// "queued" until its agent acknowledges the claim, then "running".
+// "queued" until its agent acknowledges the claim, then "running"; its steps
+// become "queued" at that acknowledgement too.
 type StatusChange struct {
 	RunID      string `json:"runId"`
 	PipelineID string `json:"pipelineId"`
@@ -306,6 +307,43 @@ type StatusChange struct {
 	SystemError bool       `json:"systemError,omitempty"`
 	StartedAt   *time.Time `json:"startedAt,omitempty"`
 	EndedAt     *time.Time `json:"endedAt,omitempty"`
+	// FailedJobs lists, on the run.status event that records a run's end
+	// (a final status with EndedAt), the run's failed job runs in plan
+	// order, at most MaxFailedJobs of them; FailedJobCount counts them all.
+	FailedJobs     []FailedJob `json:"failedJobs,omitempty"`
+	FailedJobCount int         `json:"failedJobCount,omitempty"`
+}
+
+// FailedJob is a failed job run as a run's end event lists it.
+type FailedJob struct {
+	JobRunID string `json:"jobRunId"`
+	Key      string `json:"key"`
+	Name     string `json:"name"`
+	Reason   string `json:"reason,omitempty"`
+	// AllowedFailure: the job was allowed to fail (continueOnError), so it
+	// did not fail the run.
+	AllowedFailure bool `json:"allowedFailure,omitempty"`
+}
+
+// MaxFailedJobs bounds StatusChange.FailedJobs.
+const MaxFailedJobs = 20
+
+// ListFailedJobs returns the failed jobs among jobs (in the order given),
+// at most MaxFailedJobs of them, and how many failed in all: what a run's
+// end event lists.
+func ListFailedJobs(jobs []*JobRun) ([]FailedJob, int) {
+	var out []FailedJob
+	n := 0
+	for _, j := range jobs {
+		if j == nil || j.Status != runnel.JobFailed {
+			continue
+		}
+		n++
+		if len(out) < MaxFailedJobs {
+			out = append(out, FailedJob{JobRunID: j.ID, Key: j.Key, Name: j.Name, Reason: j.Reason, AllowedFailure: j.AllowedFailure})
+		}
+	}
+	return out, n
 }
 
 // ForgeStatusSink is the outbox's name for commit statuses: the run.status

@@ -32,14 +32,24 @@
 //   - Status pending, Previous "" (a new run): pipelinerun.queued.
 //   - Status running, Previous "" or pending: pipelinerun.started. Running
 //     after paused is a resume and maps to none.
-//   - A final Status (success, failed, cancelled, partial) whose Previous is
-//     not final: pipelinerun.finished, with outcome success for success,
-//     success for partial (errors says that some jobs failed and were allowed
-//     to, followed by the Reason if any), failure for failed (error instead
-//     when SystemError is set: the run could not be run at all), cancel for
-//     cancelled; errors is the Reason. A final Status whose Previous is
-//     final too (the run's end being recorded later) maps to none.
+//   - The event that records the run's end, a final Status (success,
+//     failed, cancelled, partial) with EndedAt set: pipelinerun.finished,
+//     with outcome success for success, success for partial (errors says
+//     that some jobs failed and were allowed to, followed by those jobs and
+//     their reasons, or the Reason), failure for failed (error instead when
+//     SystemError is set: the run could not be run at all; errors lists the
+//     failed jobs that were not allowed to fail with their reasons, "job
+//     build/test failed: step s failed with exit code 3; job lint failed",
+//     from the event's FailedJobs, or is the Reason when it lists none),
+//     cancel for cancelled (errors the Reason). A run stopped while jobs run
+//     is cancelled at once (a final Status without EndedAt: none) and ends
+//     when its last job does (cancelled again, with EndedAt): its
+//     pipelinerun.finished therefore follows the taskrun.finished of every
+//     job, as every run's does. It is sent once per run.
 //   - Anything else (pending → paused, …) maps to none.
+//
+// pipelinerun.queued and .started (and taskrun.started) carry no outcome or
+// errors: the spec gives them no status field, their type is their status.
 //
 // The subject of a pipelinerun event is the run: its id is the run id, its
 // pipelineName the name given to Build (the pipeline id when that is empty),
@@ -76,7 +86,8 @@
 //
 //   - Status pending, Previous "": build.queued.
 //   - Status running, Previous "" or pending: build.started.
-//   - A final Status whose Previous is not final: build.finished. Its
+//   - The run's end (a final Status with EndedAt, as for
+//     pipelinerun.finished): build.finished. Its
 //     artifactId is the image's package URL (ImageBuild.PURL,
 //     "pkg:oci/<name>@sha256:<hex>?repository_url=<registry>%2F<repo>&tag=<tag>")
 //     when the run ended success (or partial) and the image's digest is
@@ -96,6 +107,7 @@ package cdevent
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
@@ -232,19 +244,19 @@ type builder struct {
 	pipelineName string
 }
 
-func (b *builder) checkStatuses(status func(string) (final, known bool), kind string) (final, prevFinal bool, err error) {
+// checkStatuses checks that the change's status and previous status (if
+// any) are statuses of kind, and reports whether the status is final.
+func (b *builder) checkStatuses(status func(string) (final, known bool), kind string) (final bool, err error) {
 	final, ok := status(b.sc.Status)
 	if !ok {
-		return false, false, fmt.Errorf("cdevent: %s: unknown %s status %q", b.what, kind, b.sc.Status)
+		return false, fmt.Errorf("cdevent: %s: unknown %s status %q", b.what, kind, b.sc.Status)
 	}
-	if b.sc.Previous == "" {
-		return final, false, nil
+	if b.sc.Previous != "" {
+		if _, ok := status(b.sc.Previous); !ok {
+			return false, fmt.Errorf("cdevent: %s: unknown previous %s status %q", b.what, kind, b.sc.Previous)
+		}
 	}
-	prevFinal, ok = status(b.sc.Previous)
-	if !ok {
-		return false, false, fmt.Errorf("cdevent: %s: unknown previous %s status %q", b.what, kind, b.sc.Previous)
-	}
-	return final, prevFinal, nil
+	return final, nil
 }
 
 // event is a CDEvent of type typ about subjectID, with the id and time of
@@ -255,7 +267,7 @@ func (b *builder) event(typ, subjectID string, c any) *cdEvent {
 
 func (b *builder) run() (*cdEvent, error) {
 	sc := b.sc
-	final, prevFinal, err := b.checkStatuses(runStatus, "run")
+	final, err := b.checkStatuses(runStatus, "run")
 	if err != nil {
 		return nil, err
 	}
@@ -272,17 +284,19 @@ func (b *builder) run() (*cdEvent, error) {
 		return b.event(TypePipelineRunQueued, b.e.RunID, c), nil
 	case sc.Status == string(runnel.RunRunning) && (sc.Previous == "" || sc.Previous == string(runnel.RunPending)):
 		return b.event(TypePipelineRunStarted, b.e.RunID, c), nil
-	case final && !prevFinal:
+	case runEnds(final, sc):
 		switch runnel.RunStatus(sc.Status) {
 		case runnel.RunSuccess:
 			c.Outcome, c.Errors = OutcomeSuccess, sc.Reason
 		case runnel.RunPartial:
 			c.Outcome, c.Errors = OutcomeSuccess, PartialErrors
-			if sc.Reason != "" {
+			if jobs := failedJobsText(sc, true); jobs != "" {
+				c.Errors += ": " + jobs
+			} else if sc.Reason != "" {
 				c.Errors += ": " + sc.Reason
 			}
 		case runnel.RunFailed:
-			c.Outcome, c.Errors = OutcomeFailure, sc.Reason
+			c.Outcome, c.Errors = OutcomeFailure, cmp.Or(failedJobsText(sc, false), sc.Reason)
 			if sc.SystemError {
 				c.Outcome = OutcomeError
 			}
@@ -294,9 +308,44 @@ func (b *builder) run() (*cdEvent, error) {
 	return nil, nil
 }
 
+// runEnds reports whether the run.status change sc records the run's end:
+// a final status with its end time. A run stopped while jobs still run is
+// cancelled at once but ends when its last job does (the same status again,
+// with endedAt, after the jobs' own final events); every other run gets its
+// final status and its end time together. Either way it happens once per
+// run.
+func runEnds(final bool, sc *store.StatusChange) bool {
+	return final && sc.EndedAt != nil
+}
+
+// failedJobsText lists the failed jobs of a run's end event sc that were
+// (allowed) or were not allowed to fail, with their reasons:
+// "job build/test failed: step s failed with exit code 3; job lint failed",
+// and how many more failed than the event lists; "" when it lists none.
+func failedJobsText(sc *store.StatusChange, allowed bool) string {
+	var parts []string
+	for _, j := range sc.FailedJobs {
+		if j.AllowedFailure != allowed {
+			continue
+		}
+		s := "job " + cmp.Or(j.Key, j.Name, j.JobRunID) + " failed"
+		if j.Reason != "" {
+			s += ": " + j.Reason
+		}
+		parts = append(parts, s)
+	}
+	if len(parts) == 0 {
+		return ""
+	}
+	if more := sc.FailedJobCount - len(sc.FailedJobs); more > 0 {
+		parts = append(parts, fmt.Sprintf("and %d more failed jobs", more))
+	}
+	return strings.Join(parts, "; ")
+}
+
 func (b *builder) job() (*cdEvent, error) {
 	sc := b.sc
-	final, _, err := b.checkStatuses(jobStatus, "job")
+	final, err := b.checkStatuses(jobStatus, "job")
 	if err != nil {
 		return nil, err
 	}

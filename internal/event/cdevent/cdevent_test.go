@@ -7,6 +7,7 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -94,29 +95,68 @@ func TestBuildMapping(t *testing.T) {
 		{name: "run resumed", typ: store.EventRunStatus, sc: store.StatusChange{Status: "running", Previous: "paused"}},
 		{name: "run paused", typ: store.EventRunStatus, sc: store.StatusChange{Status: "paused", Previous: "running"}},
 		{name: "run pending again", typ: store.EventRunStatus, sc: store.StatusChange{Status: "pending", Previous: "paused"}},
-		{name: "run success", typ: store.EventRunStatus, sc: store.StatusChange{Status: "success", Previous: "running"},
+		{name: "run success", typ: store.EventRunStatus, sc: store.StatusChange{Status: "success", Previous: "running", EndedAt: &testTime},
 			want: TypePipelineRunFinished, subject: runID, c: content{PipelineName: "deploy", URI: link, Outcome: "success"}},
-		{name: "run partial", typ: store.EventRunStatus, sc: store.StatusChange{Status: "partial", Previous: "running"},
+		{name: "run partial", typ: store.EventRunStatus, sc: store.StatusChange{Status: "partial", Previous: "running", EndedAt: &testTime},
 			want: TypePipelineRunFinished, subject: runID,
 			c: content{PipelineName: "deploy", URI: link, Outcome: "success", Errors: PartialErrors}},
-		{name: "run partial with reason", typ: store.EventRunStatus, sc: store.StatusChange{Status: "partial", Previous: "running", Reason: "job lint failed"},
+		{name: "run partial with reason", typ: store.EventRunStatus, sc: store.StatusChange{Status: "partial", Previous: "running", Reason: "job lint failed", EndedAt: &testTime},
 			want: TypePipelineRunFinished, subject: runID,
 			c: content{PipelineName: "deploy", URI: link, Outcome: "success", Errors: PartialErrors + ": job lint failed"}},
-		{name: "run failed", typ: store.EventRunStatus, sc: store.StatusChange{Status: "failed", Previous: "running", Reason: "job build/test failed"},
+		{name: "run failed", typ: store.EventRunStatus, sc: store.StatusChange{Status: "failed", Previous: "running", Reason: "job build/test failed", EndedAt: &testTime},
 			want: TypePipelineRunFinished, subject: runID,
 			c: content{PipelineName: "deploy", URI: link, Outcome: "failure", Errors: "job build/test failed"}},
 		{name: "run system error", typ: store.EventRunStatus,
-			sc:   store.StatusChange{Status: "failed", Previous: "pending", Reason: "cannot read runnel.yaml", SystemError: true},
+			sc:   store.StatusChange{Status: "failed", Previous: "pending", Reason: "cannot read runnel.yaml", SystemError: true, EndedAt: &testTime},
 			want: TypePipelineRunFinished, subject: runID,
 			c: content{PipelineName: "deploy", URI: link, Outcome: "error", Errors: "cannot read runnel.yaml"}},
-		{name: "run failed at creation", typ: store.EventRunStatus, sc: store.StatusChange{Status: "failed", SystemError: true, Reason: "no plan"},
+		{name: "run failed at creation", typ: store.EventRunStatus, sc: store.StatusChange{Status: "failed", SystemError: true, Reason: "no plan", EndedAt: &testTime},
 			want: TypePipelineRunFinished, subject: runID,
 			c: content{PipelineName: "deploy", URI: link, Outcome: "error", Errors: "no plan"}},
-		{name: "run cancelled while paused", typ: store.EventRunStatus, sc: store.StatusChange{Status: "cancelled", Previous: "paused", Reason: "cancelled by alice"},
+		{name: "run cancelled while paused", typ: store.EventRunStatus, sc: store.StatusChange{Status: "cancelled", Previous: "paused", Reason: "cancelled by alice", EndedAt: &testTime},
 			want: TypePipelineRunFinished, subject: runID,
 			c: content{PipelineName: "deploy", URI: link, Outcome: "cancel", Errors: "cancelled by alice"}},
-		{name: "run end recorded later", typ: store.EventRunStatus, sc: store.StatusChange{Status: "failed", Previous: "failed"}},
+		// A run stopped while jobs still run is cancelled at once but ends
+		// when its last job does: pipelinerun.finished comes with that end,
+		// after the jobs' taskrun.finished.
+		{name: "run stopped, jobs still running", typ: store.EventRunStatus, sc: store.StatusChange{Status: "cancelled", Previous: "running", Reason: "stopped by alice"}},
+		{name: "run stopped, end recorded later", typ: store.EventRunStatus,
+			sc:   store.StatusChange{Status: "cancelled", Previous: "cancelled", Reason: "stopped by alice", EndedAt: &testTime},
+			want: TypePipelineRunFinished, subject: runID,
+			c: content{PipelineName: "deploy", URI: link, Outcome: "cancel", Errors: "stopped by alice"}},
+		{name: "run stopped, failed at its end", typ: store.EventRunStatus,
+			sc:   store.StatusChange{Status: "failed", Previous: "cancelled", Reason: "cannot plan the run: x", EndedAt: &testTime},
+			want: TypePipelineRunFinished, subject: runID,
+			c: content{PipelineName: "deploy", URI: link, Outcome: "failure", Errors: "cannot plan the run: x"}},
+		{name: "run final without its end", typ: store.EventRunStatus, sc: store.StatusChange{Status: "failed", Previous: "failed"}},
 		{name: "run final to other final", typ: store.EventRunStatus, sc: store.StatusChange{Status: "cancelled", Previous: "partial"}},
+		// A failed run's errors are its failed jobs and their reasons (not
+		// those allowed to fail), by key.
+		{name: "run failed, jobs listed", typ: store.EventRunStatus,
+			sc: store.StatusChange{Status: "failed", Previous: "running", Reason: "job test failed: step s failed with exit code 3", EndedAt: &testTime,
+				FailedJobCount: 3, FailedJobs: []store.FailedJob{
+					{JobRunID: "job_1", Key: "build/test[go=1.22]", Name: "test", Reason: "step s failed with exit code 3"},
+					{JobRunID: "job_2", Key: "build/lint", Name: "lint", Reason: "step l failed", AllowedFailure: true},
+					{JobRunID: "job_3", Key: "deploy/push", Name: "push"},
+				}},
+			want: TypePipelineRunFinished, subject: runID,
+			c: content{PipelineName: "deploy", URI: link, Outcome: "failure",
+				Errors: "job build/test[go=1.22] failed: step s failed with exit code 3; job deploy/push failed"}},
+		{name: "run failed, more jobs than listed", typ: store.EventRunStatus,
+			sc: store.StatusChange{Status: "failed", Previous: "running", Reason: "job a failed: x", EndedAt: &testTime,
+				FailedJobCount: 30, FailedJobs: []store.FailedJob{{JobRunID: "job_1", Key: "a", Name: "a", Reason: "x"}, {JobRunID: "job_2", Key: "b", Name: "b", Reason: "y"}}},
+			want: TypePipelineRunFinished, subject: runID,
+			c: content{PipelineName: "deploy", URI: link, Outcome: "failure", Errors: "job a failed: x; job b failed: y; and 28 more failed jobs"}},
+		{name: "run failed, only allowed failures listed", typ: store.EventRunStatus,
+			sc: store.StatusChange{Status: "failed", Previous: "running", Reason: "cannot plan the run: x", EndedAt: &testTime,
+				FailedJobCount: 1, FailedJobs: []store.FailedJob{{JobRunID: "job_2", Key: "lint", Name: "lint", Reason: "exit 1", AllowedFailure: true}}},
+			want: TypePipelineRunFinished, subject: runID,
+			c: content{PipelineName: "deploy", URI: link, Outcome: "failure", Errors: "cannot plan the run: x"}},
+		{name: "run partial, jobs listed", typ: store.EventRunStatus,
+			sc: store.StatusChange{Status: "partial", Previous: "running", EndedAt: &testTime,
+				FailedJobCount: 1, FailedJobs: []store.FailedJob{{JobRunID: "job_2", Key: "build/lint", Name: "lint", Reason: "step l failed", AllowedFailure: true}}},
+			want: TypePipelineRunFinished, subject: runID,
+			c: content{PipelineName: "deploy", URI: link, Outcome: "success", Errors: PartialErrors + ": job build/lint failed: step l failed"}},
 
 		// Jobs.
 		{name: "job started", typ: store.EventJobStatus, sc: job("running", "queued", 1, ""),
@@ -201,6 +241,78 @@ func TestBuildMapping(t *testing.T) {
 				t.Errorf("parsed back: %s %s", back.GetType(), back.GetSubjectId())
 			}
 		})
+	}
+}
+
+// TestQueuedAndStartedCarryNoOutcome: the spec (v0.5.1) gives queued and
+// started events no status field: their type is the status (the schema's
+// content is pipelineName and uri, or taskName, pipelineRun and uri, and
+// nothing else). Only finished events carry one, as outcome (success,
+// failure, cancel, error), with errors. Status changes that carry a reason
+// or a system error must not leak them into queued or started events.
+func TestQueuedAndStartedCarryNoOutcome(t *testing.T) {
+	outcomes := []string{OutcomeSuccess, OutcomeFailure, OutcomeCancel, OutcomeError}
+	for _, tt := range []struct {
+		name string
+		typ  string
+		sc   store.StatusChange
+		want string
+		keys []string
+	}{
+		{"pipelinerun queued", store.EventRunStatus,
+			store.StatusChange{Status: "pending", Reason: "waiting for approval", SystemError: true},
+			TypePipelineRunQueued, []string{"pipelineName", "uri"}},
+		{"pipelinerun started", store.EventRunStatus,
+			store.StatusChange{Status: "running", Previous: "pending", Reason: "approved by bob", StartedAt: &testTime},
+			TypePipelineRunStarted, []string{"pipelineName", "uri"}},
+		{"pipelinerun started new", store.EventRunStatus,
+			store.StatusChange{Status: "running", Reason: "x", FailedJobCount: 1, FailedJobs: []store.FailedJob{{Key: "a"}}},
+			TypePipelineRunStarted, []string{"pipelineName", "uri"}},
+		{"taskrun started", store.EventJobStatus, job("running", "queued", 2, "waiting: no online agent matches any agent"),
+			TypeTaskRunStarted, []string{"pipelineRun", "taskName", "uri"}},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			ev, ok, err := Build(testCfg, runEvent(t, tt.typ, 5, tt.sc), "deploy")
+			if err != nil || !ok || ev.Type() != tt.want {
+				t.Fatalf("Build = %v, %v, %v; want %s", ev, ok, err, tt.want)
+			}
+			var raw struct {
+				Subject struct {
+					Content map[string]json.RawMessage `json:"content"`
+				} `json:"subject"`
+			}
+			if err := json.Unmarshal(ev.Data(), &raw); err != nil {
+				t.Fatal(err)
+			}
+			var keys []string
+			for k := range raw.Subject.Content {
+				keys = append(keys, k)
+			}
+			slices.Sort(keys)
+			if !slices.Equal(keys, tt.keys) {
+				t.Errorf("content fields %v; want %v (no outcome or errors before the end)", keys, tt.keys)
+			}
+			if err := cdevents.Validate(sdkRendering(t, ev.Data())); err != nil {
+				t.Errorf("SDK validation: %v", err)
+			}
+		})
+	}
+	// Every finished event's outcome is one the spec lists.
+	for _, st := range []string{"success", "partial", "failed", "cancelled"} {
+		for _, sysErr := range []bool{false, true} {
+			sc := store.StatusChange{Status: st, Previous: "running", EndedAt: &testTime, SystemError: sysErr && st == "failed"}
+			ev, ok, err := Build(testCfg, runEvent(t, store.EventRunStatus, 9, sc), "deploy")
+			if err != nil || !ok {
+				t.Fatalf("Build(%s) = %v, %v", st, ok, err)
+			}
+			var cd cdJSON
+			if err := json.Unmarshal(ev.Data(), &cd); err != nil {
+				t.Fatal(err)
+			}
+			if !slices.Contains(outcomes, cd.Subject.Content.Outcome) {
+				t.Errorf("run %s: outcome %q", st, cd.Subject.Content.Outcome)
+			}
+		}
 	}
 }
 
@@ -343,7 +455,7 @@ func TestSendRoundTrip(t *testing.T) {
 		runEvent(t, store.EventJobStatus, 9, job("queued", "running", 1, "agent lost")),
 		runEvent(t, store.EventJobStatus, 12, job("running", "queued", 2, "")),
 		runEvent(t, store.EventJobStatus, 20, job("failed", "running", 2, "exit code 1")),
-		runEvent(t, store.EventRunStatus, 21, store.StatusChange{Status: "failed", Previous: "running", Reason: "job build/test[go=1.22] failed"}),
+		runEvent(t, store.EventRunStatus, 21, store.StatusChange{Status: "failed", Previous: "running", Reason: "job build/test[go=1.22] failed", EndedAt: &testTime}),
 	}
 	var sent []*Event
 	s := &Sender{}
@@ -464,7 +576,7 @@ func TestSendReceiveHandler(t *testing.T) {
 	srv := httptest.NewServer(h)
 	defer srv.Close()
 	ev, ok, err := Build(testCfg, runEvent(t, store.EventRunStatus, 4,
-		store.StatusChange{Status: "partial", Previous: "running", Reason: "lint failed"}), "deploy")
+		store.StatusChange{Status: "partial", Previous: "running", Reason: "lint failed", EndedAt: &testTime}), "deploy")
 	if err != nil || !ok {
 		t.Fatal(ok, err)
 	}

@@ -86,8 +86,8 @@ const (
 //
 //   - run.status, Status pending, Previous "": build.queued
 //   - run.status, Status running, Previous "" or pending: build.started
-//   - run.status, a final Status (success failed cancelled partial) whose
-//     Previous is not final: build.finished, with artifactId b.PURL() when
+//   - run.status, the run's end (a final Status, success failed cancelled
+//     partial, with EndedAt): build.finished, with artifactId b.PURL() when
 //     the Status is success or partial and b.Digest is set; then, only in
 //     that case, artifact.packaged (subject id the PURL, change {id:
 //     b.Commit, source: b.SourceURL}, the source left out when it is not a
@@ -113,7 +113,7 @@ func BuildEvents(cfg Config, e *store.RunEvent, b ImageBuild) ([]*Event, error) 
 		return nil, err
 	}
 	bl := builder{cfg: cfg, e: e, sc: sc, what: what}
-	final, prevFinal, err := bl.checkStatuses(runStatus, "run")
+	final, err := bl.checkStatuses(runStatus, "run")
 	if err != nil {
 		return nil, err
 	}
@@ -127,7 +127,7 @@ func BuildEvents(cfg Config, e *store.RunEvent, b ImageBuild) ([]*Event, error) 
 		cds = append(cds, event(TypeBuildQueued, buildIDSuffix, e.RunID, &buildContent{}))
 	case sc.Status == string(runnel.RunRunning) && (sc.Previous == "" || sc.Previous == string(runnel.RunPending)):
 		cds = append(cds, event(TypeBuildStarted, buildIDSuffix, e.RunID, &buildContent{}))
-	case final && !prevFinal:
+	case runEnds(final, sc):
 		finished := &buildContent{}
 		cds = append(cds, event(TypeBuildFinished, buildIDSuffix, e.RunID, finished))
 		if (sc.Status != string(runnel.RunSuccess) && sc.Status != string(runnel.RunPartial)) || b.Digest == "" {

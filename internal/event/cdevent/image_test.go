@@ -147,23 +147,26 @@ func TestBuildEvents(t *testing.T) {
 			want: []want{{TypeBuildStarted, "-build", runID, imageContent{}}}},
 		{name: "started new", typ: store.EventRunStatus, sc: store.StatusChange{Status: "running"}, b: noDigest,
 			want: []want{{TypeBuildStarted, "-build", runID, imageContent{}}}},
-		{name: "success", typ: store.EventRunStatus, sc: store.StatusChange{Status: "success", Previous: "running"}, b: testImage,
+		{name: "success", typ: store.EventRunStatus, sc: store.StatusChange{Status: "success", Previous: "running", EndedAt: &testTime}, b: testImage,
 			want: finishedWithArtifact},
-		{name: "partial", typ: store.EventRunStatus, sc: store.StatusChange{Status: "partial", Previous: "running"}, b: testImage,
+		{name: "partial", typ: store.EventRunStatus, sc: store.StatusChange{Status: "partial", Previous: "running", EndedAt: &testTime}, b: testImage,
 			want: finishedWithArtifact},
-		{name: "success without digest", typ: store.EventRunStatus, sc: store.StatusChange{Status: "success", Previous: "running"}, b: noDigest,
+		{name: "success without digest", typ: store.EventRunStatus, sc: store.StatusChange{Status: "success", Previous: "running", EndedAt: &testTime}, b: noDigest,
 			want: finishedBare},
-		{name: "failed", typ: store.EventRunStatus, sc: store.StatusChange{Status: "failed", Previous: "running", Reason: "push refused"}, b: testImage,
+		{name: "failed", typ: store.EventRunStatus, sc: store.StatusChange{Status: "failed", Previous: "running", Reason: "push refused", EndedAt: &testTime}, b: testImage,
 			want: finishedBare},
-		{name: "system error", typ: store.EventRunStatus, sc: store.StatusChange{Status: "failed", Previous: "pending", SystemError: true}, b: noDigest,
+		{name: "system error", typ: store.EventRunStatus, sc: store.StatusChange{Status: "failed", Previous: "pending", SystemError: true, EndedAt: &testTime}, b: noDigest,
 			want: finishedBare},
-		{name: "cancelled", typ: store.EventRunStatus, sc: store.StatusChange{Status: "cancelled", Previous: "paused"}, b: testImage,
+		{name: "cancelled", typ: store.EventRunStatus, sc: store.StatusChange{Status: "cancelled", Previous: "paused", EndedAt: &testTime}, b: testImage,
 			want: finishedBare},
-		{name: "scp-like source URL left out of change", typ: store.EventRunStatus, sc: store.StatusChange{Status: "success", Previous: "running"},
+		{name: "scp-like source URL left out of change", typ: store.EventRunStatus, sc: store.StatusChange{Status: "success", Previous: "running", EndedAt: &testTime},
 			b: func() ImageBuild { b := testImage; b.SourceURL = "git@git.example.com:team/app.git"; return b }(),
 			want: []want{finishedWithArtifact[0], {TypeArtifactPackaged, "-artifact-packaged", purl, imageContent{Change: &cdevents.Reference{Id: testImage.Commit}}},
 				finishedWithArtifact[2]}},
-		{name: "end recorded later", typ: store.EventRunStatus, sc: store.StatusChange{Status: "success", Previous: "success"}, b: testImage},
+		{name: "stopped, jobs still running", typ: store.EventRunStatus, sc: store.StatusChange{Status: "cancelled", Previous: "running"}, b: testImage},
+		{name: "stopped, end recorded later", typ: store.EventRunStatus, sc: store.StatusChange{Status: "cancelled", Previous: "cancelled", EndedAt: &testTime},
+			b: testImage, want: finishedBare},
+		{name: "final without its end", typ: store.EventRunStatus, sc: store.StatusChange{Status: "success", Previous: "success"}, b: testImage},
 		{name: "paused", typ: store.EventRunStatus, sc: store.StatusChange{Status: "paused", Previous: "running"}, b: testImage},
 		{name: "resumed", typ: store.EventRunStatus, sc: store.StatusChange{Status: "running", Previous: "paused"}, b: testImage},
 		{name: "job", typ: store.EventJobStatus, sc: job("success", "running", 1, ""), b: testImage},
@@ -243,7 +246,7 @@ func TestBuildEvents(t *testing.T) {
 }
 
 func TestBuildEventsIDsDifferFromBuild(t *testing.T) {
-	e := runEvent(t, store.EventRunStatus, 4, store.StatusChange{Status: "success", Previous: "running"})
+	e := runEvent(t, store.EventRunStatus, 4, store.StatusChange{Status: "success", Previous: "running", EndedAt: &testTime})
 	pr, ok, err := Build(testCfg, e, "image")
 	if err != nil || !ok {
 		t.Fatalf("Build: %v %v", ok, err)
@@ -272,7 +275,7 @@ func TestBuildEventsIDsDifferFromBuild(t *testing.T) {
 }
 
 func TestBuildEventsErrors(t *testing.T) {
-	success := runEvent(t, store.EventRunStatus, 1, store.StatusChange{Status: "success", Previous: "running"})
+	success := runEvent(t, store.EventRunStatus, 1, store.StatusChange{Status: "success", Previous: "running", EndedAt: &testTime})
 	garbled := *success
 	garbled.Data = json.RawMessage(`{"status":`)
 	noCommit := testImage
@@ -315,7 +318,7 @@ func TestBuildEventsErrors(t *testing.T) {
 		t.Error("BuildEvents(nil) did not fail")
 	}
 	// A failed build needs neither commit nor repository.
-	failed := runEvent(t, store.EventRunStatus, 2, store.StatusChange{Status: "failed", Previous: "running"})
+	failed := runEvent(t, store.EventRunStatus, 2, store.StatusChange{Status: "failed", Previous: "running", EndedAt: &testTime})
 	if evs, err := BuildEvents(testCfg, failed, ImageBuild{}); err != nil || len(evs) != 1 {
 		t.Errorf("failed build with an empty ImageBuild: %d events, %v", len(evs), err)
 	}

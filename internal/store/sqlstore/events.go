@@ -161,6 +161,25 @@ func (s *Store) systemError(ctx context.Context, tx *sql.Tx, runID string) (bool
 	return n == 0, err
 }
 
+// failedJobs lists a run's failed job runs in plan order for its end event
+// (store.ListFailedJobs), as tx sees them.
+func (s *Store) failedJobs(ctx context.Context, tx *sql.Tx, runID string) ([]store.FailedJob, int, error) {
+	rows, err := s.query(ctx, tx, `SELECT id, job_key, name, reason, allowed_failure FROM job_runs
+		WHERE run_id = ? AND status = 'failed' ORDER BY idx, job_key`, runID)
+	if err != nil {
+		return nil, 0, err
+	}
+	jobs, err := collect(rows, func(sc scanner) (*store.JobRun, error) {
+		j := &store.JobRun{Status: runnel.JobFailed}
+		return j, sc.Scan(&j.ID, &j.Key, &j.Name, &j.Reason, &j.AllowedFailure)
+	})
+	if err != nil {
+		return nil, 0, err
+	}
+	out, n := store.ListFailedJobs(jobs)
+	return out, n, nil
+}
+
 const eventCols = `id, run_id, seq, pipeline_id, project_id, type, data, created_at`
 
 func scanEvent(sc scanner) (*store.RunEvent, error) {

@@ -1,6 +1,7 @@
 package sqlstore
 
 import (
+	"cmp"
 	"context"
 	"crypto/rand"
 	"database/sql"
@@ -275,7 +276,10 @@ func (s *Store) ExtendLease(ctx context.Context, jobRunID, leaseID string, d tim
 		if wasAcked {
 			return nil
 		}
-		return s.emitStatus(ctx, tx, er, store.EventJobStatus, jobChange(j, string(runnel.JobQueued)))
+		if err := s.emitStatus(ctx, tx, er, store.EventJobStatus, jobChange(j, string(runnel.JobQueued))); err != nil {
+			return err
+		}
+		return s.queueSteps(ctx, tx, er, jobRunID)
 	})
 	if err != nil {
 		return time.Time{}, fmt.Errorf("%s: %w", op, err)
@@ -284,6 +288,36 @@ func (s *Store) ExtendLease(ctx context.Context, jobRunID, leaseID string, d tim
 		return time.Time{}, fmt.Errorf("%s: %w", op, store.ErrLeaseLost)
 	}
 	return exp, nil
+}
+
+// queueSteps makes the pending steps of a job run whose claim was just
+// acknowledged queued (they wait for their turn on the agent now), and
+// records their step.status events in step order. The caller holds the
+// run's lock (er) and the job row.
+//
+// Steps become queued at the acknowledgement, not at the claim, as the job
+// becomes running in events: until then the claim is provisional (it may go
+// back to the queue untouched), so a step's stored status and its events
+// always agree.
+func (s *Store) queueSteps(ctx context.Context, tx *sql.Tx, er *eventRun, jobRunID string) error {
+	rows, err := s.query(ctx, tx, `UPDATE step_runs SET status = 'queued' WHERE job_run_id = ? AND status = 'pending'
+		RETURNING `+stepCols, jobRunID)
+	if err != nil {
+		return err
+	}
+	steps, err := collect(rows, scanStep)
+	if err != nil {
+		return err
+	}
+	slices.SortFunc(steps, func(a, b *store.StepRun) int {
+		return cmp.Or(cmp.Compare(a.Index, b.Index), strings.Compare(a.ID, b.ID))
+	})
+	for _, st := range steps {
+		if err := s.emitStatus(ctx, tx, er, store.EventStepStatus, stepChange(jobRunID, st, string(runnel.StepPending))); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // UpdateStep records an agent's report on a step: status, exit code, error

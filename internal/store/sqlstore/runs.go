@@ -1,6 +1,7 @@
 package sqlstore
 
 import (
+	"cmp"
 	"context"
 	"database/sql"
 	"encoding/json"
@@ -159,6 +160,13 @@ func (s *Store) createRunEvents(ctx context.Context, tx *sql.Tx, er *eventRun, r
 		sc := runChange(run, string(runnel.RunPending))
 		if run.Status == runnel.RunFailed {
 			sc.SystemError = !slices.ContainsFunc(nr.Jobs, func(j *store.JobRun) bool { return j.StartedAt != nil })
+		}
+		if run.Status.Terminal() && run.EndedAt != nil {
+			jobs := slices.Clone(nr.Jobs)
+			slices.SortStableFunc(jobs, func(a, b *store.JobRun) int {
+				return cmp.Or(cmp.Compare(a.Index, b.Index), strings.Compare(a.Key, b.Key))
+			})
+			sc.FailedJobs, sc.FailedJobCount = store.ListFailedJobs(jobs)
 		}
 		if err := s.emitStatus(ctx, tx, er, store.EventRunStatus, sc); err != nil {
 			return err
@@ -622,6 +630,13 @@ func (t *runTx) UpdateRun(r *store.Run) error {
 		sc := runChange(r, prev)
 		if r.Status == runnel.RunFailed {
 			if sc.SystemError, err = t.s.systemError(t.ctx, t.tx, r.ID); err != nil {
+				return fmt.Errorf("%s: %w", op, err)
+			}
+		}
+		if r.Status.Terminal() && r.EndedAt != nil {
+			// The run's end: it lists the failed jobs (as this transaction
+			// left them).
+			if sc.FailedJobs, sc.FailedJobCount, err = t.s.failedJobs(t.ctx, t.tx, r.ID); err != nil {
 				return fmt.Errorf("%s: %w", op, err)
 			}
 		}

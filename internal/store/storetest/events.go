@@ -7,6 +7,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/runnel-ci/runnel"
 	"github.com/runnel-ci/runnel/internal/store"
 )
 
@@ -107,10 +108,12 @@ func testEvents(t *testing.T, open func(t *testing.T) store.Store) {
 			"run.status pending<-",
 			"job.status queued<-pending",
 			"job.status running<-queued",
-			"step.status running<-pending",
+			"step.status queued<-pending", // the claim acknowledged: the steps wait for their turn
+			"step.status queued<-pending",
+			"step.status running<-queued",
 			"step.status success<-running",
 			"job.status failed<-running",
-			"step.status skipped<-pending",
+			"step.status skipped<-queued",
 			"run.status failed<-pending",
 			"approval.requested",
 		})
@@ -120,11 +123,11 @@ func testEvents(t *testing.T, open func(t *testing.T) store.Store) {
 			sc.RunID != run.ID || sc.PipelineID != p.ID || sc.RunNumber != run.Number {
 			t.Fatalf("job running event: %+v", sc)
 		}
-		noErr(t, "decode", json.Unmarshal(es[4].Data, &sc))
+		noErr(t, "decode", json.Unmarshal(es[6].Data, &sc))
 		if sc.StepRunID != step.ID || sc.ExitCode == nil || *sc.ExitCode != 0 || sc.Name != step.Name || sc.JobRunID != job.ID {
 			t.Fatalf("step success event: %+v", sc)
 		}
-		noErr(t, "decode", json.Unmarshal(es[7].Data, &sc))
+		noErr(t, "decode", json.Unmarshal(es[9].Data, &sc))
 		if sc.Reason != "job failed" || sc.SystemError || sc.EndedAt == nil {
 			t.Fatalf("run failed event: %+v (a job had started: not a system error)", sc)
 		}
@@ -132,7 +135,7 @@ func testEvents(t *testing.T, open func(t *testing.T) store.Store) {
 			t.Fatalf("event of project %q pipeline %q", es[0].ProjectID, es[0].PipelineID)
 		}
 		// Resuming after a seq.
-		sameList(t, "after seq 7", shape(t, f.events(run.ID, 7)), []string{"run.status failed<-pending", "approval.requested"})
+		sameList(t, "after seq 9", shape(t, f.events(run.ID, 9)), []string{"run.status failed<-pending", "approval.requested"})
 		_, err = f.st.ListRunEvents(f.ctx, "run_nope", 0, 0)
 		wantErr(t, "events of an unknown run", err, store.ErrNotFound)
 
@@ -168,6 +171,127 @@ func testEvents(t *testing.T, open func(t *testing.T) store.Store) {
 		wantErr(t, "ProjectOfStepRun of an unknown step", err, store.ErrNotFound)
 	})
 
+	t.Run("StepsQueuedWhenTheClaimIsAcknowledged", func(t *testing.T) {
+		t.Parallel()
+		f := newFx(t, open)
+		p := f.pipeline("proj", "p")
+		tr := f.run(p.ID, 1, 3)
+		run, job := tr.Run, tr.Jobs[0]
+		steps := func() []string {
+			t.Helper()
+			var out []string
+			for _, st := range f.tree(run.ID).Steps[job.ID] {
+				out = append(out, string(st.Status))
+			}
+			return out
+		}
+		pending := []string{"pending", "pending", "pending"}
+		f.queueOn(run.ID, "", time.Now().UTC().Add(-time.Second), nil)
+		sameList(t, "steps of a queued job", steps(), pending)
+
+		// A claim is provisional until the agent acknowledges it: its steps
+		// stay pending, and a claim handed back leaves nothing to undo.
+		c, err := f.st.ClaimJob(f.ctx, "agent-1", []string{""}, time.Minute)
+		noErr(t, "ClaimJob", err)
+		sameList(t, "steps of a provisional claim", steps(), pending)
+		noErr(t, "ReleaseJob", f.st.ReleaseJob(f.ctx, c.ID, c.LeaseID))
+		sameList(t, "steps of a claim handed back", steps(), pending)
+
+		c, err = f.st.ClaimJob(f.ctx, "agent-1", []string{""}, time.Minute)
+		noErr(t, "ClaimJob again", err)
+		_, err = f.st.ExtendLease(f.ctx, c.ID, c.LeaseID, time.Minute)
+		noErr(t, "ExtendLease (acknowledgement)", err)
+		sameList(t, "steps of an acknowledged claim", steps(), []string{"queued", "queued", "queued"})
+		_, err = f.st.ExtendLease(f.ctx, c.ID, c.LeaseID, time.Minute)
+		noErr(t, "ExtendLease again", err)
+		es := f.events(run.ID, 0)
+		sameList(t, "events", shape(t, es), []string{
+			"run.status pending<-",
+			"job.status queued<-pending",
+			"job.status running<-queued",
+			"step.status queued<-pending",
+			"step.status queued<-pending",
+			"step.status queued<-pending",
+		})
+		for i, e := range es[3:] {
+			var sc store.StatusChange
+			noErr(t, "decode", json.Unmarshal(e.Data, &sc))
+			st := tr.Steps[job.ID][i]
+			if sc.StepRunID != st.ID || sc.StepIndex != i || sc.JobRunID != job.ID || sc.Name != st.Name {
+				t.Fatalf("step event %d: %+v, want step %s (index %d) of job %s", i, sc, st.ID, i, job.ID)
+			}
+		}
+
+		// The first step starts; the others are still queued.
+		st := *f.tree(run.ID).Steps[job.ID][0]
+		st.Status, st.StartedAt = "running", ptr(at(1))
+		noErr(t, "UpdateStep running", f.st.UpdateStep(f.ctx, c.LeaseID, &st))
+		sameList(t, "steps once the first started", steps(), []string{"running", "queued", "queued"})
+		sameList(t, "the start's event", shape(t, f.events(run.ID, 6)), []string{"step.status running<-queued"})
+	})
+
+	t.Run("RunEndListsFailedJobs", func(t *testing.T) {
+		t.Parallel()
+		f := newFx(t, open)
+		p := f.pipeline("proj", "p")
+		tr := f.run(p.ID, 4+store.MaxFailedJobs, 0)
+		run := tr.Run
+		ended := func(status string, endedAt *time.Time) {
+			t.Helper()
+			noErr(t, "UpdateRunTx", f.st.UpdateRunTx(f.ctx, run.ID, func(tx store.RunTx) error {
+				tr, err := tx.Tree()
+				if err != nil {
+					return err
+				}
+				for i, j := range tr.Jobs {
+					switch {
+					case i == 0:
+						j.Status = "success"
+					case i == 1:
+						j.Status, j.Reason = "failed", "step s failed with exit code 3"
+					case i == 2:
+						j.Status, j.Reason, j.AllowedFailure = "failed", "step lint failed with exit code 1", true
+					case i == 3:
+						j.Status, j.Reason = "cancelled", "run cancelled"
+					default:
+						j.Status, j.Reason = "failed", fmt.Sprintf("exit %d", i)
+					}
+					if err := tx.UpdateJob(j); err != nil {
+						return err
+					}
+				}
+				tr.Run.Status, tr.Run.EndedAt, tr.Run.Reason = runnel.RunStatus(status), endedAt, "job job 1 failed"
+				return tx.UpdateRun(tr.Run)
+			}))
+		}
+		// Stopped while jobs still ran: the status is final, the end comes
+		// later and only the end lists the failed jobs.
+		ended("cancelled", nil)
+		es := f.events(run.ID, 0)
+		var sc store.StatusChange
+		noErr(t, "decode", json.Unmarshal(es[len(es)-1].Data, &sc))
+		if sc.Status != "cancelled" || sc.EndedAt != nil || sc.FailedJobs != nil || sc.FailedJobCount != 0 {
+			t.Fatalf("stop event: %+v, want no failed jobs before the end", sc)
+		}
+		ended("failed", ptr(at(9)))
+		es = f.events(run.ID, 0)
+		sc = store.StatusChange{}
+		noErr(t, "decode", json.Unmarshal(es[len(es)-1].Data, &sc))
+		if sc.Status != "failed" || sc.EndedAt == nil {
+			t.Fatalf("end event: %+v", sc)
+		}
+		if sc.FailedJobCount != 2+store.MaxFailedJobs || len(sc.FailedJobs) != store.MaxFailedJobs {
+			t.Fatalf("end event lists %d failed jobs of %d, want %d of %d", len(sc.FailedJobs), sc.FailedJobCount,
+				store.MaxFailedJobs, 2+store.MaxFailedJobs)
+		}
+		j1, j2 := tr.Jobs[1], tr.Jobs[2]
+		sameJSON(t, "the first failed jobs, in plan order", sc.FailedJobs[:3], []store.FailedJob{
+			{JobRunID: j1.ID, Key: j1.Key, Name: j1.Name, Reason: "step s failed with exit code 3"},
+			{JobRunID: j2.ID, Key: j2.Key, Name: j2.Name, Reason: "step lint failed with exit code 1", AllowedFailure: true},
+			{JobRunID: tr.Jobs[4].ID, Key: tr.Jobs[4].Key, Name: tr.Jobs[4].Name, Reason: "exit 4"},
+		})
+	})
+
 	t.Run("FailedAtCreation", func(t *testing.T) {
 		t.Parallel()
 		f := newFx(t, open)
@@ -199,7 +323,7 @@ func testEvents(t *testing.T, open func(t *testing.T) store.Store) {
 			noErr(t, fmt.Sprintf("ExtendLease %d", i), err)
 		}
 		sameList(t, "events", shape(t, f.events(tr.Run.ID, 0)), []string{
-			"run.status pending<-", "job.status queued<-pending", "job.status running<-queued"})
+			"run.status pending<-", "job.status queued<-pending", "job.status running<-queued", "step.status queued<-pending"})
 	})
 
 	t.Run("DeliveriesDone", func(t *testing.T) {
