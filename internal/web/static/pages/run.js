@@ -167,7 +167,7 @@ export default async function render(ctx) {
     logAbort?.abort();
     const abort = logAbort = new AbortController();
     view.clear();
-    view.emptyText = s.status === 'pending' ? 'Waiting for the step to start…' : 'No output.';
+    view.emptyText = (s.status === 'pending' || s.status === 'queued') ? 'Waiting for the step to start…' : 'No output.';
     view.setStatus('loading…');
     drawLogTitle();
     try {
