@@ -2,7 +2,6 @@ package main
 
 import (
 	"encoding/json"
-	"fmt"
 	"io"
 	"net"
 	"net/http"
@@ -438,4 +437,3 @@ func gitRun(t *testing.T, dir string, args ...string) string {
 	return string(out)
 }
 
-var _ = fmt.Sprintf

@@ -265,7 +265,7 @@ func New(cfg Config) *Server {
 		so.SSO = sso.New()
 	}
 	s.signin = signin.New(so)
-	ro := repos.Options{Store: s.st, Tokens: s.signin, Pipelines: s.pipelines, Access: s.access, ExternalURL: s.externalURL,
+	ro := repos.Options{Store: s.st, Tokens: s.signin, Pipelines: s.pipelines, ExternalURL: s.externalURL,
 		HC: cfg.ForgeClient, Clock: s.now, Logger: s.log}
 	if op, ok := s.seal.(repos.Opener); ok {
 		ro.Opener = op

@@ -26,7 +26,6 @@ import (
 	"time"
 
 	"github.com/runnel-ci/runnel"
-	"github.com/runnel-ci/runnel/internal/access"
 	"github.com/runnel-ci/runnel/internal/check"
 	"github.com/runnel-ci/runnel/internal/forge"
 	"github.com/runnel-ci/runnel/internal/forge/forges"
@@ -61,7 +60,6 @@ type Options struct {
 	Tokens    Tokens
 	Pipelines Pipelines
 	Opener    Opener
-	Access    *access.Policy
 	// ExternalURL is the server's address as forges reach it
 	// (--external-url): the webhooks' target and the statuses' links.
 	ExternalURL string
