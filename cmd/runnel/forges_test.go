@@ -436,4 +436,3 @@ func gitRun(t *testing.T, dir string, args ...string) string {
 	}
 	return string(out)
 }
-
